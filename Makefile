@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make up` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: up test setup system venv lint typecheck protos check-protos pytest bench clean
+
+up: system venv ## start a control plane and a local agent on this machine
+	$(VENV)/bin/encedeus up
+
+test: setup lint typecheck check-protos pytest ## everything CI runs
+
+setup: system venv
+
+system:
+	@bash scripts/setup-system.sh
+
+venv:
+	@bash scripts/setup-venv.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: venv
+	$(VENV)/bin/mypy agent controlplane common tests bench
+
+protos: venv ## regenerate protos/*_pb2*.py from protos/*.proto
+	@bash scripts/gen-protos.sh protos
+
+check-protos: venv ## fail when the committed generated code differs from a fresh generation
+	@bash scripts/check-protos.sh
+
+pytest: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

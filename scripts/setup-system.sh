@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs and starts everything the test suite and `encedeus up` need on a fresh
+# Debian 12 machine (run as root). Safe to run again: each step checks first.
+set -euo pipefail
+
+TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
+PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client iproute2 procps)
+want_pg="${WANT_POSTGRES:-1}"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Docker engine: start one when none answers. --ip-masq=false so no container can
+# route beyond this machine.
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log/encedeus
+  nohup dockerd --ip-masq=false >/var/log/encedeus/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/encedeus/dockerd.log"; exit 1; }
+fi
+
+# The local test image: Debian's static busybox laid out as a root filesystem.
+if ! docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+  log "building $TEST_IMAGE"
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,data,proc,sys,dev,root}
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf /bin/busybox "$root/bin/$applet"
+  done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+  echo 'root:x:0:' >"$root/etc/group"
+  chmod 1777 "$root/tmp"
+  tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' - "$TEST_IMAGE" >/dev/null
+fi
+
+# PostgreSQL for the suite's second database run.
+if [ "$want_pg" = 1 ]; then
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+    log "starting PostgreSQL"
+    ver=$(pg_lsclusters -h | awk 'NR==1{print $1}')
+    pg_ctlcluster "${ver:-15}" main start
+  fi
+  for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+  if ! runuser -u postgres -- psql -qAtc "select 1 from pg_roles where rolname='encedeus'" | grep -q 1; then
+    runuser -u postgres -- psql -qc "create role encedeus login superuser password 'encedeus'"
+  fi
+  if ! runuser -u postgres -- psql -qAtc "select 1 from pg_database where datname='encedeus_test'" | grep -q 1; then
+    runuser -u postgres -- createdb -O encedeus encedeus_test
+  fi
+fi
+log "system ready"
