@@ -24,7 +24,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 typecheck: venv
-	$(VENV)/bin/mypy agent controlplane common tests bench
+	$(VENV)/bin/mypy agent controlplane common tests $(wildcard bench/*.py)
 
 protos: venv ## regenerate protos/*_pb2*.py from protos/*.proto
 	@bash scripts/gen-protos.sh protos

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
-PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client iproute2 procps)
+PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps)
 want_pg="${WANT_POSTGRES:-1}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -25,6 +25,13 @@ fi
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   mkdir -p /var/log/encedeus
+  # A daemon killed with its machine session leaves pid files that make the next
+  # one refuse to start; they are stale when no such process is alive.
+  for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+      rm -f "$pidfile"
+    fi
+  done
   nohup dockerd --ip-masq=false >/var/log/encedeus/dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/encedeus/dockerd.log"; exit 1; }
