@@ -3,11 +3,130 @@
 # Every key is optional; these are the defaults. Unknown keys are an error.
 
 agent {
-  # (filled in by the agent: data_dir, addresses and ports, control plane URL,
-  #  join token, node secret file, port range, resource reservations)
+  # Where Skyhook keeps its state: volumes/<server id> (each server's data, mounted
+  # at /data and served over SFTP) and node.json (identity after enrolment).
+  data_dir = "/var/lib/skyhook"
+
+  # Enrolment: with no node secret yet, the agent enrols at the control plane with
+  # this one-time join token and stores its node id and secret in node_secret_file
+  # (default <data_dir>/node.json, mode 0600); restarts reuse it.
+  controlplane_url = ""
+  join_token       = ""
+  node_secret_file = ""
+  # For development and tests only: a fixed identity instead of enrolment.
+  # node_id     = "local"
+  # node_secret = "..."
+
+  # gRPC for the control plane (node secret in metadata; TLS when tls is set).
+  grpc {
+    host = "0.0.0.0"
+    port = 50051
+  }
+  # Browser console WebSocket (/api/servers/{id}/ws) and GET /health.
+  http {
+    host = "0.0.0.0"
+    port = 8081
+  }
+  # SFTP to each server's data directory.
+  sftp {
+    host = "0.0.0.0"
+    port = 2022
+  }
+  tls {
+    cert_file = ""  # PEM; set both to serve gRPC over TLS
+    key_file  = ""
+  }
+
+  # Host ports containers may be published on (inclusive); a port binding with
+  # host_port 0 gets a free one from this range.
+  port_range {
+    start = 25565
+    end   = 25665
+  }
+  # Kept back for the host, not offered to the scheduler.
+  reserved {
+    cpu_millis = 0
+    memory_mb  = 0
+    disk_mb    = 0
+  }
+
+  console {
+    history_lines              = 1000  # kept per server, sent to new viewers
+    ws_allowed_origins         = []    # e.g. ["https://panel.example.com"]; empty: any
+    ws_max_sockets_per_server  = 30
+    ws_max_message_bytes       = 4096
+    ws_max_messages_per_second = 10
+  }
+
+  labels                      = {}    # extra labels on every container of this node
+  default_pids_limit          = 512   # when a server asks for none
+  log_max_size                = "10m" # json-file log per container file...
+  log_max_files               = 3     # ...and how many files
+  disk_usage_interval_seconds = 30    # data directory sizes are recomputed this often
+  docker_threads              = 16    # worker threads for Docker API calls
+  watchdog                    = true  # WATCHDOG=1 to systemd when WatchdogSec is set
+  log_level                   = "info"
 }
 
 controlplane {
-  # (filled in by the control plane: listen address, port, data_dir, database_url,
-  #  jwt secret, registration, smtp)
+  # HTTP: REST API, WebSockets, /health, /metrics. PORT overrides port.
+  listen_address = "0.0.0.0"
+  port           = 3000
+
+  # State: the embedded SQLite database (encedeus.db) and the generated jwt_secret.
+  data_dir = "/var/lib/encedeus"
+  # Empty: SQLite in data_dir (WAL). PostgreSQL: "postgresql+asyncpg://user:pw@host/db".
+  # DATABASE_URL overrides. The schema is migrated at start; a database migrated by a
+  # newer release is refused.
+  database_url = ""
+
+  # Signs access tokens and keys the stored hashes of API keys and refresh tokens.
+  # Empty: generated once into <data_dir>/jwt_secret. JWT_SECRET overrides. Changing
+  # it signs everyone out and voids every API key.
+  jwt_secret = ""
+
+  # "open": anyone may register (the first account becomes admin). "closed": only
+  # `encedeus user create` makes accounts.
+  registration = "open"
+
+  access_token_ttl_seconds   = 900   # JWT access tokens
+  refresh_token_ttl_days     = 30    # a session unused this long ends
+  password_reset_ttl_minutes = 30    # lifetime of a mailed reset token
+  max_request_bytes          = 1048576  # larger bodies get 413
+  # Per client address and endpoint, on login, register, forgot- and reset-password.
+  auth_rate_limit          = 10
+  auth_rate_window_seconds = 60
+  # API-key lookups are cached this long per process (revocation clears the cache at
+  # once in this process; other processes on the same database see it after this).
+  api_key_cache_seconds = 30
+
+  # Outgoing mail. Empty smtp_host: mails are written to the log instead.
+  # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM override.
+  smtp_host     = ""
+  smtp_port     = 587
+  smtp_username = ""
+  smtp_password = ""
+  smtp_tls      = "auto"  # auto (STARTTLS when offered) | starttls | tls | none
+  email_from    = "encedeus@localhost"
+
+  # Webhooks for deployment and task events (WEBHOOK_URL overrides the URL).
+  webhook_url          = ""
+  webhook_secret       = ""  # HMAC-SHA256 key of X-Encedeus-Signature; empty: unsigned
+  webhook_max_attempts = 6
+  # Per-account webhooks (POST /v1/webhooks) may reach loopback/private addresses.
+  webhook_allow_private = false
+
+  # Task input files fetched from URLs: http(s) only, public addresses only unless
+  # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most
+  # task_input_max_bytes (they travel to the agent in one gRPC message).
+  task_fetch_allow_private   = false
+  task_fetch_max_bytes       = 3145728
+  task_fetch_timeout_seconds = 30
+  task_input_max_bytes       = 3145728
+
+  # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
+  domain_suffix = ""
+
+  log_level                = "info"
+  shutdown_timeout_seconds = 10
 }

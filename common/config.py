@@ -46,7 +46,12 @@ def _normalize(value: Any) -> Any:
             return blocks[0] if len(blocks) == 1 else blocks
         return [_normalize(v) for v in value]
     if isinstance(value, dict):
-        return {_unquote(str(k)): _normalize(v) for k, v in value.items() if k != "__is_block__"}
+        # python-hcl2 adds metadata keys (__is_block__, __comments__, ...): not settings.
+        return {
+            _unquote(str(k)): _normalize(v)
+            for k, v in value.items()
+            if not (str(k).startswith("__") and str(k).endswith("__"))
+        }
     return value
 
 

@@ -1,0 +1,152 @@
+"""The `agent { }` block of config.hcl, validated.
+
+Every key is optional; unknown keys are an error that names the key and line
+(see :mod:`common.config`). `SKYHOOK_*` environment variables are not read here:
+the CLI passes explicit overrides.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.config import ConfigError, load_section
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Block):
+    """One listening address."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(ge=0, le=65535)
+
+
+class PortRange(_Block):
+    """Host ports the agent may publish container ports on (inclusive)."""
+
+    start: int = Field(default=25565, ge=1, le=65535)
+    end: int = Field(default=25665, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortRange:
+        if self.end < self.start:
+            raise ValueError("end must not be below start")
+        return self
+
+
+class Reserved(_Block):
+    """Resources kept back for the host (not offered to the scheduler)."""
+
+    cpu_millis: int = Field(default=0, ge=0)
+    memory_mb: int = Field(default=0, ge=0)
+    disk_mb: int = Field(default=0, ge=0)
+
+
+class Tls(_Block):
+    """Server certificate for gRPC; both paths set turns TLS on."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Tls:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file must be set together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+
+class Console(_Block):
+    """Console history and browser WebSocket limits."""
+
+    history_lines: int = Field(default=1000, ge=10, le=100_000)
+    ws_allowed_origins: list[str] = []  # empty: any Origin (or none) is accepted
+    ws_max_sockets_per_server: int = Field(default=30, ge=1)
+    ws_max_message_bytes: int = Field(default=4096, ge=64)
+    ws_max_messages_per_second: int = Field(default=10, ge=1)
+
+
+class AgentConfig(_Block):
+    """The validated agent block."""
+
+    data_dir: str = "/var/lib/skyhook"
+    node_id: str = ""  # set by enrolment (node secret file) or here for dev/tests
+    node_secret: str = ""  # direct secret, for development and tests
+    node_secret_file: str = ""  # default <data_dir>/node.json
+    controlplane_url: str = ""
+    join_token: str = ""
+    grpc: Listen = Listen(port=50051)
+    http: Listen = Listen(port=8081)
+    sftp: Listen = Listen(port=2022)
+    port_range: PortRange = PortRange()
+    reserved: Reserved = Reserved()
+    tls: Tls = Tls()
+    console: Console = Console()
+    labels: dict[str, str] = {}  # extra labels on every container this agent creates
+    default_pids_limit: int = Field(default=512, ge=16)
+    log_max_size: str = "10m"  # json-file log driver size per file
+    log_max_files: int = Field(default=3, ge=1)
+    disk_usage_interval_seconds: float = Field(default=30.0, gt=0)
+    watchdog: bool = True
+    log_level: str = "info"
+    docker_threads: int = Field(default=16, ge=2, le=256)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def node_file(self) -> Path:
+        return (
+            Path(self.node_secret_file) if self.node_secret_file else self.data_path / "node.json"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who this node is to the control plane: its id and the shared secret."""
+
+    node_id: str
+    node_secret: str
+
+
+def load_agent_config(path: Path | None, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """Read and validate the agent block of `path` (defaults when `path` is None)."""
+    return load_section(path, "agent", AgentConfig, overrides)
+
+
+def load_identity(config: AgentConfig) -> NodeIdentity | None:
+    """The node identity from config or the node secret file; None means "enrol first".
+
+    Blocking file I/O: call before the event loop starts or from a thread.
+    """
+    if config.node_secret:
+        return NodeIdentity(node_id=config.node_id or "local", node_secret=config.node_secret)
+    path = config.node_file
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return NodeIdentity(node_id=str(data["node_id"]), node_secret=str(data["node_secret"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"unreadable node secret file {path}: {exc}") from exc
+
+
+def store_identity(config: AgentConfig, identity: NodeIdentity) -> None:
+    """Persist the identity (mode 0600) so that a restart does not enrol again."""
+    path = config.node_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"node_id": identity.node_id, "node_secret": identity.node_secret}))
+    tmp.chmod(0o600)
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Console output history and live followers of one server."""

@@ -1,0 +1,194 @@
+"""Every call the agent makes to the control plane, in one place.
+
+The wire contracts are in docs/protocols/ (sftp.md for `sftp_auth`). Calls are
+authenticated with `Authorization: Bearer <node secret>`; errors come back in the
+shared envelope `{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+SFTP_AUTH_PATH = "/v1/remote/sftp/auth"
+ENROLL_PATH = "/v1/nodes/enroll"
+PERMISSION_FILE_READ = "file.read"
+PERMISSION_FILE_WRITE = "file.write"
+
+
+@dataclass(frozen=True, slots=True)
+class SFTPGrant:
+    """What the control plane allows one account on one server over SFTP."""
+
+    server_id: str
+    user_id: str
+    permissions: frozenset[str]
+    read_only: bool = False
+    disk_limit_bytes: int = 0  # 0: no limit
+
+    @property
+    def can_read(self) -> bool:
+        return PERMISSION_FILE_READ in self.permissions
+
+    @property
+    def can_write(self) -> bool:
+        return PERMISSION_FILE_WRITE in self.permissions and not self.read_only
+
+
+class ControlPlaneError(Exception):
+    """A call the control plane answered with an error, or could not answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def definitive(self) -> bool:
+        """True when the answer is a refusal (401/403/404), not an outage."""
+        return self.status in (401, 403, 404)
+
+
+class ControlPlane(Protocol):
+    """The control plane as the agent sees it.
+
+    Every method raises ControlPlaneError: `definitive` for a refusal (credentials,
+    access, unknown server), otherwise for an outage (network, timeout, 5xx).
+    """
+
+    async def sftp_auth(
+        self,
+        username: str,
+        *,
+        client_address: str,
+        password: str | None = None,
+        public_key: str | None = None,
+        revalidate: bool = False,
+    ) -> SFTPGrant:
+        """Check an SFTP login (exactly one of password / public_key) and return the grant."""
+        ...
+
+    async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
+        """Exchange the one-time join token for (node id, node secret). `registration`
+        carries grpc_address, http_address, sftp_address, fingerprint, port range."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the object is unusable afterwards."""
+        ...
+
+
+class HttpControlPlane:
+    """ControlPlane over HTTP (aiohttp) against `base_url`.
+
+    `node_secret` may be replaced after enrolment (assign the attribute).
+    """
+
+    def __init__(self, base_url: str, node_secret: str, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.node_secret = node_secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(self, path: str, body: dict[str, Any], *, bearer: str) -> dict[str, Any]:
+        """POST JSON and return the JSON answer, or raise ControlPlaneError."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {bearer}"}
+        try:
+            async with self._session.post(
+                self.base_url + path, json=body, headers=headers
+            ) as response:
+                status = response.status
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:
+                    answer = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ControlPlaneError(0, "unreachable", str(exc) or type(exc).__name__) from exc
+        if status != 200:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            error = error if isinstance(error, dict) else {}
+            raise ControlPlaneError(
+                status, str(error.get("code", "http_error")), str(error.get("message", ""))
+            )
+        if not isinstance(answer, dict):
+            raise ControlPlaneError(status, "bad_answer", "expected a JSON object")
+        return answer
+
+    async def sftp_auth(
+        self,
+        username: str,
+        *,
+        client_address: str,
+        password: str | None = None,
+        public_key: str | None = None,
+        revalidate: bool = False,
+    ) -> SFTPGrant:
+        if (password is None) == (public_key is None):
+            raise ValueError("give exactly one of password and public_key")
+        body: dict[str, Any] = {
+            "username": username,
+            "client_address": client_address,
+            "revalidate": revalidate,
+        }
+        if password is not None:
+            body["password"] = password
+        else:
+            body["public_key"] = public_key
+        answer = await self._post(SFTP_AUTH_PATH, body, bearer=self.node_secret)
+        return parse_sftp_grant(answer)
+
+    async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
+        node_id, secret = await _enroll(self, join_token, registration)
+        self.node_secret = secret
+        return node_id, secret
+
+
+async def _enroll(
+    client: HttpControlPlane, join_token: str, registration: dict[str, Any]
+) -> tuple[str, str]:
+    answer = await client._post(
+        ENROLL_PATH, {**registration, "join_token": join_token}, bearer=join_token
+    )
+    node_id, secret = answer.get("node_id"), answer.get("node_secret")
+    if not (isinstance(node_id, str) and node_id and isinstance(secret, str) and secret):
+        raise ControlPlaneError(200, "bad_answer", "enrolment answer lacks node_id/node_secret")
+    return node_id, secret
+
+
+def parse_sftp_grant(answer: dict[str, Any]) -> SFTPGrant:
+    """The grant in a 200 answer of /v1/remote/sftp/auth (see docs/protocols/sftp.md)."""
+    try:
+        server_id = answer["server_id"]
+        user_id = answer["user_id"]
+        permissions = answer.get("permissions", [PERMISSION_FILE_READ, PERMISSION_FILE_WRITE])
+        read_only = answer.get("read_only", False)
+        limit = answer.get("disk_limit_bytes", 0) or 0
+        if not (
+            isinstance(server_id, str)
+            and server_id
+            and isinstance(permissions, list)
+            and all(isinstance(p, str) for p in permissions)
+            and isinstance(read_only, bool)
+            and isinstance(limit, int)
+            and limit >= 0
+        ):
+            raise TypeError
+    except (KeyError, TypeError) as exc:
+        raise ControlPlaneError(200, "bad_answer", "malformed SFTP grant") from exc
+    return SFTPGrant(
+        server_id=server_id,
+        user_id=str(user_id),
+        permissions=frozenset(permissions),
+        read_only=read_only,
+        disk_limit_bytes=limit,
+    )

@@ -1,0 +1,196 @@
+"""Skyhook's composition root: build the parts, start them in order, stop in reverse.
+
+Order: engine → fingerprint → tracker (re-attaches to existing containers) → gRPC →
+HTTP (console WebSocket, /health) → SFTP (`agent/sftp/`). Background loops live
+in one TaskGroup. Enrolment (no node secret yet) is the seam in `load_or_enrol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import __version__
+from agent.config import AgentConfig, NodeIdentity, load_identity
+from agent.controlplane_client import HttpControlPlane
+from agent.enrolment import enrol
+from agent.fleet.hub import WatchHub
+from agent.fleet.spec import MANAGED_LABEL, NODE_LABEL
+from agent.fleet.supervisor import Supervisor
+from agent.fleet.tracker import ServerTracker
+from agent.rpc.server import GrpcEndpoint, TlsFiles, start_grpc_server
+from agent.rpc.servicer import AgentService, NodeFacts
+from agent.runtime import ContainerRuntime, DockerRuntime
+from agent.sdnotify import SystemdNotifier
+from agent.sftp import SFTPService
+from agent.stats.host import HostMonitor, NodeFingerprint, node_fingerprint
+from agent.stats.sampler import StatsSampler
+from agent.ws.server import HttpEndpoint, start_http_server
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class RunningAgent:
+    """A started agent: what tests and the CLI need to reach it."""
+
+    config: AgentConfig
+    identity: NodeIdentity
+    started_at: float
+    supervisor: Supervisor
+    grpc: GrpcEndpoint
+    http: HttpEndpoint
+    sftp: SFTPService | None = None
+
+
+async def load_or_enrol(config: AgentConfig) -> NodeIdentity:
+    """The stored node identity, or a new one from enrolment (see agent.enrolment)."""
+    identity = await asyncio.to_thread(load_identity, config)
+    if identity is None:
+        return await enrol(config)  # raises ConfigError without URL + join token
+    return identity
+
+
+def node_labels(config: AgentConfig, identity: NodeIdentity) -> dict[str, str]:
+    """The labels every container of this node carries (and is found by)."""
+    return {**config.labels, MANAGED_LABEL: "true", NODE_LABEL: identity.node_id}
+
+
+def build_supervisor(
+    config: AgentConfig,
+    identity: NodeIdentity,
+    runtime: ContainerRuntime,
+    fingerprint: NodeFingerprint,
+) -> Supervisor:
+    """The core: stats sampler, Watch hub, server tracker and the supervisor over them."""
+    tracker = ServerTracker(
+        runtime,
+        StatsSampler(fingerprint.memory_bytes, config.disk_usage_interval_seconds),
+        WatchHub(),
+        labels=node_labels(config, identity),
+        volumes_dir=Path(config.data_dir) / "volumes",
+        history_lines=config.console.history_lines,
+    )
+    return Supervisor(
+        tracker,
+        cpu_count=fingerprint.cpu_count,
+        port_range=(config.port_range.start, config.port_range.end),
+        default_pids=config.default_pids_limit,
+        log_max_size=config.log_max_size,
+        log_max_files=config.log_max_files,
+    )
+
+
+def build_service(
+    config: AgentConfig,
+    identity: NodeIdentity,
+    supervisor: Supervisor,
+    fingerprint: NodeFingerprint,
+    started_at: float,
+) -> AgentService:
+    facts = NodeFacts(
+        node_id=identity.node_id,
+        fingerprint=fingerprint,
+        started_at_ms=int(started_at * 1000),
+        port_range=(config.port_range.start, config.port_range.end),
+    )
+    host = HostMonitor(Path(config.data_dir))
+    return AgentService(supervisor, supervisor.tracker.hub, host, facts)
+
+
+def tls_files(config: AgentConfig) -> TlsFiles | None:
+    if not config.tls.enabled:
+        return None
+    return TlsFiles(Path(config.tls.cert_file), Path(config.tls.key_file))
+
+
+@contextlib.asynccontextmanager
+async def running_agent(
+    config: AgentConfig, identity: NodeIdentity, runtime: ContainerRuntime | None = None
+) -> AsyncIterator[RunningAgent]:
+    """Start every part of the agent; stop them in reverse order on exit."""
+    started_at = time.time()
+    # Building the Docker client reads config files: not on the loop.
+    if runtime is None:
+        runtime = await asyncio.to_thread(DockerRuntime, threads=config.docker_threads)
+    volumes = Path(config.data_dir) / "volumes"
+    await asyncio.to_thread(volumes.mkdir, parents=True, exist_ok=True)
+    fingerprint = await asyncio.to_thread(
+        node_fingerprint, volumes.parent, await runtime.version(), __version__
+    )
+    supervisor = build_supervisor(config, identity, runtime, fingerprint)
+    service = build_service(config, identity, supervisor, fingerprint, started_at)
+    try:
+        # The exit stack stops whatever has started, in reverse order, also when a
+        # later part fails to start; the TaskGroup then sees the tracker cancelled.
+        async with asyncio.TaskGroup() as tasks, contextlib.AsyncExitStack() as stack:
+            tracking = tasks.create_task(supervisor.tracker.run())
+            stack.callback(tracking.cancel)
+            await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
+            grpc = await start_grpc_server(
+                service,
+                secret=identity.node_secret,
+                host=config.grpc.host,
+                port=config.grpc.port,
+                tls=tls_files(config),
+            )
+            stack.push_async_callback(grpc.stop)
+            http = await start_http_server(config, identity, supervisor, started_at)
+            stack.push_async_callback(http.stop)
+            control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
+            stack.push_async_callback(control_plane.close)
+            sftp = SFTPService(
+                control_plane,
+                data_dir=Path(config.data_dir),
+                host=config.sftp.host,
+                port=config.sftp.port,
+                disk_limit_of=lambda server_id: _disk_limit(supervisor, server_id),
+            )
+            await sftp.start()
+            stack.push_async_callback(sftp.stop)
+            stack.callback(supervisor.tracker.hub.close)  # ends Watch streams at once
+            log.info(
+                "agent_started",
+                node_id=identity.node_id,
+                grpc=grpc.port,
+                http=http.port,
+                sftp=sftp.port,
+            )
+            yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp)
+    finally:
+        supervisor.tracker.sampler.close()
+        await runtime.close()
+
+
+def _disk_limit(supervisor: Supervisor, server_id: str) -> int:
+    """The data directory limit this node was given for a server (0: none known)."""
+    server = supervisor.servers.get(server_id)
+    return int(server.spec.resources.disk_bytes) if server is not None else 0
+
+
+async def serve(config: AgentConfig, stop: asyncio.Event) -> None:
+    """Run the agent until `stop` is set, talking to systemd when it supervises us."""
+    identity = await load_or_enrol(config)
+    notifier = SystemdNotifier()
+    async with running_agent(config, identity) as agent, asyncio.TaskGroup() as tasks:
+        # STATUS names the bound ports (they differ from the config when it says 0).
+        notifier.notify(f"READY=1\nSTATUS=grpc={agent.grpc.port} http={agent.http.port}")
+        if config.watchdog and notifier.watchdog_seconds:
+            tasks.create_task(_watchdog(notifier, stop))
+        await stop.wait()
+        notifier.notify("STOPPING=1")
+    log.info("agent_stopped")
+
+
+async def _watchdog(notifier: SystemdNotifier, stop: asyncio.Event) -> None:
+    # Sent from the event loop itself: a blocked loop misses it and systemd restarts us.
+    while not stop.is_set():
+        notifier.notify("WATCHDOG=1")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(notifier.watchdog_seconds / 2):
+                await stop.wait()

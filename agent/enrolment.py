@@ -1,0 +1,72 @@
+"""First start of a node: enrol with the control plane and keep the identity.
+
+With `controlplane_url` and `join_token` set and no stored identity, the agent sends
+its addresses and fingerprint to `POST /v1/nodes/enroll` and writes the node id and
+secret it gets back to the node secret file (mode 0600), so a restart never enrols
+again (the token works only once anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from agent import __version__
+from agent.config import AgentConfig, Listen, NodeIdentity, store_identity
+from agent.controlplane_client import ControlPlane, HttpControlPlane
+from agent.runtime import DockerRuntime
+from agent.stats.host import node_fingerprint
+from common.config import ConfigError
+from common.logging import get_logger
+
+log = get_logger(__name__)
+_WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+
+
+def advertised(listen: Listen) -> str:
+    """`host:port` the control plane can dial; a wildcard bind advertises loopback."""
+    if listen.port == 0:
+        raise ConfigError("enrolment needs fixed ports: set agent grpc/http/sftp port")
+    host = "127.0.0.1" if listen.host in _WILDCARDS else listen.host
+    return f"[{host}]:{listen.port}" if ":" in host else f"{host}:{listen.port}"
+
+
+async def registration(config: AgentConfig) -> dict[str, object]:
+    """What the agent tells the control plane about itself."""
+    runtime = DockerRuntime(threads=2)
+    try:
+        docker_version = await runtime.version()
+    finally:
+        await runtime.close()
+    fingerprint = await asyncio.to_thread(
+        node_fingerprint, Path(config.data_dir), docker_version, __version__
+    )
+    return {
+        "grpc_address": advertised(config.grpc),
+        "http_address": advertised(config.http),
+        "sftp_address": advertised(config.sftp),
+        "fingerprint": dataclasses.asdict(fingerprint),
+        "port_range_start": config.port_range.start,
+        "port_range_end": config.port_range.end,
+    }
+
+
+async def enrol(config: AgentConfig, control_plane: ControlPlane | None = None) -> NodeIdentity:
+    """Enrol with the join token and persist the identity; ConfigError when the
+    config lacks the control plane URL or the token."""
+    if not (config.controlplane_url and config.join_token):
+        raise ConfigError(
+            "no node identity: set agent.controlplane_url and agent.join_token to enrol, "
+            f"or provide the node secret file {config.node_file}"
+        )
+    client = control_plane or HttpControlPlane(config.controlplane_url, "")
+    try:
+        node_id, secret = await client.enroll(config.join_token, await registration(config))
+    finally:
+        if control_plane is None:
+            await client.close()
+    identity = NodeIdentity(node_id=node_id, node_secret=secret)
+    await asyncio.to_thread(store_identity, config, identity)
+    log.info("node_enrolled", node_id=node_id)
+    return identity

@@ -1,0 +1,1 @@
+"""The servers on this node: specs, their containers, lifecycle, console and stats."""

@@ -1,0 +1,266 @@
+"""What the control plane can ask of this node's servers (the gRPC service's core)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+from agent.console.history import ConsoleLine
+from agent.fleet.server import STATE_TO_PROTO, ManagedServer
+from agent.fleet.spec import container_spec, relative_file_path, validate_spec
+from agent.fleet.tracker import ServerTracker
+from agent.lifecycle import machine as lm
+from agent.runtime import AlreadyExists, InvalidSpec, NotFound, NotRunning
+from agent.stats.sampler import ContainerSample
+from protos import agent_pb2 as pb
+
+DEFAULT_STOP_TIMEOUT = 10
+KILL_GRACE_SECONDS = 15.0  # how long an exit may lag behind SIGKILL before we give up
+
+
+def prepare_data_dir(data_dir: Path, files: list[pb.InputFile]) -> bool:
+    """Create the data directory and write the input files (blocking).
+
+    True when the directory was created now (so a failed create may remove it)."""
+    created = not data_dir.exists()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for item in files:
+        target = data_dir / relative_file_path(item.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(item.content)
+        target.chmod(item.mode or 0o644)
+    return created
+
+
+def port_is_free(host_ip: str, port: int, protocol: str) -> bool:
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    with socket.socket(family, kind) as probe:
+        try:
+            probe.bind((host_ip or "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+class Supervisor:
+    """Operations on servers. Each server runs one operation at a time; errors are
+    the runtime's typed exceptions (InvalidSpec, AlreadyExists, ImageNotFound, NotFound,
+    NotRunning)."""
+
+    def __init__(
+        self,
+        tracker: ServerTracker,
+        *,
+        cpu_count: int,
+        port_range: tuple[int, int],
+        default_pids: int = 512,
+        log_max_size: str = "10m",
+        log_max_files: int = 3,
+    ) -> None:
+        self.tracker = tracker
+        self.runtime = tracker.runtime
+        self.cpu_count, self.port_range = cpu_count, port_range
+        self.default_pids = default_pids
+        self.log_max_size, self.log_max_files = log_max_size, log_max_files
+        self._creating: set[str] = set()
+
+    @property
+    def servers(self) -> dict[str, ManagedServer]:
+        return self.tracker.servers
+
+    def get(self, server_id: str) -> ManagedServer:
+        server = self.servers.get(server_id)
+        if server is None:
+            raise NotFound(f"no server {server_id!r} on this node")
+        return server
+
+    def list_servers(self, label_filter: Mapping[str, str] | None = None) -> list[ManagedServer]:
+        wanted = dict(label_filter or {})
+        return [
+            s
+            for s in self.servers.values()
+            if all(s.info.labels.get(k) == v for k, v in wanted.items())
+        ]
+
+    # ---- create / start / stop ----------------------------------------------------
+
+    async def create(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
+        validate_spec(spec, self.cpu_count, self.port_range)
+        if spec.id in self.servers or spec.id in self._creating:
+            raise AlreadyExists(f"server {spec.id!r} already exists")
+        self._creating.add(spec.id)
+        try:
+            server = await self._create(spec)
+        finally:
+            self._creating.discard(spec.id)
+        if start:
+            await self.start(spec.id)
+        return server
+
+    async def _create(self, spec: pb.ServerSpec) -> ManagedServer:
+        spec = _copy(spec)
+        # Collected here: the worker thread must not iterate a dict the loop mutates.
+        taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}
+        await asyncio.to_thread(self._choose_ports, spec, taken)
+        data_dir = self.tracker.volumes_dir / spec.id
+        created_dir = await asyncio.to_thread(prepare_data_dir, data_dir, list(spec.files))
+        try:
+            info = await self.runtime.create(
+                container_spec(
+                    spec,
+                    labels=self.tracker.labels,
+                    data_dir=data_dir,
+                    default_pids=self.default_pids,
+                    log_max_size=self.log_max_size,
+                    log_max_files=self.log_max_files,
+                )
+            )
+        except Exception:
+            if created_dir:
+                await asyncio.to_thread(shutil.rmtree, data_dir, True)
+            raise
+        del spec.files[:]
+        server = self.tracker.make_server(spec, info, running=False)
+        self.servers[spec.id] = server
+        self.tracker.publish(server, pb.LIFECYCLE_KIND_CREATED)
+        return server
+
+    def _choose_ports(self, spec: pb.ServerSpec, taken: set[int]) -> None:
+        """Give every port without a host port a free one from the node's range (blocking)."""
+        taken |= {p.host_port for p in spec.ports}
+        for port in spec.ports:
+            if port.host_port:
+                continue
+            for candidate in range(self.port_range[0], self.port_range[1] + 1):
+                if candidate not in taken and port_is_free(
+                    port.host_ip or "0.0.0.0", candidate, port.protocol or "tcp"
+                ):
+                    port.host_port = candidate
+                    taken.add(candidate)
+                    break
+            else:
+                raise InvalidSpec("no free host port left in the node's port range")
+
+    async def start(self, server_id: str) -> ManagedServer:
+        """Start; starting a running server is a no-op."""
+        server = self.get(server_id)
+        async with server.lock:
+            await self._start(server)
+        return server
+
+    async def _start(self, server: ManagedServer) -> None:
+        if server.machine.state is not lm.State.OFFLINE:
+            return
+        # Attach before starting so that not one line of output is missed.
+        await self.tracker.ensure_attached(server)
+        await self.runtime.start(server.container_id)
+        await self.tracker.observe_start(server)
+
+    async def stop(self, server_id: str, timeout_seconds: int = 0) -> ManagedServer:
+        """Stop with the stop command or signal, SIGKILL after the timeout; returns once
+        the container has exited. NotRunning when it is not running."""
+        server = self.get(server_id)
+        async with server.lock:
+            await self._stop(server, timeout_seconds)
+        return server
+
+    async def _stop(self, server: ManagedServer, timeout_seconds: int = 0) -> None:
+        if server.machine.state is lm.State.OFFLINE:
+            raise NotRunning(f"server {server.id!r} is not running")
+        policy = server.spec.stop
+        timeout = timeout_seconds or policy.timeout_seconds or DEFAULT_STOP_TIMEOUT
+        exits = server.exits
+        request = lm.StopRequested(policy.command, policy.signal or "SIGTERM", timeout)
+        await self.tracker.feed(server, request)
+        async with asyncio.timeout(timeout + KILL_GRACE_SECONDS):
+            await server.wait_exit(exits)
+
+    async def restart(self, server_id: str) -> ManagedServer:
+        server = self.get(server_id)
+        async with server.lock:
+            if server.machine.state is not lm.State.OFFLINE:
+                await self._stop(server)
+            await self._start(server)
+        return server
+
+    async def kill(self, server_id: str, signal: str = "") -> ManagedServer:
+        """Send `signal` (default SIGKILL); for SIGKILL, return once it has exited."""
+        server = self.get(server_id)
+        if server.machine.state is lm.State.OFFLINE:
+            raise NotRunning(f"server {server_id!r} is not running")
+        signal = (signal or "SIGKILL").upper()
+        exits = server.exits
+        await self.tracker.feed(server, lm.KillRequested(signal))
+        if signal in ("SIGKILL", "KILL", "9"):
+            async with asyncio.timeout(KILL_GRACE_SECONDS):
+                await server.wait_exit(exits)
+        return server
+
+    async def remove(self, server_id: str, *, delete_data: bool = False) -> None:
+        """Stop (gracefully) if running, remove the container, optionally its data."""
+        server = self.get(server_id)
+        async with server.lock:
+            if server.machine.state is not lm.State.OFFLINE:
+                # On a timeout the forced removal below kills it anyway.
+                with contextlib.suppress(TimeoutError):
+                    await self._stop(server)
+            await self.runtime.remove(server.container_id)
+            self.tracker.forget(server)
+        if delete_data:
+            await asyncio.to_thread(shutil.rmtree, server.data_dir, True)
+
+    # ---- console and stats -----------------------------------------------------------
+
+    async def send_command(self, server_id: str, line: str) -> None:
+        server = self.get(server_id)
+        attachment = server.attachment
+        if server.machine.state is lm.State.OFFLINE or attachment is None:
+            raise NotRunning(f"server {server_id!r} is not running")
+        await attachment.write(line.rstrip("\n").encode() + b"\n")
+
+    async def logs(self, server_id: str, tail: int, follow: bool) -> AsyncIterator[ConsoleLine]:
+        """The last `tail` lines, then (with follow) new ones until the output ends."""
+        server = self.get(server_id)
+        history = server.history
+        live = follow and server.machine.state is not lm.State.OFFLINE
+        queue = history.follow() if live else None
+        try:
+            for line in history.tail(tail):
+                yield line
+            while queue is not None:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            if queue is not None:
+                history.unfollow(queue)
+
+    async def stats(self, max_age: float = 0.5) -> list[pb.ServerStats]:
+        """Stats of every server (zeros for servers that are not running)."""
+        samples = await self.tracker.sampler.latest(max_age)
+        return [server_stats(s, samples.get(s.id)) for s in self.servers.values()]
+
+
+def server_stats(server: ManagedServer, sample: ContainerSample | None) -> pb.ServerStats:
+    stats = pb.ServerStats(id=server.id, state=STATE_TO_PROTO[server.machine.state])
+    if sample is not None and server.machine.state is not lm.State.OFFLINE:
+        stats.memory_bytes = sample.memory_bytes
+        stats.memory_limit_bytes = sample.memory_limit_bytes
+        stats.cpu_absolute = sample.cpu_absolute
+        stats.network.rx_bytes = sample.rx_bytes
+        stats.network.tx_bytes = sample.tx_bytes
+        stats.disk_bytes = sample.disk_bytes
+        stats.uptime_ms = sample.uptime_ms
+    return stats
+
+
+def _copy(spec: pb.ServerSpec) -> pb.ServerSpec:
+    copy = pb.ServerSpec()
+    copy.CopyFrom(spec)
+    return copy

@@ -1,0 +1,40 @@
+"""Domain values to their protobuf messages."""
+
+from __future__ import annotations
+
+from agent.console.history import ConsoleLine
+from agent.stats.host import HostSample, NodeFingerprint
+from protos import agent_pb2 as pb
+
+
+def host_stats(sample: HostSample) -> pb.HostStats:
+    return pb.HostStats(
+        cpu_percent=sample.cpu_percent,
+        memory_used_bytes=sample.memory_used_bytes,
+        memory_total_bytes=sample.memory_total_bytes,
+        disk_used_bytes=sample.disk_used_bytes,
+        disk_total_bytes=sample.disk_total_bytes,
+        load1=sample.load1,
+        load5=sample.load5,
+        load15=sample.load15,
+        uptime_ms=sample.uptime_ms,
+    )
+
+
+def fingerprint(facts: NodeFingerprint) -> pb.Fingerprint:
+    return pb.Fingerprint(
+        cpu_count=facts.cpu_count,
+        cpu_model=facts.cpu_model,
+        memory_bytes=facts.memory_bytes,
+        disk_bytes=facts.disk_bytes,
+        os=facts.os,
+        kernel=facts.kernel,
+        docker_version=facts.docker_version,
+        agent_version=facts.agent_version,
+        hostname=facts.hostname,
+        cgroup_version=facts.cgroup_version,
+    )
+
+
+def log_line(line: ConsoleLine) -> pb.LogLine:
+    return pb.LogLine(time_ms=line.time_ms, stream=line.stream, text=line.text)

@@ -1,0 +1,195 @@
+"""The `encedeus.agent.v1.Agent` service: thin translation between gRPC and the
+Supervisor. Runtime errors become statuses here (see docs/protocols/grpc.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from agent.fleet.hub import WatchHub
+from agent.fleet.server import ManagedServer
+from agent.fleet.supervisor import Supervisor, server_stats
+from agent.rpc import convert
+from agent.runtime import (
+    AlreadyExists,
+    ContainerRuntimeError,
+    ImageNotFound,
+    InvalidSpec,
+    NotFound,
+    NotRunning,
+)
+from agent.stats.host import HostMonitor, NodeFingerprint
+from common.logging import get_logger
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
+
+log = get_logger(__name__)
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (InvalidSpec, grpc.StatusCode.INVALID_ARGUMENT),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (ImageNotFound, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """Fixed facts about this node for GetNodeInfo."""
+
+    node_id: str
+    fingerprint: NodeFingerprint
+    started_at_ms: int
+    port_range: tuple[int, int]
+
+
+@contextlib.contextmanager
+def _status_of_errors() -> Iterator[None]:
+    """Translate the Supervisor's typed errors into a gRPC status for the caller."""
+    try:
+        yield
+    except tuple(exc for exc, _ in STATUS_OF) as exc:
+        code = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
+        message = str(exc) or type(exc).__name__
+        raise _Abort(code, message) from exc
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class AgentService(pb_grpc.AgentServicer):
+    """Every rpc of protos/agent.proto."""
+
+    def __init__(
+        self, supervisor: Supervisor, hub: WatchHub, host: HostMonitor, facts: NodeFacts
+    ) -> None:
+        self.supervisor, self.hub, self.host, self.facts = supervisor, hub, host, facts
+
+    async def _run(self, context: Context, operation: Awaitable[T]) -> T:
+        try:
+            with _status_of_errors():
+                return await operation
+        except _Abort as abort:
+            log.info("rpc_refused", code=abort.code.name, message=abort.message)
+            await context.abort(abort.code, abort.message)
+            raise  # abort() raises; this line only satisfies the type checker
+
+    async def _server(self, server_id: str) -> ManagedServer:
+        return self.supervisor.get(server_id)
+
+    async def GetNodeInfo(self, request: pb.GetNodeInfoRequest, context: Context) -> pb.NodeInfo:
+        sample = await self.host.latest(0.5)
+        return pb.NodeInfo(
+            node_id=self.facts.node_id,
+            fingerprint=convert.fingerprint(self.facts.fingerprint),
+            host=convert.host_stats(sample),
+            started_at_ms=self.facts.started_at_ms,
+            port_range_start=self.facts.port_range[0],
+            port_range_end=self.facts.port_range[1],
+        )
+
+    async def CreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:
+        server = await self._run(context, self.supervisor.create(request.spec, start=request.start))
+        return server.to_proto()
+
+    async def StartServer(self, request: pb.StartServerRequest, context: Context) -> pb.Server:
+        server = await self._run(context, self.supervisor.start(request.id))
+        return server.to_proto()
+
+    async def StopServer(self, request: pb.StopServerRequest, context: Context) -> pb.Server:
+        operation = self.supervisor.stop(request.id, request.timeout_seconds)
+        server = await self._run(context, operation)
+        return server.to_proto()
+
+    async def RestartServer(self, request: pb.RestartServerRequest, context: Context) -> pb.Server:
+        server = await self._run(context, self.supervisor.restart(request.id))
+        return server.to_proto()
+
+    async def KillServer(self, request: pb.KillServerRequest, context: Context) -> pb.Server:
+        server = await self._run(context, self.supervisor.kill(request.id, request.signal))
+        return server.to_proto()
+
+    async def RemoveServer(
+        self, request: pb.RemoveServerRequest, context: Context
+    ) -> pb.RemoveServerResponse:
+        operation = self.supervisor.remove(request.id, delete_data=request.delete_data)
+        await self._run(context, operation)
+        return pb.RemoveServerResponse(removed=True)
+
+    async def GetServer(self, request: pb.GetServerRequest, context: Context) -> pb.Server:
+        server = await self._run(context, self._server(request.id))
+        return server.to_proto()
+
+    async def ListServers(
+        self, request: pb.ListServersRequest, context: Context
+    ) -> pb.ListServersResponse:
+        servers = self.supervisor.list_servers(dict(request.label_filter))
+        return pb.ListServersResponse(servers=[s.to_proto() for s in servers])
+
+    async def SendCommand(
+        self, request: pb.SendCommandRequest, context: Context
+    ) -> pb.SendCommandResponse:
+        await self._run(context, self.supervisor.send_command(request.id, request.line))
+        return pb.SendCommandResponse()
+
+    async def GetLogs(
+        self, request: pb.GetLogsRequest, context: Context
+    ) -> AsyncIterator[pb.LogLine]:
+        await self._run(context, self._server(request.id))
+        async for line in self.supervisor.logs(request.id, request.tail, request.follow):
+            yield convert.log_line(line)
+
+    async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.ServerStats:
+        server = await self._run(context, self._server(request.id))
+        samples = await self.supervisor.tracker.sampler.latest(0.5)
+        return server_stats(server, samples.get(request.id))
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: Context
+    ) -> AsyncIterator[pb.WatchEvent]:
+        interval = max(request.heartbeat_interval_ms or 1000, 100) / 1000
+        loop = asyncio.get_running_loop()
+        queue = self.hub.subscribe()
+        try:
+            yield await self._heartbeat(interval)
+            next_beat = loop.time() + interval
+            while True:
+                remaining = next_beat - loop.time()
+                if remaining <= 0:
+                    yield await self._heartbeat(interval)
+                    next_beat = max(next_beat + interval, loop.time() + interval / 2)
+                    continue
+                try:
+                    async with asyncio.timeout(remaining):
+                        event = await queue.get()
+                except TimeoutError:
+                    continue
+                if event is None:
+                    return  # fell too far behind: the caller reconnects
+                yield event
+        finally:
+            self.hub.unsubscribe(queue)
+
+    async def _heartbeat(self, interval: float) -> pb.WatchEvent:
+        # Half the interval: consumers at the same rate share one sample.
+        host = await self.host.latest(interval / 2)
+        stats = await self.supervisor.stats(interval / 2)
+        beat = pb.Heartbeat(
+            host=convert.host_stats(host),
+            servers=[s.status() for s in self.supervisor.servers.values()],
+            stats=stats,
+        )
+        return self.hub.stamp(pb.WatchEvent(heartbeat=beat))

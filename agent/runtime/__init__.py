@@ -1,0 +1,35 @@
+"""The container engine behind a Protocol (:class:`ContainerRuntime`), and Docker."""
+
+from agent.runtime.docker_runtime import DockerRuntime
+from agent.runtime.protocol import AttachedStreams, ContainerRuntime, EventSubscription
+from agent.runtime.types import (
+    AlreadyExists,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerRuntimeError,
+    ContainerSpec,
+    ImageNotFound,
+    InvalidSpec,
+    NotFound,
+    NotRunning,
+    OutputChunk,
+    PortSpec,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "AttachedStreams",
+    "ContainerEvent",
+    "ContainerInfo",
+    "ContainerRuntime",
+    "ContainerRuntimeError",
+    "ContainerSpec",
+    "DockerRuntime",
+    "EventSubscription",
+    "ImageNotFound",
+    "InvalidSpec",
+    "NotFound",
+    "NotRunning",
+    "OutputChunk",
+    "PortSpec",
+]

@@ -1,0 +1,220 @@
+"""Docker wire details: timestamps, multiplexed frames, inspect data, errors, and the
+two long-lived streams (attach, events).
+
+Long-lived streams each own a daemon thread that blocks on its socket: they would
+otherwise pin workers of the runtime's request pool forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+
+from agent.runtime.types import (
+    AlreadyExists,
+    ContainerEvent,
+    ContainerInfo,
+    ContainerRuntimeError,
+    ImageNotFound,
+    InvalidSpec,
+    NotFound,
+    NotRunning,
+    OutputChunk,
+)
+from common.logging import get_logger
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+# Docker's default set minus what a game server or web app does not need.
+DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
+_STREAMS = {1: "stdout", 2: "stderr"}
+_NEVER = "0001-01-01T00:00:00Z"
+
+
+def parse_docker_time(value: str | None) -> int:
+    """Docker's RFC 3339 timestamp (nanosecond fraction) in ms; 0 for "never"."""
+    if not value or value.startswith("0001-"):
+        return 0
+    main, _, rest = value.rstrip("Z").partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
+    stamp = datetime.strptime(main, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000) + int(fraction) // 1000
+
+
+def split_frames(buffer: bytearray) -> Iterator[OutputChunk]:
+    """Consume complete multiplexed frames (8-byte header) from the front of `buffer`."""
+    while len(buffer) >= 8:
+        stream_id, size = struct.unpack_from(">BxxxL", buffer)
+        if len(buffer) < 8 + size:
+            return
+        data = bytes(buffer[8 : 8 + size])
+        del buffer[: 8 + size]
+        yield OutputChunk(stream=_STREAMS.get(stream_id, "stdout"), data=data)
+
+
+def container_info(attrs: dict[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    network = attrs.get("NetworkSettings") or {}
+    host = attrs.get("HostConfig") or {}
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        labels=dict(config.get("Labels") or {}),
+        status=str(state.get("Status", "unknown")),
+        pid=int(state.get("Pid") or 0),
+        created_at_ms=parse_docker_time(attrs.get("Created")),
+        started_at_ms=parse_docker_time(state.get("StartedAt", _NEVER)),
+        finished_at_ms=parse_docker_time(state.get("FinishedAt", _NEVER)),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        ip_address=str(network.get("IPAddress") or ""),
+        memory_limit_bytes=int(host.get("Memory") or 0),
+    )
+
+
+def translate_error(exc: docker.errors.APIError, what: str) -> ContainerRuntimeError:
+    explanation = str(exc.explanation or exc)
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageNotFound(explanation)
+    status = exc.status_code or 0
+    if status == 404:
+        return NotFound(f"no such container: {what}")
+    if status == 409 and "is not running" in explanation:
+        return NotRunning(f"container {what} is not running")
+    if status == 409:
+        return AlreadyExists(explanation)
+    if status == 400:
+        return InvalidSpec(explanation)
+    return ContainerRuntimeError(explanation)
+
+
+class DockerAttachment:
+    """An attach socket plus the thread that reads it."""
+
+    def __init__(
+        self,
+        raw: Any,
+        on_output: Callable[[OutputChunk], None],
+        on_end: Callable[[], None],
+        loop: asyncio.AbstractEventLoop,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self._raw = raw  # keeps the HTTP response (and so the socket) alive
+        self._sock: socket.socket = getattr(raw, "_sock", raw)
+        self._on_output, self._on_end = on_output, on_end
+        self._loop, self._pool = loop, pool
+        self._closed = threading.Event()
+        self._write_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, name="attach", daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _read(self) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                data = self._sock.recv(65536)
+                if not data:
+                    break
+                buffer += data
+                for chunk in split_frames(buffer):
+                    self._on_output(chunk)
+        except OSError:
+            pass  # closed from another thread or by the engine
+        finally:
+            self._closed.set()
+            with self._write_lock, contextlib.suppress(OSError):
+                self._sock.close()
+                self._raw.close()
+            self._on_end()
+
+    def _send(self, data: bytes) -> None:
+        with self._write_lock:
+            self._sock.sendall(data)
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            raise NotRunning("the container's input is closed")
+        try:
+            await self._loop.run_in_executor(self._pool, self._send, data)
+        except OSError as exc:
+            raise NotRunning(f"cannot write to the container: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+
+class DockerSubscription:
+    """Reads the engine's event stream in a thread, reconnecting when it drops.
+
+    After every (re)connection it delivers a synthetic "resync" event, since events
+    may have been missed while disconnected.
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        labels: Mapping[str, str],
+        on_event: Callable[[ContainerEvent], None],
+    ) -> None:
+        self._client, self._on_event = client, on_event
+        self._filters = {"type": "container", "label": [f"{k}={v}" for k, v in labels.items()]}
+        self._stop = threading.Event()
+        self._stream: Any = None
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._stream = self._client.api.events(filters=self._filters, decode=True)
+                self._on_event(ContainerEvent("", "resync", {}, 0))
+                for raw in self._stream:
+                    if self._stop.is_set():
+                        return
+                    self._deliver(raw)
+            except Exception as exc:  # the engine went away: retry
+                log.warning("docker_events_lost", error=str(exc))
+            self._stop.wait(1.0)
+
+    def _deliver(self, raw: dict[str, Any]) -> None:
+        actor = raw.get("Actor") or {}
+        attributes = dict(actor.get("Attributes") or {})
+        action = str(raw.get("Action") or raw.get("status") or "").split(":")[0]
+        code = attributes.get("exitCode")
+        self._on_event(
+            ContainerEvent(
+                container_id=str(actor.get("ID") or raw.get("id") or ""),
+                action=action,
+                labels=attributes,
+                time_ns=int(raw.get("timeNano") or 0),
+                exit_code=int(code) if code is not None else None,
+            )
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception as exc:  # already closed by the engine
+                log.debug("docker_events_close", error=str(exc))

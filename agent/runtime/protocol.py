@@ -1,0 +1,85 @@
+"""The container engine as the agent sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from agent.runtime.types import ContainerEvent, ContainerInfo, ContainerSpec, OutputChunk
+
+
+class AttachedStreams(Protocol):
+    """A live attachment to one container's stdin/stdout/stderr.
+
+    Output is delivered to the callback given to :meth:`ContainerRuntime.attach`
+    from a reader thread; `on_end` runs once when the container's streams close.
+    """
+
+    async def write(self, data: bytes) -> None:
+        """Write to the container's stdin. Raises NotRunning when the stream is closed."""
+
+    def close(self) -> None:
+        """Stop reading; safe to call more than once and from any thread."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the streams have ended or close() was called."""
+
+
+class EventSubscription(Protocol):
+    """A running subscription to engine events."""
+
+    def close(self) -> None:
+        """Stop the subscription; the callback is not called afterwards."""
+
+
+class ContainerRuntime(Protocol):
+    """Containers on one engine. Every method is safe to call from the event loop:
+    blocking engine calls run in the runtime's own thread pool. Errors are the typed
+    exceptions of :mod:`agent.runtime.types`."""
+
+    async def version(self) -> str:
+        """The engine's version string."""
+
+    async def image_exists(self, image: str) -> bool:
+        """True when `image` is present locally (the runtime never pulls)."""
+
+    async def create(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec."""
+
+    async def start(self, container_id: str) -> None:
+        """Start; starting a running container is a no-op."""
+
+    async def signal(self, container_id: str, signal: str) -> None:
+        """Send `signal` (e.g. "SIGTERM"). NotRunning when it is not running."""
+
+    async def remove(self, container_id: str) -> None:
+        """Remove forcefully (killing it if needed); removing a missing one is a no-op."""
+
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        """Current facts about one container. NotFound when it does not exist."""
+
+    async def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all of `labels`."""
+
+    async def exec(self, container_id: str, command: list[str]) -> int:
+        """Run `command` inside the running container; its exit code."""
+
+    async def logs(self, container_id: str, tail: int) -> list[OutputChunk]:
+        """The last `tail` lines the engine kept, oldest first."""
+
+    async def attach(
+        self,
+        container_id: str,
+        on_output: Callable[[OutputChunk], None],
+        on_end: Callable[[], None],
+    ) -> AttachedStreams:
+        """Attach to stdin/stdout/stderr (works before start: nothing is missed)."""
+
+    def subscribe(
+        self, labels: Mapping[str, str], on_event: Callable[[ContainerEvent], None]
+    ) -> EventSubscription:
+        """Deliver container events for containers with `labels`, from a thread."""
+
+    async def close(self) -> None:
+        """Release the engine connection and threads."""

@@ -1,0 +1,101 @@
+"""Plain data exchanged with the container runtime, and its typed errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ContainerRuntimeError(Exception):
+    """Base of every runtime error; the message is fit for a client."""
+
+
+class ImageNotFound(ContainerRuntimeError):
+    """The image is not present on this node (the agent never pulls)."""
+
+
+class AlreadyExists(ContainerRuntimeError):
+    """A container with that name already exists."""
+
+
+class NotFound(ContainerRuntimeError):
+    """No such container."""
+
+
+class NotRunning(ContainerRuntimeError):
+    """The operation needs a running container."""
+
+
+class InvalidSpec(ContainerRuntimeError):
+    """The engine refused the container's configuration."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """One published port."""
+
+    container_port: int
+    host_port: int
+    protocol: str = "tcp"
+    host_ip: str = "0.0.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything needed to create one container; limits of 0 mean unlimited."""
+
+    name: str
+    image: str
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[PortSpec] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    memory_bytes: int = 0
+    nano_cpus: int = 0
+    pids_limit: int = 512
+    binds: dict[str, str] = field(default_factory=dict)  # host path -> container path
+    working_dir: str = ""
+    network_disabled: bool = False
+    open_stdin: bool = True
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """What the engine says about one container; times in ms since the epoch, 0 = never."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str  # created | running | paused | restarting | exited | dead | removing
+    pid: int
+    created_at_ms: int
+    started_at_ms: int
+    finished_at_ms: int
+    exit_code: int
+    oom_killed: bool
+    ip_address: str
+    memory_limit_bytes: int
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """One engine event about a container (action: create, start, die, oom, destroy...)."""
+
+    container_id: str
+    action: str
+    labels: dict[str, str]
+    time_ns: int
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    """Raw bytes a container wrote to one of its streams."""
+
+    stream: str  # "stdout" | "stderr"
+    data: bytes

@@ -1,0 +1,5 @@
+"""Skyhook's SFTP server: every server directory, confined, behind control plane logins."""
+
+from agent.sftp.service import SFTPService
+
+__all__ = ["SFTPService"]

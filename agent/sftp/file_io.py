@@ -1,0 +1,104 @@
+"""Reads and writes of one open file, in a worker pool, without stalling the session.
+
+asyncssh serves one SFTP request at a time per session, so every wait for a worker
+thread is a gap in the stream. Sequential reads are therefore read ahead, and writes
+are handed to the pool without waiting for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from concurrent.futures import Executor, Future
+
+READ_AHEAD = 4  # blocks, each the size the client asks for (255 KiB for OpenSSH)
+WRITE_BEHIND = 16  # writes in flight per file
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+class OpenFile:
+    """A regular file a client opened; `fd` is owned and closed by `close`.
+
+    Reads: sequential reads are served from up to READ_AHEAD blocks already being read
+    in the pool (only on files opened read-only, so no read-ahead is ever stale against
+    this session's own writes). Writes: up to WRITE_BEHIND run at once (one at a time
+    with O_APPEND); a write's error is raised by a later `write`, `settle` or `close`.
+    `close` waits for all work in flight before closing the fd, so the fd number is
+    never reused under a pread or pwrite still running.
+    """
+
+    def __init__(
+        self, fd: int, size: int, writable: bool, executor: Executor, *, append: bool = False
+    ) -> None:
+        self.fd = fd
+        self.size = size  # what this session knows; grows with its writes
+        self.writable = writable
+        # O_APPEND writes land in completion order, whatever their offsets: one at a time.
+        self._write_depth = 1 if append else WRITE_BEHIND
+        self._executor = executor
+        self._ahead: dict[tuple[int, int], Future[bytes]] = {}
+        self._stray: list[Future[bytes]] = []  # dropped read-aheads still running
+        self._writes: deque[Future[None]] = deque()
+        self._closed = False
+
+    async def read(self, offset: int, size: int) -> bytes:
+        future = self._ahead.pop((offset, size), None)
+        if future is None:
+            self._drop_read_ahead()
+            future = self._executor.submit(os.pread, self.fd, size, offset)
+        if not self.writable:
+            following = offset + size
+            while len(self._ahead) < READ_AHEAD:
+                self._ahead[(following, size)] = self._executor.submit(
+                    os.pread, self.fd, size, following
+                )
+                following += size
+        data = future.result() if future.done() else await asyncio.wrap_future(future)
+        if len(data) < size:
+            self._drop_read_ahead()  # end of file: nothing to read ahead
+        return data
+
+    async def write(self, offset: int, data: bytes) -> None:
+        while self._writes and self._writes[0].done():
+            self._writes.popleft().result()  # an earlier write's error surfaces here
+        while len(self._writes) >= self._write_depth:
+            await asyncio.wrap_future(self._writes.popleft())
+        self._writes.append(self._executor.submit(_pwrite_all, self.fd, data, offset))
+
+    async def settle(self) -> None:
+        """Wait for every write in flight; raise the first one's error."""
+        error: BaseException | None = None
+        while self._writes:
+            try:
+                await asyncio.wrap_future(self._writes.popleft())
+            except OSError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        pending = [asyncio.wrap_future(f) for f in [*self._ahead.values(), *self._stray]]
+        self._ahead.clear()
+        self._stray.clear()
+        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.settle()
+        finally:
+            await asyncio.wrap_future(self._executor.submit(os.close, self.fd))
+
+    def _drop_read_ahead(self) -> None:
+        # Not cancelled mid-read (a running pread cannot be): close() still awaits them.
+        running = [f for f in self._ahead.values() if not f.cancel()]
+        self._stray = [f for f in self._stray if not f.done()] + running
+        self._ahead.clear()

@@ -1,0 +1,1 @@
+"""Resource use of containers (cgroup files, /proc) and of the host (psutil)."""

@@ -1,0 +1,118 @@
+"""Host resource use and the node fingerprint, from psutil and /proc (blocking)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from agent.stats.cgroup import cgroup_version
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """Host resource use (cpu_percent: 100 = one core)."""
+
+    cpu_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    disk_used_bytes: int
+    disk_total_bytes: int
+    load1: float
+    load5: float
+    load15: float
+    uptime_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFingerprint:
+    """What the node is made of; sent at enrolment and in GetNodeInfo."""
+
+    cpu_count: int
+    cpu_model: str
+    memory_bytes: int
+    disk_bytes: int
+    os: str
+    kernel: str
+    docker_version: str
+    agent_version: str
+    hostname: str
+    cgroup_version: int
+
+
+def host_sample(data_dir: Path) -> HostSample:
+    """Current host use; CPU is averaged since the previous call (first call: 0)."""
+    memory = psutil.virtual_memory()
+    disk = psutil.disk_usage(str(data_dir if data_dir.exists() else Path("/")))
+    load1, load5, load15 = os.getloadavg()
+    return HostSample(
+        cpu_percent=psutil.cpu_percent(interval=None) * (psutil.cpu_count() or 1),
+        memory_used_bytes=memory.total - memory.available,
+        memory_total_bytes=memory.total,
+        disk_used_bytes=disk.used,
+        disk_total_bytes=disk.total,
+        load1=load1,
+        load5=load5,
+        load15=load15,
+        uptime_ms=int((time.time() - psutil.boot_time()) * 1000),
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _os_name() -> str:
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
+    except OSError:
+        return platform.system()
+
+
+def node_fingerprint(data_dir: Path, docker_version: str, agent_version: str) -> NodeFingerprint:
+    """The fingerprint of this host."""
+    disk = psutil.disk_usage(str(data_dir if data_dir.exists() else Path("/")))
+    return NodeFingerprint(
+        cpu_count=psutil.cpu_count() or 1,
+        cpu_model=_cpu_model(),
+        memory_bytes=psutil.virtual_memory().total,
+        disk_bytes=disk.total,
+        os=_os_name(),
+        kernel=platform.release(),
+        docker_version=docker_version,
+        agent_version=agent_version,
+        hostname=socket.gethostname(),
+        cgroup_version=cgroup_version(),
+    )
+
+
+class HostMonitor:
+    """Shares one host sample among all consumers: psutil's CPU figure is a delta
+    since the previous call, so uncoordinated callers would shrink each other's window."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self._latest: HostSample | None = None
+        self._at = -1e9
+        self._lock = asyncio.Lock()
+
+    async def latest(self, max_age: float) -> HostSample:
+        """A host sample no older than `max_age` seconds."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._latest is None or now - self._at > max_age:
+                self._latest = await asyncio.to_thread(host_sample, self._data_dir)
+                self._at = now
+            return self._latest

@@ -1,0 +1,164 @@
+"""Samples every tracked container's resource use in one pass.
+
+A sample costs a few preads per container and runs in a worker thread; callers ask
+for `latest(max_age)` so that several consumers (Watch streams, WebSockets) at the
+same rate share one sample instead of each taking their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.stats.cgroup import CgroupReader, NetDevReader
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSample:
+    """Resource use of one server at one moment (cpu_absolute: 100 = one core)."""
+
+    server_id: str
+    memory_bytes: int
+    memory_limit_bytes: int
+    cpu_absolute: float
+    rx_bytes: int
+    tx_bytes: int
+    disk_bytes: int
+    uptime_ms: int
+
+
+def directory_bytes(path: Path) -> int:
+    """Apparent size of every regular file beneath `path` (blocking)."""
+    total = 0
+    for base, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                continue  # deleted while walking
+    return total
+
+
+class _Tracked:
+    def __init__(self, pid: int, limit: int, data_dir: Path, started_at_ms: int) -> None:
+        self.pid, self.limit, self.data_dir = pid, limit, data_dir
+        self.started_at_ms = started_at_ms
+        self.cgroup: CgroupReader | None = None
+        self.net: NetDevReader | None = None
+        self.last_cpu_ns = 0
+        self.last_wall_ns = 0
+        self.disk_bytes = 0
+        self.disk_at = 0.0
+
+    def open(self) -> None:
+        if self.cgroup is None:
+            self.cgroup = CgroupReader(self.pid)
+            self.net = NetDevReader(self.pid)
+
+    def close(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.close()
+        if self.net is not None:
+            self.net.close()
+        self.cgroup = self.net = None
+
+
+class StatsSampler:
+    """Tracks running containers and samples them; sample() is blocking and thread-safe."""
+
+    def __init__(
+        self,
+        host_memory_bytes: int,
+        disk_interval_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host_memory = host_memory_bytes
+        self._disk_interval = disk_interval_seconds
+        self._clock = clock
+        self._tracked: dict[str, _Tracked] = {}
+        self._lock = threading.Lock()
+        self._latest: dict[str, ContainerSample] = {}
+        self._latest_at = -1e9
+        self._generation = 0  # bumped by track(): a sample of an older one is stale
+        self._latest_generation = -1
+        self._refresh = asyncio.Lock()
+
+    def track(self, server_id: str, pid: int, limit: int, data_dir: Path, started_ms: int) -> None:
+        """Sample `server_id` (a running container with init process `pid`) from now on."""
+        with self._lock:
+            old = self._tracked.pop(server_id, None)
+            if old is not None:
+                old.close()
+            self._tracked[server_id] = _Tracked(pid, limit, data_dir, started_ms)
+            self._generation += 1  # the cached sample lacks this server
+
+    def untrack(self, server_id: str) -> None:
+        """Stop sampling `server_id` (it stopped or was removed)."""
+        with self._lock:
+            old = self._tracked.pop(server_id, None)
+            if old is not None:
+                old.close()
+            self._latest.pop(server_id, None)
+
+    def sample(self) -> dict[str, ContainerSample]:
+        """One sample of every tracked container; the first one of each has cpu 0."""
+        with self._lock:
+            now = self._clock()
+            result = {}
+            for server_id, tracked in list(self._tracked.items()):
+                try:
+                    result[server_id] = self._sample_one(server_id, tracked, now)
+                except (OSError, ValueError, KeyError) as exc:
+                    # The process is gone (exit races the event) or its cgroup moved.
+                    log.debug("stats_sample_failed", server_id=server_id, error=str(exc))
+                    tracked.close()
+            return result
+
+    def _sample_one(self, server_id: str, tracked: _Tracked, now: float) -> ContainerSample:
+        tracked.open()
+        assert tracked.cgroup is not None
+        assert tracked.net is not None
+        cpu_ns, wall_ns = tracked.cgroup.cpu_ns(), time.monotonic_ns()
+        cpu = 0.0
+        if tracked.last_wall_ns and wall_ns > tracked.last_wall_ns:
+            cpu = 100.0 * (cpu_ns - tracked.last_cpu_ns) / (wall_ns - tracked.last_wall_ns)
+        tracked.last_cpu_ns, tracked.last_wall_ns = cpu_ns, wall_ns
+        if now - tracked.disk_at >= self._disk_interval:
+            tracked.disk_bytes = directory_bytes(tracked.data_dir)
+            tracked.disk_at = now
+        rx, tx = tracked.net.read()
+        uptime = int(time.time() * 1000) - tracked.started_at_ms if tracked.started_at_ms else 0
+        return ContainerSample(
+            server_id=server_id,
+            memory_bytes=tracked.cgroup.memory_bytes(),
+            memory_limit_bytes=tracked.limit or self._host_memory,
+            cpu_absolute=max(cpu, 0.0),
+            rx_bytes=rx,
+            tx_bytes=tx,
+            disk_bytes=tracked.disk_bytes,
+            uptime_ms=max(uptime, 0),
+        )
+
+    async def latest(self, max_age: float) -> dict[str, ContainerSample]:
+        """A sample no older than `max_age` seconds, taken in a worker thread if needed."""
+        async with self._refresh:
+            stale = self._latest_generation != self._generation
+            if stale or self._clock() - self._latest_at > max_age:
+                generation = self._generation
+                self._latest = await asyncio.to_thread(self.sample)
+                self._latest_at, self._latest_generation = self._clock(), generation
+            return self._latest
+
+    def close(self) -> None:
+        with self._lock:
+            for tracked in self._tracked.values():
+                tracked.close()
+            self._tracked.clear()

@@ -1,0 +1,273 @@
+"""The browser console WebSocket, `GET /api/servers/{id}/ws` (Wings-style frames).
+
+Frames are JSON `{"event": ..., "args": [...]}`. See docs/protocols/console.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from agent.config import Console, NodeIdentity
+from agent.console.history import ConsoleLine
+from agent.fleet.server import ManagedServer
+from agent.fleet.supervisor import Supervisor, server_stats
+from agent.lifecycle.machine import State
+from agent.runtime import ContainerRuntimeError
+from common.logging import get_logger
+from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
+from protos import agent_pb2 as pb
+
+log = get_logger(__name__)
+EXPIRY_WARNING_SECONDS = 60
+STATS_INTERVAL = 1.0
+SET_STATE_PERMISSION = {
+    "start": "control.start",
+    "stop": "control.stop",
+    "restart": "control.restart",
+    "kill": "control.stop",
+}
+
+
+def frame(event: str, *args: Any) -> str:
+    return json.dumps({"event": event, "args": list(args)})
+
+
+def stats_payload(stats: pb.ServerStats) -> str:
+    return json.dumps(
+        {
+            "memory_bytes": stats.memory_bytes,
+            "memory_limit_bytes": stats.memory_limit_bytes,
+            "cpu_absolute": round(stats.cpu_absolute, 3),
+            "network": {"rx_bytes": stats.network.rx_bytes, "tx_bytes": stats.network.tx_bytes},
+            "disk_bytes": stats.disk_bytes,
+            "uptime_ms": stats.uptime_ms,
+            "state": pb.ServerState.Name(stats.state).removeprefix("SERVER_STATE_").lower(),
+        }
+    )
+
+
+class ConsoleSockets:
+    """Accepts console sockets: checks Origin and the per-server cap, then runs one
+    `ConsoleSession` per socket."""
+
+    def __init__(
+        self, limits: Console, identity: NodeIdentity, supervisor: Supervisor, started_at: float
+    ) -> None:
+        self.limits, self.identity = limits, identity
+        self.supervisor, self.started_at = supervisor, started_at
+        self._open: dict[str, set[web.WebSocketResponse]] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        server_id = request.match_info["server_id"]
+        origin = request.headers.get("Origin", "")
+        if self.limits.ws_allowed_origins and origin not in self.limits.ws_allowed_origins:
+            raise web.HTTPForbidden(text="origin not allowed")
+        try:
+            self.supervisor.get(server_id)
+        except ContainerRuntimeError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from exc
+        sockets = self._open.setdefault(server_id, set())
+        if len(sockets) >= self.limits.ws_max_sockets_per_server:
+            raise web.HTTPTooManyRequests(text="too many console sockets for this server")
+        ws = web.WebSocketResponse(max_msg_size=self.limits.ws_max_message_bytes, heartbeat=30)
+        await ws.prepare(request)
+        sockets.add(ws)
+        try:
+            await ConsoleSession(self, ws, server_id).run()
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    def verify(self, token: str, server_id: str) -> ServerToken:
+        claims = verify_server_token(
+            self.identity.node_secret,
+            token,
+            node_id=self.identity.node_id,
+            scope="console",
+            not_before=self.started_at,
+        )
+        if claims.server_id != server_id:
+            raise TokenError("token is for another server")
+        return claims
+
+    async def close_all(self) -> None:
+        for sockets in list(self._open.values()):
+            for ws in list(sockets):
+                await ws.close(code=1001, message=b"agent shutting down")
+
+
+class ConsoleSession:
+    """One authenticated (or not yet) viewer of one server."""
+
+    def __init__(self, owner: ConsoleSockets, ws: web.WebSocketResponse, server_id: str) -> None:
+        self.owner, self.ws, self.server_id = owner, ws, server_id
+        self.token: ServerToken | None = None
+        self._window_start, self._window_count = time.monotonic(), 0
+        self._feeds: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            async for message in self.ws:
+                if message.type is not WSMsgType.TEXT:
+                    if message.type is WSMsgType.ERROR:
+                        break
+                    continue
+                if self._throttled():
+                    await self.send("daemon error", "too many messages: slow down")
+                    continue
+                await self._dispatch(message.data)
+        finally:
+            await self._stop_feeds()
+
+    def _throttled(self) -> bool:
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        return self._window_count > self.owner.limits.ws_max_messages_per_second
+
+    async def send(self, event: str, *args: Any) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError):
+                await self.ws.send_str(frame(event, *args))
+
+    async def _dispatch(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            event, args = str(message["event"]), list(message.get("args") or [])
+        except (ValueError, KeyError, TypeError):
+            await self.send("daemon error", "malformed frame")
+            return
+        if event == "auth":
+            await self._auth(str(args[0]) if args else "")
+            return
+        if self.token is None or time.time() >= self.token.expires_at:
+            await self.send("jwt error", "not authenticated")
+            return
+        try:
+            await self._authorized(event, args)
+        except (ContainerRuntimeError, TimeoutError) as exc:
+            await self.send("daemon error", str(exc) or type(exc).__name__)
+
+    async def _authorized(self, event: str, args: list[Any]) -> None:
+        assert self.token is not None
+        server = self.owner.supervisor.get(self.server_id)
+        if event == "send command":
+            if not self.token.allows("control.console"):
+                await self.send("daemon error", "permission denied: control.console")
+                return
+            await self.owner.supervisor.send_command(self.server_id, str(args[0] if args else ""))
+        elif event == "set state":
+            await self._set_state(str(args[0]) if args else "")
+        elif event == "send logs":
+            for line in server.history.tail():
+                await self._send_line(line)
+        elif event == "send stats":
+            await self._send_stats(server)
+        else:
+            await self.send("daemon error", f"unknown event {event!r}")
+
+    async def _set_state(self, action: str) -> None:
+        assert self.token is not None
+        permission = SET_STATE_PERMISSION.get(action)
+        if permission is None:
+            await self.send("daemon error", f"unknown state {action!r}")
+            return
+        if not self.token.allows(permission):
+            await self.send("daemon error", f"permission denied: {permission}")
+            return
+        supervisor = self.owner.supervisor
+        operations = {
+            "start": supervisor.start,
+            "stop": supervisor.stop,
+            "restart": supervisor.restart,
+            "kill": supervisor.kill,
+        }
+        await operations[action](self.server_id)
+
+    async def _auth(self, token: str) -> None:
+        try:
+            claims = self.owner.verify(token, self.server_id)
+        except TokenExpiredError:
+            await self.send("token expired")
+            return
+        except TokenError as exc:
+            await self.send("jwt error", str(exc))
+            return
+        first = self.token is None
+        self.token = claims
+        await self.send("auth success")
+        server = self.owner.supervisor.get(self.server_id)
+        await self.send("status", _state_name(server))
+        if first:
+            for line in server.history.tail():
+                await self._send_line(line)
+            await self._stop_feeds()
+            self._feeds = asyncio.create_task(self._run_feeds(server))
+
+    async def _send_line(self, line: ConsoleLine) -> None:
+        await self.send("console output", line.text)
+
+    async def _send_stats(self, server: ManagedServer) -> None:
+        samples = await self.owner.supervisor.tracker.sampler.latest(STATS_INTERVAL / 2)
+        await self.send("stats", stats_payload(server_stats(server, samples.get(server.id))))
+
+    async def _stop_feeds(self) -> None:
+        if self._feeds is not None:
+            self._feeds.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feeds
+            self._feeds = None
+
+    async def _run_feeds(self, server: ManagedServer) -> None:
+        # Owned by this session and cancelled in run()'s finally: never outlives it.
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._feed_console(server))
+            tasks.create_task(self._feed_status(server))
+            tasks.create_task(self._feed_stats_and_expiry(server))
+
+    async def _feed_console(self, server: ManagedServer) -> None:
+        while True:
+            queue = server.history.follow()
+            try:
+                while (line := await queue.get()) is not None:
+                    await self._send_line(line)
+            finally:
+                server.history.unfollow(queue)
+            # Output ended (the server stopped): follow again for the next run's output.
+
+    async def _feed_status(self, server: ManagedServer) -> None:
+        hub = self.owner.supervisor.tracker.hub
+        queue = hub.subscribe()
+        try:
+            while (event := await queue.get()) is not None:
+                if event.lifecycle.server_id == server.id:
+                    await self.send("status", _state_name(server))
+        finally:
+            hub.unsubscribe(queue)
+
+    async def _feed_stats_and_expiry(self, server: ManagedServer) -> None:
+        warned_for = ""
+        while self.token is not None:
+            remaining = self.token.expires_at - time.time()
+            if remaining <= 0:
+                await self.send("token expired")
+                self.token = None
+                await self.ws.close(code=4001, message=b"token expired")
+                return
+            if remaining <= EXPIRY_WARNING_SECONDS and warned_for != self.token.token_id:
+                await self.send("token expiring")  # once per token: a re-auth re-arms it
+                warned_for = self.token.token_id
+            if server.machine.state is not State.OFFLINE:
+                await self._send_stats(server)
+            await asyncio.sleep(STATS_INTERVAL)
+
+
+def _state_name(server: ManagedServer) -> str:
+    return server.machine.state.value

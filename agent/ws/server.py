@@ -1,0 +1,57 @@
+"""The agent's HTTP port: `GET /health` and the browser console WebSocket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from agent.config import AgentConfig, NodeIdentity
+from agent.fleet.supervisor import Supervisor
+from agent.ws.console import ConsoleSockets
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+SOCKETS = web.AppKey("console_sockets", ConsoleSockets)
+
+
+@dataclass(slots=True)
+class HttpEndpoint:
+    """A started HTTP server and the port it is bound to."""
+
+    runner: web.AppRunner
+    port: int
+    sockets: ConsoleSockets
+
+    async def stop(self) -> None:
+        await self.sockets.close_all()
+        await self.runner.cleanup()
+
+
+async def health(request: web.Request) -> web.Response:
+    supervisor = request.app[SUPERVISOR]
+    return web.json_response({"status": "ok", "servers": len(supervisor.servers)})
+
+
+def build_http_app(sockets: ConsoleSockets, supervisor: Supervisor) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[SUPERVISOR] = supervisor
+    app[SOCKETS] = sockets
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
+    return app
+
+
+async def start_http_server(
+    config: AgentConfig, identity: NodeIdentity, supervisor: Supervisor, started_at: float
+) -> HttpEndpoint:
+    """Serve the HTTP port (0 = any free port)."""
+    sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
+    runner = web.AppRunner(build_http_app(sockets, supervisor), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    port = config.http.port
+    for address in runner.addresses:
+        port = int(address[1])  # the bound port, also when 0 was asked for
+        break
+    return HttpEndpoint(runner=runner, port=port, sockets=sockets)

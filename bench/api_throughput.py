@@ -1,0 +1,175 @@
+"""Throughput and tail latency of the REST API's authenticated hot path.
+
+`value`: requests/s of `GET /v1/user/profile` with an API key on a control plane
+(`encedeus controlplane`, embedded SQLite, one process), driven by `wrk` with 100
+connections. `reference`: the same load on a bare aiohttp handler answering a
+similar fixed JSON body, in its own process, in the same run. `ratio` = value /
+reference; `p99_ms` is the control plane's 99th percentile latency.
+Goals: ratio >= 0.5 and p99_ms < 50.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+CONNECTIONS = 100
+THREADS = 2
+DURATION = "10s"
+WARMUP = "2s"
+JWT_SECRET = "bench-secret-0123456789abcdef"  # noqa: S105 (throwaway server)
+
+BARE_SERVER = """
+import json, sys
+from aiohttp import web
+BODY = json.dumps({"id": "8d0f8c56-8a2e-4f1e-9a53-0c0b2f8f9f52", "username": "bench",
+    "email": "bench@example.com", "is_admin": True, "is_active": True,
+    "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+    "last_login": "2026-01-01T00:00:00Z"})
+async def profile(request):
+    return web.Response(text=BODY, content_type="application/json")
+app = web.Application()
+app.router.add_get("/v1/user/profile", profile)
+runner = web.AppRunner(app, access_log=None)
+import asyncio
+async def main():
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"listening 127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    found = shutil.which("wrk")
+    assert found, "wrk not installed"
+    return found
+
+
+def wait_for_address(stream: IO[str], marker: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if marker in line:
+            match = re.search(r"127\.0\.0\.1:(\d+)", line)
+            assert match, line
+            return f"http://127.0.0.1:{match.group(1)}"
+    raise RuntimeError(f"server did not report {marker!r}")
+
+
+def post_json(url: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(  # noqa: S310 (loopback http only)
+        url, json.dumps(body).encode(), headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+        result: dict[str, Any] = json.load(response)
+        return result
+
+
+def _seconds(value: str, unit: str) -> float:
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, token: str, duration: str) -> tuple[float, float]:
+    """(requests/s, p99 seconds) of one wrk run; refuses runs with non-2xx answers."""
+    result = subprocess.run(
+        [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}", "--latency",
+         "-H", f"Authorization: Bearer {token}", url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = result.stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    assert p99, out
+    return rps, _seconds(p99.group(1), p99.group(2))
+
+
+def start(cmd: list[str], env: dict[str, str], marker: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)  # fmt: skip
+    assert process.stdout is not None
+    base = wait_for_address(process.stdout, marker)
+    # Keep draining the log so a full pipe never stalls the server.
+    subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
+    return process, base
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure(name: str, wrk: str, url: str, token: str) -> tuple[float, float]:
+    run_wrk(wrk, url, token, WARMUP)
+    rps, p99 = run_wrk(wrk, url, token, DURATION)
+    print(f"{name}: {rps:.0f} req/s, p99 {p99 * 1000:.1f} ms", flush=True)
+    return rps, p99
+
+
+def main() -> None:
+    wrk = ensure_wrk()
+    env = {**os.environ, "JWT_SECRET": JWT_SECRET}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.hcl"
+        config.write_text(
+            f'controlplane {{\n  data_dir = "{tmp}/data"\n  listen_address = "127.0.0.1"\n'
+            "  port = 0\n}\n"
+        )
+        bare, bare_base = start([sys.executable, "-c", BARE_SERVER], env, "listening")
+        try:
+            bare_rps, bare_p99 = measure("bare aiohttp", wrk, f"{bare_base}/v1/user/profile", "x")
+        finally:
+            stop(bare)
+        ours, base = start(
+            [sys.executable, "-m", "controlplane.cli", "controlplane", "--config", str(config)],
+            env,
+            "control_plane_listening",
+        )
+        try:
+            signup = {"username": "bench", "email": "bench@example.com", "password": "bench-pass"}
+            account = post_json(f"{base}/v1/auth/register", signup)
+            key = post_json(f"{base}/v1/api-keys", {"name": "bench"}, account["access_token"])
+            rps, p99 = measure("control plane", wrk, f"{base}/v1/user/profile", key["key"])
+        finally:
+            stop(ours)
+    print(json.dumps({
+        "bench": "api_throughput",
+        "value": round(rps, 1),
+        "reference": round(bare_rps, 1),
+        "ratio": round(rps / bare_rps, 3),
+        "unit": "req/s",
+        "p99_ms": round(p99 * 1000, 2),
+        "reference_p99_ms": round(bare_p99 * 1000, 2),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

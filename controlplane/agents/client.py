@@ -1,0 +1,188 @@
+"""Every call the control plane makes to a Skyhook agent, behind one Protocol.
+
+:class:`GrpcAgentClient` is the real implementation: one gRPC channel to one agent,
+the node secret sent as ``authorization: Bearer <secret>`` on every call, TLS when a
+CA bundle is configured. gRPC failures surface as :class:`AgentError` with a stable
+snake_case `code` (``not_found``, ``already_exists``, ``failed_precondition``,
+``invalid_argument``, ``unavailable``, ``deadline_exceeded``, ``unauthenticated``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import grpc
+import grpc.aio
+
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
+
+DEFAULT_TIMEOUT = 15.0
+
+
+class AgentError(Exception):
+    """An agent call failed; `code` is the gRPC status in snake_case."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class AgentClient(Protocol):
+    """One agent as the control plane sees it. Every method raises AgentError on
+    failure; none blocks the event loop."""
+
+    async def get_node_info(self) -> pb.NodeInfo:
+        """Identity, fingerprint, host stats and port range of the node."""
+
+    async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        """Create a server (ALREADY_EXISTS when the id is taken), optionally start it."""
+
+    async def start_server(self, server_id: str) -> pb.Server:
+        """Start a stopped server."""
+
+    async def stop_server(self, server_id: str, timeout_seconds: int = 0) -> pb.Server:
+        """Stop with the spec's command or signal; kill after the timeout."""
+
+    async def restart_server(self, server_id: str) -> pb.Server:
+        """Stop (gracefully) and start again."""
+
+    async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
+        """Send a signal (default SIGKILL)."""
+
+    async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
+        """Remove the container (stopping it first); optionally its data directory."""
+
+    async def get_server(self, server_id: str) -> pb.Server:
+        """Spec and status of one server."""
+
+    async def list_servers(self, labels: Mapping[str, str]) -> list[pb.Server]:
+        """Every server carrying all of `labels`."""
+
+    async def send_command(self, server_id: str, line: str) -> None:
+        """Write one line to the server's stdin."""
+
+    def get_logs(self, server_id: str, *, tail: int, follow: bool) -> AsyncIterator[pb.LogLine]:
+        """The last `tail` lines, then (with follow) new ones until cancelled."""
+
+    async def get_stats(self, server_id: str) -> pb.ServerStats:
+        """Current resource use of one server."""
+
+    def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
+        """Heartbeats and lifecycle events until the stream breaks (AgentError)."""
+
+    async def close(self) -> None:
+        """Close the channel; further calls fail."""
+
+
+def _error(exc: grpc.aio.AioRpcError) -> AgentError:
+    code = exc.code()
+    name = code.name.lower() if code is not None else "unknown"
+    return AgentError(name, exc.details() or name)
+
+
+class GrpcAgentClient:
+    """:class:`AgentClient` over one grpc.aio channel to `address` ("host:port")."""
+
+    def __init__(
+        self,
+        address: str,
+        secret: str,
+        *,
+        root_certificates: bytes | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)]
+        if root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
+        self._stub = pb_grpc.AgentStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {secret}"),)
+        self._timeout = timeout
+        self.address = address
+
+    async def _unary(self, method: str, request: object) -> object:
+        call = getattr(self._stub, method)
+        try:
+            return await call(request, metadata=self._metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+
+    async def get_node_info(self) -> pb.NodeInfo:
+        result = await self._unary("GetNodeInfo", pb.GetNodeInfoRequest())
+        assert isinstance(result, pb.NodeInfo)
+        return result
+
+    async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        return await self._server("CreateServer", pb.CreateServerRequest(spec=spec, start=start))
+
+    async def start_server(self, server_id: str) -> pb.Server:
+        return await self._server("StartServer", pb.StartServerRequest(id=server_id))
+
+    async def stop_server(self, server_id: str, timeout_seconds: int = 0) -> pb.Server:
+        request = pb.StopServerRequest(id=server_id, timeout_seconds=timeout_seconds)
+        return await self._server("StopServer", request)
+
+    async def restart_server(self, server_id: str) -> pb.Server:
+        return await self._server("RestartServer", pb.RestartServerRequest(id=server_id))
+
+    async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
+        return await self._server("KillServer", pb.KillServerRequest(id=server_id, signal=signal))
+
+    async def get_server(self, server_id: str) -> pb.Server:
+        return await self._server("GetServer", pb.GetServerRequest(id=server_id))
+
+    async def _server(self, method: str, request: object) -> pb.Server:
+        result = await self._unary(method, request)
+        assert isinstance(result, pb.Server)
+        return result
+
+    async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
+        request = pb.RemoveServerRequest(id=server_id, delete_data=delete_data)
+        result = await self._unary("RemoveServer", request)
+        assert isinstance(result, pb.RemoveServerResponse)
+        return result.removed
+
+    async def list_servers(self, labels: Mapping[str, str]) -> list[pb.Server]:
+        result = await self._unary("ListServers", pb.ListServersRequest(label_filter=labels))
+        assert isinstance(result, pb.ListServersResponse)
+        return list(result.servers)
+
+    async def send_command(self, server_id: str, line: str) -> None:
+        await self._unary("SendCommand", pb.SendCommandRequest(id=server_id, line=line))
+
+    async def get_stats(self, server_id: str) -> pb.ServerStats:
+        result = await self._unary("GetStats", pb.GetStatsRequest(id=server_id))
+        assert isinstance(result, pb.ServerStats)
+        return result
+
+    async def get_logs(
+        self, server_id: str, *, tail: int, follow: bool
+    ) -> AsyncIterator[pb.LogLine]:
+        request = pb.GetLogsRequest(id=server_id, tail=tail, follow=follow)
+        call = self._stub.GetLogs(request, metadata=self._metadata)
+        try:
+            async for line in call:
+                yield line
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
+        request = pb.WatchRequest(heartbeat_interval_ms=heartbeat_interval_ms)
+        call = self._stub.Watch(request, metadata=self._metadata)
+        try:
+            async for event in call:
+                yield event
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self._channel.close(None)

@@ -1,0 +1,1 @@
+"""The public REST API: route table, endpoint layer, one module per resource."""

@@ -1,0 +1,228 @@
+"""Who is calling: bearer credentials (access JWT or API key) resolved to a user.
+
+Handlers never parse headers themselves: routes declare `USER` or `ADMIN` access and
+read the caller with `current_user(request)` from :mod:`controlplane.api.context`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from controlplane.api.errors import Forbidden, Unauthorized
+from controlplane.db.engine import Database
+from controlplane.db.tables import ApiKey, AuthSession, User
+from controlplane.security.access_tokens import AccessTokenError, verify_access_token
+from controlplane.security.credentials import ServerKeys, looks_like_api_key
+from controlplane.state import AUTHENTICATOR
+
+# last_used is written at most this often per key: a write per request would make
+# every authenticated read a database write.
+LAST_USED_WRITE_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    """The authenticated caller: a snapshot of the account as of authentication.
+
+    At most one of session_id/api_key_id is set (the credential used). Through an
+    API key the snapshot may come from the per-process cache; every write to an
+    account calls `Authenticator.forget_user`, so it is never older than that.
+    """
+
+    id: uuid.UUID
+    username: str
+    email: str
+    is_admin: bool
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login: datetime | None
+    session_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(
+        cls, user: User, *, session_id: uuid.UUID | None = None, api_key_id: uuid.UUID | None = None
+    ) -> CurrentUser:
+        """The caller for a user row and the credential that proved it."""
+        return cls(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            is_admin=user.is_admin,
+            is_active=user.is_active,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            last_login=user.last_login,
+            session_id=session_id,
+            api_key_id=api_key_id,
+        )
+
+
+CURRENT_USER = web.RequestKey("current_user", CurrentUser)
+
+
+@dataclass(slots=True)
+class _CachedKey:
+    user: CurrentUser
+    expires_at: datetime | None
+    cached_at: float
+    last_used_written: float
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Authenticator:
+    """Turns bearer credentials into a CurrentUser, or raises Unauthorized.
+
+    API-key lookups are cached for `cache_seconds` (per process). Anything that
+    revokes a key or changes an account must call `forget_api_key` / `forget_user`
+    so that the change takes effect on the very next request.
+    """
+
+    def __init__(self, database: Database, keys: ServerKeys, cache_seconds: float) -> None:
+        self._db = database
+        self._keys = keys
+        self._cache_seconds = cache_seconds
+        self._api_keys: dict[str, _CachedKey] = {}
+        # Bumped by every forget_*: a lookup that raced with a revocation must not
+        # put the revoked key back into the cache.
+        self._generation = 0
+
+    async def authenticate(self, token: str) -> CurrentUser:
+        """The caller `token` proves, or Unauthorized."""
+        if looks_like_api_key(token):
+            return await self._by_api_key(token)
+        if token.startswith("enc_"):
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        return await self._by_access_token(token)
+
+    async def _by_access_token(self, token: str) -> CurrentUser:
+        try:
+            claims = verify_access_token(self._keys.jwt_key, token)
+        except AccessTokenError as exc:
+            raise Unauthorized(str(exc), code="invalid_token") from exc
+        statement = (
+            select(User)
+            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+            .where(col(AuthSession.id) == claims.session_id, col(User.id) == claims.user_id)
+            .where(col(AuthSession.revoked_at).is_(None), col(User.is_active))
+            .where(col(AuthSession.expires_at) > datetime.now(UTC))
+        )
+        async with self._db.session() as session:
+            user = (await session.exec(statement)).first()
+        if user is None:
+            raise Unauthorized("session ended", code="invalid_token")
+        return CurrentUser.of(user, session_id=claims.session_id)
+
+    async def _by_api_key(self, token: str) -> CurrentUser:
+        digest = self._keys.credential_hash(token)
+        now = time.monotonic()
+        cached = self._api_keys.get(digest)
+        if cached is None or now - cached.cached_at > self._cache_seconds:
+            cached = await self._load_api_key(digest, now)
+        if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
+            self._api_keys.pop(digest, None)
+            raise Unauthorized("API key expired", code="invalid_api_key")
+        if now - cached.last_used_written >= LAST_USED_WRITE_INTERVAL:
+            cached.last_used_written = now
+            await self._touch(cached.user)
+        return cached.user
+
+    async def _load_api_key(self, digest: str, now: float) -> _CachedKey:
+        generation = self._generation
+        statement = (
+            select(ApiKey, User)
+            .join(User, col(User.id) == col(ApiKey.user_id))
+            .where(col(ApiKey.key_hash) == digest, col(ApiKey.revoked_at).is_(None))
+            .where(col(User.is_active))
+        )
+        async with self._db.session() as session:
+            row = (await session.exec(statement)).first()
+        if row is None:
+            self._api_keys.pop(digest, None)
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        key, user = row
+        previous = self._api_keys.get(digest)
+        entry = _CachedKey(
+            user=CurrentUser.of(user, api_key_id=key.id),
+            expires_at=key.expires_at,
+            cached_at=now,
+            last_used_written=previous.last_used_written if previous else float("-inf"),
+        )
+        if generation == self._generation:
+            self._api_keys[digest] = entry
+        return entry
+
+    async def _touch(self, user: CurrentUser) -> None:
+        statement = (
+            update(ApiKey)
+            .where(col(ApiKey.id) == user.api_key_id)
+            .values(last_used=datetime.now(UTC).replace(microsecond=0))
+        )
+        async with self._db.transaction() as session:
+            await session.exec(statement)
+
+    def forget_api_key(self, key_id: uuid.UUID) -> None:
+        """Drop a key from the cache (call on revoke)."""
+        self._generation += 1
+        for digest, entry in list(self._api_keys.items()):
+            if entry.user.api_key_id == key_id:
+                del self._api_keys[digest]
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """Drop every cached key of a user (call when the account changes)."""
+        self._generation += 1
+        for digest, entry in list(self._api_keys.items()):
+            if entry.user.id == user_id:
+                del self._api_keys[digest]
+
+
+class _Public:
+    name = "public"
+    security: list[dict[str, list[str]]] = []
+
+    async def authorize(self, request: web.Request) -> None:
+        return None
+
+
+class _User:
+    name = "user"
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
+
+    async def authorize(self, request: web.Request) -> None:
+        token = bearer_token(request)
+        if token is None:
+            raise Unauthorized("an Authorization: Bearer header is required")
+        request[CURRENT_USER] = await request.app[AUTHENTICATOR].authenticate(token)
+
+
+class _Admin(_User):
+    name = "admin"
+
+    async def authorize(self, request: web.Request) -> None:
+        await super().authorize(request)
+        if not request[CURRENT_USER].is_admin:
+            raise Forbidden("administrators only", code="admin_required")
+
+
+#: Anyone, no credentials.
+PUBLIC = _Public()
+#: Any signed-in account (access token or API key).
+USER = _User()
+#: Accounts with is_admin.
+ADMIN = _Admin()

@@ -1,0 +1,272 @@
+"""/v1/deployments/{id}/status|metrics|logs|logs/stream: what the replicas are doing,
+from the agents' latest heartbeats (status, metrics) and their log streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from controlplane.agents import AgentError
+from controlplane.api.deployment_actions import agent_for, deployment_replicas
+from controlplane.api.deployment_schemas import LogsQuery
+from controlplane.api.deployments import owned_deployment
+from controlplane.db.tables import Deployment, Replica
+from controlplane.reconciler.model import LABEL_GENERATION
+from controlplane.reconciler.world import HEALTH_NAMES, STATE_NAMES
+from controlplane.state import AGENT_POOL
+from protos import agent_pb2 as pb
+
+
+class ReplicaStatus(BaseModel):
+    """One replica: where it runs and what its agent last said about it."""
+
+    id: str
+    ordinal: int
+    node_id: str | None
+    state: str
+    health: str
+    ready: bool
+    generation: int | None
+    restart_count: int
+    backoff_until: datetime | None
+    exit_code: int | None
+    oom_killed: bool
+    started_at: datetime | None
+    error: str | None
+
+
+class ReplicaCounts(BaseModel):
+    """desired, ready (passing health) and available (running) replicas."""
+
+    desired: int
+    ready: int
+    available: int
+
+
+class DeploymentStatusView(BaseModel):
+    """Seed 004's status answer plus the per-replica detail."""
+
+    status: str
+    health: str
+    replicas: ReplicaCounts
+    last_health_check: datetime | None
+    uptime: str
+    uptime_seconds: float
+    restart_count: int
+    backoff_until: datetime | None
+    instances: list[ReplicaStatus]
+
+
+class MetricsView(BaseModel):
+    """Summed and per-replica resource use from the agents' latest heartbeats."""
+
+    metrics: dict[str, Any]
+    timestamp: datetime
+
+
+def _ms(value: int) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, UTC) if value > 0 else None
+
+
+def _observed(
+    request: web.Request, replica: Replica
+) -> tuple[pb.ServerStatus | None, float | None]:
+    pool = request.app.get(AGENT_POOL)
+    if pool is None or replica.node_id is None:
+        return None, None
+    observation = pool.observation(str(replica.node_id))
+    if observation is None or observation.servers is None:
+        return None, None
+    return observation.servers.get(str(replica.id)), observation.last_heartbeat
+
+
+def _replica_status(request: web.Request, replica: Replica) -> tuple[ReplicaStatus, float | None]:
+    status, heard = _observed(request, replica)
+    state = STATE_NAMES.get(status.state, "offline") if status else "unknown"
+    health = HEALTH_NAMES.get(status.health, "none") if status else "unknown"
+    generation = status.labels.get(LABEL_GENERATION) if status else None
+    view = ReplicaStatus(
+        id=str(replica.id),
+        ordinal=replica.ordinal,
+        node_id=str(replica.node_id) if replica.node_id else None,
+        state=state,
+        health=health,
+        ready=state == "running" and health in ("none", "healthy"),
+        generation=int(generation) if generation and generation.isdigit() else None,
+        restart_count=replica.restart_count,
+        backoff_until=replica.backoff_until,
+        exit_code=status.exit_code if status and status.exited else None,
+        oom_killed=bool(status and status.oom_killed),
+        started_at=_ms(status.started_at_ms) if status and state != "offline" else None,
+        error=replica.last_error,
+    )
+    return view, heard
+
+
+def _overall_health(instances: list[ReplicaStatus]) -> str:
+    if not instances:
+        return "unknown"
+    if all(i.ready for i in instances):
+        return "healthy"
+    return "unhealthy" if any(i.health == "unhealthy" for i in instances) else "degraded"
+
+
+async def deployment_status(request: web.Request) -> DeploymentStatusView:
+    """Desired/ready/available replicas, health, uptime, restarts and per-replica state."""
+    deployment = await owned_deployment(request)
+    replicas = await deployment_replicas(request, deployment)
+    pairs = [_replica_status(request, r) for r in replicas]
+    instances = [view for view, _ in pairs]
+    heard = [h for _, h in pairs if h is not None]
+    started = [i.started_at for i in instances if i.started_at is not None and i.ready]
+    uptime = time.time() - min(s.timestamp() for s in started) if started else 0.0
+    backoffs = [i.backoff_until for i in instances if i.backoff_until is not None]
+    return DeploymentStatusView(
+        status=deployment.status,
+        health=_overall_health(instances),
+        replicas=ReplicaCounts(
+            desired=deployment.replicas,
+            ready=sum(1 for i in instances if i.ready),
+            available=sum(1 for i in instances if i.state == "running"),
+        ),
+        last_health_check=datetime.fromtimestamp(max(heard), UTC) if heard else None,
+        uptime=f"{int(uptime)}s",
+        uptime_seconds=round(uptime, 3),
+        restart_count=sum(r.restart_count for r in replicas),
+        backoff_until=max(backoffs) if backoffs else None,
+        instances=instances,
+    )
+
+
+def _stats_of(request: web.Request, replica: Replica) -> pb.ServerStats | None:
+    pool = request.app.get(AGENT_POOL)
+    if pool is None or replica.node_id is None:
+        return None
+    observation = pool.observation(str(replica.node_id))
+    return None if observation is None else observation.stats.get(str(replica.id))
+
+
+async def deployment_metrics(request: web.Request) -> MetricsView:
+    """CPU, memory and network per replica and summed, as the agents measured them."""
+    deployment = await owned_deployment(request)
+    per_replica: list[dict[str, Any]] = []
+    for replica in await deployment_replicas(request, deployment):
+        stats = _stats_of(request, replica)
+        if stats is None:
+            continue
+        per_replica.append(
+            {
+                "replica_id": str(replica.id),
+                "node_id": str(replica.node_id),
+                "cpu_absolute": round(stats.cpu_absolute, 3),
+                "memory_bytes": stats.memory_bytes,
+                "memory_limit_bytes": stats.memory_limit_bytes,
+                "network": {
+                    "rx_bytes": stats.network.rx_bytes,
+                    "tx_bytes": stats.network.tx_bytes,
+                },
+                "disk_bytes": stats.disk_bytes,
+                "uptime_ms": stats.uptime_ms,
+                "state": STATE_NAMES.get(stats.state, "offline"),
+            }
+        )
+    total = {
+        "cpu_absolute": round(sum(r["cpu_absolute"] for r in per_replica), 3),
+        "memory_bytes": sum(r["memory_bytes"] for r in per_replica),
+        "memory_limit_bytes": sum(r["memory_limit_bytes"] for r in per_replica),
+        "network": {
+            "rx_bytes": sum(r["network"]["rx_bytes"] for r in per_replica),
+            "tx_bytes": sum(r["network"]["tx_bytes"] for r in per_replica),
+        },
+        "replicas": per_replica,
+    }
+    return MetricsView(metrics=total, timestamp=datetime.now(UTC))
+
+
+def _entry(replica: Replica, line: pb.LogLine) -> dict[str, Any]:
+    return {
+        "timestamp": datetime.fromtimestamp(line.time_ms / 1000, UTC).isoformat(),
+        "level": "error" if line.stream == "stderr" else "info",
+        "message": line.text,
+        "source": line.stream,
+        "replica_id": str(replica.id),
+    }
+
+
+async def _merged_logs(
+    request: web.Request, deployment: Deployment, query: LogsQuery
+) -> AsyncIterator[dict[str, Any]]:
+    """Every replica's lines (tail, then followed), interleaved as they arrive."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+    replicas = await deployment_replicas(request, deployment)
+
+    async def pump(replica: Replica) -> None:
+        client = agent_for(request, replica)
+        if client is not None:
+            with contextlib.suppress(AgentError):
+                async for line in client.get_logs(
+                    str(replica.id), tail=query.tail, follow=query.follow
+                ):
+                    await queue.put(_entry(replica, line))
+        await queue.put(None)
+
+    pumps = [asyncio.create_task(pump(r)) for r in replicas]
+    try:
+        remaining = len(pumps)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            else:
+                yield item
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def deployment_logs(request: web.Request, query: LogsQuery) -> web.StreamResponse:
+    """Without follow: `{"logs": [...]}`. With follow: NDJSON, one entry per line,
+    streamed until the client disconnects."""
+    deployment = await owned_deployment(request)
+    if not query.follow:
+        entries = [e async for e in _merged_logs(request, deployment, query)]
+        entries.sort(key=lambda e: str(e["timestamp"]))
+        return web.json_response({"logs": entries})
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    async for entry in _merged_logs(request, deployment, query):
+        await response.write(json.dumps(entry).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def deployment_logs_stream(request: web.Request, query: LogsQuery) -> web.StreamResponse:
+    """WebSocket: each log entry as one JSON text frame (tail first, then followed)."""
+    deployment = await owned_deployment(request)
+    socket = web.WebSocketResponse(heartbeat=30)
+    await socket.prepare(request)
+    follow = LogsQuery(tail=query.tail, follow=True)
+
+    async def forward() -> None:
+        async for entry in _merged_logs(request, deployment, follow):
+            await socket.send_json(entry)
+
+    sender = asyncio.create_task(forward())
+    try:
+        async for _message in socket:
+            pass  # the client only listens; reading notices its close
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await socket.close()
+    return socket

@@ -1,0 +1,241 @@
+"""Request and response shapes of /v1/deployments (seed 004, plus the container
+options of DESIGN.md: command, ports, restart policy, stop command/signal/timeout)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from controlplane.api.pagination import PageQuery, Pagination
+from controlplane.api.schemas import Request
+from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
+
+APP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+SIGNAL_PATTERN = r"^(SIG)?[A-Z0-9]+$"
+MAX_REPLICAS = 100
+RestartPolicyName = Literal["always", "on-failure", "never"]
+StatusName = Literal["pending", "running", "updating", "stopped", "failed"]
+
+
+class ResourcesSpec(Request):
+    """CPU ("100m", "0.5") and memory ("128Mi", "1Gi") per replica."""
+
+    cpu: str = "100m"
+    memory: str = "128Mi"
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str) -> str:
+        parse_cpu_millis(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if parse_memory_bytes(value) < 4 * 2**20:
+            raise ValueError("memory must be at least 4Mi")
+        return value
+
+
+class HealthCheckSpec(Request):
+    """One probe — `path` (HTTP GET on the first port), `tcp_port` or `command` —
+    and its timings."""
+
+    path: str | None = Field(default=None, max_length=255, pattern=r"^/")
+    tcp_port: int | None = Field(default=None, ge=1, le=65535)
+    command: str | None = Field(default=None, min_length=1, max_length=1000)
+    initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
+    period_seconds: int = Field(default=10, ge=1, le=3600)
+    timeout_seconds: int = Field(default=5, ge=1, le=3600)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> HealthCheckSpec:
+        probes = [p for p in (self.path, self.tcp_port, self.command) if p is not None]
+        if len(probes) != 1:
+            raise ValueError("give exactly one of path, tcp_port and command")
+        return self
+
+
+class RegistryAuth(Request):
+    """Accepted for seed 004 compatibility; images are never pulled by Encedeus."""
+
+    username: str = ""
+    password: str = ""
+
+
+class DeploymentOptions(Request):
+    """Fields shared by create and update."""
+
+    command: list[str] | str | None = None
+    env_vars: dict[str, str] | None = None
+    resources: ResourcesSpec | None = None
+    health_check: HealthCheckSpec | None = None
+    restart_policy: RestartPolicyName | None = None
+    stop_command: str | None = Field(default=None, max_length=255)
+    stop_signal: str | None = Field(default=None, max_length=16, pattern=SIGNAL_PATTERN)
+    stop_timeout: int | None = Field(default=None, ge=1, le=3600)
+
+    def command_list(self) -> list[str] | None:
+        """The command as argv: a string runs under `sh -c`."""
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return self.command
+
+
+class CreateDeployment(DeploymentOptions):
+    """A new deployment."""
+
+    app_name: str = Field(min_length=1, max_length=63, pattern=APP_NAME_PATTERN)
+    image: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    ports: list[int] = Field(default_factory=list, max_length=16)
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    strategy: Literal["binpack", "spread"] = "spread"
+    constraints: dict[str, str] = Field(default_factory=dict)
+    registry_auth: RegistryAuth | None = None
+
+    def all_ports(self) -> list[int]:
+        """`port` and `ports` together, without repeats."""
+        ports = ([self.port] if self.port else []) + list(self.ports)
+        return list(dict.fromkeys(ports))
+
+
+class UpdateDeployment(DeploymentOptions):
+    """Changes; image/command/env/resources/health/stop changes roll out one replica
+    at a time. `ports` may change numbers but not how many there are."""
+
+    image: str | None = Field(default=None, min_length=1, max_length=255)
+    ports: list[int] | None = Field(default=None, max_length=16)
+    replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+
+
+class ScaleDeployment(Request):
+    """The wanted number of replicas."""
+
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)
+
+
+class ConsoleCommand(Request):
+    """One line for the replicas' stdin."""
+
+    command: str = Field(min_length=1, max_length=4096)
+    replica: int | None = Field(default=None, ge=0, description="only this ordinal")
+
+
+class DeploymentQuery(PageQuery):
+    """List filter."""
+
+    status: StatusName | None = None
+
+
+class DeleteQuery(BaseModel):
+    """`?delete_data=true` also removes the replicas' data directories."""
+
+    delete_data: bool = False
+
+
+class LogsQuery(BaseModel):
+    """`tail` lines per replica, and whether to keep streaming."""
+
+    tail: int = Field(default=100, ge=0, le=10_000)
+    follow: bool = False
+
+
+class ConsoleQuery(BaseModel):
+    """Which replica's console (by ordinal)."""
+
+    replica: int = Field(default=0, ge=0)
+
+
+class CreatedDeployment(BaseModel):
+    """Seed 004's answer to create."""
+
+    id: uuid.UUID
+    app_name: str
+    image: str
+    status: str
+    url: str | None
+    created_at: datetime
+    message: str
+
+
+class DeploymentSummary(BaseModel):
+    """A deployment in a list."""
+
+    id: uuid.UUID
+    app_name: str
+    image: str
+    status: str
+    url: str | None
+    replicas: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeploymentList(BaseModel):
+    """A page of the caller's deployments."""
+
+    deployments: list[DeploymentSummary]
+    pagination: Pagination
+
+
+class DeploymentDetails(DeploymentSummary):
+    """Everything about one deployment."""
+
+    user_id: uuid.UUID
+    port: int | None
+    ports: list[int]
+    command: list[str]
+    env_vars: dict[str, str]
+    resources: dict[str, str]
+    health_check: dict[str, Any] | None
+    restart_policy: str
+    stop_command: str
+    stop_signal: str
+    stop_timeout: int
+    strategy: str
+    constraints: dict[str, str]
+    generation: int
+    deployed_at: datetime | None
+    error_message: str | None
+
+
+class DeploymentChanged(BaseModel):
+    """The answer to update, scale, start, stop, restart and kill."""
+
+    id: uuid.UUID
+    status: str
+    replicas: int | None = None
+    message: str
+    updated_at: datetime | None = None
+
+
+class DeletedDeployment(BaseModel):
+    """Seed 004's answer to delete."""
+
+    message: str
+    deployment_id: uuid.UUID
+    app_name: str
+    namespace_deleted: bool
+    data_deleted: bool
+
+
+class CommandSent(BaseModel):
+    """How many replicas received the line."""
+
+    message: str
+    sent_to: int
+
+
+class ConsoleAccess(BaseModel):
+    """Where the browser connects for a replica's console, with a short-lived token."""
+
+    url: str
+    token: str
+    expires_at: datetime
+    server_id: str
+    node_id: str

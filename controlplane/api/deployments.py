@@ -1,0 +1,294 @@
+"""/v1/deployments: create, list, get, update, scale, delete.
+
+Handlers only change desired state in the database and wake the reconciler, which
+places and starts the replicas. A deployment is visible to its owner alone: any other
+account gets 404 for every route under its id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from controlplane.agents import AgentError
+from controlplane.api.context import current_user, database, path_uuid, settings
+from controlplane.api.deployment_schemas import (
+    CreatedDeployment,
+    CreateDeployment,
+    DeletedDeployment,
+    DeleteQuery,
+    DeploymentChanged,
+    DeploymentDetails,
+    DeploymentList,
+    DeploymentQuery,
+    DeploymentSummary,
+    ScaleDeployment,
+    UpdateDeployment,
+)
+from controlplane.api.errors import Conflict, NotFound, Unprocessable
+from controlplane.api.nodes import wake_reconciler
+from controlplane.api.pagination import fetch_page
+from controlplane.db.tables import Deployment, Replica
+from controlplane.events.bus import Event, EventType
+from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
+from controlplane.state import AGENT_POOL, RECONCILER
+
+# Fields whose change needs new containers (a rolling update).
+SPEC_FIELDS = (
+    "image",
+    "command",
+    "env_vars",
+    "ports",
+    "cpu",
+    "memory",
+    "health_check",
+    "stop_command",
+    "stop_signal",
+    "stop_timeout",
+)
+
+
+def publish(request: web.Request, event: Event) -> None:
+    """Publish on the reconciler's event bus, when there is one."""
+    reconciler = request.app.get(RECONCILER)
+    if reconciler is not None and reconciler.bus is not None:
+        reconciler.bus.publish(event)
+
+
+def deployment_url(request: web.Request, deployment: Deployment) -> str | None:
+    """`https://<app>.<DOMAIN_SUFFIX>` when a domain suffix is configured."""
+    suffix = settings(request).domain_suffix
+    return f"https://{deployment.app_name}.{suffix}" if suffix else None
+
+
+async def owned_deployment(request: web.Request) -> Deployment:
+    """The caller's deployment named by the path, or 404 (also for other owners')."""
+    deployment_id = path_uuid(request)
+    async with database(request).session() as session:
+        deployment = await session.get(Deployment, deployment_id)
+    if deployment is None or deployment.user_id != current_user(request).id:
+        raise NotFound("no such deployment", code="deployment_not_found")
+    return deployment
+
+
+def _summary(request: web.Request, d: Deployment) -> DeploymentSummary:
+    return DeploymentSummary(
+        id=d.id,
+        app_name=d.app_name,
+        image=d.image,
+        status=d.status,
+        url=deployment_url(request, d),
+        replicas=d.replicas,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
+    )
+
+
+def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
+    return DeploymentDetails(
+        **_summary(request, d).model_dump(),
+        user_id=d.user_id,
+        port=d.ports[0] if d.ports else None,
+        ports=list(d.ports),
+        command=list(d.command),
+        env_vars=dict(d.env_vars),
+        resources={"cpu": d.cpu, "memory": d.memory},
+        health_check=d.health_check,
+        restart_policy=d.restart_policy,
+        stop_command=d.stop_command,
+        stop_signal=d.stop_signal,
+        stop_timeout=d.stop_timeout,
+        strategy=d.strategy,
+        constraints=dict(d.constraints),
+        generation=d.generation,
+        deployed_at=d.deployed_at,
+        error_message=d.error_message,
+    )
+
+
+def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    command = body.command_list()
+    if command is not None:
+        values["command"] = command
+    if body.env_vars is not None:
+        values["env_vars"] = dict(body.env_vars)
+    if body.resources is not None:
+        values["cpu"], values["memory"] = body.resources.cpu, body.resources.memory
+        values["cpu_millis"] = parse_cpu_millis(body.resources.cpu)
+        values["memory_bytes"] = parse_memory_bytes(body.resources.memory)
+    if body.health_check is not None:
+        values["health_check"] = body.health_check.model_dump(exclude_none=True)
+    for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout"):
+        if getattr(body, name) is not None:
+            values[name] = getattr(body, name)
+    return values
+
+
+async def create_deployment(request: web.Request, body: CreateDeployment) -> CreatedDeployment:
+    """Create a deployment; its replicas are placed and started right away."""
+    user = current_user(request)
+    deployment = Deployment(
+        user_id=user.id,
+        app_name=body.app_name,
+        image=body.image,
+        ports=body.all_ports(),
+        replicas=body.replicas,
+        strategy=body.strategy,
+        constraints=dict(body.constraints),
+    )
+    for name, value in _options(body).items():
+        setattr(deployment, name, value)
+    try:
+        async with database(request).transaction() as session:
+            session.add(deployment)
+    except IntegrityError:
+        raise Conflict("an app with that name exists", code="app_name_taken") from None
+    wake_reconciler(request)
+    publish(
+        request,
+        Event(
+            EventType.DEPLOYMENT_CREATED,
+            owner_id=str(user.id),
+            deployment_id=str(deployment.id),
+            data={"app_name": deployment.app_name, "status": deployment.status},
+        ),
+    )
+    return CreatedDeployment(
+        id=deployment.id,
+        app_name=deployment.app_name,
+        image=deployment.image,
+        status=deployment.status,
+        url=deployment_url(request, deployment),
+        created_at=deployment.created_at,
+        message="Deployment is being processed",
+    )
+
+
+async def list_deployments(request: web.Request, query: DeploymentQuery) -> DeploymentList:
+    """The caller's deployments, newest first, optionally by status."""
+    statement = select(Deployment).where(col(Deployment.user_id) == current_user(request).id)
+    if query.status is not None:
+        statement = statement.where(col(Deployment.status) == query.status)
+    statement = statement.order_by(col(Deployment.created_at).desc(), col(Deployment.id))
+    async with database(request).session() as session:
+        rows, pagination = await fetch_page(session, statement, query)
+    return DeploymentList(deployments=[_summary(request, d) for d in rows], pagination=pagination)
+
+
+async def get_deployment(request: web.Request) -> DeploymentDetails:
+    """One deployment with its whole configuration."""
+    return _details(request, await owned_deployment(request))
+
+
+async def save(request: web.Request, deployment: Deployment, values: dict[str, Any]) -> None:
+    """Write `values` onto the caller's deployment and wake the reconciler."""
+    values["updated_at"] = datetime.now(UTC)
+    async with database(request).transaction() as session:
+        row = await session.get(Deployment, deployment.id)
+        if row is None:
+            raise NotFound("no such deployment", code="deployment_not_found")
+        for name, value in values.items():
+            setattr(row, name, value)
+            setattr(deployment, name, value)
+        session.add(row)
+    wake_reconciler(request)
+
+
+async def update_deployment(request: web.Request, body: UpdateDeployment) -> DeploymentChanged:
+    """Change the deployment; container changes roll out one replica at a time."""
+    deployment = await owned_deployment(request)
+    values = _options(body)
+    if body.image is not None:
+        values["image"] = body.image
+    if body.ports is not None:
+        if len(body.ports) != len(deployment.ports):
+            raise Unprocessable(
+                "the number of ports cannot change; create a new deployment",
+                code="ports_count_changed",
+            )
+        values["ports"] = list(body.ports)
+    if body.replicas is not None:
+        values["replicas"] = body.replicas
+    changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
+    if changed:
+        values["generation"] = deployment.generation + 1
+        values["status"] = "updating"
+    await save(request, deployment, values)
+    return DeploymentChanged(
+        id=deployment.id,
+        status=deployment.status,
+        replicas=deployment.replicas,
+        message="Deployment update in progress" if changed else "Deployment updated",
+        updated_at=deployment.updated_at,
+    )
+
+
+async def scale_deployment(request: web.Request, body: ScaleDeployment) -> DeploymentChanged:
+    """Set the number of replicas."""
+    deployment = await owned_deployment(request)
+    await save(request, deployment, {"replicas": body.replicas})
+    return DeploymentChanged(
+        id=deployment.id,
+        status=deployment.status,
+        replicas=deployment.replicas,
+        message="Deployment scaled successfully",
+    )
+
+
+async def delete_deployment(request: web.Request, query: DeleteQuery) -> DeletedDeployment:
+    """Remove the containers (and with `delete_data=true` their data), then the rows."""
+    deployment = await owned_deployment(request)
+    async with database(request).session() as session:
+        replicas = (
+            await session.exec(select(Replica).where(col(Replica.deployment_id) == deployment.id))
+        ).all()
+    await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
+    async with database(request).transaction() as session:
+        await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
+    wake_reconciler(request)
+    publish(
+        request,
+        Event(
+            EventType.DEPLOYMENT_DELETED,
+            owner_id=str(deployment.user_id),
+            deployment_id=str(deployment.id),
+            data={"app_name": deployment.app_name},
+        ),
+    )
+    return DeletedDeployment(
+        message="Deployment deleted successfully",
+        deployment_id=deployment.id,
+        app_name=deployment.app_name,
+        namespace_deleted=True,
+        data_deleted=query.delete_data,
+    )
+
+
+async def _remove(request: web.Request, replica: Replica, delete_data: bool) -> None:
+    # A node that is unreachable now keeps a stale copy; the reconciler removes it as
+    # an orphan when the node reports again.
+    pool = request.app.get(AGENT_POOL)
+    if pool is None or replica.node_id is None:
+        return
+    try:
+        client = pool.client(str(replica.node_id))
+        await client.remove_server(str(replica.id), delete_data=delete_data)
+    except AgentError:
+        return
+    pool.forget_server(str(replica.node_id), str(replica.id))
+
+
+def replica_uuid(text: str) -> uuid.UUID:
+    """A replica id from text (404 when malformed)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound("no such replica", code="replica_not_found") from None

@@ -1,0 +1,74 @@
+"""Notifications: the WebSocket (`/v1/ws/notifications`, `/v1/ws/health`) and seed
+004's testing endpoints (`/v1/notifications/test`, `/v1/notifications/stats`)."""
+
+from __future__ import annotations
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel
+
+from controlplane.api.context import authenticator, current_user
+from controlplane.api.schemas import MessageResponse
+from controlplane.events.bus import Event, EventType
+from controlplane.events.notifications import serve_notifications
+from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
+
+
+class WebhookStats(BaseModel):
+    """Outcomes of webhook deliveries since start."""
+
+    endpoints: int
+    delivered: int
+    failed: int
+    dropped: int
+
+
+class NotificationStats(BaseModel):
+    """The notification system's counters."""
+
+    subscribers: int
+    published: int
+    webhooks: WebhookStats
+
+
+async def notifications_socket(request: web.Request) -> web.StreamResponse:
+    """WebSocket of events about the caller's deployments and tasks (and nodes, for
+    admins). Authenticate with a Bearer header or a first `authenticate` message."""
+    return await serve_notifications(
+        request, request.app[EVENT_BUS], authenticator(request).authenticate
+    )
+
+
+async def health_socket(request: web.Request) -> web.StreamResponse:
+    """A WebSocket that says it is healthy and answers `ping` with `pong`."""
+    socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+    await socket.prepare(request)
+    await socket.send_json({"type": "health", "status": "healthy"})
+    async for message in socket:
+        if message.type == WSMsgType.TEXT and "ping" in message.data:
+            await socket.send_json({"type": "pong"})
+    return socket
+
+
+async def send_test_notification(request: web.Request) -> MessageResponse:
+    """Publish a `test` event to the caller's own notification channels."""
+    user = current_user(request)
+    request.app[EVENT_BUS].publish(
+        Event(EventType.TEST, owner_id=str(user.id), data={"message": "test notification"})
+    )
+    return MessageResponse(message="Test notification sent")
+
+
+async def notification_stats(request: web.Request) -> NotificationStats:
+    """How many listeners are connected and what the bus and webhooks have done."""
+    bus = request.app[EVENT_BUS]
+    webhooks = request.app[WEBHOOKS]
+    return NotificationStats(
+        subscribers=bus.subscriber_count,
+        published=bus.published,
+        webhooks=WebhookStats(
+            endpoints=len(webhooks.endpoints),
+            delivered=webhooks.delivered,
+            failed=webhooks.failed,
+            dropped=webhooks.dropped,
+        ),
+    )

@@ -1,0 +1,59 @@
+"""`page`/`limit` query parameters and the `pagination` object of every list."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+MAX_PAGE = 1_000_000
+
+
+class PageQuery(BaseModel):
+    """Query parameters of a list endpoint; subclass it to add filters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    page: int = Field(default=1, ge=1, le=MAX_PAGE, description="1-based page number")
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page")
+
+    @property
+    def offset(self) -> int:
+        """Rows to skip before this page."""
+        return (self.page - 1) * self.limit
+
+
+class Pagination(BaseModel):
+    """Where a page sits in the whole list."""
+
+    page: int
+    limit: int
+    total: int
+    total_pages: int
+
+    @classmethod
+    def of(cls, query: PageQuery, total: int) -> Pagination:
+        """The pagination object for `query` over `total` items."""
+        pages = math.ceil(total / query.limit) if total else 0
+        return cls(page=query.page, limit=query.limit, total=total, total_pages=pages)
+
+
+async def fetch_page(
+    session: AsyncSession, statement: SelectOfScalar[T], query: PageQuery
+) -> tuple[Sequence[T], Pagination]:
+    """Run `statement` (a sqlmodel `select(Model)`, already ordered) for one page,
+    and count the whole result."""
+    count_statement = select(func.count()).select_from(statement.order_by(None).subquery())
+    total = (await session.exec(count_statement)).one()
+    items = (await session.exec(statement.offset(query.offset).limit(query.limit))).all()
+    return items, Pagination.of(query, int(total))

@@ -1,0 +1,142 @@
+"""The whole REST route table, in one place.
+
+Add a resource by writing its module (typed handlers, see `endpoints.py`) and
+listing its routes here. More specific paths go before `{id}` patterns.
+"""
+
+from __future__ import annotations
+
+from controlplane.api import (
+    api_keys,
+    auth,
+    deployment_actions,
+    deployment_observe,
+    deployments,
+    health,
+    metrics,
+    nodes,
+    notifications,
+    openapi,
+    profile,
+    remote,
+    ssh_keys,
+    tasks,
+    users,
+    webhooks,
+)
+from controlplane.api.authentication import ADMIN, PUBLIC, USER
+from controlplane.api.endpoints import ApiRoutes
+
+
+def build_routes() -> ApiRoutes:
+    """Every route of the public API."""
+    r = ApiRoutes()
+    r.add("GET", "/health", health.health, access=PUBLIC, tag="meta", errors=(503,))
+    r.add("GET", "/metrics", metrics.serve_metrics, access=PUBLIC, tag="meta")
+    r.add("GET", "/v1/openapi.json", openapi.serve_openapi, access=PUBLIC, tag="meta")
+
+    r.add("POST", "/v1/auth/register", auth.register, access=PUBLIC, status=201, tag="auth",
+          errors=(403, 409), rate_limit=True)  # fmt: skip
+    r.add("POST", "/v1/auth/login", auth.login, access=PUBLIC, tag="auth",
+          errors=(401,), rate_limit=True)  # fmt: skip
+    r.add("POST", "/v1/auth/refresh", auth.refresh, access=PUBLIC, tag="auth", errors=(401,))
+    r.add("POST", "/v1/auth/logout", auth.logout, access=USER, tag="auth")
+    r.add("POST", "/v1/auth/forgot-password", auth.forgot_password, access=PUBLIC, tag="auth",
+          rate_limit=True)  # fmt: skip
+    r.add("POST", "/v1/auth/reset-password", auth.reset_password, access=PUBLIC, tag="auth",
+          rate_limit=True)  # fmt: skip
+
+    r.add("GET", "/v1/user/profile", profile.get_profile, access=USER, tag="profile")
+    r.add("PUT", "/v1/user/profile", profile.update_profile, access=USER, tag="profile",
+          errors=(409,))  # fmt: skip
+    r.add("PUT", "/v1/user/password", profile.change_password, access=USER, tag="profile")
+    r.add("GET", "/v1/user/ssh-keys", ssh_keys.list_ssh_keys, access=USER, tag="ssh-keys")
+    r.add("POST", "/v1/user/ssh-keys", ssh_keys.add_ssh_key, access=USER, status=201,
+          tag="ssh-keys", errors=(409, 422))  # fmt: skip
+    r.add("DELETE", "/v1/user/ssh-keys/{id}", ssh_keys.delete_ssh_key, access=USER,
+          tag="ssh-keys")  # fmt: skip
+
+    r.add("POST", "/v1/api-keys", api_keys.create_api_key, access=USER, status=201,
+          tag="api-keys")  # fmt: skip
+    r.add("GET", "/v1/api-keys", api_keys.list_api_keys, access=USER, tag="api-keys")
+    r.add("DELETE", "/v1/api-keys/{id}", api_keys.revoke_api_key, access=USER, tag="api-keys")
+
+    r.add("GET", "/v1/users", users.list_users, access=ADMIN, tag="users")
+    r.add("GET", "/v1/users/@me", profile.get_profile, access=USER, tag="users")
+    r.add("GET", "/v1/users/{id}", users.get_user, access=ADMIN, tag="users")
+    _orchestration_routes(r)
+    r.add("POST", "/v1/tasks", tasks.create_task, access=USER, status=201, tag="tasks",
+          errors=(413, 422))  # fmt: skip
+    r.add("GET", "/v1/tasks", tasks.list_tasks, access=USER, tag="tasks")
+    r.add("GET", "/v1/tasks/{id}", tasks.get_task, access=USER, tag="tasks", errors=(404,))
+    r.add("POST", "/v1/tasks/{id}", tasks.start_task, access=USER, status=204, tag="tasks",
+          errors=(404, 409, 502, 503))  # fmt: skip
+    r.add("GET", "/v1/tasks/{id}/status", tasks.task_status, access=USER, tag="tasks",
+          errors=(404,))  # fmt: skip
+    r.add("GET", "/v1/tasks/{id}/logs", tasks.task_logs, access=USER, tag="tasks", errors=(404,))
+    r.add("DELETE", "/v1/tasks/{id}", tasks.delete_task, access=USER, tag="tasks", errors=(404,))
+
+    r.add("POST", "/v1/webhooks", webhooks.create_webhook, access=USER, status=201,
+          tag="notifications", errors=(409, 422))  # fmt: skip
+    r.add("GET", "/v1/webhooks", webhooks.list_webhooks, access=USER, tag="notifications")
+    r.add("DELETE", "/v1/webhooks/{id}", webhooks.delete_webhook, access=USER,
+          tag="notifications", errors=(404,))  # fmt: skip
+    r.add("GET", "/v1/ws/notifications", notifications.notifications_socket, access=PUBLIC,
+          tag="notifications")  # fmt: skip
+    r.add("GET", "/v1/ws/health", notifications.health_socket, access=PUBLIC,
+          tag="notifications")  # fmt: skip
+    r.add("GET", "/v1/notifications/test", notifications.send_test_notification, access=USER,
+          tag="notifications")  # fmt: skip
+    r.add("GET", "/v1/notifications/stats", notifications.notification_stats, access=USER,
+          tag="notifications")  # fmt: skip
+    return r
+
+
+def _orchestration_routes(r: ApiRoutes) -> None:
+    """Nodes (admin, plus the agent's enrolment), deployments (owner only), and the
+    agent-facing /v1/remote calls (node secret)."""
+    r.add("POST", "/v1/nodes/enroll", nodes.enroll_node, access=PUBLIC, tag="nodes",
+          errors=(401,), rate_limit=True)  # fmt: skip
+    r.add("POST", "/v1/nodes", nodes.create_node, access=ADMIN, status=201, tag="nodes",
+          errors=(409,))  # fmt: skip
+    r.add("GET", "/v1/nodes", nodes.list_nodes, access=ADMIN, tag="nodes")
+    r.add("GET", "/v1/nodes/{id}", nodes.get_node, access=ADMIN, tag="nodes", errors=(404,))
+    r.add("DELETE", "/v1/nodes/{id}", nodes.delete_node, access=ADMIN, tag="nodes",
+          errors=(404,))  # fmt: skip
+    r.add("POST", "/v1/nodes/{id}/drain", nodes.drain_node, access=ADMIN, tag="nodes",
+          errors=(404,))  # fmt: skip
+    r.add("POST", "/v1/remote/sftp/auth", remote.sftp_auth, access=PUBLIC, tag="remote",
+          errors=(401, 404))  # fmt: skip
+
+    d = "/v1/deployments/{id}"
+    r.add("POST", "/v1/deployments", deployments.create_deployment, access=USER, status=201,
+          tag="deployments", errors=(409, 422))  # fmt: skip
+    r.add("GET", "/v1/deployments", deployments.list_deployments, access=USER,
+          tag="deployments")  # fmt: skip
+    r.add("GET", d, deployments.get_deployment, access=USER, tag="deployments", errors=(404,))
+    r.add("PUT", d, deployments.update_deployment, access=USER, tag="deployments",
+          errors=(404, 422))  # fmt: skip
+    r.add("DELETE", d, deployments.delete_deployment, access=USER, tag="deployments",
+          errors=(404,))  # fmt: skip
+    r.add("PATCH", f"{d}/scale", deployments.scale_deployment, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
+    for verb, handler in (
+        ("start", deployment_actions.start_deployment),
+        ("stop", deployment_actions.stop_deployment),
+        ("restart", deployment_actions.restart_deployment),
+        ("kill", deployment_actions.kill_deployment),
+    ):
+        r.add("POST", f"{d}/{verb}", handler, access=USER, tag="deployments",
+              errors=(404, 409))  # fmt: skip
+    r.add("POST", f"{d}/command", deployment_actions.send_command, access=USER,
+          tag="deployments", errors=(404, 409))  # fmt: skip
+    r.add("GET", f"{d}/console", deployment_actions.console_access, access=USER,
+          tag="deployments", errors=(404, 503))  # fmt: skip
+    r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
+    r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
+    r.add("GET", f"{d}/logs", deployment_observe.deployment_logs, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
+    r.add("GET", f"{d}/logs/stream", deployment_observe.deployment_logs_stream, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip

@@ -1,0 +1,141 @@
+"""Reading POST /v1/tasks: a JSON body, or a multipart form with uploaded files.
+
+Multipart: a `task` (or `spec`) part holding the JSON spec, or the fields `image`,
+`command`, `name`, `env` (JSON object) one by one; every part with a filename is an
+input file placed at that (relative) path. Uploads are read with a running total so
+an oversized form is refused without being held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from controlplane.api.errors import ApiError, Unprocessable, ValidationFailed
+from controlplane.config import ControlPlaneConfig
+from controlplane.tasks.fetch import (
+    FetchFailed,
+    FetchPolicy,
+    FetchRefused,
+    FetchTooLarge,
+    describe,
+)
+from controlplane.tasks.inputs import (
+    InputError,
+    InputFile,
+    TaskSpec,
+    gather_inputs,
+    safe_relative_path,
+)
+
+SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand")
+MAX_FIELD_BYTES = 256 * 1024
+
+
+def fetch_policy(config: ControlPlaneConfig) -> FetchPolicy:
+    """How task URLs may be fetched under `config`."""
+    return FetchPolicy(
+        allow_private=config.task_fetch_allow_private,
+        max_bytes=config.task_fetch_max_bytes,
+        timeout_seconds=config.task_fetch_timeout_seconds,
+    )
+
+
+def _validated(data: Any) -> TaskSpec:
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(["body", *map(str, e["loc"])]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise ValidationFailed("the task is invalid", details=details) from exc
+
+
+def _json_object(raw: bytes | str, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(f"{what} is not valid JSON", code="invalid_json") from exc
+
+
+async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                f"{what} is larger than the {limit} bytes allowed",
+                code="payload_too_large",
+                status=413,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_multipart(
+    request: web.Request, max_total: int
+) -> tuple[dict[str, Any], list[InputFile]]:
+    reader = await request.multipart()
+    fields: dict[str, Any] = {}
+    uploads: list[InputFile] = []
+    remaining = max_total
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ApiError("nested multipart bodies are not supported", code="invalid_form")
+        if part.filename:
+            content = await _read_part(part, remaining, "the uploaded files")
+            remaining -= len(content)
+            kind = part.headers.get("Content-Type", "")
+            # aiohttp's client (and some others) percent-encode `/` in filenames.
+            path = safe_relative_path(unquote(part.filename))
+            uploads.append(InputFile(path, content, mime_type=kind))
+        elif part.name in ("task", "spec"):
+            raw = await _read_part(part, MAX_FIELD_BYTES, "the task field")
+            fields.update(_json_object(raw, "the task field"))
+        elif part.name in SPEC_FIELDS:
+            value = (await _read_part(part, MAX_FIELD_BYTES, part.name)).decode(errors="replace")
+            fields[part.name] = _json_object(value, "env") if part.name == "env" else value
+        else:
+            raise ApiError(f"unexpected form field {part.name!r}", code="invalid_form")
+    return fields, uploads
+
+
+async def read_task_request(
+    request: web.Request, config: ControlPlaneConfig
+) -> tuple[TaskSpec, list[InputFile]]:
+    """The validated spec and every input file (uploaded, inline, fetched)."""
+    uploads: list[InputFile] = []
+    if request.content_type.startswith("multipart/"):
+        try:
+            data, uploads = await _read_multipart(request, config.task_input_max_bytes)
+        except InputError as exc:
+            raise ApiError(str(exc), code="invalid_input_file", status=exc.status) from exc
+        except ValueError as exc:  # no boundary, malformed parts
+            raise ApiError(f"malformed multipart body: {exc}", code="invalid_form") from exc
+    else:
+        raw = await request.read()
+        if not raw:
+            raise ApiError("a JSON request body is required", code="invalid_json")
+        data = _json_object(raw, "the request body")
+    if not isinstance(data, dict):
+        raise ValidationFailed("the task must be a JSON object")
+    spec = _validated(data)
+    try:
+        files = await gather_inputs(
+            spec, uploads, fetch_policy(config), config.task_input_max_bytes
+        )
+    except InputError as exc:
+        code = "payload_too_large" if exc.status == 413 else "invalid_input_file"
+        raise ApiError(str(exc), code=code, status=exc.status) from exc
+    except FetchTooLarge as exc:
+        raise ApiError(str(exc), code="input_too_large", status=413, details=describe(exc)) from exc
+    except (FetchRefused, FetchFailed) as exc:
+        code = "url_refused" if isinstance(exc, FetchRefused) else "url_fetch_failed"
+        raise Unprocessable(str(exc), code=code, details=describe(exc)) from exc
+    return spec, files

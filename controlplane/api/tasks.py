@@ -1,0 +1,272 @@
+"""/v1/tasks: one-shot containers (seed 003) — create, list, get, start, status, logs,
+delete. Every task belongs to its owner; anyone else gets 404."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from sqlalchemy import delete
+from sqlmodel import col, select
+
+from common.logging import get_logger
+from controlplane.agents.client import AgentError
+from controlplane.api.context import current_user, database, path_uuid, settings
+from controlplane.api.errors import ApiError, Conflict, NotFound
+from controlplane.api.pagination import PageQuery, Pagination, fetch_page
+from controlplane.api.task_requests import read_task_request
+from controlplane.db.tables.tasks import PENDING, Task, TaskFile
+from controlplane.events.bus import EventType
+from controlplane.events.wiring import EVENT_BUS
+from controlplane.state import AGENT_POOL
+from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
+from controlplane.tasks.wiring import TASK_RUNNER
+
+log = get_logger(__name__)
+
+TaskStatus = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class TaskFileView(BaseModel):
+    """An input file of a task (without its content)."""
+
+    id: uuid.UUID
+    path: str
+    size: int
+    mime_type: str
+    source_url: str | None
+
+
+class TaskResources(BaseModel):
+    """Limits of the task's container (0 = unlimited)."""
+
+    cpu_millis: int
+    memory_bytes: int
+
+
+class TaskStatusView(BaseModel):
+    """Where a task is in its life."""
+
+    id: uuid.UUID
+    status: TaskStatus
+    exit_code: int | None
+    oom_killed: bool
+    error_message: str | None
+    node_id: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TaskView(TaskStatusView):
+    """A task as its owner sees it."""
+
+    name: str
+    image: str
+    command: list[str]
+    env: dict[str, str]
+    resources: TaskResources
+    network: bool
+    files: list[TaskFileView]
+    updated_at: datetime
+
+
+class CreatedTask(TaskView):
+    """The new task, Pending until started."""
+
+    message: str = "Task successfully added"
+
+
+class TaskList(BaseModel):
+    """A page of the caller's tasks, newest first."""
+
+    tasks: list[TaskView]
+    pagination: Pagination
+
+
+class TaskListQuery(PageQuery):
+    """Paging plus an optional status filter."""
+
+    status: TaskStatus | None = None
+
+
+class DeletedTask(BaseModel):
+    """What DELETE removed."""
+
+    message: str = "Task successfully deleted"
+    removed_task: TaskView
+
+
+class LogQuery(BaseModel):
+    """`follow=true` keeps streaming while the task runs; `tail` limits the lines."""
+
+    follow: bool = False
+    tail: int = 0
+
+
+def _status_of(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "status": task.status,
+        "exit_code": task.exit_code,
+        "oom_killed": task.oom_killed,
+        "error_message": task.error_message or None,
+        "node_id": task.node_id,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+    }
+
+
+def view_of(task: Task, files: list[TaskFile]) -> TaskView:
+    """The public view of a task row and its files."""
+    return TaskView(
+        **_status_of(task),
+        name=task.name,
+        image=task.image,
+        command=list(task.command),
+        env=dict(task.env),
+        resources=TaskResources(cpu_millis=task.cpu_millis, memory_bytes=task.memory_bytes),
+        network=not task.network_disabled,
+        files=[TaskFileView.model_validate(f.describe()) for f in files],
+        updated_at=task.updated_at,
+    )
+
+
+async def _owned_task(request: web.Request) -> tuple[Task, list[TaskFile]]:
+    task_id = path_uuid(request)
+    owner = current_user(request).id
+    async with database(request).session() as session:
+        task = (
+            await session.exec(
+                select(Task).where(col(Task.id) == task_id, col(Task.user_id) == owner)
+            )
+        ).first()
+        if task is None:
+            raise NotFound("task not found", code="task_not_found")
+        files = (
+            await session.exec(
+                select(TaskFile)
+                .where(col(TaskFile.task_id) == task_id)
+                .order_by(col(TaskFile.path))
+            )
+        ).all()
+    return task, list(files)
+
+
+def _runner(request: web.Request) -> TaskRunner:
+    runner = request.app.get(TASK_RUNNER)
+    if runner is None or AGENT_POOL not in request.app:
+        raise ApiError("tasks cannot run: no agents are connected", code="unavailable", status=503)
+    return runner
+
+
+async def create_task(request: web.Request) -> CreatedTask:
+    """Create a task from JSON or a multipart form (image, command, env, resources,
+    input files uploaded or fetched from http(s) URLs). It stays Pending until started."""
+    spec, inputs = await read_task_request(request, settings(request))
+    task = Task(
+        user_id=current_user(request).id,
+        name=spec.name,
+        image=spec.image,
+        command=spec.argv,
+        env=spec.env,
+        cpu_millis=spec.resources.cpu_millis,
+        memory_bytes=spec.resources.memory_bytes,
+        network_disabled=not spec.network,
+    )
+    files = [
+        TaskFile(
+            task_id=task.id,
+            path=item.path,
+            mode=item.mode,
+            size=len(item.content),
+            mime_type=item.mime_type[:255],
+            source_url=item.source_url,
+            content=item.content,
+        )
+        for item in inputs
+    ]
+    async with database(request).transaction() as session:
+        session.add(task)
+        await session.flush()
+        session.add_all(files)
+    request.app[EVENT_BUS].publish(task_event(task, EventType.TASK_CREATED))
+    return CreatedTask(**view_of(task, files).model_dump())
+
+
+async def list_tasks(request: web.Request, query: TaskListQuery) -> TaskList:
+    """The caller's tasks, newest first, optionally only those in one status."""
+    statement = select(Task).where(col(Task.user_id) == current_user(request).id)
+    if query.status is not None:
+        statement = statement.where(col(Task.status) == query.status)
+    statement = statement.order_by(col(Task.created_at).desc(), col(Task.id))
+    async with database(request).session() as session:
+        tasks, pagination = await fetch_page(session, statement, query)
+        ids = [t.id for t in tasks]
+        files = (await session.exec(select(TaskFile).where(col(TaskFile.task_id).in_(ids)))).all()
+    by_task: dict[uuid.UUID, list[TaskFile]] = {}
+    for item in files:
+        by_task.setdefault(item.task_id, []).append(item)
+    views = [view_of(t, sorted(by_task.get(t.id, []), key=lambda f: f.path)) for t in tasks]
+    return TaskList(tasks=views, pagination=pagination)
+
+
+async def get_task(request: web.Request) -> TaskView:
+    """One of the caller's tasks."""
+    task, files = await _owned_task(request)
+    return view_of(task, files)
+
+
+async def start_task(request: web.Request) -> web.StreamResponse:
+    """Start a Pending task on a ready node (204). 409 when it was started before."""
+    task, _ = await _owned_task(request)
+    if task.status != PENDING:
+        raise Conflict(f"the task is {task.status}; only Pending tasks start", code="task_started")
+    try:
+        await _runner(request).start(task)
+    except TaskStartError as exc:
+        raise ApiError(str(exc), code=exc.code, status=exc.status) from exc
+    return web.Response(status=204)
+
+
+async def task_status(request: web.Request) -> TaskStatusView:
+    """Pending, Running, Succeeded or Failed, with the exit code and timestamps."""
+    task, _ = await _owned_task(request)
+    return TaskStatusView(**_status_of(task))
+
+
+async def task_logs(request: web.Request, query: LogQuery) -> web.StreamResponse:
+    """The task's output as plain text, streamed; kept after the container is gone."""
+    task, _ = await _owned_task(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    runner = request.app.get(TASK_RUNNER)
+    if runner is not None and AGENT_POOL in request.app:
+        try:
+            async for line in runner.logs(task, follow=query.follow, tail=max(0, query.tail)):
+                await response.write(line.encode())
+        except AgentError as exc:
+            log.info("task_logs_interrupted", task_id=str(task.id), code=exc.code)
+    await response.write_eof()
+    return response
+
+
+async def delete_task(request: web.Request) -> DeletedTask:
+    """Delete a task: its container (stopped if running), its files and its logs."""
+    task, files = await _owned_task(request)
+    runner = request.app.get(TASK_RUNNER)
+    if runner is not None and AGENT_POOL in request.app:
+        try:
+            await runner.remove_container(task)
+        except AgentError as exc:
+            # The record goes anyway: a node that is gone must not pin its tasks forever.
+            log.warning("task_container_not_removed", task_id=str(task.id), code=exc.code)
+    async with database(request).transaction() as session:
+        await session.exec(delete(Task).where(col(Task.id) == task.id))
+    request.app[EVENT_BUS].publish(task_event(task, EventType.TASK_DELETED))
+    return DeletedTask(removed_task=view_of(task, files))

@@ -1,0 +1,108 @@
+"""/v1/webhooks: an account's own webhook receivers (its events only, signed with a
+secret shown once). The global WEBHOOK_URL is configuration, not this resource."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, func
+from sqlmodel import col, select
+
+from controlplane.api.context import current_user, database, path_uuid, settings
+from controlplane.api.errors import Conflict, NotFound, Unprocessable
+from controlplane.api.pagination import PageQuery, Pagination, fetch_page
+from controlplane.api.schemas import MessageResponse, Request
+from controlplane.db.tables.webhooks import Webhook
+from controlplane.events.wiring import OWNER_WEBHOOKS
+from controlplane.tasks.fetch import FetchPolicy, FetchRefused, check_url
+
+MAX_WEBHOOKS_PER_ACCOUNT = 10
+
+
+class CreateWebhook(Request):
+    """Where to POST the caller's events."""
+
+    url: str = Field(min_length=8, max_length=2000)
+    description: str = Field(default="", max_length=500)
+
+
+class WebhookInfo(BaseModel):
+    """A webhook as listed (never its secret)."""
+
+    id: uuid.UUID
+    url: str
+    description: str
+    created_at: datetime
+
+
+class CreatedWebhook(WebhookInfo):
+    """The new webhook; `secret` (the HMAC key of X-Encedeus-Signature) is shown once."""
+
+    secret: str
+
+
+class WebhookList(BaseModel):
+    """A page of the caller's webhooks."""
+
+    webhooks: list[WebhookInfo]
+    pagination: Pagination
+
+
+async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWebhook:
+    """Register a receiver of the caller's events (http or https, public addresses
+    unless the control plane allows private ones)."""
+    policy = FetchPolicy(allow_private=settings(request).webhook_allow_private)
+    try:
+        check_url(body.url, policy)
+    except FetchRefused as exc:
+        raise Unprocessable(str(exc), code="url_refused") from exc
+    owner = current_user(request).id
+    hook = Webhook(
+        user_id=owner,
+        url=body.url,
+        secret="whsec_" + secrets.token_urlsafe(24),
+        description=body.description,
+    )
+    async with database(request).transaction() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Webhook).where(col(Webhook.user_id) == owner)
+        )
+        if (count or 0) >= MAX_WEBHOOKS_PER_ACCOUNT:
+            raise Conflict(
+                f"at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks per account", code="too_many_webhooks"
+            )
+        session.add(hook)
+    request.app[OWNER_WEBHOOKS].forget(str(owner))
+    return CreatedWebhook(**WebhookInfo.model_validate(hook, from_attributes=True).model_dump(),
+                          secret=hook.secret)  # fmt: skip
+
+
+async def list_webhooks(request: web.Request, query: PageQuery) -> WebhookList:
+    """The caller's webhooks, oldest first."""
+    statement = (
+        select(Webhook)
+        .where(col(Webhook.user_id) == current_user(request).id)
+        .order_by(col(Webhook.created_at), col(Webhook.id))
+    )
+    async with database(request).session() as session:
+        rows, pagination = await fetch_page(session, statement, query)
+    items = [WebhookInfo.model_validate(row, from_attributes=True) for row in rows]
+    return WebhookList(webhooks=items, pagination=pagination)
+
+
+async def delete_webhook(request: web.Request) -> MessageResponse:
+    """Remove one of the caller's webhooks."""
+    owner = current_user(request).id
+    statement = delete(Webhook).where(
+        col(Webhook.id) == path_uuid(request), col(Webhook.user_id) == owner
+    )
+    async with database(request).transaction() as session:
+        result = await session.exec(statement)
+        if result.rowcount == 0:
+            raise NotFound("webhook not found", code="webhook_not_found")
+    request.app[OWNER_WEBHOOKS].forget(str(owner))
+    return MessageResponse(message="Webhook deleted successfully")

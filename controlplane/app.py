@@ -1,0 +1,94 @@
+"""The composition root: `build_app(config)` wires the control plane together.
+
+Start order (cleanup contexts, reversed on shutdown): accounts store (secret,
+migrations, database) → mail outbox worker → systemd readiness. Components that
+need I/O to start are created empty here and filled by their cleanup context, since
+an application's keys cannot change once it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from common.logging import get_logger
+from controlplane.api.authentication import Authenticator
+from controlplane.api.metrics import ApiMetrics, metrics_middleware
+from controlplane.api.middleware import error_middleware
+from controlplane.api.routes import build_routes
+from controlplane.config import ControlPlaneConfig, resolve_jwt_secret
+from controlplane.db.engine import Database, create_engine
+from controlplane.db.migrate import upgrade_database
+from controlplane.events.wiring import install_events
+from controlplane.mail import MailOutbox, mailer_for
+from controlplane.reconciler.wiring import install_orchestration
+from controlplane.security.credentials import ServerKeys
+from controlplane.security.rate_limit import SlidingWindowLimiter
+from controlplane.state import (
+    AUTHENTICATOR,
+    CONFIG,
+    DATABASE,
+    MAIL_OUTBOX,
+    METRICS,
+    RATE_LIMITER,
+    ROUTES,
+    SERVER_KEYS,
+)
+from controlplane.systemd_notify import systemd_ctx
+from controlplane.tasks.wiring import install_tasks
+
+log = get_logger(__name__)
+
+
+async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+
+    def prepare_data_dir() -> str:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        return resolve_jwt_secret(config)
+
+    app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir))
+    revision = await upgrade_database(config.resolved_database_url())
+    log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
+    try:
+        yield
+    finally:
+        await app[DATABASE].close()
+
+
+async def _run_mail_outbox(app: web.Application) -> AsyncIterator[None]:
+    async with app[MAIL_OUTBOX].running():
+        yield
+
+
+def build_app(config: ControlPlaneConfig) -> web.Application:
+    """The control plane application for `config` (nothing touches disk until startup)."""
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware],
+        client_max_size=config.max_request_bytes,
+    )
+    app[CONFIG] = config
+    app[METRICS] = ApiMetrics()
+    app[RATE_LIMITER] = SlidingWindowLimiter(
+        config.auth_rate_limit, config.auth_rate_window_seconds
+    )
+    database = Database(create_engine(config.resolved_database_url()))
+    keys = ServerKeys()
+    app[DATABASE] = database
+    app[SERVER_KEYS] = keys
+    app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
+    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), config.email_from)
+    bus = install_events(app, config, database)
+
+    routes = build_routes()
+    app[ROUTES] = routes
+    routes.install(app)
+
+    app.cleanup_ctx.append(_prepare_storage)
+    app.cleanup_ctx.append(_run_mail_outbox)
+    install_orchestration(app, config, database, bus)
+    install_tasks(app, database, bus)
+    app.cleanup_ctx.append(systemd_ctx)
+    return app

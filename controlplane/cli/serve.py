@@ -1,0 +1,65 @@
+"""`encedeus controlplane`: run the control plane until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from aiohttp import web
+
+from common.logging import configure_logging, get_logger
+from controlplane.app import build_app
+from controlplane.cli.common_args import add_config_argument, config_or_exit
+from controlplane.config import ControlPlaneConfig
+from controlplane.db.migrate import UnknownSchemaError
+
+log = get_logger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `controlplane` subcommand."""
+    parser = subparsers.add_parser("controlplane", help="run the control plane server")
+    add_config_argument(parser)
+    parser.set_defaults(run=run)
+
+
+async def serve(config: ControlPlaneConfig, stop: asyncio.Event) -> None:
+    """Start the app on the configured address, run until `stop` is set, shut down."""
+    runner = web.AppRunner(
+        build_app(config), shutdown_timeout=config.shutdown_timeout_seconds, access_log=None
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.listen_address, config.port)
+        await site.start()
+        addresses = [f"{host}:{port}" for host, port, *_ in runner.addresses]
+        log.info("control_plane_listening", addresses=addresses)
+        await stop.wait()
+        log.info("control_plane_stopping")
+    finally:
+        await runner.cleanup()
+
+
+async def _main(config: ControlPlaneConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(config, stop)
+
+
+EXIT_UNKNOWN_SCHEMA = 3
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a signal; exit 2 on bad configuration, 3 when the database schema
+    is newer than the code (systemd must not restart either)."""
+    config = config_or_exit(args)
+    configure_logging(config.log_level)
+    try:
+        asyncio.run(_main(config))
+    except UnknownSchemaError as exc:
+        log.error("refusing_to_start", reason=str(exc))
+        return EXIT_UNKNOWN_SCHEMA
+    return 0

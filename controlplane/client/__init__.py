@@ -1,0 +1,1 @@
+"""The `encedeus` command line client: REST API calls with tables and progress."""

@@ -1,0 +1,99 @@
+"""The `encedeus` client commands: argparse wiring and what every command shares.
+
+Each command is a function `(args) -> exit code` set as the parser's `run` default;
+:func:`register_client_commands` adds them all to the `encedeus` parser. Commands talk
+to the control plane over its REST API only (see :mod:`controlplane.client.api`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.client.api import ApiClient, ClientError
+from controlplane.client.credentials import load_credentials
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def client_for(args: argparse.Namespace) -> ApiClient:
+    """An API client for the URL and token from flags, environment or stored login."""
+    stored = load_credentials()
+    url = getattr(args, "url", None) or stored.url
+    return ApiClient(url, stored.token)
+
+
+def out(text: str = "") -> None:
+    """Print a line for people on stdout."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str) -> int:
+    """Print an error on stderr; the exit code for a failed command."""
+    sys.stderr.write(f"error: {message}\n")
+    return 1
+
+
+def guarded(command: Command) -> Command:
+    """Turn client errors into a one-line message and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ClientError as exc:
+            return fail(str(exc))
+        except KeyboardInterrupt:
+            return 130
+
+    run.__doc__ = command.__doc__
+    return run
+
+
+def add_command(
+    subparsers: Any, name: str, command: Command, help_text: str
+) -> argparse.ArgumentParser:
+    """A subparser `name` that runs `command`, with the shared `--url` flag."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text)
+    parser.add_argument("--url", help="control plane URL (default: the one logged in to)")
+    parser.set_defaults(run=guarded(command))
+    return parser
+
+
+def register(subparsers: Any) -> None:
+    """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, tasks,
+    nodes to the `encedeus` argument parser."""
+    from controlplane.client import (
+        deployment_commands,
+        node_commands,
+        session_commands,
+        task_commands,
+    )
+
+    session_commands.add_commands(subparsers)
+    deployment_commands.add_commands(subparsers)
+    task_commands.add_commands(subparsers)
+    node_commands.add_commands(subparsers)
+
+
+def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:
+    """The deployment whose id, id prefix or app name is `name_or_id`."""
+    matches: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        answer = client.call("GET", "/v1/deployments", query={"page": page, "limit": 100})
+        for item in answer.get("deployments", []):
+            if item.get("id") == name_or_id:
+                return dict(item)
+            if item.get("app_name") == name_or_id or str(item.get("id", "")).startswith(name_or_id):
+                matches.append(item)
+        if page >= int(answer.get("pagination", {}).get("total_pages", 1)):
+            break
+        page += 1
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ClientError(f"no deployment named {name_or_id!r}", status=404)
+    raise ClientError(f"{name_or_id!r} matches {len(matches)} deployments; use the id")

@@ -1,0 +1,77 @@
+"""Where the client keeps the control plane URL and the API key it logged in with.
+
+`~/.config/encedeus/credentials` (or `$XDG_CONFIG_HOME/encedeus/credentials`, or the
+path in `$ENCEDEUS_CREDENTIALS`): a JSON object, written atomically with mode 0600.
+`$ENCEDEUS_URL` and `$ENCEDEUS_TOKEN` override what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredentials:
+    """What `encedeus login` remembers."""
+
+    url: str = DEFAULT_URL
+    token: str = ""
+    username: str = ""
+
+
+def credentials_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The credentials file for this user."""
+    env = os.environ if environ is None else environ
+    if env.get("ENCEDEUS_CREDENTIALS"):
+        return Path(env["ENCEDEUS_CREDENTIALS"])
+    base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else None
+    if base is None:
+        base = Path(env.get("HOME") or Path.home()) / ".config"
+    return base / "encedeus" / "credentials"
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, readable by its owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+
+
+def load_credentials(environ: Mapping[str, str] | None = None) -> StoredCredentials:
+    """The stored credentials with the environment's overrides (defaults when none)."""
+    env = os.environ if environ is None else environ
+    stored = StoredCredentials()
+    path = credentials_path(env)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        stored = StoredCredentials(
+            url=str(data.get("url") or DEFAULT_URL),
+            token=str(data.get("token") or ""),
+            username=str(data.get("username") or ""),
+        )
+    except (OSError, ValueError, AttributeError):
+        pass
+    return StoredCredentials(
+        url=env.get("ENCEDEUS_URL") or stored.url,
+        token=env.get("ENCEDEUS_TOKEN") or stored.token,
+        username=stored.username,
+    )
+
+
+def save_credentials(
+    credentials: StoredCredentials, environ: Mapping[str, str] | None = None
+) -> Path:
+    """Store `credentials` (0600) and return the file's path."""
+    path = credentials_path(environ)
+    write_private_file(path, json.dumps(asdict(credentials), indent=2) + "\n")
+    return path

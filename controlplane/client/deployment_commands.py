@@ -1,0 +1,201 @@
+"""`encedeus deploy | ls | logs | scale | stop | start | restart | rm`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from controlplane.client.api import ApiClient, ClientError
+from controlplane.client.commands import add_command, client_for, out, resolve_deployment
+from controlplane.client.render import age, field, short_id, table
+
+
+def parse_env(pairs: Iterable[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings as a mapping; a pair without `=` is an error."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClientError(f"environment variables are KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
+def _default_name(image: str) -> str:
+    return image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0] or "app"
+
+
+def deploy(args: argparse.Namespace) -> int:
+    """Create a deployment and (unless --detach) show progress until it runs."""
+    client = client_for(args)
+    body: dict[str, Any] = {
+        "app_name": args.name or _default_name(args.image),
+        "image": args.image,
+        "replicas": args.replicas,
+        "env_vars": parse_env(args.env),
+    }
+    if args.port:
+        body["port"] = args.port
+    if args.cpu or args.memory:
+        body["resources"] = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory)) if v}
+    if args.command:
+        body["command"] = shlex.split(args.command)
+    created = client.call("POST", "/v1/deployments", body)
+    out(f"Deployment {created['app_name']} created ({created['id']})")
+    if args.detach:
+        return 0
+    return wait_until_running(client, created["id"], args.timeout)
+
+
+def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) -> int:
+    """Poll the status until every replica is ready; 1 on failure or timeout."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        status = client.call("GET", f"/v1/deployments/{deployment_id}/status")
+        replicas = status.get("replicas", {})
+        ready, desired = int(replicas.get("ready", 0)), int(replicas.get("desired", 0))
+        line = f"  {status.get('status', '?')}: {ready}/{desired} replicas ready"
+        if line != last:
+            out(line)
+            last = line
+        if status.get("status") == "failed":
+            return _fail_with(status)
+        if desired and ready >= desired:
+            out("Running.")
+            return 0
+        time.sleep(0.5)
+    sys.stderr.write(f"error: not running after {timeout:g}s (see `encedeus logs`)\n")
+    return 1
+
+
+def _fail_with(status: dict[str, Any]) -> int:
+    reason = status.get("error_message") or status.get("message") or "see `encedeus logs`"
+    sys.stderr.write(f"error: the deployment failed: {reason}\n")
+    return 1
+
+
+def list_deployments(args: argparse.Namespace) -> int:
+    """A table of your deployments."""
+    client = client_for(args)
+    query = {"page": args.page, "limit": args.limit, "status": args.status}
+    answer = client.call("GET", "/v1/deployments", query=query)
+    rows = answer.get("deployments", [])
+    table(
+        rows,
+        [
+            ("ID", lambda r: short_id(r.get("id"))),
+            ("NAME", field("app_name")),
+            ("IMAGE", field("image")),
+            ("STATUS", field("status")),
+            ("REPLICAS", field("replicas")),
+            ("URL", field("url")),
+            ("CREATED", lambda r: age(r.get("created_at"))),
+        ],
+        sys.stdout,
+    )
+    pages = answer.get("pagination", {})
+    if pages.get("total_pages", 1) > 1:
+        out(f"page {pages.get('page')} of {pages.get('total_pages')} ({pages.get('total')} total)")
+    return 0
+
+
+def print_log_line(raw: bytes | str) -> None:
+    """One streamed log line: a JSON object with `message`, or plain text."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    text = text.rstrip("\n")
+    if text.startswith("{"):
+        try:
+            entry = json.loads(text)
+            text = str(entry.get("message", entry.get("text", text)))
+        except ValueError:
+            pass
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def logs(args: argparse.Namespace) -> int:
+    """Print a deployment's logs; with -f keep following."""
+    client = client_for(args)
+    deployment = resolve_deployment(client, args.deployment)
+    path = f"/v1/deployments/{deployment['id']}/logs"
+    if args.follow:
+        for line in client.stream(path, query={"tail": args.tail, "follow": "true"}):
+            print_log_line(line)
+        return 0
+    answer = client.call("GET", path, query={"tail": args.tail})
+    for entry in answer.get("logs", []):
+        print_log_line(json.dumps(entry) if isinstance(entry, dict) else str(entry))
+    return 0
+
+
+def scale(args: argparse.Namespace) -> int:
+    """Set the number of replicas."""
+    client = client_for(args)
+    deployment = resolve_deployment(client, args.deployment)
+    body = {"replicas": args.replicas}
+    answer = client.call("PATCH", f"/v1/deployments/{deployment['id']}/scale", body)
+    out(answer.get("message") or f"Scaled to {args.replicas}")
+    return 0
+
+
+def _action(name: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        client = client_for(args)
+        deployment = resolve_deployment(client, args.deployment)
+        answer = client.call("POST", f"/v1/deployments/{deployment['id']}/{name}")
+        out((answer or {}).get("message") or f"{deployment['app_name']}: {name} requested")
+        return 0
+
+    run.__doc__ = f"{name.capitalize()} a deployment."
+    return run
+
+
+def remove(args: argparse.Namespace) -> int:
+    """Delete a deployment and its containers."""
+    client = client_for(args)
+    deployment = resolve_deployment(client, args.deployment)
+    answer = client.call("DELETE", f"/v1/deployments/{deployment['id']}")
+    out((answer or {}).get("message") or f"{deployment['app_name']} deleted")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the deployment commands."""
+    parser = add_command(subparsers, "deploy", deploy, "run an image as a deployment")
+    parser.add_argument("image")
+    parser.add_argument("--command", "-c", help='command line, e.g. "sleep 3600"')
+    parser.add_argument("--name", help="app name (default: from the image)")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--port", type=int, help="container port to publish")
+    parser.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--cpu", help='CPU, e.g. "500m" or "1"')
+    parser.add_argument("--memory", help='memory, e.g. "128Mi"')
+    parser.add_argument("--detach", "-d", action="store_true", help="do not wait")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
+
+    parser = add_command(subparsers, "ls", list_deployments, "list your deployments")
+    parser.add_argument("--status", help="pending, running, stopped or failed")
+    parser.add_argument("--page", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=50)
+
+    parser = add_command(subparsers, "logs", logs, "show a deployment's logs")
+    parser.add_argument("deployment", help="app name or id")
+    parser.add_argument("--follow", "-f", action="store_true")
+    parser.add_argument("--tail", type=int, default=100)
+
+    parser = add_command(subparsers, "scale", scale, "set a deployment's replicas")
+    parser.add_argument("deployment")
+    parser.add_argument("replicas", type=int)
+
+    for name in ("stop", "start", "restart"):
+        parser = add_command(subparsers, name, _action(name), f"{name} a deployment")
+        parser.add_argument("deployment")
+
+    parser = add_command(subparsers, "rm", remove, "delete a deployment")
+    parser.add_argument("deployment")

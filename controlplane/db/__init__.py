@@ -1,0 +1,1 @@
+"""Persistence: the async engine, the sqlmodel tables and the Alembic migrations."""

@@ -1,0 +1,44 @@
+"""Every sqlmodel table, imported here so that `SQLModel.metadata` knows them all.
+
+Add a module per noun group (nodes.py, deployments.py, ...) and import it below; the
+Alembic autogenerate run and the metadata checks in the tests see it from here.
+"""
+
+from sqlmodel import SQLModel
+
+# Stable constraint names, so that migrations written on SQLite and PostgreSQL agree.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+from controlplane.db.tables.accounts import (  # noqa: E402
+    ApiKey,
+    AuthSession,
+    PasswordReset,
+    RefreshToken,
+    SshKey,
+    User,
+)
+from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
+from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
+from controlplane.db.tables.webhooks import Webhook  # noqa: E402
+
+__all__ = [
+    "ApiKey",
+    "AuthSession",
+    "Deployment",
+    "Node",
+    "PasswordReset",
+    "RefreshToken",
+    "Replica",
+    "SshKey",
+    "Task",
+    "TaskFile",
+    "TaskLog",
+    "User",
+    "Webhook",
+]

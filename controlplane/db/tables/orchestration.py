@@ -1,0 +1,125 @@
+"""Nodes, deployments and their replicas: the desired state the reconciler converges.
+
+A replica's id is its container's identity on a node (label ``encedeus.replica``);
+`replicas.node_id` is the single source of truth for where it should run, so a copy
+found anywhere else is stale and removed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from controlplane.db.types import UtcDateTime, new_id, utcnow
+
+
+def _ts(*, nullable: bool = False) -> Column[datetime]:
+    return Column(UtcDateTime(), nullable=nullable)
+
+
+def _json(*, nullable: bool = False) -> Column[Any]:
+    return Column(JSON(), nullable=nullable)
+
+
+def _big(*, default: int = 0) -> Column[int]:
+    return Column(BigInteger(), nullable=False, default=default)
+
+
+class Node(SQLModel, table=True):
+    """A host running Skyhook. `status` is pending (not enrolled yet), ready or down;
+    `draining` is separate so a draining node keeps its liveness.
+
+    `secret` is kept in the clear because it is a key, not a password: it signs the
+    console tokens the agent verifies and authenticates the gRPC calls to the agent.
+    The one-time join token is stored only as a hash and cleared once used.
+    """
+
+    __tablename__ = "nodes"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    name: str = Field(max_length=100, unique=True, index=True)
+    status: str = Field(default="pending", max_length=16)
+    draining: bool = False
+    join_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    secret: str | None = Field(default=None, max_length=128)
+    grpc_address: str = Field(default="", max_length=255)
+    http_address: str = Field(default="", max_length=255)
+    sftp_address: str = Field(default="", max_length=255)
+    fingerprint: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=_json())
+    host_stats: dict[str, Any] = Field(default_factory=dict, sa_column=_json())
+    port_range_start: int = 30000
+    port_range_end: int = 30999
+    cpu_millis: int = 0
+    memory_bytes: int = Field(default=0, sa_column=_big())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    enrolled_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_seen: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Deployment(SQLModel, table=True):
+    """A long-running app of one owner. `generation` grows on each change of the
+    container spec; `running` is what the owner asked for (start/stop), `status` what
+    the reconciler last derived (pending, running, updating, stopped, failed)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("user_id", "app_name"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    app_name: str = Field(max_length=63)
+    image: str = Field(max_length=255)
+    command: list[str] = Field(default_factory=list, sa_column=_json())
+    ports: list[int] = Field(default_factory=list, sa_column=_json())
+    env_vars: dict[str, str] = Field(default_factory=dict, sa_column=_json())
+    replicas: int = 1
+    cpu: str = Field(default="100m", max_length=16)
+    memory: str = Field(default="128Mi", max_length=16)
+    cpu_millis: int = 100
+    memory_bytes: int = Field(default=128 * 2**20, sa_column=_big())
+    health_check: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
+    restart_policy: str = Field(default="always", max_length=16)
+    stop_command: str = Field(default="", max_length=255)
+    stop_signal: str = Field(default="", max_length=16)
+    stop_timeout: int = 10
+    strategy: str = Field(default="spread", max_length=16)
+    constraints: dict[str, str] = Field(default_factory=dict, sa_column=_json())
+    running: bool = True
+    run_since: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    generation: int = 1
+    status: str = Field(default="pending", max_length=16, index=True)
+    error_message: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    deployed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Replica(SQLModel, table=True):
+    """Slot `ordinal` of a deployment, assigned to `node_id` (None: not placed yet).
+
+    Crash bookkeeping (`restart_count`, `crash_streak`, `handled_exit_ms`,
+    `backoff_until`, `start_issued_at`) lets a restarted control plane continue the
+    back-off where it stopped instead of counting one exit twice.
+    """
+
+    __tablename__ = "replicas"
+    __table_args__ = (UniqueConstraint("deployment_id", "ordinal"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    deployment_id: uuid.UUID = Field(foreign_key="deployments.id", ondelete="CASCADE", index=True)
+    ordinal: int
+    node_id: uuid.UUID | None = Field(
+        default=None, foreign_key="nodes.id", ondelete="SET NULL", index=True
+    )
+    host_ports: list[int] = Field(default_factory=list, sa_column=_json())
+    restart_count: int = 0
+    crash_streak: int = 0
+    handled_exit_ms: int = Field(default=0, sa_column=_big())
+    backoff_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    start_issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

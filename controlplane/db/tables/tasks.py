@@ -1,0 +1,91 @@
+"""One-shot tasks (seed 003): the task, its input files, and its logs once it ended.
+
+A task is created `Pending`, becomes `Running` when started on a node (its container is
+the agent server whose id is the task id), and ends `Succeeded` (exit code 0) or
+`Failed` (any other exit, or it could not be started). The logs are copied here when
+it ends, so they outlive the container.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+from controlplane.db.types import UtcDateTime, new_id, utcnow
+
+PENDING = "Pending"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+TASK_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+FINISHED_STATUSES = frozenset({SUCCEEDED, FAILED})
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+class Task(SQLModel, table=True):
+    """A container run once: `command` (argv) in `image` with `env` and limits."""
+
+    __tablename__ = "tasks"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    name: str = Field(default="", max_length=100)
+    image: str = Field(max_length=500)
+    command: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cpu_millis: int = 0
+    memory_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    network_disabled: bool = False
+    status: str = Field(default=PENDING, max_length=16, index=True)
+    node_id: uuid.UUID | None = Field(default=None)
+    container_id: str = Field(default="", max_length=100)
+    exit_code: int | None = Field(default=None)
+    oom_killed: bool = False
+    error_message: str = Field(default="", max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class TaskFile(SQLModel, table=True):
+    """An input file, placed at `path` (relative) in the task's working directory."""
+
+    __tablename__ = "task_files"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    task_id: uuid.UUID = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
+    path: str = Field(max_length=255)
+    mode: int = 0o644
+    size: int = 0
+    mime_type: str = Field(default="", max_length=255)
+    source_url: str = Field(default="", max_length=2000)
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+    def describe(self) -> dict[str, Any]:
+        """The public view (no content)."""
+        return {
+            "id": str(self.id),
+            "path": self.path,
+            "size": self.size,
+            "mime_type": self.mime_type,
+            "source_url": self.source_url or None,
+        }
+
+
+class TaskLog(SQLModel, table=True):
+    """The output of a finished task, kept after its container is gone."""
+
+    __tablename__ = "task_logs"
+
+    task_id: uuid.UUID = Field(foreign_key="tasks.id", ondelete="CASCADE", primary_key=True)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    truncated: bool = False
+    saved_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

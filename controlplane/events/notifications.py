@@ -1,0 +1,193 @@
+"""The notifications WebSocket, `GET /v1/ws/notifications` (seed 002 style).
+
+Authentication: an `Authorization: Bearer <token>` header on the upgrade, or, within
+:data:`AUTH_TIMEOUT` seconds, a first message `{"type": "authenticate", "token": ...}`.
+
+Client messages (`type`, or seed 002's `command`): `ping` → `pong`; `authenticate`;
+`subscribe` / `unsubscribe` with `topics` → `subscribed` / `unsubscribed`. Topics:
+`deployments`, `deployment:<id>`, `tasks`, `task:<id>`, and for admins `nodes`,
+`node:<id>`. A new connection starts subscribed to `deployments` and `tasks`.
+
+Server messages: events in seed 004's shape `{"type", "deployment_id" | "task_id" |
+"node_id", "timestamp", "data"}`, and `{"type": "error", "error": {code, message}}`.
+An account only ever receives events about its own deployments and tasks; node events
+reach admins only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from controlplane.api.authentication import CurrentUser, bearer_token
+from controlplane.api.errors import ApiError
+from controlplane.events.bus import Event, EventBus
+
+AUTH_TIMEOUT = 10.0
+MAX_MESSAGE_BYTES = 16 * 1024
+DEFAULT_TOPICS = frozenset({"deployments", "tasks"})
+ADMIN_TOPICS = ("nodes", "node:")
+CLOSE_UNAUTHORIZED = 4401
+KNOWN_TOPIC_KINDS = frozenset({"deployments", "deployment", "tasks", "task", "nodes", "node"})
+
+Authenticate = Callable[[str], Awaitable[CurrentUser]]
+
+
+def visible_to(event: Event, user: CurrentUser) -> bool:
+    """May `user` see `event` at all? Own deployments/tasks; node events for admins."""
+    if event.deployment_id is not None or event.task_id is not None:
+        return event.owner_id == str(user.id)
+    if event.node_id is not None:
+        return user.is_admin
+    return event.owner_id == str(user.id)
+
+
+def topics_of(event: Event) -> set[str]:
+    """The topics an event is published under."""
+    if event.deployment_id is not None:
+        return {"deployments", f"deployment:{event.deployment_id}"}
+    if event.task_id is not None:
+        return {"tasks", f"task:{event.task_id}"}
+    if event.node_id is not None:
+        return {"nodes", f"node:{event.node_id}"}
+    return {"deployments", "tasks", "nodes"}
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"code": code, "message": message}}
+
+
+class NotificationSession:
+    """One connection: its user, its topics, and the replies to client messages."""
+
+    def __init__(self, user: CurrentUser) -> None:
+        self.user = user
+        self.topics: set[str] = set(DEFAULT_TOPICS)
+
+    def wants(self, event: Event) -> bool:
+        """Should `event` be sent on this connection?"""
+        return visible_to(event, self.user) and bool(topics_of(event) & self.topics)
+
+    def _checked_topics(self, raw: object) -> tuple[list[str], str | None]:
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+            return [], "topics must be a list of strings"
+        topics = [t.strip() for t in raw if t.strip()]
+        for topic in topics:
+            if topic.startswith(ADMIN_TOPICS) and not self.user.is_admin:
+                return [], f"topic {topic!r} is for administrators only"
+            if topic.split(":", 1)[0] not in KNOWN_TOPIC_KINDS:
+                return [], f"unknown topic {topic!r}"
+        return topics, None
+
+    def reply(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The answer to one client message."""
+        kind = message.get("type") or message.get("command")
+        if kind == "ping":
+            return {"type": "pong", "timestamp": _timestamp()}
+        if kind == "authenticate":
+            return {"type": "authenticated", "user_id": str(self.user.id)}
+        if kind in ("subscribe", "unsubscribe"):
+            topics, problem = self._checked_topics(message.get("topics", message.get("data")))
+            if problem is not None:
+                return _error("invalid_topic", problem)
+            if kind == "subscribe":
+                self.topics.update(topics)
+            else:
+                self.topics.difference_update(topics)
+            return {"type": f"{kind}d", "topics": sorted(topics), "active": sorted(self.topics)}
+        return _error("unknown_message", f"unknown message type {kind!r}")
+
+
+async def _authenticate(
+    request: web.Request, socket: web.WebSocketResponse, authenticate: Authenticate
+) -> CurrentUser | None:
+    token = bearer_token(request)
+    if token is None:
+        try:
+            first = await socket.receive(timeout=AUTH_TIMEOUT)
+        except TimeoutError:
+            first = None
+        if first is None or first.type != WSMsgType.TEXT:
+            await _refuse(socket, "authenticate first")
+            return None
+        try:
+            message = first.json()
+        except ValueError:
+            message = {}
+        kind = message.get("type") or message.get("command") if isinstance(message, dict) else None
+        token = message.get("token") if kind == "authenticate" else None
+        if not isinstance(token, str) or not token:
+            await _refuse(socket, "the first message must be authenticate with a token")
+            return None
+    try:
+        user = await authenticate(token)
+    except ApiError as exc:
+        await _refuse(socket, exc.message)
+        return None
+    await socket.send_json({"type": "authenticated", "user_id": str(user.id)})
+    return user
+
+
+async def _refuse(socket: web.WebSocketResponse, message: str) -> None:
+    await socket.send_json(_error("unauthorized", message))
+    await socket.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+
+
+async def _pump_events(
+    socket: web.WebSocketResponse, session: NotificationSession, events: AsyncIterator[Event]
+) -> None:
+    async for event in events:
+        if session.wants(event):
+            await socket.send_json(event.to_json())
+
+
+async def _read_messages(socket: web.WebSocketResponse, session: NotificationSession) -> None:
+    async for message in socket:
+        if message.type != WSMsgType.TEXT:
+            continue
+        try:
+            data = message.json()
+        except ValueError:
+            await socket.send_json(_error("invalid_json", "messages are JSON objects"))
+            continue
+        if not isinstance(data, dict):
+            await socket.send_json(_error("invalid_json", "messages are JSON objects"))
+            continue
+        await socket.send_json(session.reply(data))
+
+
+async def serve_notifications(
+    request: web.Request, bus: EventBus, authenticate: Authenticate
+) -> web.WebSocketResponse:
+    """Run one notifications connection until either side closes it."""
+    socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
+    await socket.prepare(request)
+    user = await _authenticate(request, socket, authenticate)
+    if user is None:
+        return socket
+    session = NotificationSession(user)
+    subscription = bus.subscribe(
+        lambda event: visible_to(event, user), name=f"ws:{user.id}", maxsize=512
+    )
+    pump = asyncio.create_task(_pump_events(socket, session, subscription))
+    try:
+        await _read_messages(socket, session)
+    finally:
+        subscription.close()
+        pump.cancel()
+        # A send that failed because the peer went away is not an error worth raising.
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await pump
+        await socket.close()
+    return socket

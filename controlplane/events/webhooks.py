@@ -1,0 +1,269 @@
+"""Webhook delivery: bus events POSTed as JSON, signed, retried, never blocking the API.
+
+Every event on the bus becomes one delivery to each configured endpoint. The payload is
+seed 004's webhook shape (``type``, the resource id, ``status``, ``timestamp``,
+``user_id``, ``app_name``, ``url``) plus the event's ``data``.
+
+Signature: ``X-Encedeus-Signature: sha256=<hex>`` where the hex digest is
+HMAC-SHA256 with the endpoint's secret over ``<X-Encedeus-Timestamp>.<raw body>``;
+the timestamp header is Unix seconds, so a receiver can refuse stale replays.
+
+Delivery: a bounded queue (full → the newest delivery is dropped and counted) feeds a
+few workers; a 2xx answer is success, anything else (or no answer) is retried with
+exponential back-off up to ``max_attempts``. 4xx other than 408/429 are not retried.
+
+Endpoints: the global one(s) from the configuration get every event; accounts may
+register their own (:class:`OwnerEndpoints`), which get only that account's events and
+go through a transport that refuses private addresses (they are user input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from common.logging import get_logger
+from controlplane.events.bus import Event, EventBus
+from controlplane.tasks.fetch import CheckedResolver, FetchPolicy, check_url
+
+log = get_logger(__name__)
+
+SIGNATURE_HEADER = "X-Encedeus-Signature"
+TIMESTAMP_HEADER = "X-Encedeus-Timestamp"
+EVENT_HEADER = "X-Encedeus-Event"
+DELIVERY_HEADER = "X-Encedeus-Delivery"
+REFUSED = 0  # pseudo status: the transport refused to send (never retried)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value for `body` sent at `timestamp`."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """True when `signature` is the correct one (constant-time comparison)."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def webhook_payload(event: Event) -> dict[str, Any]:
+    """Seed 004's webhook payload for `event`."""
+    data = dict(event.data)
+    payload: dict[str, Any] = event.to_json()
+    payload["user_id"] = event.owner_id
+    for key in ("status", "app_name", "url"):
+        if key in data:
+            payload[key] = data[key]
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """One receiver. `owner_id` None receives every event (the global WEBHOOK_URL);
+    otherwise only that account's events, sent through the address-checked transport."""
+
+    url: str
+    secret: str = ""
+    owner_id: str | None = None
+
+    def wants(self, event: Event) -> bool:
+        """Global endpoints get everything; per-user ones only their owner's events."""
+        return self.owner_id is None or event.owner_id == self.owner_id
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One payload on its way to one endpoint."""
+
+    endpoint: WebhookEndpoint
+    event_type: str
+    body: bytes
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    attempts: int = 0
+
+
+class WebhookTransport(Protocol):
+    """Sends one HTTP POST; returns the status code, raises OSError/TimeoutError/aiohttp
+    errors when there is no answer."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...
+
+
+class OwnerEndpoints(Protocol):
+    """The webhooks an account registered (the real one reads the database)."""
+
+    async def for_owner(self, owner_id: str) -> list[WebhookEndpoint]:
+        """The account's endpoints (empty when none)."""
+        ...
+
+
+class AiohttpWebhookTransport:
+    """The real transport: one shared aiohttp session, a total timeout per attempt.
+
+    With a `policy`, URLs and the addresses their names resolve to are checked like
+    task inputs (FetchRefused, a ValueError, when refused) and connections are pinned
+    to the checked addresses.
+    """
+
+    def __init__(self, timeout_seconds: float = 10.0, policy: FetchPolicy | None = None) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._policy = policy
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        if self._policy is not None:
+            check_url(url, self._policy)
+        if self._session is None:
+            connector = None
+            if self._policy is not None:
+                resolver = CheckedResolver(self._policy)
+                connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=connector, trust_env=False
+            )
+        async with self._session.post(
+            url, data=body, headers=dict(headers), allow_redirects=False
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential back-off: `base` seconds, doubled per attempt, capped at `cap`."""
+
+    max_attempts: int = 6
+    base: float = 1.0
+    cap: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.cap, self.base * (2 ** (attempt - 1))))
+
+
+class WebhookDispatcher:
+    """Subscribes to the bus and delivers every event to the matching endpoints.
+
+    :meth:`run` is the background loop (owned by the app's cleanup context); stopping
+    it cancels pending retries. ``delivered``/``failed``/``dropped`` count outcomes.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        endpoints: Sequence[WebhookEndpoint],
+        transport: WebhookTransport,
+        *,
+        owner_endpoints: OwnerEndpoints | None = None,
+        owner_transport: WebhookTransport | None = None,
+        retry: RetryPolicy | None = None,
+        queue_size: int = 1000,
+        workers: int = 4,
+    ) -> None:
+        self._bus = bus
+        self._endpoints = list(endpoints)
+        self._transport = transport
+        self._owner_endpoints = owner_endpoints
+        self._owner_transport = owner_transport or transport
+        self._retry = retry or RetryPolicy()
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=queue_size)
+        self._workers = workers
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+
+    @property
+    def endpoints(self) -> list[WebhookEndpoint]:
+        """The receivers currently configured."""
+        return list(self._endpoints)
+
+    async def _targets(self, event: Event) -> list[WebhookEndpoint]:
+        targets = [e for e in self._endpoints if e.wants(event)]
+        if self._owner_endpoints is not None and event.owner_id is not None:
+            try:
+                targets += await self._owner_endpoints.for_owner(event.owner_id)
+            except Exception:
+                log.exception("webhook_endpoints_unavailable", owner_id=event.owner_id)
+        return targets
+
+    def enqueue(self, event: Event, targets: Sequence[WebhookEndpoint] | None = None) -> None:
+        """Queue deliveries of `event` to `targets` (default: the global endpoints that
+        want it); never blocks."""
+        body = json.dumps(webhook_payload(event), separators=(",", ":")).encode()
+        chosen = [e for e in self._endpoints if e.wants(event)] if targets is None else targets
+        for endpoint in chosen:
+            try:
+                self._queue.put_nowait(Delivery(endpoint, event.type_name, body))
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.warning("webhook_queue_full", url=endpoint.url, dropped=self.dropped)
+
+    async def run(self) -> None:
+        """Consume the bus and deliver until cancelled."""
+        if not self._endpoints and self._owner_endpoints is None:
+            return
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._workers):
+                group.create_task(self._deliver_forever())
+            async with self._bus.subscribe(name="webhooks", maxsize=1000) as events:
+                async for event in events:
+                    self.enqueue(event, await self._targets(event))
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            delivery = await self._queue.get()
+            await self.deliver(delivery)
+
+    async def deliver(self, delivery: Delivery) -> bool:
+        """Send `delivery`, retrying with back-off; True when a receiver accepted it."""
+        while delivery.attempts < self._retry.max_attempts:
+            delivery.attempts += 1
+            status = await self._attempt(delivery)
+            if status is not None and 200 <= status < 300:
+                self.delivered += 1
+                return True
+            if status is not None and status < 500 and status not in (408, 429):
+                break
+            if delivery.attempts < self._retry.max_attempts:
+                await asyncio.sleep(self._retry.delay(delivery.attempts))
+        self.failed += 1
+        log.warning(
+            "webhook_delivery_failed", url=delivery.endpoint.url, attempts=delivery.attempts
+        )
+        return False
+
+    async def _attempt(self, delivery: Delivery) -> int | None:
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "encedeus-webhooks/1",
+            TIMESTAMP_HEADER: timestamp,
+            EVENT_HEADER: delivery.event_type,
+            DELIVERY_HEADER: delivery.id,
+        }
+        if delivery.endpoint.secret:
+            headers[SIGNATURE_HEADER] = sign(delivery.endpoint.secret, timestamp, delivery.body)
+        transport = self._transport if delivery.endpoint.owner_id is None else self._owner_transport
+        try:
+            return await transport.post(delivery.endpoint.url, delivery.body, headers)
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            log.info("webhook_attempt_failed", url=delivery.endpoint.url, error=str(exc))
+            return None
+        except ValueError as exc:
+            # The address policy refused the URL: retrying cannot help.
+            log.warning("webhook_refused", url=delivery.endpoint.url, error=str(exc))
+            return REFUSED

@@ -1,0 +1,80 @@
+"""The events component in the application: the bus, and webhook delivery in the
+background (owned by a cleanup context).
+
+Other components publish with ``request.app[EVENT_BUS].publish(Event(...))`` or keep a
+reference to the bus they get at build time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from common.logging import get_logger
+from controlplane.config import ControlPlaneConfig
+from controlplane.db.engine import Database
+from controlplane.events.bus import EventBus
+from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
+from controlplane.events.webhooks import (
+    AiohttpWebhookTransport,
+    RetryPolicy,
+    WebhookDispatcher,
+    WebhookEndpoint,
+)
+from controlplane.tasks.fetch import FetchPolicy
+
+log = get_logger(__name__)
+
+EVENT_BUS = web.AppKey("event_bus", EventBus)
+WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+OWNER_WEBHOOKS = web.AppKey("owner_webhooks", DatabaseOwnerEndpoints)
+_TRANSPORTS = web.AppKey("webhook_transports", tuple[AiohttpWebhookTransport, ...])
+
+
+def install_events(
+    app: web.Application, config: ControlPlaneConfig, database: Database
+) -> EventBus:
+    """Put the bus and the webhook dispatcher on `app`; returns the bus."""
+    bus = EventBus()
+    endpoints = []
+    if config.webhook_url:
+        endpoints.append(WebhookEndpoint(config.webhook_url, config.webhook_secret))
+    transport = AiohttpWebhookTransport()
+    # Per-account URLs are user input: the same address rules as task URL inputs.
+    owner_transport = AiohttpWebhookTransport(
+        policy=FetchPolicy(allow_private=config.webhook_allow_private)
+    )
+    owners = DatabaseOwnerEndpoints(database)
+    app[EVENT_BUS] = bus
+    app[OWNER_WEBHOOKS] = owners
+    app[_TRANSPORTS] = (transport, owner_transport)
+    app[WEBHOOKS] = WebhookDispatcher(
+        bus,
+        endpoints,
+        transport,
+        owner_endpoints=owners,
+        owner_transport=owner_transport,
+        retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
+    )
+    app.cleanup_ctx.append(_deliver_webhooks)
+    return bus
+
+
+async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
+    dispatcher = app[WEBHOOKS]
+    for endpoint in dispatcher.endpoints:
+        if not endpoint.secret:
+            log.warning("webhook_unsigned", url=endpoint.url, hint="set WEBHOOK_SECRET")
+    delivery = asyncio.create_task(dispatcher.run(), name="webhooks")
+    try:
+        yield
+    finally:
+        delivery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivery
+        for transport in app[_TRANSPORTS]:
+            await transport.close()
+        app[EVENT_BUS].close()

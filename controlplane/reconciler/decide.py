@@ -1,0 +1,323 @@
+"""The reconciler's decisions: desired state vs. observed state -> actions. Pure.
+
+Level-triggered: the answer depends only on the :class:`World` and the clock, never
+on what happened before, so running it again (after a crash of the control plane, or
+twice in a row) repeats harmless work at worst. Rules, per deployment:
+
+- Slots ``0..replicas-1`` each have one replica; missing ones are placed (through the
+  scheduler's :class:`PlacementIndex`, shared by the whole pass), extra ones removed.
+- A replica whose node is down or gone moves to a live node as a new replica of the
+  same slot; the stale copy on the old node is an orphan (no row owns its id) and is
+  removed when that node reports again.
+- A container on a node whose replica is assigned elsewhere, or that no replica owns,
+  is removed: never two copies of one replica running for long.
+- Voluntary disruptions (rolling update to a new generation, moving off a draining
+  node) happen one at a time per deployment, and only while every other replica is
+  ready, so each replacement is healthy before the next starts.
+- A crashed replica restarts under its restart policy after a growing, capped delay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable
+
+from controlplane.reconciler.model import (
+    Action,
+    AddReplica,
+    BackoffPolicy,
+    CreateServer,
+    DesiredDeployment,
+    DesiredReplica,
+    ForgetReplica,
+    NodeView,
+    ObservedServer,
+    RecordCrash,
+    RecreateServer,
+    RemoveServer,
+    StartServer,
+    StopServer,
+    Unschedulable,
+    World,
+)
+from controlplane.scheduler import PlacementIndex, PlacementRequest, Snapshot
+
+IdFactory = Callable[[], str]
+
+
+def decide(
+    world: World,
+    now: float,
+    new_id: IdFactory,
+    backoff: BackoffPolicy | None = None,
+) -> list[Action]:
+    """Every action that brings the observed world closer to the desired one."""
+    policy = backoff or BackoffPolicy()
+    index = PlacementIndex(_snapshot(world))
+    by_deployment: dict[str, list[DesiredReplica]] = defaultdict(list)
+    for replica in world.replicas:
+        by_deployment[replica.deployment_id].append(replica)
+    actions: list[Action] = _orphans(world)
+    for deployment in world.deployments.values():
+        pass_ = _DeploymentPass(world, deployment, index, now, policy, new_id)
+        actions.extend(pass_.run(by_deployment.get(deployment.id, [])))
+    return actions
+
+
+def _snapshot(world: World) -> Snapshot:
+    cpu: dict[str, int] = defaultdict(int)
+    memory: dict[str, int] = defaultdict(int)
+    ports: dict[str, set[int]] = defaultdict(set)
+    groups: dict[str, dict[str, int]] = defaultdict(dict)
+    for replica in world.replicas:
+        deployment = world.deployments.get(replica.deployment_id)
+        if replica.node_id is None or deployment is None:
+            continue
+        cpu[replica.node_id] += deployment.cpu_millis
+        memory[replica.node_id] += deployment.memory_bytes
+        ports[replica.node_id].update(replica.host_ports)
+        counts = groups[deployment.id]
+        counts[replica.node_id] = counts.get(replica.node_id, 0) + 1
+    nodes = [
+        dataclasses.replace(
+            view.capacity,
+            cpu_reserved=view.capacity.cpu_reserved + cpu[node_id],
+            memory_reserved=view.capacity.memory_reserved + memory[node_id],
+            used_ports=view.capacity.used_ports | frozenset(ports[node_id]),
+            ready=view.status == "ready" and view.servers is not None,
+            draining=view.status == "draining",
+        )
+        for node_id, view in world.nodes.items()
+    ]
+    return Snapshot(nodes=nodes, group_counts=groups)
+
+
+def _orphans(world: World) -> list[Action]:
+    owner = {replica.id: replica for replica in world.replicas}
+    actions: list[Action] = []
+    for node_id, view in world.nodes.items():
+        for server_id in view.servers or {}:
+            replica = owner.get(server_id)
+            if (
+                replica is None
+                or replica.node_id != node_id
+                or replica.deployment_id not in world.deployments
+            ):
+                actions.append(RemoveServer(node_id=node_id, replica_id=server_id))
+    return actions
+
+
+class _DeploymentPass:
+    """The decisions for one deployment within one pass."""
+
+    def __init__(
+        self,
+        world: World,
+        deployment: DesiredDeployment,
+        index: PlacementIndex,
+        now: float,
+        backoff: BackoffPolicy,
+        new_id: IdFactory,
+    ) -> None:
+        self.new_id = new_id
+        self.world = world
+        self.deployment = deployment
+        self.index = index
+        self.now = now
+        self.backoff = backoff
+        self.disruption_allowed = False
+        self.actions: list[Action] = []
+
+    def run(self, replicas: list[DesiredReplica]) -> list[Action]:
+        d = self.deployment
+        slots: dict[int, DesiredReplica] = {}
+        for replica in sorted(replicas, key=lambda r: (r.ordinal, r.id)):
+            if replica.ordinal >= d.replicas or replica.ordinal in slots:
+                self._forget(replica)
+            else:
+                slots[replica.ordinal] = replica
+        self.disruption_allowed = len(slots) == d.replicas and all(
+            self._observed_ready(r) for r in slots.values()
+        )
+        for ordinal in range(d.replicas):
+            slot = slots.get(ordinal)
+            if slot is not None:
+                self._replica(slot)
+            elif d.running:
+                self._add(ordinal)
+        return self.actions
+
+    # ---- helpers ---------------------------------------------------------
+
+    def _view(self, replica: DesiredReplica) -> NodeView | None:
+        return None if replica.node_id is None else self.world.nodes.get(replica.node_id)
+
+    def _observed(self, replica: DesiredReplica) -> ObservedServer | None:
+        view = self._view(replica)
+        if view is None or view.servers is None:
+            return None
+        return view.servers.get(replica.id)
+
+    def _observed_ready(self, replica: DesiredReplica) -> bool:
+        observed = self._observed(replica)
+        return observed is not None and observed.ready
+
+    def _take_disruption(self) -> bool:
+        allowed, self.disruption_allowed = self.disruption_allowed, False
+        return allowed
+
+    def _place(self, avoid: str | None) -> tuple[str, tuple[int, ...]] | None:
+        d = self.deployment
+        request = PlacementRequest(
+            replica_ids=["slot"],
+            cpu_millis=d.cpu_millis,
+            memory_bytes=d.memory_bytes,
+            port_count=d.port_count,
+            constraints=d.constraints,
+            strategy=d.strategy,
+            group=d.id,
+            avoid_nodes=frozenset({avoid}) if avoid else frozenset(),
+        )
+        result = self.index.place(request)
+        if not result.placements:
+            return None
+        placement = result.placements[0]
+        return placement.node_id, placement.host_ports
+
+    # ---- slot decisions --------------------------------------------------
+
+    def _forget(self, replica: DesiredReplica) -> None:
+        self.actions.append(ForgetReplica(replica.id))
+        if self._observed(replica) is not None and replica.node_id is not None:
+            self.actions.append(RemoveServer(node_id=replica.node_id, replica_id=replica.id))
+
+    def _add(self, ordinal: int) -> None:
+        replica_id = self.new_id()
+        where = self._place(avoid=None)
+        if where is None:
+            self.actions.append(Unschedulable(self.deployment.id, ordinal, "no_feasible_node"))
+            return
+        node_id, ports = where
+        self.actions.append(AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports))
+        self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
+
+    def _move(self, replica: DesiredReplica) -> None:
+        # The slot moves under a new replica id: the old container keeps its id on the
+        # old node (where it is an orphan from now on), and the two never share a name.
+        where = self._place(avoid=replica.node_id)
+        if where is None:
+            self.actions.append(
+                Unschedulable(self.deployment.id, replica.ordinal, "no_feasible_node")
+            )
+            return
+        node_id, ports = where
+        moved = self.new_id()
+        self.actions.append(ForgetReplica(replica.id))
+        self.actions.append(AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports))
+        self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
+
+    def _replica(self, replica: DesiredReplica) -> None:
+        d = self.deployment
+        view = self._view(replica)
+        if view is None or view.status == "down":
+            if d.running:
+                self._move(replica)
+            return
+        if view.servers is None:
+            return  # the node has not reported yet: nothing is known
+        observed = view.servers.get(replica.id)
+        if observed is None:
+            if d.running:
+                self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, True))
+            return
+        if view.status == "draining" and d.running:
+            if not observed.ready or self._take_disruption():
+                self.actions.append(RemoveServer(view.capacity.id, replica.id))
+                self._move(replica)
+            return
+        self._container(replica, view.capacity.id, observed)
+
+    def _container(self, replica: DesiredReplica, node_id: str, observed: ObservedServer) -> None:
+        d = self.deployment
+        if not d.running:
+            if observed.state in ("running", "starting"):
+                self.actions.append(StopServer(node_id, replica.id))
+            return
+        if observed.generation < d.generation:
+            if not observed.ready or self._take_disruption():
+                self.actions.append(RecreateServer(node_id, replica.id, d.id))
+            return
+        if observed.state == "offline":
+            self._offline(replica, node_id, observed)
+        elif replica.start_issued_at is not None or (
+            replica.crash_streak and self._stable(observed)
+        ):
+            streak = 0 if self._stable(observed) else replica.crash_streak
+            self.actions.append(
+                dataclasses.replace(
+                    _bookkeeping(replica), crash_streak=streak, start_issued_at=None
+                )
+            )
+
+    def _stable(self, observed: ObservedServer) -> bool:
+        up_since = observed.started_at_ms / 1000
+        return observed.state == "running" and self.now - up_since >= self.backoff.reset_after
+
+    def _offline(self, replica: DesiredReplica, node_id: str, observed: ObservedServer) -> None:
+        d = self.deployment
+        stopped_before_start = observed.finished_at_ms / 1000 < d.run_since
+        if not observed.exited or stopped_before_start:
+            if replica.start_issued_at is None or self._retry_due(replica):
+                self.actions.append(StartServer(node_id, replica.id))
+                self.actions.append(
+                    dataclasses.replace(_bookkeeping(replica), start_issued_at=self.now)
+                )
+            return
+        if d.restart_policy == "never" or (
+            d.restart_policy == "on-failure" and observed.exit_code == 0
+        ):
+            return
+        if observed.finished_at_ms != replica.handled_exit_ms:
+            self._count_crash(replica, observed)
+        elif replica.backoff_until is not None and self.now >= replica.backoff_until:
+            self.actions.append(StartServer(node_id, replica.id))
+            self.actions.append(
+                dataclasses.replace(
+                    _bookkeeping(replica), backoff_until=None, start_issued_at=self.now
+                )
+            )
+        elif replica.backoff_until is None and self._retry_due(replica):
+            self.actions.append(StartServer(node_id, replica.id))
+            self.actions.append(
+                dataclasses.replace(_bookkeeping(replica), start_issued_at=self.now)
+            )
+
+    def _retry_due(self, replica: DesiredReplica) -> bool:
+        issued = replica.start_issued_at
+        return issued is None or self.now - issued >= self.backoff.restart_retry
+
+    def _count_crash(self, replica: DesiredReplica, observed: ObservedServer) -> None:
+        ran_for = (observed.finished_at_ms - observed.started_at_ms) / 1000
+        streak = 1 if ran_for >= self.backoff.reset_after else replica.crash_streak + 1
+        self.actions.append(
+            RecordCrash(
+                replica_id=replica.id,
+                restart_count=replica.restart_count + 1,
+                crash_streak=streak,
+                handled_exit_ms=observed.finished_at_ms,
+                backoff_until=self.now + self.backoff.delay(streak),
+                start_issued_at=None,
+            )
+        )
+
+
+def _bookkeeping(replica: DesiredReplica) -> RecordCrash:
+    return RecordCrash(
+        replica_id=replica.id,
+        restart_count=replica.restart_count,
+        crash_streak=replica.crash_streak,
+        handled_exit_ms=replica.handled_exit_ms,
+        backoff_until=replica.backoff_until,
+        start_issued_at=replica.start_issued_at,
+    )

@@ -1,0 +1,215 @@
+"""What the reconciler decides from: desired state (from the database), observed
+state (from the agents' heartbeats), and what it answers: actions.
+
+Plain frozen values; no database, no network. Times are seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controlplane.scheduler import NodeCapacity, Strategy
+
+RestartPolicy = Literal["always", "on-failure", "never"]
+RESTART_POLICIES: frozenset[str] = frozenset({"always", "on-failure", "never"})
+NodeStatus = Literal["pending", "ready", "down", "draining"]
+ObservedState = Literal["offline", "starting", "running", "stopping"]
+ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
+
+# Labels every replica container carries; the replica id is the container's identity.
+LABEL_DEPLOYMENT = "encedeus.deployment"
+LABEL_REPLICA = "encedeus.replica"
+LABEL_GENERATION = "encedeus.generation"
+LABEL_NODE = "encedeus.node"
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredDeployment:
+    """A deployment as its owner wants it. `generation` grows on every change of the
+    container spec (image, command, env, resources, ...); replicas running an older
+    generation are replaced one at a time."""
+
+    id: str
+    replicas: int
+    running: bool
+    generation: int
+    cpu_millis: int
+    memory_bytes: int
+    port_count: int = 0
+    restart_policy: RestartPolicy = "always"
+    strategy: Strategy = "spread"
+    constraints: Mapping[str, str] = field(default_factory=dict)
+    run_since: float = 0.0
+    """When the owner last asked it to run: exits before that were stops, not crashes."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredReplica:
+    """One replica slot (`ordinal`) of a deployment and where it is assigned.
+
+    `handled_exit_ms` is the finish time of the last crash already acted upon, so one
+    exit is counted once; `backoff_until` is when a crashed replica may start again
+    (None: nothing pending); `start_issued_at` when the last restart was sent.
+    """
+
+    id: str
+    deployment_id: str
+    ordinal: int
+    node_id: str | None
+    host_ports: tuple[int, ...] = ()
+    restart_count: int = 0
+    crash_streak: int = 0
+    handled_exit_ms: int = 0
+    backoff_until: float | None = None
+    start_issued_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedServer:
+    """A replica container as its node last reported it."""
+
+    id: str
+    state: ObservedState
+    health: ObservedHealth = "none"
+    generation: int = 0
+    exited: bool = False
+    exit_code: int = 0
+    started_at_ms: int = 0
+    finished_at_ms: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """Running and not failing (or not yet passing) a health check."""
+        return self.state == "running" and self.health in ("none", "healthy")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A node: capacity for placement, liveness, and (when it reports) its servers.
+
+    `servers` is None when the node has not reported since the control plane
+    connected: nothing is known about it, so nothing is created or removed there.
+    """
+
+    capacity: NodeCapacity
+    status: NodeStatus
+    servers: Mapping[str, ObservedServer] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """Everything one reconcile pass looks at."""
+
+    deployments: Mapping[str, DesiredDeployment]
+    replicas: Sequence[DesiredReplica]
+    nodes: Mapping[str, NodeView]
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """Restart delay after the n-th consecutive crash: base * 2**(n-1), capped;
+    a replica that stays up `reset_after` seconds starts counting afresh."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    reset_after: float = 60.0
+    restart_retry: float = 15.0
+
+    def delay(self, streak: int) -> float:
+        """Seconds to wait before the restart that follows crash number `streak`."""
+        return float(min(self.cap, self.base * 2 ** max(0, min(streak, 32) - 1)))
+
+
+# ---- actions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateServer:
+    """Create (and start when `start`) the replica's container on `node_id`."""
+
+    node_id: str
+    replica_id: str
+    deployment_id: str
+    start: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartServer:
+    """Start the replica's existing, stopped container."""
+
+    node_id: str
+    replica_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopServer:
+    """Stop the replica's container with its deployment's stop command/signal."""
+
+    node_id: str
+    replica_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveServer:
+    """Remove a container (stopping it first); data stays unless `delete_data`."""
+
+    node_id: str
+    replica_id: str
+    delete_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecreateServer:
+    """Replace the replica's container with one of the current generation."""
+
+    node_id: str
+    replica_id: str
+    deployment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddReplica:
+    """Record a new replica slot, already placed on `node_id` with `host_ports`.
+    The caller chooses the id (the reconciler's id factory supplied it)."""
+
+    replica_id: str
+    deployment_id: str
+    ordinal: int
+    node_id: str
+    host_ports: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetReplica:
+    """Delete the replica's row (scale-down, or a move to another node); its container
+    is removed separately."""
+
+    replica_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCrash:
+    """Persist crash bookkeeping for a replica (see :class:`DesiredReplica`)."""
+
+    replica_id: str
+    restart_count: int
+    crash_streak: int
+    handled_exit_ms: int
+    backoff_until: float | None
+    start_issued_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    """No node can take the replica slot now; shown in the deployment's status."""
+
+    deployment_id: str
+    ordinal: int
+    reason: str
+
+
+AgentAction = CreateServer | StartServer | StopServer | RemoveServer | RecreateServer
+StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable
+Action = AgentAction | StateAction

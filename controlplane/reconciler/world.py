@@ -1,0 +1,193 @@
+"""Translation between the database rows, the agents' reports and the pure model:
+rows -> :class:`World`, ``pb.ServerStatus`` -> :class:`ObservedServer`, and a
+deployment + replica -> the ``pb.ServerSpec`` an agent creates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from controlplane.agents import AgentPool
+from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.reconciler.model import (
+    LABEL_DEPLOYMENT,
+    LABEL_GENERATION,
+    LABEL_NODE,
+    LABEL_REPLICA,
+    DesiredDeployment,
+    DesiredReplica,
+    NodeStatus,
+    NodeView,
+    ObservedHealth,
+    ObservedServer,
+    ObservedState,
+    RestartPolicy,
+    World,
+)
+from controlplane.scheduler import NodeCapacity, Strategy
+from protos import agent_pb2 as pb
+
+STATE_NAMES: dict[int, ObservedState] = {
+    pb.SERVER_STATE_OFFLINE: "offline",
+    pb.SERVER_STATE_STARTING: "starting",
+    pb.SERVER_STATE_RUNNING: "running",
+    pb.SERVER_STATE_STOPPING: "stopping",
+}
+HEALTH_NAMES: dict[int, ObservedHealth] = {
+    pb.HEALTH_UNSPECIFIED: "none",
+    pb.HEALTH_STARTING: "starting",
+    pb.HEALTH_HEALTHY: "healthy",
+    pb.HEALTH_UNHEALTHY: "unhealthy",
+}
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def observed_server(status: pb.ServerStatus) -> ObservedServer:
+    """The reconciler's view of one reported server."""
+    try:
+        generation = int(status.labels.get(LABEL_GENERATION, "0"))
+    except ValueError:
+        generation = 0
+    return ObservedServer(
+        id=status.id,
+        state=STATE_NAMES.get(status.state, "offline"),
+        health=HEALTH_NAMES.get(status.health, "none"),
+        generation=generation,
+        exited=status.exited,
+        exit_code=status.exit_code,
+        started_at_ms=status.started_at_ms,
+        finished_at_ms=status.finished_at_ms,
+    )
+
+
+def desired_deployment(row: Deployment) -> DesiredDeployment:
+    """A deployment row as the reconciler wants it."""
+    return DesiredDeployment(
+        id=str(row.id),
+        replicas=row.replicas,
+        running=row.running,
+        generation=row.generation,
+        cpu_millis=row.cpu_millis,
+        memory_bytes=row.memory_bytes,
+        port_count=len(row.ports),
+        restart_policy=cast(RestartPolicy, row.restart_policy),
+        strategy=cast(Strategy, row.strategy),
+        constraints=dict(row.constraints),
+        run_since=row.run_since.timestamp(),
+    )
+
+
+def desired_replica(row: Replica) -> DesiredReplica:
+    """A replica row as the reconciler wants it."""
+    return DesiredReplica(
+        id=str(row.id),
+        deployment_id=str(row.deployment_id),
+        ordinal=row.ordinal,
+        node_id=None if row.node_id is None else str(row.node_id),
+        host_ports=tuple(row.host_ports),
+        restart_count=row.restart_count,
+        crash_streak=row.crash_streak,
+        handled_exit_ms=row.handled_exit_ms,
+        backoff_until=_seconds(row.backoff_until),
+        start_issued_at=_seconds(row.start_issued_at),
+    )
+
+
+def node_view(row: Node, pool: AgentPool) -> NodeView:
+    """Capacity from the row, liveness and servers from the agent pool."""
+    capacity = NodeCapacity(
+        id=str(row.id),
+        cpu_millis=row.cpu_millis,
+        memory_bytes=row.memory_bytes,
+        port_range=(row.port_range_start, row.port_range_end),
+        labels=dict(row.labels),
+    )
+    liveness = pool.state(str(row.id))
+    status: NodeStatus
+    if row.status == "pending" or liveness == "unknown":
+        status = "pending"
+    elif liveness == "down":
+        status = "down"
+    else:
+        status = "draining" if row.draining else "ready"
+    observation = pool.observation(str(row.id))
+    servers = None
+    if status != "pending" and observation is not None and observation.servers is not None:
+        servers = {
+            server_id: observed_server(s)
+            for server_id, s in observation.servers.items()
+            if LABEL_REPLICA in s.labels
+        }
+    return NodeView(capacity=capacity, status=status, servers=servers)
+
+
+def world_of(
+    deployments: Iterable[Deployment],
+    replicas: Iterable[Replica],
+    nodes: Iterable[Node],
+    pool: AgentPool,
+) -> World:
+    """Everything one pass decides from."""
+    return World(
+        deployments={str(d.id): desired_deployment(d) for d in deployments},
+        replicas=[desired_replica(r) for r in replicas],
+        nodes={str(n.id): node_view(n, pool) for n in nodes},
+    )
+
+
+def _health_check(config: Mapping[str, Any] | None) -> pb.HealthCheck | None:
+    if not config:
+        return None
+    check = pb.HealthCheck(
+        initial_delay_seconds=int(config.get("initial_delay_seconds", 0)),
+        period_seconds=int(config.get("period_seconds", 10)),
+        timeout_seconds=int(config.get("timeout_seconds", 5)),
+        failure_threshold=int(config.get("failure_threshold", 3)),
+    )
+    if config.get("command"):
+        check.command = str(config["command"])
+    elif config.get("tcp_port"):
+        check.tcp_port = int(config["tcp_port"])
+    elif config.get("path"):
+        check.http_path = str(config["path"])
+    else:
+        return None
+    return check
+
+
+def server_spec(deployment: Deployment, replica: Replica, node_id: str) -> pb.ServerSpec:
+    """What the agent must create for `replica` of `deployment` on `node_id`."""
+    ports = [
+        pb.PortBinding(container_port=container, host_port=host, protocol="tcp")
+        for container, host in zip(deployment.ports, replica.host_ports, strict=False)
+    ]
+    spec = pb.ServerSpec(
+        id=str(replica.id),
+        image=deployment.image,
+        command=list(deployment.command),
+        env=dict(deployment.env_vars),
+        ports=ports,
+        resources=pb.Resources(
+            memory_bytes=deployment.memory_bytes, cpu_millis=deployment.cpu_millis
+        ),
+        labels={
+            LABEL_DEPLOYMENT: str(deployment.id),
+            LABEL_REPLICA: str(replica.id),
+            LABEL_GENERATION: str(deployment.generation),
+            LABEL_NODE: node_id,
+        },
+        stop=pb.StopPolicy(
+            command=deployment.stop_command,
+            signal=deployment.stop_signal,
+            timeout_seconds=deployment.stop_timeout,
+        ),
+        open_stdin=True,
+    )
+    check = _health_check(deployment.health_check)
+    if check is not None:
+        spec.health_check.CopyFrom(check)
+    return spec

@@ -1,0 +1,36 @@
+"""Pure placement of replicas on nodes: ``plan(snapshot, request) -> Plan``."""
+
+from controlplane.scheduler.model import (
+    STRATEGIES,
+    NodeCapacity,
+    Placement,
+    PlacementRequest,
+    Plan,
+    Snapshot,
+    Strategy,
+)
+from controlplane.scheduler.planner import (
+    NO_FEASIBLE_NODE,
+    BruteForceIndex,
+    PlacementIndex,
+    plan,
+    plan_brute_force,
+)
+from controlplane.scheduler.resources import parse_cpu_millis, parse_memory_bytes
+
+__all__ = [
+    "NO_FEASIBLE_NODE",
+    "STRATEGIES",
+    "BruteForceIndex",
+    "NodeCapacity",
+    "Placement",
+    "PlacementIndex",
+    "PlacementRequest",
+    "Plan",
+    "Snapshot",
+    "Strategy",
+    "parse_cpu_millis",
+    "parse_memory_bytes",
+    "plan",
+    "plan_brute_force",
+]

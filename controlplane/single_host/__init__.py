@@ -1,0 +1,1 @@
+"""`encedeus up`: the whole system on one machine (control plane + local agent)."""

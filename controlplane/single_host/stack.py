@@ -1,0 +1,321 @@
+"""`encedeus up`: a control plane on the embedded SQLite database and a local Skyhook
+agent, enrolled automatically, on one machine.
+
+The control plane runs in this process; the agent runs as a child process
+(`skyhook --config <data_dir>/agent.hcl`), so neither program imports the other. The
+first run creates an admin account and enrols the local node through the control
+plane's own REST API (create node → join token → enrol), and keeps the node's id and
+secret and the admin credentials in `up.json` (0600); later runs reuse them. Stopping
+(SIGINT/SIGTERM) stops the agent first, then the control plane; containers keep
+running and the agent re-attaches to them next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import secrets
+import signal
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import aiohttp
+import psutil
+from aiohttp import web
+
+from controlplane.accounts import create_user
+from controlplane.api.errors import Conflict
+from controlplane.app import build_app
+from controlplane.config import ControlPlaneConfig
+from controlplane.single_host.state import (
+    AdminCredentials,
+    UpState,
+    agent_config_text,
+    choose_agent_ports,
+    load_state,
+    new_admin,
+    save_state,
+    write_private,
+)
+from controlplane.state import DATABASE
+
+T = TypeVar("T")
+AGENT_STOP_TIMEOUT = 20.0
+NODE_READY_TIMEOUT = 60.0
+
+
+class UpError(RuntimeError):
+    """`up` cannot continue; the message says why."""
+
+
+@dataclass(slots=True)
+class UpOptions:
+    """How to run the single-host stack."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 3000
+    port_range: tuple[int, int] = (30000, 30999)
+    agent_labels: dict[str, str] = field(default_factory=dict)
+    prefer_default_ports: bool = True
+    base_config: ControlPlaneConfig | None = None
+
+
+def controlplane_config(options: UpOptions) -> ControlPlaneConfig:
+    """The control plane's settings: the embedded database in the data directory."""
+    base = options.base_config or ControlPlaneConfig()
+    return base.model_copy(
+        update={
+            "listen_address": options.host,
+            "port": options.port,
+            "data_dir": options.data_dir / "controlplane",
+            "database_url": "",
+        }
+    )
+
+
+def agent_command(config_path: Path) -> list[str]:
+    """The `skyhook` next to this interpreter, else the agent module."""
+    script = Path(sys.executable).with_name("skyhook")
+    if script.exists():
+        return [str(script), "--config", str(config_path)]
+    return [sys.executable, "-m", "agent.cli", "--config", str(config_path)]
+
+
+async def ensure_admin(app: web.Application, state: UpState) -> AdminCredentials:
+    """The admin `up` made on its first run, creating it now if there is none."""
+    if state.admin is not None:
+        return state.admin
+    admin = new_admin()
+    try:
+        await create_user(
+            app[DATABASE],
+            username=admin.username,
+            email=admin.email,
+            password=admin.password,
+            admin=True,
+        )
+    except Conflict:
+        # The database outlived up.json: make a fresh admin beside the old one.
+        suffix = secrets.token_hex(3)
+        admin = AdminCredentials(f"admin-{suffix}", f"admin-{suffix}@example.com", admin.password)
+        await create_user(
+            app[DATABASE],
+            username=admin.username,
+            email=admin.email,
+            password=admin.password,
+            admin=True,
+        )
+    state.admin = admin
+    return admin
+
+
+async def _call(
+    session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any], token: str = ""
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+def _fingerprint() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count() or 1,
+        "memory_bytes": psutil.virtual_memory().total,
+        "hostname": platform.node(),
+        "os": platform.platform(),
+    }
+
+
+async def enrol_local_node(
+    base_url: str, admin: AdminCredentials, ports: dict[str, int], port_range: tuple[int, int]
+) -> tuple[str, str]:
+    """Create the node `local` and enrol it over the REST API; (node id, secret)."""
+    async with aiohttp.ClientSession() as session:
+        status, body = await _call(
+            session,
+            "POST",
+            f"{base_url}/v1/auth/login",
+            {"username": admin.username, "password": admin.password},
+        )
+        if status != 200:
+            raise UpError(f"cannot log in as {admin.username}: {body}")
+        token = body["access_token"]
+        node = {"port_range_start": port_range[0], "port_range_end": port_range[1]}
+        status, created = await _call(
+            session, "POST", f"{base_url}/v1/nodes", {"name": "local", **node}, token
+        )
+        if status == 409:
+            name = f"local-{secrets.token_hex(3)}"
+            status, created = await _call(
+                session, "POST", f"{base_url}/v1/nodes", {"name": name, **node}, token
+            )
+        if status != 201:
+            raise UpError(f"cannot create the local node: {created}")
+        status, enrolled = await _call(
+            session,
+            "POST",
+            f"{base_url}/v1/nodes/enroll",
+            {
+                "join_token": created["join_token"],
+                "grpc_address": f"127.0.0.1:{ports['grpc']}",
+                "http_address": f"127.0.0.1:{ports['http']}",
+                "sftp_address": f"127.0.0.1:{ports['sftp']}",
+                "fingerprint": _fingerprint(),
+                **node,
+            },
+        )
+        if status != 200:
+            raise UpError(f"cannot enrol the local node: {enrolled}")
+        return str(enrolled["node_id"]), str(enrolled["node_secret"])
+
+
+async def wait_node_ready(base_url: str, admin: AdminCredentials, node_id: str) -> bool:
+    """Poll the node until the control plane hears from its agent (or time runs out)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + NODE_READY_TIMEOUT
+    async with aiohttp.ClientSession() as session:
+        _, login = await _call(
+            session,
+            "POST",
+            f"{base_url}/v1/auth/login",
+            {"username": admin.username, "password": admin.password},
+        )
+        headers = {"Authorization": f"Bearer {login.get('access_token', '')}"}
+        while loop.time() < deadline:
+            async with session.get(f"{base_url}/v1/nodes/{node_id}", headers=headers) as response:
+                node = await response.json() if response.status == 200 else {}
+                # Host stats come only from the agent's heartbeats in this process.
+                if node.get("status") == "ready" and node.get("host_stats"):
+                    return True
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def start_agent(command: list[str], log_path: Path) -> asyncio.subprocess.Process:
+    """Start the agent with its output appended to `log_path`."""
+    log_file = await asyncio.to_thread(log_path.open, "ab")
+    try:
+        # A session of its own: Ctrl-C reaches `up`, which then stops the agent in order.
+        return await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        log_file.close()
+
+
+async def stop_agent(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after the timeout."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), AGENT_STOP_TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+def banner(url: str, admin: AdminCredentials, data_dir: Path, node_id: str, ready: bool) -> str:
+    """What a newcomer needs to see."""
+    node_state = "ready" if ready else "not ready yet (see the agent log)"
+    return (
+        "\nEncedeus is running.\n"
+        f"  Control plane: {url}\n"
+        f"  Admin: {admin.username} / {admin.password}\n"
+        f"  Credentials file: {data_dir / 'up.json'}\n"
+        f"  Local node: {node_id} ({node_state}); agent log: {data_dir / 'agent.log'}\n"
+        "\nNext:\n"
+        f"  encedeus login --url {url} {admin.username}\n"
+        '  encedeus deploy encedeus/busybox:latest --command "sleep 3600"\n'
+        "  encedeus ls\n"
+        "\nPress Ctrl-C to stop.\n"
+    )
+
+
+async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
+    """Run the stack until `stop` is set or the agent exits; the exit code."""
+    data_dir = options.data_dir
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+    state = await asyncio.to_thread(load_state, data_dir)
+    config = controlplane_config(options)
+    runner = web.AppRunner(build_app(config), shutdown_timeout=5, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        local_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
+        url = f"http://{local_host}:{port}"
+        admin = await ensure_admin(runner.app, state)
+        state.agent_ports = choose_agent_ports(
+            state.agent_ports, prefer_defaults=options.prefer_default_ports
+        )
+        if not state.enrolled:
+            state.node_id, state.node_secret = await enrol_local_node(
+                url, admin, state.agent_ports, options.port_range
+            )
+        await asyncio.to_thread(save_state, data_dir, state)
+        return await _run_agent(options, state, url, admin, stop, out)
+    finally:
+        await runner.cleanup()
+
+
+async def _run_agent(
+    options: UpOptions,
+    state: UpState,
+    url: str,
+    admin: AdminCredentials,
+    stop: asyncio.Event,
+    out: TextIO,
+) -> int:
+    data_dir = options.data_dir
+    config_path = data_dir / "agent.hcl"
+    text = agent_config_text(
+        data_dir=data_dir / "agent",
+        node_id=state.node_id,
+        node_secret=state.node_secret,
+        controlplane_url=url,
+        ports=state.agent_ports,
+        port_range=options.port_range,
+        labels=options.agent_labels,
+    )
+    await asyncio.to_thread(write_private, config_path, text)
+    agent = await start_agent(agent_command(config_path), data_dir / "agent.log")
+    try:
+        ready = await _unless_interrupted(agent, stop, wait_node_ready(url, admin, state.node_id))
+        if ready is not None:
+            out.write(banner(url, admin, data_dir, state.node_id, ready))
+            out.flush()
+            await _unless_interrupted(agent, stop, stop.wait())
+        if agent.returncode is not None and not stop.is_set():
+            out.write(f"The agent exited ({agent.returncode}); see {data_dir / 'agent.log'}\n")
+            return 1
+        out.write("Stopping...\n")
+        return 0
+    finally:
+        await stop_agent(agent)
+
+
+async def _unless_interrupted(
+    agent: asyncio.subprocess.Process, stop: asyncio.Event, work: Coroutine[Any, Any, T]
+) -> T | None:
+    """`work`'s result, or None when the agent exits or `stop` is set first (`work` is
+    then cancelled)."""
+    job = asyncio.create_task(work)
+    waiters = {job, asyncio.create_task(agent.wait()), asyncio.create_task(stop.wait())}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+    return job.result() if job.done() and not job.cancelled() else None

@@ -1,0 +1,1 @@
+"""One-shot tasks (seed 003): input files, running on agents, persisted logs."""

@@ -1,0 +1,218 @@
+"""What a task is made of, as a request states it: spec, inline files, uploads, URLs.
+
+:class:`TaskSpec` validates the JSON (or the `task` part of a multipart form).
+:func:`gather_inputs` turns inline contents, uploaded parts and fetched URLs into
+:class:`InputFile` values with safe relative paths, within the size limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
+from controlplane.tasks.fetch import FetchPolicy, fetch_url
+
+MAX_FILES = 32
+MAX_PATH = 255
+
+
+class InputError(ValueError):
+    """A request's input files cannot be used; `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int = 422, details: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details
+
+
+class FileSpec(BaseModel):
+    """One input file: fetched from `url`, or given inline (`content` text or
+    `content_base64`). `path` defaults to the URL's last segment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(default=None, max_length=MAX_PATH)
+    url: str | None = Field(default=None, max_length=2000)
+    content: str | None = None
+    content_base64: str | None = None
+    mode: int = Field(default=0o644, ge=0, le=0o777)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileSpec:
+        sources = [s for s in (self.url, self.content, self.content_base64) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of url, content, content_base64")
+        if self.path is None and self.url is None:
+            raise ValueError("inline files need a path")
+        return self
+
+
+class Resources(BaseModel):
+    """Seed 004 quantities: cpu "500m" / "1", memory "128Mi"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: str | int | float | None = None
+    memory: str | int | None = None
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str | int | float | None) -> str | int | float | None:
+        if value is not None:
+            parse_cpu_millis(value)
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            parse_memory_bytes(value)
+        return value
+
+    @property
+    def cpu_millis(self) -> int:
+        return 0 if self.cpu is None else parse_cpu_millis(self.cpu)
+
+    @property
+    def memory_bytes(self) -> int:
+        return 0 if self.memory is None else parse_memory_bytes(self.memory)
+
+
+class TaskSpec(BaseModel):
+    """The body of POST /v1/tasks. `command` is an argv list, or a string run by
+    `sh -c`; seed 003's `containerImage`/`runCommand` are accepted as aliases."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(default="", max_length=100)
+    image: str = Field(min_length=1, max_length=500)
+    command: list[str] | str = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    files: list[FileSpec] = Field(default_factory=list, max_length=MAX_FILES)
+    network: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_aliases(cls, data: object) -> object:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "containerImage" in data and "image" not in data:
+                data["image"] = data.pop("containerImage")
+            if "runCommand" in data and "command" not in data:
+                data["command"] = data.pop("runCommand")
+        return data
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key or "=" in key or "\0" in key:
+                raise ValueError(f"invalid environment variable name {key!r}")
+        return value
+
+    @property
+    def argv(self) -> list[str]:
+        """The command as argv (empty: the image's default)."""
+        if isinstance(self.command, str):
+            return ["sh", "-c", self.command] if self.command.strip() else []
+        return list(self.command)
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """A file to place at `path` (relative, normalised) in the working directory."""
+
+    path: str
+    content: bytes
+    mode: int = 0o644
+    mime_type: str = ""
+    source_url: str = ""
+
+
+def safe_relative_path(name: str) -> str:
+    """`name` as a normalised path beneath the working directory; InputError if it
+    would escape it (absolute, `..`) or is empty."""
+    if "\0" in name or "\\" in name:
+        raise InputError(f"invalid file path {name!r}", status=400)
+    normalised = posixpath.normpath("/" + name.strip()).lstrip("/")
+    parts = name.replace("\\", "/").split("/")
+    if not normalised or normalised == "." or ".." in parts or name.startswith("/"):
+        raise InputError(f"invalid file path {name!r}: must be relative, without ..", status=400)
+    if len(normalised) > MAX_PATH:
+        raise InputError(f"file path too long: {name[:40]!r}...", status=400)
+    return normalised
+
+
+def _name_from_url(url: str) -> str:
+    segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return segment or "download"
+
+
+def _inline(spec: FileSpec) -> InputFile:
+    assert spec.path is not None
+    if spec.content is not None:
+        data = spec.content.encode()
+    else:
+        try:
+            data = base64.b64decode(spec.content_base64 or "", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InputError(f"{spec.path}: content_base64 is not base64", status=400) from exc
+    return InputFile(safe_relative_path(spec.path), data, spec.mode)
+
+
+async def _fetched(spec: FileSpec, policy: FetchPolicy) -> InputFile:
+    assert spec.url is not None
+    path = safe_relative_path(spec.path or _name_from_url(spec.url))
+    fetched = await fetch_url(spec.url, policy)
+    mime = fetched.content_type.split(";", 1)[0].strip()
+    return InputFile(path, fetched.content, spec.mode, mime, spec.url)
+
+
+async def _fetch_all(remote: Sequence[FileSpec], policy: FetchPolicy) -> list[InputFile]:
+    try:
+        async with asyncio.TaskGroup() as group:
+            fetches = [group.create_task(_fetched(f, policy)) for f in remote]
+    except ExceptionGroup as group_error:
+        # The first failure is the answer; the other fetches were cancelled.
+        raise group_error.exceptions[0] from None
+    return [fetch.result() for fetch in fetches]
+
+
+async def gather_inputs(
+    spec: TaskSpec,
+    uploads: Sequence[InputFile],
+    policy: FetchPolicy,
+    max_total_bytes: int,
+) -> list[InputFile]:
+    """Every input file of a task: inline ones, `uploads`, then URLs fetched in parallel.
+
+    Raises InputError (duplicate path, too many, over `max_total_bytes`) and the fetch
+    errors of :mod:`controlplane.tasks.fetch`.
+    """
+    files = [_inline(f) for f in spec.files if f.url is None] + list(uploads)
+    remote = [f for f in spec.files if f.url is not None]
+    if len(files) + len(remote) > MAX_FILES:
+        raise InputError(f"at most {MAX_FILES} input files", status=400)
+    files += await _fetch_all(remote, policy)
+    seen: set[str] = set()
+    total = 0
+    for item in files:
+        if item.path in seen:
+            raise InputError(f"two input files at {item.path!r}", status=400)
+        seen.add(item.path)
+        total += len(item.content)
+    if total > max_total_bytes:
+        raise InputError(
+            f"input files total {total} bytes, more than the {max_total_bytes} allowed",
+            status=413,
+        )
+    return files

@@ -1,0 +1,307 @@
+"""Running tasks on agents and following them to the end.
+
+State machine of a task row (every transition is a conditional UPDATE, so racing
+callers — a start request, the Watch stream, a heartbeat — cannot undo each other):
+
+    Pending --start--> Running --exit 0--> Succeeded
+                          |  \\--exit != 0 / lost / create failed--> Failed
+
+`Running` is written *before* the agent is asked to create the container, so an exit
+event that arrives before the create call returns still finds the task. When a task
+ends its output is copied into `task_logs`; the container stays until the task is
+deleted, the logs are served from the database from then on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from common.logging import get_logger
+from controlplane.db.engine import Database
+from controlplane.db.tables.tasks import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    Task,
+    TaskFile,
+    TaskLog,
+)
+from controlplane.events.bus import Event, EventBus, EventType
+from protos import agent_pb2 as pb
+
+log = get_logger(__name__)
+
+LABEL_TASK = "encedeus.task"
+LABEL_OWNER = "encedeus.owner"
+MAX_KEPT_LOG_BYTES = 4 * 1024 * 1024
+# A Running task whose container no heartbeat reports for this long is lost.
+LOST_AFTER = timedelta(seconds=60)
+
+
+class TaskStartError(RuntimeError):
+    """The task could not be started; `code`/`status` are what the API answers."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class TaskAgents(Protocol):
+    """The agents as the task runner needs them (the real one wraps the gRPC pool)."""
+
+    async def create_server(self, node_id: str, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        """Create (and start) a server; raises when the node is unreachable or refuses."""
+        ...
+
+    async def remove_server(self, node_id: str, server_id: str, *, delete_data: bool) -> None:
+        """Remove a server and its data; no error when it is already gone."""
+        ...
+
+    def get_logs(
+        self, node_id: str, server_id: str, *, tail: int, follow: bool
+    ) -> AsyncIterator[pb.LogLine]:
+        """The last `tail` lines (0 = all kept), then new ones while it runs if `follow`."""
+        ...
+
+
+class TaskPlacement(Protocol):
+    """Chooses a live node for a task (the real one asks the scheduler)."""
+
+    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
+        """A node id with room for the task, or None when none has."""
+        ...
+
+
+def server_spec(task: Task, files: Sequence[TaskFile]) -> pb.ServerSpec:
+    """The agent's container spec for `task` with its input files."""
+    return pb.ServerSpec(
+        id=str(task.id),
+        image=task.image,
+        command=list(task.command),
+        env=dict(task.env),
+        resources=pb.Resources(memory_bytes=task.memory_bytes, cpu_millis=task.cpu_millis),
+        labels={LABEL_TASK: str(task.id), LABEL_OWNER: str(task.user_id)},
+        network_disabled=task.network_disabled,
+        files=[pb.InputFile(path=f.path, content=f.content, mode=f.mode) for f in files],
+        open_stdin=False,
+    )
+
+
+def task_event(task: Task, kind: EventType) -> Event:
+    """The bus event announcing `task`'s current state."""
+    return Event(
+        kind,
+        owner_id=str(task.user_id),
+        task_id=str(task.id),
+        node_id=str(task.node_id) if task.node_id else None,
+        data={
+            "status": task.status,
+            "exit_code": task.exit_code,
+            "name": task.name,
+            "image": task.image,
+            "error_message": task.error_message or None,
+        },
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskRunner:
+    """Starts tasks, moves them through their states, keeps and serves their logs."""
+
+    def __init__(
+        self, database: Database, bus: EventBus, agents: TaskAgents, placement: TaskPlacement
+    ) -> None:
+        self._db = database
+        self._bus = bus
+        self._agents = agents
+        self._placement = placement
+
+    async def _transition(self, task_id: uuid.UUID, expected: str, **values: object) -> Task | None:
+        """Apply `values` if the task is still `expected`; the updated row or None."""
+        statement = (
+            update(Task)
+            .where(col(Task.id) == task_id, col(Task.status) == expected)
+            .values(updated_at=_now(), **values)
+        )
+        async with self._db.transaction() as session:
+            result = await session.exec(statement)
+            if result.rowcount == 0:
+                return None
+            return await session.get(Task, task_id, populate_existing=True)
+
+    async def start(self, task: Task) -> Task:
+        """Place and start a Pending task; returns it Running.
+
+        TaskStartError when no node has room or it was started already (the task stays
+        as it was), or when the agent refused (the task is then Failed).
+        """
+        node_id = await self._placement.choose_node(task.cpu_millis, task.memory_bytes)
+        if node_id is None:
+            raise TaskStartError(
+                "no ready node has room for this task", code="no_capacity", status=503
+            )
+        running = await self._transition(
+            task.id, PENDING, status=RUNNING, node_id=uuid.UUID(node_id), started_at=_now()
+        )
+        if running is None:
+            raise TaskStartError("the task was already started", code="task_started", status=409)
+        async with self._db.session() as session:
+            files = (
+                await session.exec(select(TaskFile).where(col(TaskFile.task_id) == task.id))
+            ).all()
+        self._bus.publish(task_event(running, EventType.TASK_STARTED))
+        try:
+            server = await self._agents.create_server(
+                node_id, server_spec(running, files), start=True
+            )
+        except Exception as exc:
+            await self.fail(running.id, f"the node could not start the task: {exc}")
+            raise TaskStartError(str(exc), code="agent_error", status=502) from exc
+        async with self._db.transaction() as session:
+            await session.exec(
+                update(Task)
+                .where(col(Task.id) == task.id)
+                .values(container_id=server.status.container_id)
+            )
+        return running
+
+    async def fail(self, task_id: uuid.UUID, message: str) -> None:
+        """Mark a Running task Failed with `message` (no-op if it already ended)."""
+        failed = await self._transition(
+            task_id, RUNNING, status=FAILED, error_message=message[:2000], finished_at=_now()
+        )
+        if failed is not None:
+            self._bus.publish(task_event(failed, EventType.TASK_FAILED))
+
+    async def finish(self, task_id: uuid.UUID, exit_code: int, oom_killed: bool) -> None:
+        """Record the exit of a Running task: keep its logs, then Succeeded/Failed."""
+        async with self._db.session() as session:
+            task = await session.get(Task, task_id)
+        if task is None or task.status != RUNNING or task.node_id is None:
+            return
+        await self._keep_logs(task)
+        status = SUCCEEDED if exit_code == 0 and not oom_killed else FAILED
+        message = "killed: out of memory" if oom_killed else ""
+        ended = await self._transition(
+            task_id,
+            RUNNING,
+            status=status,
+            exit_code=exit_code,
+            oom_killed=oom_killed,
+            error_message=message,
+            finished_at=_now(),
+        )
+        if ended is not None:
+            kind = EventType.TASK_SUCCEEDED if status == SUCCEEDED else EventType.TASK_FAILED
+            self._bus.publish(task_event(ended, kind))
+
+    async def _keep_logs(self, task: Task) -> None:
+        assert task.node_id is not None
+        lines: list[str] = []
+        size = 0
+        try:
+            async for line in self._agents.get_logs(
+                str(task.node_id), str(task.id), tail=0, follow=False
+            ):
+                lines.append(line.text)
+                size += len(line.text) + 1
+        except Exception as exc:
+            log.warning("task_logs_unavailable", task_id=str(task.id), error=str(exc))
+        text = "".join(f"{line}\n" for line in lines)
+        truncated = len(text.encode()) > MAX_KEPT_LOG_BYTES
+        if truncated:
+            text = text.encode()[-MAX_KEPT_LOG_BYTES:].decode(errors="ignore")
+        async with self._db.transaction() as session:
+            existing = await session.get(TaskLog, task.id)
+            if existing is None:
+                session.add(TaskLog(task_id=task.id, content=text, truncated=truncated))
+
+    async def on_lifecycle(self, node_id: str, event: pb.LifecycleEvent) -> None:
+        """Follow a task container's lifecycle event from a node's Watch stream."""
+        labels = event.status.labels
+        task_id = _task_id(event.server_id)
+        if task_id is None or (labels and LABEL_TASK not in labels):
+            return
+        if event.kind == pb.LIFECYCLE_KIND_EXITED:
+            await self.finish(task_id, event.exit_code, event.oom_killed)
+        elif event.kind == pb.LIFECYCLE_KIND_REMOVED:
+            await self.fail(task_id, "the task's container was removed")
+
+    async def on_heartbeat(self, node_id: str, servers: Sequence[pb.ServerStatus]) -> None:
+        """Level-triggered catch-up: exits missed while disconnected, lost containers."""
+        reported = {s.id: s for s in servers if LABEL_TASK in s.labels}
+        for status in reported.values():
+            task_id = _task_id(status.id)
+            if task_id is not None and status.exited:
+                await self.finish(task_id, status.exit_code, status.oom_killed)
+        await self._fail_lost(node_id, set(reported))
+
+    async def _fail_lost(self, node_id: str, reported: set[str]) -> None:
+        cutoff = _now() - LOST_AFTER
+        statement = select(Task).where(
+            col(Task.status) == RUNNING,
+            col(Task.node_id) == uuid.UUID(node_id),
+            col(Task.started_at) < cutoff,
+        )
+        async with self._db.session() as session:
+            running = (await session.exec(statement)).all()
+        for task in running:
+            if str(task.id) not in reported:
+                await self.fail(task.id, "the task's container disappeared from its node")
+
+    async def nodes_with_running_tasks(self) -> list[str]:
+        """The nodes that Running tasks were placed on."""
+        statement = select(Task.node_id).where(col(Task.status) == RUNNING).distinct()
+        async with self._db.session() as session:
+            rows = (await session.exec(statement)).all()
+        return [str(node_id) for node_id in rows if node_id is not None]
+
+    async def on_node_down(self, node_id: str) -> None:
+        """Tasks do not move: the running ones on a lost node fail."""
+        statement = select(Task).where(
+            col(Task.status) == RUNNING, col(Task.node_id) == uuid.UUID(node_id)
+        )
+        async with self._db.session() as session:
+            running = (await session.exec(statement)).all()
+        for task in running:
+            await self.fail(task.id, "the node running the task went down")
+
+    async def logs(self, task: Task, *, follow: bool, tail: int = 0) -> AsyncIterator[str]:
+        """The task's output: kept logs once it ended, live from its node while it runs."""
+        async with self._db.session() as session:
+            kept = await session.get(TaskLog, task.id)
+        if kept is not None:
+            lines = kept.content.splitlines(keepends=True)
+            for line in lines[-tail:] if tail else lines:
+                yield line
+            return
+        if task.status != RUNNING or task.node_id is None:
+            return
+        async for entry in self._agents.get_logs(
+            str(task.node_id), str(task.id), tail=tail, follow=follow
+        ):
+            yield entry.text + "\n"
+
+    async def remove_container(self, task: Task) -> None:
+        """Remove the task's container and data from its node, if it ever had one."""
+        if task.node_id is None:
+            return
+        await self._agents.remove_server(str(task.node_id), str(task.id), delete_data=True)
+
+
+def _task_id(server_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(server_id)
+    except ValueError:
+        return None

@@ -1,0 +1,197 @@
+"""The tasks component in the application: the runner, its view of the agents (the
+gRPC pool) and of free capacity (the scheduler), and the loop that feeds it the
+agents' signals (lifecycle events, heartbeat changes, nodes going down)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from common.logging import get_logger
+from controlplane.agents.client import AgentError
+from controlplane.agents.pool import AgentPool, NodeSignal
+from controlplane.db.engine import Database
+from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.db.tables.tasks import RUNNING, Task
+from controlplane.events.bus import EventBus
+from controlplane.scheduler import NodeCapacity, PlacementRequest, Snapshot, plan
+from controlplane.state import AGENT_POOL
+from controlplane.tasks.runner import TaskRunner
+from protos import agent_pb2 as pb
+
+log = get_logger(__name__)
+
+TASK_RUNNER = web.AppKey("task_runner", TaskRunner)
+SWEEP_SECONDS = 15.0
+# A node that reports no CPU figure is treated as having this much.
+UNKNOWN_CPU_MILLIS = 1_000_000
+
+
+PoolSource = Callable[[], AgentPool]
+
+
+class PoolTaskAgents:
+    """:class:`~controlplane.tasks.runner.TaskAgents` over the control plane's agent pool
+    (looked up on use: the pool is built by another component)."""
+
+    def __init__(self, pool: PoolSource) -> None:
+        self._pool_of = pool
+
+    @property
+    def _pool(self) -> AgentPool:
+        return self._pool_of()
+
+    async def create_server(self, node_id: str, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        server = await self._pool.client(node_id).create_server(spec, start=start)
+        self._pool.record_server(node_id, server.status)
+        return server
+
+    async def remove_server(self, node_id: str, server_id: str, *, delete_data: bool) -> None:
+        try:
+            await self._pool.client(node_id).remove_server(server_id, delete_data=delete_data)
+        except AgentError as exc:
+            if exc.code != "not_found":
+                raise
+        self._pool.forget_server(node_id, server_id)
+
+    async def get_logs(
+        self, node_id: str, server_id: str, *, tail: int, follow: bool
+    ) -> AsyncIterator[pb.LogLine]:
+        async for line in self._pool.client(node_id).get_logs(server_id, tail=tail, follow=follow):
+            yield line
+
+
+class SchedulerTaskPlacement:
+    """Chooses a node for a task with the scheduler, over the nodes the pool sees ready
+    and what replicas and running tasks already reserve on them."""
+
+    def __init__(self, database: Database, pool: PoolSource) -> None:
+        self._db = database
+        self._pool_of = pool
+
+    async def _reserved(self) -> dict[uuid.UUID | None, tuple[int, int]]:
+        replicas = (
+            select(
+                Replica.node_id,
+                func.sum(Deployment.cpu_millis),
+                func.sum(Deployment.memory_bytes),
+            )
+            .join(Deployment, col(Deployment.id) == col(Replica.deployment_id))
+            .where(col(Replica.node_id).is_not(None), col(Deployment.running))
+            .group_by(col(Replica.node_id))
+        )
+        tasks = (
+            select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
+            .where(col(Task.status) == RUNNING, col(Task.node_id).is_not(None))
+            .group_by(col(Task.node_id))
+        )
+        totals: dict[uuid.UUID | None, tuple[int, int]] = defaultdict(lambda: (0, 0))
+        async with self._db.session() as session:
+            for statement in (replicas, tasks):
+                for node_id, cpu, memory in (await session.exec(statement)).all():
+                    before = totals[node_id]
+                    totals[node_id] = (before[0] + int(cpu or 0), before[1] + int(memory or 0))
+        return totals
+
+    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
+        async with self._db.session() as session:
+            nodes = (await session.exec(select(Node).where(col(Node.secret).is_not(None)))).all()
+        reserved = await self._reserved()
+        capacities = [
+            NodeCapacity(
+                id=str(node.id),
+                cpu_millis=node.cpu_millis or UNKNOWN_CPU_MILLIS,
+                memory_bytes=node.memory_bytes or 2**62,
+                port_range=(node.port_range_start, node.port_range_end),
+                cpu_reserved=reserved[node.id][0],
+                memory_reserved=reserved[node.id][1],
+                labels=dict(node.labels),
+                ready=self._pool_of().state(str(node.id)) == "ready",
+                draining=node.draining,
+            )
+            for node in nodes
+        ]
+        request = PlacementRequest(
+            replica_ids=["task"], cpu_millis=cpu_millis, memory_bytes=memory_bytes
+        )
+        result = plan(Snapshot(capacities), request)
+        return result.placements[0].node_id if result.placements else None
+
+
+def install_tasks(app: web.Application, database: Database, bus: EventBus) -> TaskRunner:
+    """Put the task runner on `app` and follow the agent pool's signals while it runs
+    (the pool is `app[AGENT_POOL]`, built by the orchestration component)."""
+
+    def pool() -> AgentPool:
+        return app[AGENT_POOL]
+
+    agents = PoolTaskAgents(pool)
+    runner = TaskRunner(database, bus, agents, SchedulerTaskPlacement(database, pool))
+    app[TASK_RUNNER] = runner
+    app.cleanup_ctx.append(_follow_agents)
+    return runner
+
+
+async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
+    signals: asyncio.Queue[NodeSignal] = asyncio.Queue(maxsize=10_000)
+
+    def listen(signal: NodeSignal) -> None:
+        try:
+            signals.put_nowait(signal)
+        except asyncio.QueueFull:
+            # The periodic sweep catches up on whatever was dropped.
+            log.warning("task_signal_dropped", node_id=signal.node_id, kind=signal.kind)
+
+    if AGENT_POOL not in app:
+        # No orchestration component in this application (e.g. an API-only test app):
+        # tasks can be created and read, starting them answers 503.
+        yield
+        return
+    app[AGENT_POOL].add_listener(listen)
+    loop = asyncio.create_task(_consume(signals, app[TASK_RUNNER], app[AGENT_POOL]), name="tasks")
+    try:
+        yield
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
+async def _consume(signals: asyncio.Queue[NodeSignal], runner: TaskRunner, pool: AgentPool) -> None:
+    while True:
+        try:
+            signal = await asyncio.wait_for(signals.get(), timeout=SWEEP_SECONDS)
+        except TimeoutError:
+            signal = None
+        try:
+            if signal is None:
+                await _sweep(runner, pool)
+            else:
+                await _handle(signal, runner, pool)
+        except Exception:
+            log.exception("task_signal_failed")
+
+
+async def _handle(signal: NodeSignal, runner: TaskRunner, pool: AgentPool) -> None:
+    if signal.kind == "lifecycle" and signal.lifecycle is not None:
+        await runner.on_lifecycle(signal.node_id, signal.lifecycle)
+    elif signal.kind == "changed":
+        observation = pool.observation(signal.node_id)
+        if observation is not None and observation.servers is not None:
+            await runner.on_heartbeat(signal.node_id, list(observation.servers.values()))
+    elif signal.kind == "down":
+        await runner.on_node_down(signal.node_id)
+
+
+async def _sweep(runner: TaskRunner, pool: AgentPool) -> None:
+    for node_id in await runner.nodes_with_running_tasks():
+        observation = pool.observation(node_id)
+        if observation is not None and observation.servers is not None:
+            await runner.on_heartbeat(node_id, list(observation.servers.values()))

@@ -1,0 +1,144 @@
+"""Agent test fixtures: a real dockerd, an in-process agent on 127.0.0.1:0, and
+containers labelled with this session's id (removed afterwards)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import grpc
+import grpc.aio
+import pytest
+from blockbuster import blockbuster_ctx
+
+from agent.config import AgentConfig, NodeIdentity
+from agent.daemon import RunningAgent, running_agent
+from protos import agent_pb2 as pb
+from protos import agent_pb2_grpc as pb_grpc
+from tests.conftest import TEST_IMAGE
+
+SESSION = uuid.uuid4().hex[:12]
+SESSION_LABEL = "encedeus.test-session"
+SECRET = "test-node-secret-0123456789abcdef0123456789"
+AUTH = (("authorization", f"Bearer {SECRET}"),)
+
+
+def remove_containers(labels: dict[str, str]) -> None:
+    """Remove every container carrying all of `labels` (ours only: they carry the session)."""
+    client = docker.from_env()
+    try:
+        filters: dict[str, str | list[str] | bool] = {
+            "label": [f"{k}={v}" for k, v in labels.items()]
+        }
+        for container in client.containers.list(all=True, filters=filters):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cleanup() -> Iterator[None]:
+    yield
+    remove_containers({SESSION_LABEL: SESSION})
+
+
+def make_config(data_dir: Path, node_id: str, **overrides: Any) -> AgentConfig:
+    values: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "node_id": node_id,
+        "node_secret": SECRET,
+        "grpc": {"host": "127.0.0.1", "port": 0},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "sftp": {"host": "127.0.0.1", "port": 0},
+        "labels": {SESSION_LABEL: SESSION},
+        "port_range": {"start": 30000, "end": 30999},
+        **overrides,
+    }
+    return AgentConfig.model_validate(values)
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path) -> AgentConfig:
+    return make_config(tmp_path / "skyhook", f"node-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.asynccontextmanager
+async def agent_in_background(config: AgentConfig) -> AsyncIterator[RunningAgent]:
+    """Run the agent in its own task (fixtures set up and tear down in different tasks,
+    which a TaskGroup does not allow)."""
+    identity = NodeIdentity(node_id=config.node_id, node_secret=config.node_secret)
+    started: asyncio.Future[RunningAgent] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with running_agent(config, identity) as running:
+            started.set_result(running)
+            await stop.wait()
+
+    task = asyncio.create_task(run())
+    waiters: set[asyncio.Future[Any]] = {task, started}
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises the startup error
+    try:
+        yield started.result()
+    finally:
+        stop.set()
+        await task
+        await asyncio.to_thread(remove_containers, {"encedeus.node": config.node_id})
+
+
+@pytest.fixture
+async def agent(agent_config: AgentConfig) -> AsyncIterator[RunningAgent]:
+    async with agent_in_background(agent_config) as running:
+        yield running
+
+
+@pytest.fixture
+async def stub(agent: RunningAgent) -> AsyncIterator[pb_grpc.AgentAsyncStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{agent.grpc.port}") as channel:
+        yield pb_grpc.AgentStub(channel)
+
+
+def server_id() -> str:
+    return f"t{uuid.uuid4().hex[:16]}"
+
+
+def spec(command: str, **fields: Any) -> pb.ServerSpec:
+    """A busybox server running `sh -c command`, without network unless ports are given."""
+    fields.setdefault("network_disabled", "ports" not in fields)
+    return pb.ServerSpec(id=server_id(), image=TEST_IMAGE, command=["sh", "-c", command], **fields)
+
+
+ECHO = 'while read l; do [ "$l" = stop ] && exit 0; echo "got $l"; done'
+
+
+async def wait_for_event(
+    events: AsyncIterator[pb.WatchEvent],
+    server: str,
+    kind: pb.LifecycleKind.ValueType,
+    timeout: float = 20.0,
+) -> pb.LifecycleEvent:
+    """The next lifecycle event of `kind` for `server` on a Watch stream."""
+    async with asyncio.timeout(timeout):
+        async for event in events:
+            if event.HasField("lifecycle"):
+                lifecycle = event.lifecycle
+                if lifecycle.server_id == server and lifecycle.kind == kind:
+                    return lifecycle
+    raise AssertionError("watch stream ended")
+
+
+@pytest.fixture
+def no_blocking_calls() -> Iterator[None]:
+    """Fail on blocking calls (file, socket, sleep...) made on the event loop thread."""
+    with blockbuster_ctx() as detector:
+        # Reading a module's source for a traceback or a log line is not our I/O.
+        detector.functions["os.stat"].can_block_in("linecache.py", {"checkcache", "updatecache"})
+        yield

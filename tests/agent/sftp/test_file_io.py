@@ -1,0 +1,58 @@
+"""OpenFile: read-ahead and write-behind keep data exact and errors visible."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from agent.sftp.file_io import OpenFile
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(4) as executor:
+        yield executor
+
+
+async def test_sequential_and_random_reads(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    payload = os.urandom(1_000_003)
+    (tmp_path / "f").write_bytes(payload)
+    handle = OpenFile(os.open(tmp_path / "f", os.O_RDONLY), len(payload), False, pool)
+    got = b""
+    while chunk := await handle.read(len(got), 65536):
+        got += chunk
+    assert got == payload
+    assert await handle.read(10, 5) == payload[10:15]  # a jump backwards
+    assert await handle.read(999_999, 100) == payload[999_999:]
+    await handle.close()
+
+
+async def test_writes_in_any_order_land_exactly(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    blocks = [os.urandom(10_000) for _ in range(40)]
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    handle = OpenFile(fd, 0, True, pool)
+    for index in reversed(range(len(blocks))):
+        await handle.write(index * 10_000, blocks[index])
+    await handle.close()
+    assert (tmp_path / "f").read_bytes() == b"".join(blocks)
+
+
+async def test_append_keeps_order(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    handle = OpenFile(fd, 0, True, pool, append=True)
+    for index in range(200):
+        await handle.write(index * 4, b"%04d" % index)
+    await handle.close()
+    assert (tmp_path / "f").read_bytes() == b"".join(b"%04d" % i for i in range(200))
+
+
+async def test_a_failed_write_surfaces_later(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    handle = OpenFile(os.open(tmp_path / "f", os.O_RDONLY), 0, True, pool)
+    await handle.write(0, b"refused by the kernel")
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        await handle.close()

@@ -1,0 +1,126 @@
+"""The browser console WebSocket on the agent's HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agent.daemon import RunningAgent
+from common.tokens import sign_server_token
+from protos import agent_pb2 as pb
+from tests.agent.conftest import ECHO, SECRET, agent_in_background, make_config, spec
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_blocking_calls")]
+ORIGIN = "https://panel.example.test"
+
+
+def token(agent: RunningAgent, server: str, scope: Any = "console", **kw: Any) -> str:
+    return sign_server_token(
+        SECRET,
+        node_id=agent.identity.node_id,
+        user_id="user-1",
+        server_id=server,
+        permissions=kw.pop("permissions", ["*"]),
+        scope=scope,
+        **kw,
+    )
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, event: str) -> list[Any]:
+    async with asyncio.timeout(10):
+        while True:
+            message = json.loads(await ws.receive_str())
+            if message["event"] == event:
+                return list(message["args"])
+
+
+@pytest.fixture
+async def agent(tmp_path: Path) -> Any:
+    config = make_config(
+        tmp_path / "skyhook",
+        f"node-{uuid.uuid4().hex[:8]}",
+        console={"ws_allowed_origins": [ORIGIN], "ws_max_sockets_per_server": 2},
+    )
+    async with agent_in_background(config) as running:
+        yield running
+
+
+async def test_console_socket(agent: RunningAgent) -> None:
+    s = spec("echo booted; " + ECHO, stop=pb.StopPolicy(command="stop"))
+    await agent.supervisor.create(s, start=True)
+    base = f"http://127.0.0.1:{agent.http.port}"
+    url = f"{base}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/health") as response:
+            assert response.status == 200
+        async with http.ws_connect(url, origin=ORIGIN) as ws:
+            await ws.send_json({"event": "send command", "args": ["early"]})
+            assert await next_frame(ws, "jwt error") == ["not authenticated"]
+            await ws.send_json({"event": "auth", "args": [token(agent, "other-server")]})
+            assert "another server" in (await next_frame(ws, "jwt error"))[0]
+            await ws.send_json({"event": "auth", "args": [token(agent, s.id, "file-upload")]})
+            assert "scope" in (await next_frame(ws, "jwt error"))[0]
+
+            await ws.send_json({"event": "auth", "args": [token(agent, s.id)]})
+            await next_frame(ws, "auth success")
+            assert await next_frame(ws, "status") == ["running"]
+            assert await next_frame(ws, "console output") == ["booted"]  # history
+            await ws.send_json({"event": "send command", "args": ["hi"]})
+            assert await next_frame(ws, "console output") == ["got hi"]
+            await ws.send_json({"event": "send stats", "args": []})
+            stats = json.loads((await next_frame(ws, "stats"))[0])
+            assert stats["state"] == "running"
+            assert stats["memory_bytes"] > 0
+            await ws.send_json({"event": "set state", "args": ["stop"]})
+            assert await next_frame(ws, "status") == ["stopping"]
+            assert await next_frame(ws, "status") == ["offline"]
+
+
+async def test_socket_limits(agent: RunningAgent) -> None:
+    s = spec(ECHO)
+    await agent.supervisor.create(s)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, origin="https://evil.example.test")
+        assert refused.value.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as missing:
+            await http.ws_connect(url.replace(s.id, "unknown"), origin=ORIGIN)
+        assert missing.value.status == 404
+        async with http.ws_connect(url, origin=ORIGIN), http.ws_connect(url, origin=ORIGIN):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as capped:
+                await http.ws_connect(url, origin=ORIGIN)
+            assert capped.value.status == 429
+        async with http.ws_connect(url, origin=ORIGIN) as ws:
+            await ws.send_json({"event": "auth", "args": [token(agent, s.id, permissions=[])]})
+            await next_frame(ws, "auth success")
+            await ws.send_json({"event": "send command", "args": ["x"]})
+            assert "permission" in (await next_frame(ws, "daemon error"))[0]
+            for _ in range(12):
+                await ws.send_json({"event": "send logs", "args": []})
+            assert "too many" in (await next_frame(ws, "daemon error"))[0]
+            await ws.send_str("x" * 10_000)  # over the message size cap: the socket closes
+            async with asyncio.timeout(10):
+                while (await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+                    pass
+            assert ws.closed
+
+
+async def test_token_expiry_warning(agent: RunningAgent) -> None:
+    s = spec(ECHO)
+    await agent.supervisor.create(s)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, origin=ORIGIN) as ws:
+        await ws.send_json({"event": "auth", "args": [token(agent, s.id, ttl_seconds=61)]})
+        await next_frame(ws, "auth success")
+        assert await next_frame(ws, "status") == ["offline"]
+        await next_frame(ws, "token expiring")
+        stale = token(agent, s.id, now=agent.started_at - 5)
+        await ws.send_json({"event": "auth", "args": [stale]})
+        assert "before the agent started" in (await next_frame(ws, "jwt error"))[0]

@@ -1,0 +1,118 @@
+"""Helpers for tests that run a control plane with real agents on the local dockerd:
+enrol an in-process agent through the API, label its containers with this test
+session, and remove them afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+from aiohttp.test_utils import TestClient
+
+from agent.config import AgentConfig, load_identity
+from agent.daemon import RunningAgent, running_agent
+from agent.enrolment import enrol
+from tests.controlplane.accounts_support import Account
+
+SESSION = uuid.uuid4().hex[:12]
+SESSION_LABEL = "encedeus.test-session"
+FAST = {
+    "node_grace_seconds": 3.0,
+    "heartbeat_interval_ms": 200,
+    "reconcile_interval_seconds": 0.5,
+    "restart_backoff_base_seconds": 0.5,
+    "restart_backoff_cap_seconds": 2.0,
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def remove_containers(labels: dict[str, str]) -> None:
+    """Remove every container carrying all of `labels` (ours: they carry the session)."""
+    client = docker.from_env()
+    try:
+        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        for container in client.containers.list(all=True, filters=filters):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+    finally:
+        client.close()
+
+
+def containers(labels: dict[str, str], *, running_only: bool = False) -> list[Any]:
+    """The containers carrying all of `labels`."""
+    client = docker.from_env()
+    try:
+        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return list(client.containers.list(all=not running_only, filters=filters))
+    finally:
+        client.close()
+
+
+async def create_node(client: TestClient[Any, Any], admin: Account, name: str) -> str:
+    """A new node's join token."""
+    response = await client.post("/v1/nodes", json={"name": name}, headers=admin.headers)
+    body = await response.json()
+    assert response.status == 201, body
+    token: str = body["join_token"]
+    return token
+
+
+def agent_config(data_dir: Path, url: str, token: str, **overrides: Any) -> AgentConfig:
+    """An agent that enrols at `url` with fixed loopback ports and session labels."""
+    values: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "controlplane_url": url,
+        "join_token": token,
+        "grpc": {"host": "127.0.0.1", "port": free_port()},
+        "http": {"host": "127.0.0.1", "port": free_port()},
+        "sftp": {"host": "127.0.0.1", "port": free_port()},
+        "labels": {SESSION_LABEL: SESSION},
+        "port_range": {"start": 31000, "end": 31999},
+        "watchdog": False,
+        **overrides,
+    }
+    return AgentConfig.model_validate(values)
+
+
+@contextlib.asynccontextmanager
+async def enrolled_agent(
+    client: TestClient[Any, Any], admin: Account, data_dir: Path, name: str
+) -> AsyncIterator[RunningAgent]:
+    """Create a node, enrol an in-process agent for it and run it until exit."""
+    token = await create_node(client, admin, name)
+    config = agent_config(data_dir, str(client.make_url("")), token)
+    identity = await enrol(config)
+    assert await asyncio.to_thread(load_identity, config) == identity
+    try:
+        async with running_agent(config, identity) as running:
+            yield running
+    finally:
+        await asyncio.to_thread(remove_containers, {"encedeus.node": identity.node_id})
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Poll `check` until it returns a truthy value; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

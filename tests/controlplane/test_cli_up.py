@@ -1,0 +1,71 @@
+"""`encedeus up`'s pieces without processes: the agent config it writes (read back with
+the agent's own loader), the state file, port choice. The whole command runs in
+tests/e2e/test_up.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_agent_config
+from controlplane.cli import build_parser
+from controlplane.single_host.state import (
+    UpState,
+    agent_config_text,
+    choose_agent_ports,
+    load_state,
+    new_admin,
+    save_state,
+)
+
+
+def test_generated_agent_config_is_what_the_agent_reads(tmp_path: Path) -> None:
+    path = tmp_path / "agent.hcl"
+    path.write_text(
+        agent_config_text(
+            data_dir=tmp_path / 'with "quotes"',
+            node_id="n-1",
+            node_secret="s3cr=t",
+            controlplane_url="http://127.0.0.1:3000",
+            ports={"grpc": 1001, "http": 1002, "sftp": 1003},
+            port_range=(31000, 31010),
+            labels={"encedeus.test": "abc", "team": "x y"},
+        )
+    )
+    config = load_agent_config(path)
+    assert config.data_dir == str(tmp_path / 'with "quotes"')
+    assert (config.node_id, config.node_secret) == ("n-1", "s3cr=t")
+    assert (config.grpc.host, config.grpc.port) == ("127.0.0.1", 1001)
+    assert config.sftp.port == 1003
+    assert (config.port_range.start, config.port_range.end) == (31000, 31010)
+    assert config.labels == {"encedeus.test": "abc", "team": "x y"}
+    assert config.watchdog is False
+
+
+def test_state_round_trip_is_private(tmp_path: Path) -> None:
+    state = UpState(agent_ports={"grpc": 1}, node_id="n", node_secret="s", admin=new_admin())
+    save_state(tmp_path, state)
+    assert oct((tmp_path / "up.json").stat().st_mode & 0o777) == "0o600"
+    assert load_state(tmp_path) == state
+    assert json.loads((tmp_path / "up.json").read_text())["admin"]["username"] == "admin"
+    assert load_state(tmp_path / "missing") == UpState()
+
+
+def test_saved_ports_win_and_fresh_ones_are_distinct() -> None:
+    assert choose_agent_ports({"grpc": 5, "http": 6, "sftp": 7}, prefer_defaults=True) == {
+        "grpc": 5,
+        "http": 6,
+        "sftp": 7,
+    }
+    fresh = choose_agent_ports({}, prefer_defaults=False)
+    assert sorted(fresh) == ["grpc", "http", "sftp"]
+    assert len(set(fresh.values())) == 3
+
+
+@pytest.mark.parametrize("bad", ["30000", "2-1", "a-b", "0-10"])
+def test_port_range_flag_is_checked(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["up", "--port-range", bad])
+    assert "START-END" in capsys.readouterr().err

@@ -1,0 +1,208 @@
+"""Deployments end to end inside one process: a real control plane (SQLite), an
+enrolled in-process agent, the real dockerd and the test image."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from agent.daemon import RunningAgent
+from tests.conftest import TEST_IMAGE
+from tests.controlplane.accounts_support import Account, error_code, register
+from tests.controlplane.cluster_support import (
+    FAST,
+    containers,
+    enrolled_agent,
+    eventually,
+)
+from tests.controlplane.conftest import ConfigFactory, start_client
+
+pytestmark = pytest.mark.docker
+# PID 1 ignores SIGTERM unless it traps it: trap, so stops take no stop timeout.
+LOOP = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    # Docker-backed tests run on SQLite only; the API's SQL is covered on both engines
+    # by the other control plane tests.
+    return f"sqlite+aiosqlite:///{tmp_path / 'encedeus.db'}"
+
+
+@pytest.fixture
+async def cluster(
+    make_config: ConfigFactory, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient[Any, Any], Account, RunningAgent]]:
+    client = await start_client(make_config(**FAST))
+    try:
+        admin = await register(client)
+        async with enrolled_agent(client, admin, tmp_path / "agent", "node-a") as agent:
+            yield client, admin, agent
+    finally:
+        await client.close()
+
+
+async def _json(response: Any, status: int = 200) -> Any:
+    body = await response.json()
+    assert response.status == status, body
+    return body
+
+
+async def _status(client: TestClient[Any, Any], user: Account, dep: str) -> Any:
+    return await _json(await client.get(f"/v1/deployments/{dep}/status", headers=user.headers))
+
+
+async def _create(client: TestClient[Any, Any], user: Account, **fields: Any) -> str:
+    body = {
+        "app_name": "web",
+        "image": TEST_IMAGE,
+        "command": LOOP,
+        "replicas": 2,
+        "stop_timeout": 2,
+    }
+    body.update(fields)
+    created = await _json(
+        await client.post("/v1/deployments", json=body, headers=user.headers), 201
+    )
+    assert created["status"] == "pending"
+    deployment_id: str = created["id"]
+    return deployment_id
+
+
+def _ready(count: int, generation: int | None = None) -> Any:
+    def check(status: Any) -> bool:
+        instances = status["instances"]
+        return status["replicas"]["ready"] == count and all(
+            generation is None or i["generation"] == generation for i in instances
+        )
+
+    return check
+
+
+async def _wait_status(
+    client: TestClient[Any, Any], user: Account, dep: str, check: Any, timeout: float = 20
+) -> Any:
+    async def probe() -> Any:
+        status = await _status(client, user, dep)
+        return status if check(status) else None
+
+    return await eventually(probe, timeout=timeout)
+
+
+async def test_deployment_lifecycle(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, agent = cluster
+    dep = await _create(client, user, env_vars={"GREETING": "one"})
+    status = await _wait_status(client, user, dep, _ready(2))
+    assert {i["node_id"] for i in status["instances"]} == {agent.identity.node_id}
+    assert status["health"] == "healthy"
+    detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+    assert detail["status"] == "running"
+
+    async def metrics() -> Any:
+        body = await _json(await client.get(f"/v1/deployments/{dep}/metrics", headers=user.headers))
+        replicas = body["metrics"]["replicas"]
+        return body if len(replicas) == 2 and body["metrics"]["memory_bytes"] > 0 else None
+
+    await eventually(metrics)
+    logs = await _json(await client.get(f"/v1/deployments/{dep}/logs?tail=5", headers=user.headers))
+    assert logs["logs"]
+    assert logs["logs"][0]["message"].startswith("line")
+
+    async with client.get(
+        f"/v1/deployments/{dep}/logs?tail=1&follow=true", headers=user.headers
+    ) as stream:
+        assert stream.headers["Content-Type"].startswith("application/x-ndjson")
+        first = json.loads(await stream.content.readline())
+        assert first["message"].startswith("line")
+
+    socket = await client.ws_connect(f"/v1/deployments/{dep}/logs/stream", headers=user.headers)
+    frame = await socket.receive_json(timeout=10)
+    assert frame["message"].startswith("line")
+    await socket.close()
+
+    console = await _json(await client.get(f"/v1/deployments/{dep}/console", headers=user.headers))
+    assert console["url"].endswith(f"/api/servers/{console['server_id']}/ws")
+
+    # Rolling update: a new generation replaces the replicas one at a time.
+    await _json(
+        await client.put(
+            f"/v1/deployments/{dep}", json={"env_vars": {"GREETING": "two"}}, headers=user.headers
+        )
+    )
+    await _wait_status(client, user, dep, _ready(2, generation=2), timeout=30)
+
+    await _json(
+        await client.patch(
+            f"/v1/deployments/{dep}/scale", json={"replicas": 1}, headers=user.headers
+        )
+    )
+    await _wait_status(client, user, dep, lambda s: len(s["instances"]) == 1 and _ready(1)(s))
+    labels = {"encedeus.deployment": dep}
+    await eventually(lambda: _async(len(containers(labels)) == 1))
+
+    await _json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
+    await eventually(lambda: _async(not containers(labels, running_only=True)))
+    await _json(await client.post(f"/v1/deployments/{dep}/start", headers=user.headers))
+    await _wait_status(client, user, dep, _ready(1))
+    assert (await _status(client, user, dep))["restart_count"] == 0  # a start is no crash
+
+    deleted = await _json(
+        await client.delete(f"/v1/deployments/{dep}?delete_data=true", headers=user.headers)
+    )
+    assert deleted["namespace_deleted"] is True
+    await eventually(lambda: _async(not containers(labels)))
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_crash_loop_backs_off_and_shows_in_status(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, _ = cluster
+    dep = await _create(client, user, app_name="crasher", command="exit 3", replicas=1)
+    status = await _wait_status(
+        client, user, dep, lambda s: s["restart_count"] >= 3 and s["backoff_until"], timeout=30
+    )
+    assert status["instances"][0]["restart_count"] >= 3
+    detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+    assert detail["status"] == "failed"
+
+
+async def test_deployments_belong_to_their_owner(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, owner, _ = cluster
+    dep = await _create(client, owner, app_name="private", replicas=0)
+    other = await register(client)
+    for method, suffix in [
+        ("GET", ""),
+        ("GET", "/status"),
+        ("GET", "/metrics"),
+        ("GET", "/logs"),
+        ("GET", "/console"),
+        ("POST", "/stop"),
+        ("DELETE", ""),
+    ]:
+        response = await client.request(
+            method, f"/v1/deployments/{dep}{suffix}", headers=other.headers
+        )
+        assert response.status == 404, (method, suffix)
+        assert await error_code(response) == "deployment_not_found"
+    listed = await _json(await client.get("/v1/deployments", headers=other.headers))
+    assert listed["deployments"] == []
+    duplicate = await client.post(
+        "/v1/deployments",
+        json={"app_name": "private", "image": TEST_IMAGE},
+        headers=owner.headers,
+    )
+    assert duplicate.status == 409
+    assert await error_code(duplicate) == "app_name_taken"

@@ -1,0 +1,156 @@
+"""The notifications WebSocket on a running control plane: authentication, ping,
+subscriptions, and that an account only ever sees its own resources' events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from controlplane.events.bus import Event, EventType
+from controlplane.events.wiring import EVENT_BUS
+from tests.controlplane.accounts_support import Account, register
+
+# The socket does not touch the database beyond authentication: one engine is enough.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def connect(api: TestClient[Any, Any], account: Account) -> Any:
+    socket = await api.ws_connect("/v1/ws/notifications", headers=account.headers)
+    hello = await socket.receive_json(timeout=5)
+    assert hello["type"] == "authenticated"
+    return socket
+
+
+async def next_event(socket: Any, timeout: float = 2) -> dict[str, Any]:
+    message: dict[str, Any] = await socket.receive_json(timeout=timeout)
+    return message
+
+
+async def assert_silent(socket: Any) -> None:
+    try:
+        message = await socket.receive(timeout=0.3)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected message {message}")
+
+
+def publish(api: TestClient[Any, Any], event: Event) -> None:
+    api.app[EVENT_BUS].publish(event)
+
+
+async def test_owner_sees_only_own_events(api: TestClient[Any, Any]) -> None:
+    admin = await register(api)  # the first account is an admin
+    alice = await register(api)
+    bob = await register(api)
+    alice_ws = await connect(api, alice)
+    bob_ws = await connect(api, bob)
+    admin_ws = await connect(api, admin)
+
+    publish(api, Event(EventType.DEPLOYMENT_STATUS_CHANGED, owner_id=alice.id,
+                       deployment_id="d-a", data={"status": "running"}))  # fmt: skip
+    publish(api, Event(EventType.TASK_SUCCEEDED, owner_id=bob.id, task_id="t-b"))
+
+    event = await next_event(alice_ws)
+    assert event["type"] == "deployment_status_changed"
+    assert event["deployment_id"] == "d-a"
+    assert event["data"] == {"status": "running"}
+    assert event["timestamp"].endswith("Z")
+    await assert_silent(alice_ws)
+
+    event = await next_event(bob_ws)
+    assert event["task_id"] == "t-b"
+    await assert_silent(bob_ws)
+    # Admins do not see other accounts' deployments and tasks either.
+    await assert_silent(admin_ws)
+    for socket in (alice_ws, bob_ws, admin_ws):
+        await socket.close()
+
+
+async def test_node_events_reach_subscribed_admins_only(api: TestClient[Any, Any]) -> None:
+    admin = await register(api)
+    user = await register(api)
+    admin_ws = await connect(api, admin)
+    user_ws = await connect(api, user)
+
+    await user_ws.send_json({"type": "subscribe", "topics": ["nodes"]})
+    refused = await next_event(user_ws)
+    assert refused["type"] == "error"
+    assert refused["error"]["code"] == "invalid_topic"
+
+    publish(api, Event(EventType.NODE_DOWN, node_id="n1"))
+    await assert_silent(admin_ws)  # not subscribed to nodes by default
+
+    await admin_ws.send_json({"type": "subscribe", "topics": ["nodes"]})
+    assert (await next_event(admin_ws))["type"] == "subscribed"
+    publish(api, Event(EventType.NODE_DOWN, node_id="n1"))
+    event = await next_event(admin_ws)
+    assert event == {**event, "type": "node_down", "node_id": "n1"}
+    await assert_silent(user_ws)
+    await admin_ws.close()
+    await user_ws.close()
+
+
+async def test_topics_narrow_and_unsubscribe(api: TestClient[Any, Any]) -> None:
+    user = await register(api)
+    socket = await connect(api, user)
+    await socket.send_json({"type": "unsubscribe", "topics": ["deployments", "tasks"]})
+    assert (await next_event(socket))["active"] == []
+    await socket.send_json({"command": "subscribe", "topics": ["deployment:d2"]})
+    assert (await next_event(socket))["active"] == ["deployment:d2"]
+
+    for deployment in ("d1", "d2"):
+        publish(api, Event(EventType.DEPLOYMENT_STATUS_CHANGED, owner_id=user.id,
+                           deployment_id=deployment))  # fmt: skip
+    publish(api, Event(EventType.TASK_STARTED, owner_id=user.id, task_id="t"))
+    assert (await next_event(socket))["deployment_id"] == "d2"
+    await assert_silent(socket)
+    await socket.close()
+
+
+async def test_ping_and_authenticate_message(api: TestClient[Any, Any]) -> None:
+    user = await register(api)
+    socket = await api.ws_connect("/v1/ws/notifications")
+    await socket.send_json({"type": "authenticate", "token": user.access_token})
+    assert (await next_event(socket))["type"] == "authenticated"
+    await socket.send_json({"type": "ping"})
+    assert (await next_event(socket))["type"] == "pong"
+    await socket.send_str("not json")
+    assert (await next_event(socket))["error"]["code"] == "invalid_json"
+
+    response = await api.get("/v1/notifications/test", headers=user.headers)
+    assert response.status == 200
+    event = await next_event(socket)
+    assert event["type"] == "test"
+    stats = await (await api.get("/v1/notifications/stats", headers=user.headers)).json()
+    assert stats["subscribers"] >= 1
+    await socket.close()
+
+
+async def test_bad_or_missing_token_closes(api: TestClient[Any, Any]) -> None:
+    socket = await api.ws_connect("/v1/ws/notifications")
+    await socket.send_json({"type": "authenticate", "token": "nope"})
+    refused = await next_event(socket)
+    assert refused["error"]["code"] == "unauthorized"
+    closing = await socket.receive(timeout=2)
+    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+    assert socket.close_code == 4401
+
+    socket = await api.ws_connect("/v1/ws/notifications")
+    await socket.send_json({"type": "ping"})
+    assert (await next_event(socket))["type"] == "error"
+    await socket.close()
+
+
+async def test_slow_reader_does_not_block_publishers(api: TestClient[Any, Any]) -> None:
+    user = await register(api)
+    socket = await connect(api, user)
+    for n in range(2000):
+        publish(api, Event(EventType.TASK_STARTED, owner_id=user.id, task_id=str(n)))
+    await asyncio.sleep(0.2)
+    first = await next_event(socket)
+    assert first["type"] == "task_started"
+    await socket.close()

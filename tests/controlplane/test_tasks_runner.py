@@ -1,0 +1,174 @@
+"""The task state machine on a real database, with the agents faked (units only: the
+real agents are in tests/e2e/test_tasks.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controlplane.accounts import create_user
+from controlplane.db.engine import Database, create_engine
+from controlplane.db.migrate import upgrade_database
+from controlplane.db.tables.tasks import Task, TaskFile, TaskLog
+from controlplane.events.bus import EventBus
+from controlplane.tasks.runner import (
+    LABEL_TASK,
+    TaskAgents,
+    TaskPlacement,
+    TaskRunner,
+    TaskStartError,
+)
+from protos import agent_pb2 as pb
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+NODE = str(uuid.uuid4())
+
+
+class FakeAgents:
+    """Records calls; serves canned logs."""
+
+    def __init__(self) -> None:
+        self.created: list[pb.ServerSpec] = []
+        self.removed: list[str] = []
+        self.fail_create = False
+        self.lines = ["hello", "world"]
+
+    async def create_server(self, node_id: str, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        if self.fail_create:
+            raise RuntimeError("image missing")
+        self.created.append(spec)
+        return pb.Server(spec=spec, status=pb.ServerStatus(id=spec.id, container_id="c1"))
+
+    async def remove_server(self, node_id: str, server_id: str, *, delete_data: bool) -> None:
+        self.removed.append(server_id)
+
+    async def get_logs(
+        self, node_id: str, server_id: str, *, tail: int, follow: bool
+    ) -> AsyncIterator[pb.LogLine]:
+        for text in self.lines:
+            yield pb.LogLine(text=text, stream="stdout")
+
+
+class OneNode:
+    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
+        return NODE
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    await upgrade_database(database_url)
+    db = Database(create_engine(database_url))
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def agents() -> FakeAgents:
+    return FakeAgents()
+
+
+@pytest.fixture
+def runner(database: Database, agents: FakeAgents) -> TaskRunner:
+    typed_agents: TaskAgents = agents
+    placement: TaskPlacement = OneNode()
+    return TaskRunner(database, EventBus(), typed_agents, placement)
+
+
+async def new_task(database: Database) -> Task:
+    user = await create_user(
+        database, username=f"u{uuid.uuid4().hex[:8]}", email=f"{uuid.uuid4().hex[:8]}@example.com",
+        password="password-123", admin=False,
+    )  # fmt: skip
+    task = Task(user_id=user.id, image="img", command=["true"])
+    async with database.transaction() as session:
+        session.add(task)
+        await session.flush()
+        session.add(TaskFile(task_id=task.id, path="in.txt", content=b"x", size=1))
+    return task
+
+
+async def reload(database: Database, task: Task) -> Task:
+    async with database.session() as session:
+        row = await session.get(Task, task.id)
+    assert row is not None
+    return row
+
+
+def exited(task: Task, code: int) -> pb.LifecycleEvent:
+    return pb.LifecycleEvent(
+        server_id=str(task.id),
+        kind=pb.LIFECYCLE_KIND_EXITED,
+        exit_code=code,
+        status=pb.ServerStatus(id=str(task.id), labels={LABEL_TASK: str(task.id)}),
+    )
+
+
+async def test_start_then_exit_event_succeeds_and_keeps_logs(
+    database: Database, runner: TaskRunner, agents: FakeAgents
+) -> None:
+    task = await new_task(database)
+    await runner.start(task)
+    spec = agents.created[0]
+    assert spec.labels[LABEL_TASK] == str(task.id)
+    assert [(f.path, f.content) for f in spec.files] == [("in.txt", b"x")]
+    assert (await reload(database, task)).status == "Running"
+
+    await runner.on_lifecycle(NODE, exited(task, 0))
+    done = await reload(database, task)
+    assert (done.status, done.exit_code) == ("Succeeded", 0)
+    agents.lines = ["changed after the end"]
+    assert [line async for line in runner.logs(done, follow=False)] == ["hello\n", "world\n"]
+    async with database.session() as session:
+        assert await session.get(TaskLog, task.id) is not None
+
+    with pytest.raises(TaskStartError) as again:
+        await runner.start(done)
+    assert again.value.status == 409
+
+
+async def test_missed_exit_is_caught_from_a_heartbeat(
+    database: Database, runner: TaskRunner
+) -> None:
+    task = await new_task(database)
+    await runner.start(task)
+    status = pb.ServerStatus(
+        id=str(task.id), exited=True, exit_code=2, labels={LABEL_TASK: str(task.id)}
+    )
+    await runner.on_heartbeat(NODE, [status])
+    done = await reload(database, task)
+    assert (done.status, done.exit_code) == ("Failed", 2)
+
+
+async def test_refused_create_fails_the_task(
+    database: Database, runner: TaskRunner, agents: FakeAgents
+) -> None:
+    agents.fail_create = True
+    task = await new_task(database)
+    with pytest.raises(TaskStartError) as refused:
+        await runner.start(task)
+    assert refused.value.status == 502
+    failed = await reload(database, task)
+    assert failed.status == "Failed"
+    assert "image missing" in failed.error_message
+
+
+async def test_node_down_fails_running_tasks_and_replicas_are_ignored(
+    database: Database, runner: TaskRunner
+) -> None:
+    task = await new_task(database)
+    await runner.start(task)
+    replica = pb.LifecycleEvent(
+        server_id=str(task.id),
+        kind=pb.LIFECYCLE_KIND_EXITED,
+        exit_code=0,
+        status=pb.ServerStatus(id=str(task.id), labels={"encedeus.replica": "r"}),
+    )
+    await runner.on_lifecycle(NODE, replica)
+    assert (await reload(database, task)).status == "Running"
+    assert await runner.nodes_with_running_tasks() == [NODE]
+    await runner.on_node_down(NODE)
+    failed = await reload(database, task)
+    assert failed.status == "Failed"
+    assert "went down" in failed.error_message

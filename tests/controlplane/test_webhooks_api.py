@@ -1,0 +1,119 @@
+"""Per-account webhooks: CRUD and isolation, delivery of the owner's events only (signed
+with the account's secret), and private addresses refused unless allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from controlplane.events.bus import Event, EventType
+from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
+from tests.controlplane.accounts_support import error_code, register
+from tests.controlplane.conftest import ConfigFactory, start_client
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Inbox:
+    url: str = ""
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    box = Inbox()
+
+    async def hook(request: web.Request) -> web.Response:
+        box.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    box.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    yield box
+    await runner.cleanup()
+
+
+async def test_crud_and_isolation(api: TestClient[Any, Any]) -> None:
+    alice = await register(api)
+    bob = await register(api)
+    created = await api.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/a"}, headers=alice.headers
+    )
+    body = await created.json()
+    assert created.status == 201, body
+    assert body["secret"].startswith("whsec_")
+    listed = await (await api.get("/v1/webhooks", headers=alice.headers)).json()
+    assert [w["id"] for w in listed["webhooks"]] == [body["id"]]
+    assert "secret" not in listed["webhooks"][0]
+    assert (await (await api.get("/v1/webhooks", headers=bob.headers)).json())["webhooks"] == []
+    assert (await api.delete(f"/v1/webhooks/{body['id']}", headers=bob.headers)).status == 404
+    assert (await api.delete(f"/v1/webhooks/{body['id']}", headers=alice.headers)).status == 200
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "http://127.0.0.1:8080/x", "http://[::1]/x", "http://10.0.0.1/"]
+)
+async def test_refused_urls(api: TestClient[Any, Any], url: str) -> None:
+    alice = await register(api)
+    response = await api.post("/v1/webhooks", json={"url": url}, headers=alice.headers)
+    assert response.status == 422
+    assert await error_code(response) == "url_refused"
+
+
+async def wait_for(condition: Any, timeout: float = 5) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_owner_events_delivered_signed(make_config: ConfigFactory, inbox: Inbox) -> None:
+    client = await start_client(make_config(webhook_allow_private=True))
+    try:
+        alice = await register(client)
+        bob = await register(client)
+        created = await (
+            await client.post("/v1/webhooks", json={"url": inbox.url}, headers=alice.headers)
+        ).json()
+        bus = client.app[EVENT_BUS]
+        bus.publish(Event(EventType.TASK_FAILED, owner_id=bob.id, task_id="t-bob"))
+        bus.publish(Event(EventType.TASK_SUCCEEDED, owner_id=alice.id, task_id="t-alice",
+                          data={"status": "Succeeded"}))  # fmt: skip
+        await wait_for(lambda: inbox.received)
+        await asyncio.sleep(0.2)
+        assert len(inbox.received) == 1
+        headers, body = inbox.received[0]
+        assert verify(created["secret"], headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+        payload = json.loads(body)
+        assert payload["task_id"] == "t-alice"
+        assert payload["user_id"] == alice.id
+        assert payload["status"] == "Succeeded"
+    finally:
+        await client.close()
+
+
+async def test_names_resolving_to_private_addresses_are_refused_at_delivery(
+    api: TestClient[Any, Any], inbox: Inbox
+) -> None:
+    alice = await register(api)
+    url = inbox.url.replace("127.0.0.1", "localhost")
+    created = await api.post("/v1/webhooks", json={"url": url}, headers=alice.headers)
+    assert created.status == 201
+    dispatcher = api.app[WEBHOOKS]
+    api.app[EVENT_BUS].publish(Event(EventType.TASK_STARTED, owner_id=alice.id, task_id="t"))
+    await wait_for(lambda: dispatcher.failed == 1)
+    assert inbox.received == []

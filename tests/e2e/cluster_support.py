@@ -1,0 +1,230 @@
+"""A whole cluster as separate processes on loopback: one `encedeus controlplane` and
+any number of `skyhook` agents (enrolled through the API), all on the local dockerd.
+
+Every container the agents make carries this session's label and is removed at
+teardown. Grace periods and intervals are short so the scenarios run in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import docker
+
+BIN = Path(sys.executable).parent
+SESSION_LABEL = ("encedeus.test", f"e2e-orch-{uuid.uuid4().hex[:12]}")
+PASSWORD = "correct-horse-9"
+CONTROLPLANE_SETTINGS = {
+    "node_grace_seconds": 3,
+    "heartbeat_interval_ms": 250,
+    "reconcile_interval_seconds": 0.5,
+    "restart_backoff_base_seconds": 0.5,
+    "restart_backoff_cap_seconds": 2,
+}
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _hcl(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + " ".join(f'"{k}" = {_hcl(v)}' for k, v in value.items()) + " }"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(path: Path, block: str, values: dict[str, object]) -> Path:
+    """An HCL file with one block; dict values become nested blocks."""
+    lines = [f"{block} {{"]
+    for key, value in values.items():
+        if isinstance(value, dict) and key not in ("labels",):
+            inner = " ".join(f"{k} = {_hcl(v)}" for k, v in value.items())
+            lines.append(f"  {key} {{\n    {inner}\n  }}")
+        else:
+            lines.append(f"  {key} = {_hcl(value)}")
+    lines.append("}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Process:
+    """A child process with its log file; restartable with the same command."""
+
+    command: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = self.log.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("DATABASE_URL", None)
+        self.process = subprocess.Popen(self.command, stdout=handle, stderr=handle, env=env)
+        handle.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as a crash or power loss."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@dataclass
+class Cluster:
+    """The processes and the admin's credentials."""
+
+    root: Path
+    url: str
+    controlplane: Process
+    agents: dict[str, Process] = field(default_factory=dict)
+    node_ids: dict[str, str] = field(default_factory=dict)
+    token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def request(self, method: str, path: str, status: int = 200, **kw: Any) -> Any:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path, headers=self.headers, **kw) as response,
+        ):
+            body = await response.json(content_type=None)
+            assert response.status == status, (method, path, response.status, body)
+            return body
+
+
+def start_controlplane(root: Path) -> Cluster:
+    """Write the control plane's config and start it (not yet waited for)."""
+    port = free_port()
+    values: dict[str, object] = {
+        "listen_address": "127.0.0.1",
+        "port": port,
+        "data_dir": str(root / "cp"),
+        "jwt_secret": "e2e-secret-0123456789abcdef",
+        "auth_rate_limit": 1000,
+        **CONTROLPLANE_SETTINGS,
+    }
+    config = write_config(root / "controlplane.hcl", "controlplane", values)
+    process = Process([str(BIN / "encedeus"), "controlplane", "--config", str(config)],
+                      root / "controlplane.log")  # fmt: skip
+    process.start()
+    return Cluster(root=root, url=f"http://127.0.0.1:{port}", controlplane=process)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.2
+) -> Any:
+    """Poll until `check` gives a truthy value (connection errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, AssertionError):
+            last = await check()
+            if last:
+                return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not reached within {timeout}s; last: {last!r}")
+
+
+async def wait_healthy(cluster: Cluster) -> None:
+    async def healthy() -> bool:
+        async with aiohttp.ClientSession() as session, session.get(cluster.url + "/health") as r:
+            return r.status == 200
+
+    try:
+        await eventually(healthy, timeout=60)
+    except AssertionError:
+        raise AssertionError(cluster.controlplane.output()) from None
+
+
+async def sign_in_admin(cluster: Cluster) -> None:
+    body = {"username": "admin", "email": "admin@example.com", "password": PASSWORD}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(cluster.url + "/v1/auth/register", json=body) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 201, answer
+        cluster.token = answer["access_token"]
+
+
+async def add_agent(cluster: Cluster, name: str, port_range: tuple[int, int]) -> None:
+    """Create the node, write the agent's config with its join token, start it."""
+    created = await cluster.request("POST", "/v1/nodes", 201, json={"name": name})
+    values: dict[str, object] = {
+        "data_dir": str(cluster.root / name),
+        "controlplane_url": cluster.url,
+        "join_token": created["join_token"],
+        "grpc": {"host": "127.0.0.1", "port": free_port()},
+        "http": {"host": "127.0.0.1", "port": free_port()},
+        "sftp": {"host": "127.0.0.1", "port": free_port()},
+        "port_range": {"start": port_range[0], "end": port_range[1]},
+        "labels": {SESSION_LABEL[0]: SESSION_LABEL[1]},
+        "watchdog": False,
+    }
+    config = write_config(cluster.root / f"{name}.hcl", "agent", values)
+    process = Process([str(BIN / "skyhook"), "--config", str(config)],
+                      cluster.root / f"{name}.log")  # fmt: skip
+    process.start()
+    cluster.agents[name] = process
+    cluster.node_ids[name] = created["id"]
+
+    async def ready() -> bool:
+        node = await cluster.request("GET", f"/v1/nodes/{created['id']}")
+        return bool(node["status"] == "ready" and node["last_seen"])
+
+    try:
+        await eventually(ready, timeout=60)
+    except AssertionError:
+        raise AssertionError(process.output()) from None
+
+
+def session_containers(labels: dict[str, str] | None = None, running: bool = True) -> list[Any]:
+    """This session's containers carrying `labels`."""
+    client = docker.from_env()
+    try:
+        wanted = {SESSION_LABEL[0]: SESSION_LABEL[1], **(labels or {})}
+        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in wanted.items()]}
+        return list(client.containers.list(all=not running, filters=filters))
+    finally:
+        client.close()
+
+
+def remove_session_containers() -> None:
+    for container in session_containers(running=False):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)

@@ -1,0 +1,172 @@
+"""Orchestration across processes: one control plane and two agents on loopback,
+driving the real dockerd. Scenarios run in order on one cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_IMAGE
+from tests.e2e.cluster_support import (
+    Cluster,
+    add_agent,
+    eventually,
+    remove_session_containers,
+    session_containers,
+    sign_in_admin,
+    start_controlplane,
+    wait_healthy,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+LOOP = "trap 'exit 0' TERM; while true; do echo tick; sleep 0.5; done"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root: Path = tmp_path_factory.mktemp("cluster")
+    running = start_controlplane(root)
+
+    async def assemble() -> None:
+        await wait_healthy(running)
+        await sign_in_admin(running)
+        await add_agent(running, "node-a", (31200, 31399))
+        await add_agent(running, "node-b", (31400, 31599))
+
+    try:
+        asyncio.run(assemble())
+        yield running
+    finally:
+        for agent in running.agents.values():
+            agent.stop()
+        running.controlplane.stop()
+        remove_session_containers()
+
+
+async def deploy(cluster: Cluster, name: str, **fields: Any) -> str:
+    body: dict[str, Any] = {
+        "app_name": name,
+        "image": TEST_IMAGE,
+        "command": LOOP,
+        "replicas": 2,
+        "stop_timeout": 2,
+    }
+    body.update(fields)
+    created = await cluster.request("POST", "/v1/deployments", 201, json=body)
+    deployment_id: str = created["id"]
+    return deployment_id
+
+
+async def status(cluster: Cluster, deployment_id: str) -> Any:
+    return await cluster.request("GET", f"/v1/deployments/{deployment_id}/status")
+
+
+async def all_ready(cluster: Cluster, deployment_id: str, count: int, timeout: float = 30) -> Any:
+    async def check() -> Any:
+        current = await status(cluster, deployment_id)
+        return current if current["replicas"]["ready"] == count else None
+
+    return await eventually(check, timeout=timeout)
+
+
+def copies(deployment_id: str) -> Counter[str]:
+    """Running containers per replica id, across every node."""
+    found = session_containers({"encedeus.deployment": deployment_id})
+    return Counter(c.labels["encedeus.replica"] for c in found)
+
+
+async def test_replicas_are_placed_across_both_nodes(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "spread", replicas=4)
+    current = await all_ready(cluster, dep, 4)
+    nodes = Counter(i["node_id"] for i in current["instances"])
+    assert set(nodes) == set(cluster.node_ids.values())
+    assert sorted(nodes.values()) == [2, 2]
+    counts = copies(dep)
+    assert len(counts) == 4
+    assert set(counts.values()) == {1}
+
+
+async def test_rolling_update_keeps_replicas_available(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "rolling", replicas=3)
+    await all_ready(cluster, dep, 3)
+    await cluster.request("PUT", f"/v1/deployments/{dep}", json={"env_vars": {"V": "2"}})
+    lowest = 3
+
+    async def rolled() -> bool:
+        nonlocal lowest
+        current = await status(cluster, dep)
+        lowest = min(lowest, current["replicas"]["ready"])
+        gens = {i["generation"] for i in current["instances"] if i["ready"]}
+        return current["replicas"]["ready"] == 3 and gens == {2}
+
+    await eventually(rolled, timeout=40, interval=0.1)
+    assert lowest >= 2, "more than one replica was down at a time"
+    assert set(copies(dep).values()) == {1}
+
+
+async def test_crash_loop_backs_off(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "crashy", command="exit 7", replicas=1)
+
+    async def backing_off() -> Any:
+        current = await status(cluster, dep)
+        return current if current["restart_count"] >= 3 and current["backoff_until"] else None
+
+    current = await eventually(backing_off, timeout=40)
+    assert current["instances"][0]["exit_code"] == 7
+
+    async def failed() -> bool:
+        detail = await cluster.request("GET", f"/v1/deployments/{dep}")
+        return bool(detail["status"] == "failed")
+
+    await eventually(failed, timeout=10)
+    await cluster.request("DELETE", f"/v1/deployments/{dep}")
+
+
+async def test_control_plane_restart_loses_nothing(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "durable", replicas=2)
+    before = await all_ready(cluster, dep, 2)
+    cluster.controlplane.kill()
+    cluster.controlplane.start()
+    await wait_healthy(cluster)
+    after = await all_ready(cluster, dep, 2)
+    assert {i["id"] for i in after["instances"]} == {i["id"] for i in before["instances"]}
+    # Same containers, not replacements: the start times did not change.
+    assert {i["started_at"] for i in after["instances"]} == {
+        i["started_at"] for i in before["instances"]
+    }
+    await asyncio.sleep(1.0)  # a few reconcile passes
+    assert set(copies(dep).values()) == {1}
+    assert len(copies(dep)) == 2
+
+
+async def test_lost_node_work_moves_and_stale_copies_go(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "failover", replicas=4)
+    current = await all_ready(cluster, dep, 4)
+    node_b = cluster.node_ids["node-b"]
+    on_b = {i["id"] for i in current["instances"] if i["node_id"] == node_b}
+    assert on_b
+    cluster.agents["node-b"].kill()  # its containers keep running: stale copies
+
+    async def moved() -> bool:
+        now = await status(cluster, dep)
+        return now["replicas"]["ready"] == 4 and all(
+            i["node_id"] == cluster.node_ids["node-a"] for i in now["instances"]
+        )
+
+    await eventually(moved, timeout=60)
+    node = await cluster.request("GET", f"/v1/nodes/{node_b}")
+    assert node["status"] == "down"
+
+    cluster.agents["node-b"].start()  # same identity file: no new enrolment
+
+    async def single_copies() -> bool:
+        back = await cluster.request("GET", f"/v1/nodes/{node_b}")
+        counts = copies(dep)
+        return back["status"] == "ready" and len(counts) == 4 and set(counts.values()) == {1}
+
+    await eventually(single_copies, timeout=30)

@@ -1,0 +1,240 @@
+"""Tasks on the real system (`encedeus up`: control plane + agent + dockerd): input
+files uploaded and fetched land in the working directory, success keeps the logs after
+the container is gone, failure records the exit code, delete removes the container."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import aiohttp
+import docker
+import pytest
+
+from controlplane.client.api import ApiClient, ClientError, UploadFile
+from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.conftest import TEST_IMAGE
+from tests.e2e.single_host_support import SESSION_LABEL, SingleHost, running_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+WEBHOOK_SECRET = "e2e-webhook-secret"
+
+
+@dataclass
+class WebhookInbox:
+    url: str
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def webhooks() -> Iterator[WebhookInbox]:
+    inbox = WebhookInbox(url="")
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            inbox.received.append((dict(self.headers.items()), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    inbox.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield inbox
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, webhooks: WebhookInbox) -> Iterator[SingleHost]:
+    root = tmp_path_factory.mktemp("tasks-up")
+    config = root / "config.hcl"
+    config.write_text(
+        "controlplane {\n"
+        "  task_fetch_allow_private = true\n"
+        f'  webhook_url = "{webhooks.url}"\n'
+        f'  webhook_secret = "{WEBHOOK_SECRET}"\n'
+        "}\n"
+    )
+    yield from running_stack(root / "data", "--config", str(config), port_range="31750-31799")
+
+
+@pytest.fixture(scope="module")
+def user(stack: SingleHost) -> ApiClient:
+    account = ApiClient(stack.url).call(
+        "POST",
+        "/v1/auth/register",
+        {"username": "tasker", "email": "tasker@example.com", "password": "tasker-pw-1"},
+    )
+    return ApiClient(stack.url, account["access_token"])
+
+
+@pytest.fixture(scope="module")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("served")
+    (root / "remote.txt").write_text("from the url\n")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def wait_finished(client: ApiClient, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = client.call("GET", f"/v1/tasks/{task_id}/status")
+        if status["status"] in ("Succeeded", "Failed"):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"task did not finish: {status}")
+
+
+def logs(client: ApiClient, task_id: str, **query: Any) -> str:
+    return b"".join(client.stream(f"/v1/tasks/{task_id}/logs", query=query)).decode()
+
+
+def task_containers(task_id: str) -> list[Any]:
+    engine = docker.from_env()
+    try:
+        labels = [f"encedeus.task={task_id}", "=".join(SESSION_LABEL)]
+        return list(engine.containers.list(all=True, filters={"label": labels}))
+    finally:
+        engine.close()
+
+
+def test_success_with_inputs_keeps_logs_after_the_container_is_gone(
+    user: ApiClient, file_server: str
+) -> None:
+    spec = {
+        "image": TEST_IMAGE,
+        "command": "cat notes.txt sub/remote.txt; pwd; echo finished",
+        "files": [{"url": f"{file_server}/remote.txt", "path": "sub/remote.txt"}],
+    }
+    created = user.upload(
+        "/v1/tasks", {"task": json.dumps(spec)}, [UploadFile("files", "notes.txt", b"uploaded\n")]
+    )
+    assert created["status"] == "Pending"
+    user.call("POST", f"/v1/tasks/{created['id']}")
+    status = wait_finished(user, created["id"])
+    assert status["status"] == "Succeeded", status
+    assert status["exit_code"] == 0
+    assert status["started_at"] is not None
+    assert status["finished_at"] is not None
+
+    output = logs(user, created["id"])
+    assert output.splitlines() == ["uploaded", "from the url", "/data", "finished"]
+
+    for container in task_containers(created["id"]):
+        container.remove(force=True)
+    assert logs(user, created["id"]) == output
+    assert logs(user, created["id"], tail=1) == "finished\n"
+
+    with pytest.raises(ClientError) as conflict:
+        user.call("POST", f"/v1/tasks/{created['id']}")
+    assert conflict.value.status == 409
+
+
+def test_failure_records_exit_code_and_delete_removes_container(user: ApiClient) -> None:
+    created = user.call(
+        "POST", "/v1/tasks", {"image": TEST_IMAGE, "command": "echo oops >&2; exit 7"}
+    )
+    user.call("POST", f"/v1/tasks/{created['id']}")
+    status = wait_finished(user, created["id"])
+    assert status["status"] == "Failed"
+    assert status["exit_code"] == 7
+    assert "oops" in logs(user, created["id"])
+    assert len(task_containers(created["id"])) == 1
+
+    removed = user.call("DELETE", f"/v1/tasks/{created['id']}")
+    assert removed["removed_task"]["id"] == created["id"]
+    assert task_containers(created["id"]) == []
+    with pytest.raises(ClientError) as gone:
+        user.call("GET", f"/v1/tasks/{created['id']}/status")
+    assert gone.value.status == 404
+
+
+def test_logs_follow_streams_until_the_task_ends(user: ApiClient) -> None:
+    created = user.call(
+        "POST",
+        "/v1/tasks",
+        {"image": TEST_IMAGE, "command": "for i in 1 2 3; do echo line$i; sleep 0.5; done"},
+    )
+    user.call("POST", f"/v1/tasks/{created['id']}")
+    followed = logs(user, created["id"], follow="true")
+    assert followed.splitlines() == ["line1", "line2", "line3"]
+    assert wait_finished(user, created["id"])["status"] == "Succeeded"
+    user.call("DELETE", f"/v1/tasks/{created['id']}")
+
+
+def test_another_account_cannot_touch_the_task(stack: SingleHost, user: ApiClient) -> None:
+    created = user.call("POST", "/v1/tasks", {"image": TEST_IMAGE, "command": "true"})
+    other = ApiClient(stack.url).call(
+        "POST",
+        "/v1/auth/register",
+        {"username": "snoop", "email": "snoop@example.com", "password": "snoop-pw-12"},
+    )
+    stranger = ApiClient(stack.url, other["access_token"])
+    for method in ("GET", "POST", "DELETE"):
+        with pytest.raises(ClientError) as refused:
+            stranger.call(method, f"/v1/tasks/{created['id']}")
+        assert refused.value.status == 404
+    user.call("DELETE", f"/v1/tasks/{created['id']}")
+
+
+async def test_owner_hears_task_events_over_websocket_and_webhook(
+    stack: SingleHost, user: ApiClient, webhooks: WebhookInbox
+) -> None:
+    headers = {"Authorization": f"Bearer {user.token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{stack.url}/v1/ws/notifications", headers=headers) as socket,
+    ):
+        assert (await socket.receive_json(timeout=5))["type"] == "authenticated"
+        await socket.send_json({"type": "subscribe", "topics": ["tasks"]})
+        assert (await socket.receive_json(timeout=5))["type"] == "subscribed"
+        spec = {"image": TEST_IMAGE, "command": "true"}
+        created = await asyncio.to_thread(user.call, "POST", "/v1/tasks", spec)
+        await asyncio.to_thread(user.call, "POST", f"/v1/tasks/{created['id']}")
+        seen: list[str] = []
+        while "task_succeeded" not in seen:
+            event = await socket.receive_json(timeout=30)
+            if event.get("task_id") == created["id"]:
+                seen.append(event["type"])
+        assert seen == ["task_created", "task_started", "task_succeeded"]
+
+    succeeded: list[tuple[dict[str, str], bytes]] = []
+    for _ in range(100):
+        succeeded = [
+            (h, b) for h, b in webhooks.received
+            if json.loads(b).get("task_id") == created["id"]
+            and json.loads(b)["type"] == "task_succeeded"
+        ]  # fmt: skip
+        if succeeded:
+            break
+        await asyncio.sleep(0.1)
+    sent, body = succeeded[0]
+    assert verify(WEBHOOK_SECRET, sent[TIMESTAMP_HEADER], body, sent[SIGNATURE_HEADER])
+    payload = json.loads(body)
+    assert payload["status"] == "Succeeded"
+    profile = await asyncio.to_thread(user.call, "GET", "/v1/user/profile")
+    assert payload["user_id"] == profile["id"]
+    await asyncio.to_thread(user.call, "DELETE", f"/v1/tasks/{created['id']}")

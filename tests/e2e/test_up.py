@@ -1,0 +1,100 @@
+"""The newcomer's path: `encedeus up` in an empty directory, then register, deploy the
+local test image and see it running — with the real agent on the real dockerd."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from controlplane.client.api import ApiClient
+from tests.conftest import TEST_IMAGE
+from tests.e2e.single_host_support import (
+    ENCEDEUS,
+    SESSION_LABEL,
+    remove_session_containers,
+    start_up,
+    stop_up,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+PORT_RANGE = "31700-31749"
+
+
+def wait_running(client: ApiClient, deployment_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = client.call("GET", f"/v1/deployments/{deployment_id}/status")
+        if status["status"] == "running" and status["replicas"]["ready"] == 1:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"deployment not running: {status}")
+
+
+def cli(credentials: Path, *args: str) -> str:
+    env = {**os.environ, "ENCEDEUS_CREDENTIALS": str(credentials)}
+    done = subprocess.run(
+        [ENCEDEUS, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "encedeus"
+    host = start_up(data_dir, port_range=PORT_RANGE)
+    try:
+        anonymous = ApiClient(host.url)
+        account = anonymous.call(
+            "POST",
+            "/v1/auth/register",
+            {"username": "newcomer", "email": "new@example.com", "password": "newcomer-pw-1"},
+        )
+        user = ApiClient(host.url, account["access_token"])
+        created = user.call(
+            "POST",
+            "/v1/deployments",
+            {"app_name": "hello", "image": TEST_IMAGE, "command": ["sleep", "3600"]},
+        )
+        wait_running(user, created["id"])
+
+        engine = docker.from_env()
+        try:
+            running = engine.containers.list(
+                filters={"label": [f"encedeus.deployment={created['id']}", "=".join(SESSION_LABEL)]}
+            )
+            assert len(running) == 1
+            assert running[0].status == "running"
+        finally:
+            engine.close()
+
+        credentials = tmp_path / "credentials"
+        cli(credentials, "login", "--url", host.url, "newcomer", "--password", "newcomer-pw-1")
+        assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+        listing = cli(credentials, "ls")
+        assert "hello" in listing
+        assert "running" in listing
+        password = host.admin_password
+    finally:
+        code = stop_up(host)
+    assert code == 0, "".join(host.output)
+    assert oct((data_dir / "up.json").stat().st_mode & 0o777) == "0o600"
+
+    again = start_up(data_dir, port_range=PORT_RANGE)
+    try:
+        assert again.admin_password == password
+        admin = ApiClient(again.url)
+        token = admin.call(
+            "POST", "/v1/auth/login", {"username": again.admin_username, "password": password}
+        )["access_token"]
+        nodes = ApiClient(again.url, token).call("GET", "/v1/nodes")["nodes"]
+        assert [n["name"] for n in nodes] == ["local"]
+    finally:
+        stop_up(again)
+        remove_session_containers()
