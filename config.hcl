@@ -33,8 +33,9 @@ agent {
     port = 2022
   }
   tls {
-    cert_file = ""  # PEM; set both to serve gRPC over TLS
-    key_file  = ""
+    cert_file      = ""  # PEM; set both to serve gRPC over TLS
+    key_file       = ""
+    client_ca_file = ""  # PEM CA: also require client certificates it signed (mutual TLS)
   }
 
   # Host ports containers may be published on (inclusive); a port binding with
@@ -115,6 +116,8 @@ controlplane {
   webhook_max_attempts = 6
   # Per-account webhooks (POST /v1/webhooks) may reach loopback/private addresses.
   webhook_allow_private = false
+  # Mail the owner when one of their tasks ends or a deployment fails.
+  email_notifications = false
 
   # Task input files fetched from URLs: http(s) only, public addresses only unless
   # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most

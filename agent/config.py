@@ -50,15 +50,19 @@ class Reserved(_Block):
 
 
 class Tls(_Block):
-    """Server certificate for gRPC; both paths set turns TLS on."""
+    """Server certificate for gRPC; both paths set turns TLS on. `client_ca_file`
+    additionally requires a client certificate signed by that CA (mutual TLS)."""
 
     cert_file: str = ""
     key_file: str = ""
+    client_ca_file: str = ""
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> Tls:
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file must be set together")
+        if self.client_ca_file and not self.cert_file:
+            raise ValueError("client_ca_file needs cert_file and key_file")
         return self
 
     @property

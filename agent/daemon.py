@@ -106,7 +106,8 @@ def build_service(
 def tls_files(config: AgentConfig) -> TlsFiles | None:
     if not config.tls.enabled:
         return None
-    return TlsFiles(Path(config.tls.cert_file), Path(config.tls.key_file))
+    client_ca = Path(config.tls.client_ca_file) if config.tls.client_ca_file else None
+    return TlsFiles(Path(config.tls.cert_file), Path(config.tls.key_file), client_ca)
 
 
 @contextlib.asynccontextmanager
@@ -153,6 +154,8 @@ async def running_agent(
             )
             await sftp.start()
             stack.push_async_callback(sftp.stop)
+            # A server whose container is gone keeps no open file sessions.
+            supervisor.tracker.on_removed(sftp.revoke)
             stack.callback(supervisor.tracker.hub.close)  # ends Watch streams at once
             log.info(
                 "agent_started",

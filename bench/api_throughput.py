@@ -3,8 +3,9 @@
 `value`: requests/s of `GET /v1/user/profile` with an API key on a control plane
 (`encedeus controlplane`, embedded SQLite, one process), driven by `wrk` with 100
 connections. `reference`: the same load on a bare aiohttp handler answering a
-similar fixed JSON body, in its own process, in the same run. `ratio` = value /
-reference; `p99_ms` is the control plane's 99th percentile latency.
+similar fixed JSON body, in its own process, in the same run. The two alternate for
+ROUNDS rounds and the best round of each counts. `ratio` = value / reference;
+`p99_ms` is the control plane's 99th percentile latency in its best round.
 Goals: ratio >= 0.5 and p99_ms < 50.
 """
 
@@ -24,7 +25,8 @@ from typing import IO, Any
 
 CONNECTIONS = 100
 THREADS = 2
-DURATION = "10s"
+DURATION = "8s"
+ROUNDS = 2
 WARMUP = "2s"
 JWT_SECRET = "bench-secret-0123456789abcdef"  # noqa: S105 (throwaway server)
 
@@ -144,10 +146,6 @@ def main() -> None:
             "  port = 0\n}\n"
         )
         bare, bare_base = start([sys.executable, "-c", BARE_SERVER], env, "listening")
-        try:
-            bare_rps, bare_p99 = measure("bare aiohttp", wrk, f"{bare_base}/v1/user/profile", "x")
-        finally:
-            stop(bare)
         ours, base = start(
             [sys.executable, "-m", "controlplane.cli", "controlplane", "--config", str(config)],
             env,
@@ -157,9 +155,19 @@ def main() -> None:
             signup = {"username": "bench", "email": "bench@example.com", "password": "bench-pass"}
             account = post_json(f"{base}/v1/auth/register", signup)
             key = post_json(f"{base}/v1/api-keys", {"name": "bench"}, account["access_token"])
-            rps, p99 = measure("control plane", wrk, f"{base}/v1/user/profile", key["key"])
+            # Both servers are up together and measured in alternation, best round of
+            # each, so that load from other processes on the machine hits both alike.
+            bare_runs, our_runs = [], []
+            for _ in range(ROUNDS):
+                bare_runs.append(measure("bare aiohttp", wrk, f"{bare_base}/v1/user/profile", "x"))
+                our_runs.append(
+                    measure("control plane", wrk, f"{base}/v1/user/profile", key["key"])
+                )
         finally:
             stop(ours)
+            stop(bare)
+    bare_rps, bare_p99 = max(bare_runs)
+    rps, p99 = max(our_runs)
     print(json.dumps({
         "bench": "api_throughput",
         "value": round(rps, 1),

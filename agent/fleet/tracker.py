@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent.console.history import ConsoleHistory, ConsoleLine
@@ -66,6 +66,7 @@ class ServerTracker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()  # set once existing containers are re-attached
+        self._removal_listeners: list[Callable[[str], object]] = []
 
     # ---- running ------------------------------------------------------------
 
@@ -196,8 +197,13 @@ class ServerTracker:
         await self.feed(server, lm.Exited(info.exit_code, info.oom_killed))
         server.note_exit()
 
+    def on_removed(self, listener: Callable[[str], object]) -> None:
+        """Call `listener(server_id)` whenever a server's container is gone, whether
+        removed through the agent or behind its back. Listeners must not raise."""
+        self._removal_listeners.append(listener)
+
     def forget(self, server: ManagedServer) -> None:
-        """The container is gone: drop the server and tell watchers."""
+        """The container is gone: drop the server and tell watchers and listeners."""
         if self.servers.get(server.id) is not server:
             return
         del self.servers[server.id]
@@ -207,6 +213,8 @@ class ServerTracker:
         if server.probe_task is not None:
             server.probe_task.cancel()
         self.publish(server, pb.LIFECYCLE_KIND_REMOVED)
+        for listener in self._removal_listeners:
+            listener(server.id)
 
     async def ensure_attached(self, server: ManagedServer) -> None:
         if server.attachment is not None and not server.attachment.closed:

@@ -21,8 +21,12 @@ SERVICE_NAME = "encedeus.agent.v1.Agent"
 
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
+    """PEM files for a TLS port; with `client_ca_file`, clients must present a
+    certificate signed by that CA (mutual TLS)."""
+
     cert_file: Path
     key_file: Path
+    client_ca_file: Path | None = None
 
 
 @dataclass(slots=True)
@@ -42,7 +46,12 @@ async def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:
     cert, key = await asyncio.gather(
         asyncio.to_thread(tls.cert_file.read_bytes), asyncio.to_thread(tls.key_file.read_bytes)
     )
-    return grpc.ssl_server_credentials([(key, cert)])
+    if tls.client_ca_file is None:
+        return grpc.ssl_server_credentials([(key, cert)])
+    client_ca = await asyncio.to_thread(tls.client_ca_file.read_bytes)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=True
+    )
 
 
 async def start_grpc_server(

@@ -57,10 +57,17 @@ class ConsoleSockets:
     `ConsoleSession` per socket."""
 
     def __init__(
-        self, limits: Console, identity: NodeIdentity, supervisor: Supervisor, started_at: float
+        self,
+        limits: Console,
+        identity: NodeIdentity,
+        supervisor: Supervisor,
+        started_at: float,
+        *,
+        expiry_warning_seconds: float = EXPIRY_WARNING_SECONDS,
     ) -> None:
         self.limits, self.identity = limits, identity
         self.supervisor, self.started_at = supervisor, started_at
+        self.expiry_warning_seconds = expiry_warning_seconds  # `token expiring` lead time
         self._open: dict[str, set[web.WebSocketResponse]] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -103,13 +110,16 @@ class ConsoleSockets:
 
 
 class ConsoleSession:
-    """One authenticated (or not yet) viewer of one server."""
+    """One viewer of one server. Live output flows only while its token is valid: at
+    expiry it stops, `token expired` is sent and every command is refused until a fresh
+    `auth` on the same socket, which resumes it (as Wings does; the socket stays open)."""
 
     def __init__(self, owner: ConsoleSockets, ws: web.WebSocketResponse, server_id: str) -> None:
         self.owner, self.ws, self.server_id = owner, ws, server_id
         self.token: ServerToken | None = None
         self._window_start, self._window_count = time.monotonic(), 0
-        self._feeds: asyncio.Task[None] | None = None
+        self._live: asyncio.Task[None] | None = None
+        self._token_changed = asyncio.Event()
 
     async def run(self) -> None:
         try:
@@ -123,7 +133,7 @@ class ConsoleSession:
                     continue
                 await self._dispatch(message.data)
         finally:
-            await self._stop_feeds()
+            await self._stop_live()
 
     def _throttled(self) -> bool:
         now = time.monotonic()
@@ -147,8 +157,11 @@ class ConsoleSession:
         if event == "auth":
             await self._auth(str(args[0]) if args else "")
             return
-        if self.token is None or time.time() >= self.token.expires_at:
+        if self.token is None:
             await self.send("jwt error", "not authenticated")
+            return
+        if self._expired():
+            await self.send("jwt error", "token expired")
             return
         try:
             await self._authorized(event, args)
@@ -200,16 +213,18 @@ class ConsoleSession:
         except TokenError as exc:
             await self.send("jwt error", str(exc))
             return
-        first = self.token is None
         self.token = claims
+        self._token_changed.set()
         await self.send("auth success")
         server = self.owner.supervisor.get(self.server_id)
         await self.send("status", _state_name(server))
-        if first:
+        if self._live is None:  # the first auth on this socket
             for line in server.history.tail():
                 await self._send_line(line)
-            await self._stop_feeds()
-            self._feeds = asyncio.create_task(self._run_feeds(server))
+            self._live = asyncio.create_task(self._run_live(server))
+
+    def _expired(self) -> bool:
+        return self.token is None or time.time() >= self.token.expires_at
 
     async def _send_line(self, line: ConsoleLine) -> None:
         await self.send("console output", line.text)
@@ -218,19 +233,49 @@ class ConsoleSession:
         samples = await self.owner.supervisor.tracker.sampler.latest(STATS_INTERVAL / 2)
         await self.send("stats", stats_payload(server_stats(server, samples.get(server.id))))
 
-    async def _stop_feeds(self) -> None:
-        if self._feeds is not None:
-            self._feeds.cancel()
+    async def _stop_live(self) -> None:
+        if self._live is not None:
+            self._live.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._feeds
-            self._feeds = None
+                await self._live
+            self._live = None
 
-    async def _run_feeds(self, server: ManagedServer) -> None:
+    async def _run_live(self, server: ManagedServer) -> None:
         # Owned by this session and cancelled in run()'s finally: never outlives it.
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._feed_console(server))
-            tasks.create_task(self._feed_status(server))
-            tasks.create_task(self._feed_stats_and_expiry(server))
+        while True:
+            async with asyncio.TaskGroup() as tasks:
+                feeds = [
+                    tasks.create_task(self._feed_console(server)),
+                    tasks.create_task(self._feed_status(server)),
+                    tasks.create_task(self._feed_stats(server)),
+                ]
+                await self._until_token_expires()
+                for feed in feeds:
+                    feed.cancel()
+            # A fresh token may have arrived while the feeds stopped: then say nothing.
+            if self._expired():
+                await self.send("token expired")
+            while self._expired():
+                self._token_changed.clear()
+                await self._token_changed.wait()
+
+    async def _until_token_expires(self) -> None:
+        """Return when the current token has expired; say `token expiring` once per
+        token `expiry_warning_seconds` before. A re-auth meanwhile re-arms both."""
+        warned_for = ""
+        while self.token is not None:
+            self._token_changed.clear()
+            remaining = self.token.expires_at - time.time()
+            if remaining <= 0:
+                return
+            lead = self.owner.expiry_warning_seconds
+            if remaining <= lead and warned_for != self.token.token_id:
+                await self.send("token expiring")
+                warned_for = self.token.token_id
+            wake_in = remaining - lead if remaining > lead else remaining
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wake_in):
+                    await self._token_changed.wait()
 
     async def _feed_console(self, server: ManagedServer) -> None:
         while True:
@@ -252,18 +297,8 @@ class ConsoleSession:
         finally:
             hub.unsubscribe(queue)
 
-    async def _feed_stats_and_expiry(self, server: ManagedServer) -> None:
-        warned_for = ""
-        while self.token is not None:
-            remaining = self.token.expires_at - time.time()
-            if remaining <= 0:
-                await self.send("token expired")
-                self.token = None
-                await self.ws.close(code=4001, message=b"token expired")
-                return
-            if remaining <= EXPIRY_WARNING_SECONDS and warned_for != self.token.token_id:
-                await self.send("token expiring")  # once per token: a re-auth re-arms it
-                warned_for = self.token.token_id
+    async def _feed_stats(self, server: ManagedServer) -> None:
+        while True:
             if server.machine.state is not State.OFFLINE:
                 await self._send_stats(server)
             await asyncio.sleep(STATS_INTERVAL)

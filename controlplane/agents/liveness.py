@@ -35,7 +35,8 @@ class NodeLiveness:
     def __init__(self, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
         self.grace = grace_seconds
         self._state: dict[str, LivenessState] = {}
-        self._last: dict[str, float] = {}
+        self._last: dict[str, float] = {}  # last word, or when tracking began
+        self._heard: dict[str, float] = {}  # last word only
 
     def watch(self, node_id: str, now: float) -> None:
         """Start tracking a node (unknown until heard); idempotent."""
@@ -47,12 +48,14 @@ class NodeLiveness:
         """Stop tracking a deleted node."""
         self._state.pop(node_id, None)
         self._last.pop(node_id, None)
+        self._heard.pop(node_id, None)
 
     def heard(self, node_id: str, now: float) -> list[Transition]:
         """The node spoke at `now`."""
         before = self._state.get(node_id, "unknown")
         self._state[node_id] = "ready"
         self._last[node_id] = max(now, self._last.get(node_id, now))
+        self._heard[node_id] = self._last[node_id]
         return [] if before == "ready" else [Transition(node_id, before, "ready", now)]
 
     def tick(self, now: float) -> list[Transition]:
@@ -71,6 +74,4 @@ class NodeLiveness:
 
     def last_heard(self, node_id: str) -> float | None:
         """When the node last spoke (None when never, since tracking began)."""
-        if self._state.get(node_id) in (None, "unknown"):
-            return None
-        return self._last.get(node_id)
+        return self._heard.get(node_id)

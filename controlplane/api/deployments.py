@@ -8,6 +8,7 @@ account gets 404 for every route under its id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -246,13 +247,17 @@ async def scale_deployment(request: web.Request, body: ScaleDeployment) -> Deplo
 async def delete_deployment(request: web.Request, query: DeleteQuery) -> DeletedDeployment:
     """Remove the containers (and with `delete_data=true` their data), then the rows."""
     deployment = await owned_deployment(request)
-    async with database(request).session() as session:
-        replicas = (
-            await session.exec(select(Replica).where(col(Replica.deployment_id) == deployment.id))
-        ).all()
-    await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
-    async with database(request).transaction() as session:
-        await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
+    reconciler = request.app.get(RECONCILER)
+    async with reconciler.paused() if reconciler else contextlib.nullcontext():
+        async with database(request).session() as session:
+            replicas = (
+                await session.exec(
+                    select(Replica).where(col(Replica.deployment_id) == deployment.id)
+                )
+            ).all()
+        await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
+        async with database(request).transaction() as session:
+            await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
     wake_reconciler(request)
     publish(
         request,

@@ -3,6 +3,7 @@ delete. Every task belongs to its owner; anyone else gets 404."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -247,9 +248,13 @@ async def task_logs(request: web.Request, query: LogQuery) -> web.StreamResponse
     await response.prepare(request)
     runner = request.app.get(TASK_RUNNER)
     if runner is not None and AGENT_POOL in request.app:
+        lines = runner.logs(task, follow=query.follow, tail=max(0, query.tail))
+        # aclosing: a client that goes away must end the agent's log stream now, not
+        # whenever the generator is collected.
         try:
-            async for line in runner.logs(task, follow=query.follow, tail=max(0, query.tail)):
-                await response.write(line.encode())
+            async with contextlib.aclosing(lines):
+                async for line in lines:
+                    await response.write(line.encode())
         except AgentError as exc:
             log.info("task_logs_interrupted", task_id=str(task.id), code=exc.code)
     await response.write_eof()

@@ -140,7 +140,7 @@ def scale(args: argparse.Namespace) -> int:
     deployment = resolve_deployment(client, args.deployment)
     body = {"replicas": args.replicas}
     answer = client.call("PATCH", f"/v1/deployments/{deployment['id']}/scale", body)
-    out(answer.get("message") or f"Scaled to {args.replicas}")
+    out(f"{deployment['app_name']} scaled to {answer.get('replicas', args.replicas)} replicas")
     return 0
 
 

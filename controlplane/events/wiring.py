@@ -17,6 +17,7 @@ from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
+from controlplane.events.mail_notifications import MailNotifier
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.webhooks import (
     AiohttpWebhookTransport,
@@ -24,6 +25,7 @@ from controlplane.events.webhooks import (
     WebhookDispatcher,
     WebhookEndpoint,
 )
+from controlplane.state import MAIL_OUTBOX
 from controlplane.tasks.fetch import FetchPolicy
 
 log = get_logger(__name__)
@@ -31,13 +33,15 @@ log = get_logger(__name__)
 EVENT_BUS = web.AppKey("event_bus", EventBus)
 WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 OWNER_WEBHOOKS = web.AppKey("owner_webhooks", DatabaseOwnerEndpoints)
+MAIL_NOTIFIER = web.AppKey("mail_notifier", MailNotifier)
 _TRANSPORTS = web.AppKey("webhook_transports", tuple[AiohttpWebhookTransport, ...])
 
 
 def install_events(
     app: web.Application, config: ControlPlaneConfig, database: Database
 ) -> EventBus:
-    """Put the bus and the webhook dispatcher on `app`; returns the bus."""
+    """Put the bus, the webhook dispatcher and (if enabled) the mail notifier on `app`
+    (call after MAIL_OUTBOX is set); returns the bus."""
     bus = EventBus()
     endpoints = []
     if config.webhook_url:
@@ -60,6 +64,9 @@ def install_events(
         retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
     )
     app.cleanup_ctx.append(_deliver_webhooks)
+    if config.email_notifications:
+        app[MAIL_NOTIFIER] = MailNotifier(bus, app[MAIL_OUTBOX], database)
+        app.cleanup_ctx.append(_mail_notifications)
     return bus
 
 
@@ -78,3 +85,13 @@ async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
         for transport in app[_TRANSPORTS]:
             await transport.close()
         app[EVENT_BUS].close()
+
+
+async def _mail_notifications(app: web.Application) -> AsyncIterator[None]:
+    notifier = asyncio.create_task(app[MAIL_NOTIFIER].run(), name="mail-notifications")
+    try:
+        yield
+    finally:
+        notifier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await notifier

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from common.logging import get_logger
@@ -64,7 +66,6 @@ class _Rows:
     deployments: dict[str, Deployment]
     replicas: dict[str, Replica]
     nodes: dict[str, Node]
-    errors: dict[str, str] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -91,6 +92,9 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._errors: dict[str, str] = {}
+        self._agent_slots = asyncio.Semaphore(AGENT_CONCURRENCY)
         self.passes = 0
         pool.add_listener(self._on_signal)
 
@@ -102,18 +106,39 @@ class Reconciler:
         self.wake()
 
     async def run(self) -> None:
-        """Reconcile forever: on wake-up, on back-off deadlines, and every `interval`."""
-        while True:
-            timeout = self.interval
-            if self._next_deadline is not None:
-                timeout = max(0.0, min(timeout, self._next_deadline - self._clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            try:
-                await self.reconcile_once()
-            except Exception:  # one bad pass must not end reconciliation
-                log.exception("reconcile_failed")
+        """Reconcile forever: on wake-up, on back-off deadlines, and every `interval`.
+        Cancelling it also cancels the agent calls still in flight."""
+        try:
+            while True:
+                timeout = self.interval
+                if self._next_deadline is not None:
+                    timeout = max(0.0, min(timeout, self._next_deadline - self._clock()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                self._wake.clear()
+                try:
+                    await self.reconcile_once()
+                except Exception:  # one bad pass must not end reconciliation
+                    log.exception("reconcile_failed")
+        finally:
+            tasks = list(self._inflight.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No pass runs and no agent call of a pass is in flight inside the block: for
+        API changes that act on agents themselves (deleting a deployment), so that a
+        pass that loaded the rows before the change cannot recreate what it removes."""
+        async with self._lock:
+            await self.idle()
+            yield
+
+    async def idle(self) -> None:
+        """Wait until no agent call started by a pass is still running."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
     async def reconcile_once(self) -> list[Action]:
         """One level-triggered pass; returns the actions it took."""
@@ -126,9 +151,24 @@ class Reconciler:
                 rows.deployments.values(), rows.replicas.values(), rows.nodes.values(), self.pool
             )
             now = self._clock()
-            actions = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
-            await self._persist(rows, actions)
-            await self._act(rows, [a for a in actions if isinstance(a, AgentAction)])
+            # Replicas with an agent call still running are left alone until it ends
+            # (its completion wakes the next pass), so no call is issued twice.
+            actions = [
+                a
+                for a in decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
+                if getattr(a, "replica_id", None) not in self._inflight
+            ]
+            try:
+                await self._persist(rows, actions)
+            except IntegrityError:
+                # An API call changed the rows under this pass (e.g. deleted the
+                # deployment it was placing): decide again from fresh rows.
+                log.info("reconcile_raced")
+                self.wake()
+                return []
+            self._dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
+            if actions:
+                log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
             await self._record_statuses(rows, world, actions)
             await self._record_nodes(rows)
             self._next_deadline = min(
@@ -179,13 +219,26 @@ class Reconciler:
                     replica.start_issued_at = _at(action.start_issued_at)
                     session.add(replica)
 
-    async def _act(self, rows: _Rows, actions: list[AgentAction]) -> None:
-        limit = asyncio.Semaphore(AGENT_CONCURRENCY)
+    def _dispatch(self, rows: _Rows, actions: list[AgentAction]) -> None:
+        """Start the agent calls, one task per replica (its calls run in order)."""
+        by_replica: dict[str, list[AgentAction]] = {}
+        for action in actions:
+            by_replica.setdefault(action.replica_id, []).append(action)
+        for replica_id, calls in by_replica.items():
+            task = asyncio.create_task(self._run_calls(rows, calls), name=f"agent-{replica_id}")
+            self._inflight[replica_id] = task
+            task.add_done_callback(functools.partial(self._finished, replica_id))
 
-        async def guarded(action: AgentAction) -> None:
-            async with limit:
+    def _finished(self, replica_id: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(replica_id, None)
+        self.wake()
+
+    async def _run_calls(self, rows: _Rows, calls: list[AgentAction]) -> None:
+        async with self._agent_slots:
+            for action in calls:
                 try:
                     await self._call_agent(rows, action)
+                    self._errors.pop(action.replica_id, None)
                 except AgentError as exc:
                     log.warning(
                         "agent_action_failed",
@@ -195,9 +248,8 @@ class Reconciler:
                         code=exc.code,
                         error=exc.message,
                     )
-                    rows.errors[action.replica_id] = exc.message
-
-        await asyncio.gather(*(guarded(a) for a in actions))
+                    self._errors[action.replica_id] = exc.message
+                    return
 
     async def _call_agent(self, rows: _Rows, action: AgentAction) -> None:
         client = self.pool.client(action.node_id)
@@ -218,7 +270,14 @@ class Reconciler:
             spec = server_spec(deployment, replica, node_id)
             start = action.start if isinstance(action, CreateServer) else deployment.running
             try:
+                began = time.perf_counter()
                 server = await client.create_server(spec, start=start)
+                log.debug(
+                    "server_created",
+                    replica_id=replica_id,
+                    seconds=round(time.perf_counter() - began, 3),
+                    state=server.status.state,
+                )
             except AgentError as exc:
                 if exc.code != "already_exists":
                     raise
@@ -247,9 +306,9 @@ class Reconciler:
             row = rows.deployments[deployment_id]
             error = next(
                 (
-                    rows.errors[r.id]
+                    self._errors[r.id]
                     for r in world.replicas
-                    if r.deployment_id == deployment_id and r.id in rows.errors
+                    if r.deployment_id == deployment_id and r.id in self._errors
                 ),
                 "no node can take a replica now" if deployment_id in unschedulable else None,
             )

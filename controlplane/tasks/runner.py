@@ -14,8 +14,9 @@ deleted, the logs are served from the database from then on.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -67,7 +68,7 @@ class TaskAgents(Protocol):
 
     def get_logs(
         self, node_id: str, server_id: str, *, tail: int, follow: bool
-    ) -> AsyncIterator[pb.LogLine]:
+    ) -> AsyncGenerator[pb.LogLine, None]:
         """The last `tail` lines (0 = all kept), then new ones while it runs if `follow`."""
         ...
 
@@ -277,7 +278,7 @@ class TaskRunner:
         for task in running:
             await self.fail(task.id, "the node running the task went down")
 
-    async def logs(self, task: Task, *, follow: bool, tail: int = 0) -> AsyncIterator[str]:
+    async def logs(self, task: Task, *, follow: bool, tail: int = 0) -> AsyncGenerator[str, None]:
         """The task's output: kept logs once it ended, live from its node while it runs."""
         async with self._db.session() as session:
             kept = await session.get(TaskLog, task.id)
@@ -288,10 +289,10 @@ class TaskRunner:
             return
         if task.status != RUNNING or task.node_id is None:
             return
-        async for entry in self._agents.get_logs(
-            str(task.node_id), str(task.id), tail=tail, follow=follow
-        ):
-            yield entry.text + "\n"
+        entries = self._agents.get_logs(str(task.node_id), str(task.id), tail=tail, follow=follow)
+        async with contextlib.aclosing(entries):
+            async for entry in entries:
+                yield entry.text + "\n"
 
     async def remove_container(self, task: Task) -> None:
         """Remove the task's container and data from its node, if it ever had one."""

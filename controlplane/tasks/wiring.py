@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from aiohttp import web
 from sqlalchemy import func
@@ -63,9 +63,16 @@ class PoolTaskAgents:
 
     async def get_logs(
         self, node_id: str, server_id: str, *, tail: int, follow: bool
-    ) -> AsyncIterator[pb.LogLine]:
-        async for line in self._pool.client(node_id).get_logs(server_id, tail=tail, follow=follow):
-            yield line
+    ) -> AsyncGenerator[pb.LogLine, None]:
+        lines = self._pool.client(node_id).get_logs(server_id, tail=tail, follow=follow)
+        try:
+            async for line in lines:
+                yield line
+        finally:
+            # Closing the client's generator cancels its gRPC stream right away.
+            close = getattr(lines, "aclose", None)
+            if close is not None:
+                await close()
 
 
 class SchedulerTaskPlacement:

@@ -15,7 +15,10 @@ from controlplane.events.wiring import EVENT_BUS
 from tests.controlplane.accounts_support import Account, register
 
 # The socket does not touch the database beyond authentication: one engine is enough.
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.usefixtures("blocking_guard"),
+]
 
 
 async def connect(api: TestClient[Any, Any], account: Account) -> Any:

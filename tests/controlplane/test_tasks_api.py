@@ -17,6 +17,8 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 
+pytestmark = pytest.mark.usefixtures("blocking_guard")
+
 
 @pytest.fixture
 async def file_server() -> AsyncIterator[str]:

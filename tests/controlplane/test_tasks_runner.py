@@ -4,7 +4,7 @@ real agents are in tests/e2e/test_tasks.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -46,7 +46,7 @@ class FakeAgents:
 
     async def get_logs(
         self, node_id: str, server_id: str, *, tail: int, follow: bool
-    ) -> AsyncIterator[pb.LogLine]:
+    ) -> AsyncGenerator[pb.LogLine, None]:
         for text in self.lines:
             yield pb.LogLine(text=text, stream="stdout")
 

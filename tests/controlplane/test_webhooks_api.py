@@ -19,7 +19,10 @@ from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
 from tests.controlplane.accounts_support import error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.usefixtures("blocking_guard"),
+]
 
 
 @dataclass

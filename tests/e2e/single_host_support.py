@@ -109,5 +109,7 @@ def running_stack(data_dir: Path, *extra: str, port_range: str) -> Iterator[Sing
     try:
         yield host
     finally:
-        stop_up(host)
-        remove_session_containers()
+        try:
+            stop_up(host)
+        finally:
+            remove_session_containers()

@@ -4,8 +4,10 @@ local test image and see it running — with the real agent on the real dockerd.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import docker
 import pytest
 
 from controlplane.client.api import ApiClient
+from controlplane.single_host.state import UpState, free_port, save_state
 from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import (
     ENCEDEUS,
@@ -46,6 +49,16 @@ def cli(credentials: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.fixture
+def session_containers_removed() -> Iterator[None]:
+    """Whatever happens, the containers this session's agents made are removed."""
+    try:
+        yield
+    finally:
+        remove_session_containers()
+
+
+@pytest.mark.usefixtures("session_containers_removed")
 def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "encedeus"
     host = start_up(data_dir, port_range=PORT_RANGE)
@@ -80,6 +93,19 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         listing = cli(credentials, "ls")
         assert "hello" in listing
         assert "running" in listing
+
+        deployed = cli(credentials, "deploy", TEST_IMAGE, "--name", "cli-app",
+                       "--command", "sh -c 'echo started; sleep 3600'")  # fmt: skip
+        assert "Running." in deployed
+        for _ in range(20):
+            if "started" in cli(credentials, "logs", "cli-app"):
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError("no output from cli-app")
+        assert "cli-app scaled to 2 replicas" in cli(credentials, "scale", "cli-app", "2")
+        cli(credentials, "stop", "cli-app")
+        assert "stopped" in cli(credentials, "ls", "--status", "stopped")
         password = host.admin_password
     finally:
         code = stop_up(host)
@@ -97,4 +123,19 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert [n["name"] for n in nodes] == ["local"]
     finally:
         stop_up(again)
-        remove_session_containers()
+
+
+def test_up_stops_with_a_message_when_the_agent_cannot_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "encedeus"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"grpc": busy.getsockname()[1], "http": free_port(), "sftp": free_port()}
+        save_state(data_dir, UpState(agent_ports=ports))
+        done = subprocess.run(
+            [ENCEDEUS, "up", "--data-dir", str(data_dir), "--port", "0",
+             "--port-range", "31750-31751"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "The agent exited" in done.stdout
