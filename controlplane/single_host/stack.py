@@ -224,8 +224,9 @@ async def stop_agent(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-def banner(url: str, admin: AdminCredentials, data_dir: Path, node_id: str, ready: bool) -> str:
+def banner(url: str, admin: AdminCredentials, data_dir: Path, state: UpState, ready: bool) -> str:
     """What a newcomer needs to see."""
+    node_id, sftp_port = state.node_id, state.agent_ports.get("sftp", 2022)
     node_state = "ready" if ready else "not ready yet (see the agent log)"
     return (
         "\nEncedeus is running.\n"
@@ -233,6 +234,7 @@ def banner(url: str, admin: AdminCredentials, data_dir: Path, node_id: str, read
         f"  Admin: {admin.username} / {admin.password}\n"
         f"  Credentials file: {data_dir / 'up.json'}\n"
         f"  Local node: {node_id} ({node_state}); agent log: {data_dir / 'agent.log'}\n"
+        f"  SFTP: sftp -P {sftp_port} <username>.<first 8 characters of a server id>@127.0.0.1\n"
         "\nNext:\n"
         f"  encedeus login --url {url} {admin.username}\n"
         '  encedeus deploy encedeus/busybox:latest --command "sleep 3600"\n'
@@ -293,7 +295,7 @@ async def _run_agent(
     try:
         ready = await _unless_interrupted(agent, stop, wait_node_ready(url, admin, state.node_id))
         if ready is not None:
-            out.write(banner(url, admin, data_dir, state.node_id, ready))
+            out.write(banner(url, admin, data_dir, state, ready))
             out.flush()
             await _unless_interrupted(agent, stop, stop.wait())
         if agent.returncode is not None and not stop.is_set():
