@@ -130,6 +130,18 @@ controlplane {
   # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
   domain_suffix = ""
 
+  # Orchestration. A node silent for node_grace_seconds is down and its replicas move;
+  # agents send heartbeats every heartbeat_interval_ms; the reconciler also runs every
+  # reconcile_interval_seconds (besides reacting at once to changes). A crashed replica
+  # restarts after base * 2^(n-1) seconds, at most cap. agent_ca_file (PEM) turns on
+  # TLS for the gRPC connections to agents.
+  node_grace_seconds           = 20
+  heartbeat_interval_ms        = 1000
+  reconcile_interval_seconds   = 2
+  restart_backoff_base_seconds = 1
+  restart_backoff_cap_seconds  = 60
+  agent_ca_file                = ""
+
   log_level                = "info"
   shutdown_timeout_seconds = 10
 }

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -116,7 +117,7 @@ def start(cmd: list[str], env: dict[str, str], marker: str) -> tuple[subprocess.
     assert process.stdout is not None
     base = wait_for_address(process.stdout, marker)
     # Keep draining the log so a full pipe never stalls the server.
-    subprocess.Popen(["cat"], stdin=process.stdout, stdout=subprocess.DEVNULL)
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     return process, base
 
 

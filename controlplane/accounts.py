@@ -44,11 +44,18 @@ async def create_user(
                     "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"
                 )
             await _taken(session, username, email)
-            if admin is None:
-                count = (await session.exec(select(func.count()).select_from(User))).one()
-                admin = not count
-            user = User(username=username, email=email, password_hash=password_hash, is_admin=admin)
+            user = User(
+                username=username, email=email, password_hash=password_hash, is_admin=bool(admin)
+            )
             session.add(user)
+            await session.flush()
+            if admin is None:
+                # Decided after the insert, inside the write transaction: on SQLite
+                # writers are serialised from the INSERT on, so of two racing first
+                # registrations only one sees itself alone.
+                count = (await session.exec(select(func.count()).select_from(User))).one()
+                user.is_admin = count == 1
+                session.add(user)
     except IntegrityError as exc:
         raise Conflict("username or e-mail already in use", code="account_exists") from exc
     return user

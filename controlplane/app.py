@@ -15,8 +15,7 @@ from aiohttp import web
 
 from common.logging import get_logger
 from controlplane.api.authentication import Authenticator
-from controlplane.api.metrics import ApiMetrics, metrics_middleware
-from controlplane.api.middleware import error_middleware
+from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
 from controlplane.config import ControlPlaneConfig, resolve_jwt_secret
 from controlplane.db.engine import Database, create_engine
@@ -65,10 +64,9 @@ async def _run_mail_outbox(app: web.Application) -> AsyncIterator[None]:
 
 def build_app(config: ControlPlaneConfig) -> web.Application:
     """The control plane application for `config` (nothing touches disk until startup)."""
-    app = web.Application(
-        middlewares=[metrics_middleware, error_middleware],
-        client_max_size=config.max_request_bytes,
-    )
+    # No middlewares: the endpoint layer renders errors and records metrics per route
+    # (see api/endpoints.py), which keeps the hot path short.
+    app = web.Application(client_max_size=config.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = ApiMetrics()
     app[RATE_LIMITER] = SlidingWindowLimiter(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -289,11 +288,3 @@ async def _remove(request: web.Request, replica: Replica, delete_data: bool) -> 
     except AgentError:
         return
     pool.forget_server(str(replica.node_id), str(replica.id))
-
-
-def replica_uuid(text: str) -> uuid.UUID:
-    """A replica id from text (404 when malformed)."""
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("no such replica", code="replica_not_found") from None

@@ -12,8 +12,13 @@ make up the OpenAPI document (:mod:`controlplane.api.openapi`):
 - return a `BaseModel` → JSON with the route's `status`; return an aiohttp
   `StreamResponse` (annotate it so) → sent as is (WebSocket, streams, text).
 
-Each route names its :class:`Access` policy (who may call it) and may name a rate
-limit bucket. Path parameters (`{id}`) are read from `request.match_info`.
+Each route names its :class:`Access` policy (who may call it) and may opt into rate
+limiting. Path parameters (`{id}`) are read from `request.match_info`.
+
+Every route is wrapped so that any failure leaves as the error envelope and every
+request is counted and timed; a last catch-all route does the same for unknown paths
+(404) and wrong methods (405). This is done here rather than in aiohttp middlewares
+because each middleware layer costs a coroutine call on every request of the hot path.
 """
 
 from __future__ import annotations
@@ -21,19 +26,31 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import time
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from controlplane.api.errors import ApiError, TooManyRequests, ValidationFailed
+from common.logging import get_logger
+from controlplane.api.errors import (
+    ApiError,
+    TooManyRequests,
+    ValidationFailed,
+    error_response,
+    http_error_response,
+)
 from controlplane.security.rate_limit import retry_after_header
-from controlplane.state import RATE_LIMITER
+from controlplane.state import METRICS, RATE_LIMITER
+
+log = get_logger(__name__)
+UNMATCHED = "unmatched"
 
 Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class Access(Protocol):
@@ -114,11 +131,7 @@ def _validation_details(exc: ValidationError, where: str) -> list[dict[str, str]
     ]
 
 
-async def parse_json(request: web.Request, model: type[BaseModel], *, required: bool = True) -> Any:
-    """The request body validated as `model` (400 on bad JSON or schema, 413 if big).
-
-    With `required=False` an empty body gives None.
-    """
+async def _read_json(request: web.Request, *, required: bool) -> Any:
     raw = await request.read()
     if not raw.strip() and not required:
         return None
@@ -128,20 +141,29 @@ async def parse_json(request: web.Request, model: type[BaseModel], *, required: 
         raise ApiError("request body is not valid JSON", code="invalid_json") from exc
     if data is None:
         raise ApiError("a JSON request body is required", code="invalid_json")
+    return data
+
+
+def _validate(model: type[M], data: Any, where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = _validation_details(exc, "body")
-        raise ValidationFailed("request body is invalid", details=details) from exc
+        details = _validation_details(exc, where)
+        what = "request body is" if where == "body" else "query parameters are"
+        raise ValidationFailed(f"{what} invalid", details=details) from exc
 
 
-def parse_query(request: web.Request, model: type[BaseModel]) -> Any:
+async def parse_json(request: web.Request, model: type[M]) -> M:
+    """The request body validated as `model` (400 on bad JSON or schema, 413 if big).
+
+    Routes get this for free by annotating `body`; call it for bodies read by hand.
+    """
+    return _validate(model, await _read_json(request, required=True), "body")
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
     """The query string validated as `model` (400 on error)."""
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        details = _validation_details(exc, "query")
-        raise ValidationFailed("query parameters are invalid", details=details) from exc
+    return _validate(model, dict(request.query), "query")
 
 
 def client_address(request: web.Request) -> str:
@@ -160,27 +182,71 @@ def _check_rate_limit(request: web.Request, endpoint: Endpoint) -> None:
         )
 
 
+async def _answer(endpoint: Endpoint, request: web.Request) -> web.StreamResponse:
+    if endpoint.rate_limit:
+        _check_rate_limit(request, endpoint)
+    await endpoint.access.authorize(request)
+    kwargs: dict[str, Any] = {}
+    if endpoint.query_model is not None:
+        kwargs["query"] = parse_query(request, endpoint.query_model)
+    if endpoint.body_model is not None:
+        data = await _read_json(request, required=endpoint.body_required)
+        kwargs["body"] = None if data is None else _validate(endpoint.body_model, data, "body")
+    result = await endpoint.handler(request, **kwargs)
+    if isinstance(result, web.StreamResponse):
+        return result
+    return web.Response(
+        status=endpoint.status, text=result.model_dump_json(), content_type="application/json"
+    )
+
+
+async def _observed(
+    request: web.Request, route: str, answer: Awaitable[web.StreamResponse]
+) -> web.StreamResponse:
+    """Await `answer`, turning every failure into the error envelope; record metrics."""
+    started = time.perf_counter()
+    try:
+        response = await answer
+    except ApiError as exc:
+        response = exc.to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects pass through
+        response = http_error_response(exc)
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        response = error_response(500, "internal_error", "internal server error")
+    request.app[METRICS].observe(
+        request.method, route, response.status, time.perf_counter() - started
+    )
+    return response
+
+
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        if endpoint.rate_limit:
-            _check_rate_limit(request, endpoint)
-        await endpoint.access.authorize(request)
-        kwargs: dict[str, Any] = {}
-        if endpoint.query_model is not None:
-            kwargs["query"] = parse_query(request, endpoint.query_model)
-        if endpoint.body_model is not None:
-            kwargs["body"] = await parse_json(
-                request, endpoint.body_model, required=endpoint.body_required
-            )
-        result = await endpoint.handler(request, **kwargs)
-        if isinstance(result, web.StreamResponse):
-            return result
-        return web.Response(
-            status=endpoint.status, text=result.model_dump_json(), content_type="application/json"
-        )
+        return await _observed(request, endpoint.path, _answer(endpoint, request))
 
     handle.__qualname__ = endpoint.handler.__qualname__
     return handle
+
+
+async def _no_such_route(request: web.Request) -> web.StreamResponse:
+    # The catch-all route also shadows aiohttp's 405: find out whether another route
+    # has this path with other methods.
+    allowed: set[str] = set()
+    catch_all = request.match_info.route.resource
+    for resource in request.app.router.resources():
+        if resource is catch_all:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+    raise web.HTTPNotFound()
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    return await _observed(request, UNMATCHED, _no_such_route(request))
 
 
 class ApiRoutes:
@@ -224,6 +290,7 @@ class ApiRoutes:
         )
 
     def install(self, app: web.Application) -> None:
-        """Register every route on `app`'s router."""
+        """Register every route on `app`'s router, then the catch-all for the rest."""
         for endpoint in self.endpoints:
             app.router.add_route(endpoint.method, endpoint.path, _wrap(endpoint))
+        app.router.add_route("*", "/{unmatched:.*}", _unmatched)

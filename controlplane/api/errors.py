@@ -2,12 +2,13 @@
 
 Every error body is `{"error": {"code": "<stable_snake_case>", "message": "...",
 "details": ...}}`. Raise :class:`ApiError` (or a subclass) anywhere below a handler;
-the error middleware renders it, and renders aiohttp's own HTTP errors (unknown
-route, wrong method, body too large) the same way.
+the endpoint layer renders it, and renders aiohttp's own HTTP errors (unknown route,
+wrong method, body too large) the same way.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,3 +118,32 @@ def error_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+_HTTP_MESSAGES = {
+    404: "no such route",
+    405: "method not allowed on this route",
+    413: "request body too large",
+}
+
+
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    """The envelope for one of aiohttp's own HTTP errors (status >= 400)."""
+    code = _HTTP_CODES.get(exc.status) or (
+        re.sub(r"[^a-z0-9]+", "_", (exc.reason or "error").lower()).strip("_") or "error"
+    )
+    message = _HTTP_MESSAGES.get(exc.status, exc.reason)
+    headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+    return error_response(exc.status, code, message, None, headers)

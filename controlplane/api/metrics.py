@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -60,32 +57,6 @@ class ApiMetrics:
         latency.observe(seconds)
         if errors is not None:
             errors.inc()
-
-
-def route_label(request: web.Request) -> str:
-    """The matched route template, or `unmatched`."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
-@web.middleware
-async def metrics_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Time every request; the error middleware inside it has already shaped errors."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        request.app[METRICS].observe(
-            request.method, route_label(request), status, time.perf_counter() - started
-        )
 
 
 async def serve_metrics(request: web.Request) -> web.Response:

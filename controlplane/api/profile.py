@@ -45,8 +45,8 @@ def profile_of(user: User | CurrentUser) -> Profile:
 
 async def get_profile(request: web.Request) -> Profile:
     """The caller's own account."""
-    # The snapshot taken by authentication is current: every account write
-    # invalidates it, and it saves the hot path a database round trip.
+    # The snapshot taken by authentication is current (every account write
+    # invalidates it) and saves the hot path a database round trip.
     return profile_of(current_user(request))
 
 

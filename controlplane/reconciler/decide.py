@@ -202,27 +202,27 @@ class _DeploymentPass:
         self.actions.append(AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports))
         self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
 
-    def _move(self, replica: DesiredReplica) -> None:
+    def _move(self, replica: DesiredReplica, *, remove_old: bool = False) -> bool:
         # The slot moves under a new replica id: the old container keeps its id on the
         # old node (where it is an orphan from now on), and the two never share a name.
         where = self._place(avoid=replica.node_id)
         if where is None:
-            self.actions.append(
-                Unschedulable(self.deployment.id, replica.ordinal, "no_feasible_node")
-            )
-            return
+            return False
         node_id, ports = where
+        if remove_old and replica.node_id is not None:
+            self.actions.append(RemoveServer(replica.node_id, replica.id))
         moved = self.new_id()
         self.actions.append(ForgetReplica(replica.id))
         self.actions.append(AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports))
         self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
+        return True
 
     def _replica(self, replica: DesiredReplica) -> None:
         d = self.deployment
         view = self._view(replica)
         if view is None or view.status == "down":
-            if d.running:
-                self._move(replica)
+            if d.running and not self._move(replica):
+                self.actions.append(Unschedulable(d.id, replica.ordinal, "no_feasible_node"))
             return
         if view.servers is None:
             return  # the node has not reported yet: nothing is known
@@ -232,9 +232,11 @@ class _DeploymentPass:
                 self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, True))
             return
         if view.status == "draining" and d.running:
-            if not observed.ready or self._take_disruption():
-                self.actions.append(RemoveServer(view.capacity.id, replica.id))
-                self._move(replica)
+            # Nowhere to go: it keeps running on the draining node rather than not at all.
+            if (not observed.ready or self.disruption_allowed) and self._move(
+                replica, remove_old=True
+            ):
+                self.disruption_allowed = False
             return
         self._container(replica, view.capacity.id, observed)
 

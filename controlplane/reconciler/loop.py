@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from common.logging import get_logger
 from controlplane.agents import AgentError, AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.db.tables import Deployment, Node, Replica, Task
+from controlplane.db.tables.tasks import RUNNING as TASK_RUNNING
 from controlplane.events.bus import Event, EventBus, EventType
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
@@ -54,6 +55,8 @@ from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 AGENT_CONCURRENCY = 16
+# Agent answers that retrying the same call cannot change (bad spec, unknown image).
+PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
 NODE_WRITE_INTERVAL = 5.0
 
 
@@ -66,6 +69,7 @@ class _Rows:
     deployments: dict[str, Deployment]
     replicas: dict[str, Replica]
     nodes: dict[str, Node]
+    reserved: dict[str, tuple[int, int]]
 
 
 class Reconciler:
@@ -94,6 +98,7 @@ class Reconciler:
         self._node_written: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._errors: dict[str, str] = {}
+        self._permanent: set[str] = set()  # replicas whose last call cannot succeed as is
         self._agent_slots = asyncio.Semaphore(AGENT_CONCURRENCY)
         self.passes = 0
         pool.add_listener(self._on_signal)
@@ -148,7 +153,11 @@ class Reconciler:
                 NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
             )
             world = world_of(
-                rows.deployments.values(), rows.replicas.values(), rows.nodes.values(), self.pool
+                rows.deployments.values(),
+                rows.replicas.values(),
+                rows.nodes.values(),
+                self.pool,
+                rows.reserved,
             )
             now = self._clock()
             # Replicas with an agent call still running are left alone until it ends
@@ -179,14 +188,21 @@ class Reconciler:
             return actions
 
     async def _load(self) -> _Rows:
+        running_tasks = (
+            select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
+            .where(col(Task.status) == TASK_RUNNING, col(Task.node_id).is_not(None))
+            .group_by(col(Task.node_id))
+        )
         async with self.database.session() as session:
             deployments = (await session.exec(select(Deployment))).all()
             replicas = (await session.exec(select(Replica))).all()
             nodes = (await session.exec(select(Node))).all()
+            tasks = (await session.exec(running_tasks)).all()
         return _Rows(
             deployments={str(d.id): d for d in deployments},
             replicas={str(r.id): r for r in replicas},
             nodes={str(n.id): n for n in nodes},
+            reserved={str(n): (int(c or 0), int(m or 0)) for n, c, m in tasks},
         )
 
     async def _persist(self, rows: _Rows, actions: Iterable[Action]) -> None:
@@ -239,6 +255,7 @@ class Reconciler:
                 try:
                     await self._call_agent(rows, action)
                     self._errors.pop(action.replica_id, None)
+                    self._permanent.discard(action.replica_id)
                 except AgentError as exc:
                     log.warning(
                         "agent_action_failed",
@@ -249,6 +266,8 @@ class Reconciler:
                         error=exc.message,
                     )
                     self._errors[action.replica_id] = exc.message
+                    if exc.code in PERMANENT_ERRORS:
+                        self._permanent.add(action.replica_id)
                     return
 
     async def _call_agent(self, rows: _Rows, action: AgentAction) -> None:
@@ -312,6 +331,10 @@ class Reconciler:
                 ),
                 "no node can take a replica now" if deployment_id in unschedulable else None,
             )
+            if status == "pending" and any(
+                r.id in self._permanent for r in world.replicas if r.deployment_id == deployment_id
+            ):
+                status = "failed"  # e.g. an image the node does not have
             if status != row.status or (error and error != row.error_message):
                 changed.append(row)
                 row.status, row.error_message = status, error or row.error_message

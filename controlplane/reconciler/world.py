@@ -97,14 +97,17 @@ def desired_replica(row: Replica) -> DesiredReplica:
     )
 
 
-def node_view(row: Node, pool: AgentPool) -> NodeView:
-    """Capacity from the row, liveness and servers from the agent pool."""
+def node_view(row: Node, pool: AgentPool, reserved: tuple[int, int] = (0, 0)) -> NodeView:
+    """Capacity from the row (less `reserved` cpu/memory taken by other work, such as
+    running tasks), liveness and servers from the agent pool."""
     capacity = NodeCapacity(
         id=str(row.id),
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
         port_range=(row.port_range_start, row.port_range_end),
         labels=dict(row.labels),
+        cpu_reserved=reserved[0],
+        memory_reserved=reserved[1],
     )
     liveness = pool.state(str(row.id))
     status: NodeStatus
@@ -130,12 +133,15 @@ def world_of(
     replicas: Iterable[Replica],
     nodes: Iterable[Node],
     pool: AgentPool,
+    reserved: Mapping[str, tuple[int, int]] | None = None,
 ) -> World:
-    """Everything one pass decides from."""
+    """Everything one pass decides from; `reserved` is cpu/memory per node taken by
+    work other than replicas (running tasks)."""
+    taken = reserved or {}
     return World(
         deployments={str(d.id): desired_deployment(d) for d in deployments},
         replicas=[desired_replica(r) for r in replicas],
-        nodes={str(n.id): node_view(n, pool) for n in nodes},
+        nodes={str(n.id): node_view(n, pool, taken.get(str(n.id), (0, 0))) for n in nodes},
     )
 
 

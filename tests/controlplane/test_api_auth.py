@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -141,3 +142,8 @@ async def test_closed_registration_refuses_new_accounts(make_config: ConfigFacto
         assert await error_code(response) == "registration_closed"
     finally:
         await client.close()
+
+
+async def test_racing_first_registrations_make_exactly_one_admin(api: Client) -> None:
+    accounts = await asyncio.gather(*(register(api) for _ in range(5)))
+    assert sum(account.is_admin for account in accounts) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -101,3 +103,21 @@ async def test_garbage_key_ids_are_404(api: Client) -> None:
     account = await register(api)
     response = await api.delete("/v1/api-keys/not-a-uuid", headers=account.headers)
     assert response.status == 404
+
+
+async def test_expired_keys_are_refused(api: Client) -> None:
+    account = await register(api)
+    created = await (
+        await api.post(
+            "/v1/api-keys", json={"name": "short", "expires_in_days": 1}, headers=account.headers
+        )
+    ).json()
+    assert created["expires_at"] is not None
+    async with api.app[DATABASE].transaction() as session:
+        key = await session.get(ApiKey, uuid.UUID(created["id"]))
+        assert key is not None
+        key.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(key)
+    response = await api.get("/v1/user/profile", headers=bearer(created["key"]))
+    assert response.status == 401
+    assert await error_code(response) == "invalid_api_key"

@@ -101,12 +101,14 @@ async def test_admin_lists_users_with_pagination(api: Client) -> None:
 
 
 async def test_user_listing_is_for_admins_only(api: Client) -> None:
-    await register(api)
+    admin = await register(api)
     user = await register(api)
     response = await api.get("/v1/users", headers=user.headers)
     assert response.status == 403
     assert await error_code(response) == "admin_required"
     assert (await api.get("/v1/users")).status == 401
+    other = await api.get(f"/v1/users/{admin.id}", headers=user.headers)
+    assert other.status == 403
 
 
 async def test_pagination_limits_are_enforced(api: Client) -> None:

@@ -206,3 +206,19 @@ async def test_deployments_belong_to_their_owner(
     )
     assert duplicate.status == 409
     assert await error_code(duplicate) == "app_name_taken"
+
+
+async def test_unknown_image_fails_with_the_agents_reason(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, _ = cluster
+    dep = await _create(client, user, app_name="ghost", image="encedeus/absent:never", replicas=1)
+
+    async def failed() -> Any:
+        detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+        return detail if detail["status"] == "failed" else None
+
+    detail = await eventually(failed)
+    assert detail["error_message"]
+    listed = await _json(await client.get("/v1/deployments?status=failed", headers=user.headers))
+    assert [d["id"] for d in listed["deployments"]] == [dep]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -62,3 +64,21 @@ async def test_the_app_refuses_to_start_on_an_unknown_schema(
     await _stamp(database_url, "9999_from_the_future")
     with pytest.raises(UnknownSchemaError):
         await start_client(make_config())
+
+
+async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with engine.connect() as conn:
+            values = [
+                (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            ]
+    finally:
+        await engine.dispose()
+    assert values == ["wal", 1, 5000]
+
+
+def test_postgres_urls_must_use_asyncpg() -> None:
+    with pytest.raises(ValueError, match="asyncpg"):
+        create_engine("postgresql://u:p@127.0.0.1/db")

@@ -247,3 +247,12 @@ def test_unschedulable_slots_are_reported() -> None:
 def test_decisions_are_repeatable() -> None:
     w = world([replica("r0", 0, "a")], [node("a", {}), node("b", {})], deployment(3))
     assert run(w) == run(w)
+
+
+def test_draining_without_another_node_keeps_the_replica_running() -> None:
+    w = world(
+        [replica("r0", 0, "a")],
+        [node("a", {"r0": running("r0")}, status="draining")],
+        deployment(1),
+    )
+    assert run(w) == []

@@ -170,3 +170,31 @@ async def test_lost_node_work_moves_and_stale_copies_go(cluster: Cluster) -> Non
         return back["status"] == "ready" and len(counts) == 4 and set(counts.values()) == {1}
 
     await eventually(single_copies, timeout=30)
+
+
+async def test_draining_moves_work_off_one_replica_at_a_time(cluster: Cluster) -> None:
+    dep = await deploy(cluster, "drained", replicas=4)
+    await all_ready(cluster, dep, 4)
+    node_b = cluster.node_ids["node-b"]
+    drained = await cluster.request("POST", f"/v1/nodes/{node_b}/drain")
+    assert drained["status"] == "draining"
+    lowest = 4
+
+    async def moved_off() -> bool:
+        nonlocal lowest
+        now = await status(cluster, dep)
+        lowest = min(lowest, now["replicas"]["ready"])
+        return now["replicas"]["ready"] == 4 and all(
+            i["node_id"] == cluster.node_ids["node-a"] for i in now["instances"]
+        )
+
+    await eventually(moved_off, timeout=40, interval=0.1)
+    assert lowest >= 3, "more than one replica was down at a time"
+
+    async def old_copies_gone() -> bool:
+        return len(copies(dep)) == 4
+
+    await eventually(old_copies_gone, timeout=20)
+    placed = await deploy(cluster, "after-drain", replicas=2)
+    after = await all_ready(cluster, placed, 2)
+    assert {i["node_id"] for i in after["instances"]} == {cluster.node_ids["node-a"]}
