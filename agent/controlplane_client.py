@@ -148,21 +148,14 @@ class HttpControlPlane:
         return parse_sftp_grant(answer)
 
     async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
-        node_id, secret = await _enroll(self, join_token, registration)
+        answer = await self._post(
+            ENROLL_PATH, {**registration, "join_token": join_token}, bearer=join_token
+        )
+        node_id, secret = answer.get("node_id"), answer.get("node_secret")
+        if not (isinstance(node_id, str) and node_id and isinstance(secret, str) and secret):
+            raise ControlPlaneError(200, "bad_answer", "enrolment answer lacks node_id/node_secret")
         self.node_secret = secret
         return node_id, secret
-
-
-async def _enroll(
-    client: HttpControlPlane, join_token: str, registration: dict[str, Any]
-) -> tuple[str, str]:
-    answer = await client._post(
-        ENROLL_PATH, {**registration, "join_token": join_token}, bearer=join_token
-    )
-    node_id, secret = answer.get("node_id"), answer.get("node_secret")
-    if not (isinstance(node_id, str) and node_id and isinstance(secret, str) and secret):
-        raise ControlPlaneError(200, "bad_answer", "enrolment answer lacks node_id/node_secret")
-    return node_id, secret
 
 
 def parse_sftp_grant(answer: dict[str, Any]) -> SFTPGrant:

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from pydantic import ConfigDict
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from controlplane.api.errors import Forbidden, Unauthorized
+from controlplane.api.schemas import Profile
 from controlplane.db.engine import Database
 from controlplane.db.tables import ApiKey, AuthSession, User
 from controlplane.security.access_tokens import AccessTokenError, verify_access_token
@@ -27,8 +29,7 @@ from controlplane.state import AUTHENTICATOR
 LAST_USED_WRITE_INTERVAL = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class CurrentUser:
+class CurrentUser(Profile):
     """The authenticated caller: a snapshot of the account as of authentication.
 
     At most one of session_id/api_key_id is set (the credential used). Through an
@@ -36,14 +37,8 @@ class CurrentUser:
     account calls `Authenticator.forget_user`, so it is never older than that.
     """
 
-    id: uuid.UUID
-    username: str
-    email: str
-    is_admin: bool
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
-    last_login: datetime | None
+    model_config = ConfigDict(frozen=True)
+
     session_id: uuid.UUID | None = None
     api_key_id: uuid.UUID | None = None
 
@@ -52,18 +47,8 @@ class CurrentUser:
         cls, user: User, *, session_id: uuid.UUID | None = None, api_key_id: uuid.UUID | None = None
     ) -> CurrentUser:
         """The caller for a user row and the credential that proved it."""
-        return cls(
-            id=user.id,
-            username=user.username,
-            email=user.email,
-            is_admin=user.is_admin,
-            is_active=user.is_active,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-            last_login=user.last_login,
-            session_id=session_id,
-            api_key_id=api_key_id,
-        )
+        snapshot = cls.model_validate(user, from_attributes=True)
+        return snapshot.model_copy(update={"session_id": session_id, "api_key_id": api_key_id})
 
 
 CURRENT_USER = web.RequestKey("current_user", CurrentUser)

@@ -24,9 +24,17 @@ from controlplane.api.errors import Conflict, NotFound, Unauthorized
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables import Node
+from controlplane.events.bus import Event, EventType
 from controlplane.state import AGENT_POOL, RECONCILER
 
 JOIN_TOKEN_PREFIX = "encjoin_"  # noqa: S105 - a prefix, not a secret
+
+
+def publish_node_event(request: web.Request, kind: EventType, node: Node) -> None:
+    """A system event (admins only) on the reconciler's bus, when there is one."""
+    reconciler = request.app.get(RECONCILER)
+    if reconciler is not None and reconciler.bus is not None:
+        reconciler.bus.publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
 
 
 def wake_reconciler(request: web.Request) -> None:
@@ -173,6 +181,7 @@ async def delete_node(request: web.Request) -> MessageResponse:
     async with database(request).transaction() as session:
         await session.delete(await session.get(Node, node.id))
     wake_reconciler(request)
+    publish_node_event(request, EventType.NODE_DELETED, node)
     return MessageResponse(message="Node deleted successfully")
 
 
@@ -183,6 +192,7 @@ async def drain_node(request: web.Request) -> NodeInfo:
         await session.exec(update(Node).where(col(Node.id) == node.id).values(draining=True))
     node.draining = True
     wake_reconciler(request)
+    publish_node_event(request, EventType.NODE_DRAINING, node)
     return node_info(_live(request, node))
 
 

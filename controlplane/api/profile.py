@@ -40,7 +40,9 @@ class PasswordChange(Request):
 
 def profile_of(user: User | CurrentUser) -> Profile:
     """The profile view of a user row (or of the caller's snapshot)."""
-    return Profile.model_validate(user, from_attributes=True)
+    # Field by field: a CurrentUser is a Profile, but its credential ids are no part
+    # of the answer.
+    return Profile.model_validate({name: getattr(user, name) for name in Profile.model_fields})
 
 
 async def get_profile(request: web.Request) -> Profile:

@@ -9,13 +9,13 @@ from datetime import datetime
 import asyncssh
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from controlplane.api.context import current_user, database, path_uuid
+from controlplane.api.context import current_user, database
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
-from controlplane.api.pagination import PageQuery, Pagination, fetch_page
+from controlplane.api.owned_rows import delete_own, page_of_own
+from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables import SshKey
 
@@ -101,25 +101,11 @@ async def add_ssh_key(request: web.Request, body: AddSshKey) -> SshKeyInfo:
 
 async def list_ssh_keys(request: web.Request, query: PageQuery) -> SshKeyList:
     """The caller's keys, oldest first."""
-    statement = (
-        select(SshKey)
-        .where(col(SshKey.user_id) == current_user(request).id)
-        .order_by(col(SshKey.created_at), col(SshKey.id))
-    )
-    async with database(request).session() as session:
-        keys, pagination = await fetch_page(session, statement, query)
+    keys, pagination = await page_of_own(request, SshKey, query)
     return SshKeyList(ssh_keys=[_info(key) for key in keys], pagination=pagination)
 
 
 async def delete_ssh_key(request: web.Request) -> MessageResponse:
     """Remove one of the caller's keys."""
-    key_id = path_uuid(request)
-    async with database(request).transaction() as session:
-        deleted = await session.exec(
-            delete(SshKey).where(
-                col(SshKey.id) == key_id, col(SshKey.user_id) == current_user(request).id
-            )
-        )
-        if deleted.rowcount != 1:
-            raise NotFound("no such SSH key", code="ssh_key_not_found")
+    await delete_own(request, SshKey, NotFound("no such SSH key", code="ssh_key_not_found"))
     return MessageResponse(message="SSH key deleted successfully")

@@ -9,12 +9,13 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, func
+from sqlalchemy import func
 from sqlmodel import col, select
 
-from controlplane.api.context import current_user, database, path_uuid, settings
+from controlplane.api.context import current_user, database, settings
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
-from controlplane.api.pagination import PageQuery, Pagination, fetch_page
+from controlplane.api.owned_rows import delete_own, page_of_own
+from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables.webhooks import Webhook
 from controlplane.events.wiring import OWNER_WEBHOOKS
@@ -83,26 +84,14 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
 
 async def list_webhooks(request: web.Request, query: PageQuery) -> WebhookList:
     """The caller's webhooks, oldest first."""
-    statement = (
-        select(Webhook)
-        .where(col(Webhook.user_id) == current_user(request).id)
-        .order_by(col(Webhook.created_at), col(Webhook.id))
-    )
-    async with database(request).session() as session:
-        rows, pagination = await fetch_page(session, statement, query)
+    rows, pagination = await page_of_own(request, Webhook, query)
     items = [WebhookInfo.model_validate(row, from_attributes=True) for row in rows]
     return WebhookList(webhooks=items, pagination=pagination)
 
 
 async def delete_webhook(request: web.Request) -> MessageResponse:
     """Remove one of the caller's webhooks."""
-    owner = current_user(request).id
-    statement = delete(Webhook).where(
-        col(Webhook.id) == path_uuid(request), col(Webhook.user_id) == owner
-    )
-    async with database(request).transaction() as session:
-        result = await session.exec(statement)
-        if result.rowcount == 0:
-            raise NotFound("webhook not found", code="webhook_not_found")
+    missing = NotFound("webhook not found", code="webhook_not_found")
+    owner = await delete_own(request, Webhook, missing)
     request.app[OWNER_WEBHOOKS].forget(str(owner))
     return MessageResponse(message="Webhook deleted successfully")

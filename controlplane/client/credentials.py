@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from controlplane.private_files import write_private_file
+
 DEFAULT_URL = "http://127.0.0.1:3000"
 
 
@@ -34,17 +36,6 @@ def credentials_path(environ: Mapping[str, str] | None = None) -> Path:
     if base is None:
         base = Path(env.get("HOME") or Path.home()) / ".config"
     return base / "encedeus" / "credentials"
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, readable by its owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
 
 
 def load_credentials(environ: Mapping[str, str] | None = None) -> StoredCredentials:

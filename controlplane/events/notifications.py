@@ -159,8 +159,7 @@ async def _read_messages(socket: web.WebSocketResponse, session: NotificationSes
         try:
             data = message.json()
         except ValueError:
-            await socket.send_json(_error("invalid_json", "messages are JSON objects"))
-            continue
+            data = None
         if not isinstance(data, dict):
             await socket.send_json(_error("invalid_json", "messages are JSON objects"))
             continue

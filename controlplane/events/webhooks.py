@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -78,6 +79,13 @@ class WebhookEndpoint:
     def wants(self, event: Event) -> bool:
         """Global endpoints get everything; per-user ones only their owner's events."""
         return self.owner_id is None or event.owner_id == self.owner_id
+
+    @property
+    def log_url(self) -> str:
+        """The URL as logs show it: scheme and host only. Receivers such as chat
+        services carry their secret in the path, and user info is a credential."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 @dataclass(slots=True)
@@ -210,7 +218,7 @@ class WebhookDispatcher:
                 self._queue.put_nowait(Delivery(endpoint, event.type_name, body))
             except asyncio.QueueFull:
                 self.dropped += 1
-                log.warning("webhook_queue_full", url=endpoint.url, dropped=self.dropped)
+                log.warning("webhook_queue_full", url=endpoint.log_url, dropped=self.dropped)
 
     async def run(self) -> None:
         """Consume the bus and deliver until cancelled."""
@@ -242,7 +250,7 @@ class WebhookDispatcher:
                 await asyncio.sleep(self._retry.delay(delivery.attempts))
         self.failed += 1
         log.warning(
-            "webhook_delivery_failed", url=delivery.endpoint.url, attempts=delivery.attempts
+            "webhook_delivery_failed", url=delivery.endpoint.log_url, attempts=delivery.attempts
         )
         return False
 
@@ -261,9 +269,9 @@ class WebhookDispatcher:
         try:
             return await transport.post(delivery.endpoint.url, delivery.body, headers)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            log.info("webhook_attempt_failed", url=delivery.endpoint.url, error=str(exc))
+            log.info("webhook_attempt_failed", url=delivery.endpoint.log_url, error=str(exc))
             return None
         except ValueError as exc:
             # The address policy refused the URL: retrying cannot help.
-            log.warning("webhook_refused", url=delivery.endpoint.url, error=str(exc))
+            log.warning("webhook_refused", url=delivery.endpoint.log_url, error=str(exc))
             return REFUSED

@@ -74,7 +74,7 @@ async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
     dispatcher = app[WEBHOOKS]
     for endpoint in dispatcher.endpoints:
         if not endpoint.secret:
-            log.warning("webhook_unsigned", url=endpoint.url, hint="set WEBHOOK_SECRET")
+            log.warning("webhook_unsigned", url=endpoint.log_url, hint="set WEBHOOK_SECRET")
     delivery = asyncio.create_task(dispatcher.run(), name="webhooks")
     try:
         yield

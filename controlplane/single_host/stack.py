@@ -32,6 +32,7 @@ from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
+from controlplane.private_files import write_private_file
 from controlplane.single_host.state import (
     AdminCredentials,
     UpState,
@@ -40,7 +41,6 @@ from controlplane.single_host.state import (
     load_state,
     new_admin,
     save_state,
-    write_private,
 )
 from controlplane.state import DATABASE
 
@@ -93,26 +93,24 @@ async def ensure_admin(app: web.Application, state: UpState) -> AdminCredentials
         return state.admin
     admin = new_admin()
     try:
-        await create_user(
-            app[DATABASE],
-            username=admin.username,
-            email=admin.email,
-            password=admin.password,
-            admin=True,
-        )
+        await _create_admin(app, admin)
     except Conflict:
         # The database outlived up.json: make a fresh admin beside the old one.
         suffix = secrets.token_hex(3)
         admin = AdminCredentials(f"admin-{suffix}", f"admin-{suffix}@example.com", admin.password)
-        await create_user(
-            app[DATABASE],
-            username=admin.username,
-            email=admin.email,
-            password=admin.password,
-            admin=True,
-        )
+        await _create_admin(app, admin)
     state.admin = admin
     return admin
+
+
+async def _create_admin(app: web.Application, admin: AdminCredentials) -> None:
+    await create_user(
+        app[DATABASE],
+        username=admin.username,
+        email=admin.email,
+        password=admin.password,
+        admin=True,
+    )
 
 
 async def _call(
@@ -290,7 +288,7 @@ async def _run_agent(
         port_range=options.port_range,
         labels=options.agent_labels,
     )
-    await asyncio.to_thread(write_private, config_path, text)
+    await asyncio.to_thread(write_private_file, config_path, text)
     agent = await start_agent(agent_command(config_path), data_dir / "agent.log")
     try:
         ready = await _unless_interrupted(agent, stop, wait_node_ready(url, admin, state.node_id))

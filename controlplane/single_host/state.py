@@ -19,6 +19,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from controlplane.private_files import write_private_file
+
 DEFAULT_AGENT_PORTS = {"grpc": 50051, "http": 8081, "sftp": 2022}
 
 
@@ -51,17 +53,6 @@ def default_data_dir() -> Path:
     return Path(base) / "encedeus"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
-
-
 def load_state(data_dir: Path) -> UpState:
     """The saved state (empty on the first run)."""
     try:
@@ -79,7 +70,7 @@ def load_state(data_dir: Path) -> UpState:
 
 def save_state(data_dir: Path, state: UpState) -> None:
     """Persist `state` (0600)."""
-    write_private(data_dir / "up.json", json.dumps(asdict(state), indent=2) + "\n")
+    write_private_file(data_dir / "up.json", json.dumps(asdict(state), indent=2) + "\n")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -14,6 +14,7 @@ deleted, the logs are served from the database from then on.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Sequence
@@ -209,20 +210,15 @@ class TaskRunner:
 
     async def _keep_logs(self, task: Task) -> None:
         assert task.node_id is not None
-        lines: list[str] = []
-        size = 0
+        tail = _LogTail(MAX_KEPT_LOG_BYTES)
         try:
             async for line in self._agents.get_logs(
                 str(task.node_id), str(task.id), tail=0, follow=False
             ):
-                lines.append(line.text)
-                size += len(line.text) + 1
+                tail.add(f"{line.text}\n".encode())
         except Exception as exc:
             log.warning("task_logs_unavailable", task_id=str(task.id), error=str(exc))
-        text = "".join(f"{line}\n" for line in lines)
-        truncated = len(text.encode()) > MAX_KEPT_LOG_BYTES
-        if truncated:
-            text = text.encode()[-MAX_KEPT_LOG_BYTES:].decode(errors="ignore")
+        text, truncated = tail.text()
         async with self._db.transaction() as session:
             existing = await session.get(TaskLog, task.id)
             if existing is None:
@@ -299,6 +295,32 @@ class TaskRunner:
         if task.node_id is None:
             return
         await self._agents.remove_server(str(task.node_id), str(task.id), delete_data=True)
+
+
+class _LogTail:
+    """The last `limit` bytes of a stream of lines, holding little more than that: a
+    line is dropped as soon as the lines after it cover the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._dropped = False
+
+    def add(self, line: bytes) -> None:
+        self._lines.append(line)
+        self._size += len(line)
+        while self._size - len(self._lines[0]) >= self._limit:
+            self._size -= len(self._lines.popleft())
+            self._dropped = True
+
+    def text(self) -> tuple[str, bool]:
+        """(the kept text, whether anything before it was cut)."""
+        data = b"".join(self._lines)
+        truncated = self._dropped or len(data) > self._limit
+        if len(data) > self._limit:
+            data = data[-self._limit :]
+        return data.decode(errors="ignore"), truncated
 
 
 def _task_id(server_id: str) -> uuid.UUID | None:

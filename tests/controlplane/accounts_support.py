@@ -27,7 +27,7 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         """Authorization header with the access token."""
-        return {"Authorization": f"Bearer {self.access_token}"}
+        return bearer(self.access_token)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -55,6 +55,14 @@ async def register(
         refresh_token=body["refresh_token"],
         is_admin=body["user"]["is_admin"],
     )
+
+
+async def login_status(client: TestClient[Any, Any], username: str, password: str) -> int:
+    """The HTTP status of a login attempt as `username` with `password`."""
+    response = await client.post(
+        "/v1/auth/login", json={"username": username, "password": password}
+    )
+    return response.status
 
 
 async def create_api_key(client: TestClient[Any, Any], account: Account, name: str = "k") -> str:

@@ -24,6 +24,7 @@ from blockbuster import blockbuster_ctx
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.migrate import upgrade_database_blocking
+from tests.controlplane.smtp_support import Inbox, smtp_server
 
 POSTGRES_URL = os.environ.get(
     "ENCEDEUS_TEST_POSTGRES_URL",
@@ -144,3 +145,10 @@ async def api(make_config: ConfigFactory) -> AsyncIterator[TestClient[Any, Any]]
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
+    """A real SMTP server on the test's own event loop: (its inbox, its port)."""
+    async with smtp_server() as served:
+        yield served

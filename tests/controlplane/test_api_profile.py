@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.controlplane.accounts_support import PASSWORD, bearer, error_code, register
+from tests.controlplane.accounts_support import (
+    PASSWORD,
+    bearer,
+    error_code,
+    login_status,
+    register,
+)
 
 Client = TestClient[Any, Any]
 pytestmark = pytest.mark.usefixtures("blocking_guard")
@@ -74,14 +80,8 @@ async def test_password_change_ends_the_other_sessions(api: Client) -> None:
     assert response.status == 200
     assert (await api.get("/v1/user/profile", headers=account.headers)).status == 200
     assert (await api.get("/v1/user/profile", headers=bearer(other["access_token"]))).status == 401
-    old = await api.post(
-        "/v1/auth/login", json={"username": account.username, "password": PASSWORD}
-    )
-    assert old.status == 401
-    new = await api.post(
-        "/v1/auth/login", json={"username": account.username, "password": "brand-new-pass"}
-    )
-    assert new.status == 200
+    assert await login_status(api, account.username, PASSWORD) == 401
+    assert await login_status(api, account.username, "brand-new-pass") == 200
 
 
 async def test_admin_lists_users_with_pagination(api: Client) -> None:

@@ -4,45 +4,20 @@ a task ends or a deployment fails, nobody else, and only when enabled."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from email import message_from_bytes
-from email.message import Message
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from controlplane.events.bus import Event, EventType
 from controlplane.events.mail_notifications import mail_for
 from controlplane.events.wiring import EVENT_BUS, MAIL_NOTIFIER
 from tests.controlplane.accounts_support import register
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.smtp_support import Inbox
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.put_nowait(message_from_bytes(envelope.original_content or b""))
-        return "250 OK"
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(inbox, hostname="localhost"), "127.0.0.1", 0
-    )
-    try:
-        yield inbox, server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @SQLITE_ONLY
@@ -60,7 +35,7 @@ async def test_owner_is_mailed_when_a_task_ends(
         bus.publish(Event(EventType.TASK_STARTED, owner_id=alice.id, task_id="t0"))
         data = {"name": "nightly", "status": "Failed", "exit_code": 3}
         bus.publish(Event(EventType.TASK_FAILED, owner_id=alice.id, task_id="t1", data=data))
-        mail = await asyncio.wait_for(inbox.messages.get(), 10)
+        mail = await inbox.next()
         assert mail["To"] == alice.email
         assert mail["Subject"] == "Task nightly failed"
         body = mail.get_payload(decode=True)

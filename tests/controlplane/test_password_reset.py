@@ -5,47 +5,24 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.controlplane.accounts_support import PASSWORD, bearer, error_code, register
+from tests.controlplane.accounts_support import (
+    PASSWORD,
+    bearer,
+    error_code,
+    login_status,
+    register,
+)
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.smtp_support import Inbox
 
 Client = TestClient[Any, Any]
 pytestmark = pytest.mark.usefixtures("blocking_guard")
-
-
-class Inbox:
-    """aiosmtpd handler keeping every received message."""
-
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[Message] = asyncio.Queue()
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.put_nowait(message_from_bytes(envelope.original_content or b""))
-        return "250 OK"
-
-    async def next(self, timeout: float = 10.0) -> Message:
-        return await asyncio.wait_for(self.messages.get(), timeout)
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
-    """A real SMTP server (aiosmtpd's protocol) on the test's own event loop."""
-    inbox = Inbox()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(inbox, hostname="localhost"), "127.0.0.1", 0
-    )
-    try:
-        yield inbox, server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def _token(message: Message) -> str:
@@ -86,14 +63,8 @@ async def test_reset_by_mailed_token_changes_password_and_ends_sessions(
     assert (await client.get("/v1/user/profile", headers=account.headers)).status == 401
     refresh = await client.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert refresh.status == 401
-    old = await client.post(
-        "/v1/auth/login", json={"username": account.username, "password": PASSWORD}
-    )
-    assert old.status == 401
-    new = await client.post(
-        "/v1/auth/login", json={"username": account.username, "password": "a-new-password"}
-    )
-    assert new.status == 200
+    assert await login_status(client, account.username, PASSWORD) == 401
+    assert await login_status(client, account.username, "a-new-password") == 200
 
     reused = await client.post(
         "/v1/auth/reset-password", json={"token": token, "new_password": "another-password"}

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.local_http import serve_app
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
 
@@ -31,11 +32,8 @@ async def file_server() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/data.txt", data)
     app.router.add_get("/big.bin", big)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def create(client: TestClient[Any, Any], account: Account, **spec: Any) -> Any:

@@ -20,6 +20,7 @@ from controlplane.tasks.fetch import (
     address_refusal,
     fetch_url,
 )
+from tests.local_http import serve_app
 
 OPEN = FetchPolicy(allow_private=True, max_bytes=1024, timeout_seconds=5)
 CLOSED = FetchPolicy(max_bytes=1024, timeout_seconds=5)
@@ -54,11 +55,8 @@ async def server() -> AsyncIterator[str]:
     app.router.add_get("/chunked", big_chunked)
     app.router.add_get("/hop", hop)
     app.router.add_get("/missing", missing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def test_fetches_from_loopback_when_private_is_allowed(server: str) -> None:

@@ -13,6 +13,7 @@ from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog
 from controlplane.events.bus import EventBus
+from controlplane.tasks import runner as runner_module
 from controlplane.tasks.runner import (
     LABEL_TASK,
     TaskAgents,
@@ -172,3 +173,30 @@ async def test_node_down_fails_running_tasks_and_replicas_are_ignored(
     failed = await reload(database, task)
     assert failed.status == "Failed"
     assert "went down" in failed.error_message
+
+
+async def test_kept_logs_are_the_last_bytes_of_a_long_output(
+    database: Database, runner: TaskRunner, agents: FakeAgents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "MAX_KEPT_LOG_BYTES", 10)
+    agents.lines = ["first", "second", "third", "ünï"]  # 6 + 7 + 6 + 6 bytes with newlines
+    task = await new_task(database)
+    await runner.start(task)
+    await runner.on_lifecycle(NODE, exited(task, 0))
+    async with database.session() as session:
+        kept = await session.get(TaskLog, task.id)
+    assert kept is not None
+    assert (kept.content, kept.truncated) == ("ird\nünï\n", True)
+
+
+async def test_short_logs_are_kept_whole(
+    database: Database, runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "MAX_KEPT_LOG_BYTES", 12)
+    task = await new_task(database)
+    await runner.start(task)
+    await runner.on_lifecycle(NODE, exited(task, 0))
+    async with database.session() as session:
+        kept = await session.get(TaskLog, task.id)
+    assert kept is not None
+    assert (kept.content, kept.truncated) == ("hello\nworld\n", False)

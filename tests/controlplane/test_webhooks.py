@@ -20,6 +20,7 @@ from controlplane.events.webhooks import (
     WebhookEndpoint,
     verify,
 )
+from tests.local_http import serve_app
 
 SECRET = "whsec-test"
 
@@ -46,14 +47,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/hook"
-    yield state
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        state.url = f"{url}/hook"
+        yield state
 
 
 async def run_dispatcher(
@@ -146,3 +142,8 @@ async def test_per_user_endpoint_sees_only_its_owner(receiver: Receiver) -> None
     await asyncio.sleep(0.1)
     await stop(task, transport)
     assert [json.loads(body)["task_id"] for _, body in receiver.calls] == ["a"]
+
+
+def test_logs_show_only_scheme_and_host_of_a_receiver() -> None:
+    endpoint = WebhookEndpoint("https://bot:pw@hooks.example.com:8443/T0/B0/s3cr3t?token=x")
+    assert endpoint.log_url == "https://hooks.example.com:8443"

@@ -18,6 +18,7 @@ from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, ver
 from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
 from tests.controlplane.accounts_support import error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.local_http import serve_app
 
 pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
@@ -41,12 +42,9 @@ async def inbox() -> AsyncIterator[Inbox]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    box.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield box
-    await runner.cleanup()
+    async with serve_app(app) as url:
+        box.url = f"{url}/hook"
+        yield box
 
 
 async def test_crud_and_isolation(api: TestClient[Any, Any]) -> None:

@@ -173,13 +173,19 @@ async def asyncssh_sftp(
 ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SFTPClient]:
     """An asyncssh SFTP client: it sends paths exactly as given (no client-side cleanup)."""
     server = world.alice_server if account == "alice" else world.bob_server
-    conn = await asyncssh.connect(
+    conn = await password_login(world.port, world.login(account, server), password)
+    return conn, await conn.start_sftp_client(sftp_version=version)
+
+
+async def password_login(port: int, username: str, password: str) -> asyncssh.SSHClientConnection:
+    """An asyncssh connection to 127.0.0.1:`port` by password only (no keys, no agent,
+    any host key)."""
+    return await asyncssh.connect(
         "127.0.0.1",
-        world.port,
-        username=world.login(account, server),
+        port,
+        username=username,
         password=password,
         known_hosts=None,
         client_keys=None,
         agent_path=None,
     )
-    return conn, await conn.start_sftp_client(sftp_version=version)

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.local_http import serve_app
+
 NODE_SECRET = "node-secret-for-tests"
 
 
@@ -90,13 +92,6 @@ def _error(code: str, message: str) -> dict[str, Any]:
 async def serve(fake: FakeControlPlane) -> AsyncIterator[FakeControlPlane]:
     app = web.Application()
     app.router.add_post("/v1/remote/sftp/auth", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_app(app) as url:
+        fake.url = url
         yield fake
-    finally:
-        await runner.cleanup()

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from agent.controlplane_client import ControlPlaneError, HttpControlPlane, parse_sftp_grant
 from tests.agent.sftp.controlplane_fake import NODE_SECRET, Account, FakeControlPlane, Server, serve
+from tests.local_http import serve_app
 
 SERVER = "0123abcd-0000-4000-8000-000000000000"
 
@@ -94,18 +95,13 @@ async def _bad_gateway(_: web.Request) -> web.Response:
 async def test_non_json_error_page() -> None:
     app = web.Application()
     app.router.add_post("/v1/remote/sftp/auth", _bad_gateway)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    client = HttpControlPlane(f"http://127.0.0.1:{port}", NODE_SECRET)
-    try:
-        with pytest.raises(ControlPlaneError) as caught:
-            await client.sftp_auth("ann.0123abcd", client_address="::1", password="x")
-    finally:
-        await client.close()
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        client = HttpControlPlane(url, NODE_SECRET)
+        try:
+            with pytest.raises(ControlPlaneError) as caught:
+                await client.sftp_auth("ann.0123abcd", client_address="::1", password="x")
+        finally:
+            await client.close()
     assert caught.value.status == 502
 
 

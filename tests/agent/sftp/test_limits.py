@@ -10,7 +10,13 @@ import pytest
 
 from agent.controlplane_client import HttpControlPlane
 from agent.sftp import SFTPService
-from tests.agent.sftp.conftest import ALICE_PASSWORD, World, alice_sftp, asyncssh_sftp
+from tests.agent.sftp.conftest import (
+    ALICE_PASSWORD,
+    World,
+    alice_sftp,
+    asyncssh_sftp,
+    password_login,
+)
 from tests.agent.sftp.controlplane_fake import NODE_SECRET
 
 
@@ -62,14 +68,8 @@ async def test_created_files_belong_to_the_container_user(world: World) -> None:
     )
     await service.start()
     try:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            service.port,
-            username=world.login("alice", world.alice_server),
-            password=ALICE_PASSWORD,
-            known_hosts=None,
-            client_keys=None,
-            agent_path=None,
+        async with await password_login(
+            service.port, world.login("alice", world.alice_server), ALICE_PASSWORD
         ) as conn:
             sftp = await conn.start_sftp_client()
             await sftp.mkdir("d")

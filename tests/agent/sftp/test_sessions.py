@@ -14,7 +14,7 @@ import pytest
 from agent.controlplane_client import HttpControlPlane
 from agent.sftp import SFTPService
 from agent.sftp.wire import LeanServerConnection
-from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
+from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp, password_login
 from tests.agent.sftp.controlplane_fake import NODE_SECRET
 
 
@@ -108,14 +108,8 @@ async def test_periodic_revalidation(world: World) -> None:
     )
     await service.start()
     try:
-        conn = await asyncssh.connect(
-            "127.0.0.1",
-            service.port,
-            username=world.login("alice", world.alice_server),
-            password=ALICE_PASSWORD,
-            known_hosts=None,
-            client_keys=None,
-            agent_path=None,
+        conn = await password_login(
+            service.port, world.login("alice", world.alice_server), ALICE_PASSWORD
         )
         world.control_plane.accounts["alice"].password = "changed-password"
         assert await _closed(conn, timeout=5)
@@ -128,26 +122,10 @@ async def test_failed_logins_lock_the_client_out(world: World) -> None:
     username = world.login("alice", world.alice_server)
     for _ in range(10):
         with pytest.raises(asyncssh.PermissionDenied):
-            await asyncssh.connect(
-                "127.0.0.1",
-                world.port,
-                username=username,
-                password="guess",
-                known_hosts=None,
-                client_keys=None,
-                agent_path=None,
-            )
+            await password_login(world.port, username, "guess")
     asked = len(world.control_plane.requests)
     with pytest.raises(asyncssh.PermissionDenied):
-        await asyncssh.connect(
-            "127.0.0.1",
-            world.port,
-            username=username,
-            password=ALICE_PASSWORD,
-            known_hosts=None,
-            client_keys=None,
-            agent_path=None,
-        )
+        await password_login(world.port, username, ALICE_PASSWORD)
     assert len(world.control_plane.requests) == asked  # locked: not even asked
     # Another server of the same client is not affected.
     conn, sftp = await asyncssh_sftp(world, "bob", "bob-password-22")
