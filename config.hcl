@@ -13,6 +13,10 @@ agent {
   controlplane_url = ""
   join_token       = ""
   node_secret_file = ""
+  # The address other machines reach this host by, sent at enrolment. Empty: the
+  # listen host, or 127.0.0.1 when listening on a wildcard (all on one machine).
+  # Set it on every agent of a multi-host fleet.
+  advertise_host = ""
   # For development and tests only: a fixed identity instead of enrolment.
   # node_id     = "local"
   # node_secret = "..."

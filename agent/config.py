@@ -89,6 +89,9 @@ class AgentConfig(_Block):
     node_secret_file: str = ""  # default <data_dir>/node.json
     controlplane_url: str = ""
     join_token: str = ""
+    # The address the control plane and browsers use to reach this host; empty means
+    # the listen host, or loopback when that is a wildcard (a single-machine setup).
+    advertise_host: str = ""
     grpc: Listen = Listen(port=50051)
     http: Listen = Listen(port=8081)
     sftp: Listen = Listen(port=2022)

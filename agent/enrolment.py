@@ -24,11 +24,12 @@ log = get_logger(__name__)
 _WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
 
-def advertised(listen: Listen) -> str:
-    """`host:port` the control plane can dial; a wildcard bind advertises loopback."""
+def advertised(listen: Listen, advertise_host: str = "") -> str:
+    """`host:port` the control plane can dial: `advertise_host` when set, else the
+    listen host, and loopback for a wildcard bind."""
     if listen.port == 0:
         raise ConfigError("enrolment needs fixed ports: set agent grpc/http/sftp port")
-    host = "127.0.0.1" if listen.host in _WILDCARDS else listen.host
+    host = advertise_host or ("127.0.0.1" if listen.host in _WILDCARDS else listen.host)
     return f"[{host}]:{listen.port}" if ":" in host else f"{host}:{listen.port}"
 
 
@@ -43,9 +44,9 @@ async def registration(config: AgentConfig) -> dict[str, object]:
         node_fingerprint, Path(config.data_dir), docker_version, __version__
     )
     return {
-        "grpc_address": advertised(config.grpc),
-        "http_address": advertised(config.http),
-        "sftp_address": advertised(config.sftp),
+        "grpc_address": advertised(config.grpc, config.advertise_host),
+        "http_address": advertised(config.http, config.advertise_host),
+        "sftp_address": advertised(config.sftp, config.advertise_host),
         "fingerprint": dataclasses.asdict(fingerprint),
         "port_range_start": config.port_range.start,
         "port_range_end": config.port_range.end,
