@@ -1,4 +1,4 @@
-"""`encedeus deploy | ls | logs | scale | stop | start | restart | rm`."""
+"""`encedeus deploy | ls | status | logs | scale | stop | start | restart | rm`."""
 
 from __future__ import annotations
 
@@ -134,6 +134,31 @@ def logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def status(args: argparse.Namespace) -> int:
+    """A deployment's replicas: server id, node, state, and the SFTP login of each."""
+    client = client_for(args)
+    deployment = resolve_deployment(client, args.deployment)
+    answer = client.call("GET", f"/v1/deployments/{deployment['id']}/status")
+    username = client.call("GET", "/v1/user/profile")["username"]
+    counts = answer["replicas"]
+    out(
+        f"{deployment['app_name']}: {answer['status']}, health {answer['health']}, "
+        f"{counts['ready']}/{counts['desired']} ready, restarts {answer['restart_count']}"
+    )
+    table(
+        answer.get("instances", []),
+        [
+            ("SERVER", field("id")),
+            ("NODE", lambda r: short_id(r.get("node_id"))),
+            ("STATE", field("state")),
+            ("HEALTH", field("health")),
+            ("SFTP LOGIN", lambda r: f"{username}.{str(r.get('id'))[:8]}"),
+        ],
+        sys.stdout,
+    )
+    return 0
+
+
 def scale(args: argparse.Namespace) -> int:
     """Set the number of replicas."""
     client = client_for(args)
@@ -188,6 +213,9 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("deployment", help="app name or id")
     parser.add_argument("--follow", "-f", action="store_true")
     parser.add_argument("--tail", type=int, default=100)
+
+    parser = add_command(subparsers, "status", status, "show a deployment's replicas")
+    parser.add_argument("deployment", help="app name or id")
 
     parser = add_command(subparsers, "scale", scale, "set a deployment's replicas")
     parser.add_argument("deployment")

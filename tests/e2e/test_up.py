@@ -4,6 +4,7 @@ local test image and see it running — with the real agent on the real dockerd.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -103,6 +104,9 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
             time.sleep(0.25)
         else:
             raise AssertionError("no output from cli-app")
+        shown = cli(credentials, "status", "cli-app")
+        assert "cli-app: running" in shown
+        assert re.search(r"running .* newcomer\.[0-9a-f]{8}", shown), shown
         assert "cli-app scaled to 2 replicas" in cli(credentials, "scale", "cli-app", "2")
         cli(credentials, "stop", "cli-app")
         assert "stopped" in cli(credentials, "ls", "--status", "stopped")
