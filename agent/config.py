@@ -8,6 +8,7 @@ the CLI passes explicit overrides.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ def store_identity(config: AgentConfig, identity: NodeIdentity) -> None:
     path = config.node_file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"node_id": identity.node_id, "node_secret": identity.node_secret}))
-    tmp.chmod(0o600)
+    # Created 0600: the secret is never readable by others, not even for a moment.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"node_id": identity.node_id, "node_secret": identity.node_secret}))
+    tmp.chmod(0o600)  # a leftover tmp file keeps its old mode through O_CREAT
     tmp.replace(path)

@@ -99,7 +99,10 @@ def verify_server_token(
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid token: {exc}") from exc
     current = now if now is not None else time.time()
-    issued, expires = float(claims["iat"]), float(claims["exp"])
+    try:
+        issued, expires = float(claims["iat"]), float(claims["exp"])
+    except (TypeError, ValueError) as exc:
+        raise TokenError("iat and exp must be numbers") from exc
     if expires - issued > MAX_TTL_SECONDS:
         raise TokenError("token lifetime exceeds 10 minutes")
     if claims["scope"] != scope:

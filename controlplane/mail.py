@@ -95,7 +95,8 @@ class MailOutbox:
                 return
             except (aiosmtplib.SMTPException, OSError) as exc:
                 log.warning("mail_send_failed", to=message["To"], attempt=attempt, error=str(exc))
-                await asyncio.sleep(min(2**attempt, 10))
+                if attempt < SEND_ATTEMPTS:  # no wait before giving up: it holds the queue
+                    await asyncio.sleep(min(2**attempt, 10))
         log.error("mail_dropped", to=message["To"], subject=message["Subject"])
 
     async def run(self) -> None:

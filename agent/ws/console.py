@@ -83,12 +83,16 @@ class ConsoleSockets:
         if len(sockets) >= self.limits.ws_max_sockets_per_server:
             raise web.HTTPTooManyRequests(text="too many console sockets for this server")
         ws = web.WebSocketResponse(max_msg_size=self.limits.ws_max_message_bytes, heartbeat=30)
-        await ws.prepare(request)
+        # Counted before the handshake awaits, so simultaneous connects cannot all pass
+        # the check above.
         sockets.add(ws)
         try:
+            await ws.prepare(request)
             await ConsoleSession(self, ws, server_id).run()
         finally:
             sockets.discard(ws)
+            if not sockets:
+                self._open.pop(server_id, None)
         return ws
 
     def verify(self, token: str, server_id: str) -> ServerToken:

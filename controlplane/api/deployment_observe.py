@@ -15,14 +15,22 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from controlplane.agents import AgentError
+from controlplane.api.authentication import CURRENT_USER
+from controlplane.api.context import authenticator
 from controlplane.api.deployment_actions import agent_for, deployment_replicas
 from controlplane.api.deployment_schemas import LogsQuery
 from controlplane.api.deployments import owned_deployment
+from controlplane.api.errors import NotFound
+from controlplane.api.websocket_auth import authenticate_websocket, refuse_websocket
 from controlplane.db.tables import Deployment, Replica
 from controlplane.reconciler.model import LABEL_GENERATION
 from controlplane.reconciler.world import HEALTH_NAMES, STATE_NAMES
 from controlplane.state import AGENT_POOL
 from protos import agent_pb2 as pb
+
+#: Close code of a logs WebSocket whose deployment the caller does not own (or that
+#: does not exist): 4000 + the HTTP status, like 4401.
+CLOSE_NOT_FOUND = 4404
 
 
 class ReplicaStatus(BaseModel):
@@ -249,15 +257,43 @@ async def deployment_logs(request: web.Request, query: LogsQuery) -> web.StreamR
     return response
 
 
+async def _socket_deployment(
+    request: web.Request, socket: web.WebSocketResponse
+) -> Deployment | None:
+    """First-message authentication, then the ownership check; None once refused."""
+    user = await authenticate_websocket(request, socket, authenticator(request).authenticate)
+    if user is None:
+        return None
+    request[CURRENT_USER] = user
+    try:
+        return await owned_deployment(request)
+    except NotFound as exc:
+        # The same frame for a missing deployment and another account's one.
+        await refuse_websocket(socket, exc.message, code=exc.code, close_code=CLOSE_NOT_FOUND)
+        return None
+
+
 async def deployment_logs_stream(request: web.Request, query: LogsQuery) -> web.StreamResponse:
-    """WebSocket: each log entry as one JSON text frame (tail first, then followed)."""
-    deployment = await owned_deployment(request)
+    """WebSocket: each log entry as one JSON text frame (tail first, then followed).
+
+    With a Bearer header, a bad credential is a 401 and an unknown deployment a 404
+    before the upgrade. Without one, the first message must be `authenticate` (see
+    :mod:`controlplane.api.websocket_auth`); an unknown deployment is then an error
+    frame `deployment_not_found` and close code 4404."""
     socket = web.WebSocketResponse(heartbeat=30)
-    await socket.prepare(request)
+    if CURRENT_USER in request:
+        deployment: Deployment | None = await owned_deployment(request)
+        await socket.prepare(request)
+    else:
+        await socket.prepare(request)
+        deployment = await _socket_deployment(request, socket)
+    if deployment is None:
+        return socket
     follow = LogsQuery(tail=query.tail, follow=True)
+    found = deployment
 
     async def forward() -> None:
-        async for entry in _merged_logs(request, deployment, follow):
+        async for entry in _merged_logs(request, found, follow):
             await socket.send_json(entry)
 
     sender = asyncio.create_task(forward())

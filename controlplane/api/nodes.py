@@ -7,6 +7,8 @@ and receives its node id and secret; the token is spent in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -19,15 +21,22 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from common.logging import get_logger
+from controlplane.agents import AgentClient, AgentError
 from controlplane.api.context import database, path_uuid, server_keys
 from controlplane.api.errors import Conflict, NotFound, Unauthorized
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
-from controlplane.api.schemas import MessageResponse, Request
+from controlplane.api.schemas import Request
 from controlplane.db.tables import Node
 from controlplane.events.bus import Event, EventType
+from controlplane.reconciler.model import LABEL_NODE, LABEL_REPLICA
 from controlplane.state import AGENT_POOL, RECONCILER
 
+log = get_logger(__name__)
 JOIN_TOKEN_PREFIX = "encjoin_"  # noqa: S105 - a prefix, not a secret
+# How long DELETE /v1/nodes/{id} waits for the agent to remove the containers before
+# it deletes the node anyway (the reconciler is paused for that long).
+NODE_CLEANUP_TIMEOUT = 30.0
 
 
 def publish_node_event(request: web.Request, kind: EventType, node: Node) -> None:
@@ -92,6 +101,23 @@ class NodeList(BaseModel):
 
     nodes: list[NodeInfo]
     pagination: Pagination
+
+
+class DeleteNodeQuery(BaseModel):
+    """`?delete_data=true` also removes the replicas' data directories on the host."""
+
+    delete_data: bool = False
+
+
+class NodeDeleted(BaseModel):
+    """The node is gone. `containers_removed` is false when its agent could not be
+    reached: its replicas' containers may then still run on the host."""
+
+    message: str
+    node_id: uuid.UUID
+    containers_removed: bool
+    removed_containers: int
+    data_deleted: bool
 
 
 class Enrolment(Request):
@@ -175,14 +201,67 @@ async def get_node(request: web.Request) -> NodeInfo:
     return node_info(_live(request, await _get(request)))
 
 
-async def delete_node(request: web.Request) -> MessageResponse:
-    """Forget a node; its replicas are rescheduled on the others."""
+async def _remove_replicas_on(client: AgentClient, node_id: str, delete_data: bool) -> int:
+    removed = 0
+    for server in await client.list_servers({LABEL_NODE: node_id}):
+        if LABEL_REPLICA not in server.spec.labels:
+            continue  # not a deployment's replica
+        try:
+            await client.remove_server(server.spec.id, delete_data=delete_data)
+        except AgentError as exc:
+            if exc.code != "not_found":
+                raise
+        removed += 1
+    return removed
+
+
+async def _remove_replica_containers(
+    request: web.Request, node: Node, delete_data: bool
+) -> int | None:
+    """Have the node's agent remove every replica container it runs: how many, or None
+    when the agent cannot be reached (or fails) within NODE_CLEANUP_TIMEOUT."""
+    if node.status == "pending":
+        return 0  # never enrolled: nothing can run there
+    pool = request.app.get(AGENT_POOL)
+    node_id = str(node.id)
+    if pool is None or pool.state(node_id) != "ready":
+        return None
+    try:
+        async with asyncio.timeout(NODE_CLEANUP_TIMEOUT):
+            return await _remove_replicas_on(pool.client(node_id), node_id, delete_data)
+    except (AgentError, TimeoutError) as exc:
+        log.warning("node_cleanup_failed", node_id=node_id, error=str(exc))
+        return None
+
+
+async def delete_node(request: web.Request, query: DeleteNodeQuery) -> NodeDeleted:
+    """Remove the node's replica containers through its agent (data kept unless
+    `delete_data`), then forget the node; its replicas are rescheduled on the others.
+    An unreachable agent does not block the delete: the answer says so."""
     node = await _get(request)
-    async with database(request).transaction() as session:
-        await session.delete(await session.get(Node, node.id))
+    reconciler = request.app.get(RECONCILER)
+    # Paused: a pass must not recreate a container between its removal and the delete.
+    async with reconciler.paused() if reconciler else contextlib.nullcontext():
+        removed = await _remove_replica_containers(request, node, query.delete_data)
+        async with database(request).transaction() as session:
+            row = await session.get(Node, node.id)
+            if row is not None:
+                await session.delete(row)
     wake_reconciler(request)
     publish_node_event(request, EventType.NODE_DELETED, node)
-    return MessageResponse(message="Node deleted successfully")
+    message = (
+        "Node deleted successfully"
+        if removed is not None
+        else "Node deleted; its agent could not be reached, so containers it runs were "
+        "not removed from the host"
+    )
+    return NodeDeleted(
+        message=message,
+        node_id=node.id,
+        containers_removed=removed is not None,
+        removed_containers=removed or 0,
+        data_deleted=query.delete_data and removed is not None,
+    )
 
 
 async def drain_node(request: web.Request) -> NodeInfo:

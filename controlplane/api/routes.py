@@ -26,6 +26,7 @@ from controlplane.api import (
 )
 from controlplane.api.authentication import ADMIN, PUBLIC, USER
 from controlplane.api.endpoints import ApiRoutes
+from controlplane.api.websocket_auth import SOCKET_USER
 
 
 def build_routes() -> ApiRoutes:
@@ -138,5 +139,5 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/logs", deployment_observe.deployment_logs, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
-    r.add("GET", f"{d}/logs/stream", deployment_observe.deployment_logs_stream, access=USER,
-          tag="deployments", errors=(404,))  # fmt: skip
+    r.add("GET", f"{d}/logs/stream", deployment_observe.deployment_logs_stream,
+          access=SOCKET_USER, tag="deployments", errors=(404,))  # fmt: skip

@@ -137,7 +137,9 @@ def view_of(task: Task, files: list[TaskFile]) -> TaskView:
     )
 
 
-async def _owned_task(request: web.Request) -> tuple[Task, list[TaskFile]]:
+async def _owned_task(request: web.Request, *, with_files: bool) -> tuple[Task, list[TaskFile]]:
+    """The caller's task named by the path (404 otherwise) and, when `with_files`, its
+    files (empty otherwise): they carry their content, and the status route is polled."""
     task_id = path_uuid(request)
     owner = current_user(request).id
     async with database(request).session() as session:
@@ -148,6 +150,8 @@ async def _owned_task(request: web.Request) -> tuple[Task, list[TaskFile]]:
         ).first()
         if task is None:
             raise NotFound("task not found", code="task_not_found")
+        if not with_files:
+            return task, []
         files = (
             await session.exec(
                 select(TaskFile)
@@ -218,13 +222,13 @@ async def list_tasks(request: web.Request, query: TaskListQuery) -> TaskList:
 
 async def get_task(request: web.Request) -> TaskView:
     """One of the caller's tasks."""
-    task, files = await _owned_task(request)
+    task, files = await _owned_task(request, with_files=True)
     return view_of(task, files)
 
 
 async def start_task(request: web.Request) -> web.StreamResponse:
     """Start a Pending task on a ready node (204). 409 when it was started before."""
-    task, _ = await _owned_task(request)
+    task, _ = await _owned_task(request, with_files=False)
     if task.status != PENDING:
         raise Conflict(f"the task is {task.status}; only Pending tasks start", code="task_started")
     try:
@@ -236,13 +240,13 @@ async def start_task(request: web.Request) -> web.StreamResponse:
 
 async def task_status(request: web.Request) -> TaskStatusView:
     """Pending, Running, Succeeded or Failed, with the exit code and timestamps."""
-    task, _ = await _owned_task(request)
+    task, _ = await _owned_task(request, with_files=False)
     return TaskStatusView(**_status_of(task))
 
 
 async def task_logs(request: web.Request, query: LogQuery) -> web.StreamResponse:
     """The task's output as plain text, streamed; kept after the container is gone."""
-    task, _ = await _owned_task(request)
+    task, _ = await _owned_task(request, with_files=False)
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -263,7 +267,7 @@ async def task_logs(request: web.Request, query: LogQuery) -> web.StreamResponse
 
 async def delete_task(request: web.Request) -> DeletedTask:
     """Delete a task: its container (stopped if running), its files and its logs."""
-    task, files = await _owned_task(request)
+    task, files = await _owned_task(request, with_files=True)
     runner = request.app.get(TASK_RUNNER)
     if runner is not None and AGENT_POOL in request.app:
         try:

@@ -50,6 +50,14 @@ def _error_from(exc: HTTPError) -> ClientError:
     return ClientError(f"{message} (HTTP {exc.code})", status=exc.code, code=code)
 
 
+def _quoted(filename: str) -> str:
+    # A quote must not end the header value early: send it as a quoted-pair, which
+    # aiohttp's parser reads back; a line break cannot be carried at all.
+    if "\r" in filename or "\n" in filename:
+        raise ClientError(f"a file name cannot contain a line break: {filename!r}")
+    return filename.replace('"', '\\"')
+
+
 def multipart_body(fields: Mapping[str, str], files: Sequence[UploadFile]) -> tuple[bytes, str]:
     """A multipart/form-data body and its Content-Type."""
     boundary = uuid.uuid4().hex
@@ -63,7 +71,8 @@ def multipart_body(fields: Mapping[str, str], files: Sequence[UploadFile]) -> tu
     for upload in files:
         header = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{upload.field}"; '
-            f'filename="{upload.filename}"\r\nContent-Type: {upload.content_type}\r\n\r\n'
+            f'filename="{_quoted(upload.filename)}"\r\n'
+            f"Content-Type: {upload.content_type}\r\n\r\n"
         )
         parts.append(header.encode() + upload.content + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())

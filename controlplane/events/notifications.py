@@ -1,7 +1,8 @@
 """The notifications WebSocket, `GET /v1/ws/notifications` (seed 002 style).
 
 Authentication: an `Authorization: Bearer <token>` header on the upgrade, or, within
-:data:`AUTH_TIMEOUT` seconds, a first message `{"type": "authenticate", "token": ...}`.
+`AUTH_TIMEOUT` seconds, a first message `{"type": "authenticate", "token": ...}`
+(:func:`controlplane.api.websocket_auth.authenticate_websocket`).
 
 Client messages (`type`, or seed 002's `command`): `ping` → `pong`; `authenticate`;
 `subscribe` / `unsubscribe` with `topics` → `subscribed` / `unsubscribed`. Topics:
@@ -18,24 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from controlplane.api.authentication import CurrentUser, bearer_token
-from controlplane.api.errors import ApiError
+from controlplane.api.authentication import CurrentUser
+from controlplane.api.websocket_auth import Authenticate, authenticate_websocket, error_frame
 from controlplane.events.bus import Event, EventBus
 
-AUTH_TIMEOUT = 10.0
 MAX_MESSAGE_BYTES = 16 * 1024
 DEFAULT_TOPICS = frozenset({"deployments", "tasks"})
 ADMIN_TOPICS = ("nodes", "node:")
-CLOSE_UNAUTHORIZED = 4401
 KNOWN_TOPIC_KINDS = frozenset({"deployments", "deployment", "tasks", "task", "nodes", "node"})
-
-Authenticate = Callable[[str], Awaitable[CurrentUser]]
 
 
 def visible_to(event: Event, user: CurrentUser) -> bool:
@@ -60,10 +57,6 @@ def topics_of(event: Event) -> set[str]:
 
 def _timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"code": code, "message": message}}
 
 
 class NotificationSession:
@@ -100,48 +93,13 @@ class NotificationSession:
         if kind in ("subscribe", "unsubscribe"):
             topics, problem = self._checked_topics(message.get("topics", message.get("data")))
             if problem is not None:
-                return _error("invalid_topic", problem)
+                return error_frame("invalid_topic", problem)
             if kind == "subscribe":
                 self.topics.update(topics)
             else:
                 self.topics.difference_update(topics)
             return {"type": f"{kind}d", "topics": sorted(topics), "active": sorted(self.topics)}
-        return _error("unknown_message", f"unknown message type {kind!r}")
-
-
-async def _authenticate(
-    request: web.Request, socket: web.WebSocketResponse, authenticate: Authenticate
-) -> CurrentUser | None:
-    token = bearer_token(request)
-    if token is None:
-        try:
-            first = await socket.receive(timeout=AUTH_TIMEOUT)
-        except TimeoutError:
-            first = None
-        if first is None or first.type != WSMsgType.TEXT:
-            await _refuse(socket, "authenticate first")
-            return None
-        try:
-            message = first.json()
-        except ValueError:
-            message = {}
-        kind = message.get("type") or message.get("command") if isinstance(message, dict) else None
-        token = message.get("token") if kind == "authenticate" else None
-        if not isinstance(token, str) or not token:
-            await _refuse(socket, "the first message must be authenticate with a token")
-            return None
-    try:
-        user = await authenticate(token)
-    except ApiError as exc:
-        await _refuse(socket, exc.message)
-        return None
-    await socket.send_json({"type": "authenticated", "user_id": str(user.id)})
-    return user
-
-
-async def _refuse(socket: web.WebSocketResponse, message: str) -> None:
-    await socket.send_json(_error("unauthorized", message))
-    await socket.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+        return error_frame("unknown_message", f"unknown message type {kind!r}")
 
 
 async def _pump_events(
@@ -161,7 +119,7 @@ async def _read_messages(socket: web.WebSocketResponse, session: NotificationSes
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            await socket.send_json(_error("invalid_json", "messages are JSON objects"))
+            await socket.send_json(error_frame("invalid_json", "messages are JSON objects"))
             continue
         await socket.send_json(session.reply(data))
 
@@ -172,7 +130,7 @@ async def serve_notifications(
     """Run one notifications connection until either side closes it."""
     socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
     await socket.prepare(request)
-    user = await _authenticate(request, socket, authenticate)
+    user = await authenticate_websocket(request, socket, authenticate)
     if user is None:
         return socket
     session = NotificationSession(user)

@@ -172,13 +172,19 @@ async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _consume(signals: asyncio.Queue[NodeSignal], runner: TaskRunner, pool: AgentPool) -> None:
+    # The sweep is due every SWEEP_SECONDS however busy the queue is: lost containers
+    # are found only by it, and a steady stream of signals must not starve it.
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time() + SWEEP_SECONDS
     while True:
-        try:
-            signal = await asyncio.wait_for(signals.get(), timeout=SWEEP_SECONDS)
-        except TimeoutError:
-            signal = None
+        signal: NodeSignal | None = None
+        wait = next_sweep - loop.time()
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                signal = await asyncio.wait_for(signals.get(), timeout=wait)
         try:
             if signal is None:
+                next_sweep = loop.time() + SWEEP_SECONDS
                 await _sweep(runner, pool)
             else:
                 await _handle(signal, runner, pool)

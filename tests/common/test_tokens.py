@@ -76,3 +76,16 @@ def test_wrong_secret_other_algorithm_and_long_ttl() -> None:
     )
     with pytest.raises(TokenError, match="10 minutes"):
         verify_server_token(SECRET, long_lived, node_id="node-1", scope="console", now=1_000_010)
+
+
+def test_non_numeric_times_are_a_token_error() -> None:
+    odd = jwt.encode(
+        {
+            "aud": "node-1", "sub": "u", "server": "s", "permissions": [], "scope": "console",
+            "iat": "yesterday", "exp": "tomorrow", "jti": "x",
+        },
+        SECRET,
+        algorithm="HS256",
+    )  # fmt: skip
+    with pytest.raises(TokenError):
+        verify_server_token(SECRET, odd, node_id="node-1", scope="console", now=1_000_010)

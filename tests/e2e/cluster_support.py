@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import docker
 
+from controlplane.client.api import ApiClient
+
 BIN = Path(sys.executable).parent
 SESSION_LABEL = ("encedeus.test", f"e2e-orch-{uuid.uuid4().hex[:12]}")
 PASSWORD = "correct-horse-9"
@@ -202,15 +204,22 @@ async def add_agent(cluster: Cluster, name: str, port_range: tuple[int, int]) ->
     process.start()
     cluster.agents[name] = process
     cluster.node_ids[name] = created["id"]
+    await wait_node_status(cluster, name, "ready")
 
-    async def ready() -> bool:
-        node = await cluster.request("GET", f"/v1/nodes/{created['id']}")
-        return bool(node["status"] == "ready" and node["last_seen"])
+
+async def wait_node_status(cluster: Cluster, name: str, wanted: str, timeout: float = 60) -> None:
+    """Until the API reports the node `name` as `wanted` (after at least one heartbeat);
+    the agent's log is the failure message."""
+    node_id = cluster.node_ids[name]
+
+    async def reached() -> bool:
+        node = await cluster.request("GET", f"/v1/nodes/{node_id}")
+        return bool(node["status"] == wanted and node["last_seen"])
 
     try:
-        await eventually(ready, timeout=60)
+        await eventually(reached, timeout=timeout)
     except AssertionError:
-        raise AssertionError(process.output()) from None
+        raise AssertionError(cluster.agents[name].output()) from None
 
 
 def session_containers(labels: dict[str, str] | None = None, running: bool = True) -> list[Any]:
@@ -228,3 +237,20 @@ def remove_session_containers() -> None:
     for container in session_containers(running=False):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+def wait_finished(client: ApiClient, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The task's status once it is Succeeded or Failed."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = client.call("GET", f"/v1/tasks/{task_id}/status")
+        if status["status"] in ("Succeeded", "Failed"):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"task did not finish: {status}")
+
+
+def task_logs(client: ApiClient, task_id: str, **query: Any) -> str:
+    """The task's whole log answer (`tail`, `follow` as query parameters)."""
+    return b"".join(client.stream(f"/v1/tasks/{task_id}/logs", query=query)).decode()

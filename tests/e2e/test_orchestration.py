@@ -1,16 +1,20 @@
 """Orchestration across processes: one control plane and two agents on loopback,
-driving the real dockerd. Scenarios run in order on one cluster."""
+driving the real dockerd. Scenarios run in order on one cluster: tasks first (no
+deployment is moved about when a node goes down then), deployments after."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controlplane.client.api import ApiClient, UploadFile
 from tests.conftest import TEST_IMAGE
 from tests.e2e.cluster_support import (
     Cluster,
@@ -20,7 +24,10 @@ from tests.e2e.cluster_support import (
     session_containers,
     sign_in_admin,
     start_controlplane,
+    task_logs,
+    wait_finished,
     wait_healthy,
+    wait_node_status,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -78,6 +85,94 @@ def copies(deployment_id: str) -> Counter[str]:
     """Running containers per replica id, across every node."""
     found = session_containers({"encedeus.deployment": deployment_id})
     return Counter(c.labels["encedeus.replica"] for c in found)
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: Cluster) -> ApiClient:
+    return ApiClient(cluster.url, cluster.token)
+
+
+def start_task(admin: ApiClient, command: str, files: list[UploadFile] | None = None) -> str:
+    """Create a task and start it (it is placed then); its id."""
+    spec = {"image": TEST_IMAGE, "command": command}
+    created = admin.upload("/v1/tasks", {"task": json.dumps(spec)}, files or [])
+    admin.call("POST", f"/v1/tasks/{created['id']}")
+    task_id: str = created["id"]
+    return task_id
+
+
+def run_task(admin: ApiClient, command: str, files: list[UploadFile] | None = None) -> Any:
+    """Create and start a task; its status once it has ended."""
+    return wait_finished(admin, start_task(admin, command, files), timeout=30)
+
+
+def moments(status: Any, *keys: str) -> list[datetime]:
+    """The status's timestamps named by `keys`, all of them set."""
+    return [datetime.fromisoformat(status[key]) for key in keys]
+
+
+def node_that_ran(cluster: Cluster, status: Any) -> str:
+    """The name of the node that ran the task: the API's node id must be the one the
+    agent process of that node stamped on the task's container, and that agent runs."""
+    found = session_containers({"encedeus.task": status["id"]}, running=False)
+    assert len(found) == 1, found
+    assert found[0].labels["encedeus.node"] == status["node_id"]
+    name = next(n for n, node_id in cluster.node_ids.items() if node_id == status["node_id"])
+    process = cluster.agents[name].process
+    assert process is not None
+    assert process.poll() is None
+    return name
+
+
+def test_task_input_lands_in_its_workdir_and_logs_outlive_its_container(
+    cluster: Cluster, admin: ApiClient
+) -> None:
+    upload = UploadFile("files", "input.txt", b"from the upload\n")
+    status = run_task(admin, "cat input.txt; pwd; echo done", [upload])
+    assert status["status"] == "Succeeded", status
+    assert status["exit_code"] == 0
+    started, finished = moments(status, "started_at", "finished_at")
+    assert started <= finished
+    node_that_ran(cluster, status)
+    output = task_logs(admin, status["id"])
+    assert output.splitlines() == ["from the upload", "/data", "done"]
+
+    for container in session_containers({"encedeus.task": status["id"]}, running=False):
+        container.remove(force=True)
+    assert session_containers({"encedeus.task": status["id"]}, running=False) == []
+    assert task_logs(admin, status["id"]) == output
+
+
+def test_task_failure_reports_its_exit_code_and_times(cluster: Cluster, admin: ApiClient) -> None:
+    status = run_task(admin, "echo bad >&2; exit 7")
+    assert status["status"] == "Failed", status
+    assert status["exit_code"] == 7
+    assert status["oom_killed"] is False
+    created, started, finished = moments(status, "created_at", "started_at", "finished_at")
+    assert created <= started <= finished
+    node_that_ran(cluster, status)
+    assert task_logs(admin, status["id"]) == "bad\n"
+
+
+async def test_task_started_while_a_node_is_down_runs_on_the_live_one(
+    cluster: Cluster, admin: ApiClient
+) -> None:
+    first = await asyncio.to_thread(run_task, admin, "echo first")
+    preferred = node_that_ran(cluster, first)
+    (other,) = set(cluster.agents) - {preferred}
+    cluster.agents[preferred].kill()
+    try:
+        await wait_node_status(cluster, preferred, "down", timeout=20)
+        # The ended task's logs are the control plane's: its node being gone is no matter.
+        assert await asyncio.to_thread(task_logs, admin, first["id"]) == "first\n"
+        second_id = await asyncio.to_thread(start_task, admin, "echo second")
+    finally:
+        # Placement is done; the agent boots while the task runs.
+        cluster.agents[preferred].start()
+    second = await asyncio.to_thread(wait_finished, admin, second_id, 30)
+    assert second["status"] == "Succeeded", second
+    assert node_that_ran(cluster, second) == other
+    await wait_node_status(cluster, preferred, "ready")
 
 
 async def test_replicas_are_placed_across_both_nodes(cluster: Cluster) -> None:

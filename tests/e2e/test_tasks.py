@@ -8,7 +8,6 @@ import asyncio
 import functools
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ import pytest
 from controlplane.client.api import ApiClient, ClientError, UploadFile
 from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import TEST_IMAGE
+from tests.e2e.cluster_support import task_logs, wait_finished
 from tests.e2e.single_host_support import SESSION_LABEL, SingleHost, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -97,21 +97,6 @@ def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.server_close()
 
 
-def wait_finished(client: ApiClient, task_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        status = client.call("GET", f"/v1/tasks/{task_id}/status")
-        if status["status"] in ("Succeeded", "Failed"):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"task did not finish: {status}")
-
-
-def logs(client: ApiClient, task_id: str, **query: Any) -> str:
-    return b"".join(client.stream(f"/v1/tasks/{task_id}/logs", query=query)).decode()
-
-
 def task_containers(task_id: str) -> list[Any]:
     engine = docker.from_env()
     try:
@@ -140,13 +125,13 @@ def test_success_with_inputs_keeps_logs_after_the_container_is_gone(
     assert status["started_at"] is not None
     assert status["finished_at"] is not None
 
-    output = logs(user, created["id"])
+    output = task_logs(user, created["id"])
     assert output.splitlines() == ["uploaded", "from the url", "/data", "finished"]
 
     for container in task_containers(created["id"]):
         container.remove(force=True)
-    assert logs(user, created["id"]) == output
-    assert logs(user, created["id"], tail=1) == "finished\n"
+    assert task_logs(user, created["id"]) == output
+    assert task_logs(user, created["id"], tail=1) == "finished\n"
 
     with pytest.raises(ClientError) as conflict:
         user.call("POST", f"/v1/tasks/{created['id']}")
@@ -161,7 +146,7 @@ def test_failure_records_exit_code_and_delete_removes_container(user: ApiClient)
     status = wait_finished(user, created["id"])
     assert status["status"] == "Failed"
     assert status["exit_code"] == 7
-    assert "oops" in logs(user, created["id"])
+    assert "oops" in task_logs(user, created["id"])
     assert len(task_containers(created["id"])) == 1
 
     removed = user.call("DELETE", f"/v1/tasks/{created['id']}")
@@ -179,7 +164,7 @@ def test_logs_follow_streams_until_the_task_ends(user: ApiClient) -> None:
         {"image": TEST_IMAGE, "command": "for i in 1 2 3; do echo line$i; sleep 0.5; done"},
     )
     user.call("POST", f"/v1/tasks/{created['id']}")
-    followed = logs(user, created["id"], follow="true")
+    followed = task_logs(user, created["id"], follow="true")
     assert followed.splitlines() == ["line1", "line2", "line3"]
     assert wait_finished(user, created["id"])["status"] == "Succeeded"
     user.call("DELETE", f"/v1/tasks/{created['id']}")

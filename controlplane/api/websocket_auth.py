@@ -1,0 +1,112 @@
+"""Authenticating WebSocket connections, which browsers open without custom headers.
+
+A client proves who it is either with an `Authorization: Bearer <token>` header on
+the upgrade request or, within :data:`AUTH_TIMEOUT` seconds of the upgrade, with a
+first text message `{"type": "authenticate", "token": "<access token or API key>"}`
+(seed 002's `{"command": "authenticate", ...}` is accepted too). Success is answered
+with `{"type": "authenticated", "user_id": ...}`; refusal with the error frame
+`{"type": "error", "error": {"code": "unauthorized", "message": ...}}` followed by
+close code :data:`CLOSE_UNAUTHORIZED` (4401).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from controlplane.api.authentication import CURRENT_USER, CurrentUser, bearer_token
+from controlplane.api.errors import ApiError
+from controlplane.state import AUTHENTICATOR
+
+AUTH_TIMEOUT = 10.0
+CLOSE_UNAUTHORIZED = 4401
+
+#: Turns a bearer credential into the caller, or raises an ApiError (401).
+Authenticate = Callable[[str], Awaitable[CurrentUser]]
+
+
+def error_frame(code: str, message: str) -> dict[str, Any]:
+    """The envelope every WebSocket error is sent in."""
+    return {"type": "error", "error": {"code": code, "message": message}}
+
+
+async def refuse_websocket(
+    socket: web.WebSocketResponse,
+    message: str,
+    *,
+    code: str = "unauthorized",
+    close_code: int = CLOSE_UNAUTHORIZED,
+) -> None:
+    """Send one error frame, then close the connection with `close_code`."""
+    await socket.send_json(error_frame(code, message))
+    await socket.close(code=close_code, message=code.encode())
+
+
+def _first_message_token(message: object) -> str | None:
+    if not isinstance(message, dict):
+        return None
+    kind = message.get("type") or message.get("command")
+    token = message.get("token") if kind == "authenticate" else None
+    return token if isinstance(token, str) and token else None
+
+
+async def _token_from_first_message(socket: web.WebSocketResponse) -> str | None:
+    try:
+        first = await socket.receive(timeout=AUTH_TIMEOUT)
+    except TimeoutError:
+        first = None
+    if first is None or first.type != WSMsgType.TEXT:
+        await refuse_websocket(socket, "authenticate first")
+        return None
+    try:
+        message = first.json()
+    except ValueError:
+        message = None
+    token = _first_message_token(message)
+    if token is None:
+        await refuse_websocket(socket, "the first message must be authenticate with a token")
+    return token
+
+
+async def authenticate_websocket(
+    request: web.Request, socket: web.WebSocketResponse, authenticate: Authenticate
+) -> CurrentUser | None:
+    """The caller of a prepared (upgraded) `socket`, by Bearer header or first message.
+
+    On success the client has been sent `{"type": "authenticated", "user_id"}`. On
+    refusal (no credential in time, malformed first message, bad or expired token)
+    the client has been sent an `unauthorized` error frame, the socket is closed with
+    4401, and None is returned: the caller must then just return the socket.
+    """
+    token = bearer_token(request)
+    if token is None:
+        token = await _token_from_first_message(socket)
+        if token is None:
+            return None
+    try:
+        user = await authenticate(token)
+    except ApiError as exc:
+        await refuse_websocket(socket, exc.message)
+        return None
+    await socket.send_json({"type": "authenticated", "user_id": str(user.id)})
+    return user
+
+
+class _HeaderOrFirstMessage:
+    """A Bearer header, when present, is checked before the upgrade exactly as for
+    USER routes (401 on a bad one, caller attached to the request); without one the
+    request is admitted and the handler must call :func:`authenticate_websocket`."""
+
+    name = "user"
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {}]
+
+    async def authorize(self, request: web.Request) -> None:
+        token = bearer_token(request)
+        if token is not None:
+            request[CURRENT_USER] = await request.app[AUTHENTICATOR].authenticate(token)
+
+
+#: WebSocket routes for signed-in accounts: Bearer header, or first-message auth.
+SOCKET_USER = _HeaderOrFirstMessage()
