@@ -81,3 +81,10 @@ async def error_code(response: Any) -> str:
     assert set(body["error"]) == {"code", "message", "details"}, body
     code: str = body["error"]["code"]
     return code
+
+
+async def expect_json(response: Any, status: int = 200) -> Any:
+    """The decoded body, after asserting the status (the body is the failure message)."""
+    body = await response.json()
+    assert response.status == status, body
+    return body

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from agent.daemon import RunningAgent
 from tests.conftest import TEST_IMAGE
-from tests.controlplane.accounts_support import Account, error_code, register
+from tests.controlplane.accounts_support import Account, error_code, expect_json, register
 from tests.controlplane.cluster_support import (
     FAST,
     containers,
@@ -47,14 +47,10 @@ async def cluster(
         await client.close()
 
 
-async def _json(response: Any, status: int = 200) -> Any:
-    body = await response.json()
-    assert response.status == status, body
-    return body
-
-
 async def _status(client: TestClient[Any, Any], user: Account, dep: str) -> Any:
-    return await _json(await client.get(f"/v1/deployments/{dep}/status", headers=user.headers))
+    return await expect_json(
+        await client.get(f"/v1/deployments/{dep}/status", headers=user.headers)
+    )
 
 
 async def _create(client: TestClient[Any, Any], user: Account, **fields: Any) -> str:
@@ -66,7 +62,7 @@ async def _create(client: TestClient[Any, Any], user: Account, **fields: Any) ->
         "stop_timeout": 2,
     }
     body.update(fields)
-    created = await _json(
+    created = await expect_json(
         await client.post("/v1/deployments", json=body, headers=user.headers), 201
     )
     assert created["status"] == "pending"
@@ -102,16 +98,20 @@ async def test_deployment_lifecycle(
     status = await _wait_status(client, user, dep, _ready(2))
     assert {i["node_id"] for i in status["instances"]} == {agent.identity.node_id}
     assert status["health"] == "healthy"
-    detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+    detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
     assert detail["status"] == "running"
 
     async def metrics() -> Any:
-        body = await _json(await client.get(f"/v1/deployments/{dep}/metrics", headers=user.headers))
+        body = await expect_json(
+            await client.get(f"/v1/deployments/{dep}/metrics", headers=user.headers)
+        )
         replicas = body["metrics"]["replicas"]
         return body if len(replicas) == 2 and body["metrics"]["memory_bytes"] > 0 else None
 
     await eventually(metrics)
-    logs = await _json(await client.get(f"/v1/deployments/{dep}/logs?tail=5", headers=user.headers))
+    logs = await expect_json(
+        await client.get(f"/v1/deployments/{dep}/logs?tail=5", headers=user.headers)
+    )
     assert logs["logs"]
     assert logs["logs"][0]["message"].startswith("line")
 
@@ -127,18 +127,20 @@ async def test_deployment_lifecycle(
     assert frame["message"].startswith("line")
     await socket.close()
 
-    console = await _json(await client.get(f"/v1/deployments/{dep}/console", headers=user.headers))
+    console = await expect_json(
+        await client.get(f"/v1/deployments/{dep}/console", headers=user.headers)
+    )
     assert console["url"].endswith(f"/api/servers/{console['server_id']}/ws")
 
     # Rolling update: a new generation replaces the replicas one at a time.
-    await _json(
+    await expect_json(
         await client.put(
             f"/v1/deployments/{dep}", json={"env_vars": {"GREETING": "two"}}, headers=user.headers
         )
     )
     await _wait_status(client, user, dep, _ready(2, generation=2), timeout=30)
 
-    await _json(
+    await expect_json(
         await client.patch(
             f"/v1/deployments/{dep}/scale", json={"replicas": 1}, headers=user.headers
         )
@@ -147,13 +149,13 @@ async def test_deployment_lifecycle(
     labels = {"encedeus.deployment": dep}
     await eventually(lambda: _async(len(containers(labels)) == 1))
 
-    await _json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
+    await expect_json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
     await eventually(lambda: _async(not containers(labels, running_only=True)))
-    await _json(await client.post(f"/v1/deployments/{dep}/start", headers=user.headers))
+    await expect_json(await client.post(f"/v1/deployments/{dep}/start", headers=user.headers))
     await _wait_status(client, user, dep, _ready(1))
     assert (await _status(client, user, dep))["restart_count"] == 0  # a start is no crash
 
-    deleted = await _json(
+    deleted = await expect_json(
         await client.delete(f"/v1/deployments/{dep}?delete_data=true", headers=user.headers)
     )
     assert deleted["namespace_deleted"] is True
@@ -173,7 +175,7 @@ async def test_crash_loop_backs_off_and_shows_in_status(
         client, user, dep, lambda s: s["restart_count"] >= 3 and s["backoff_until"], timeout=30
     )
     assert status["instances"][0]["restart_count"] >= 3
-    detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+    detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
     assert detail["status"] == "failed"
 
 
@@ -197,7 +199,7 @@ async def test_deployments_belong_to_their_owner(
         )
         assert response.status == 404, (method, suffix)
         assert await error_code(response) == "deployment_not_found"
-    listed = await _json(await client.get("/v1/deployments", headers=other.headers))
+    listed = await expect_json(await client.get("/v1/deployments", headers=other.headers))
     assert listed["deployments"] == []
     duplicate = await client.post(
         "/v1/deployments",
@@ -215,10 +217,12 @@ async def test_unknown_image_fails_with_the_agents_reason(
     dep = await _create(client, user, app_name="ghost", image="encedeus/absent:never", replicas=1)
 
     async def failed() -> Any:
-        detail = await _json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+        detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
         return detail if detail["status"] == "failed" else None
 
     detail = await eventually(failed)
     assert detail["error_message"]
-    listed = await _json(await client.get("/v1/deployments?status=failed", headers=user.headers))
+    listed = await expect_json(
+        await client.get("/v1/deployments?status=failed", headers=user.headers)
+    )
     assert [d["id"] for d in listed["deployments"]] == [dep]

@@ -16,17 +16,11 @@ from agent.config import load_identity
 from agent.daemon import load_or_enrol
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.tables import Deployment, Replica
-from tests.controlplane.accounts_support import Account, bearer, error_code, register
+from tests.controlplane.accounts_support import Account, bearer, error_code, expect_json, register
 from tests.controlplane.cluster_support import agent_config, create_node
 
 Client = TestClient[Any, Any]
 FINGERPRINT = {"cpu_count": 4, "memory_bytes": 8 * 2**30, "os": "Debian", "hostname": "n1"}
-
-
-async def _json(response: Any, status: int = 200) -> Any:
-    body = await response.json()
-    assert response.status == status, body
-    return body
 
 
 async def _enroll(api: Client, token: str) -> Any:
@@ -58,17 +52,19 @@ async def test_only_admins_manage_nodes(api: Client) -> None:
 async def test_join_token_enrols_once_and_node_is_listed(api: Client) -> None:
     admin = await register(api)
     token = await create_node(api, admin, "n1")
-    listed = await _json(await api.get("/v1/nodes", headers=admin.headers))
+    listed = await expect_json(await api.get("/v1/nodes", headers=admin.headers))
     assert [n["status"] for n in listed["nodes"]] == ["pending"]
     assert listed["pagination"]["total"] == 1
 
-    enrolled = await _json(await _enroll(api, token))
+    enrolled = await expect_json(await _enroll(api, token))
     assert enrolled["node_secret"]
     again = await _enroll(api, token)
     assert again.status == 401
     assert await error_code(again) == "invalid_join_token"
 
-    node = await _json(await api.get(f"/v1/nodes/{enrolled['node_id']}", headers=admin.headers))
+    node = await expect_json(
+        await api.get(f"/v1/nodes/{enrolled['node_id']}", headers=admin.headers)
+    )
     assert node["fingerprint"]["hostname"] == "n1"
     assert node["cpu_millis"] == 4000
     assert node["memory_bytes"] == 8 * 2**30
@@ -79,12 +75,12 @@ async def test_join_token_enrols_once_and_node_is_listed(api: Client) -> None:
 
 async def test_drain_and_delete(api: Client) -> None:
     admin = await register(api)
-    enrolled = await _json(await _enroll(api, await create_node(api, admin, "n1")))
+    enrolled = await expect_json(await _enroll(api, await create_node(api, admin, "n1")))
     path = f"/v1/nodes/{enrolled['node_id']}"
-    drained = await _json(await api.post(f"{path}/drain", headers=admin.headers))
+    drained = await expect_json(await api.post(f"{path}/drain", headers=admin.headers))
     assert drained["status"] == "draining"
     assert drained["draining"] is True
-    await _json(await api.delete(path, headers=admin.headers))
+    await expect_json(await api.delete(path, headers=admin.headers))
     missing = await api.get(path, headers=admin.headers)
     assert missing.status == 404
     assert await error_code(missing) == "node_not_found"
@@ -107,7 +103,7 @@ async def _replica_on(database_url: str, owner: Account, node_id: str) -> str:
 async def test_sftp_auth_grants_owner_by_password_or_key(api: Client, database_url: str) -> None:
     admin = await register(api)
     owner = await register(api)
-    enrolled = await _json(await _enroll(api, await create_node(api, admin, "n1")))
+    enrolled = await expect_json(await _enroll(api, await create_node(api, admin, "n1")))
     server_id = await _replica_on(database_url, owner, enrolled["node_id"])
     node = bearer(enrolled["node_secret"])
     username = f"{owner.username}.{server_id[:8]}"
@@ -116,7 +112,7 @@ async def test_sftp_auth_grants_owner_by_password_or_key(api: Client, database_u
         body = {"username": username, "client_address": "127.0.0.1", **fields}
         return api.post("/v1/remote/sftp/auth", json=body, headers=node)
 
-    grant = await _json(await login(password=owner.password))
+    grant = await expect_json(await login(password=owner.password))
     assert grant["server_id"] == server_id
     assert grant["user_id"] == owner.id
     assert set(grant["permissions"]) == {"file.read", "file.write"}
@@ -148,7 +144,7 @@ async def test_sftp_auth_grants_owner_by_password_or_key(api: Client, database_u
         "/v1/user/ssh-keys", json={"name": "k", "public_key": public}, headers=owner.headers
     )
     assert added.status == 201
-    assert (await _json(await login(public_key=public)))["server_id"] == server_id
+    assert (await expect_json(await login(public_key=public)))["server_id"] == server_id
     other_key = await asyncio.to_thread(asyncssh.generate_private_key, "ssh-ed25519")
     unknown = other_key.export_public_key("openssh").decode()
     assert (await login(public_key=unknown)).status == 401
@@ -163,6 +159,6 @@ async def test_agent_enrols_once_and_keeps_its_identity(api: Client, tmp_path: P
     assert await asyncio.to_thread(load_identity, config) == identity
     # The token is spent: a second enrolment would fail, so this proves none happens.
     assert await load_or_enrol(config) == identity
-    node = await _json(await api.get(f"/v1/nodes/{identity.node_id}", headers=admin.headers))
+    node = await expect_json(await api.get(f"/v1/nodes/{identity.node_id}", headers=admin.headers))
     assert node["grpc_address"] == f"127.0.0.1:{config.grpc.port}"
     assert node["fingerprint"]["cpu_count"] >= 1

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import TEST_IMAGE
-from tests.controlplane.accounts_support import Account, register
+from tests.controlplane.accounts_support import Account, expect_json, register
 from tests.controlplane.cluster_support import (
     FAST,
     containers,
@@ -41,19 +41,15 @@ async def client(make_config: ConfigFactory) -> AsyncIterator[Client]:
         await started.close()
 
 
-async def _json(response: Any, status: int = 200) -> Any:
-    body = await response.json()
-    assert response.status == status, body
-    return body
-
-
 async def _containers_of(dep: str, node_id: str) -> list[Any]:
     labels = {"encedeus.deployment": dep, "encedeus.node": node_id}
     return await asyncio.to_thread(containers, labels)
 
 
 async def _running_on(client: Client, user: Account, dep: str) -> str | None:
-    status = await _json(await client.get(f"/v1/deployments/{dep}/status", headers=user.headers))
+    status = await expect_json(
+        await client.get(f"/v1/deployments/{dep}/status", headers=user.headers)
+    )
     ready = [i["node_id"] for i in status["instances"] if i["ready"]]
     return ready[0] if len(ready) == 1 and status["replicas"]["ready"] == 1 else None
 
@@ -69,14 +65,18 @@ async def test_delete_removes_the_nodes_containers_and_reschedules(
     ):
         body = {"app_name": "web", "image": TEST_IMAGE, "command": LOOP, "stop_timeout": 2}
         dep = (
-            await _json(await client.post("/v1/deployments", json=body, headers=admin.headers), 201)
+            await expect_json(
+                await client.post("/v1/deployments", json=body, headers=admin.headers), 201
+            )
         )["id"]
         first = await eventually(lambda: _running_on(client, admin, dep), timeout=30)
         other = {node_a.identity.node_id, node_b.identity.node_id} - {first}
         assert len(other) == 1
         assert len(await _containers_of(dep, first)) == 1
 
-        deleted = await _json(await client.delete(f"/v1/nodes/{first}", headers=admin.headers))
+        deleted = await expect_json(
+            await client.delete(f"/v1/nodes/{first}", headers=admin.headers)
+        )
         assert deleted["containers_removed"] is True
         assert deleted["removed_containers"] == 1
         assert deleted["data_deleted"] is False
@@ -87,13 +87,13 @@ async def test_delete_removes_the_nodes_containers_and_reschedules(
         moved = await eventually(lambda: _running_on(client, admin, dep), timeout=30)
         assert moved == other.pop()
         assert len(await _containers_of(dep, moved)) == 1
-        await _json(await client.delete(f"/v1/deployments/{dep}", headers=admin.headers))
+        await expect_json(await client.delete(f"/v1/deployments/{dep}", headers=admin.headers))
 
 
 async def test_delete_with_an_unreachable_agent_still_deletes(client: Client) -> None:
     admin = await register(client)
     token = await create_node(client, admin, "gone")
-    enrolled = await _json(
+    enrolled = await expect_json(
         await client.post(
             "/v1/nodes/enroll",
             # Nothing listens there: the agent cannot be reached.
@@ -101,7 +101,9 @@ async def test_delete_with_an_unreachable_agent_still_deletes(client: Client) ->
         )
     )
     path = f"/v1/nodes/{enrolled['node_id']}"
-    deleted = await _json(await client.delete(f"{path}?delete_data=true", headers=admin.headers))
+    deleted = await expect_json(
+        await client.delete(f"{path}?delete_data=true", headers=admin.headers)
+    )
     assert deleted["containers_removed"] is False
     assert deleted["removed_containers"] == 0
     assert deleted["data_deleted"] is False
@@ -110,8 +112,10 @@ async def test_delete_with_an_unreachable_agent_still_deletes(client: Client) ->
 
     # A node that never enrolled has nothing on any host: nothing to report.
     await create_node(client, admin, "pending")
-    nodes = await _json(await client.get("/v1/nodes", headers=admin.headers))
+    nodes = await expect_json(await client.get("/v1/nodes", headers=admin.headers))
     pending = next(n for n in nodes["nodes"] if n["name"] == "pending")
-    answer = await _json(await client.delete(f"/v1/nodes/{pending['id']}", headers=admin.headers))
+    answer = await expect_json(
+        await client.delete(f"/v1/nodes/{pending['id']}", headers=admin.headers)
+    )
     assert answer["containers_removed"] is True
     assert answer["removed_containers"] == 0
