@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sftp.file_io import OpenFile
+from agent.sftp.file_io import CHUNK, OpenFile
 
 
 @pytest.fixture
@@ -56,3 +56,18 @@ async def test_a_failed_write_surfaces_later(tmp_path: Path, pool: ThreadPoolExe
     await handle.write(0, b"refused by the kernel")
     with pytest.raises(OSError, match="Bad file descriptor"):
         await handle.close()
+
+
+async def test_reads_across_read_ahead_chunks(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
+    payload = os.urandom(3 * CHUNK + 12_345)
+    (tmp_path / "f").write_bytes(payload)
+    handle = OpenFile(os.open(tmp_path / "f", os.O_RDONLY), len(payload), False, pool)
+    got = b""
+    while chunk := await handle.read(len(got), 255 * 1024 + 7):  # straddles chunk edges
+        got += chunk
+    assert got == payload
+    assert await handle.read(len(payload), 10) == b""
+    assert await handle.read(CHUNK - 3, 0) == b""
+    assert await handle.read(CHUNK - 3, 6) == payload[CHUNK - 3 : CHUNK + 3]
+    assert await handle.read(CHUNK + 3, 2 * CHUNK) == payload[CHUNK + 3 : 3 * CHUNK + 3]
+    await handle.close()
