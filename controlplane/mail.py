@@ -15,6 +15,7 @@ from typing import Protocol
 
 import aiosmtplib
 
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 
@@ -117,6 +118,4 @@ class MailOutbox:
         finally:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), drain_timeout)
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            await cancel_and_wait(worker)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from common.cancellation import cancel_and_wait
+
 
 class SystemdNotifier:
     """Sends state lines to systemd's notification socket, if there is one."""
@@ -59,6 +61,4 @@ async def systemd_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await notifier.notify("STOPPING=1")
         if pinger is not None:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            await cancel_and_wait(pinger)

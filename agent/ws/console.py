@@ -19,6 +19,7 @@ from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
 from protos import agent_pb2 as pb
@@ -239,9 +240,7 @@ class ConsoleSession:
 
     async def _stop_live(self) -> None:
         if self._live is not None:
-            self._live.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._live
+            await cancel_and_wait(self._live)
             self._live = None
 
     async def _run_live(self, server: ManagedServer) -> None:

@@ -10,13 +10,13 @@ going up or down) so that they can react at once instead of polling.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.agents.client import AgentClient, AgentError, GrpcAgentClient
 from controlplane.agents.liveness import LivenessState, NodeLiveness, Transition
@@ -144,11 +144,7 @@ class AgentPool:
         tasks = [c.task for c in self._connections.values() if c.task is not None]
         if self._ticker is not None:
             tasks.append(self._ticker)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         for connection in self._connections.values():
             await connection.client.close()
         self._connections.clear()
@@ -173,9 +169,7 @@ class AgentPool:
         connection = self._connections.pop(node_id)
         self.liveness.forget(node_id)
         if connection.task is not None:
-            connection.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connection.task
+            await cancel_and_wait(connection.task)
         await connection.client.close()
 
     def client(self, node_id: str) -> AgentClient:

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from common.cancellation import cancel_and_wait
 from controlplane.agents import AgentError
 from controlplane.api.authentication import CURRENT_USER
 from controlplane.api.context import authenticator
@@ -301,8 +302,6 @@ async def deployment_logs_stream(request: web.Request, query: LogsQuery) -> web.
         async for _message in socket:
             pass  # the client only listens; reading notices its close
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        await cancel_and_wait(sender)
         await socket.close()
     return socket

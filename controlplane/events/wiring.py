@@ -8,11 +8,11 @@ reference to the bus they get at build time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
@@ -79,9 +79,7 @@ async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        delivery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await delivery
+        await cancel_and_wait(delivery)
         for transport in app[_TRANSPORTS]:
             await transport.close()
         app[EVENT_BUS].close()
@@ -92,6 +90,4 @@ async def _mail_notifications(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        notifier.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await notifier
+        await cancel_and_wait(notifier)

@@ -9,12 +9,12 @@ migrated, and stopped before it closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
+from common.cancellation import cancel_and_wait
 from controlplane.agents import AgentPool, grpc_client_factory
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
@@ -62,7 +62,5 @@ async def _run_orchestration(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
+        await cancel_and_wait(loop)
         await pool.close()

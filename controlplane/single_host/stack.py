@@ -28,6 +28,7 @@ import aiohttp
 import psutil
 from aiohttp import web
 
+from common.cancellation import cancel_and_wait
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.app import build_app
@@ -315,7 +316,5 @@ async def _unless_interrupted(
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+            await cancel_and_wait(waiter)
     return job.result() if job.done() and not job.cancelled() else None

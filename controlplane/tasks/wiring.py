@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
@@ -166,9 +167,7 @@ async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
+        await cancel_and_wait(loop)
 
 
 async def _consume(signals: asyncio.Queue[NodeSignal], runner: TaskRunner, pool: AgentPool) -> None:
