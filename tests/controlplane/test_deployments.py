@@ -95,7 +95,11 @@ async def test_deployment_lifecycle(
 ) -> None:
     client, user, agent = cluster
     dep = await _create(client, user, env_vars={"GREETING": "one"})
-    status = await _wait_status(client, user, dep, _ready(2))
+    # Readiness comes live from the agents; the `status` field is written by the
+    # reconciler pass that follows, so wait for both before reading the deployment.
+    status = await _wait_status(
+        client, user, dep, lambda s: _ready(2)(s) and s["status"] == "running"
+    )
     assert {i["node_id"] for i in status["instances"]} == {agent.identity.node_id}
     assert status["health"] == "healthy"
     detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
