@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from common.logging import get_logger
+
+log = get_logger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long dispose_engine() waits for SQLite worker threads to finish their queues.
+WORKER_STOP_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000 + 5
+
+# aiosqlite runs each connection on a worker thread of its own. A connection whose
+# opening or query was cancelled is stopped without waiting, so its thread can still
+# be working after the pool is disposed; dispose_engine() waits for these threads, or
+# they would report to an event loop that may be closed by then.
+_workers: weakref.WeakKeyDictionary[AsyncEngine, weakref.WeakSet[threading.Thread]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -28,15 +47,52 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
         cursor.close()
 
 
+def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+    async def connect() -> aiosqlite.Connection:
+        connection = aiosqlite.connect(*args, **options)
+        # The attribute SQLAlchemy's own aiosqlite dialect uses (aiosqlite >= 0.22);
+        # daemon, as there, so a stuck query never holds up interpreter exit.
+        worker = connection._thread
+        worker.daemon = True
+        workers.add(worker)
+        return await connection
+
+    engine = create_async_engine(url, async_creator=connect, **kwargs)
+    # The arguments SQLAlchemy itself would pass to the driver for this URL.
+    args, options = engine.dialect.create_connect_args(engine.url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    _workers[engine] = workers
+    return engine
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for `url` (sqlite+aiosqlite:///file or postgresql+asyncpg://...)."""
+    """An engine for `url` (sqlite+aiosqlite:///file or postgresql+asyncpg://...);
+    close it with :func:`dispose_engine`."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
+        return _sqlite_engine(url, **kwargs)
     if url.startswith("postgresql") and "+asyncpg" not in url:
         raise ValueError("PostgreSQL URLs must use the asyncpg driver: postgresql+asyncpg://")
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+async def dispose_engine(engine: AsyncEngine) -> None:
+    """Close every pooled connection and wait until the driver has stopped working."""
+    await engine.dispose()
+    running = [w for w in _workers.get(engine, ()) if w.is_alive()]
+    if running:
+        left = await asyncio.to_thread(_join, running, WORKER_STOP_SECONDS)
+        if left:
+            log.warning("sqlite_workers_still_running", count=left)
+
+
+def _join(threads: list[threading.Thread], timeout: float) -> int:
+    """Join `threads` within `timeout` seconds in all; the number still running."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in threads)
 
 
 class Database:
@@ -66,5 +122,5 @@ class Database:
             yield session
 
     async def close(self) -> None:
-        """Close every pooled connection."""
-        await self.engine.dispose()
+        """Close every pooled connection and wait until the driver has stopped."""
+        await dispose_engine(self.engine)

@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from controlplane.db.engine import create_engine
+from controlplane.db.engine import create_engine, dispose_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -70,7 +70,7 @@ async def _upgrade_async(url: str) -> str:
         async with engine.begin() as conn:
             return await conn.run_sync(_upgrade, alembic_config())
     finally:
-        await engine.dispose()
+        await dispose_engine(engine)
 
 
 def upgrade_database_blocking(url: str) -> str:
@@ -90,7 +90,7 @@ async def current_revision(url: str) -> str | None:
         async with engine.connect() as conn:
             return await conn.run_sync(_current)
     finally:
-        await engine.dispose()
+        await dispose_engine(engine)
 
 
 def _make_revision(message: str) -> None:
@@ -107,7 +107,7 @@ def _make_revision(message: str) -> None:
 
             async with engine.begin() as conn:
                 await conn.run_sync(generate)
-            await engine.dispose()
+            await dispose_engine(engine)
 
     asyncio.run(run())
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import controlplane.db.tables  # noqa: F401  (all tables on the metadata)
-from controlplane.db.engine import create_engine
+from controlplane.db.engine import create_engine, dispose_engine
 from controlplane.db.migrate import (
     UnknownSchemaError,
     current_revision,
@@ -37,7 +37,7 @@ async def test_upgrade_reaches_head_and_matches_the_tables(database_url: str) ->
         async with engine.connect() as conn:
             assert await conn.run_sync(_diff) == []
     finally:
-        await engine.dispose()
+        await dispose_engine(engine)
 
 
 async def _stamp(database_url: str, revision: str) -> None:
@@ -49,7 +49,7 @@ async def _stamp(database_url: str, revision: str) -> None:
                 text("UPDATE alembic_version SET version_num = :rev"), {"rev": revision}
             )
     finally:
-        await engine.dispose()
+        await dispose_engine(engine)
 
 
 async def test_a_database_from_a_newer_release_is_refused(database_url: str) -> None:
@@ -75,7 +75,7 @@ async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(tmp_path: Path
                 for name in ("journal_mode", "foreign_keys", "busy_timeout")
             ]
     finally:
-        await engine.dispose()
+        await dispose_engine(engine)
     assert values == ["wal", 1, 5000]
 
 
