@@ -1,9 +1,11 @@
 """The composition root: `build_app(config)` wires the control plane together.
 
-Start order (cleanup contexts, reversed on shutdown): accounts store (secret,
-migrations, database) → mail outbox worker → systemd readiness. Components that
-need I/O to start are created empty here and filled by their cleanup context, since
-an application's keys cannot change once it runs.
+Start order (cleanup contexts, reversed on shutdown): storage (secret, migrations,
+database) → mail outbox worker → events (webhook delivery, mail notifications) →
+orchestration (agent pool, reconciler) → tasks → systemd readiness. Everything that
+uses the database is stopped before it closes. Components that need I/O to start are
+created empty here and filled by their cleanup context, since an application's keys
+cannot change once it runs.
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[SERVER_KEYS] = keys
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), config.email_from)
-    bus = install_events(app, config, database)
 
     routes = build_routes()
     app[ROUTES] = routes
@@ -86,6 +87,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
 
     app.cleanup_ctx.append(_prepare_storage)
     app.cleanup_ctx.append(_run_mail_outbox)
+    bus = install_events(app, config, database)
     install_orchestration(app, config, database, bus)
     install_tasks(app, database, bus)
     app.cleanup_ctx.append(systemd_ctx)

@@ -41,7 +41,8 @@ def install_events(
     app: web.Application, config: ControlPlaneConfig, database: Database
 ) -> EventBus:
     """Put the bus, the webhook dispatcher and (if enabled) the mail notifier on `app`
-    (call after MAIL_OUTBOX is set); returns the bus."""
+    (call after MAIL_OUTBOX is set and the storage and mail outbox contexts are
+    registered, so that delivery stops before either does); returns the bus."""
     bus = EventBus()
     endpoints = []
     if config.webhook_url:

@@ -1,0 +1,42 @@
+"""Start and stop order of the control plane's components."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from controlplane.db.engine import Database
+from tests.controlplane.accounts_support import register
+from tests.controlplane.conftest import ConfigFactory, start_client
+
+pytestmark = pytest.mark.usefixtures("blocking_guard")
+
+# The background workers that read or write the database.
+DATABASE_USERS = {"webhooks", "mail-notifications", "reconciler", "node-liveness", "tasks"}
+
+
+async def test_the_database_closes_after_every_worker_that_uses_it(
+    make_config: ConfigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker still running when the pool is disposed would check connections out of
+    # (or back into) a pool nobody closes again: leaked connections and lost writes.
+    alive_at_close: list[set[str]] = []
+    close = Database.close
+
+    async def recording_close(self: Database) -> None:
+        alive_at_close.append({t.get_name() for t in asyncio.all_tasks() if not t.done()})
+        await close(self)
+
+    monkeypatch.setattr(Database, "close", recording_close)
+    client = await start_client(
+        make_config(email_notifications=True, webhook_url="http://127.0.0.1:9/hook")
+    )
+    try:
+        await register(client)
+        running = {t.get_name() for t in asyncio.all_tasks()}
+        assert running >= DATABASE_USERS
+    finally:
+        await client.close()
+    assert len(alive_at_close) == 1
+    assert alive_at_close[0] & DATABASE_USERS == set()
