@@ -79,7 +79,7 @@ def remove_all(client: docker.DockerClient) -> None:
     filters: dict[str, str | list[str] | bool] = {
         "label": [f"{k}={v}" for k, v in BENCH_LABEL.items()]
     }
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         container.remove(force=True)
 
 

@@ -140,7 +140,7 @@ def docker_phase(container_ids: list[str]) -> float:
 def remove_all() -> None:
     client = docker.from_env()
     filters: dict[str, str | list[str] | bool] = {"label": [f"encedeus.bench={SESSION}"]}
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         container.remove(force=True)
     client.close()
 

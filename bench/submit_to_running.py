@@ -91,7 +91,9 @@ def _docker_round(n: int) -> float:
 def _remove_docker_containers() -> None:
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": "=".join(LABEL)}):
+        for container in client.containers.list(
+            all=True, filters={"label": "=".join(LABEL)}, ignore_removed=True
+        ):
             container.remove(force=True)
     finally:
         client.close()

@@ -35,7 +35,7 @@ def remove_containers(labels: dict[str, str]) -> None:
         filters: dict[str, str | list[str] | bool] = {
             "label": [f"{k}={v}" for k, v in labels.items()]
         }
-        for container in client.containers.list(all=True, filters=filters):
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
     finally:

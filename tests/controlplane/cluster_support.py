@@ -45,7 +45,7 @@ def remove_containers(labels: dict[str, str]) -> None:
     client = docker.from_env()
     try:
         filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        for container in client.containers.list(all=True, filters=filters):
+        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
     finally:
@@ -57,7 +57,9 @@ def containers(labels: dict[str, str], *, running_only: bool = False) -> list[An
     client = docker.from_env()
     try:
         filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        return list(client.containers.list(all=not running_only, filters=filters))
+        return list(
+            client.containers.list(all=not running_only, filters=filters, ignore_removed=True)
+        )
     finally:
         client.close()
 

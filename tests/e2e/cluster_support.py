@@ -238,7 +238,7 @@ def session_containers(labels: dict[str, str] | None = None, running: bool = Tru
     try:
         wanted = {SESSION_LABEL[0]: SESSION_LABEL[1], **(labels or {})}
         filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in wanted.items()]}
-        return list(client.containers.list(all=not running, filters=filters))
+        return list(client.containers.list(all=not running, filters=filters, ignore_removed=True))
     finally:
         client.close()
 

@@ -97,7 +97,9 @@ def remove_session_containers() -> None:
     client = docker.from_env()
     try:
         label = "=".join(SESSION_LABEL)
-        for container in client.containers.list(all=True, filters={"label": label}):
+        for container in client.containers.list(
+            all=True, filters={"label": label}, ignore_removed=True
+        ):
             container.remove(force=True)
     finally:
         client.close()

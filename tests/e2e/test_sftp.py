@@ -61,7 +61,9 @@ def running_replica(client: ApiClient, deployment_id: str, timeout: float = 60) 
 def container_of(deployment_id: str) -> Any:
     engine = docker.from_env()
     try:
-        found = engine.containers.list(filters={"label": f"encedeus.deployment={deployment_id}"})
+        found = engine.containers.list(
+            filters={"label": f"encedeus.deployment={deployment_id}"}, ignore_removed=True
+        )
         assert len(found) == 1
         return found[0]
     finally:

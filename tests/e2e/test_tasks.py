@@ -101,7 +101,9 @@ def task_containers(task_id: str) -> list[Any]:
     engine = docker.from_env()
     try:
         labels = [f"encedeus.task={task_id}", "=".join(SESSION_LABEL)]
-        return list(engine.containers.list(all=True, filters={"label": labels}))
+        return list(
+            engine.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+        )
     finally:
         engine.close()
 

@@ -81,7 +81,10 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         engine = docker.from_env()
         try:
             running = engine.containers.list(
-                filters={"label": [f"encedeus.deployment={created['id']}", "=".join(SESSION_LABEL)]}
+                filters={
+                    "label": [f"encedeus.deployment={created['id']}", "=".join(SESSION_LABEL)]
+                },
+                ignore_removed=True,
             )
             assert len(running) == 1
             assert running[0].status == "running"
