@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import grpc
 import grpc.aio
 import pytest
@@ -21,6 +20,7 @@ from agent.daemon import RunningAgent, running_agent
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.conftest import TEST_IMAGE
+from tests.docker_support import remove_labelled_containers
 
 SESSION = uuid.uuid4().hex[:12]
 SESSION_LABEL = "encedeus.test-session"
@@ -28,24 +28,10 @@ SECRET = "test-node-secret-0123456789abcdef0123456789"
 AUTH = (("authorization", f"Bearer {SECRET}"),)
 
 
-def remove_containers(labels: dict[str, str]) -> None:
-    """Remove every container carrying all of `labels` (ours only: they carry the session)."""
-    client = docker.from_env()
-    try:
-        filters: dict[str, str | list[str] | bool] = {
-            "label": [f"{k}={v}" for k, v in labels.items()]
-        }
-        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _session_cleanup() -> Iterator[None]:
     yield
-    remove_containers({SESSION_LABEL: SESSION})
+    remove_labelled_containers({SESSION_LABEL: SESSION})
 
 
 def make_config(data_dir: Path, node_id: str, **overrides: Any) -> AgentConfig:
@@ -91,7 +77,7 @@ async def agent_in_background(config: AgentConfig) -> AsyncIterator[RunningAgent
     finally:
         stop.set()
         await task
-        await asyncio.to_thread(remove_containers, {"encedeus.node": config.node_id})
+        await asyncio.to_thread(remove_labelled_containers, {"encedeus.node": config.node_id})
 
 
 @pytest.fixture

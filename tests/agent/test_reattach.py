@@ -19,7 +19,8 @@ import pytest
 
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
-from tests.agent.conftest import AUTH, ECHO, SECRET, SESSION, SESSION_LABEL, remove_containers, spec
+from tests.agent.conftest import AUTH, ECHO, SECRET, SESSION, SESSION_LABEL, spec
+from tests.docker_support import remove_labelled_containers
 
 pytestmark = pytest.mark.docker
 
@@ -90,7 +91,7 @@ async def skyhook(tmp_path: Path) -> AsyncIterator[SkyhookProcess]:
         yield process
     finally:
         await process.terminate()
-        await asyncio.to_thread(remove_containers, {"encedeus.node": node})
+        await asyncio.to_thread(remove_labelled_containers, {"encedeus.node": node})
 
 
 def restart_count(container_id: str) -> tuple[int, str]:

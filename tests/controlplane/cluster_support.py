@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import docker
 from aiohttp.test_utils import TestClient
 
 from agent.config import AgentConfig, load_identity
 from agent.daemon import RunningAgent, running_agent
 from agent.enrolment import enrol
 from tests.controlplane.accounts_support import Account
+from tests.docker_support import remove_labelled_containers
 
 SESSION = uuid.uuid4().hex[:12]
 SESSION_LABEL = "encedeus.test-session"
@@ -38,30 +38,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def remove_containers(labels: dict[str, str]) -> None:
-    """Remove every container carrying all of `labels` (ours: they carry the session)."""
-    client = docker.from_env()
-    try:
-        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-    finally:
-        client.close()
-
-
-def containers(labels: dict[str, str], *, running_only: bool = False) -> list[Any]:
-    """The containers carrying all of `labels`."""
-    client = docker.from_env()
-    try:
-        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        return list(
-            client.containers.list(all=not running_only, filters=filters, ignore_removed=True)
-        )
-    finally:
-        client.close()
 
 
 async def create_node(client: TestClient[Any, Any], admin: Account, name: str) -> str:
@@ -103,7 +79,7 @@ async def enrolled_agent(
         async with running_agent(config, identity) as running:
             yield running
     finally:
-        await asyncio.to_thread(remove_containers, {"encedeus.node": identity.node_id})
+        await asyncio.to_thread(remove_labelled_containers, {"encedeus.node": identity.node_id})
 
 
 async def eventually(

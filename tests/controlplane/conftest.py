@@ -70,6 +70,12 @@ def postgres_template() -> Iterator[str]:
         _off_loop(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
 
 
+#: For a module whose tests drive real agents on the local dockerd: they run on SQLite
+#: only (``pytestmark = SQLITE_ONLY``); the API's SQL is covered on both engines by
+#: the other control plane tests.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty-of-rows database at schema head, on each of the two engines."""

@@ -16,22 +16,15 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, expect_json, register
 from tests.controlplane.cluster_support import (
     FAST,
-    containers,
     enrolled_agent,
     eventually,
 )
-from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
+from tests.docker_support import labelled_containers
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, SQLITE_ONLY]
 # PID 1 ignores SIGTERM unless it traps it: trap, so stops take no stop timeout.
 LOOP = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    # Docker-backed tests run on SQLite only; the API's SQL is covered on both engines
-    # by the other control plane tests.
-    return f"sqlite+aiosqlite:///{tmp_path / 'encedeus.db'}"
 
 
 @pytest.fixture
@@ -151,10 +144,10 @@ async def test_deployment_lifecycle(
     )
     await _wait_status(client, user, dep, lambda s: len(s["instances"]) == 1 and _ready(1)(s))
     labels = {"encedeus.deployment": dep}
-    await eventually(lambda: _async(len(containers(labels)) == 1))
+    await eventually(lambda: _async(len(labelled_containers(labels)) == 1))
 
     await expect_json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
-    await eventually(lambda: _async(not containers(labels, running_only=True)))
+    await eventually(lambda: _async(not labelled_containers(labels, running_only=True)))
     await expect_json(await client.post(f"/v1/deployments/{dep}/start", headers=user.headers))
     await _wait_status(client, user, dep, _ready(1))
     assert (await _status(client, user, dep))["restart_count"] == 0  # a start is no crash
@@ -163,7 +156,7 @@ async def test_deployment_lifecycle(
         await client.delete(f"/v1/deployments/{dep}?delete_data=true", headers=user.headers)
     )
     assert deleted["namespace_deleted"] is True
-    await eventually(lambda: _async(not containers(labels)))
+    await eventually(lambda: _async(not labelled_containers(labels)))
 
 
 async def _async(value: Any) -> Any:

@@ -16,15 +16,11 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, register
 from tests.controlplane.cluster_support import FAST, enrolled_agent, eventually
-from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
 
 Client = TestClient[Any, Any]
+pytestmark = SQLITE_ONLY
 LOOP = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'encedeus.db'}"
 
 
 @pytest.fixture

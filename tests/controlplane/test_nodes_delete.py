@@ -16,20 +16,16 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, expect_json, register
 from tests.controlplane.cluster_support import (
     FAST,
-    containers,
     create_node,
     enrolled_agent,
     eventually,
 )
-from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
+from tests.docker_support import labelled_containers
 
 Client = TestClient[Any, Any]
+pytestmark = SQLITE_ONLY
 LOOP = "trap 'exit 0' TERM; while true; do echo up; sleep 0.5; done"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'encedeus.db'}"
 
 
 @pytest.fixture
@@ -43,7 +39,7 @@ async def client(make_config: ConfigFactory) -> AsyncIterator[Client]:
 
 async def _containers_of(dep: str, node_id: str) -> list[Any]:
     labels = {"encedeus.deployment": dep, "encedeus.node": node_id}
-    return await asyncio.to_thread(containers, labels)
+    return await asyncio.to_thread(labelled_containers, labels)
 
 
 async def _running_on(client: Client, user: Account, dep: str) -> str | None:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import docker
 
 from controlplane.client.api import ApiClient
+from tests.docker_support import labelled_containers, remove_labelled_containers
 
 BIN = Path(sys.executable).parent
 SESSION_LABEL = ("encedeus.test", f"e2e-orch-{uuid.uuid4().hex[:12]}")
@@ -232,21 +232,18 @@ async def wait_node_status(cluster: Cluster, name: str, wanted: str, timeout: fl
         raise AssertionError(cluster.agents[name].output()) from None
 
 
+def session_labels(labels: dict[str, str] | None = None) -> dict[str, str]:
+    """`labels` plus this session's label."""
+    return {SESSION_LABEL[0]: SESSION_LABEL[1], **(labels or {})}
+
+
 def session_containers(labels: dict[str, str] | None = None, running: bool = True) -> list[Any]:
     """This session's containers carrying `labels`."""
-    client = docker.from_env()
-    try:
-        wanted = {SESSION_LABEL[0]: SESSION_LABEL[1], **(labels or {})}
-        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in wanted.items()]}
-        return list(client.containers.list(all=not running, filters=filters, ignore_removed=True))
-    finally:
-        client.close()
+    return labelled_containers(session_labels(labels), running_only=running)
 
 
 def remove_session_containers() -> None:
-    for container in session_containers(running=False):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+    remove_labelled_containers(session_labels())
 
 
 def wait_finished(client: ApiClient, task_id: str, timeout: float = 60) -> dict[str, Any]:

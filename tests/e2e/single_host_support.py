@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
+from tests.docker_support import remove_labelled_containers
 
 ENCEDEUS = str(Path(sys.executable).with_name("encedeus"))
 SESSION_LABEL = ("encedeus.test", f"e2e-{uuid.uuid4().hex[:12]}")
@@ -94,15 +94,7 @@ def stop_up(host: SingleHost, timeout: float = 40.0) -> int:
 
 def remove_session_containers() -> None:
     """Remove every container this test session's agents made."""
-    client = docker.from_env()
-    try:
-        label = "=".join(SESSION_LABEL)
-        for container in client.containers.list(
-            all=True, filters={"label": label}, ignore_removed=True
-        ):
-            container.remove(force=True)
-    finally:
-        client.close()
+    remove_labelled_containers(dict([SESSION_LABEL]))
 
 
 def running_stack(data_dir: Path, *extra: str, port_range: str) -> Iterator[SingleHost]:

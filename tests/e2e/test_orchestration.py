@@ -16,12 +16,14 @@ import pytest
 
 from controlplane.client.api import ApiClient, UploadFile
 from tests.conftest import TEST_IMAGE
+from tests.docker_support import remove_labelled_containers
 from tests.e2e.cluster_support import (
     Cluster,
     add_agent,
     eventually,
     remove_session_containers,
     session_containers,
+    session_labels,
     sign_in_admin,
     start_controlplane,
     task_logs,
@@ -137,8 +139,7 @@ def test_task_input_lands_in_its_workdir_and_logs_outlive_its_container(
     output = task_logs(admin, status["id"])
     assert output.splitlines() == ["from the upload", "/data", "done"]
 
-    for container in session_containers({"encedeus.task": status["id"]}, running=False):
-        container.remove(force=True)
+    remove_labelled_containers(session_labels({"encedeus.task": status["id"]}))
     assert session_containers({"encedeus.task": status["id"]}, running=False) == []
     assert task_logs(admin, status["id"]) == output
 

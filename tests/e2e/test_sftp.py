@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
-import docker
 import pytest
 
 from controlplane.client.api import ApiClient
 from tests.agent.sftp.conftest import Result, requires_sftp_client, run_sftp
 from tests.conftest import TEST_IMAGE
+from tests.docker_support import docker_engine, labelled
 from tests.e2e.single_host_support import SingleHost, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, requires_sftp_client]
@@ -58,16 +58,13 @@ def running_replica(client: ApiClient, deployment_id: str, timeout: float = 60) 
     raise AssertionError(f"deployment not running: {status}")
 
 
-def container_of(deployment_id: str) -> Any:
-    engine = docker.from_env()
-    try:
-        found = engine.containers.list(
-            filters={"label": f"encedeus.deployment={deployment_id}"}, ignore_removed=True
-        )
+def exec_in(deployment_id: str, command: list[str]) -> tuple[int, bytes]:
+    """Run `command` in the deployment's one running container."""
+    with docker_engine() as engine:
+        found = labelled(engine, {"encedeus.deployment": deployment_id}, running_only=True)
         assert len(found) == 1
-        return found[0]
-    finally:
-        engine.close()
+        exit_code, output = found[0].exec_run(command)
+        return exit_code, output
 
 
 def sftp(host: SingleHost, login: str, password: str, commands: str, cwd: Path) -> Result:
@@ -96,7 +93,7 @@ def test_owner_moves_files_both_ways_others_are_refused(stack: SingleHost, tmp_p
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "made-inside.txt").read_text() == "from-container\n"
     assert "upload.txt" in result.stdout
-    exit_code, output = container_of(deployment["id"]).exec_run(["cat", "/data/upload.txt"])
+    exit_code, output = exec_in(deployment["id"], ["cat", "/data/upload.txt"])
     assert (exit_code, output) == (0, b"from-sftp\n")
 
     other = sftp(stack, f"sftpother.{server_id[:8]}", OTHER_PASSWORD, "ls\n", tmp_path)

@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from typing import Any
 
 import aiohttp
-import docker
 import pytest
 
 from controlplane.client.api import ApiClient, ClientError, UploadFile
 from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import TEST_IMAGE
+from tests.docker_support import labelled_containers, remove_labelled_containers
 from tests.e2e.cluster_support import task_logs, wait_finished
 from tests.e2e.single_host_support import SESSION_LABEL, SingleHost, running_stack
 
@@ -97,15 +97,8 @@ def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.server_close()
 
 
-def task_containers(task_id: str) -> list[Any]:
-    engine = docker.from_env()
-    try:
-        labels = [f"encedeus.task={task_id}", "=".join(SESSION_LABEL)]
-        return list(
-            engine.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
-        )
-    finally:
-        engine.close()
+def task_labels(task_id: str) -> dict[str, str]:
+    return {"encedeus.task": task_id, SESSION_LABEL[0]: SESSION_LABEL[1]}
 
 
 def test_success_with_inputs_keeps_logs_after_the_container_is_gone(
@@ -130,8 +123,7 @@ def test_success_with_inputs_keeps_logs_after_the_container_is_gone(
     output = task_logs(user, created["id"])
     assert output.splitlines() == ["uploaded", "from the url", "/data", "finished"]
 
-    for container in task_containers(created["id"]):
-        container.remove(force=True)
+    remove_labelled_containers(task_labels(created["id"]))
     assert task_logs(user, created["id"]) == output
     assert task_logs(user, created["id"], tail=1) == "finished\n"
 
@@ -149,11 +141,11 @@ def test_failure_records_exit_code_and_delete_removes_container(user: ApiClient)
     assert status["status"] == "Failed"
     assert status["exit_code"] == 7
     assert "oops" in task_logs(user, created["id"])
-    assert len(task_containers(created["id"])) == 1
+    assert len(labelled_containers(task_labels(created["id"]))) == 1
 
     removed = user.call("DELETE", f"/v1/tasks/{created['id']}")
     assert removed["removed_task"]["id"] == created["id"]
-    assert task_containers(created["id"]) == []
+    assert labelled_containers(task_labels(created["id"])) == []
     with pytest.raises(ClientError) as gone:
         user.call("GET", f"/v1/tasks/{created['id']}/status")
     assert gone.value.status == 404

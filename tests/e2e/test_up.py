@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from controlplane.client.api import ApiClient
 from controlplane.single_host.state import UpState, free_port, save_state
 from tests.conftest import TEST_IMAGE
+from tests.docker_support import labelled_containers
 from tests.e2e.single_host_support import (
     ENCEDEUS,
     SESSION_LABEL,
@@ -78,18 +78,10 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         )
         wait_running(user, created["id"])
 
-        engine = docker.from_env()
-        try:
-            running = engine.containers.list(
-                filters={
-                    "label": [f"encedeus.deployment={created['id']}", "=".join(SESSION_LABEL)]
-                },
-                ignore_removed=True,
-            )
-            assert len(running) == 1
-            assert running[0].status == "running"
-        finally:
-            engine.close()
+        labels = {"encedeus.deployment": created["id"], SESSION_LABEL[0]: SESSION_LABEL[1]}
+        running = labelled_containers(labels, running_only=True)
+        assert len(running) == 1
+        assert running[0].status == "running"
 
         credentials = tmp_path / "credentials"
         cli(credentials, "login", "--url", host.url, "newcomer", "--password", "newcomer-pw-1")
