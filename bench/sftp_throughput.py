@@ -32,14 +32,9 @@ from aiohttp import web
 from agent.controlplane_client import HttpControlPlane
 from agent.sftp import SFTPService
 from common.logging import configure_logging
+from common.ports import free_ports
 
 SECRET = "bench-node-secret"  # noqa: S105  (a throwaway in-process control plane)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _make_file(path: Path, size: int) -> None:
@@ -82,7 +77,7 @@ async def _control_plane(server_id: str, public_key: str) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def _openssh_server(work: Path, public_key: str) -> AsyncIterator[int]:
-    port = _free_port()
+    [port] = free_ports(1)
     host_key = asyncssh.generate_private_key("ssh-ed25519")
     (work / "host_key").write_bytes(host_key.export_private_key())
     (work / "host_key").chmod(0o600)

@@ -28,6 +28,7 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.daemon import running_agent
 from agent.enrolment import enrol
+from common.ports import free_ports
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
 
@@ -35,15 +36,6 @@ IMAGE = os.environ.get("ENCEDEUS_TEST_IMAGE", "encedeus/busybox:latest")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
 COMMAND = "trap 'exit 0' TERM; while true; do sleep 1; done"
 LABEL = ("encedeus.bench", f"submit-{uuid.uuid4().hex[:8]}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -100,7 +92,7 @@ def _remove_docker_containers() -> None:
 
 
 async def _ours(root: Path) -> list[float]:
-    port = _free_port()
+    [port] = free_ports(1)
     config = ControlPlaneConfig(
         listen_address="127.0.0.1", port=port, data_dir=root / "cp", auth_rate_limit=10_000
     )
@@ -124,9 +116,10 @@ async def _ours(root: Path) -> list[float]:
                     "data_dir": str(root / "agent"),
                     "controlplane_url": base,
                     "join_token": node["join_token"],
-                    "grpc": {"host": "127.0.0.1", "port": _free_port()},
-                    "http": {"host": "127.0.0.1", "port": _free_port()},
-                    "sftp": {"host": "127.0.0.1", "port": _free_port()},
+                    **{
+                        name: {"host": "127.0.0.1", "port": port}
+                        for name, port in zip(("grpc", "http", "sftp"), free_ports(3), strict=True)
+                    },
                     "labels": {LABEL[0]: LABEL[1]},
                     "watchdog": False,
                 }

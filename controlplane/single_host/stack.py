@@ -39,6 +39,7 @@ from controlplane.single_host.state import (
     UpState,
     agent_config_text,
     choose_agent_ports,
+    duplicated_ports,
     load_state,
     new_admin,
     save_state,
@@ -260,6 +261,11 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
         state.agent_ports = choose_agent_ports(
             state.agent_ports, prefer_defaults=options.prefer_default_ports
         )
+        if duplicated := duplicated_ports(state.agent_ports):
+            raise UpError(
+                f"{data_dir / 'up.json'} gives the agent's {', '.join(duplicated)} listener "
+                "a port another listener has; give each of agent_ports its own port"
+            )
         if not state.enrolled:
             state.node_id, state.node_secret = await enrol_local_node(
                 url, admin, state.agent_ports, options.port_range

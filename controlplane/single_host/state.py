@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.ports import pick_ports
 from controlplane.private_files import write_private_file
 
 DEFAULT_AGENT_PORTS = {"grpc": 50051, "http": 8081, "sftp": 2022}
@@ -73,34 +73,25 @@ def save_state(data_dir: Path, state: UpState) -> None:
     write_private_file(data_dir / "up.json", json.dumps(asdict(state), indent=2) + "\n")
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Can `port` be bound on `host` right now?"""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel says is free (it may be taken again before it is used)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+def duplicated_ports(ports: dict[str, int]) -> list[str]:
+    """The names of ports that share their number with an earlier one."""
+    seen: set[int] = set()
+    duplicated = []
+    for name, port in ports.items():
+        if port in seen:
+            duplicated.append(name)
+        seen.add(port)
+    return duplicated
 
 
 def choose_agent_ports(saved: dict[str, int], *, prefer_defaults: bool) -> dict[str, int]:
-    """The saved ports, else the defaults when free (and wanted), else free ones."""
+    """The saved ports, else the defaults when free (and wanted), else free ones; no two
+    ports are the same."""
     if saved:
         return dict(saved)
-    ports = {}
-    for name, default in DEFAULT_AGENT_PORTS.items():
-        use_default = prefer_defaults and port_is_free(default)
-        ports[name] = default if use_default else free_port()
-    return ports
+    names = list(DEFAULT_AGENT_PORTS)
+    wanted = [DEFAULT_AGENT_PORTS[name] if prefer_defaults else 0 for name in names]
+    return dict(zip(names, pick_ports(wanted), strict=True))
 
 
 def new_admin() -> AdminCredentials:

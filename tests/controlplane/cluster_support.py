@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ from agent.daemon import RunningAgent, running_agent
 from agent.enrolment import enrol
 from tests.controlplane.accounts_support import Account
 from tests.docker_support import remove_labelled_containers
+from tests.listeners import agent_listeners
 
 SESSION = uuid.uuid4().hex[:12]
 SESSION_LABEL = "encedeus.test-session"
@@ -30,14 +30,6 @@ FAST = {
     "restart_backoff_base_seconds": 0.5,
     "restart_backoff_cap_seconds": 2.0,
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def create_node(client: TestClient[Any, Any], admin: Account, name: str) -> str:
@@ -55,9 +47,7 @@ def agent_config(data_dir: Path, url: str, token: str, **overrides: Any) -> Agen
         "data_dir": str(data_dir),
         "controlplane_url": url,
         "join_token": token,
-        "grpc": {"host": "127.0.0.1", "port": free_port()},
-        "http": {"host": "127.0.0.1", "port": free_port()},
-        "sftp": {"host": "127.0.0.1", "port": free_port()},
+        **agent_listeners(),
         "labels": {SESSION_LABEL: SESSION},
         "port_range": {"start": 31000, "end": 31999},
         "watchdog": False,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,10 @@ from typing import Any
 
 import aiohttp
 
+from common.ports import free_ports
 from controlplane.client.api import ApiClient
 from tests.docker_support import labelled_containers, remove_labelled_containers
+from tests.listeners import agent_listeners
 
 BIN = Path(sys.executable).parent
 SESSION_LABEL = ("encedeus.test", f"e2e-orch-{uuid.uuid4().hex[:12]}")
@@ -36,14 +37,6 @@ CONTROLPLANE_SETTINGS = {
     "restart_backoff_base_seconds": 0.5,
     "restart_backoff_cap_seconds": 2,
 }
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _hcl(value: object) -> str:
@@ -141,7 +134,7 @@ class Cluster:
 
 def start_controlplane(root: Path) -> Cluster:
     """Write the control plane's config and start it (not yet waited for)."""
-    port = free_port()
+    [port] = free_ports(1)
     values: dict[str, object] = {
         "listen_address": "127.0.0.1",
         "port": port,
@@ -201,9 +194,7 @@ async def add_agent(cluster: Cluster, name: str, port_range: tuple[int, int]) ->
         "data_dir": str(cluster.root / name),
         "controlplane_url": cluster.url,
         "join_token": created["join_token"],
-        "grpc": {"host": "127.0.0.1", "port": free_port()},
-        "http": {"host": "127.0.0.1", "port": free_port()},
-        "sftp": {"host": "127.0.0.1", "port": free_port()},
+        **agent_listeners(),
         "port_range": {"start": port_range[0], "end": port_range[1]},
         "labels": {SESSION_LABEL[0]: SESSION_LABEL[1]},
         "watchdog": False,

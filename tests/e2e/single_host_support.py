@@ -54,6 +54,21 @@ def _read_banner(process: subprocess.Popen[str], output: list[str]) -> tuple[str
     raise AssertionError("encedeus up did not print its banner in time")
 
 
+def _end(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait()
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+def _agent_log_tail(data_dir: Path, lines: int = 20) -> str:
+    try:
+        text = (data_dir / "agent.log").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "(no agent log)"
+    return "agent.log ends with:\n" + "\n".join(text.splitlines()[-lines:])
+
+
 def start_up(data_dir: Path, *extra: str, port_range: str = "31700-31799") -> SingleHost:
     """Start `encedeus up` and wait for its banner (the local node is ready then)."""
     command = [
@@ -68,9 +83,11 @@ def start_up(data_dir: Path, *extra: str, port_range: str = "31700-31799") -> Si
     output: list[str] = []
     try:
         url, username, password = _read_banner(process, output)
+    except AssertionError as exc:
+        _end(process)
+        raise AssertionError(f"{exc}\n{_agent_log_tail(data_dir)}") from None
     except BaseException:
-        process.kill()
-        process.wait()
+        _end(process)
         raise
     assert "(ready)" in "".join(output), "".join(output)
     return SingleHost(url, username, password, data_dir, process, output)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from common.ports import free_ports
 from controlplane.client.api import ApiClient
-from controlplane.single_host.state import UpState, free_port, save_state
+from controlplane.single_host.state import UpState, save_state
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import labelled_containers
 from tests.e2e.single_host_support import (
@@ -129,7 +130,8 @@ def test_up_stops_with_a_message_when_the_agent_cannot_start(tmp_path: Path) -> 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        ports = {"grpc": busy.getsockname()[1], "http": free_port(), "sftp": free_port()}
+        http, sftp = free_ports(2)
+        ports = {"grpc": busy.getsockname()[1], "http": http, "sftp": sftp}
         save_state(data_dir, UpState(agent_ports=ports))
         done = subprocess.run(
             [ENCEDEUS, "up", "--data-dir", str(data_dir), "--port", "0",
@@ -138,3 +140,16 @@ def test_up_stops_with_a_message_when_the_agent_cannot_start(tmp_path: Path) -> 
         )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "The agent exited" in done.stdout
+
+
+def test_up_refuses_saved_agent_ports_that_collide(tmp_path: Path) -> None:
+    data_dir = tmp_path / "encedeus"
+    grpc, shared = free_ports(2)
+    save_state(data_dir, UpState(agent_ports={"grpc": grpc, "http": shared, "sftp": shared}))
+    done = subprocess.run(
+        [ENCEDEUS, "up", "--data-dir", str(data_dir), "--port", "0"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "agent's sftp listener a port another listener has" in done.stderr
+    assert not (data_dir / "agent.log").exists()
