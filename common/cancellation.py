@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
-    """Cancel every task, then wait until each has finished. Their cancellation is
-    swallowed; any other exception a task ended with is raised."""
+    """Cancel every task, then wait until all have finished. Their cancellation is
+    swallowed; the first other exception a task ended with is raised once all are done.
+
+    Cancelling the caller while it waits is not swallowed: the CancelledError
+    propagates, and the tasks, already cancelled, finish on their own."""
     for task in tasks:
         task.cancel()
+    if not tasks:
+        return
+    await asyncio.wait(tasks)
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
