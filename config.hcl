@@ -61,6 +61,7 @@ agent {
     ws_max_sockets_per_server  = 30
     ws_max_message_bytes       = 4096
     ws_max_messages_per_second = 10
+    ws_auth_timeout_seconds    = 60    # sockets this long without a valid token are closed
   }
 
   labels                      = {}    # extra labels on every container of this node

@@ -79,6 +79,8 @@ class Console(_Block):
     ws_max_sockets_per_server: int = Field(default=30, ge=1)
     ws_max_message_bytes: int = Field(default=4096, ge=64)
     ws_max_messages_per_second: int = Field(default=10, ge=1)
+    # A socket this long without a valid token (never sent one, or let it expire) is closed.
+    ws_auth_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class AgentConfig(_Block):

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from agent.config import Console, NodeIdentity
 from agent.console.history import ConsoleLine
@@ -124,9 +124,11 @@ class ConsoleSession:
         self.token: ServerToken | None = None
         self._window_start, self._window_count = time.monotonic(), 0
         self._live: asyncio.Task[None] | None = None
-        self._token_changed = asyncio.Event()
+        self._token_changed = asyncio.Event()  # wakes the live feeds
+        self._token_renewed = asyncio.Event()  # wakes the guard against tokenless sockets
 
     async def run(self) -> None:
+        guard = asyncio.create_task(self._close_without_valid_token())
         try:
             async for message in self.ws:
                 if message.type is not WSMsgType.TEXT:
@@ -138,7 +140,24 @@ class ConsoleSession:
                     continue
                 await self._dispatch(message.data)
         finally:
+            await cancel_and_wait(guard)
             await self._stop_live()
+
+    async def _close_without_valid_token(self) -> None:
+        """Close the socket once it has been `ws_auth_timeout_seconds` without a valid
+        token, so sockets nobody authenticates do not hold the per-server cap."""
+        opened_at = time.time()
+        grace = self.owner.limits.ws_auth_timeout_seconds
+        while True:
+            self._token_renewed.clear()
+            invalid_from = opened_at if self.token is None else self.token.expires_at
+            remaining = invalid_from + grace - time.time()
+            if remaining <= 0:
+                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no valid token")
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._token_renewed.wait()
 
     def _throttled(self) -> bool:
         now = time.monotonic()
@@ -220,6 +239,7 @@ class ConsoleSession:
             return
         self.token = claims
         self._token_changed.set()
+        self._token_renewed.set()
         await self.send("auth success")
         server = self.owner.supervisor.get(self.server_id)
         await self.send("status", _state_name(server))

@@ -125,3 +125,49 @@ async def test_reauth_before_expiry_keeps_the_socket_going(agent: RunningAgent) 
         assert "token expiring" not in later
         await ws.send_json({"event": "send command", "args": ["still here"]})
         assert await next_args(ws, "console output") == ["got still here"]
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, within: float) -> int | None:
+    """Read until the agent closes the socket; its close code."""
+    async with asyncio.timeout(within):
+        while (await ws.receive()).type is aiohttp.WSMsgType.TEXT:
+            pass
+    return ws.close_code
+
+
+async def test_sockets_without_a_valid_token_are_closed_and_free_their_slot(
+    tmp_path: Path,
+) -> None:
+    grace = 1.0
+    config = make_config(
+        tmp_path / "skyhook",
+        f"node-{uuid.uuid4().hex[:8]}",
+        console={"ws_max_sockets_per_server": 1, "ws_auth_timeout_seconds": grace},
+    )
+    async with agent_in_background(config) as agent:
+        s = spec(ECHO)
+        await agent.supervisor.create(s, start=True)
+        url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url) as silent:
+                with pytest.raises(aiohttp.WSServerHandshakeError) as capped:
+                    await http.ws_connect(url)
+                assert capped.value.status == 429
+                opened = time.monotonic()
+                assert await closed_with(silent, grace + 5) == aiohttp.WSCloseCode.POLICY_VIOLATION
+                assert time.monotonic() - opened >= grace - 0.1
+
+            async with http.ws_connect(url) as viewer:  # the slot is free again
+                await viewer.send_json({"event": "auth", "args": [console_token(agent, s.id, 2)]})
+                await frames_until(viewer, "token expired")
+                expired = time.monotonic()
+                assert await closed_with(viewer, grace + 5) == aiohttp.WSCloseCode.POLICY_VIOLATION
+                assert time.monotonic() - expired >= grace - 0.3
+
+            async with http.ws_connect(url) as renewing:
+                await renewing.send_json(
+                    {"event": "auth", "args": [console_token(agent, s.id, 60)]}
+                )
+                await frames_until(renewing, "auth success")
+                assert "token expired" not in await quiet_frames(renewing, grace + 0.5)
+                assert not renewing.closed
