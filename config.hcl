@@ -102,6 +102,10 @@ controlplane {
   # Per client address and endpoint, on login, register, forgot- and reset-password.
   auth_rate_limit          = 10
   auth_rate_window_seconds = 60
+  # Reverse proxies in front of the API, e.g. ["127.0.0.1", "10.0.0.0/8"]. Behind them
+  # the client is the rightmost X-Forwarded-For address that is not a proxy (for the
+  # limits above and the session list); from anyone else the header is ignored.
+  trusted_proxies = []
   # API-key lookups are cached this long per process (revocation clears the cache at
   # once in this process; other processes on the same database see it after this).
   api_key_cache_seconds = 30

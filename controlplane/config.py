@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from common.config import load_section
 
@@ -52,6 +52,8 @@ class ControlPlaneConfig(BaseModel):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     auth_rate_limit: int = Field(default=10, ge=1)
     auth_rate_window_seconds: int = Field(default=60, ge=1)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     webhook_url: str = ""
     webhook_secret: str = ""  # HMAC-SHA256 key of X-Encedeus-Signature; empty: unsigned

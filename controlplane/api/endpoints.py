@@ -43,8 +43,9 @@ from controlplane.api.errors import (
     error_response,
     http_error_response,
 )
+from controlplane.security.proxies import client_address as forwarded_client
 from controlplane.security.rate_limit import retry_after_header
-from controlplane.state import METRICS, RATE_LIMITER
+from controlplane.state import CONFIG, METRICS, RATE_LIMITER
 
 log = get_logger(__name__)
 UNMATCHED = "unmatched"
@@ -167,8 +168,13 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 
 def client_address(request: web.Request) -> str:
-    """The peer address (no proxy headers are trusted)."""
-    return request.remote or "unknown"
+    """The client's address: the peer's, or from X-Forwarded-For when the peer is one of
+    the configured `trusted_proxies`."""
+    return forwarded_client(
+        request.remote or "unknown",
+        request.headers.getall("X-Forwarded-For", []),
+        request.app[CONFIG].trusted_proxies,
+    )
 
 
 def _check_rate_limit(request: web.Request, endpoint: Endpoint) -> None:

@@ -79,6 +79,36 @@ async def test_login_is_rate_limited_per_client(make_config: ConfigFactory) -> N
         await client.close()
 
 
+async def test_forwarded_clients_get_their_own_budget_only_behind_trusted_proxies(
+    make_config: ConfigFactory,
+) -> None:
+    body = {"username": "nobody", "password": PASSWORD}
+
+    async def statuses(client: Client, *forwarded: str) -> list[int]:
+        return [
+            (await client.post("/v1/auth/login", json=body, headers={"X-Forwarded-For": f})).status
+            for f in forwarded
+        ]
+
+    # Header text only: documentation addresses (TEST-NET-3), nothing is contacted.
+    proxied = await start_client(make_config(auth_rate_limit=2, trusted_proxies=["127.0.0.0/8"]))
+    try:
+        assert await statuses(proxied, "203.0.113.5", "203.0.113.5") == [401, 401]
+        assert await statuses(proxied, "203.0.113.5") == [429]
+        assert await statuses(proxied, "203.0.113.6, 127.0.0.1") == [401]
+        # What the client wrote left of the address the proxy saw proves nothing.
+        assert await statuses(proxied, "203.0.113.9, 203.0.113.5") == [429]
+    finally:
+        await proxied.close()
+
+    direct = await start_client(make_config(auth_rate_limit=2))
+    try:
+        assert await statuses(direct, "203.0.113.5", "203.0.113.6") == [401, 401]
+        assert await statuses(direct, "203.0.113.7") == [429]  # the header is ignored
+    finally:
+        await direct.close()
+
+
 async def test_health_and_metrics(api: Client) -> None:
     await register(api)
     health = await api.get("/health")
