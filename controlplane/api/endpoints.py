@@ -38,13 +38,12 @@ from pydantic import BaseModel, ValidationError
 from common.logging import get_logger
 from controlplane.api.errors import (
     ApiError,
-    TooManyRequests,
     ValidationFailed,
     error_response,
     http_error_response,
+    rate_limited,
 )
 from controlplane.security.proxies import client_address as forwarded_client
-from controlplane.security.rate_limit import retry_after_header
 from controlplane.state import CONFIG, METRICS, RATE_LIMITER
 
 log = get_logger(__name__)
@@ -181,11 +180,7 @@ def _check_rate_limit(request: web.Request, endpoint: Endpoint) -> None:
     limiter = request.app[RATE_LIMITER]
     wait = limiter.hit(f"{endpoint.method} {endpoint.path} {client_address(request)}")
     if wait is not None:
-        raise TooManyRequests(
-            "too many requests; slow down",
-            headers={"Retry-After": retry_after_header(wait)},
-            details={"retry_after_seconds": int(retry_after_header(wait))},
-        )
+        raise rate_limited(wait)
 
 
 async def _answer(endpoint: Endpoint, request: web.Request) -> web.StreamResponse:

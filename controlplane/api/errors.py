@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from controlplane.security.rate_limit import retry_after_header
+
 
 class ErrorBody(BaseModel):
     """The inside of the error envelope."""
@@ -101,6 +103,16 @@ class TooManyRequests(ApiError):
     """429: the client's budget is spent; Retry-After says for how long."""
 
     status, code = 429, "rate_limited"
+
+
+def rate_limited(wait: float) -> TooManyRequests:
+    """The 429 for a budget that allows the next request in `wait` seconds."""
+    retry_after = retry_after_header(wait)
+    return TooManyRequests(
+        "too many requests; slow down",
+        headers={"Retry-After": retry_after},
+        details={"retry_after_seconds": int(retry_after)},
+    )
 
 
 def error_response(

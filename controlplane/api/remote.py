@@ -3,13 +3,15 @@ secret (`Authorization: Bearer <secret>`), never by a user credential.
 
 `POST /v1/remote/sftp/auth` checks an SFTP login (docs/protocols/sftp.md): the user
 name is `<account username>.<first 8 characters of the server id>`; the server must
-be a replica assigned to the calling node, owned by the account (or the account is an
-admin); the password (argon2, in a thread) or a registered SSH key must match.
+be a replica assigned to the calling node, owned by the active account (or the account
+is an admin); only then is the password (argon2, in a thread) or registered SSH key
+checked. Failed logins are limited per node and account name.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
@@ -17,11 +19,12 @@ from sqlmodel import col, select
 
 from controlplane.api.authentication import bearer_token
 from controlplane.api.context import database
-from controlplane.api.errors import NotFound, Unauthorized
+from controlplane.api.errors import ApiError, NotFound, Unauthorized, rate_limited
 from controlplane.api.schemas import Request
 from controlplane.api.ssh_keys import parse_public_key
 from controlplane.db.tables import Deployment, Node, Replica, SshKey, User
 from controlplane.security.passwords import verify_password
+from controlplane.state import RATE_LIMITER
 
 SERVER_PREFIX_LENGTH = 8
 FILE_PERMISSIONS = ["file.read", "file.write"]
@@ -91,10 +94,40 @@ async def _credential_ok(request: web.Request, user: User | None, body: SftpLogi
     return key is not None
 
 
+def _usable_replica(
+    rows: Sequence[tuple[Replica, Deployment]], prefix: str, user: User | None
+) -> Replica | None:
+    """The replica whose id starts with `prefix` that `user` (active) may log in to."""
+    if user is None or not user.is_active:
+        return None
+    for replica, deployment in rows:
+        if str(replica.id).startswith(prefix) and (deployment.user_id == user.id or user.is_admin):
+            return replica
+    return None
+
+
 async def sftp_auth(request: web.Request, body: SftpLogin) -> SftpGrant:
-    """Check an SFTP login on the calling node and return the grant."""
+    """Check an SFTP login on the calling node and return the grant.
+
+    The credential is checked only against an account that may use a server with that
+    prefix on the calling node, so a node's secret cannot test passwords or keys of
+    other accounts; failures count against a budget per node and account name."""
     node = await calling_node(request)
     account, prefix = _split(body.username)
+    budget = f"sftp-auth {node.id} {account}"
+    limiter = request.app[RATE_LIMITER]
+    if (wait := limiter.retry_after(budget)) is not None:
+        raise rate_limited(wait)
+    try:
+        return await _grant(request, node, account, prefix, body)
+    except ApiError:
+        limiter.hit(budget)
+        raise
+
+
+async def _grant(
+    request: web.Request, node: Node, account: str, prefix: str, body: SftpLogin
+) -> SftpGrant:
     async with database(request).session() as session:
         user = (await session.exec(select(User).where(col(User.username) == account))).first()
         rows = (
@@ -104,15 +137,13 @@ async def sftp_auth(request: web.Request, body: SftpLogin) -> SftpGrant:
                 .where(col(Replica.node_id) == node.id)
             )
         ).all()
-    if not await _credential_ok(request, user, body) or user is None or not user.is_active:
+    replica = _usable_replica(rows, prefix, user)
+    if replica is None or user is None:
+        if body.password is not None:  # the time a password check takes, either way
+            await verify_password(None, body.password)
+        raise NotFound("no such server on this node", code="server_not_found")
+    if not await _credential_ok(request, user, body):
         raise Unauthorized("invalid credentials", code="invalid_credentials")
-    matches = [(r, d) for r, d in rows if str(r.id).startswith(prefix)]
-    if not matches:
-        raise NotFound("no such server on this node", code="server_not_found")
-    replica, deployment = matches[0]
-    if deployment.user_id != user.id and not user.is_admin:
-        # Same answer as a missing server: a stranger learns nothing about it.
-        raise NotFound("no such server on this node", code="server_not_found")
     return SftpGrant(
         server_id=str(replica.id), user_id=str(user.id), permissions=list(FILE_PERMISSIONS)
     )

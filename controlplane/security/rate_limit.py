@@ -29,6 +29,19 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._hits: OrderedDict[str, deque[float]] = OrderedDict()
 
+    def retry_after(self, key: str) -> float | None:
+        """None when one more hit on `key` would be allowed, else the seconds until it
+        would be; records nothing."""
+        hits = self._hits.get(key)
+        if hits is None:
+            return None
+        now = self._clock()
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return max(hits[0] + self.window - now, 0.0)
+        return None
+
     def hit(self, key: str) -> float | None:
         """Record one request; None when allowed, else the seconds until it would be."""
         now = self._clock()

@@ -18,6 +18,7 @@ from controlplane.db.engine import Database, create_engine
 from controlplane.db.tables import Deployment, Replica
 from tests.controlplane.accounts_support import Account, bearer, error_code, expect_json, register
 from tests.controlplane.cluster_support import agent_config, create_node
+from tests.controlplane.conftest import ConfigFactory, start_client
 
 Client = TestClient[Any, Any]
 FINGERPRINT = {"cpu_count": 4, "memory_bytes": 8 * 2**30, "os": "Debian", "hostname": "n1"}
@@ -148,6 +149,64 @@ async def test_sftp_auth_grants_owner_by_password_or_key(api: Client, database_u
     other_key = await asyncio.to_thread(asyncssh.generate_private_key, "ssh-ed25519")
     unknown = other_key.export_public_key("openssh").decode()
     assert (await login(public_key=unknown)).status == 401
+
+
+async def test_a_node_secret_cannot_test_credentials_of_accounts_without_servers_there(
+    api: Client, database_url: str
+) -> None:
+    admin = await register(api)
+    owner = await register(api)
+    victim = await register(api)  # owns nothing on this node
+    enrolled = await expect_json(await _enroll(api, await create_node(api, admin, "n1")))
+    server_id = await _replica_on(database_url, owner, enrolled["node_id"])
+    node = bearer(enrolled["node_secret"])
+    key = await asyncio.to_thread(asyncssh.generate_private_key, "ssh-ed25519")
+    public = key.export_public_key("openssh").decode()
+    added = await api.post(
+        "/v1/user/ssh-keys", json={"name": "k", "public_key": public}, headers=victim.headers
+    )
+    assert added.status == 201
+
+    async def answer(username: str, **credential: str) -> tuple[int, str]:
+        body = {"username": username, **credential}
+        response = await api.post("/v1/remote/sftp/auth", json=body, headers=node)
+        return response.status, await error_code(response)
+
+    # Right and wrong credentials get the same answer: nothing is learnt about them.
+    for prefix in (server_id[:8], "deadbeef"):
+        username = f"{victim.username}.{prefix}"
+        refused = (404, "server_not_found")
+        assert await answer(username, password=victim.password) == refused
+        assert await answer(username, password="wrong-password") == refused
+        assert await answer(username, public_key=public) == refused
+
+
+async def test_failed_sftp_logins_are_limited_per_node_and_account(
+    make_config: ConfigFactory, database_url: str
+) -> None:
+    api = await start_client(make_config(auth_rate_limit=3))
+    try:
+        admin = await register(api)
+        owner = await register(api)
+        enrolled = await expect_json(await _enroll(api, await create_node(api, admin, "n1")))
+        server_id = await _replica_on(database_url, owner, enrolled["node_id"])
+        node = bearer(enrolled["node_secret"])
+
+        def login(username: str, password: str) -> Any:
+            body = {"username": f"{username}.{server_id[:8]}", "password": password}
+            return api.post("/v1/remote/sftp/auth", json=body, headers=node)
+
+        assert (await login(owner.username, owner.password)).status == 200  # not counted
+        for _ in range(3):
+            assert (await login(owner.username, "wrong-password")).status == 401
+        limited = await login(owner.username, owner.password)
+        assert limited.status == 429
+        assert await error_code(limited) == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        # Another account's budget is its own.
+        assert (await login(admin.username, admin.password)).status == 200
+    finally:
+        await api.close()
 
 
 @pytest.mark.docker
