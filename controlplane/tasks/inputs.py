@@ -22,6 +22,8 @@ from controlplane.tasks.fetch import FetchPolicy, fetch_url
 
 MAX_FILES = 32
 MAX_PATH = 255
+DEFAULT_CPU = "1"  # what a task gets when it names no cpu...
+DEFAULT_MEMORY = "512Mi"  # ...or no memory
 
 
 class InputError(ValueError):
@@ -56,12 +58,14 @@ class FileSpec(BaseModel):
 
 
 class Resources(BaseModel):
-    """Seed 004 quantities: cpu "500m" / "1", memory "128Mi"."""
+    """Seed 004 quantities: cpu "500m" / "1", memory "128Mi". A task always runs with
+    limits (one core and 512 MiB unless it asks): one task must not be able to take a
+    node's memory from everyone else's servers, and placement reserves what it gets."""
 
     model_config = ConfigDict(extra="forbid")
 
-    cpu: str | int | float | None = None
-    memory: str | int | None = None
+    cpu: str | int | float | None = Field(default=None, description=f"default {DEFAULT_CPU}")
+    memory: str | int | None = Field(default=None, description=f"default {DEFAULT_MEMORY}")
 
     @field_validator("cpu")
     @classmethod
@@ -79,11 +83,11 @@ class Resources(BaseModel):
 
     @property
     def cpu_millis(self) -> int:
-        return 0 if self.cpu is None else parse_cpu_millis(self.cpu)
+        return parse_cpu_millis(DEFAULT_CPU if self.cpu is None else self.cpu)
 
     @property
     def memory_bytes(self) -> int:
-        return 0 if self.memory is None else parse_memory_bytes(self.memory)
+        return parse_memory_bytes(DEFAULT_MEMORY if self.memory is None else self.memory)
 
 
 class TaskSpec(BaseModel):

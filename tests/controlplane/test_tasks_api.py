@@ -45,6 +45,14 @@ async def create(client: TestClient[Any, Any], account: Account, **spec: Any) ->
     return body
 
 
+async def test_tasks_without_resources_get_default_limits(api: TestClient[Any, Any]) -> None:
+    owner = await register(api)
+    plain = await create(api, owner, command="true")
+    assert plain["resources"] == {"cpu_millis": 1000, "memory_bytes": 512 * 2**20}
+    partial = await create(api, owner, command="true", resources={"memory": "1Gi"})
+    assert partial["resources"] == {"cpu_millis": 1000, "memory_bytes": 2**30}
+
+
 async def test_create_get_status_list_delete(api: TestClient[Any, Any]) -> None:
     owner = await register(api)
     created = await create(
