@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -16,6 +16,9 @@ from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
 APP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 SIGNAL_PATTERN = r"^(SIG)?[A-Z0-9]+$"
 MAX_REPLICAS = 100
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Docker passes the environment as KEY=VALUE: a key may hold neither `=` nor NUL.
+EnvKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^=\x00]+$")]
 RestartPolicyName = Literal["always", "on-failure", "never"]
 StatusName = Literal["pending", "running", "updating", "stopped", "failed"]
 
@@ -71,7 +74,7 @@ class DeploymentOptions(Request):
     """Fields shared by create and update."""
 
     command: list[str] | str | None = None
-    env_vars: dict[str, str] | None = None
+    env_vars: dict[EnvKey, str] | None = None
     resources: ResourcesSpec | None = None
     health_check: HealthCheckSpec | None = None
     restart_policy: RestartPolicyName | None = None
@@ -92,7 +95,7 @@ class CreateDeployment(DeploymentOptions):
     app_name: str = Field(min_length=1, max_length=63, pattern=APP_NAME_PATTERN)
     image: str = Field(min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
-    ports: list[int] = Field(default_factory=list, max_length=16)
+    ports: list[Port] = Field(default_factory=list, max_length=16)
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     strategy: Literal["binpack", "spread"] = "spread"
     constraints: dict[str, str] = Field(default_factory=dict)
@@ -109,7 +112,7 @@ class UpdateDeployment(DeploymentOptions):
     at a time. `ports` may change numbers but not how many there are."""
 
     image: str | None = Field(default=None, min_length=1, max_length=255)
-    ports: list[int] | None = Field(default=None, max_length=16)
+    ports: list[Port] | None = Field(default=None, max_length=16)
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
 
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from common.logging import get_logger
 from controlplane.api.errors import (
@@ -201,6 +202,18 @@ async def _answer(endpoint: Endpoint, request: web.Request) -> web.StreamRespons
     )
 
 
+def _database_refusal(request: web.Request, exc: DBAPIError) -> ApiError:
+    """PostgreSQL's "data exception" class (SQLSTATE 22: a NUL character in text, a
+    number out of range...) is the request's fault: 400. Anything else is ours: 500."""
+    if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+        return ValidationFailed(
+            "a value in the request cannot be stored (text with NUL characters, or a "
+            "number out of range)"
+        )
+    log.exception("unhandled_error", method=request.method, path=request.path)
+    return ApiError("internal server error", code="internal_error", status=500)
+
+
 async def _observed(
     request: web.Request, route: str, answer: Awaitable[web.StreamResponse]
 ) -> web.StreamResponse:
@@ -214,6 +227,8 @@ async def _observed(
         if exc.status < 400:
             raise  # redirects pass through
         response = http_error_response(exc)
+    except DBAPIError as exc:
+        response = _database_refusal(request, exc).to_response()
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         response = error_response(500, "internal_error", "internal server error")

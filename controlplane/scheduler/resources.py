@@ -17,6 +17,9 @@ _MEMORY_UNITS: dict[str, int] = {
     "Gi": 2**30,
     "Ti": 2**40,
 }
+# Far above any machine, well inside the database's integer columns.
+MAX_CPU_MILLIS = 1024 * 1000  # 1024 cores
+MAX_MEMORY_BYTES = 2**50  # 1 PiB
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -30,6 +33,8 @@ def parse_cpu_millis(value: str | int | float) -> int:
     millis = number if match.group(2) == "m" else number * 1000
     if millis <= 0 or millis != millis.to_integral_value():
         raise ValueError(f"invalid cpu quantity {text!r}")
+    if millis > MAX_CPU_MILLIS:
+        raise ValueError(f"cpu quantity {text!r} is more than {MAX_CPU_MILLIS // 1000} cores")
     return int(millis)
 
 
@@ -45,4 +50,6 @@ def parse_memory_bytes(value: str | int) -> int:
         raise ValueError(f"invalid memory quantity {text!r}") from exc
     if amount <= 0:
         raise ValueError(f"invalid memory quantity {text!r}")
+    if amount > MAX_MEMORY_BYTES:
+        raise ValueError(f"memory quantity {text!r} is more than 1Pi")
     return int(amount)
