@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -41,6 +41,7 @@ from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
 from controlplane.state import AGENT_POOL, RECONCILER
 
 # Fields whose change needs new containers (a rolling update).
+UPDATE_ATTEMPTS = 20  # each lost race means another update won: progress is made
 SPEC_FIELDS = (
     "image",
     "command",
@@ -202,9 +203,51 @@ async def save(request: web.Request, deployment: Deployment, values: dict[str, A
     wake_reconciler(request)
 
 
+async def _save_unless_changed_meanwhile(
+    request: web.Request, deployment: Deployment, values: dict[str, Any]
+) -> bool:
+    """Write `values` only if the row still has the generation `deployment` was read
+    at (one UPDATE, so two concurrent updates cannot both build on the same one)."""
+    values["updated_at"] = datetime.now(UTC)
+    async with database(request).transaction() as session:
+        result = await session.exec(
+            update(Deployment)
+            .where(col(Deployment.id) == deployment.id)
+            .where(col(Deployment.generation) == deployment.generation)
+            .values(**values)
+        )
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        setattr(deployment, name, value)
+    wake_reconciler(request)
+    return True
+
+
 async def update_deployment(request: web.Request, body: UpdateDeployment) -> DeploymentChanged:
     """Change the deployment; container changes roll out one replica at a time."""
-    deployment = await owned_deployment(request)
+    for attempt in range(UPDATE_ATTEMPTS):
+        await asyncio.sleep(0.005 * attempt)
+        deployment = await owned_deployment(request)
+        values = _update_values(deployment, body)
+        changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
+        if changed:
+            values["generation"] = deployment.generation + 1
+            values["status"] = "updating"
+        if await _save_unless_changed_meanwhile(request, deployment, values):
+            break
+    else:
+        raise Conflict("the deployment kept changing meanwhile; try again", code="update_conflict")
+    return DeploymentChanged(
+        id=deployment.id,
+        status=deployment.status,
+        replicas=deployment.replicas,
+        message="Deployment update in progress" if changed else "Deployment updated",
+        updated_at=deployment.updated_at,
+    )
+
+
+def _update_values(deployment: Deployment, body: UpdateDeployment) -> dict[str, Any]:
     values = _options(body)
     if body.image is not None:
         values["image"] = body.image
@@ -217,18 +260,7 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
         values["ports"] = list(body.ports)
     if body.replicas is not None:
         values["replicas"] = body.replicas
-    changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
-    if changed:
-        values["generation"] = deployment.generation + 1
-        values["status"] = "updating"
-    await save(request, deployment, values)
-    return DeploymentChanged(
-        id=deployment.id,
-        status=deployment.status,
-        replicas=deployment.replicas,
-        message="Deployment update in progress" if changed else "Deployment updated",
-        updated_at=deployment.updated_at,
-    )
+    return values
 
 
 async def scale_deployment(request: web.Request, body: ScaleDeployment) -> DeploymentChanged:
