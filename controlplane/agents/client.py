@@ -19,6 +19,10 @@ from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT = 15.0
+# Calls that may stop a container wait for its stop command or signal first: up to the
+# longest stop timeout a deployment may have (the agent kills it after that).
+MAX_STOP_SECONDS = 3600
+STOPPING_CALLS = frozenset({"StopServer", "RestartServer", "RemoveServer"})
 
 
 class AgentError(Exception):
@@ -107,8 +111,9 @@ class GrpcAgentClient:
 
     async def _unary(self, method: str, request: object) -> object:
         call = getattr(self._stub, method)
+        timeout = self._timeout + (MAX_STOP_SECONDS if method in STOPPING_CALLS else 0)
         try:
-            return await call(request, metadata=self._metadata, timeout=self._timeout)
+            return await call(request, metadata=self._metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from exc
 

@@ -286,7 +286,7 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
                     select(Replica).where(col(Replica.deployment_id) == deployment.id)
                 )
             ).all()
-        await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
+        removed = await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
         async with database(request).transaction() as session:
             await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
     wake_reconciler(request)
@@ -304,19 +304,22 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
         deployment_id=deployment.id,
         app_name=deployment.app_name,
         namespace_deleted=True,
-        data_deleted=query.delete_data,
+        # Only when every replica's agent said it removed the data.
+        data_deleted=query.delete_data and all(removed),
     )
 
 
-async def _remove(request: web.Request, replica: Replica, delete_data: bool) -> None:
+async def _remove(request: web.Request, replica: Replica, delete_data: bool) -> bool:
+    """Whether the replica's agent removed it (and its data, when asked)."""
     # A node that is unreachable now keeps a stale copy; the reconciler removes it as
-    # an orphan when the node reports again.
+    # an orphan when the node reports again (keeping its data).
     pool = request.app.get(AGENT_POOL)
     if pool is None or replica.node_id is None:
-        return
+        return False
     try:
         client = pool.client(str(replica.node_id))
         await client.remove_server(str(replica.id), delete_data=delete_data)
     except AgentError:
-        return
+        return False
     pool.forget_server(str(replica.node_id), str(replica.id))
+    return True

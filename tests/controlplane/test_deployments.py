@@ -156,6 +156,7 @@ async def test_deployment_lifecycle(
         await client.delete(f"/v1/deployments/{dep}?delete_data=true", headers=user.headers)
     )
     assert deleted["namespace_deleted"] is True
+    assert deleted["data_deleted"] is True
     await eventually(lambda: _async(not labelled_containers(labels)))
 
 
