@@ -14,7 +14,7 @@ from agent.fleet.server import STATE_TO_PROTO, ManagedServer
 from agent.fleet.spec import container_spec, relative_file_path, validate_spec
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
-from agent.runtime import AlreadyExists, InvalidSpec, NotFound, NotRunning
+from agent.runtime import AlreadyExists, ImageNotFound, InvalidSpec, NotFound, NotRunning
 from agent.stats.sampler import ContainerSample
 from protos import agent_pb2 as pb
 
@@ -25,7 +25,8 @@ KILL_GRACE_SECONDS = 15.0  # how long an exit may lag behind SIGKILL before we g
 def prepare_data_dir(data_dir: Path, files: list[pb.InputFile]) -> bool:
     """Create the data directory and write the input files (blocking).
 
-    True when the directory was created now (so a failed create may remove it)."""
+    True when the directory was created now (so a failed create may remove it while
+    it is still empty)."""
     created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     for item in files:
@@ -122,7 +123,10 @@ class Supervisor:
             )
         except Exception:
             if created_dir:
-                await asyncio.to_thread(shutil.rmtree, data_dir, True)
+                # Only while empty: SFTP logins work before the container exists, so the
+                # user's files may be in it by now, and the control plane retries.
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(data_dir.rmdir)
             raise
         del spec.files[:]
         server = self.tracker.make_server(spec, info, running=False)
@@ -213,6 +217,28 @@ class Supervisor:
             self.tracker.forget(server)
         if delete_data:
             await asyncio.to_thread(shutil.rmtree, server.data_dir, True)
+
+    async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
+        """Replace the container of server `spec.id` with one of `spec`, keeping its
+        data (a rolling update); creates it when there is none. A spec the create would
+        refuse (InvalidSpec, ImageNotFound) is refused first, old container untouched."""
+        validate_spec(spec, self.cpu_count, self.port_range)
+        old = self.servers.get(spec.id)
+        if old is not None:
+            await self._check_image(spec)
+            async with old.lock:
+                if old.machine.state is not lm.State.OFFLINE:
+                    # On a timeout the forced removal below kills it anyway.
+                    with contextlib.suppress(TimeoutError):
+                        await self._stop(old)
+                await self.runtime.remove(old.container_id)
+                self.tracker.forget(old)
+        return await self.create(spec, start=start)
+
+    async def _check_image(self, spec: pb.ServerSpec) -> None:
+        # The create's own message: callers see the same refusal either way.
+        if not await self.runtime.image_exists(spec.image):
+            raise ImageNotFound(f"image {spec.image!r} is not present on this node")
 
     # ---- console and stats -----------------------------------------------------------
 

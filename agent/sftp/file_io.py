@@ -48,6 +48,7 @@ class OpenFile:
         self.fd = fd
         self.size = size  # what this session knows; grows with its writes
         self.writable = writable
+        self.append = append  # O_APPEND: every write lands at the end, not at its offset
         # O_APPEND writes land in completion order, whatever their offsets: one at a time.
         self._write_depth = 1 if append else WRITE_BEHIND
         self._executor = executor

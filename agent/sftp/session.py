@@ -171,7 +171,8 @@ class ConfinedSFTPServer(SFTPServer):
         if not file_obj.writable:
             raise SFTPPermissionDenied("file not opened for writing")
         self._require_write()  # the grant may have turned read-only since the open
-        end = offset + len(data)
+        # An append handle writes at the end whatever the offset: it grows by it all.
+        end = file_obj.size + len(data) if file_obj.append else offset + len(data)
         await self._charge(end - file_obj.size)
         file_obj.size = max(file_obj.size, end)
         await file_obj.write(offset, data)

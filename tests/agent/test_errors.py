@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.daemon import RunningAgent
+from agent.runtime import ContainerInfo, ContainerSpec
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.agent.conftest import AUTH, ECHO, spec
@@ -90,3 +93,25 @@ async def test_calls_need_the_node_secret(agent: RunningAgent) -> None:
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
         info = await stub.GetNodeInfo(pb.GetNodeInfoRequest(), metadata=AUTH)
         assert info.node_id == agent.identity.node_id
+
+
+async def test_failed_create_keeps_files_written_meanwhile(
+    agent: RunningAgent, stub: pb_grpc.AgentAsyncStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SFTP login works before the container exists: files it writes while a create
+    is in flight survive that create failing (the control plane retries it)."""
+    runtime = agent.supervisor.runtime
+    real_create = runtime.create
+    s = spec("true")
+    s.image = "encedeus/no-such-image:never"
+    upload = agent.supervisor.tracker.volumes_dir / s.id / "world" / "level.dat"
+
+    async def create_while_a_user_uploads(container: ContainerSpec) -> ContainerInfo:
+        await asyncio.to_thread(upload.parent.mkdir, parents=True)
+        await asyncio.to_thread(upload.write_bytes, b"the user's world")
+        return await real_create(container)
+
+    monkeypatch.setattr(runtime, "create", create_while_a_user_uploads)
+    create = stub.CreateServer(pb.CreateServerRequest(spec=s), metadata=AUTH)
+    assert await status_of(create) == grpc.StatusCode.FAILED_PRECONDITION
+    assert await asyncio.to_thread(upload.read_bytes) == b"the user's world"

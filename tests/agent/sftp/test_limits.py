@@ -101,3 +101,22 @@ def test_the_tighter_limit_applies(
     )
     grant = SFTPGrant("s-1234567", "u", frozenset({"file.read"}), False, from_control_plane)
     assert service._limit(grant) == applied
+
+
+async def test_appends_count_against_the_limit(world: World) -> None:
+    """An append handle writes at the end whatever offset the client names: offset 0
+    must not make its writes free."""
+    world.control_plane.servers[world.alice_server].disk_limit_bytes = 1000
+    conn, sftp = await asyncssh_sftp(world)
+    async with conn:
+        async with sftp.open("plain", "wb") as f:
+            with pytest.raises(asyncssh.SFTPError) as plain:
+                await f.write(b"p" * 1200)
+        async with sftp.open("log", "ab") as f:
+            for _ in range(3):
+                await f.write(b"a" * 300, 0)
+            with pytest.raises(asyncssh.SFTPError) as appended:
+                await f.write(b"a" * 300, 0)
+    assert (appended.value.code, appended.value.reason) == (plain.value.code, plain.value.reason)
+    assert "disk limit" in plain.value.reason
+    assert (world.server_dir(world.alice_server) / "log").stat().st_size == 900
