@@ -56,9 +56,15 @@ async def load_or_enrol(config: AgentConfig) -> NodeIdentity:
     return identity
 
 
+def identity_labels(identity: NodeIdentity) -> dict[str, str]:
+    """The labels this node finds and watches its containers by. Not the configured
+    ones: an operator may change those, and containers made before must still be found."""
+    return {MANAGED_LABEL: "true", NODE_LABEL: identity.node_id}
+
+
 def node_labels(config: AgentConfig, identity: NodeIdentity) -> dict[str, str]:
-    """The labels every container of this node carries (and is found by)."""
-    return {**config.labels, MANAGED_LABEL: "true", NODE_LABEL: identity.node_id}
+    """The labels every new container of this node carries."""
+    return {**config.labels, **identity_labels(identity)}
 
 
 def build_supervisor(
@@ -73,6 +79,7 @@ def build_supervisor(
         StatsSampler(fingerprint.memory_bytes, config.disk_usage_interval_seconds),
         WatchHub(),
         labels=node_labels(config, identity),
+        find_by=identity_labels(identity),
         volumes_dir=Path(config.data_dir) / "volumes",
         history_lines=config.console.history_lines,
     )

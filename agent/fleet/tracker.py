@@ -54,11 +54,13 @@ class ServerTracker:
         hub: WatchHub,
         *,
         labels: Mapping[str, str],
+        find_by: Mapping[str, str],
         volumes_dir: Path,
         history_lines: int,
     ) -> None:
         self.runtime, self.sampler, self.hub = runtime, sampler, hub
-        self.labels = dict(labels)
+        self.labels = dict(labels)  # put on new containers
+        self.find_by = dict(find_by)  # a subset of them: what adoption and events match
         self.volumes_dir = volumes_dir
         self.history_lines = history_lines
         self.servers: dict[str, ManagedServer] = {}
@@ -73,7 +75,7 @@ class ServerTracker:
     async def run(self) -> None:
         """Re-attach to existing containers, then apply events until cancelled."""
         self._loop = asyncio.get_running_loop()
-        subscription = self.runtime.subscribe(self.labels, self.on_engine_event)
+        subscription = self.runtime.subscribe(self.find_by, self.on_engine_event)
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -120,8 +122,16 @@ class ServerTracker:
     # ---- engine facts ----------------------------------------------------------
 
     async def resync(self) -> None:
-        """Adopt containers not yet known (agent start) and catch up on missed events."""
-        for info in await self.runtime.list_containers(self.labels):
+        """Adopt containers not yet known (agent start), catch up on missed events, and
+        forget servers whose container was removed meanwhile."""
+        # Taken before the listing: a server created during it is not in the listing.
+        known_before = list(self.servers.values())
+        listing = await self.runtime.list_containers(self.find_by)
+        listed = {info.id for info in listing}
+        for server in known_before:
+            if server.container_id not in listed:
+                self.forget(server)  # removed while the event stream was down
+        for info in listing:
             server_id = info.labels.get(SERVER_LABEL, "")
             known = self.servers.get(server_id)
             if known is None and SPEC_LABEL in info.labels:
