@@ -44,6 +44,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.CreateServerRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.Server.FromString,
                 _registered_method=True)
+        self.RecreateServer = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/RecreateServer',
+                request_serializer=protos_dot_agent__pb2.CreateServerRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.Server.FromString,
+                _registered_method=True)
         self.StartServer = channel.unary_unary(
                 '/encedeus.agent.v1.Agent/StartServer',
                 request_serializer=protos_dot_agent__pb2.StartServerRequest.SerializeToString,
@@ -114,6 +119,17 @@ class AgentServicer:
     def CreateServer(self, request, context):
         """Create (not start) a server. ALREADY_EXISTS when the id is taken,
         INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecreateServer(self, request, context):
+        """Replace the server's container with one of the new spec, keeping its data
+        directory (a rolling update); creates the server when there is none. A spec
+        CreateServer would refuse is refused before anything is touched, so the old
+        container keeps running. Agents without it answer UNIMPLEMENTED: then
+        RemoveServer followed by CreateServer does the same, without that guarantee.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +219,11 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'CreateServer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateServer,
+                    request_deserializer=protos_dot_agent__pb2.CreateServerRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.Server.SerializeToString,
+            ),
+            'RecreateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecreateServer,
                     request_deserializer=protos_dot_agent__pb2.CreateServerRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.Server.SerializeToString,
             ),
@@ -314,6 +335,33 @@ class Agent:
             request,
             target,
             '/encedeus.agent.v1.Agent/CreateServer',
+            protos_dot_agent__pb2.CreateServerRequest.SerializeToString,
+            protos_dot_agent__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecreateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/RecreateServer',
             protos_dot_agent__pb2.CreateServerRequest.SerializeToString,
             protos_dot_agent__pb2.Server.FromString,
             options,

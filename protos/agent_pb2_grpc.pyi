@@ -40,6 +40,13 @@ class AgentStub:
     """Create (not start) a server. ALREADY_EXISTS when the id is taken,
     INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
     """
+    RecreateServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]
+    """Replace the server's container with one of the new spec, keeping its data
+    directory (a rolling update); creates the server when there is none. A spec
+    CreateServer would refuse is refused before anything is touched, so the old
+    container keeps running. Agents without it answer UNIMPLEMENTED: then
+    RemoveServer followed by CreateServer does the same, without that guarantee.
+    """
     StartServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StartServerRequest, _agent_pb2.Server]
     StopServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StopServerRequest, _agent_pb2.Server]
     """Stop with the spec's stop command (written to stdin) or signal; kill after the
@@ -71,6 +78,13 @@ class AgentAsyncStub(AgentStub):
     CreateServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
     """Create (not start) a server. ALREADY_EXISTS when the id is taken,
     INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+    """
+    RecreateServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
+    """Replace the server's container with one of the new spec, keeping its data
+    directory (a rolling update); creates the server when there is none. A spec
+    CreateServer would refuse is refused before anything is touched, so the old
+    container keeps running. Agents without it answer UNIMPLEMENTED: then
+    RemoveServer followed by CreateServer does the same, without that guarantee.
     """
     StartServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.StartServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
     StopServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.StopServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
@@ -112,6 +126,19 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_pb2.Server, _abc.Awaitable[_agent_pb2.Server]]:
         """Create (not start) a server. ALREADY_EXISTS when the id is taken,
         INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+        """
+
+    @_abc_1.abstractmethod
+    def RecreateServer(
+        self,
+        request: _agent_pb2.CreateServerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.Server, _abc.Awaitable[_agent_pb2.Server]]:
+        """Replace the server's container with one of the new spec, keeping its data
+        directory (a rolling update); creates the server when there is none. A spec
+        CreateServer would refuse is refused before anything is touched, so the old
+        container keeps running. Agents without it answer UNIMPLEMENTED: then
+        RemoveServer followed by CreateServer does the same, without that guarantee.
         """
 
     @_abc_1.abstractmethod

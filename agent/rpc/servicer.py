@@ -105,6 +105,11 @@ class AgentService(pb_grpc.AgentServicer):
         server = await self._run(context, self.supervisor.create(request.spec, start=request.start))
         return server.to_proto()
 
+    async def RecreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:
+        operation = self.supervisor.recreate(request.spec, start=request.start)
+        server = await self._run(context, operation)
+        return server.to_proto()
+
     async def StartServer(self, request: pb.StartServerRequest, context: Context) -> pb.Server:
         server = await self._run(context, self.supervisor.start(request.id))
         return server.to_proto()

@@ -22,7 +22,7 @@ DEFAULT_TIMEOUT = 15.0
 # Calls that may stop a container wait for its stop command or signal first: up to the
 # longest stop timeout a deployment may have (the agent kills it after that).
 MAX_STOP_SECONDS = 3600
-STOPPING_CALLS = frozenset({"StopServer", "RestartServer", "RemoveServer"})
+STOPPING_CALLS = frozenset({"StopServer", "RestartServer", "RemoveServer", "RecreateServer"})
 
 
 class AgentError(Exception):
@@ -43,6 +43,11 @@ class AgentClient(Protocol):
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         """Create a server (ALREADY_EXISTS when the id is taken), optionally start it."""
+
+    async def recreate_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        """Replace the server's container with one of `spec`, keeping its data; a spec
+        the create would refuse leaves the old one running. `unimplemented` from
+        agents that predate it."""
 
     async def start_server(self, server_id: str) -> pb.Server:
         """Start a stopped server."""
@@ -124,6 +129,10 @@ class GrpcAgentClient:
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         return await self._server("CreateServer", pb.CreateServerRequest(spec=spec, start=start))
+
+    async def recreate_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        request = pb.CreateServerRequest(spec=spec, start=start)
+        return await self._server("RecreateServer", request)
 
     async def start_server(self, server_id: str) -> pb.Server:
         return await self._server("StartServer", pb.StartServerRequest(id=server_id))

@@ -273,6 +273,18 @@ class Reconciler:
     async def _call_agent(self, rows: _Rows, action: AgentAction) -> None:
         client = self.pool.client(action.node_id)
         node_id, replica_id = action.node_id, action.replica_id
+        if isinstance(action, RecreateServer):
+            replica = rows.replicas[replica_id]
+            deployment = rows.deployments[str(replica.deployment_id)]
+            spec = server_spec(deployment, replica, node_id)
+            try:
+                server = await client.recreate_server(spec, start=deployment.running)
+            except AgentError as exc:
+                if exc.code != "unimplemented":
+                    raise  # refused: the old container runs on
+            else:
+                self.pool.record_server(node_id, server.status)
+                return
         if isinstance(action, RemoveServer | RecreateServer):
             try:
                 delete_data = isinstance(action, RemoveServer) and action.delete_data

@@ -224,3 +224,28 @@ async def test_unknown_image_fails_with_the_agents_reason(
         await client.get("/v1/deployments?status=failed", headers=user.headers)
     )
     assert [d["id"] for d in listed["deployments"]] == [dep]
+
+
+async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, _ = cluster
+    dep = await _create(client, user, app_name="steady", replicas=1)
+    await _wait_status(client, user, dep, _ready(1))
+    labels = {"encedeus.deployment": dep}
+    [before] = labelled_containers(labels, running_only=True)
+
+    await expect_json(
+        await client.put(
+            f"/v1/deployments/{dep}", json={"image": "encedeus/absent:never"}, headers=user.headers
+        )
+    )
+
+    async def refused() -> Any:
+        detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+        return detail if "not present" in (detail["error_message"] or "") else None
+
+    await eventually(refused)
+    [after] = labelled_containers(labels, running_only=True)
+    assert after.id == before.id
+    assert (await _status(client, user, dep))["replicas"]["ready"] == 1
