@@ -49,6 +49,7 @@ from controlplane.reconciler.model import (
     Unschedulable,
     World,
 )
+from controlplane.reconciler.retry import FailedCalls
 from controlplane.reconciler.status import deployment_status
 from controlplane.reconciler.world import server_spec, world_of
 from protos import agent_pb2 as pb
@@ -58,6 +59,13 @@ AGENT_CONCURRENCY = 16
 # Agent answers that retrying the same call cannot change (bad spec, unknown image).
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
 NODE_WRITE_INTERVAL = 5.0
+
+
+def _generation(rows: _Rows, replica_id: str) -> int:
+    """The generation of the replica's deployment (-1 when either is gone)."""
+    replica = rows.replicas.get(replica_id)
+    deployment = rows.deployments.get(str(replica.deployment_id)) if replica else None
+    return deployment.generation if deployment else -1
 
 
 def _at(seconds: float | None) -> datetime | None:
@@ -99,6 +107,7 @@ class Reconciler:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._errors: dict[str, str] = {}
         self._permanent: set[str] = set()  # replicas whose last call cannot succeed as is
+        self._failed = FailedCalls(self.backoff)
         self._agent_slots = asyncio.Semaphore(AGENT_CONCURRENCY)
         self.passes = 0
         pool.add_listener(self._on_signal)
@@ -108,6 +117,8 @@ class Reconciler:
         self._wake.set()
 
     def _on_signal(self, signal: NodeSignal) -> None:
+        if signal.kind == "up":
+            self._failed.node_returned(signal.node_id)
         self.wake()
 
     async def run(self) -> None:
@@ -162,10 +173,12 @@ class Reconciler:
             now = self._clock()
             # Replicas with an agent call still running are left alone until it ends
             # (its completion wakes the next pass), so no call is issued twice.
+            self._failed.keep_only(set(rows.replicas))
             actions = [
                 a
                 for a in decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
                 if getattr(a, "replica_id", None) not in self._inflight
+                and not (isinstance(a, AgentAction) and self._backing_off(rows, a, now))
             ]
             try:
                 await self._persist(rows, actions)
@@ -180,12 +193,17 @@ class Reconciler:
                 log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
             await self._record_statuses(rows, world, actions)
             await self._record_nodes(rows)
-            self._next_deadline = min(
-                (r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until),
-                default=None,
-            )
+            deadlines = [
+                r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until
+            ]
+            retry = self._failed.next_retry(now)
+            self._next_deadline = min([*deadlines, *([retry] if retry else [])], default=None)
             self.passes += 1
             return actions
+
+    def _backing_off(self, rows: _Rows, action: AgentAction, now: float) -> bool:
+        key = (action.replica_id, type(action).__name__)
+        return self._failed.waiting(key, _generation(rows, action.replica_id), now)
 
     async def _load(self) -> _Rows:
         running_tasks = (
@@ -256,6 +274,7 @@ class Reconciler:
                     await self._call_agent(rows, action)
                     self._errors.pop(action.replica_id, None)
                     self._permanent.discard(action.replica_id)
+                    self._failed.succeeded(action.replica_id)
                 except AgentError as exc:
                     log.warning(
                         "agent_action_failed",
@@ -266,8 +285,16 @@ class Reconciler:
                         error=exc.message,
                     )
                     self._errors[action.replica_id] = exc.message
-                    if exc.code in PERMANENT_ERRORS:
+                    permanent = exc.code in PERMANENT_ERRORS
+                    if permanent:
                         self._permanent.add(action.replica_id)
+                    self._failed.failed(
+                        (action.replica_id, type(action).__name__),
+                        action.node_id,
+                        _generation(rows, action.replica_id),
+                        self._clock(),
+                        permanent=permanent,
+                    )
                     return
 
     async def _call_agent(self, rows: _Rows, action: AgentAction) -> None:

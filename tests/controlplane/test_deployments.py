@@ -3,6 +3,7 @@ enrolled in-process agent, the real dockerd and the test image."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -211,7 +212,16 @@ async def test_deployments_belong_to_their_owner(
 async def test_unknown_image_fails_with_the_agents_reason(
     cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
 ) -> None:
-    client, user, _ = cluster
+    client, user, agent = cluster
+    creates = 0
+    create = agent.supervisor.create
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal creates
+        creates += 1
+        return await create(*args, **kwargs)
+
+    agent.supervisor.create = counted  # type: ignore[method-assign]
     dep = await _create(client, user, app_name="ghost", image="encedeus/absent:never", replicas=1)
 
     async def failed() -> Any:
@@ -224,6 +234,10 @@ async def test_unknown_image_fails_with_the_agents_reason(
         await client.get("/v1/deployments?status=failed", headers=user.headers)
     )
     assert [d["id"] for d in listed["deployments"]] == [dep]
+    # Retried after the back-off cap (FAST: 2 s), not by every pass its failure wakes.
+    before = creates
+    await asyncio.sleep(3)
+    assert creates - before <= 2, creates - before
 
 
 async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
