@@ -45,6 +45,13 @@ def _error_from(exc: HTTPError) -> ClientError:
         error = body.get("error", {})
         message = error.get("message") or body.get("message") or raw.decode(errors="replace")
         code = error.get("code", "")
+        problems = [
+            f"{d.get('field')}: {d.get('message')}"
+            for d in error.get("details") or []
+            if isinstance(d, dict) and d.get("field")
+        ]
+        if problems:
+            message = f"{message}: {'; '.join(problems)}"
     except (ValueError, AttributeError):
         message, code = raw.decode(errors="replace") or exc.reason, ""
     return ClientError(f"{message} (HTTP {exc.code})", status=exc.code, code=code)

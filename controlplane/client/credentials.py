@@ -25,6 +25,7 @@ class StoredCredentials:
     url: str = DEFAULT_URL
     token: str = ""
     username: str = ""
+    key_id: str = ""  # the API key `login` created (so `logout` can revoke it)
 
 
 def credentials_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -49,6 +50,7 @@ def load_credentials(environ: Mapping[str, str] | None = None) -> StoredCredenti
             url=str(data.get("url") or DEFAULT_URL),
             token=str(data.get("token") or ""),
             username=str(data.get("username") or ""),
+            key_id=str(data.get("key_id") or ""),
         )
     except (OSError, ValueError, AttributeError):
         pass
@@ -56,6 +58,7 @@ def load_credentials(environ: Mapping[str, str] | None = None) -> StoredCredenti
         url=env.get("ENCEDEUS_URL") or stored.url,
         token=env.get("ENCEDEUS_TOKEN") or stored.token,
         username=stored.username,
+        key_id="" if env.get("ENCEDEUS_TOKEN") else stored.key_id,
     )
 
 

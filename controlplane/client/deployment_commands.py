@@ -65,7 +65,7 @@ def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) ->
             out(line)
             last = line
         if status.get("status") == "failed":
-            return _fail_with(status)
+            return _fail_with(client, deployment_id)
         if desired and ready >= desired:
             out("Running.")
             return 0
@@ -74,8 +74,9 @@ def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) ->
     return 1
 
 
-def _fail_with(status: dict[str, Any]) -> int:
-    reason = status.get("error_message") or status.get("message") or "see `encedeus logs`"
+def _fail_with(client: ApiClient, deployment_id: str) -> int:
+    detail = client.call("GET", f"/v1/deployments/{deployment_id}")
+    reason = detail.get("error_message") or "see `encedeus logs`"
     sys.stderr.write(f"error: the deployment failed: {reason}\n")
     return 1
 
@@ -145,6 +146,9 @@ def status(args: argparse.Namespace) -> int:
         f"{deployment['app_name']}: {answer['status']}, health {answer['health']}, "
         f"{counts['ready']}/{counts['desired']} ready, restarts {answer['restart_count']}"
     )
+    detail = client.call("GET", f"/v1/deployments/{deployment['id']}")
+    if detail.get("error_message"):
+        out(f"  last error: {detail['error_message']}")
     table(
         answer.get("instances", []),
         [

@@ -41,7 +41,8 @@ def _store_key_for(client: ApiClient, access_token: str, username: str) -> None:
         "/v1/api-keys",
         {"name": f"cli@{socket.gethostname()}"[:100], "description": "created by encedeus login"},
     )
-    path = save_credentials(StoredCredentials(client.base_url, created["key"], username))
+    stored = StoredCredentials(client.base_url, created["key"], username, str(created["id"]))
+    path = save_credentials(stored)
     out(f"Logged in to {client.base_url} as {username}; API key stored in {path}")
 
 
@@ -82,10 +83,21 @@ def register_account(args: argparse.Namespace) -> int:
 
 
 def logout(args: argparse.Namespace) -> int:
-    """Forget the stored API key (the key itself stays valid until revoked)."""
+    """Revoke the API key `login` created and forget it (a key given to `login
+    --api-key` is only forgotten: it may be in use elsewhere)."""
     stored = load_credentials()
+    note = ""
+    if stored.key_id and stored.token:
+        try:
+            ApiClient(stored.url, stored.token).call("DELETE", f"/v1/api-keys/{stored.key_id}")
+        except ClientError as exc:
+            note = (
+                f"; its API key could not be revoked ({exc}): DELETE /v1/api-keys/{stored.key_id}"
+            )
+        else:
+            note = "; its API key is revoked"
     save_credentials(StoredCredentials(stored.url, "", ""))
-    out(f"Logged out ({credentials_path()} cleared)")
+    out(f"Logged out ({credentials_path()} cleared{note})")
     return 0
 
 

@@ -96,7 +96,10 @@ def choose_agent_ports(saved: dict[str, int], *, prefer_defaults: bool) -> dict[
 
 def new_admin() -> AdminCredentials:
     """Credentials for the first admin: a fixed name, a strong random password."""
-    return AdminCredentials("admin", "admin@example.com", secrets.token_urlsafe(18))
+    password = secrets.token_urlsafe(18)
+    while not password[0].isalnum():  # a leading "-" would read as an option to `login`
+        password = secrets.token_urlsafe(18)
+    return AdminCredentials("admin", "admin@example.com", password)
 
 
 def _hcl_string(value: str) -> str:

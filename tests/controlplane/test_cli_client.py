@@ -50,6 +50,22 @@ async def test_login_stores_an_api_key_privately(
     assert await encedeus("whoami") == 0
     assert account.username in capsys.readouterr().out
 
+    key = stored["token"]
+    assert await encedeus("logout") == 0
+    assert "its API key is revoked" in capsys.readouterr().out
+    revoked = await api.get("/v1/user/profile", headers={"Authorization": f"Bearer {key}"})
+    assert revoked.status == 401
+
+
+async def test_validation_errors_name_the_fields(
+    api: TestClient[Any, Any], credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await register(api)
+    code = await encedeus("register", "--url", url_of(api), "someone", "someone@example.com",
+                          "--password", "short")  # fmt: skip
+    assert code == 1
+    assert "body.password" in capsys.readouterr().err
+
 
 async def test_login_with_an_api_key(
     api: TestClient[Any, Any], credentials: Path, capsys: pytest.CaptureFixture[str]
@@ -60,6 +76,8 @@ async def test_login_with_an_api_key(
     assert load_credentials().token == key
     assert await encedeus("logout") == 0
     assert load_credentials().token == ""
+    kept = await api.get("/v1/user/profile", headers={"Authorization": f"Bearer {key}"})
+    assert kept.status == 200  # a key given to login is only forgotten
     assert await encedeus("whoami") == 1
     assert "not logged in" in capsys.readouterr().err
 

@@ -104,6 +104,14 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert "cli-app: running" in shown
         assert re.search(r"running .* newcomer\.[0-9a-f]{8}", shown), shown
         assert "cli-app scaled to 2 replicas" in cli(credentials, "scale", "cli-app", "2")
+        env = {**os.environ, "ENCEDEUS_CREDENTIALS": str(credentials)}
+        ghost = subprocess.run(
+            [ENCEDEUS, "deploy", "encedeus/absent:never", "--name", "ghost"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert ghost.returncode == 1
+        assert "not present on this node" in ghost.stderr, ghost.stderr
+        assert "last error: " in cli(credentials, "status", "ghost")
         cli(credentials, "stop", "cli-app")
         assert "stopped" in cli(credentials, "ls", "--status", "stopped")
         password = host.admin_password
