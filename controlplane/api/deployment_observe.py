@@ -22,7 +22,11 @@ from controlplane.api.deployment_actions import agent_for, deployment_replicas
 from controlplane.api.deployment_schemas import LogsQuery
 from controlplane.api.deployments import owned_deployment
 from controlplane.api.errors import NotFound
-from controlplane.api.websocket_auth import authenticate_websocket, refuse_websocket
+from controlplane.api.websocket_auth import (
+    authenticate_websocket,
+    close_when_credential_ends,
+    refuse_websocket,
+)
 from controlplane.db.tables import Deployment, Replica
 from controlplane.reconciler.model import LABEL_GENERATION
 from controlplane.reconciler.world import HEALTH_NAMES, STATE_NAMES
@@ -252,9 +256,12 @@ async def deployment_logs(request: web.Request, query: LogsQuery) -> web.StreamR
         return web.json_response({"logs": entries})
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
-    async for entry in _merged_logs(request, deployment, query):
-        await response.write(json.dumps(entry).encode() + b"\n")
-    await response.write_eof()
+    try:
+        async for entry in _merged_logs(request, deployment, query):
+            await response.write(json.dumps(entry).encode() + b"\n")
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client stopped following (Ctrl-C): the normal end of a follow
     return response
 
 
@@ -298,10 +305,13 @@ async def deployment_logs_stream(request: web.Request, query: LogsQuery) -> web.
             await socket.send_json(entry)
 
     sender = asyncio.create_task(forward())
+    guard = asyncio.create_task(
+        close_when_credential_ends(request, socket, authenticator(request).authenticate)
+    )
     try:
         async for _message in socket:
             pass  # the client only listens; reading notices its close
     finally:
-        await cancel_and_wait(sender)
+        await cancel_and_wait(sender, guard)
         await socket.close()
     return socket

@@ -11,6 +11,7 @@ close code :data:`CLOSE_UNAUTHORIZED` (4401).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,11 @@ from controlplane.state import AUTHENTICATOR
 
 AUTH_TIMEOUT = 10.0
 CLOSE_UNAUTHORIZED = 4401
+# How often an open socket's credential is checked again: revoking an API key, logging
+# out, changing the password or deactivating the account ends the sockets it opened
+# within this time, and so does an access token's expiry.
+REVALIDATE_SECONDS = 30.0
+SOCKET_TOKEN = web.RequestKey("socket_token", str)
 
 #: Turns a bearer credential into the caller, or raises an ApiError (401).
 Authenticate = Callable[[str], Awaitable[CurrentUser]]
@@ -90,8 +96,27 @@ async def authenticate_websocket(
     except ApiError as exc:
         await refuse_websocket(socket, exc.message)
         return None
+    request[SOCKET_TOKEN] = token
     await socket.send_json({"type": "authenticated", "user_id": str(user.id)})
     return user
+
+
+async def close_when_credential_ends(
+    request: web.Request, socket: web.WebSocketResponse, authenticate: Authenticate
+) -> None:
+    """Check the socket's credential every :data:`REVALIDATE_SECONDS`; once it no
+    longer authenticates, refuse the socket (error frame, close 4401). Run it as a task
+    beside the socket's work and cancel it when the socket ends."""
+    token = request.get(SOCKET_TOKEN) or bearer_token(request)
+    if token is None:
+        return
+    while not socket.closed:
+        await asyncio.sleep(REVALIDATE_SECONDS)
+        try:
+            await authenticate(token)
+        except ApiError as exc:
+            await refuse_websocket(socket, f"credential no longer valid: {exc.message}")
+            return
 
 
 class _HeaderOrFirstMessage:

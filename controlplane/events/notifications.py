@@ -25,8 +25,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from common.cancellation import cancel_and_wait
 from controlplane.api.authentication import CurrentUser
-from controlplane.api.websocket_auth import Authenticate, authenticate_websocket, error_frame
+from controlplane.api.websocket_auth import (
+    Authenticate,
+    authenticate_websocket,
+    close_when_credential_ends,
+    error_frame,
+)
 from controlplane.events.bus import Event, EventBus
 
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -138,9 +144,11 @@ async def serve_notifications(
         lambda event: visible_to(event, user), name=f"ws:{user.id}", maxsize=512
     )
     pump = asyncio.create_task(_pump_events(socket, session, subscription))
+    guard = asyncio.create_task(close_when_credential_ends(request, socket, authenticate))
     try:
         await _read_messages(socket, session)
     finally:
+        await cancel_and_wait(guard)
         subscription.close()
         pump.cancel()
         # A send that failed because the peer went away is not an error worth raising.

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
+from controlplane.api import websocket_auth
 from controlplane.events.bus import Event, EventType
 from controlplane.events.wiring import EVENT_BUS
 from tests.controlplane.accounts_support import Account, register
@@ -157,3 +158,32 @@ async def test_slow_reader_does_not_block_publishers(api: TestClient[Any, Any]) 
     first = await next_event(socket)
     assert first["type"] == "task_started"
     await socket.close()
+
+
+@pytest.mark.parametrize("end", ["revoke the key", "log out"])
+async def test_a_socket_ends_soon_after_its_credential(
+    api: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    monkeypatch.setattr(websocket_auth, "REVALIDATE_SECONDS", 0.2)
+    user = await register(api)
+    listed = await api.post("/v1/api-keys", json={"name": "ws"}, headers=user.headers)
+    key = await listed.json()
+    credential = key["key"] if end == "revoke the key" else user.access_token
+    socket = await api.ws_connect(
+        "/v1/ws/notifications", headers={"Authorization": f"Bearer {credential}"}
+    )
+    assert (await next_event(socket))["type"] == "authenticated"
+    await asyncio.sleep(0.5)  # checked again meanwhile: still valid
+    await socket.send_json({"type": "ping"})
+    assert (await next_event(socket))["type"] == "pong"
+
+    if end == "revoke the key":
+        revoked = await api.delete(f"/v1/api-keys/{key['id']}", headers=user.headers)
+    else:
+        revoked = await api.post("/v1/auth/logout", headers=user.headers)
+    assert revoked.status in (200, 204), await revoked.text()
+    refused = await next_event(socket, timeout=5)
+    assert refused["error"]["code"] == "unauthorized"
+    closing = await socket.receive(timeout=5)
+    assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert socket.close_code == 4401
