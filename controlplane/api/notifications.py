@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from controlplane.api.context import authenticator, current_user
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
-from controlplane.events.notifications import serve_notifications
+from controlplane.events.notifications import serve_notifications, subscriber_name
 from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
 
 
@@ -23,11 +23,13 @@ class WebhookStats(BaseModel):
 
 
 class NotificationStats(BaseModel):
-    """The notification system's counters."""
+    """The notification system's counters. `subscribers` counts the caller's own open
+    notification sockets (every subscriber for admins); the platform-wide counters
+    are for admins only (null for everyone else)."""
 
     subscribers: int
-    published: int
-    webhooks: WebhookStats
+    published: int | None
+    webhooks: WebhookStats | None
 
 
 async def notifications_socket(request: web.Request) -> web.StreamResponse:
@@ -62,6 +64,10 @@ async def notification_stats(request: web.Request) -> NotificationStats:
     """How many listeners are connected and what the bus and webhooks have done."""
     bus = request.app[EVENT_BUS]
     webhooks = request.app[WEBHOOKS]
+    user = current_user(request)
+    if not user.is_admin:
+        own = bus.subscribers_named(subscriber_name(str(user.id)))
+        return NotificationStats(subscribers=own, published=None, webhooks=None)
     return NotificationStats(
         subscribers=bus.subscriber_count,
         published=bus.published,

@@ -222,6 +222,10 @@ class EventBus:
         """How many subscriptions are open."""
         return len(self._subscriptions)
 
+    def subscribers_named(self, name: str) -> int:
+        """How many open subscriptions were made with `name`."""
+        return sum(1 for subscription in self._subscriptions if subscription.name == name)
+
     def close(self) -> None:
         """Close every subscription (their iterators end)."""
         for subscription in list(self._subscriptions):

@@ -61,6 +61,11 @@ def topics_of(event: Event) -> set[str]:
     return {"deployments", "tasks", "nodes"}
 
 
+def subscriber_name(user_id: str) -> str:
+    """The bus subscription name of an account's notification sockets."""
+    return f"ws:{user_id}"
+
+
 def _timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -141,7 +146,7 @@ async def serve_notifications(
         return socket
     session = NotificationSession(user)
     subscription = bus.subscribe(
-        lambda event: visible_to(event, user), name=f"ws:{user.id}", maxsize=512
+        lambda event: visible_to(event, user), name=subscriber_name(str(user.id)), maxsize=512
     )
     pump = asyncio.create_task(_pump_events(socket, session, subscription))
     guard = asyncio.create_task(close_when_credential_ends(request, socket, authenticate))

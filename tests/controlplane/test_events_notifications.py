@@ -130,7 +130,15 @@ async def test_ping_and_authenticate_message(api: TestClient[Any, Any]) -> None:
     event = await next_event(socket)
     assert event["type"] == "test"
     stats = await (await api.get("/v1/notifications/stats", headers=user.headers)).json()
-    assert stats["subscribers"] >= 1
+    assert stats["subscribers"] >= 1  # the first account is an admin: everything
+    assert stats["published"] >= 1
+    other = await register(api)
+    own = await (await api.get("/v1/notifications/stats", headers=other.headers)).json()
+    assert own == {"subscribers": 0, "published": None, "webhooks": None}
+    other_socket = await connect(api, other)
+    own = await (await api.get("/v1/notifications/stats", headers=other.headers)).json()
+    assert own["subscribers"] == 1
+    await other_socket.close()
     await socket.close()
 
 
