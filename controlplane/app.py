@@ -19,7 +19,7 @@ from common.logging import get_logger
 from controlplane.api.authentication import Authenticator
 from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
-from controlplane.config import ControlPlaneConfig, resolve_jwt_secret
+from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
 from controlplane.events.wiring import install_events
@@ -45,12 +45,7 @@ log = get_logger(__name__)
 
 async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-
-    def prepare_data_dir() -> str:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        return resolve_jwt_secret(config)
-
-    app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir))
+    app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir, config))
     revision = await upgrade_database(config.resolved_database_url())
     log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
     try:

@@ -100,6 +100,20 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     return load_section(path, "controlplane", ControlPlaneConfig, environment_overrides(env))
 
 
+def prepare_data_dir(config: ControlPlaneConfig) -> str:
+    """Create the data directory (0700: it holds the database and the JWT secret) and
+    the embedded database's file (0600; SQLite gives its WAL files the same mode),
+    whatever the umask; return the JWT secret. Existing ones are left as they are.
+
+    Blocking file I/O: call it from a thread (or before the event loop starts).
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not config.database_url:
+        database = config.data_dir / SQLITE_FILE
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    return resolve_jwt_secret(config)
+
+
 def resolve_jwt_secret(config: ControlPlaneConfig) -> str:
     """The configured secret, or one generated once and kept in the data directory.
 

@@ -13,7 +13,7 @@ from controlplane.accounts import create_user
 from controlplane.api.errors import ApiError
 from controlplane.api.schemas import Email, Password, Username
 from controlplane.cli.common_args import add_config_argument, config_or_exit
-from controlplane.config import ControlPlaneConfig, resolve_jwt_secret
+from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import UnknownSchemaError, upgrade_database
 
@@ -52,11 +52,7 @@ def _read_password() -> str:
 
 
 async def _create(config: ControlPlaneConfig, account: NewAccount, admin: bool) -> str:
-    def prepare() -> None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        resolve_jwt_secret(config)
-
-    await asyncio.to_thread(prepare)
+    await asyncio.to_thread(prepare_data_dir, config)
     url = config.resolved_database_url()
     await upgrade_database(url)
     db = Database(create_engine(url))
