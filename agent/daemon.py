@@ -53,6 +53,14 @@ async def load_or_enrol(config: AgentConfig) -> NodeIdentity:
     identity = await asyncio.to_thread(load_identity, config)
     if identity is None:
         return await enrol(config)  # raises ConfigError without URL + join token
+    if config.join_token and not config.node_secret:
+        # A token is used once; an operator who put a new one here most likely wants
+        # to enrol again, which this agent will not do on its own.
+        log.warning(
+            "join_token_ignored",
+            node_id=identity.node_id,
+            hint=f"already enrolled; to enrol with the new token, delete {config.node_file}",
+        )
     return identity
 
 

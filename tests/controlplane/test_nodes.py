@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncssh
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from agent.config import load_identity
@@ -217,7 +218,10 @@ async def test_agent_enrols_once_and_keeps_its_identity(api: Client, tmp_path: P
     identity = await load_or_enrol(config)
     assert await asyncio.to_thread(load_identity, config) == identity
     # The token is spent: a second enrolment would fail, so this proves none happens.
-    assert await load_or_enrol(config) == identity
+    with structlog.testing.capture_logs() as logs:
+        assert await load_or_enrol(config) == identity
+    [ignored] = [entry for entry in logs if entry["event"] == "join_token_ignored"]
+    assert str(config.node_file) in ignored["hint"]
     node = await expect_json(await api.get(f"/v1/nodes/{identity.node_id}", headers=admin.headers))
     assert node["grpc_address"] == f"127.0.0.1:{config.grpc.port}"
     assert node["fingerprint"]["cpu_count"] >= 1
