@@ -38,12 +38,20 @@ from protos import agent_pb2 as pb
 CLOSE_NOT_FOUND = 4404
 
 
+class PublishedPort(BaseModel):
+    """A container port and the port of the replica's node it is published on."""
+
+    container_port: int
+    host_port: int
+
+
 class ReplicaStatus(BaseModel):
     """One replica: where it runs and what its agent last said about it."""
 
     id: str
     ordinal: int
     node_id: str | None
+    ports: list[PublishedPort]
     state: str
     health: str
     ready: bool
@@ -101,7 +109,9 @@ def _observed(
     return observation.servers.get(str(replica.id)), observation.last_heartbeat
 
 
-def _replica_status(request: web.Request, replica: Replica) -> tuple[ReplicaStatus, float | None]:
+def _replica_status(
+    request: web.Request, deployment: Deployment, replica: Replica
+) -> tuple[ReplicaStatus, float | None]:
     status, heard = _observed(request, replica)
     state = STATE_NAMES.get(status.state, "offline") if status else "unknown"
     health = HEALTH_NAMES.get(status.health, "none") if status else "unknown"
@@ -110,6 +120,10 @@ def _replica_status(request: web.Request, replica: Replica) -> tuple[ReplicaStat
         id=str(replica.id),
         ordinal=replica.ordinal,
         node_id=str(replica.node_id) if replica.node_id else None,
+        ports=[
+            PublishedPort(container_port=container, host_port=host)
+            for container, host in zip(deployment.ports, replica.host_ports, strict=False)
+        ],
         state=state,
         health=health,
         ready=state == "running" and health in ("none", "healthy"),
@@ -136,7 +150,7 @@ async def deployment_status(request: web.Request) -> DeploymentStatusView:
     """Desired/ready/available replicas, health, uptime, restarts and per-replica state."""
     deployment = await owned_deployment(request)
     replicas = await deployment_replicas(request, deployment)
-    pairs = [_replica_status(request, r) for r in replicas]
+    pairs = [_replica_status(request, deployment, r) for r in replicas]
     instances = [view for view, _ in pairs]
     heard = [h for _, h in pairs if h is not None]
     started = [i.started_at for i in instances if i.started_at is not None and i.ready]

@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError
@@ -156,11 +156,18 @@ def status(args: argparse.Namespace) -> int:
             ("NODE", lambda r: short_id(r.get("node_id"))),
             ("STATE", field("state")),
             ("HEALTH", field("health")),
+            ("PORTS", _ports),
             ("SFTP LOGIN", lambda r: f"{username}.{str(r.get('id'))[:8]}"),
         ],
         sys.stdout,
     )
     return 0
+
+
+def _ports(replica: Mapping[str, Any]) -> str:
+    """`30000->8080,...`: the node's port, then the container's."""
+    published = replica.get("ports") or []
+    return ",".join(f"{p['host_port']}->{p['container_port']}" for p in published) or "-"
 
 
 def scale(args: argparse.Namespace) -> int:

@@ -263,3 +263,17 @@ async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
     [after] = labelled_containers(labels, running_only=True)
     assert after.id == before.id
     assert (await _status(client, user, dep))["replicas"]["ready"] == 1
+
+
+async def test_status_shows_the_host_port_of_each_published_port(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, _ = cluster
+    dep = await _create(client, user, app_name="published", replicas=1, ports=[8080])
+    status = await _wait_status(client, user, dep, _ready(1))
+    [published] = status["instances"][0]["ports"]
+    assert published["container_port"] == 8080
+    assert 31000 <= published["host_port"] <= 31999  # the node's port range
+    [container] = labelled_containers({"encedeus.deployment": dep}, running_only=True)
+    bindings = container.attrs["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert int(bindings[0]["HostPort"]) == published["host_port"]
