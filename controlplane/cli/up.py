@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -75,9 +77,25 @@ def run(args: argparse.Namespace) -> int:
         agent_labels=dict(args.agent_label),
         prefer_default_ports=not args.free_ports,
         base_config=base,
+        client_command=_client_command(),
     )
     try:
         return asyncio.run(_main(options))
-    except (UpError, UnknownSchemaError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            print(f"encedeus up: {exc}", file=sys.stderr)
+        else:
+            print(f"encedeus up: {exc.strerror or exc}: is another `encedeus up` running? "
+                  "(--port and --data-dir choose others)", file=sys.stderr)  # fmt: skip
+        return 1
+    except (UpError, UnknownSchemaError) as exc:
         print(f"encedeus up: {exc}", file=sys.stderr)
         return 1
+
+
+def _client_command() -> str:
+    """`encedeus` when that is this program on the PATH, else this program's path
+    (`make up` runs .venv/bin/encedeus, which a newcomer's shell does not find)."""
+    this = Path(sys.argv[0]).absolute()
+    found = shutil.which("encedeus")
+    return "encedeus" if found and Path(found).absolute() == this else str(this)

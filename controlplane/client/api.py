@@ -140,6 +140,9 @@ class ApiClient:
             with urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 raw = response.read()
         except HTTPError as exc:
+            # Without a credential a 401 means "log in first", except from login itself.
+            if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
+                raise ClientError("not logged in: run `encedeus login`", status=401) from None
             raise _error_from(exc) from None
         except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -152,6 +155,9 @@ class ApiClient:
         try:
             response = urlopen(request, timeout=None)  # noqa: S310
         except HTTPError as exc:
+            # Without a credential a 401 means "log in first", except from login itself.
+            if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
+                raise ClientError("not logged in: run `encedeus login`", status=401) from None
             raise _error_from(exc) from None
         except (URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.base_url}: {exc}") from None

@@ -80,14 +80,25 @@ def register(subparsers: Any) -> None:
 
 def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:
     """The deployment whose id, id prefix or app name is `name_or_id`."""
+    return _resolve(client, "deployments", "app_name", name_or_id)
+
+
+def resolve_task(client: ApiClient, name_or_id: str) -> dict[str, Any]:
+    """The task whose id, id prefix (as `tasks ls` shows) or name is `name_or_id`."""
+    return _resolve(client, "tasks", "name", name_or_id)
+
+
+def _resolve(client: ApiClient, kind: str, name_field: str, name_or_id: str) -> dict[str, Any]:
+    noun = kind.rstrip("s")
     matches: list[dict[str, Any]] = []
     page = 1
     while True:
-        answer = client.call("GET", "/v1/deployments", query={"page": page, "limit": 100})
-        for item in answer.get("deployments", []):
+        answer = client.call("GET", f"/v1/{kind}", query={"page": page, "limit": 100})
+        for item in answer.get(kind, []):
             if item.get("id") == name_or_id:
                 return dict(item)
-            if item.get("app_name") == name_or_id or str(item.get("id", "")).startswith(name_or_id):
+            named = name_or_id and item.get(name_field) == name_or_id
+            if named or str(item.get("id", "")).startswith(name_or_id):
                 matches.append(item)
         if page >= int(answer.get("pagination", {}).get("total_pages", 1)):
             break
@@ -95,5 +106,5 @@ def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise ClientError(f"no deployment named {name_or_id!r}", status=404)
-    raise ClientError(f"{name_or_id!r} matches {len(matches)} deployments; use the id")
+        raise ClientError(f"no {noun} named {name_or_id!r}", status=404)
+    raise ClientError(f"{name_or_id!r} matches {len(matches)} {kind}; use the id")

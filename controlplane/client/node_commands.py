@@ -75,6 +75,9 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, default=50)
     parser = add_command(sub, "add", add_node, "create a node and print its join token")
     parser.add_argument("name")
-    for name, command in (("drain", drain), ("rm", remove)):
-        parser = add_command(sub, name, command, f"{name} a node")
+    for name, command, help_text in (
+        ("drain", drain, "move a node's replicas elsewhere and place nothing new on it"),
+        ("rm", remove, "delete a node (its replicas' containers are removed first)"),
+    ):
+        parser = add_command(sub, name, command, help_text)
         parser.add_argument("node", help="node name or id")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError, UploadFile
-from controlplane.client.commands import add_command, client_for, out
+from controlplane.client.commands import add_command, client_for, out, resolve_task
 from controlplane.client.deployment_commands import parse_env
 from controlplane.client.render import age, field, short_id, table
 
@@ -118,7 +118,8 @@ def list_tasks(args: argparse.Namespace) -> int:
 def _task_action(method: str, suffix: str, done: str) -> Any:
     def action(args: argparse.Namespace) -> int:
         client = client_for(args)
-        answer = client.call(method, f"/v1/tasks/{args.task}{suffix}")
+        task_id = resolve_task(client, args.task)["id"]
+        answer = client.call(method, f"/v1/tasks/{task_id}{suffix}")
         if suffix == "/status":
             table([answer], [(k.upper(), field(k)) for k in _STATUS_FIELDS], sys.stdout)
         else:
@@ -128,6 +129,7 @@ def _task_action(method: str, suffix: str, done: str) -> Any:
     return action
 
 
+TASK_HELP = "task id, the id prefix `tasks ls` shows, or the task name"
 _STATUS_FIELDS = ("id", "status", "exit_code", "started_at", "finished_at", "error_message")
 
 
@@ -135,7 +137,8 @@ def logs(args: argparse.Namespace) -> int:
     """Print a task's output (kept after it ends); -f follows while it runs."""
     client = client_for(args)
     query = {"follow": "true" if args.follow else None, "tail": args.tail}
-    for chunk in client.stream(f"/v1/tasks/{args.task}/logs", query=query):
+    task_id = resolve_task(client, args.task)["id"]
+    for chunk in client.stream(f"/v1/tasks/{task_id}/logs", query=query):
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
     return 0
@@ -174,15 +177,15 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--page", type=int, default=1)
     parser.add_argument("--limit", type=int, default=50)
 
-    for name, method, suffix, done in (
-        ("start", "POST", "", "started"),
-        ("status", "GET", "/status", ""),
-        ("rm", "DELETE", "", "deleted"),
+    for name, method, suffix, done, help_text in (
+        ("start", "POST", "", "started", "start a created task"),
+        ("status", "GET", "/status", "", "show a task's status and exit code"),
+        ("rm", "DELETE", "", "deleted", "delete a task (and its container and logs)"),
     ):
-        parser = add_command(sub, name, _task_action(method, suffix, done), f"{name} a task")
-        parser.add_argument("task", help="task id")
+        parser = add_command(sub, name, _task_action(method, suffix, done), help_text)
+        parser.add_argument("task", help=TASK_HELP)
 
     parser = add_command(sub, "logs", logs, "show a task's output")
-    parser.add_argument("task", help="task id")
+    parser.add_argument("task", help=TASK_HELP)
     parser.add_argument("--follow", "-f", action="store_true")
     parser.add_argument("--tail", type=int)

@@ -66,6 +66,7 @@ class UpOptions:
     agent_labels: dict[str, str] = field(default_factory=dict)
     prefer_default_ports: bool = True
     base_config: ControlPlaneConfig | None = None
+    client_command: str = "encedeus"  # how the banner tells to run the client
 
 
 def controlplane_config(options: UpOptions) -> ControlPlaneConfig:
@@ -224,8 +225,15 @@ async def stop_agent(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-def banner(url: str, admin: AdminCredentials, data_dir: Path, state: UpState, ready: bool) -> str:
-    """What a newcomer needs to see."""
+def banner(
+    url: str,
+    admin: AdminCredentials,
+    data_dir: Path,
+    state: UpState,
+    ready: bool,
+    client: str = "encedeus",
+) -> str:
+    """What a newcomer needs to see (`client`: the command that runs the client)."""
     node_id, sftp_port = state.node_id, state.agent_ports.get("sftp", 2022)
     node_state = "ready" if ready else "not ready yet (see the agent log)"
     return (
@@ -236,9 +244,9 @@ def banner(url: str, admin: AdminCredentials, data_dir: Path, state: UpState, re
         f"  Local node: {node_id} ({node_state}); agent log: {data_dir / 'agent.log'}\n"
         f"  SFTP: sftp -P {sftp_port} <username>.<first 8 characters of a server id>@127.0.0.1\n"
         "\nNext:\n"
-        f"  encedeus login --url {url} {admin.username}\n"
-        '  encedeus deploy encedeus/busybox:latest --command "sleep 3600"\n'
-        "  encedeus ls\n"
+        f"  {client} login --url {url} {admin.username}\n"
+        f'  {client} deploy encedeus/busybox:latest --command "sleep 3600"\n'
+        f"  {client} ls\n"
         "\nPress Ctrl-C to stop.\n"
     )
 
@@ -300,7 +308,7 @@ async def _run_agent(
     try:
         ready = await _unless_interrupted(agent, stop, wait_node_ready(url, admin, state.node_id))
         if ready is not None:
-            out.write(banner(url, admin, data_dir, state, ready))
+            out.write(banner(url, admin, data_dir, state, ready, options.client_command))
             out.flush()
             await _unless_interrupted(agent, stop, stop.wait())
         if agent.returncode is not None and not stop.is_set():

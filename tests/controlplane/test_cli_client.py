@@ -104,11 +104,11 @@ async def test_register_then_tasks_round_trip(
     listing = capsys.readouterr().out
     assert task_id[:8] in listing
     assert "Pending" in listing
-    assert await encedeus("tasks", "status", task_id) == 0
+    assert await encedeus("tasks", "status", task_id[:8]) == 0  # as `tasks ls` shows it
     assert "Pending" in capsys.readouterr().out
     assert await encedeus("tasks", "rm", task_id) == 0
     assert await encedeus("tasks", "status", task_id) == 1
-    assert "task not found" in capsys.readouterr().err
+    assert "no task named" in capsys.readouterr().err
 
 
 async def test_ls_and_errors_for_people(
@@ -116,6 +116,9 @@ async def test_ls_and_errors_for_people(
 ) -> None:
     account = await register(api)
     key = await create_api_key(api, account)
+    assert await encedeus("login", "--url", url_of(api), account.username,
+                          "--password", "wrong-password") == 1  # fmt: skip
+    assert "invalid credentials" in capsys.readouterr().err
     assert await encedeus("login", "--url", url_of(api), "--api-key", key) == 0
     capsys.readouterr()
     assert await encedeus("ls") == 0
@@ -124,6 +127,10 @@ async def test_ls_and_errors_for_people(
     ]  # fmt: skip
     assert await encedeus("logs", "nothing-here") == 1
     assert "no deployment named" in capsys.readouterr().err
+    assert await encedeus("logout") == 0
+    assert await encedeus("ls") == 1
+    assert "not logged in: run `encedeus login`" in capsys.readouterr().err
+    assert await encedeus("login", "--url", url_of(api), "--api-key", key) == 0
     assert await encedeus("deploy", TEST_IMAGE, "-e", "broken") == 1
     assert "KEY=VALUE" in capsys.readouterr().err
     assert await encedeus("ls", "--url", "http://127.0.0.1:9") == 1

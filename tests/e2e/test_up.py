@@ -84,6 +84,8 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert len(running) == 1
         assert running[0].status == "running"
 
+        next_login = next(line for line in host.output if " login --url " in line).split()[0]
+        assert next_login == "encedeus" or Path(next_login).is_file(), next_login
         credentials = tmp_path / "credentials"
         cli(credentials, "login", "--url", host.url, "newcomer", "--password", "newcomer-pw-1")
         assert oct(credentials.stat().st_mode & 0o777) == "0o600"
@@ -161,3 +163,16 @@ def test_up_refuses_saved_agent_ports_that_collide(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "agent's sftp listener a port another listener has" in done.stderr
     assert not (data_dir / "agent.log").exists()
+
+
+def test_up_says_when_its_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = subprocess.run(
+            [ENCEDEUS, "up", "--data-dir", str(tmp_path / "encedeus"),
+             "--port", str(busy.getsockname()[1])],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "is another `encedeus up` running?" in done.stderr
