@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,6 +59,27 @@ AGENT_CONCURRENCY = 16
 # Agent answers that retrying the same call cannot change (bad spec, unknown image).
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
 NODE_WRITE_INTERVAL = 5.0
+
+
+def busy_replicas(
+    inflight: Iterable[str], replicas: Mapping[str, Replica], actions: Iterable[Action]
+) -> set[str]:
+    """Replicas a pass leaves alone: those with an agent call in flight (its completion
+    wakes the next pass, so no call is issued twice), and the replacements decided for
+    their slots (dropping only the old replica's half of a move would run the slot
+    twice)."""
+    busy = set(inflight)
+    slots = {
+        (str(replica.deployment_id), replica.ordinal)
+        for replica_id in busy
+        if (replica := replicas.get(replica_id)) is not None
+    }
+    busy.update(
+        a.replica_id
+        for a in actions
+        if isinstance(a, AddReplica) and (a.deployment_id, a.ordinal) in slots
+    )
+    return busy
 
 
 def _generation(rows: _Rows, replica_id: str) -> int:
@@ -171,13 +192,13 @@ class Reconciler:
                 rows.reserved,
             )
             now = self._clock()
-            # Replicas with an agent call still running are left alone until it ends
-            # (its completion wakes the next pass), so no call is issued twice.
             self._failed.keep_only(set(rows.replicas))
+            decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
+            busy = busy_replicas(self._inflight, rows.replicas, decided)
             actions = [
                 a
-                for a in decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
-                if getattr(a, "replica_id", None) not in self._inflight
+                for a in decided
+                if getattr(a, "replica_id", None) not in busy
                 and not (isinstance(a, AgentAction) and self._backing_off(rows, a, now))
             ]
             try:

@@ -1,8 +1,19 @@
-"""When failed agent calls are tried again (pure bookkeeping, no agents)."""
+"""Which replicas a reconciler pass leaves alone: failed calls waiting to be tried again,
+and slots with a call in flight (pure bookkeeping, no agents)."""
 
 from __future__ import annotations
 
-from controlplane.reconciler.model import BackoffPolicy
+import uuid
+
+from controlplane.db.tables import Replica
+from controlplane.reconciler.loop import busy_replicas
+from controlplane.reconciler.model import (
+    Action,
+    AddReplica,
+    BackoffPolicy,
+    CreateServer,
+    ForgetReplica,
+)
 from controlplane.reconciler.retry import FailedCalls
 
 CREATE = ("r1", "CreateServer")
@@ -41,3 +52,19 @@ def test_a_returning_node_and_removed_replicas_clear_their_failures() -> None:
     assert calls.waiting(("r2", "CreateServer"), 1, 1.0)
     calls.keep_only({"r1"})
     assert not calls.waiting(("r2", "CreateServer"), 1, 1.0)
+
+
+def test_a_slot_with_a_call_in_flight_is_not_moved_by_halves() -> None:
+    deployment_id = uuid.uuid4()
+    old = Replica(deployment_id=deployment_id, ordinal=0, node_id=uuid.uuid4())
+    other = Replica(deployment_id=deployment_id, ordinal=1, node_id=uuid.uuid4())
+    rows = {str(old.id): old, str(other.id): other}
+    move: list[Action] = [
+        ForgetReplica(str(old.id)),
+        AddReplica("new0", str(deployment_id), 0, "b", ()),
+        CreateServer("b", "new0", str(deployment_id), True),
+        AddReplica("new1", str(deployment_id), 1, "b", ()),
+    ]
+    # The old replica's call still runs: its replacement waits with it; slot 1 does not.
+    assert busy_replicas([str(old.id)], rows, move) == {str(old.id), "new0"}
+    assert busy_replicas([], rows, move) == set()
