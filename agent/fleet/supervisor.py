@@ -253,7 +253,10 @@ class Supervisor:
         """The last `tail` lines, then (with follow) new ones until the output ends."""
         server = self.get(server_id)
         history = server.history
-        live = follow and server.machine.state is not lm.State.OFFLINE
+        # The output ends when the attachment closes, which may come before the exit
+        # event: following a closed one would wait for an end that was already sent.
+        attached = server.attachment is not None and not server.attachment.closed
+        live = follow and attached and server.machine.state is not lm.State.OFFLINE
         queue = history.follow() if live else None
         try:
             for line in history.tail(tail):

@@ -8,6 +8,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from agent.daemon import RunningAgent
+from agent.lifecycle.machine import State
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.agent.conftest import AUTH, ECHO, spec, wait_for_event
@@ -95,3 +97,19 @@ async def test_published_port_and_http_health_check(stub: pb_grpc.AgentAsyncStub
     stats = await stub.GetStats(pb.GetStatsRequest(id=s.id), metadata=AUTH)
     assert stats.network.tx_bytes > 0  # the page it just served
     assert stats.disk_bytes == len(b"hello from the data dir\n")
+
+
+async def test_follow_after_the_output_ended_does_not_wait_for_the_exit_event(
+    agent: RunningAgent,
+) -> None:
+    # The attachment closes (output ended) before Docker's exit event changes the state;
+    # a follow that starts in between must end after the kept lines, not wait forever.
+    s = spec("echo last words")
+    server = await agent.supervisor.create(s, start=True)
+    async with asyncio.timeout(10):
+        while server.attachment is None or not server.attachment.closed:
+            await asyncio.sleep(0.02)
+    server.machine.state = State.RUNNING  # as if the exit event had not arrived yet
+    async with asyncio.timeout(5):
+        lines = [line.text async for line in agent.supervisor.logs(s.id, 0, follow=True)]
+    assert lines == ["last words"]
