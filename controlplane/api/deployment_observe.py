@@ -138,7 +138,9 @@ def _replica_status(
     return view, heard
 
 
-def _overall_health(instances: list[ReplicaStatus]) -> str:
+def _overall_health(deployment: Deployment, instances: list[ReplicaStatus]) -> str:
+    if not deployment.running:
+        return "stopped"  # stopped on purpose: nothing is degraded
     if not instances:
         return "unknown"
     if all(i.ready for i in instances):
@@ -158,7 +160,7 @@ async def deployment_status(request: web.Request) -> DeploymentStatusView:
     backoffs = [i.backoff_until for i in instances if i.backoff_until is not None]
     return DeploymentStatusView(
         status=deployment.status,
-        health=_overall_health(instances),
+        health=_overall_health(deployment, instances),
         replicas=ReplicaCounts(
             desired=deployment.replicas,
             ready=sum(1 for i in instances if i.ready),

@@ -149,6 +149,7 @@ async def test_deployment_lifecycle(
 
     await expect_json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
     await eventually(lambda: _async(not labelled_containers(labels, running_only=True)))
+    assert (await _status(client, user, dep))["health"] == "stopped"  # not "degraded"
     await expect_json(await client.post(f"/v1/deployments/{dep}/start", headers=user.headers))
     await _wait_status(client, user, dep, _ready(1))
     assert (await _status(client, user, dep))["restart_count"] == 0  # a start is no crash
