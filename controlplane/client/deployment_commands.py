@@ -74,6 +74,19 @@ def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) ->
     return 1
 
 
+def wait_until_stopped(client: ApiClient, deployment_id: str, timeout: float) -> int:
+    """Poll the status until no replica runs (stop commands may take their timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.call("GET", f"/v1/deployments/{deployment_id}/status")
+        if not any(i.get("state") != "offline" for i in status.get("instances", [])):
+            out("Stopped.")
+            return 0
+        time.sleep(0.5)
+    sys.stderr.write(f"error: replicas still running after {timeout:g}s\n")
+    return 1
+
+
 def _fail_with(client: ApiClient, deployment_id: str) -> int:
     detail = client.call("GET", f"/v1/deployments/{deployment_id}")
     reason = detail.get("error_message") or "see `encedeus logs`"
@@ -186,7 +199,11 @@ def _action(name: str) -> Any:
         deployment = resolve_deployment(client, args.deployment)
         answer = client.call("POST", f"/v1/deployments/{deployment['id']}/{name}")
         out((answer or {}).get("message") or f"{deployment['app_name']}: {name} requested")
-        return 0
+        if args.detach:
+            return 0
+        if name == "stop":
+            return wait_until_stopped(client, deployment["id"], args.timeout)
+        return wait_until_running(client, deployment["id"], args.timeout)
 
     run.__doc__ = f"{name.capitalize()} a deployment."
     return run
@@ -235,6 +252,8 @@ def add_commands(subparsers: Any) -> None:
     for name in ("stop", "start", "restart"):
         parser = add_command(subparsers, name, _action(name), f"{name} a deployment")
         parser.add_argument("deployment")
+        parser.add_argument("--detach", "-d", action="store_true", help="do not wait")
+        parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
 
     parser = add_command(subparsers, "rm", remove, "delete a deployment")
     parser.add_argument("deployment")

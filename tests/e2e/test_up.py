@@ -114,7 +114,7 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert ghost.returncode == 1
         assert "not present on this node" in ghost.stderr, ghost.stderr
         assert "last error: " in cli(credentials, "status", "ghost")
-        cli(credentials, "stop", "cli-app")
+        assert "Stopped." in cli(credentials, "stop", "cli-app")  # waits for the replicas
         assert "stopped" in cli(credentials, "ls", "--status", "stopped")
         password = host.admin_password
     finally:
