@@ -64,6 +64,12 @@ agent {
     ws_auth_timeout_seconds    = 60    # sockets this long without a valid token are closed
   }
 
+  # The Docker network servers with networking join. Missing, it is created as a
+  # bridge without traffic between its containers: a server reaches the host and
+  # published ports, never another server's unpublished ones (RCON, databases).
+  # "bridge" is Docker's default bridge, where every container reaches every other.
+  network = "encedeus"
+
   labels                      = {}    # extra labels on every container of this node
   default_pids_limit          = 512   # when a server asks for none
   log_max_size                = "10m" # json-file log per container file...

@@ -103,6 +103,12 @@ class AgentConfig(_Block):
     tls: Tls = Tls()
     console: Console = Console()
     labels: dict[str, str] = {}  # extra labels on every container this agent creates
+    # The Docker network containers with networking join. Missing, it is created as a
+    # bridge without traffic between its containers (each reaches only the host and
+    # its published ports). "bridge" is Docker's default bridge, where every
+    # container can reach every other's unpublished ports; another existing network
+    # is used as it is.
+    network: str = Field(default="encedeus", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     default_pids_limit: int = Field(default=512, ge=16)
     log_max_size: str = "10m"  # json-file log driver size per file
     log_max_files: int = Field(default=3, ge=1)

@@ -1,8 +1,9 @@
 """Skyhook's composition root: build the parts, start them in order, stop in reverse.
 
-Order: engine → fingerprint → tracker (re-attaches to existing containers) → gRPC →
-HTTP (console WebSocket, /health) → SFTP (`agent/sftp/`). Background loops live
-in one TaskGroup. Enrolment (no node secret yet) is the seam in `load_or_enrol`.
+Order: engine → fingerprint → container network → tracker (re-attaches to existing
+containers) → gRPC → HTTP (console WebSocket, /health) → SFTP (`agent/sftp/`).
+Background loops live in one TaskGroup. Enrolment (no node secret yet) is the seam
+in `load_or_enrol`.
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ async def running_agent(
     supervisor = build_supervisor(config, identity, runtime, fingerprint)
     service = build_service(config, identity, supervisor, fingerprint, started_at)
     try:
+        # Before the tracker re-attaches: servers created from now on join this network.
+        network = await runtime.use_network(config.network)
+        log.info("container_network", network=config.network, id=network)
         # The exit stack stops whatever has started, in reverse order, also when a
         # later part fails to start; the TaskGroup then sees the tracker cancelled.
         async with asyncio.TaskGroup() as tasks, contextlib.AsyncExitStack() as stack:

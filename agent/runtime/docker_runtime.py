@@ -13,6 +13,7 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from agent.runtime.docker_network import PREDEFINED_NETWORKS, ensure_network
 from agent.runtime.docker_wire import (
     DROPPED_CAPABILITIES,
     DockerAttachment,
@@ -35,8 +36,10 @@ from agent.runtime.types import (
 T = TypeVar("T")
 
 
-def host_config_args(spec: ContainerSpec) -> dict[str, Any]:
-    """The HostConfig for `spec`: limits plus the hardening every container gets."""
+def host_config_args(spec: ContainerSpec, network: str | None = None) -> dict[str, Any]:
+    """The HostConfig for `spec`: limits plus the hardening every container gets.
+    `network` (an id or Docker's own mode name) is what containers with networking
+    join; None leaves them on the engine's default bridge."""
     args: dict[str, Any] = {
         "binds": {host: {"bind": path, "mode": "rw"} for host, path in spec.binds.items()},
         "port_bindings": {
@@ -59,6 +62,8 @@ def host_config_args(spec: ContainerSpec) -> dict[str, Any]:
         args["nano_cpus"] = spec.nano_cpus
     if spec.network_disabled:
         args["network_mode"] = "none"
+    elif network is not None:
+        args["network_mode"] = network
     return args
 
 
@@ -68,6 +73,7 @@ class DockerRuntime:
     def __init__(self, client: docker.DockerClient | None = None, *, threads: int = 16) -> None:
         self._client = client or docker.from_env(max_pool_size=max(threads, 10))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
+        self._network: str | None = None
 
     async def _call(self, fn: Callable[..., T], *args: Any, what: str = "", **kw: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -89,10 +95,17 @@ class DockerRuntime:
             return False
         return True
 
+    async def use_network(self, name: str) -> str:
+        if name in PREDEFINED_NETWORKS:
+            self._network = name
+        else:
+            self._network = await self._call(ensure_network, self._client.api, name, what=name)
+        return self._network
+
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         api = self._client.api
         try:
-            host_config = api.create_host_config(**host_config_args(spec))
+            host_config = api.create_host_config(**host_config_args(spec, self._network))
         except docker.errors.DockerException as exc:
             raise InvalidSpec(str(exc)) from exc
         try:

@@ -79,9 +79,20 @@ def container_info(attrs: dict[str, Any]) -> ContainerInfo:
         finished_at_ms=parse_docker_time(state.get("FinishedAt", _NEVER)),
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
-        ip_address=str(network.get("IPAddress") or ""),
+        ip_address=container_address(network),
         memory_limit_bytes=int(host.get("Memory") or 0),
     )
+
+
+def container_address(network_settings: dict[str, Any]) -> str:
+    """The container's IPv4 address: the top-level one exists on the default bridge
+    only; on any other network it is the first network's."""
+    if network_settings.get("IPAddress"):
+        return str(network_settings["IPAddress"])
+    for endpoint in (network_settings.get("Networks") or {}).values():
+        if endpoint and endpoint.get("IPAddress"):
+            return str(endpoint["IPAddress"])
+    return ""
 
 
 def translate_error(exc: docker.errors.APIError, what: str) -> ContainerRuntimeError:

@@ -44,6 +44,16 @@ class ContainerRuntime(Protocol):
     async def image_exists(self, image: str) -> bool:
         """True when `image` is present locally (the runtime never pulls)."""
 
+    async def use_network(self, name: str) -> str:
+        """Containers created from now on with networking join the network `name`; its
+        id (or Docker's own mode name). Docker's own networks are used as they are
+        ("bridge": the engine default, where containers reach each other). Any other
+        is used as is when it exists, and otherwise created as a bridge without
+        traffic between its containers, labelled `encedeus.managed=true`. Agents that
+        share an engine and call this at the same moment all get the same network;
+        when the engine holds several of that name, the smallest id is chosen.
+        Until it is called, containers join the engine's default bridge."""
+
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec."""
 
