@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import filecmp
 import json
 import os
 import shutil
@@ -141,6 +142,12 @@ async def _best_times(
                 took = await _transfer(port, user, key, command, local)
                 best[(name, op)] = min(best.get((name, op), took), took)
                 if op == "get":
+                    # Speed counts only for the right bytes: every download is compared.
+                    same = await asyncio.to_thread(
+                        filecmp.cmp, local / "payload.bin", local / back, shallow=False
+                    )
+                    if not same:
+                        raise RuntimeError(f"{name}: the downloaded file differs from the upload")
                     (local / back).unlink()
     return best
 

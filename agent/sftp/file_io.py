@@ -59,16 +59,25 @@ class OpenFile:
         self._closed = False
 
     async def read(self, offset: int, size: int) -> bytes:
+        data = await self.read_view(offset, size)
+        return data if type(data) is bytes else bytes(data)
+
+    async def read_view(self, offset: int, size: int) -> bytes | memoryview:
+        """`read`, but a read within one read-ahead chunk is a read-only view into it.
+
+        Saves copying the bytes out of the chunk when the caller copies them anyway
+        (into the SSH packet being sealed).
+        """
         if self.writable or offset != self._next_read or size <= 0:
             self._drop_read_ahead()
             future = self._executor.submit(os.pread, self.fd, size, offset)
-            data = await asyncio.wrap_future(future)
+            data: bytes | memoryview = await asyncio.wrap_future(future)
         else:
             data = await self._read_chunks(offset, size)
         self._next_read = offset + len(data)
         return data
 
-    async def _read_chunks(self, offset: int, size: int) -> bytes:
+    async def _read_chunks(self, offset: int, size: int) -> bytes | memoryview:
         first, last = offset // CHUNK, (offset + size - 1) // CHUNK
         self._drop_read_ahead(below=first)
         for index in range(first, last + 1 + READ_AHEAD):
@@ -79,7 +88,7 @@ class OpenFile:
             future = self._ahead[index]
             chunk = future.result() if future.done() else await asyncio.wrap_future(future)
             base = index * CHUNK
-            pieces.append(chunk[max(offset - base, 0) : offset + size - base])
+            pieces.append(memoryview(chunk)[max(offset - base, 0) : offset + size - base])
             if len(chunk) < CHUNK:
                 self._drop_read_ahead()  # end of file: nothing to read ahead
                 break

@@ -166,6 +166,11 @@ class ConfinedSFTPServer(SFTPServer):
         assert isinstance(file_obj, OpenFile)
         return await file_obj.read(offset, size)
 
+    async def read_view(self, file_obj: object, offset: int, size: int) -> bytes | memoryview:
+        """`read`, possibly as a read-only view (see OpenFile.read_view)."""
+        assert isinstance(file_obj, OpenFile)
+        return await file_obj.read_view(offset, size)
+
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         assert isinstance(file_obj, OpenFile)
         if not file_obj.writable:

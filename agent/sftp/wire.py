@@ -22,9 +22,11 @@ import asyncssh
 from asyncssh.constants import MSG_CHANNEL_DATA, MSG_IGNORE
 from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.encryption import GCMEncryption
-from asyncssh.packet import String
+from asyncssh.packet import SSHPacket, String
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from agent.sftp.send_path import make_lean_session
 
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
 
@@ -69,6 +71,8 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
     - Received bytes are held until the packet being read is complete (see
       data_received), instead of being appended piece by piece to one bytes buffer,
       and are decrypted with one copy of the packet instead of two.
+    - Session channels send SFTP responses without copying them (send_path), and
+      channel data arrives here as pieces (memoryviews), joined once.
     - Channel data (the bulk of a transfer; at most 32 KiB per packet to an OpenSSH
       client) is framed and sealed with AES-GCM here in one pass: one join, one
       encryption with a per-key AESGCM object, padding cut from a batch of
@@ -109,6 +113,11 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
             self._held = None
             data = b"".join(held)
         super().data_received(data, datatype)
+
+    def _process_session_open(self, packet: SSHPacket) -> Any:
+        opened = super()._process_session_open(packet)
+        make_lean_session(*opened)  # responses without copies: see send_path
+        return opened
 
     def send_packet(self, pkttype: int, *args: bytes, handler: Any = None) -> None:
         if pkttype == MSG_IGNORE and args == (_EMPTY,):

@@ -1,0 +1,215 @@
+"""The SFTP session's outbound path: a download's bytes copied twice, not ~nine times.
+
+asyncssh builds each SFTP response by concatenation (length + type + id + payload),
+copies it into a bytearray on the channel, cuts that into SSH packets by slicing
+and deleting (more copies, and reallocations), and prefixes each packet with its
+channel number and length (two concatenations more); the read itself was sliced out
+of its read-ahead chunk. In profiles of downloads, memmove was over a quarter of
+the server's CPU.
+
+Here, a read is answered with a view into its read-ahead chunk (OpenFile.read_view),
+and every SFTP response is queued on the channel as its parts, kept as read-only
+memoryviews; the channel cuts SSH packets out of those views without copying and
+hands the pieces to the connection, which joins them once to seal the packet and
+once more to prefix its length (wire.LeanServerConnection._send_sealed). Packets
+carry up to the client's maximum packet size across response boundaries, as
+OpenSSH's sshd does, instead of ending each response with a small packet of its own.
+
+Built on asyncssh's channel, session and SFTP handler internals (private
+attributes, as of 2.24); anything outside the case handled here (an encoding set on
+the channel, other subsystems than sftp, SFTP v6) goes through asyncssh unchanged.
+tests/agent/sftp/test_send_path.py and the OpenSSH-client tests exercise it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
+
+from asyncssh import SFTPServer, SSHReader, SSHServerChannel, SSHWriter
+from asyncssh.constants import (
+    FXP_DATA,
+    FXP_READ,
+    MSG_CHANNEL_DATA,
+    MSG_CHANNEL_EOF,
+    MSG_CHANNEL_EXTENDED_DATA,
+)
+from asyncssh.packet import Byte, SSHPacket, UInt32
+from asyncssh.sftp import SFTPEOFError, SFTPInvalidHandle, SFTPNoConnection, SFTPServerHandler
+from asyncssh.stream import SSHServerStreamSession
+
+from agent.sftp.session import ConfinedSFTPServer
+
+_Queued = tuple[memoryview, Any]  # bytes not sent yet, and their extended data type
+
+
+def _frozen(data: bytes | bytearray | memoryview) -> memoryview:
+    """A view of `data` that cannot change before it is sent: bytes, or views of bytes,
+    as they are; anything else (a caller's bytearray) copied."""
+    if type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes):
+        return memoryview(data)
+    return memoryview(bytes(data))
+
+
+class LeanChannel(SSHServerChannel[bytes]):
+    """asyncssh's server channel, queuing and sending data without copying it.
+
+    The send buffer holds read-only memoryviews instead of bytearrays; window,
+    water marks, EOF and close are asyncssh's own accounting, unchanged.
+    """
+
+    def write(self, data: Any, datatype: Any = None) -> None:
+        if self._encoding:
+            super().write(data, datatype)  # asyncssh encodes; the views are taken on flush
+        else:
+            self.write_parts((data,), datatype)
+
+    def write_parts(self, parts: Sequence[bytes | memoryview], datatype: Any = None) -> None:
+        """Queue the concatenation of `parts`, without joining them."""
+        if self._send_state != "open":
+            raise BrokenPipeError("Channel not open for sending")
+        if datatype is not None and datatype not in self._write_datatypes:
+            raise OSError("Invalid extended data type")
+        queue: list[_Queued] = self._send_buf  # type: ignore[assignment]
+        for part in parts:
+            if part:
+                queue.append((view := _frozen(part), datatype))
+                self._send_buf_len += len(view)
+        self._flush_send_buf()
+
+    def _flush_send_buf(self) -> None:
+        queue: list[_Queued] = self._send_buf  # type: ignore[assignment]
+        while queue and self._send_window:
+            room = min(self._send_window, self._send_pktsize)
+            datatype = queue[0][1]
+            pieces: list[memoryview] = []
+            size = 0
+            while queue and size < room and queue[0][1] == datatype:
+                view = memoryview(queue[0][0])  # asyncssh's write queued bytearrays
+                take = room - size
+                if len(view) > take:
+                    pieces.append(view[:take])
+                    queue[0] = (view[take:], datatype)
+                    size += take
+                else:
+                    pieces.append(view)
+                    del queue[0]
+                    size += len(view)
+            self._send_buf_len -= size
+            self._send_window -= size
+            self._send_data(datatype, size, pieces)
+        self._pause_resume_writing()
+        if not queue:
+            if self._send_state == "eof_pending":
+                self.send_packet(MSG_CHANNEL_EOF)
+                self._send_state = "eof"
+            elif self._send_state == "close_pending":
+                self._close_send()
+
+    def _send_data(self, datatype: Any, size: int, pieces: list[memoryview]) -> None:
+        if self._send_chan is None or self._conn is None:  # as asyncssh's send_packet
+            return
+        head = UInt32(self._send_chan)
+        if datatype is None:
+            args: tuple[bytes | memoryview, ...] = (head, UInt32(size), *pieces)
+            self._conn.send_packet(MSG_CHANNEL_DATA, *args, handler=self)  # type: ignore[arg-type]
+        else:
+            args = (head, UInt32(datatype), UInt32(size), *pieces)
+            self._conn.send_packet(MSG_CHANNEL_EXTENDED_DATA, *args, handler=self)  # type: ignore[arg-type]
+
+
+class _Raising:
+    """A request packet whose first field read raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def get_string(self) -> bytes:
+        raise self._error
+
+
+class LeanSFTPServerHandler(SFTPServerHandler):
+    """asyncssh's SFTP server handler, writing each response as parts, not one join.
+
+    Reads (SFTP v3-v5, the versions without end-of-file flags on data) of a
+    ConfinedSFTPServer are answered here with the bytes read as they are, often a
+    view into a read-ahead chunk; any error they raise is answered by asyncssh's own
+    handler, so error replies are asyncssh's.
+    """
+
+    async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
+        server = self._server
+        if pkttype != FXP_READ or self._version >= 6 or not isinstance(server, ConfinedSFTPServer):
+            await super()._process_packet(pkttype, pktid, packet)
+            return
+        try:
+            data = await self._read(server, packet)
+        except Exception as exc:  # re-raised in asyncssh's own handler, which replies
+            await super()._process_packet(pkttype, pktid, cast(SSHPacket, _Raising(exc)))
+            return
+        self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
+
+    async def _read(self, server: ConfinedSFTPServer, packet: SSHPacket) -> bytes | memoryview:
+        """asyncssh's _process_read for SFTP v3-v5, without copying the bytes read."""
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        length = packet.get_uint32()
+        packet.check_end()
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise SFTPInvalidHandle("Invalid file handle")
+        data = await server.read_view(file_obj, offset, length)
+        if not data:
+            raise SFTPEOFError
+        return data
+
+    def send_packet(self, pkttype: int, pktid: int | None, *args: bytes) -> None:
+        writer = self._writer
+        if not writer:
+            raise SFTPNoConnection("Connection not open")
+        channel = writer.channel
+        if not isinstance(channel, LeanChannel):
+            super().send_packet(pkttype, pktid, *args)
+            return
+        if channel.is_closing():
+            return
+        kind = Byte(pkttype)
+        channel.write_parts((UInt32(1 + sum(map(len, args))), kind, *args))
+        if getattr(self.logger, "_debug_level", 3) >= 3:  # asyncssh logs packets only then
+            self.log_sent_packet(pkttype, pktid, kind + b"".join(args))
+
+
+async def _serve_sftp(
+    server: SFTPServer | Awaitable[SFTPServer],
+    reader: SSHReader[bytes],
+    writer: SSHWriter[bytes],
+    version: int,
+) -> None:
+    """asyncssh's run_sftp_server, with LeanSFTPServerHandler."""
+    if inspect.isawaitable(server):
+        server = await server
+    assert isinstance(server, SFTPServer)
+    await LeanSFTPServerHandler(server, reader, writer, version).run()
+
+
+class LeanStreamSession(SSHServerStreamSession[bytes]):
+    """asyncssh's server session, serving the sftp subsystem with LeanSFTPServerHandler."""
+
+    def session_started(self) -> None:
+        chan, conn = self._chan, self._conn
+        if chan is None or conn is None or chan.get_subsystem() != "sftp":
+            super().session_started()
+            return
+        reader = SSHReader[bytes](self, chan)
+        writer = SSHWriter[bytes](self, chan)
+        reader.logger.info("Starting SFTP server")
+        handler = _serve_sftp(self._init_sftp_server(), reader, writer, self._sftp_version)
+        conn.create_task(handler, reader.logger)
+
+
+def make_lean_session(chan: object, session: object) -> None:
+    """Turn a freshly opened asyncssh session channel and session into the lean ones."""
+    if type(chan) is SSHServerChannel and type(session) is SSHServerStreamSession:
+        chan.__class__ = LeanChannel
+        session.__class__ = LeanStreamSession

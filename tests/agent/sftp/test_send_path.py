@@ -1,0 +1,100 @@
+"""The copy-free send path (agent.sftp.send_path): reads byte-exact across read-ahead
+chunk edges, their errors answered by asyncssh's handler, sessions on the lean classes.
+Downloads by the OpenSSH client are in test_openssh_client.py."""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+import asyncssh
+import pytest
+
+from agent.sftp.file_io import CHUNK
+from agent.sftp.send_path import LeanChannel, _frozen
+from agent.sftp.session import ConfinedSFTPServer
+from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
+
+
+def _payload(world: World, size: int) -> bytes:
+    data = os.urandom(size)
+    (world.server_dir(world.alice_server) / "f.bin").write_bytes(data)
+    return data
+
+
+async def _read(remote: asyncssh.SFTPClientFile, size: int = -1, at: int | None = None) -> bytes:
+    return cast(bytes, await remote.read(size, at))  # opened in binary mode
+
+
+async def _unused(*args: object) -> bytes:
+    raise AssertionError("reads are answered by LeanSFTPServerHandler, with read_view")
+
+
+# The service speaks SFTP v3: a v6 client is answered in v3 too.
+@pytest.mark.parametrize("version", [3, 6])
+async def test_reads_are_byte_exact(
+    world: World, version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ConfinedSFTPServer, "read", _unused)
+    payload = _payload(world, 2 * CHUNK + 12_345)
+    conn, sftp = await asyncssh_sftp(world, version=version)
+    async with conn, sftp.open("/f.bin", "rb", block_size=255 * 1024) as remote:
+        assert await _read(remote) == payload  # parallel requests, sequential offsets
+        for offset, size in [(CHUNK - 7, 100), (0, 1), (3, CHUNK + 5), (len(payload) - 9, 50)]:
+            assert await _read(remote, size, offset) == payload[offset : offset + size]
+        assert await _read(remote, 10, len(payload)) == b""  # SSH_FX_EOF, by asyncssh's handler
+
+
+async def test_read_errors_get_asyncssh_replies(world: World) -> None:
+    _payload(world, 1000)
+    conn, sftp = await asyncssh_sftp(world)
+    async with conn:
+        async with sftp.open("/f.bin", "wb") as write_only:
+            with pytest.raises(asyncssh.SFTPFailure):  # EBADF from pread
+                await write_only.read(10, 0)
+        async with sftp.open("/f.bin", "rb") as readable:
+            assert await _read(readable, 10, 0) == b""  # truncated by the "wb" open
+
+
+async def test_sessions_use_the_lean_classes(world: World) -> None:
+    conn, sftp = await asyncssh_sftp(world)
+    async with conn:
+        await sftp.listdir("/")
+        (session,) = world.service.sessions
+        channels = list(session.conn._channels.values())
+        assert channels
+        assert all(type(chan) is LeanChannel for chan in channels)
+
+
+def test_only_immutable_bytes_are_queued_without_a_copy() -> None:
+    data = b"x" * 100
+    assert _frozen(data).obj is data
+    assert _frozen(memoryview(data)[10:20]).obj is data
+    mutable = bytearray(b"abc")
+    queued = _frozen(mutable)
+    mutable[0] = ord("z")
+    assert queued.tobytes() == b"abc"
+    assert _frozen(memoryview(mutable)).tobytes() == b"zbc"
+
+
+async def test_download_across_key_exchanges(world: World) -> None:
+    # During a key exchange asyncssh holds packets back and sends them after it:
+    # the held packets' parts are views, which must still read the same bytes then.
+    payload = _payload(world, 3 * CHUNK)
+    conn = await asyncssh.connect(
+        "127.0.0.1",
+        world.port,
+        username=world.login("alice", world.alice_server),
+        password=ALICE_PASSWORD,
+        known_hosts=None,
+        client_keys=None,
+        agent_path=None,
+        rekey_bytes=2048,  # counts what the client sends: its read requests
+    )
+    async with (
+        conn,
+        conn.start_sftp_client() as sftp,
+        sftp.open("/f.bin", "rb", block_size=32 * 1024) as remote,
+    ):
+        for _ in range(2):  # about seven key exchanges
+            assert await _read(remote, len(payload), 0) == payload
