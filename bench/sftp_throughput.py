@@ -126,7 +126,14 @@ async def _transfer(port: int, user: str, key: Path, command: str, cwd: Path) ->
     return elapsed
 
 
-Target = tuple[int, str, str]  # port, user, remote path
+Target = tuple[int, str, str, Path]  # port, user, remote path, where the server stores it
+
+
+async def _verify(local: Path, other: Path, what: str) -> None:
+    # Speed counts only for the right bytes: every transfer is compared, outside the timing.
+    same = await asyncio.to_thread(filecmp.cmp, local, other, shallow=False)
+    if not same:
+        raise RuntimeError(f"{what}: the file differs from the local payload")
 
 
 async def _best_times(
@@ -136,18 +143,15 @@ async def _best_times(
     best: dict[tuple[str, str], float] = {}
     for _ in range(rounds):
         for op in ("put", "get"):
-            for name, (port, user, remote) in targets.items():
+            for name, (port, user, remote, stored) in targets.items():
                 back = f"back-{name}.bin"
                 command = f"put payload.bin {remote}" if op == "put" else f"get {remote} {back}"
                 took = await _transfer(port, user, key, command, local)
                 best[(name, op)] = min(best.get((name, op), took), took)
-                if op == "get":
-                    # Speed counts only for the right bytes: every download is compared.
-                    same = await asyncio.to_thread(
-                        filecmp.cmp, local / "payload.bin", local / back, shallow=False
-                    )
-                    if not same:
-                        raise RuntimeError(f"{name}: the downloaded file differs from the upload")
+                if op == "put":
+                    await _verify(local / "payload.bin", stored, f"{name}: the stored upload")
+                else:
+                    await _verify(local / "payload.bin", local / back, f"{name}: the download")
                     (local / back).unlink()
     return best
 
@@ -171,9 +175,15 @@ async def _measure(work: Path, size: int, rounds: int) -> dict[tuple[str, str], 
         await service.start()
         try:
             async with _openssh_server(work, public_key) as sshd_port:
+                stored = work / "openssh" / "payload.bin"
                 targets = {
-                    "skyhook": (service.port, f"bench.{server_id[:8]}", "/payload.bin"),
-                    "openssh": (sshd_port, "root", str(work / "openssh" / "payload.bin")),
+                    "skyhook": (
+                        service.port,
+                        f"bench.{server_id[:8]}",
+                        "/payload.bin",
+                        work / "agent" / "volumes" / server_id / "payload.bin",
+                    ),
+                    "openssh": (sshd_port, "root", str(stored), stored),
                 }
                 return await _best_times(targets, key_path, local, rounds)
         finally:
