@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
@@ -26,79 +24,35 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from common.logging import get_logger
-from controlplane.agents import AgentError, AgentPool, NodeEndpoint, NodeSignal
+from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
 from controlplane.db.tables import Deployment, Node, Replica, Task
 from controlplane.db.tables.tasks import RUNNING as TASK_RUNNING
 from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.reconciler.calls import AgentCalls
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
     Action,
     AddReplica,
     AgentAction,
     BackoffPolicy,
-    CreateServer,
     DesiredReplica,
     ForgetReplica,
     ObservedServer,
     RecordCrash,
-    RecreateServer,
-    RemoveServer,
-    StartServer,
-    StopServer,
     Unschedulable,
     World,
 )
-from controlplane.reconciler.retry import FailedCalls
 from controlplane.reconciler.status import deployment_status
-from controlplane.reconciler.world import server_spec, world_of
+from controlplane.reconciler.world import Rows, world_of
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
-AGENT_CONCURRENCY = 16
-# Agent answers that retrying the same call cannot change (bad spec, unknown image).
-PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
 NODE_WRITE_INTERVAL = 5.0
-
-
-def busy_replicas(
-    inflight: Iterable[str], replicas: Mapping[str, Replica], actions: Iterable[Action]
-) -> set[str]:
-    """Replicas a pass leaves alone: those with an agent call in flight (its completion
-    wakes the next pass, so no call is issued twice), and the replacements decided for
-    their slots (dropping only the old replica's half of a move would run the slot
-    twice)."""
-    busy = set(inflight)
-    slots = {
-        (str(replica.deployment_id), replica.ordinal)
-        for replica_id in busy
-        if (replica := replicas.get(replica_id)) is not None
-    }
-    busy.update(
-        a.replica_id
-        for a in actions
-        if isinstance(a, AddReplica) and (a.deployment_id, a.ordinal) in slots
-    )
-    return busy
-
-
-def _generation(rows: _Rows, replica_id: str) -> int:
-    """The generation of the replica's deployment (-1 when either is gone)."""
-    replica = rows.replicas.get(replica_id)
-    deployment = rows.deployments.get(str(replica.deployment_id)) if replica else None
-    return deployment.generation if deployment else -1
 
 
 def _at(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
-@dataclass(slots=True)
-class _Rows:
-    deployments: dict[str, Deployment]
-    replicas: dict[str, Replica]
-    nodes: dict[str, Node]
-    reserved: dict[str, tuple[int, int]]
 
 
 class Reconciler:
@@ -125,11 +79,7 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._errors: dict[str, str] = {}
-        self._permanent: set[str] = set()  # replicas whose last call cannot succeed as is
-        self._failed = FailedCalls(self.backoff)
-        self._agent_slots = asyncio.Semaphore(AGENT_CONCURRENCY)
+        self.calls = AgentCalls(pool, self.backoff, clock, self.wake)
         self.passes = 0
         pool.add_listener(self._on_signal)
 
@@ -139,7 +89,7 @@ class Reconciler:
 
     def _on_signal(self, signal: NodeSignal) -> None:
         if signal.kind == "up":
-            self._failed.node_returned(signal.node_id)
+            self.calls.failed.node_returned(signal.node_id)
         self.wake()
 
     async def run(self) -> None:
@@ -158,10 +108,7 @@ class Reconciler:
                 except Exception:  # one bad pass must not end reconciliation
                     log.exception("reconcile_failed")
         finally:
-            tasks = list(self._inflight.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.calls.cancel()
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -174,8 +121,7 @@ class Reconciler:
 
     async def idle(self) -> None:
         """Wait until no agent call started by a pass is still running."""
-        while self._inflight:
-            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await self.calls.idle()
 
     async def reconcile_once(self) -> list[Action]:
         """One level-triggered pass; returns the actions it took."""
@@ -192,15 +138,8 @@ class Reconciler:
                 rows.reserved,
             )
             now = self._clock()
-            self._failed.keep_only(set(rows.replicas))
             decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
-            busy = busy_replicas(self._inflight, rows.replicas, decided)
-            actions = [
-                a
-                for a in decided
-                if getattr(a, "replica_id", None) not in busy
-                and not (isinstance(a, AgentAction) and self._backing_off(rows, a, now))
-            ]
+            actions = self.calls.left_alone(rows, decided, now)
             try:
                 await self._persist(rows, actions)
             except IntegrityError:
@@ -209,7 +148,7 @@ class Reconciler:
                 log.info("reconcile_raced")
                 self.wake()
                 return []
-            self._dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
+            self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
             if actions:
                 log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
             await self._record_statuses(rows, world, actions)
@@ -217,16 +156,13 @@ class Reconciler:
             deadlines = [
                 r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until
             ]
-            retry = self._failed.next_retry(now)
-            self._next_deadline = min([*deadlines, *([retry] if retry else [])], default=None)
+            if (retry := self.calls.failed.next_retry(now)) is not None:
+                deadlines.append(retry)
+            self._next_deadline = min(deadlines, default=None)
             self.passes += 1
             return actions
 
-    def _backing_off(self, rows: _Rows, action: AgentAction, now: float) -> bool:
-        key = (action.replica_id, type(action).__name__)
-        return self._failed.waiting(key, _generation(rows, action.replica_id), now)
-
-    async def _load(self) -> _Rows:
+    async def _load(self) -> Rows:
         running_tasks = (
             select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
             .where(col(Task.status) == TASK_RUNNING, col(Task.node_id).is_not(None))
@@ -237,14 +173,14 @@ class Reconciler:
             replicas = (await session.exec(select(Replica))).all()
             nodes = (await session.exec(select(Node))).all()
             tasks = (await session.exec(running_tasks)).all()
-        return _Rows(
+        return Rows(
             deployments={str(d.id): d for d in deployments},
             replicas={str(r.id): r for r in replicas},
             nodes={str(n.id): n for n in nodes},
             reserved={str(n): (int(c or 0), int(m or 0)) for n, c, m in tasks},
         )
 
-    async def _persist(self, rows: _Rows, actions: Iterable[Action]) -> None:
+    async def _persist(self, rows: Rows, actions: Iterable[Action]) -> None:
         changes = [a for a in actions if isinstance(a, AddReplica | ForgetReplica | RecordCrash)]
         if not changes:
             return
@@ -274,100 +210,7 @@ class Reconciler:
                     replica.start_issued_at = _at(action.start_issued_at)
                     session.add(replica)
 
-    def _dispatch(self, rows: _Rows, actions: list[AgentAction]) -> None:
-        """Start the agent calls, one task per replica (its calls run in order)."""
-        by_replica: dict[str, list[AgentAction]] = {}
-        for action in actions:
-            by_replica.setdefault(action.replica_id, []).append(action)
-        for replica_id, calls in by_replica.items():
-            task = asyncio.create_task(self._run_calls(rows, calls), name=f"agent-{replica_id}")
-            self._inflight[replica_id] = task
-            task.add_done_callback(functools.partial(self._finished, replica_id))
-
-    def _finished(self, replica_id: str, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(replica_id, None)
-        self.wake()
-
-    async def _run_calls(self, rows: _Rows, calls: list[AgentAction]) -> None:
-        async with self._agent_slots:
-            for action in calls:
-                try:
-                    await self._call_agent(rows, action)
-                    self._errors.pop(action.replica_id, None)
-                    self._permanent.discard(action.replica_id)
-                    self._failed.succeeded(action.replica_id)
-                except AgentError as exc:
-                    log.warning(
-                        "agent_action_failed",
-                        action=type(action).__name__,
-                        node_id=action.node_id,
-                        replica_id=action.replica_id,
-                        code=exc.code,
-                        error=exc.message,
-                    )
-                    self._errors[action.replica_id] = exc.message
-                    permanent = exc.code in PERMANENT_ERRORS
-                    if permanent:
-                        self._permanent.add(action.replica_id)
-                    self._failed.failed(
-                        (action.replica_id, type(action).__name__),
-                        action.node_id,
-                        _generation(rows, action.replica_id),
-                        self._clock(),
-                        permanent=permanent,
-                    )
-                    return
-
-    async def _call_agent(self, rows: _Rows, action: AgentAction) -> None:
-        client = self.pool.client(action.node_id)
-        node_id, replica_id = action.node_id, action.replica_id
-        if isinstance(action, RecreateServer):
-            replica = rows.replicas[replica_id]
-            deployment = rows.deployments[str(replica.deployment_id)]
-            spec = server_spec(deployment, replica, node_id)
-            try:
-                server = await client.recreate_server(spec, start=deployment.running)
-            except AgentError as exc:
-                if exc.code != "unimplemented":
-                    raise  # refused: the old container runs on
-            else:
-                self.pool.record_server(node_id, server.status)
-                return
-        if isinstance(action, RemoveServer | RecreateServer):
-            try:
-                delete_data = isinstance(action, RemoveServer) and action.delete_data
-                await client.remove_server(replica_id, delete_data=delete_data)
-            except AgentError as exc:
-                if exc.code != "not_found":
-                    raise
-            self.pool.forget_server(node_id, replica_id)
-            if isinstance(action, RemoveServer):
-                return
-        if isinstance(action, CreateServer | RecreateServer):
-            replica = rows.replicas[replica_id]
-            deployment = rows.deployments[str(replica.deployment_id)]
-            spec = server_spec(deployment, replica, node_id)
-            start = action.start if isinstance(action, CreateServer) else deployment.running
-            try:
-                began = time.perf_counter()
-                server = await client.create_server(spec, start=start)
-                log.debug(
-                    "server_created",
-                    replica_id=replica_id,
-                    seconds=round(time.perf_counter() - began, 3),
-                    state=server.status.state,
-                )
-            except AgentError as exc:
-                if exc.code != "already_exists":
-                    raise
-                server = await client.get_server(replica_id)
-            self.pool.record_server(node_id, server.status)
-        elif isinstance(action, StartServer):
-            self.pool.record_server(node_id, (await client.start_server(replica_id)).status)
-        elif isinstance(action, StopServer):
-            self.pool.record_server(node_id, (await client.stop_server(replica_id)).status)
-
-    async def _record_statuses(self, rows: _Rows, world: World, actions: list[Action]) -> None:
+    async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
         unschedulable = {a.deployment_id for a in actions if isinstance(a, Unschedulable)}
         crashes = {a.replica_id: a for a in actions if isinstance(a, RecordCrash)}
         # Judge by the bookkeeping this pass just wrote, not the state it started from.
@@ -385,14 +228,16 @@ class Reconciler:
             row = rows.deployments[deployment_id]
             error = next(
                 (
-                    self._errors[r.id]
+                    self.calls.errors[r.id]
                     for r in world.replicas
-                    if r.deployment_id == deployment_id and r.id in self._errors
+                    if r.deployment_id == deployment_id and r.id in self.calls.errors
                 ),
                 "no node can take a replica now" if deployment_id in unschedulable else None,
             )
             if status == "pending" and any(
-                r.id in self._permanent for r in world.replicas if r.deployment_id == deployment_id
+                r.id in self.calls.permanent
+                for r in world.replicas
+                if r.deployment_id == deployment_id
             ):
                 status = "failed"  # e.g. an image the node does not have
             if status != row.status or (error and error != row.error_message):
@@ -423,7 +268,7 @@ class Reconciler:
                 )
             )
 
-    async def _record_nodes(self, rows: _Rows) -> None:
+    async def _record_nodes(self, rows: Rows) -> None:
         now = self._clock()
         updates: list[tuple[Node, dict[str, object]]] = []
         for node_id, node in rows.nodes.items():

@@ -5,6 +5,7 @@ deployment + replica -> the ``pb.ServerSpec`` an agent creates."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -40,6 +41,17 @@ HEALTH_NAMES: dict[int, ObservedHealth] = {
     pb.HEALTH_HEALTHY: "healthy",
     pb.HEALTH_UNHEALTHY: "unhealthy",
 }
+
+
+@dataclass(slots=True)
+class Rows:
+    """The tables one reconciler pass loaded, by id (`reserved`: CPU and memory of the
+    running tasks per node)."""
+
+    deployments: dict[str, Deployment]
+    replicas: dict[str, Replica]
+    nodes: dict[str, Node]
+    reserved: dict[str, tuple[int, int]]
 
 
 def _seconds(moment: datetime | None) -> float | None:

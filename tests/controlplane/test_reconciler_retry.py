@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from controlplane.db.tables import Replica
-from controlplane.reconciler.loop import busy_replicas
+from controlplane.reconciler.calls import busy_replicas
 from controlplane.reconciler.model import (
     Action,
     AddReplica,
