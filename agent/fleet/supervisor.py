@@ -209,12 +209,7 @@ class Supervisor:
         """Stop (gracefully) if running, remove the container, optionally its data."""
         server = self.get(server_id)
         async with server.lock:
-            if server.machine.state is not lm.State.OFFLINE:
-                # On a timeout the forced removal below kills it anyway.
-                with contextlib.suppress(TimeoutError):
-                    await self._stop(server)
-            await self.runtime.remove(server.container_id)
-            self.tracker.forget(server)
+            await self._discard_container(server)
         if delete_data:
             await asyncio.to_thread(shutil.rmtree, server.data_dir, True)
 
@@ -225,20 +220,21 @@ class Supervisor:
         validate_spec(spec, self.cpu_count, self.port_range)
         old = self.servers.get(spec.id)
         if old is not None:
-            await self._check_image(spec)
+            if not await self.runtime.image_exists(spec.image):
+                raise ImageNotFound.of(spec.image)  # the create's own refusal
             async with old.lock:
-                if old.machine.state is not lm.State.OFFLINE:
-                    # On a timeout the forced removal below kills it anyway.
-                    with contextlib.suppress(TimeoutError):
-                        await self._stop(old)
-                await self.runtime.remove(old.container_id)
-                self.tracker.forget(old)
+                await self._discard_container(old)
         return await self.create(spec, start=start)
 
-    async def _check_image(self, spec: pb.ServerSpec) -> None:
-        # The create's own message: callers see the same refusal either way.
-        if not await self.runtime.image_exists(spec.image):
-            raise ImageNotFound(f"image {spec.image!r} is not present on this node")
+    async def _discard_container(self, server: ManagedServer) -> None:
+        """Stop (gracefully) if running, remove the container, forget the server; the
+        data directory stays. Call with `server.lock` held."""
+        if server.machine.state is not lm.State.OFFLINE:
+            # On a timeout the forced removal below kills it anyway.
+            with contextlib.suppress(TimeoutError):
+                await self._stop(server)
+        await self.runtime.remove(server.container_id)
+        self.tracker.forget(server)
 
     # ---- console and stats -----------------------------------------------------------
 

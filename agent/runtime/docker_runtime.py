@@ -129,7 +129,7 @@ class DockerRuntime:
             )
         except (ImageNotFound, NotFound) as exc:
             # The engine answers 404 for a missing image; it never pulls on create.
-            raise ImageNotFound(f"image {spec.image!r} is not present on this node") from exc
+            raise ImageNotFound.of(spec.image) from exc
         except ContainerRuntimeError as exc:
             if type(exc) is ContainerRuntimeError:  # the engine's 500s here are bad specs
                 raise InvalidSpec(str(exc)) from exc

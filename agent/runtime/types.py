@@ -12,6 +12,11 @@ class ContainerRuntimeError(Exception):
 class ImageNotFound(ContainerRuntimeError):
     """The image is not present on this node (the agent never pulls)."""
 
+    @classmethod
+    def of(cls, image: str) -> ImageNotFound:
+        """The refusal for `image`, in the words every caller sees."""
+        return cls(f"image {image!r} is not present on this node")
+
 
 class AlreadyExists(ContainerRuntimeError):
     """A container with that name already exists."""
