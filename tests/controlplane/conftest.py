@@ -24,6 +24,7 @@ from blockbuster import blockbuster_ctx
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.migrate import upgrade_database_blocking
+from tests.controlplane.cluster_support import FAST
 from tests.controlplane.smtp_support import Inbox, smtp_server
 
 POSTGRES_URL = os.environ.get(
@@ -147,6 +148,17 @@ async def start_client(config: ControlPlaneConfig) -> TestClient[Any, Any]:
 async def api(make_config: ConfigFactory) -> AsyncIterator[TestClient[Any, Any]]:
     """A running control plane (default test config) and an HTTP client for it."""
     client = await start_client(make_config())
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def fast_api(make_config: ConfigFactory) -> AsyncIterator[TestClient[Any, Any]]:
+    """A running control plane with the quick orchestration timings of the cluster
+    tests (FAST), and an HTTP client for it."""
+    client = await start_client(make_config(**FAST))
     try:
         yield client
     finally:

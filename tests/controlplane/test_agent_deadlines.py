@@ -5,7 +5,6 @@ ordinary calls."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from controlplane.agents.client import AgentError, GrpcAgentClient
 from protos import agent_pb2 as pb
 from tests.agent.conftest import spec
 from tests.controlplane.accounts_support import register
-from tests.controlplane.cluster_support import FAST, enrolled_agent, eventually
-from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
+from tests.controlplane.cluster_support import enrolled_agent, eventually
+from tests.controlplane.conftest import SQLITE_ONLY
 
 Client = TestClient[Any, Any]
 pytestmark = [SQLITE_ONLY, pytest.mark.docker]
@@ -26,20 +25,11 @@ STOP_TIMEOUT = 3
 STUBBORN = "trap '' TERM; while true; do sleep 0.2; done"  # ignores SIGTERM
 
 
-@pytest.fixture
-async def client(make_config: ConfigFactory) -> AsyncIterator[Client]:
-    started = await start_client(make_config(**FAST))
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
 async def test_stop_and_remove_outlast_the_ordinary_deadline(
-    client: Client, tmp_path: Path
+    fast_api: Client, tmp_path: Path
 ) -> None:
-    admin = await register(client)
-    async with enrolled_agent(client, admin, tmp_path / "a", "node-a") as agent:
+    admin = await register(fast_api)
+    async with enrolled_agent(fast_api, admin, tmp_path / "a", "node-a") as agent:
         calls = GrpcAgentClient(
             f"127.0.0.1:{agent.grpc.port}", agent.identity.node_secret, timeout=CALL_DEADLINE
         )

@@ -5,7 +5,6 @@ deployment) are an error frame and a close code, never a hint that it exists."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +14,33 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, register
-from tests.controlplane.cluster_support import FAST, enrolled_agent, eventually
-from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
+from tests.controlplane.cluster_support import enrolled_agent, eventually
+from tests.controlplane.conftest import SQLITE_ONLY
 
 Client = TestClient[Any, Any]
 pytestmark = SQLITE_ONLY
 LOOP = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
 
 
-@pytest.fixture
-async def client(make_config: ConfigFactory) -> AsyncIterator[Client]:
-    started = await start_client(make_config(**FAST))
-    try:
-        yield started
-    finally:
-        await started.close()
-
-
-async def _create(client: Client, user: Account, **fields: Any) -> str:
+async def _create(fast_api: Client, user: Account, **fields: Any) -> str:
     body = {"app_name": "web", "image": TEST_IMAGE, "command": LOOP, "replicas": 1}
     body.update(fields)
-    response = await client.post("/v1/deployments", json=body, headers=user.headers)
+    response = await fast_api.post("/v1/deployments", json=body, headers=user.headers)
     created = await response.json()
     assert response.status == 201, created
     deployment_id: str = created["id"]
     return deployment_id
 
 
-async def _ready(client: Client, user: Account, dep: str) -> bool:
-    response = await client.get(f"/v1/deployments/{dep}/status", headers=user.headers)
+async def _ready(fast_api: Client, user: Account, dep: str) -> bool:
+    response = await fast_api.get(f"/v1/deployments/{dep}/status", headers=user.headers)
     status = await response.json()
     return bool(status["replicas"]["ready"] == 1)
 
 
-async def _refused(client: Client, path: str, token: str) -> tuple[dict[str, Any], int | None]:
+async def _refused(fast_api: Client, path: str, token: str) -> tuple[dict[str, Any], int | None]:
     """The error frame and close code after a first-message authentication."""
-    socket = await client.ws_connect(path)
+    socket = await fast_api.ws_connect(path)
     try:
         await socket.send_json({"type": "authenticate", "token": token})
         frame: dict[str, Any] = await socket.receive_json(timeout=10)
@@ -65,13 +55,13 @@ async def _refused(client: Client, path: str, token: str) -> tuple[dict[str, Any
 
 @pytest.mark.docker
 async def test_first_message_authentication_streams_log_lines(
-    client: Client, tmp_path: Path
+    fast_api: Client, tmp_path: Path
 ) -> None:
-    admin = await register(client)
-    async with enrolled_agent(client, admin, tmp_path / "agent", "node-a"):
-        dep = await _create(client, admin)
-        await eventually(lambda: _ready(client, admin, dep), timeout=30)
-        socket = await client.ws_connect(f"/v1/deployments/{dep}/logs/stream?tail=5")
+    admin = await register(fast_api)
+    async with enrolled_agent(fast_api, admin, tmp_path / "agent", "node-a"):
+        dep = await _create(fast_api, admin)
+        await eventually(lambda: _ready(fast_api, admin, dep), timeout=30)
+        socket = await fast_api.ws_connect(f"/v1/deployments/{dep}/logs/stream?tail=5")
         try:
             await socket.send_json({"type": "authenticate", "token": admin.access_token})
             ack = await socket.receive_json(timeout=10)
@@ -85,34 +75,34 @@ async def test_first_message_authentication_streams_log_lines(
                 assert following["message"].startswith("line")
         finally:
             await socket.close()
-        deleted = await client.delete(f"/v1/deployments/{dep}", headers=admin.headers)
+        deleted = await fast_api.delete(f"/v1/deployments/{dep}", headers=admin.headers)
         assert deleted.status == 200
 
 
-async def test_bad_token_is_refused_with_4401(client: Client) -> None:
-    owner = await register(client)
-    dep = await _create(client, owner)
-    frame, code = await _refused(client, f"/v1/deployments/{dep}/logs/stream", "not-a-token")
+async def test_bad_token_is_refused_with_4401(fast_api: Client) -> None:
+    owner = await register(fast_api)
+    dep = await _create(fast_api, owner)
+    frame, code = await _refused(fast_api, f"/v1/deployments/{dep}/logs/stream", "not-a-token")
     assert frame["type"] == "error"
     assert frame["error"]["code"] == "unauthorized"
     assert code == 4401
 
     # A header with a bad credential is refused before the upgrade, as for REST.
-    response = await client.get(
+    response = await fast_api.get(
         f"/v1/deployments/{dep}/logs/stream", headers={"Authorization": "Bearer nope"}
     )
     assert response.status == 401
 
 
-async def test_other_accounts_and_missing_deployments_look_the_same(client: Client) -> None:
-    owner = await register(client)
-    other = await register(client)
-    dep = await _create(client, owner)
+async def test_other_accounts_and_missing_deployments_look_the_same(fast_api: Client) -> None:
+    owner = await register(fast_api)
+    other = await register(fast_api)
+    dep = await _create(fast_api, owner)
     theirs, theirs_code = await _refused(
-        client, f"/v1/deployments/{dep}/logs/stream", other.access_token
+        fast_api, f"/v1/deployments/{dep}/logs/stream", other.access_token
     )
     missing, missing_code = await _refused(
-        client, f"/v1/deployments/{uuid.uuid4()}/logs/stream", other.access_token
+        fast_api, f"/v1/deployments/{uuid.uuid4()}/logs/stream", other.access_token
     )
     assert theirs == missing
     assert theirs == {
@@ -122,7 +112,7 @@ async def test_other_accounts_and_missing_deployments_look_the_same(client: Clie
     assert theirs_code == missing_code == 4404
 
     # Seed 002's `command` spelling works too, and the owner is let in.
-    socket = await client.ws_connect(f"/v1/deployments/{dep}/logs/stream")
+    socket = await fast_api.ws_connect(f"/v1/deployments/{dep}/logs/stream")
     try:
         await socket.send_json({"command": "authenticate", "token": owner.access_token})
         assert (await socket.receive_json(timeout=10))["type"] == "authenticated"
