@@ -33,14 +33,7 @@ class SlidingWindowLimiter:
         """None when one more hit on `key` would be allowed, else the seconds until it
         would be; records nothing."""
         hits = self._hits.get(key)
-        if hits is None:
-            return None
-        now = self._clock()
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return max(hits[0] + self.window - now, 0.0)
-        return None
+        return None if hits is None else self._wait(hits, self._clock())
 
     def hit(self, key: str) -> float | None:
         """Record one request; None when allowed, else the seconds until it would be."""
@@ -53,11 +46,17 @@ class SlidingWindowLimiter:
                 self._hits.popitem(last=False)
         else:
             self._hits.move_to_end(key)
+        wait = self._wait(hits, now)
+        if wait is None:
+            hits.append(now)
+        return wait
+
+    def _wait(self, hits: deque[float], now: float) -> float | None:
+        """Forget hits older than the window; the seconds until the next is allowed."""
         while hits and hits[0] <= now - self.window:
             hits.popleft()
         if len(hits) >= self.limit:
             return max(hits[0] + self.window - now, 0.0)
-        hits.append(now)
         return None
 
 
