@@ -202,16 +202,18 @@ async def _answer(endpoint: Endpoint, request: web.Request) -> web.StreamRespons
     )
 
 
-def _database_refusal(request: web.Request, exc: DBAPIError) -> ApiError:
+def _unexpected(request: web.Request, exc: Exception) -> web.Response:
     """PostgreSQL's "data exception" class (SQLSTATE 22: a NUL character in text, a
-    number out of range...) is the request's fault: 400. Anything else is ours: 500."""
-    if str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+    number out of range...) is the request's fault: 400. Anything else is ours: 500,
+    logged with its traceback."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "") if isinstance(exc, DBAPIError) else ""
+    if sqlstate.startswith("22"):
         return ValidationFailed(
             "a value in the request cannot be stored (text with NUL characters, or a "
             "number out of range)"
-        )
+        ).to_response()
     log.exception("unhandled_error", method=request.method, path=request.path)
-    return ApiError("internal server error", code="internal_error", status=500)
+    return error_response(500, "internal_error", "internal server error")
 
 
 async def _observed(
@@ -227,11 +229,8 @@ async def _observed(
         if exc.status < 400:
             raise  # redirects pass through
         response = http_error_response(exc)
-    except DBAPIError as exc:
-        response = _database_refusal(request, exc).to_response()
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        response = error_response(500, "internal_error", "internal server error")
+    except Exception as exc:
+        response = _unexpected(request, exc)
     request.app[METRICS].observe(
         request.method, route, response.status, time.perf_counter() - started
     )
