@@ -135,15 +135,18 @@ class ApiClient:
         body, content_type = multipart_body(fields, files)
         return self._send(self._request("POST", path, body=body, content_type=content_type))
 
+    def _refusal(self, request: Request, exc: HTTPError) -> ClientError:
+        # Without a credential a 401 means "log in first", except from login itself.
+        if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
+            return ClientError("not logged in: run `encedeus login`", status=401)
+        return _error_from(exc)
+
     def _send(self, request: Request) -> Any:
         try:
             with urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 raw = response.read()
         except HTTPError as exc:
-            # Without a credential a 401 means "log in first", except from login itself.
-            if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
-                raise ClientError("not logged in: run `encedeus login`", status=401) from None
-            raise _error_from(exc) from None
+            raise self._refusal(request, exc) from None
         except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClientError(f"cannot reach {self.base_url}: {reason}") from None
@@ -155,10 +158,7 @@ class ApiClient:
         try:
             response = urlopen(request, timeout=None)  # noqa: S310
         except HTTPError as exc:
-            # Without a credential a 401 means "log in first", except from login itself.
-            if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
-                raise ClientError("not logged in: run `encedeus login`", status=401) from None
-            raise _error_from(exc) from None
+            raise self._refusal(request, exc) from None
         except (URLError, OSError) as exc:
             raise ClientError(f"cannot reach {self.base_url}: {exc}") from None
         with response:
