@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError
@@ -52,39 +52,60 @@ def deploy(args: argparse.Namespace) -> int:
     return wait_until_running(client, created["id"], args.timeout)
 
 
+def _poll_status(
+    client: ApiClient, deployment_id: str, timeout: float, settled: Callable[[Any], int | None]
+) -> int | None:
+    """Read the deployment's status every half second until `settled` returns an exit
+    code; None when `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = settled(client.call("GET", f"/v1/deployments/{deployment_id}/status"))
+        if code is not None:
+            return code
+        time.sleep(0.5)
+    return None
+
+
 def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) -> int:
     """Poll the status until every replica is ready; 1 on failure or timeout."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        status = client.call("GET", f"/v1/deployments/{deployment_id}/status")
+    shown = ""
+
+    def settled(status: Any) -> int | None:
+        nonlocal shown
         replicas = status.get("replicas", {})
         ready, desired = int(replicas.get("ready", 0)), int(replicas.get("desired", 0))
         line = f"  {status.get('status', '?')}: {ready}/{desired} replicas ready"
-        if line != last:
+        if line != shown:
             out(line)
-            last = line
+            shown = line
         if status.get("status") == "failed":
             return _fail_with(client, deployment_id)
         if desired and ready >= desired:
             out("Running.")
             return 0
-        time.sleep(0.5)
-    sys.stderr.write(f"error: not running after {timeout:g}s (see `encedeus logs`)\n")
-    return 1
+        return None
+
+    code = _poll_status(client, deployment_id, timeout, settled)
+    if code is None:
+        sys.stderr.write(f"error: not running after {timeout:g}s (see `encedeus logs`)\n")
+        return 1
+    return code
 
 
 def wait_until_stopped(client: ApiClient, deployment_id: str, timeout: float) -> int:
     """Poll the status until no replica runs (stop commands may take their timeout)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.call("GET", f"/v1/deployments/{deployment_id}/status")
-        if not any(i.get("state") != "offline" for i in status.get("instances", [])):
-            out("Stopped.")
-            return 0
-        time.sleep(0.5)
-    sys.stderr.write(f"error: replicas still running after {timeout:g}s\n")
-    return 1
+
+    def settled(status: Any) -> int | None:
+        if any(i.get("state") != "offline" for i in status.get("instances", [])):
+            return None
+        out("Stopped.")
+        return 0
+
+    code = _poll_status(client, deployment_id, timeout, settled)
+    if code is None:
+        sys.stderr.write(f"error: replicas still running after {timeout:g}s\n")
+        return 1
+    return code
 
 
 def _fail_with(client: ApiClient, deployment_id: str) -> int:
