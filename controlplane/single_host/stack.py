@@ -29,11 +29,11 @@ import psutil
 from aiohttp import web
 
 from common.cancellation import cancel_and_wait
+from common.private_files import write_private_file
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
-from controlplane.private_files import write_private_file
 from controlplane.single_host.state import (
     AdminCredentials,
     UpState,

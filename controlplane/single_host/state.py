@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.ports import pick_ports
-from controlplane.private_files import write_private_file
+from common.private_files import write_private_file
 
 DEFAULT_AGENT_PORTS = {"grpc": 50051, "http": 8081, "sftp": 2022}
 
