@@ -14,29 +14,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# The command modules' third-party imports come from the `server` extra.
-SERVER_EXTRA_HINT = "pip install 'encedeus[server]'"
 DEFAULT_DATA_DIR_HELP = "$XDG_DATA_HOME/encedeus, else ~/.local/share/encedeus"
 
 
 class DeferredCommand:
     """`run` of a command whose module is imported on the first call; a missing
-    third-party package (the server extra not installed) is one line on stderr and
-    exit code 2."""
+    third-party package (`extra` not installed) is one line on stderr and exit code 2."""
 
-    def __init__(self, module: str, function: str = "run") -> None:
+    def __init__(self, module: str, function: str = "run", extra: str = "server") -> None:
         self.module = module
         self.function = function
+        self.extra = extra
 
     def __call__(self, args: argparse.Namespace) -> int:
         try:
             module = importlib.import_module(self.module)
         except ModuleNotFoundError as exc:
-            if exc.name is None or exc.name.split(".")[0] in ("controlplane", "common"):
+            missing = (exc.name or "").split(".")[0]
+            if not missing or missing in ("controlplane", "common"):
                 raise
             print(
                 f"encedeus: this command needs the control plane's dependencies "
-                f"({exc.name} is missing): {SERVER_EXTRA_HINT}",
+                f"({missing} is missing): pip install 'encedeus[{self.extra}]'",
                 file=sys.stderr,
             )
             return 2
@@ -113,7 +112,8 @@ def _add_up(subparsers: Any) -> None:
     parser.add_argument("--free-ports", action="store_true",
                         help="pick free agent ports instead of 50051/8081/2022")  # fmt: skip
     parser.add_argument("--log-level", default="warning")
-    parser.set_defaults(run=DeferredCommand("controlplane.cli.up"))
+    # `up` also starts `skyhook`: it needs the agent's dependencies too.
+    parser.set_defaults(run=DeferredCommand("controlplane.cli.up", extra="all"))
 
 
 def register(subparsers: Any) -> None:

@@ -62,12 +62,16 @@ def test_client_commands_import_nothing_of_the_server() -> None:
     assert not third_party, f"the client loaded server dependencies: {sorted(third_party)}"
 
 
-def test_server_command_without_the_server_extra_names_it() -> None:
+@pytest.mark.parametrize(
+    ("argv", "extra"),
+    [(["user", "create", "--username", "a", "--email", "a@b.c"], "server"), (["up"], "all")],
+)
+def test_server_command_without_its_extra_names_it(argv: list[str], extra: str) -> None:
     # sqlalchemy absent, as where only the client is installed.
     program = "import sys; sys.modules['sqlalchemy'] = None\n" + textwrap.dedent(
-        """
+        f"""
         from controlplane.cli import main
-        sys.exit(main(["user", "create", "--username", "a", "--email", "a@b.c"]))
+        sys.exit(main({argv!r}))
         """
     )
     done = subprocess.run(
@@ -75,7 +79,7 @@ def test_server_command_without_the_server_extra_names_it() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "sqlalchemy is missing" in done.stderr
-    assert "pip install 'encedeus[server]'" in done.stderr
+    assert f"pip install 'encedeus[{extra}]'" in done.stderr
 
 
 def test_only_deploy_and_tasks_take_a_command_after_the_separator(
