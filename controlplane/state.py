@@ -1,7 +1,10 @@
 """Typed keys under which the application keeps its shared components.
 
-`build_app` fills them; handlers reach them through the accessors in
-:mod:`controlplane.api.context`. Add keys for new components here.
+The rule (docs/architecture.md, "App keys"): every key that more than one module uses
+is declared here, whoever fills it (`build_app` or a component's `wiring.py`), so a
+handler reaches a component without importing the code that builds and runs it. A
+key that one module both sets and reads stays private to it (`_NAME`).
+Handlers use the accessors in :mod:`controlplane.api.context` where there is one.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ if TYPE_CHECKING:
     from controlplane.api.metrics import ApiMetrics
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
+    from controlplane.events.bus import EventBus
+    from controlplane.events.mail_notifications import MailNotifier
+    from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
+    from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
+    from controlplane.tasks.runner import TaskRunner
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
@@ -32,3 +40,8 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
+WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
+MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
+TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")

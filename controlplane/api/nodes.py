@@ -27,9 +27,11 @@ from controlplane.api.context import database, path_uuid, server_keys
 from controlplane.api.errors import Conflict, NotFound, Unauthorized
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.schemas import Request
+from controlplane.db.engine import Database
 from controlplane.db.tables import Node
 from controlplane.events.bus import Event, EventType
 from controlplane.reconciler.model import LABEL_NODE, LABEL_REPLICA
+from controlplane.security.credentials import ServerKeys
 from controlplane.state import AGENT_POOL, RECONCILER
 
 log = get_logger(__name__)
@@ -164,16 +166,23 @@ def _live(request: web.Request, node: Node) -> Node:
 
 async def create_node(request: web.Request, body: CreateNode) -> CreatedNode:
     """Register a node and return its one-time join token."""
+    return await register_node(database(request), server_keys(request), body)
+
+
+async def register_node(db: Database, keys: ServerKeys, body: CreateNode) -> CreatedNode:
+    """Add a pending node and return it with its one-time join token (stored only as a
+    keyed hash). Conflict when the name is taken. `encedeus up` registers its local
+    node through here too, so every node enrols the same way."""
     token = JOIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
     node = Node(
         name=body.name,
         labels=body.labels,
         port_range_start=body.port_range_start,
         port_range_end=body.port_range_end,
-        join_token_hash=server_keys(request).credential_hash(token),
+        join_token_hash=keys.credential_hash(token),
     )
     try:
-        async with database(request).transaction() as session:
+        async with db.transaction() as session:
             session.add(node)
     except IntegrityError:
         raise Conflict("a node with that name exists", code="node_exists") from None

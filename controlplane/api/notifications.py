@@ -10,7 +10,7 @@ from controlplane.api.context import authenticator, current_user
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
 from controlplane.events.notifications import serve_notifications, subscriber_name
-from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
+from controlplane.state import EVENT_BUS, WEBHOOKS
 
 
 class WebhookStats(BaseModel):

@@ -21,10 +21,8 @@ from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.task_requests import read_task_request
 from controlplane.db.tables.tasks import PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
-from controlplane.events.wiring import EVENT_BUS
-from controlplane.state import AGENT_POOL
+from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_RUNNER
 from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
-from controlplane.tasks.wiring import TASK_RUNNER
 
 log = get_logger(__name__)
 

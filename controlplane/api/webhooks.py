@@ -18,7 +18,7 @@ from controlplane.api.owned_rows import delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables.webhooks import Webhook
-from controlplane.events.wiring import OWNER_WEBHOOKS
+from controlplane.state import OWNER_WEBHOOKS
 from controlplane.tasks.fetch import FetchPolicy, FetchRefused, check_url
 
 MAX_WEBHOOKS_PER_ACCOUNT = 10

@@ -1,4 +1,6 @@
-"""`encedeus controlplane`: run the control plane until SIGINT/SIGTERM."""
+"""`encedeus controlplane`: run the control plane until SIGINT/SIGTERM.
+
+Arguments are declared in :mod:`controlplane.cli.server_commands`."""
 
 from __future__ import annotations
 
@@ -11,18 +13,11 @@ from aiohttp import web
 
 from common.logging import configure_logging, get_logger
 from controlplane.app import build_app
-from controlplane.cli.common_args import add_config_argument, config_or_exit
+from controlplane.cli.common_args import config_or_exit
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.migrate import UnknownSchemaError
 
 log = get_logger(__name__)
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `controlplane` subcommand."""
-    parser = subparsers.add_parser("controlplane", help="run the control plane server")
-    add_config_argument(parser)
-    parser.set_defaults(run=run)
 
 
 async def serve(config: ControlPlaneConfig, stop: asyncio.Event) -> None:

@@ -1,4 +1,6 @@
-"""`encedeus user create`: make an account (e.g. the first admin) from a shell."""
+"""`encedeus user create`: make an account (e.g. the first admin) from a shell.
+
+Arguments are declared in :mod:`controlplane.cli.server_commands`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from controlplane.accounts import create_user
 from controlplane.api.errors import ApiError
 from controlplane.api.schemas import Email, Password, Username
-from controlplane.cli.common_args import add_config_argument, config_or_exit
+from controlplane.cli.common_args import config_or_exit
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import UnknownSchemaError, upgrade_database
@@ -24,22 +26,6 @@ class NewAccount(BaseModel):
     username: Username
     email: Email
     password: Password
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `user` subcommand group."""
-    parser = subparsers.add_parser("user", help="manage accounts")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = actions.add_parser("create", help="create an account")
-    add_config_argument(create)
-    create.add_argument("--username", required=True)
-    create.add_argument("--email", required=True)
-    create.add_argument("--admin", action="store_true", help="make the account an admin")
-    create.add_argument(
-        "--password",
-        help="the password (default: prompt on a terminal, else one line from stdin)",
-    )
-    create.set_defaults(run=run_create)
 
 
 def _read_password() -> str:

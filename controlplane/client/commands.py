@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError
@@ -60,6 +60,39 @@ def add_command(
     parser.add_argument("--url", help="control plane URL (default: the one logged in to)")
     parser.set_defaults(run=guarded(command))
     return parser
+
+
+def add_container_command_flags(parser: argparse.ArgumentParser) -> None:
+    """`--command/-c STRING` (run by `/bin/sh -c`) and, for the argv form, the words
+    after `--` (see :func:`split_container_argv`)."""
+    parser.add_argument(
+        "--command",
+        "-c",
+        dest="shell_command",
+        metavar="STRING",
+        help='a shell command line, run as /bin/sh -c STRING (e.g. "echo a; uname"); '
+        "or give the command without a shell after --: -- CMD ARGS...",
+    )
+    parser.set_defaults(container_argv=[])
+
+
+def split_container_argv(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`words` up to the first `--`, and the words after it: a container command in
+    argv form, which argparse would otherwise read as options of `encedeus`."""
+    if "--" not in words:
+        return list(words), []
+    cut = list(words).index("--")
+    return list(words[:cut]), list(words[cut + 1 :])
+
+
+def container_command(args: argparse.Namespace) -> list[str] | None:
+    """The container's command: `-c STRING` through `/bin/sh -c`, the argv after
+    `--` as it is, or None (the image's own command)."""
+    if args.shell_command is not None and args.container_argv:
+        raise ClientError("give the command either as -c STRING or after --, not both")
+    if args.shell_command is not None:
+        return ["/bin/sh", "-c", args.shell_command]
+    return list(args.container_argv) or None
 
 
 def register(subparsers: Any) -> None:

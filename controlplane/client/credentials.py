@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from controlplane.private_files import write_private_file
+from common.private_files import write_private_file
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError
-from controlplane.client.commands import add_command, client_for, out, resolve_deployment
+from controlplane.client.commands import (
+    add_command,
+    add_container_command_flags,
+    client_for,
+    container_command,
+    out,
+    resolve_deployment,
+)
 from controlplane.client.render import age, field, short_id, table
 
 
@@ -43,8 +49,8 @@ def deploy(args: argparse.Namespace) -> int:
         body["port"] = args.port
     if args.cpu or args.memory:
         body["resources"] = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory)) if v}
-    if args.command:
-        body["command"] = shlex.split(args.command)
+    if command := container_command(args):
+        body["command"] = command
     created = client.call("POST", "/v1/deployments", body)
     out(f"Deployment {created['app_name']} created ({created['id']})")
     if args.detach:
@@ -243,7 +249,7 @@ def add_commands(subparsers: Any) -> None:
     """Add the deployment commands."""
     parser = add_command(subparsers, "deploy", deploy, "run an image as a deployment")
     parser.add_argument("image")
-    parser.add_argument("--command", "-c", help='command line, e.g. "sleep 3600"')
+    add_container_command_flags(parser)
     parser.add_argument("--name", help="app name (default: from the image)")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--port", type=int, help="container port to publish")

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from controlplane.client.api import ApiClient, ClientError, UploadFile
-from controlplane.client.commands import add_command, client_for, out, resolve_task
+from controlplane.client.commands import (
+    add_command,
+    add_container_command_flags,
+    client_for,
+    container_command,
+    out,
+    resolve_task,
+)
 from controlplane.client.deployment_commands import parse_env
 from controlplane.client.render import age, field, short_id, table
 
@@ -23,8 +29,8 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     spec: dict[str, Any] = {"image": args.image, "env": parse_env(args.env)}
     if args.name:
         spec["name"] = args.name
-    if args.command:
-        spec["command"] = shlex.split(args.command)
+    if command := container_command(args):
+        spec["command"] = command
     if args.cpu or args.memory:
         spec["resources"] = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory)) if v}
     urls = []
@@ -146,7 +152,7 @@ def logs(args: argparse.Namespace) -> int:
 
 def _spec_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image")
-    parser.add_argument("--command", "-c", help="command line, e.g. \"sh -c 'ls -l'\"")
+    add_container_command_flags(parser)
     parser.add_argument("--name")
     parser.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(

@@ -25,15 +25,11 @@ from controlplane.events.webhooks import (
     WebhookDispatcher,
     WebhookEndpoint,
 )
-from controlplane.state import MAIL_OUTBOX
+from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
 from controlplane.tasks.fetch import FetchPolicy
 
 log = get_logger(__name__)
 
-EVENT_BUS = web.AppKey("event_bus", EventBus)
-WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
-OWNER_WEBHOOKS = web.AppKey("owner_webhooks", DatabaseOwnerEndpoints)
-MAIL_NOTIFIER = web.AppKey("mail_notifier", MailNotifier)
 _TRANSPORTS = web.AppKey("webhook_transports", tuple[AiohttpWebhookTransport, ...])
 
 

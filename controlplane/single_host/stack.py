@@ -3,9 +3,10 @@ agent, enrolled automatically, on one machine.
 
 The control plane runs in this process; the agent runs as a child process
 (`skyhook --config <data_dir>/agent.hcl`), so neither program imports the other. The
-first run creates an admin account and enrols the local node through the control
-plane's own REST API (create node → join token → enrol), and keeps the node's id and
-secret and the admin credentials in `up.json` (0600); later runs reuse them. Stopping
+first run creates an admin account and registers the local node as `POST /v1/nodes`
+does; the join token goes into the agent's config and the agent enrols itself like
+any other (`agent/enrolment.py`), keeping its identity in `agent/node.json`. `up.json`
+(0600) keeps the node's id and the admin credentials; later runs reuse them. Stopping
 (SIGINT/SIGTERM) stops the agent first, then the control plane; containers keep
 running and the agent re-attaches to them next time.
 """
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import platform
 import secrets
 import signal
 import sys
@@ -25,26 +24,27 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import aiohttp
-import psutil
 from aiohttp import web
 
 from common.cancellation import cancel_and_wait
+from common.private_files import write_private_file
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
+from controlplane.api.nodes import CreatedNode, CreateNode, register_node
 from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
-from controlplane.private_files import write_private_file
 from controlplane.single_host.state import (
     AdminCredentials,
     UpState,
     agent_config_text,
+    agent_node_file,
     choose_agent_ports,
     duplicated_ports,
     load_state,
     new_admin,
     save_state,
 )
-from controlplane.state import DATABASE
+from controlplane.state import DATABASE, SERVER_KEYS
 
 T = TypeVar("T")
 AGENT_STOP_TIMEOUT = 20.0
@@ -124,56 +124,16 @@ async def _call(
         return response.status, await response.json()
 
 
-def _fingerprint() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count() or 1,
-        "memory_bytes": psutil.virtual_memory().total,
-        "hostname": platform.node(),
-        "os": platform.platform(),
-    }
-
-
-async def enrol_local_node(
-    base_url: str, admin: AdminCredentials, ports: dict[str, int], port_range: tuple[int, int]
-) -> tuple[str, str]:
-    """Create the node `local` and enrol it over the REST API; (node id, secret)."""
-    async with aiohttp.ClientSession() as session:
-        status, body = await _call(
-            session,
-            "POST",
-            f"{base_url}/v1/auth/login",
-            {"username": admin.username, "password": admin.password},
-        )
-        if status != 200:
-            raise UpError(f"cannot log in as {admin.username}: {body}")
-        token = body["access_token"]
-        node = {"port_range_start": port_range[0], "port_range_end": port_range[1]}
-        status, created = await _call(
-            session, "POST", f"{base_url}/v1/nodes", {"name": "local", **node}, token
-        )
-        if status == 409:
-            name = f"local-{secrets.token_hex(3)}"
-            status, created = await _call(
-                session, "POST", f"{base_url}/v1/nodes", {"name": name, **node}, token
-            )
-        if status != 201:
-            raise UpError(f"cannot create the local node: {created}")
-        status, enrolled = await _call(
-            session,
-            "POST",
-            f"{base_url}/v1/nodes/enroll",
-            {
-                "join_token": created["join_token"],
-                "grpc_address": f"127.0.0.1:{ports['grpc']}",
-                "http_address": f"127.0.0.1:{ports['http']}",
-                "sftp_address": f"127.0.0.1:{ports['sftp']}",
-                "fingerprint": _fingerprint(),
-                **node,
-            },
-        )
-        if status != 200:
-            raise UpError(f"cannot enrol the local node: {enrolled}")
-        return str(enrolled["node_id"]), str(enrolled["node_secret"])
+async def register_local_node(app: web.Application, port_range: tuple[int, int]) -> CreatedNode:
+    """The node `local`, registered the way `POST /v1/nodes` registers every node:
+    pending, with a one-time join token."""
+    body = CreateNode(name="local", port_range_start=port_range[0], port_range_end=port_range[1])
+    try:
+        return await register_node(app[DATABASE], app[SERVER_KEYS], body)
+    except Conflict:
+        # The database outlived up.json: a second local node beside the old one.
+        renamed = body.model_copy(update={"name": f"local-{secrets.token_hex(3)}"})
+        return await register_node(app[DATABASE], app[SERVER_KEYS], renamed)
 
 
 async def wait_node_ready(base_url: str, admin: AdminCredentials, node_id: str) -> bool:
@@ -274,14 +234,22 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
                 f"{data_dir / 'up.json'} gives the agent's {', '.join(duplicated)} listener "
                 "a port another listener has; give each of agent_ports its own port"
             )
-        if not state.enrolled:
-            state.node_id, state.node_secret = await enrol_local_node(
-                url, admin, state.agent_ports, options.port_range
-            )
+        await _ensure_join_token(runner.app, options, state)
         await asyncio.to_thread(save_state, data_dir, state)
         return await _run_agent(options, state, url, admin, stop, out)
     finally:
         await runner.cleanup()
+
+
+async def _ensure_join_token(app: web.Application, options: UpOptions, state: UpState) -> None:
+    """Register the local node unless its agent has an identity (or will enrol with a
+    token a previous run got); the agent enrols itself with the token."""
+    enrolled = await asyncio.to_thread(agent_node_file(options.data_dir).exists)
+    if enrolled or state.node_secret:
+        state.join_token = ""
+    elif not state.join_token:
+        node = await register_local_node(app, options.port_range)
+        state.node_id, state.join_token = str(node.id), node.join_token
 
 
 async def _run_agent(
@@ -296,8 +264,9 @@ async def _run_agent(
     config_path = data_dir / "agent.hcl"
     text = agent_config_text(
         data_dir=data_dir / "agent",
-        node_id=state.node_id,
-        node_secret=state.node_secret,
+        node_file=agent_node_file(data_dir),
+        join_token=state.join_token,
+        legacy_identity=(state.node_id, state.node_secret) if state.node_secret else None,
         controlplane_url=url,
         ports=state.agent_ports,
         port_range=options.port_range,
@@ -307,6 +276,9 @@ async def _run_agent(
     agent = await start_agent(agent_command(config_path), data_dir / "agent.log")
     try:
         ready = await _unless_interrupted(agent, stop, wait_node_ready(url, admin, state.node_id))
+        if ready and state.join_token:
+            state.join_token = ""  # spent: the agent has enrolled
+            await asyncio.to_thread(save_state, data_dir, state)
         if ready is not None:
             out.write(banner(url, admin, data_dir, state, ready, options.client_command))
             out.flush()

@@ -23,13 +23,12 @@ from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.db.tables.tasks import RUNNING, Task
 from controlplane.events.bus import EventBus
 from controlplane.scheduler import NodeCapacity, PlacementRequest, Snapshot, plan
-from controlplane.state import AGENT_POOL
+from controlplane.state import AGENT_POOL, TASK_RUNNER
 from controlplane.tasks.runner import TaskRunner
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 
-TASK_RUNNER = web.AppKey("task_runner", TaskRunner)
 SWEEP_SECONDS = 15.0
 # A node that reports no CPU figure is treated as having this much.
 UNKNOWN_CPU_MILLIS = 1_000_000

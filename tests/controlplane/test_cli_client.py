@@ -135,3 +135,28 @@ async def test_ls_and_errors_for_people(
     assert "KEY=VALUE" in capsys.readouterr().err
     assert await encedeus("ls", "--url", "http://127.0.0.1:9") == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+async def test_command_is_a_shell_line_with_c_and_an_argv_after_the_separator(
+    api: TestClient[Any, Any], credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    account = await register(api)
+    key = await create_api_key(api, account)
+    assert await encedeus("login", "--url", url_of(api), "--api-key", key) == 0
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def created_command(*args: str) -> list[str]:
+        capsys.readouterr()
+        assert await encedeus("tasks", "create", TEST_IMAGE, *args) == 0
+        task_id = capsys.readouterr().out.strip()
+        task = await (await api.get(f"/v1/tasks/{task_id}", headers=headers)).json()
+        command: list[str] = task["command"]
+        return command
+
+    assert await created_command("-c", "echo a; uname") == ["/bin/sh", "-c", "echo a; uname"]
+    assert await created_command("--", "echo", "a; uname") == ["echo", "a; uname"]
+    assert await created_command("--name", "n", "--", "ls", "--name", "-c") == [
+        "ls", "--name", "-c",
+    ]  # fmt: skip
+    assert await encedeus("tasks", "create", TEST_IMAGE, "-c", "x", "--", "y") == 1
+    assert "not both" in capsys.readouterr().err

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.config import load_agent_config
+from agent.config import AgentConfig, load_agent_config
 from controlplane.cli import build_parser
 from controlplane.single_host.state import (
     UpState,
     agent_config_text,
+    agent_node_file,
     choose_agent_ports,
     load_state,
     new_admin,
@@ -21,22 +23,30 @@ from controlplane.single_host.state import (
 )
 
 
-def test_generated_agent_config_is_what_the_agent_reads(tmp_path: Path) -> None:
+def _read_back(tmp_path: Path, **identity: Any) -> AgentConfig:
     path = tmp_path / "agent.hcl"
     path.write_text(
         agent_config_text(
             data_dir=tmp_path / 'with "quotes"',
-            node_id="n-1",
-            node_secret="s3cr=t",
+            node_file=agent_node_file(tmp_path),
             controlplane_url="http://127.0.0.1:3000",
             ports={"grpc": 1001, "http": 1002, "sftp": 1003},
             port_range=(31000, 31010),
             labels={"encedeus.test": "abc", "team": "x y"},
+            **identity,
         )
     )
-    config = load_agent_config(path)
+    return load_agent_config(path)
+
+
+def test_generated_agent_config_is_what_the_agent_reads(tmp_path: Path) -> None:
+    config = _read_back(tmp_path, join_token="encjoin_t=k")
     assert config.data_dir == str(tmp_path / 'with "quotes"')
-    assert (config.node_id, config.node_secret) == ("n-1", "s3cr=t")
+    # The agent enrols itself with the token and keeps its identity where `up` looks.
+    assert config.join_token == "encjoin_t=k"
+    assert config.controlplane_url == "http://127.0.0.1:3000"
+    assert (config.node_id, config.node_secret) == ("", "")
+    assert config.node_file == agent_node_file(tmp_path)
     assert (config.grpc.host, config.grpc.port) == ("127.0.0.1", 1001)
     assert config.sftp.port == 1003
     assert (config.port_range.start, config.port_range.end) == (31000, 31010)
@@ -44,8 +54,15 @@ def test_generated_agent_config_is_what_the_agent_reads(tmp_path: Path) -> None:
     assert config.watchdog is False
 
 
+def test_an_identity_an_earlier_up_enrolled_is_kept(tmp_path: Path) -> None:
+    config = _read_back(tmp_path, legacy_identity=("n-1", "s3cr=t"))
+    assert (config.node_id, config.node_secret, config.join_token) == ("n-1", "s3cr=t", "")
+    # Without a token or a secret, an agent restarted by `up` uses its node file.
+    assert _read_back(tmp_path).join_token == ""
+
+
 def test_state_round_trip_is_private(tmp_path: Path) -> None:
-    state = UpState(agent_ports={"grpc": 1}, node_id="n", node_secret="s", admin=new_admin())
+    state = UpState(agent_ports={"grpc": 1}, node_id="n", join_token="t", admin=new_admin())
     save_state(tmp_path, state)
     assert oct((tmp_path / "up.json").stat().st_mode & 0o777) == "0o600"
     assert load_state(tmp_path) == state

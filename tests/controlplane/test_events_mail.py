@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.events.bus import Event, EventType
 from controlplane.events.mail_notifications import mail_for
-from controlplane.events.wiring import EVENT_BUS, MAIL_NOTIFIER
+from controlplane.state import EVENT_BUS, MAIL_NOTIFIER
 from tests.controlplane.accounts_support import register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.smtp_support import Inbox

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from controlplane.api import websocket_auth
 from controlplane.events.bus import Event, EventType
-from controlplane.events.wiring import EVENT_BUS
+from controlplane.state import EVENT_BUS
 from tests.controlplane.accounts_support import Account, register
 
 # The socket does not touch the database beyond authentication: one engine is enough.

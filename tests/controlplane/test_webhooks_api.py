@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from controlplane.events.bus import Event, EventType
 from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from controlplane.events.wiring import EVENT_BUS, WEBHOOKS
+from controlplane.state import EVENT_BUS, WEBHOOKS
 from tests.controlplane.accounts_support import error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app

@@ -3,6 +3,7 @@ local test image and see it running — with the real agent on the real dockerd.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -51,6 +52,26 @@ def cli(credentials: Path, *args: str) -> str:
     return done.stdout
 
 
+def wait_logs(credentials: Path, app: str, lines: list[str]) -> bool:
+    """Whether the app's log shows exactly `lines` within a few seconds."""
+    for _ in range(40):
+        if cli(credentials, "logs", app).splitlines() == lines:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def assert_enrolled_by_the_agent(data_dir: Path, node: dict[str, Any]) -> None:
+    """The local agent enrolled itself: its own identity file and fingerprint, and no
+    node secret or spent token in up.json."""
+    assert oct((data_dir / "agent" / "node.json").stat().st_mode & 0o777) == "0o600"
+    assert json.loads((data_dir / "agent" / "node.json").read_text())["node_id"] == node["id"]
+    assert node["fingerprint"]["docker_version"]
+    assert node["fingerprint"]["agent_version"]
+    saved = json.loads((data_dir / "up.json").read_text())
+    assert (saved["node_id"], saved["join_token"], saved["node_secret"]) == (node["id"], "", "")
+
+
 @pytest.fixture
 def session_containers_removed() -> Iterator[None]:
     """Whatever happens, the containers this session's agents made are removed."""
@@ -93,15 +114,21 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert "hello" in listing
         assert "running" in listing
 
+        # -c is a shell command line; the words after -- are the argv, with no shell.
         deployed = cli(credentials, "deploy", TEST_IMAGE, "--name", "cli-app",
-                       "--command", "sh -c 'echo started; sleep 3600'")  # fmt: skip
+                       "-c", "echo started; uname; sleep 3600")  # fmt: skip
         assert "Running." in deployed
-        for _ in range(20):
-            if "started" in cli(credentials, "logs", "cli-app"):
-                break
-            time.sleep(0.25)
-        else:
-            raise AssertionError("no output from cli-app")
+        assert wait_logs(credentials, "cli-app", ["started", "Linux"])
+        cli(credentials, "deploy", TEST_IMAGE, "--name", "argv-app", "--detach",
+            "--", "sh", "-c", "echo 'a; uname'; sleep 3600")  # fmt: skip
+        assert wait_logs(credentials, "argv-app", ["a; uname"])
+        assert cli(credentials, "tasks", "run", TEST_IMAGE, "-c", "echo a; uname").split("\n")[
+            :2
+        ] == ["a", "Linux"]
+        assert cli(credentials, "tasks", "run", TEST_IMAGE, "--", "echo", "a; uname") == (
+            "a; uname\n"
+        )
+        cli(credentials, "rm", "argv-app")
         shown = cli(credentials, "status", "cli-app")
         assert "cli-app: running" in shown
         assert re.search(r"running .* newcomer\.[0-9a-f]{8}", shown), shown
@@ -131,6 +158,8 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         )["access_token"]
         nodes = ApiClient(again.url, token).call("GET", "/v1/nodes")["nodes"]
         assert [n["name"] for n in nodes] == ["local"]
+        assert nodes[0]["status"] == "ready"
+        assert_enrolled_by_the_agent(data_dir, nodes[0])
     finally:
         stop_up(again)
 
