@@ -4,7 +4,10 @@
 
 agent {
   # Where Skyhook keeps its state: volumes/<server id> (each server's data, mounted
-  # at /data and served over SFTP) and node.json (identity after enrolment).
+  # at /data and served over SFTP), node.json (identity after enrolment) and
+  # ownership/ (markers of re-owned data directories). Made 0700 at start (0711
+  # under userns-remap); each volumes/<server id> is a nosuid,nodev bind mount of
+  # itself, so Skyhook must run as root in the host's mount namespace.
   data_dir = "/var/lib/skyhook"
 
   # Enrolment: with no node secret yet, the agent enrols at the control plane with
@@ -69,6 +72,13 @@ agent {
   # published ports, never another server's unpublished ones (RCON, databases).
   # "bridge" is Docker's default bridge, where every container reaches every other.
   network = "encedeus"
+
+  # The uid:gid every server runs as inside its container, and the owner of its data
+  # directory (volumes/<id>, re-owned once when it changes). A deployment with
+  # run_as_root = true runs as 0:0 instead, still without any capability. Docker's
+  # userns-remap (per daemon) is detected: files then belong to the remapped host ids.
+  # Neither may be 0. See docs/security.md.
+  container_user = "988:988"
 
   labels                      = {}    # extra labels on every container of this node
   default_pids_limit          = 512   # when a server asks for none

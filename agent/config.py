@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.config import ConfigError, load_section
 
@@ -109,6 +109,9 @@ class AgentConfig(_Block):
     # container can reach every other's unpublished ports; another existing network
     # is used as it is.
     network: str = Field(default="encedeus", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    # "uid:gid" (numbers) every server runs as inside its container, and the owner of
+    # its data directory, unless its spec asks for root. Not 0: root is per server.
+    container_user: str = Field(default="988:988", pattern=r"^[0-9]{1,10}:[0-9]{1,10}$")
     default_pids_limit: int = Field(default=512, ge=16)
     log_max_size: str = "10m"  # json-file log driver size per file
     log_max_files: int = Field(default=3, ge=1)
@@ -116,6 +119,20 @@ class AgentConfig(_Block):
     watchdog: bool = True
     log_level: str = "info"
     docker_threads: int = Field(default=16, ge=2, le=256)
+
+    @field_validator("container_user")
+    @classmethod
+    def _unprivileged(cls, value: str) -> str:
+        uid, gid = (int(part) for part in value.split(":"))
+        if uid == 0 or gid == 0 or max(uid, gid) > 2**32 - 2:
+            raise ValueError("must be an unprivileged uid:gid (neither 0)")
+        return value
+
+    @property
+    def container_ids(self) -> tuple[int, int]:
+        """`container_user` as numbers."""
+        uid, gid = self.container_user.split(":")
+        return int(uid), int(gid)
 
     @property
     def data_path(self) -> Path:

@@ -19,6 +19,7 @@ from agent import __version__
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol
+from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
 from agent.fleet.spec import MANAGED_LABEL, NODE_LABEL
 from agent.fleet.supervisor import Supervisor
@@ -81,6 +82,7 @@ def build_supervisor(
     identity: NodeIdentity,
     runtime: ContainerRuntime,
     fingerprint: NodeFingerprint,
+    volumes: ServerVolumes,
 ) -> Supervisor:
     """The core: stats sampler, Watch hub, server tracker and the supervisor over them."""
     tracker = ServerTracker(
@@ -89,11 +91,12 @@ def build_supervisor(
         WatchHub(),
         labels=node_labels(config, identity),
         find_by=identity_labels(identity),
-        volumes_dir=Path(config.data_dir) / "volumes",
+        volumes_dir=volumes.root,
         history_lines=config.console.history_lines,
     )
     return Supervisor(
         tracker,
+        volumes,
         cpu_count=fingerprint.cpu_count,
         port_range=(config.port_range.start, config.port_range.end),
         default_pids=config.default_pids_limit,
@@ -135,12 +138,17 @@ async def running_agent(
     # Building the Docker client reads config files: not on the loop.
     if runtime is None:
         runtime = await asyncio.to_thread(DockerRuntime, threads=config.docker_threads)
-    volumes = Path(config.data_dir) / "volumes"
-    await asyncio.to_thread(volumes.mkdir, parents=True, exist_ok=True)
-    fingerprint = await asyncio.to_thread(
-        node_fingerprint, volumes.parent, await runtime.version(), __version__
+    volumes = ServerVolumes(
+        Path(config.data_dir),
+        container_user=config.container_ids,
+        id_mapping=await runtime.id_mapping(),
     )
-    supervisor = build_supervisor(config, identity, runtime, fingerprint)
+    # Before the tracker re-attaches and anything can start a container.
+    await asyncio.to_thread(volumes.restore)
+    fingerprint = await asyncio.to_thread(
+        node_fingerprint, volumes.agent_dir, await runtime.version(), __version__
+    )
+    supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     service = build_service(config, identity, supervisor, fingerprint, started_at)
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
@@ -170,6 +178,7 @@ async def running_agent(
                 host=config.sftp.host,
                 port=config.sftp.port,
                 disk_limit_of=lambda server_id: _disk_limit(supervisor, server_id),
+                file_owner_of=lambda server_id: _file_owner(supervisor, server_id),
             )
             await sftp.start()
             stack.push_async_callback(sftp.stop)
@@ -193,6 +202,12 @@ def _disk_limit(supervisor: Supervisor, server_id: str) -> int:
     """The data directory limit this node was given for a server (0: none known)."""
     server = supervisor.servers.get(server_id)
     return int(server.spec.resources.disk_bytes) if server is not None else 0
+
+
+def _file_owner(supervisor: Supervisor, server_id: str) -> tuple[int, int]:
+    """Who owns the files SFTP creates for a server: its container's user on the host."""
+    server = supervisor.servers.get(server_id)
+    return supervisor.volumes.owner_of(server.spec if server is not None else None)
 
 
 async def serve(config: AgentConfig, stop: asyncio.Event) -> None:

@@ -461,6 +461,7 @@ class ServerSpec(_message.Message):
     NETWORK_DISABLED_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     OPEN_STDIN_FIELD_NUMBER: _builtins.int
+    RUN_AS_ROOT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """chosen by the control plane (uuid)"""
     image: _builtins.str
@@ -474,6 +475,10 @@ class ServerSpec(_message.Message):
     """network_mode "none" """
     open_stdin: _builtins.bool
     """default true for console input"""
+    run_as_root: _builtins.bool
+    """Run as uid 0 inside the container instead of the node's container_user, with
+    no capabilities at all (see docs/security.md). Default false.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = the image's default"""
@@ -514,10 +519,11 @@ class ServerSpec(_message.Message):
         network_disabled: _builtins.bool = ...,
         files: _abc.Iterable[Global___InputFile] | None = ...,
         open_stdin: _builtins.bool = ...,
+        run_as_root: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "resources", b"resources", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

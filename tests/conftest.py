@@ -28,3 +28,14 @@ def _collect_garbage() -> Iterator[None]:
     """
     yield
     gc.collect()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_data_dir_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Agents mount each server's data directory on itself (nosuid,nodev) and keep the
+    mount across their restarts; unmount what this session's agents left behind, so
+    that pytest can delete its old temporary directories."""
+    yield
+    from agent.fleet.data_dir import release_mounts_beneath
+
+    release_mounts_beneath(tmp_path_factory.getbasetemp())

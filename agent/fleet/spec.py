@@ -95,11 +95,13 @@ def container_spec(
     *,
     labels: dict[str, str],
     data_dir: Path,
+    user: str,
     default_pids: int,
     log_max_size: str,
     log_max_files: int,
 ) -> ContainerSpec:
-    """The container for `spec` (ports already chosen), with `labels` added."""
+    """The container for `spec` (ports already chosen), with `labels` added, running
+    as `user` ("uid:gid")."""
     mount = spec.data_mount_path or "/data"
     all_labels = {**spec.labels, **labels, SERVER_LABEL: spec.id, SPEC_LABEL: encode_spec(spec)}
     return ContainerSpec(
@@ -117,6 +119,7 @@ def container_spec(
         pids_limit=spec.resources.pids_limit or default_pids,
         binds={str(data_dir): mount},
         working_dir=spec.working_dir or mount,
+        user=user,
         network_disabled=spec.network_disabled,
         # Always open: proto3 cannot tell "false" from "unset", and the console needs it.
         open_stdin=True,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 
 from agent.console.history import ConsoleLine
+from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
-from agent.fleet.spec import container_spec, relative_file_path, validate_spec
+from agent.fleet.spec import container_spec, validate_spec
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
 from agent.runtime import AlreadyExists, ImageNotFound, InvalidSpec, NotFound, NotRunning
@@ -20,21 +19,6 @@ from protos import agent_pb2 as pb
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_GRACE_SECONDS = 15.0  # how long an exit may lag behind SIGKILL before we give up
-
-
-def prepare_data_dir(data_dir: Path, files: list[pb.InputFile]) -> bool:
-    """Create the data directory and write the input files (blocking).
-
-    True when the directory was created now (so a failed create may remove it while
-    it is still empty)."""
-    created = not data_dir.exists()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for item in files:
-        target = data_dir / relative_file_path(item.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(item.content)
-        target.chmod(item.mode or 0o644)
-    return created
 
 
 def port_is_free(host_ip: str, port: int, protocol: str) -> bool:
@@ -56,6 +40,7 @@ class Supervisor:
     def __init__(
         self,
         tracker: ServerTracker,
+        volumes: ServerVolumes,
         *,
         cpu_count: int,
         port_range: tuple[int, int],
@@ -65,6 +50,7 @@ class Supervisor:
     ) -> None:
         self.tracker = tracker
         self.runtime = tracker.runtime
+        self.volumes = volumes
         self.cpu_count, self.port_range = cpu_count, port_range
         self.default_pids = default_pids
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
@@ -108,14 +94,14 @@ class Supervisor:
         # Collected here: the worker thread must not iterate a dict the loop mutates.
         taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}
         await asyncio.to_thread(self._choose_ports, spec, taken)
-        data_dir = self.tracker.volumes_dir / spec.id
-        created_dir = await asyncio.to_thread(prepare_data_dir, data_dir, list(spec.files))
+        created_dir = await asyncio.to_thread(self.volumes.prepare, spec)
         try:
             info = await self.runtime.create(
                 container_spec(
                     spec,
                     labels=self.tracker.labels,
-                    data_dir=data_dir,
+                    data_dir=self.volumes.path(spec.id),
+                    user=self.volumes.user_of(spec),
                     default_pids=self.default_pids,
                     log_max_size=self.log_max_size,
                     log_max_files=self.log_max_files,
@@ -123,10 +109,9 @@ class Supervisor:
             )
         except Exception:
             if created_dir:
-                # Only while empty: SFTP logins work before the container exists, so the
-                # user's files may be in it by now, and the control plane retries.
+                # Only while empty (the control plane retries).
                 with contextlib.suppress(OSError):
-                    await asyncio.to_thread(data_dir.rmdir)
+                    await asyncio.to_thread(self.volumes.discard_empty, spec.id)
             raise
         del spec.files[:]
         server = self.tracker.make_server(spec, info, running=False)
@@ -160,6 +145,7 @@ class Supervisor:
     async def _start(self, server: ManagedServer) -> None:
         if server.machine.state is not lm.State.OFFLINE:
             return
+        await asyncio.to_thread(self.volumes.ready, server.spec)
         # Attach before starting so that not one line of output is missed.
         await self.tracker.ensure_attached(server)
         await self.runtime.start(server.container_id)
@@ -211,7 +197,7 @@ class Supervisor:
         async with server.lock:
             await self._discard_container(server)
         if delete_data:
-            await asyncio.to_thread(shutil.rmtree, server.data_dir, True)
+            await asyncio.to_thread(self.volumes.delete, server_id)
 
     async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
         """Replace the container of server `spec.id` with one of `spec`, keeping its

@@ -19,6 +19,7 @@ from agent.runtime.docker_wire import (
     DockerAttachment,
     DockerSubscription,
     container_info,
+    id_mapping_of,
     split_frames,
     translate_error,
 )
@@ -27,6 +28,7 @@ from agent.runtime.types import (
     ContainerInfo,
     ContainerRuntimeError,
     ContainerSpec,
+    IdMapping,
     ImageNotFound,
     InvalidSpec,
     NotFound,
@@ -88,6 +90,9 @@ class DockerRuntime:
         info = await self._call(self._client.api.version)
         return str(info.get("Version", "unknown"))
 
+    async def id_mapping(self) -> IdMapping:
+        return id_mapping_of(await self._call(self._client.api.info))
+
     async def image_exists(self, image: str) -> bool:
         try:
             await self._call(self._client.api.inspect_image, image)
@@ -125,6 +130,7 @@ class DockerRuntime:
                 detach=True,
                 tty=False,
                 working_dir=spec.working_dir or None,
+                user=spec.user or None,
                 what=spec.name,
             )
         except (ImageNotFound, NotFound) as exc:

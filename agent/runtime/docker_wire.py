@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -25,6 +26,7 @@ from agent.runtime.types import (
     ContainerEvent,
     ContainerInfo,
     ContainerRuntimeError,
+    IdMapping,
     ImageNotFound,
     InvalidSpec,
     NotFound,
@@ -36,8 +38,13 @@ from common.logging import get_logger
 T = TypeVar("T")
 log = get_logger(__name__)
 
-# Docker's default set minus what a game server or web app does not need.
-DROPPED_CAPABILITIES = ["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"]
+# Every capability: servers run as an unprivileged user, for whom capabilities would
+# only matter through a setuid or file-capability binary (which no-new-privileges
+# already voids), and a server that asked for root gets none either (no CHOWN,
+# DAC_OVERRIDE, FOWNER, SETUID...). Ports below 1024 need none: Docker sets
+# net.ipv4.ip_unprivileged_port_start=0 in each container's network namespace.
+DROPPED_CAPABILITIES = ["ALL"]
+_REMAPPED_ROOT_DIR = re.compile(r"^(\d+)\.(\d+)$")
 _STREAMS = {1: "stdout", 2: "stderr"}
 _NEVER = "0001-01-01T00:00:00Z"
 
@@ -93,6 +100,24 @@ def container_address(network_settings: dict[str, Any]) -> str:
         if endpoint and endpoint.get("IPAddress"):
             return str(endpoint["IPAddress"])
     return ""
+
+
+def id_mapping_of(info: dict[str, Any]) -> IdMapping:
+    """The id mapping that `docker info` reveals.
+
+    A daemon with `userns-remap` lists `name=userns` in SecurityOptions and keeps its
+    state in `<data-root>/<uid>.<gid>`, the host ids container root maps to; a
+    remapping whose offsets cannot be read that way is reported with offsets 0.
+    """
+    options = [str(o) for o in info.get("SecurityOptions") or []]
+    if not any("name=userns" in option.split(",") for option in options):
+        return IdMapping()
+    root_dir = str(info.get("DockerRootDir") or "").rstrip("/")
+    found = _REMAPPED_ROOT_DIR.match(root_dir.rsplit("/", 1)[-1])
+    if found is None:
+        log.warning("userns_offsets_unknown", docker_root_dir=root_dir)
+        return IdMapping(remapped=True)
+    return IdMapping(int(found.group(1)), int(found.group(2)), remapped=True)
 
 
 def translate_error(exc: docker.errors.APIError, what: str) -> ContainerRuntimeError:

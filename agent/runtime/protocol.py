@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from agent.runtime.types import ContainerEvent, ContainerInfo, ContainerSpec, OutputChunk
+from agent.runtime.types import (
+    ContainerEvent,
+    ContainerInfo,
+    ContainerSpec,
+    IdMapping,
+    OutputChunk,
+)
 
 
 class AttachedStreams(Protocol):
@@ -40,6 +46,10 @@ class ContainerRuntime(Protocol):
 
     async def version(self) -> str:
         """The engine's version string."""
+
+    async def id_mapping(self) -> IdMapping:
+        """How container uids/gids appear on the host: identity, or the daemon's
+        user-namespace remapping (the same for every container of the engine)."""
 
     async def image_exists(self, image: str) -> bool:
         """True when `image` is present locally (the runtime never pulls)."""

@@ -59,10 +59,30 @@ class ContainerSpec:
     pids_limit: int = 512
     binds: dict[str, str] = field(default_factory=dict)  # host path -> container path
     working_dir: str = ""
+    # "uid:gid" the container's processes run as; empty: the image's own user.
+    user: str = ""
     network_disabled: bool = False
     open_stdin: bool = True
     log_max_size: str = "10m"
     log_max_files: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IdMapping:
+    """How the engine maps a container's uids and gids to the host's.
+
+    Identity (offsets 0) unless the daemon remaps user namespaces (`userns-remap`),
+    which it does for every container alike: then container id N is host id
+    `offset + N`. `remapped` says whether the daemon remaps at all.
+    """
+
+    uid_offset: int = 0
+    gid_offset: int = 0
+    remapped: bool = False
+
+    def host_ids(self, uid: int, gid: int) -> tuple[int, int]:
+        """The host uid and gid of container ids `uid`, `gid`."""
+        return self.uid_offset + uid, self.gid_offset + gid
 
 
 @dataclass(frozen=True, slots=True)

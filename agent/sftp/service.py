@@ -30,7 +30,9 @@ class SFTPService:
     `revalidate_interval` seconds each session's credential is checked again with the
     control plane; a refusal (password or keys changed, access lost, server gone)
     ends that session, an outage does not. `revoke` ends sessions at once.
-    `file_owner` (uid, gid) owns every file SFTP creates: the container's user.
+    `file_owner` (uid, gid) owns every file SFTP creates: the container's user;
+    `file_owner_of(server_id)`, when given, decides it per server instead (None keeps
+    the agent's own ids), at the login that opens the session.
     `disk_limit_of(server_id)` gives the agent's own disk limit of a server (0: none);
     the tighter of it and the control plane's applies. `encryption_algs` defaults to
     AES-GCM only (see agent.sftp.wire); add e.g. "aes128-ctr" for clients without it,
@@ -45,6 +47,7 @@ class SFTPService:
         host: str = "0.0.0.0",
         port: int = 2022,
         file_owner: tuple[int, int] | None = (0, 0),
+        file_owner_of: Callable[[str], tuple[int, int] | None] | None = None,
         revalidate_interval: float = 45.0,
         throttle: LoginThrottle | None = None,
         workers: int = 8,
@@ -55,7 +58,7 @@ class SFTPService:
         self._data_dir = data_dir
         self._host = host
         self._port = port
-        self._file_owner = file_owner
+        self._file_owner_of = file_owner_of or (lambda _server_id: file_owner)
         self._revalidate_interval = revalidate_interval
         self._login = SFTPLogin(control_plane, throttle or LoginThrottle())
         self._workers = workers
@@ -149,10 +152,11 @@ class SFTPService:
             return None
         assert self._executor is not None
         volumes = str(self._data_dir / "volumes")
+        owner = self._file_owner_of(grant.server_id)
         try:
             tree = await asyncio.get_running_loop().run_in_executor(
                 self._executor,
-                lambda: ConfinedTree.open(volumes, grant.server_id, owner=self._file_owner),
+                lambda: ConfinedTree.open(volumes, grant.server_id, owner=owner),
             )
         except OSError as exc:
             log.error("sftp_server_dir_unusable", server_id=grant.server_id, error=str(exc))

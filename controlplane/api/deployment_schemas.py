@@ -81,6 +81,9 @@ class DeploymentOptions(Request):
     stop_command: str | None = Field(default=None, max_length=255)
     stop_signal: str | None = Field(default=None, max_length=16, pattern=SIGNAL_PATTERN)
     stop_timeout: int | None = Field(default=None, ge=1, le=3600)
+    # Root inside the container, without any capability (docs/security.md); the
+    # default is the node's unprivileged container user.
+    run_as_root: bool | None = None
 
     def command_list(self) -> list[str] | None:
         """The command as argv: a string runs under `sh -c`."""
@@ -200,6 +203,7 @@ class DeploymentDetails(DeploymentSummary):
     stop_command: str
     stop_signal: str
     stop_timeout: int
+    run_as_root: bool
     strategy: str
     constraints: dict[str, str]
     generation: int

@@ -53,6 +53,7 @@ SPEC_FIELDS = (
     "stop_command",
     "stop_signal",
     "stop_timeout",
+    "run_as_root",
 )
 
 
@@ -106,6 +107,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         stop_command=d.stop_command,
         stop_signal=d.stop_signal,
         stop_timeout=d.stop_timeout,
+        run_as_root=d.run_as_root,
         strategy=d.strategy,
         constraints=dict(d.constraints),
         generation=d.generation,
@@ -127,7 +129,7 @@ def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
         values["memory_bytes"] = parse_memory_bytes(body.resources.memory)
     if body.health_check is not None:
         values["health_check"] = body.health_check.model_dump(exclude_none=True)
-    for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout"):
+    for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout", "run_as_root"):
         if getattr(body, name) is not None:
             values[name] = getattr(body, name)
     return values

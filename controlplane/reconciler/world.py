@@ -204,6 +204,7 @@ def server_spec(deployment: Deployment, replica: Replica, node_id: str) -> pb.Se
             timeout_seconds=deployment.stop_timeout,
         ),
         open_stdin=True,
+        run_as_root=deployment.run_as_root,
     )
     check = _health_check(deployment.health_check)
     if check is not None:

@@ -278,3 +278,34 @@ async def test_status_shows_the_host_port_of_each_published_port(
     [container] = labelled_containers({"encedeus.deployment": dep}, running_only=True)
     bindings = container.attrs["HostConfig"]["PortBindings"]["8080/tcp"]
     assert int(bindings[0]["HostPort"]) == published["host_port"]
+
+
+async def test_run_as_root_is_the_owners_choice_and_reaches_the_container(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, _ = cluster
+
+    def container_user(dep: str) -> str:
+        [container] = labelled_containers({"encedeus.deployment": dep}, running_only=True)
+        return str(container.attrs["Config"]["User"])
+
+    dep = await _create(client, user, app_name="rooted", replicas=1, run_as_root=True)
+    await _wait_status(client, user, dep, _ready(1))
+    detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+    assert detail["run_as_root"] is True
+    assert container_user(dep) == "0:0"
+
+    # Back to the node's unprivileged user: a spec change, rolled out.
+    changed = await client.put(
+        f"/v1/deployments/{dep}", json={"run_as_root": False}, headers=user.headers
+    )
+    assert (await expect_json(changed))["status"] == "updating"
+    await _wait_status(client, user, dep, _ready(1, generation=detail["generation"] + 1))
+    assert container_user(dep) == "988:988"
+
+    bad = await client.post(
+        "/v1/deployments",
+        json={"app_name": "bad", "image": TEST_IMAGE, "run_as_root": "sometimes"},
+        headers=user.headers,
+    )
+    assert bad.status == 400

@@ -95,6 +95,9 @@ def test_owner_moves_files_both_ways_others_are_refused(stack: SingleHost, tmp_p
     assert "upload.txt" in result.stdout
     exit_code, output = exec_in(deployment["id"], ["cat", "/data/upload.txt"])
     assert (exit_code, output) == (0, b"from-sftp\n")
+    # The container runs as an unprivileged user: the upload must be its own.
+    appended = exec_in(deployment["id"], ["sh", "-c", "echo more >> /data/upload.txt && id -u"])
+    assert appended == (0, b"988\n")
 
     other = sftp(stack, f"sftpother.{server_id[:8]}", OTHER_PASSWORD, "ls\n", tmp_path)
     assert other.returncode != 0

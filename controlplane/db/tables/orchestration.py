@@ -86,6 +86,7 @@ class Deployment(SQLModel, table=True):
     stop_command: str = Field(default="", max_length=255)
     stop_signal: str = Field(default="", max_length=16)
     stop_timeout: int = 10
+    run_as_root: bool = False
     strategy: str = Field(default="spread", max_length=16)
     constraints: dict[str, str] = Field(default_factory=dict, sa_column=_json())
     running: bool = True

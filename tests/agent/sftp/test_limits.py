@@ -54,16 +54,20 @@ async def test_truncate_up_counts_against_the_limit(world: World) -> None:
             await f.write(b"b" * 900)
 
 
-async def test_created_files_belong_to_the_container_user(world: World) -> None:
+@pytest.mark.parametrize("per_server", [False, True])
+async def test_created_files_belong_to_the_container_user(world: World, per_server: bool) -> None:
     if os.geteuid() != 0:
         pytest.skip("chown needs root")
     control_plane = HttpControlPlane(world.control_plane.url, NODE_SECRET)
+    owners = {world.alice_server: (1234, 2345)}
     service = SFTPService(
         control_plane,
         data_dir=world.data_dir,
         host="127.0.0.1",
         port=0,
-        file_owner=(1234, 2345),
+        file_owner=None if per_server else (1234, 2345),
+        # The agent's way: each server's own container user (root for some).
+        file_owner_of=owners.get if per_server else None,
         revalidate_interval=3600,
     )
     await service.start()
