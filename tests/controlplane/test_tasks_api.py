@@ -17,6 +17,7 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
+from tests.outbound_support import LOOPBACK_HOSTS, counting_listener
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
 
@@ -208,6 +209,24 @@ async def test_loopback_urls_refused_by_default(
     body = await response.json()
     assert body["error"]["code"] == "url_refused"
     assert "loopback" in body["error"]["message"]
+
+
+async def test_no_spelling_of_loopback_reaches_it_through_a_task_input(
+    api: TestClient[Any, Any],
+) -> None:
+    """Finding 1 of issue 9: a full-width `127.0.0.1` URL (and every other spelling of
+    loopback) read loopback services through a task input."""
+    owner = await register(api)
+    async with counting_listener() as listener:
+        for host in LOOPBACK_HOSTS:
+            response = await api.post(
+                "/v1/tasks",
+                json={"image": TEST_IMAGE, "files": [{"url": listener.url(host, "/x")}]},
+                headers=owner.headers,
+            )
+            assert response.status == 422, (host, await response.text())
+            assert await error_code(response) == "url_refused"
+    assert listener.connections == 0
 
 
 async def test_total_input_size_is_capped(make_config: ConfigFactory) -> None:
