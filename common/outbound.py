@@ -99,10 +99,12 @@ def _refuse_address(host: str, policy: OutboundPolicy) -> None:
 
 class GuardedResolver(AbstractResolver):
     """Resolves with `inner` (the system resolver by default) and returns the answers
-    only when every one of them passes the policy; aiohttp connects to exactly those."""
+    only when every one of them passes the policy; aiohttp connects to exactly those.
+    A given `inner` stays its owner's to close."""
 
     def __init__(self, policy: OutboundPolicy, inner: AbstractResolver | None = None) -> None:
         self._policy = policy
+        self._owns_inner = inner is None
         self._inner = inner or aiohttp.ThreadedResolver()
 
     async def resolve(
@@ -117,7 +119,8 @@ class GuardedResolver(AbstractResolver):
         return answers
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._owns_inner:
+            await self._inner.close()
 
 
 class GuardedConnector(aiohttp.TCPConnector):

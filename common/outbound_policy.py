@@ -60,11 +60,14 @@ class OutboundPolicy:
     `allow_private` opens loopback and private ranges (tests, labs); `allowed_networks`
     opens just those networks (an internal mirror, say). Neither opens unspecified,
     multicast or reserved addresses. `max_bytes` caps an answer's body,
-    `timeout_seconds` a whole request including its redirects.
+    `timeout_seconds` a whole request including its redirects. User info in URLs
+    (`http://user:pw@host/`) is refused unless `allow_url_credentials` (the operator's
+    own URLs, not tenants').
     """
 
     allow_private: bool = False
     allowed_networks: tuple[IPNetwork, ...] = ()
+    allow_url_credentials: bool = False
     max_bytes: int = 8 * 1024 * 1024
     timeout_seconds: float = 30.0
     max_redirects: int = 5
@@ -161,7 +164,8 @@ def checked_url(url: str | URL, policy: OutboundPolicy) -> URL:
         raise OutboundRefused(f"only http and https URLs may be fetched, not {parsed.scheme!r}")
     if not host:
         raise OutboundRefused("the URL has no host")
-    if parsed.raw_user is not None or parsed.raw_password is not None:
+    credentials = parsed.raw_user is not None or parsed.raw_password is not None
+    if credentials and not policy.allow_url_credentials:
         raise OutboundRefused("credentials in URLs are not allowed")
     literal = numeric_address(host)
     if literal is not None:

@@ -119,8 +119,10 @@ class OwnerEndpoints(Protocol):
         ...
 
 
-# The operator's own WEBHOOK_URL may well be on a private network.
-OPERATOR_POLICY = OutboundPolicy(allow_private=True, max_bytes=1024 * 1024, timeout_seconds=10.0)
+# The operator's own WEBHOOK_URL may well be on a private network, with basic auth.
+OPERATOR_POLICY = OutboundPolicy(
+    allow_private=True, allow_url_credentials=True, max_bytes=1024 * 1024, timeout_seconds=10.0
+)
 
 
 def owner_webhook_policy(config: ControlPlaneConfig) -> OutboundPolicy:

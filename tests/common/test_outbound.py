@@ -206,6 +206,11 @@ def test_urls_refused_before_connecting(url: str) -> None:
         checked_url(url, OPEN)
 
 
+def test_url_credentials_only_where_the_policy_allows_them() -> None:
+    operator = OutboundPolicy(allow_private=True, allow_url_credentials=True)
+    assert checked_url("http://user:pw@10.0.0.1/hook", operator).user == "user"
+
+
 @pytest.mark.parametrize(
     ("host", "address"),
     [("2130706433", "127.0.0.1"), ("0x7f.1", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"),
