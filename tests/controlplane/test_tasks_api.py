@@ -229,6 +229,34 @@ async def test_no_spelling_of_loopback_reaches_it_through_a_task_input(
     assert listener.connections == 0
 
 
+async def test_outbound_allowed_networks_open_only_those_networks(
+    make_config: ConfigFactory,
+) -> None:
+    """`outbound_allowed_networks` opens 127.0.0.2 (playing an internal mirror) while
+    127.0.0.1 stays refused."""
+
+    async def data(request: web.Request) -> web.Response:
+        return web.Response(body=b"mirrored\n", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/data.txt", data)
+    client = await start_client(make_config(outbound_allowed_networks=["127.0.0.2/32"]))
+    try:
+        owner = await register(client)
+        async with serve_app(app, host="127.0.0.2") as mirror, counting_listener() as listener:
+            created = await create(client, owner, files=[{"url": f"{mirror}/data.txt"}])
+            refused = await client.post(
+                "/v1/tasks",
+                json={"image": TEST_IMAGE, "files": [{"url": listener.url("127.0.0.1")}]},
+                headers=owner.headers,
+            )
+        assert created["files"][0]["size"] == len(b"mirrored\n")
+        assert await error_code(refused) == "url_refused"
+        assert listener.connections == 0
+    finally:
+        await client.close()
+
+
 async def test_total_input_size_is_capped(make_config: ConfigFactory) -> None:
     client = await start_client(make_config(task_input_max_bytes=1000))
     try:
