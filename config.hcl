@@ -151,6 +151,10 @@ controlplane {
   task_fetch_max_bytes       = 3145728
   task_fetch_timeout_seconds = 30
   task_input_max_bytes       = 3145728
+  # Private networks that task URLs and per-account webhooks may reach anyway (an
+  # internal mirror, say), e.g. ["10.1.2.0/24"]; see "Outbound requests" in
+  # docs/architecture.md.
+  outbound_allowed_networks = []
 
   # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
   domain_suffix = ""

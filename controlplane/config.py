@@ -61,6 +61,9 @@ class ControlPlaneConfig(BaseModel):
     webhook_allow_private: bool = False  # let per-account webhooks reach private hosts
     email_notifications: bool = False  # mail owners when tasks end / deployments fail
     task_fetch_allow_private: bool = False  # let task URLs reach loopback/private hosts
+    # Networks that tenants' outbound requests (task URLs, webhooks) may reach even
+    # though they are private, e.g. an internal mirror; never unspecified/multicast.
+    outbound_allowed_networks: tuple[IPvAnyNetwork, ...] = ()
     task_fetch_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1)
     task_fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     # All input files of one task; they travel in one gRPC message to the agent.

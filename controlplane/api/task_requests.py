@@ -15,15 +15,10 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
+from common.outbound import OutboundFailed, OutboundRefused, OutboundTooLarge
 from controlplane.api.errors import ApiError, Unprocessable, ValidationFailed
 from controlplane.config import ControlPlaneConfig
-from controlplane.tasks.fetch import (
-    FetchFailed,
-    FetchPolicy,
-    FetchRefused,
-    FetchTooLarge,
-    describe,
-)
+from controlplane.tasks.fetch import describe, task_fetch_policy
 from controlplane.tasks.inputs import (
     InputError,
     InputFile,
@@ -34,15 +29,6 @@ from controlplane.tasks.inputs import (
 
 SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand")
 MAX_FIELD_BYTES = 256 * 1024
-
-
-def fetch_policy(config: ControlPlaneConfig) -> FetchPolicy:
-    """How task URLs may be fetched under `config`."""
-    return FetchPolicy(
-        allow_private=config.task_fetch_allow_private,
-        max_bytes=config.task_fetch_max_bytes,
-        timeout_seconds=config.task_fetch_timeout_seconds,
-    )
 
 
 def _validated(data: Any) -> TaskSpec:
@@ -128,14 +114,14 @@ async def read_task_request(
     spec = _validated(data)
     try:
         files = await gather_inputs(
-            spec, uploads, fetch_policy(config), config.task_input_max_bytes
+            spec, uploads, task_fetch_policy(config), config.task_input_max_bytes
         )
     except InputError as exc:
         code = "payload_too_large" if exc.status == 413 else "invalid_input_file"
         raise ApiError(str(exc), code=code, status=exc.status) from exc
-    except FetchTooLarge as exc:
+    except OutboundTooLarge as exc:
         raise ApiError(str(exc), code="input_too_large", status=413, details=describe(exc)) from exc
-    except (FetchRefused, FetchFailed) as exc:
-        code = "url_refused" if isinstance(exc, FetchRefused) else "url_fetch_failed"
+    except (OutboundRefused, OutboundFailed) as exc:
+        code = "url_refused" if isinstance(exc, OutboundRefused) else "url_fetch_failed"
         raise Unprocessable(str(exc), code=code, details=describe(exc)) from exc
     return spec, files

@@ -12,14 +12,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from common.outbound_policy import OutboundRefused, checked_url
 from controlplane.api.context import current_user, database, settings
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.owned_rows import delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables.webhooks import Webhook
+from controlplane.events.webhooks import owner_webhook_policy
 from controlplane.state import OWNER_WEBHOOKS
-from controlplane.tasks.fetch import FetchPolicy, FetchRefused, check_url
 
 MAX_WEBHOOKS_PER_ACCOUNT = 10
 
@@ -56,10 +57,9 @@ class WebhookList(BaseModel):
 async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWebhook:
     """Register a receiver of the caller's events (http or https, public addresses
     unless the control plane allows private ones)."""
-    policy = FetchPolicy(allow_private=settings(request).webhook_allow_private)
     try:
-        check_url(body.url, policy)
-    except FetchRefused as exc:
+        checked_url(body.url, owner_webhook_policy(settings(request)))
+    except OutboundRefused as exc:
         raise Unprocessable(str(exc), code="url_refused") from exc
     owner = current_user(request).id
     hook = Webhook(

@@ -24,9 +24,9 @@ from controlplane.events.webhooks import (
     RetryPolicy,
     WebhookDispatcher,
     WebhookEndpoint,
+    owner_webhook_policy,
 )
 from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
-from controlplane.tasks.fetch import FetchPolicy
 
 log = get_logger(__name__)
 
@@ -45,9 +45,7 @@ def install_events(
         endpoints.append(WebhookEndpoint(config.webhook_url, config.webhook_secret))
     transport = AiohttpWebhookTransport()
     # Per-account URLs are user input: the same address rules as task URL inputs.
-    owner_transport = AiohttpWebhookTransport(
-        policy=FetchPolicy(allow_private=config.webhook_allow_private)
-    )
+    owner_transport = AiohttpWebhookTransport(owner_webhook_policy(config))
     owners = DatabaseOwnerEndpoints(database)
     app[EVENT_BUS] = bus
     app[OWNER_WEBHOOKS] = owners

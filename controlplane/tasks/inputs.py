@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.outbound import OutboundPolicy, fetch_bytes
 from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
-from controlplane.tasks.fetch import FetchPolicy, fetch_url
 
 MAX_FILES = 32
 MAX_PATH = 255
@@ -173,15 +173,15 @@ def _inline(spec: FileSpec) -> InputFile:
     return InputFile(safe_relative_path(spec.path), data, spec.mode)
 
 
-async def _fetched(spec: FileSpec, policy: FetchPolicy) -> InputFile:
+async def _fetched(spec: FileSpec, policy: OutboundPolicy) -> InputFile:
     assert spec.url is not None
     path = safe_relative_path(spec.path or _name_from_url(spec.url))
-    fetched = await fetch_url(spec.url, policy)
+    fetched = await fetch_bytes(spec.url, policy)
     mime = fetched.content_type.split(";", 1)[0].strip()
     return InputFile(path, fetched.content, spec.mode, mime, spec.url)
 
 
-async def _fetch_all(remote: Sequence[FileSpec], policy: FetchPolicy) -> list[InputFile]:
+async def _fetch_all(remote: Sequence[FileSpec], policy: OutboundPolicy) -> list[InputFile]:
     try:
         async with asyncio.TaskGroup() as group:
             fetches = [group.create_task(_fetched(f, policy)) for f in remote]
@@ -194,13 +194,13 @@ async def _fetch_all(remote: Sequence[FileSpec], policy: FetchPolicy) -> list[In
 async def gather_inputs(
     spec: TaskSpec,
     uploads: Sequence[InputFile],
-    policy: FetchPolicy,
+    policy: OutboundPolicy,
     max_total_bytes: int,
 ) -> list[InputFile]:
     """Every input file of a task: inline ones, `uploads`, then URLs fetched in parallel.
 
     Raises InputError (duplicate path, too many, over `max_total_bytes`) and the fetch
-    errors of :mod:`controlplane.tasks.fetch`.
+    errors of :mod:`common.outbound` (OutboundRefused, OutboundTooLarge, OutboundFailed).
     """
     files = [_inline(f) for f in spec.files if f.url is None] + list(uploads)
     remote = [f for f in spec.files if f.url is not None]
