@@ -15,20 +15,21 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica, Task
-from controlplane.db.tables.tasks import RUNNING as TASK_RUNNING
+from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
 from controlplane.reconciler.calls import AgentCalls
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
@@ -45,6 +46,7 @@ from controlplane.reconciler.model import (
 )
 from controlplane.reconciler.status import deployment_status
 from controlplane.reconciler.world import Rows, world_of
+from controlplane.scheduler import Claim
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -68,6 +70,7 @@ class Reconciler:
         interval: float = 2.0,
         backoff: BackoffPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        placement: PlacementApplier | None = None,
     ) -> None:
         self.database = database
         self.pool = pool
@@ -80,6 +83,7 @@ class Reconciler:
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
         self.calls = AgentCalls(pool, self.backoff, clock, self.wake)
+        self.placement = placement or PlacementApplier(database, pool)
         self.passes = 0
         pool.add_listener(self._on_signal)
 
@@ -135,17 +139,18 @@ class Reconciler:
                 rows.replicas.values(),
                 rows.nodes.values(),
                 self.pool,
-                rows.reserved,
+                rows.claims,
             )
             now = self._clock()
             decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
             actions = self.calls.left_alone(rows, decided, now)
             try:
                 await self._persist(rows, actions)
-            except IntegrityError:
+            except (IntegrityError, PlacementRefused) as exc:
                 # An API call changed the rows under this pass (e.g. deleted the
-                # deployment it was placing): decide again from fresh rows.
-                log.info("reconcile_raced")
+                # deployment it was placing), or a task took the room it was placing
+                # into: decide again from fresh rows.
+                log.info("reconcile_raced", reason=type(exc).__name__)
                 self.wake()
                 return []
             self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
@@ -163,40 +168,29 @@ class Reconciler:
             return actions
 
     async def _load(self) -> Rows:
-        running_tasks = (
-            select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
-            .where(col(Task.status) == TASK_RUNNING, col(Task.node_id).is_not(None))
-            .group_by(col(Task.node_id))
-        )
         async with self.database.session() as session:
             deployments = (await session.exec(select(Deployment))).all()
             replicas = (await session.exec(select(Replica))).all()
             nodes = (await session.exec(select(Node))).all()
-            tasks = (await session.exec(running_tasks)).all()
+            claims = await task_claims(session)
         return Rows(
             deployments={str(d.id): d for d in deployments},
             replicas={str(r.id): r for r in replicas},
             nodes={str(n.id): n for n in nodes},
-            reserved={str(n): (int(c or 0), int(m or 0)) for n, c, m in tasks},
+            claims=claims,
         )
 
-    async def _persist(self, rows: Rows, actions: Iterable[Action]) -> None:
-        changes = [a for a in actions if isinstance(a, AddReplica | ForgetReplica | RecordCrash)]
-        if not changes:
+    async def _persist(self, rows: Rows, actions: list[Action]) -> None:
+        """Write the pass's bookkeeping and its placements in one commit at the
+        placement commit point (PlacementRefused: nothing written)."""
+        changes = [a for a in actions if isinstance(a, ForgetReplica | RecordCrash)]
+        added = [a for a in actions if isinstance(a, AddReplica)]
+        if not changes and not added:
             return
-        async with self.database.transaction() as session:
+
+        async def bookkeeping(session: AsyncSession) -> None:
             for action in changes:
-                if isinstance(action, AddReplica):
-                    replica = Replica(
-                        id=uuid.UUID(action.replica_id),
-                        deployment_id=uuid.UUID(action.deployment_id),
-                        ordinal=action.ordinal,
-                        node_id=uuid.UUID(action.node_id),
-                        host_ports=list(action.host_ports),
-                    )
-                    session.add(replica)
-                    rows.replicas[action.replica_id] = replica
-                elif isinstance(action, ForgetReplica):
+                if isinstance(action, ForgetReplica):
                     await session.exec(
                         delete(Replica).where(col(Replica.id) == uuid.UUID(action.replica_id))
                     )
@@ -209,6 +203,33 @@ class Reconciler:
                     replica.backoff_until = _at(action.backoff_until)
                     replica.start_issued_at = _at(action.start_issued_at)
                     session.add(replica)
+
+        await self.placement.commit(
+            [self._proposal(rows, action) for action in added], before=bookkeeping
+        )
+
+    def _proposal(self, rows: Rows, action: AddReplica) -> Proposal:
+        deployment = rows.deployments[action.deployment_id]
+        claim = Claim(
+            node_id=action.node_id,
+            cpu_millis=deployment.cpu_millis,
+            memory_bytes=deployment.memory_bytes,
+            host_ports=action.host_ports,
+            group=action.deployment_id,
+        )
+
+        async def write(session: AsyncSession) -> None:
+            replica = Replica(
+                id=uuid.UUID(action.replica_id),
+                deployment_id=uuid.UUID(action.deployment_id),
+                ordinal=action.ordinal,
+                node_id=uuid.UUID(action.node_id),
+                host_ports=list(action.host_ports),
+            )
+            session.add(replica)
+            rows.replicas[action.replica_id] = replica
+
+        return Proposal(action.replica_id, claim, write)
 
     async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
         unschedulable = {a.deployment_id for a in actions if isinstance(a, Unschedulable)}
