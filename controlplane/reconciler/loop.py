@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,15 +36,17 @@ from controlplane.reconciler.model import (
     AddReplica,
     AgentAction,
     BackoffPolicy,
-    DesiredReplica,
     ForgetReplica,
-    ObservedServer,
     RecordCrash,
-    Unschedulable,
     World,
 )
-from controlplane.reconciler.status import deployment_status
-from controlplane.reconciler.world import Rows, world_of
+from controlplane.reconciler.status import (
+    CallOutcomes,
+    RecordedStatus,
+    deployment_reports,
+    next_recorded,
+)
+from controlplane.reconciler.world import Rows, epoch_seconds, world_of
 from controlplane.scheduler import Claim
 from protos import agent_pb2 as pb
 
@@ -232,40 +233,18 @@ class Reconciler:
         return Proposal(action.replica_id, claim, write)
 
     async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
-        unschedulable = {a.deployment_id for a in actions if isinstance(a, Unschedulable)}
-        crashes = {a.replica_id: a for a in actions if isinstance(a, RecordCrash)}
-        # Judge by the bookkeeping this pass just wrote, not the state it started from.
-        world = dataclasses.replace(
-            world,
-            replicas=[
-                dataclasses.replace(r, crash_streak=crashes[r.id].crash_streak)
-                if r.id in crashes
-                else r
-                for r in world.replicas
-            ],
-        )
+        outcomes = CallOutcomes(self.calls.errors, self.calls.permanent)
+        now = self._clock()
         changed: list[Deployment] = []
-        for deployment_id, status in statuses_of(world, unschedulable).items():
+        for deployment_id, report in deployment_reports(world, actions, outcomes).items():
             row = rows.deployments[deployment_id]
-            error = next(
-                (
-                    self.calls.errors[r.id]
-                    for r in world.replicas
-                    if r.deployment_id == deployment_id and r.id in self.calls.errors
-                ),
-                "no node can take a replica now" if deployment_id in unschedulable else None,
-            )
-            if status == "pending" and any(
-                r.id in self.calls.permanent
-                for r in world.replicas
-                if r.deployment_id == deployment_id
-            ):
-                status = "failed"  # e.g. an image the node does not have
-            if status != row.status or (error and error != row.error_message):
-                changed.append(row)
-                row.status, row.error_message = status, error or row.error_message
-                if status == "running" and row.deployed_at is None:
-                    row.deployed_at = datetime.now(UTC)
+            recorded = RecordedStatus(row.status, row.error_message, epoch_seconds(row.deployed_at))
+            new = next_recorded(recorded, report, now)
+            if new is None:
+                continue
+            row.status, row.error_message = new.status, new.error_message
+            row.deployed_at = _at(new.deployed_at)
+            changed.append(row)
         if not changed:
             return
         async with self.database.transaction() as session:
@@ -324,26 +303,6 @@ class Reconciler:
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
-
-
-def statuses_of(world: World, unschedulable: set[str]) -> dict[str, str]:
-    """Each deployment's derived status (see :func:`deployment_status`)."""
-    observed = {
-        server_id: server
-        for view in world.nodes.values()
-        for server_id, server in (view.servers or {}).items()
-    }
-    pairs: dict[str, list[tuple[DesiredReplica, ObservedServer | None]]] = {}
-    for replica in world.replicas:
-        pairs.setdefault(replica.deployment_id, []).append((replica, observed.get(replica.id)))
-    return {
-        deployment_id: deployment_status(
-            desired,
-            pairs.get(deployment_id, []),
-            unschedulable=deployment_id in unschedulable,
-        )
-        for deployment_id, desired in world.deployments.items()
-    }
 
 
 def _host_stats(host: pb.HostStats) -> dict[str, object]:

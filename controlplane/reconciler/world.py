@@ -54,7 +54,8 @@ class Rows:
     claims: list[Claim]
 
 
-def _seconds(moment: datetime | None) -> float | None:
+def epoch_seconds(moment: datetime | None) -> float | None:
+    """`moment` as seconds since the epoch (None stays None)."""
     return None if moment is None else moment.timestamp()
 
 
@@ -104,8 +105,8 @@ def desired_replica(row: Replica) -> DesiredReplica:
         restart_count=row.restart_count,
         crash_streak=row.crash_streak,
         handled_exit_ms=row.handled_exit_ms,
-        backoff_until=_seconds(row.backoff_until),
-        start_issued_at=_seconds(row.start_issued_at),
+        backoff_until=epoch_seconds(row.backoff_until),
+        start_issued_at=epoch_seconds(row.start_issued_at),
     )
 
 
