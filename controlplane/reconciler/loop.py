@@ -1,8 +1,12 @@
 """The reconciler's thin shell: load desired state, ask :func:`decide`, persist its
 bookkeeping, carry out its agent actions, publish status changes.
 
-It runs on a timer and whenever :meth:`Reconciler.wake` is called (an API change, an
-agent's report), so new work starts at once. Desired state and replica->node
+It runs on a timer, whenever :meth:`Reconciler.wake` is called (an API change) and
+whenever an agent reports a change or a call of a pass ends, so new work starts at
+once. Only the first kind reloads the desired state: a pass for an agent's report
+decides on the rows already loaded (which the reconciler's own writes keep current),
+so a busy fleet does not read every table for every heartbeat; the timer reloads them
+at least every `interval` for changes made without a wake-up. Desired state and replica->node
 assignments are written to the database *before* the agents are told, so a control
 plane that dies at any moment resumes where it stopped: the next pass sees the same
 rows and the agents' real containers, and repeats only what is missing.
@@ -83,19 +87,29 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
-        self.calls = AgentCalls(pool, self.backoff, clock, self.wake)
+        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge)
         self.placement = placement or PlacementApplier(database, pool)
         self.passes = 0
+        self.loads = 0
+        self._rows: Rows | None = None
+        self._rows_loaded_at = 0.0
+        self._desired_changed = True
         pool.add_listener(self._on_signal)
 
     def wake(self) -> None:
-        """Ask for a pass as soon as possible (cheap; coalesces)."""
+        """Ask for a pass as soon as possible that reloads the desired state: call it
+        after changing deployments, replicas or nodes (cheap; coalesces)."""
+        self._desired_changed = True
+        self._wake.set()
+
+    def _nudge(self) -> None:
+        # The agents' side changed (a report, a call ended), not the rows.
         self._wake.set()
 
     def _on_signal(self, signal: NodeSignal) -> None:
         if signal.kind == "up":
             self.calls.failed.node_returned(signal.node_id)
-        self.wake()
+        self._nudge()
 
     async def run(self) -> None:
         """Reconcile forever: on wake-up, on back-off deadlines, and every `interval`.
@@ -122,7 +136,10 @@ class Reconciler:
         pass that loaded the rows before the change cannot recreate what it removes."""
         async with self._lock:
             await self.idle()
-            yield
+            try:
+                yield
+            finally:
+                self._desired_changed = True  # the block changed rows behind the cache
 
     async def idle(self) -> None:
         """Wait until no agent call started by a pass is still running."""
@@ -131,42 +148,62 @@ class Reconciler:
     async def reconcile_once(self) -> list[Action]:
         """One level-triggered pass; returns the actions it took."""
         async with self._lock:
-            rows = await self._load()
-            await self.pool.sync(
-                NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
-            )
-            world = world_of(
-                rows.deployments.values(),
-                rows.replicas.values(),
-                rows.nodes.values(),
-                self.pool,
-                rows.claims,
-            )
-            now = self._clock()
-            decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
-            actions = self.calls.left_alone(rows, decided, now)
             try:
-                await self._persist(rows, actions)
-            except (IntegrityError, PlacementRefused) as exc:
-                # An API call changed the rows under this pass (e.g. deleted the
-                # deployment it was placing), or a task took the room it was placing
-                # into: decide again from fresh rows.
-                log.info("reconcile_raced", reason=type(exc).__name__)
-                self.wake()
-                return []
-            self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
-            if actions:
-                log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
-            await self._record_statuses(rows, world, actions)
-            await self._record_nodes(rows)
-            deadlines = [
-                r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until
-            ]
-            if (retry := self.calls.failed.next_retry(now)) is not None:
-                deadlines.append(retry)
-            self._next_deadline = min(deadlines, default=None)
-            self.passes += 1
-            return actions
+                return await self._pass()
+            except BaseException:
+                self._desired_changed = True  # the cached rows may be half updated
+                raise
+
+    async def _pass(self) -> list[Action]:
+        """Load (or reuse) the rows, decide, persist, dispatch, record."""
+        rows = await self._current_rows()
+        await self.pool.sync(
+            NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
+        )
+        world = world_of(
+            rows.deployments.values(),
+            rows.replicas.values(),
+            rows.nodes.values(),
+            self.pool,
+            rows.claims,
+        )
+        now = self._clock()
+        decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
+        actions = self.calls.left_alone(rows, decided, now)
+        try:
+            await self._persist(rows, actions)
+        except (IntegrityError, PlacementRefused) as exc:
+            # An API call changed the rows under this pass (e.g. deleted the
+            # deployment it was placing), or a task took the room it was placing
+            # into: decide again from fresh rows.
+            log.info("reconcile_raced", reason=type(exc).__name__)
+            self.wake()
+            return []
+        self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
+        if actions:
+            log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
+        await self._record_statuses(rows, world, actions)
+        await self._record_nodes(rows)
+        self._next_deadline = self._earliest_deadline(rows, now)
+        self.passes += 1
+        return actions
+
+    def _earliest_deadline(self, rows: Rows, now: float) -> float | None:
+        deadlines = [r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until]
+        if (retry := self.calls.failed.next_retry(now)) is not None:
+            deadlines.append(retry)
+        return min(deadlines, default=None)
+
+    async def _current_rows(self) -> Rows:
+        """The rows loaded by an earlier pass, or fresh ones after a wake-up, a raced
+        pass, or `interval` seconds."""
+        stale = time.monotonic() - self._rows_loaded_at >= self.interval
+        if self._rows is None or self._desired_changed or stale:
+            self._desired_changed = False  # before the load: a change meanwhile wakes again
+            self._rows = await self._load()
+            self._rows_loaded_at = time.monotonic()
+            self.loads += 1
+        return self._rows
 
     async def _load(self) -> Rows:
         async with self.database.session() as session:
@@ -295,6 +332,9 @@ class Reconciler:
         async with self.database.transaction() as session:
             for node, values in updates:
                 await session.exec(update(Node).where(col(Node.id) == node.id).values(**values))
+        for node, values in updates:
+            for name, value in values.items():
+                setattr(node, name, value)  # the cached row, as written
         for node, values in updates:
             if "status" in values:
                 kind = EventType.NODE_UP if values["status"] == "ready" else EventType.NODE_DOWN

@@ -53,6 +53,7 @@ class ReconcilerHarness:
             database,
             self.pool,
             bus=self.bus,
+            interval=60.0,  # no timer here: the harness runs every pass itself
             backoff=BackoffPolicy(base=0.05, cap=0.2, reset_after=60.0, restart_retry=0.2),
         )
         self.placement = SchedulerTaskPlacement(lambda: self.reconciler.placement)
@@ -96,6 +97,7 @@ class ReconcilerHarness:
             session.add(node)
         node_id = str(node.id)
         self.fleet.agent(node_id)
+        self.reconciler.wake()
         await self.reconciler.reconcile_once()  # connects the pool to the new node
         await self.until(lambda: self.node_reporting(node_id))
         return node_id
@@ -122,6 +124,7 @@ class ReconcilerHarness:
         )
         async with self.database.transaction() as session:
             session.add(deployment)
+        self.reconciler.wake()  # as the API does after every change
         return str(deployment.id)
 
     async def update_deployment(self, deployment_id: str, **values: Any) -> None:
@@ -131,6 +134,16 @@ class ReconcilerHarness:
                 .where(col(Deployment.id) == uuid.UUID(deployment_id))
                 .values(**values)
             )
+        self.reconciler.wake()
+
+    async def drain(self, *node_ids: str) -> None:
+        async with self.database.transaction() as session:
+            await session.exec(
+                update(Node)
+                .where(col(Node.id).in_([uuid.UUID(n) for n in node_ids]))
+                .values(draining=True)
+            )
+        self.reconciler.wake()
 
     async def add_task(self, *, memory_bytes: int, cpu_millis: int = 100) -> Task:
         task = Task(

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
-from controlplane.db.tables import Node
 from controlplane.reconciler.status import FAILING_STREAK
 from controlplane.reconciler.world import world_of
 from controlplane.scheduler import Claim
@@ -111,12 +109,7 @@ async def test_a_draining_node_is_emptied_one_replica_at_a_time(
 ) -> None:
     n1, n2, deployment_id = await _two_nodes_two_replicas(harness)
     n3 = await harness.add_node("n3")
-    async with harness.database.transaction() as session:
-        for node_id in (n1, n2):
-            node = await session.get(Node, uuid.UUID(node_id))
-            assert node is not None
-            node.draining = True
-            session.add(node)
+    await harness.drain(n1, n2)
 
     await harness.reconciler.reconcile_once()
     await harness.reconciler.idle()
@@ -126,3 +119,26 @@ async def test_a_draining_node_is_emptied_one_replica_at_a_time(
     assert [str(r.node_id) for r in await harness.replicas(deployment_id)] == [n3, n3]
     assert harness.fleet.agent(n1).servers == {}
     assert harness.fleet.agent(n2).servers == {}
+
+
+async def test_agent_reports_are_decided_on_the_rows_already_loaded(
+    harness: ReconcilerHarness,
+) -> None:
+    await harness.add_node("n1")
+    deployment_id = await harness.add_deployment("web", replicas=1)
+    await harness.settle()
+    loads = harness.reconciler.loads
+    (replica,) = await harness.replicas(deployment_id)
+    agent = harness.fleet.agent(str(replica.node_id))
+
+    agent.crash(str(replica.id))
+    await harness.until(lambda: str(replica.id) not in agent.running())
+    await harness.settle()
+    assert harness.reconciler.loads == loads  # a report: no table read again
+    (row,) = await harness.replicas(deployment_id)
+    assert row.restart_count == 1  # and the crash was recorded all the same
+
+    await harness.update_deployment(deployment_id, replicas=2)  # wakes, as the API does
+    await harness.settle()
+    assert harness.reconciler.loads == loads + 1
+    assert len(await harness.replicas(deployment_id)) == 2
