@@ -21,6 +21,7 @@ from agent.runtime.types import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
+    IdMapping,
     ImageNotFound,
     NotFound,
     NotRunning,
@@ -90,6 +91,9 @@ class FakeContainerRuntime:
 
     async def version(self) -> str:
         return "fake"
+
+    async def id_mapping(self) -> IdMapping:
+        return IdMapping()
 
     async def image_exists(self, image: str) -> bool:
         return image in self.images
