@@ -25,6 +25,7 @@ from controlplane.db.migrate import upgrade_database
 from controlplane.events.wiring import install_events
 from controlplane.mail import MailOutbox, mailer_for, sender_of
 from controlplane.reconciler.wiring import install_orchestration
+from controlplane.repos.forge import ForgeClient
 from controlplane.security.credentials import ServerKeys
 from controlplane.security.rate_limit import SlidingWindowLimiter
 from controlplane.security.secrets import SecretBox, resolve_secrets_key
@@ -32,6 +33,7 @@ from controlplane.state import (
     AUTHENTICATOR,
     CONFIG,
     DATABASE,
+    FORGE_CLIENT,
     MAIL_OUTBOX,
     METRICS,
     RATE_LIMITER,
@@ -78,6 +80,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[SERVER_KEYS] = keys
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
     app[SECRET_BOX] = SecretBox()
+    app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
 
     routes = build_routes()

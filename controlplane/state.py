@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from controlplane.db.engine import Database
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
+    from controlplane.repos.forge import ForgeClient
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
     from controlplane.security.secrets import SecretBox
@@ -34,3 +35,4 @@ MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
+FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
