@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from controlplane.api.authentication import authenticated_by_access_token_header
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable
+from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable, ValidationFailed
 from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
@@ -28,6 +28,7 @@ from controlplane.db.tables.repos import Repo
 from controlplane.db.types import utcnow
 from controlplane.repos.assets import TOKEN_PURPOSE, release_asset_input, repo_token
 from controlplane.repos.forge import ForgeError, ForgeRateLimited, Release
+from controlplane.security.credentials import looks_like_api_key
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
 from controlplane.tasks.fetch import FetchFailed, FetchRefused, FetchTooLarge
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
@@ -157,15 +158,29 @@ def _record_release(repo: Repo, release: Release) -> None:
     repo.checked_at = utcnow()
 
 
+def _is_our_credential(token: str) -> bool:
+    """Whether `token` is one of our own credentials (an API key, or a JWT: forge
+    tokens have no dots), which must never be forwarded to the forge."""
+    return looks_like_api_key(token) or token.startswith("enc_") or token.count(".") == 2
+
+
 def _token_of(request: web.Request, body: AddRepo) -> str:
     """The forge token: the body's, or seed 003's raw `authorization` header when the
-    caller authenticated with the seed's `access_token` header."""
+    caller authenticated with the seed's `access_token` header (never one of our own
+    credentials sent there by mistake)."""
     if body.token:
+        if _is_our_credential(body.token):
+            raise ValidationFailed(
+                "token is one of this control plane's credentials, not a forge token",
+                code="invalid_forge_token",
+            )
         return body.token
-    if authenticated_by_access_token_header(request):
-        scheme, _, rest = request.headers.get("Authorization", "").strip().partition(" ")
-        return (rest if scheme.lower() in ("bearer", "token") else scheme).strip()
-    return ""
+    if not authenticated_by_access_token_header(request):
+        return ""
+    scheme, _, rest = request.headers.get("Authorization", "").strip().partition(" ")
+    token = (rest if scheme.lower() in ("bearer", "token") else scheme).strip()
+    # A client that sends its own credential in both headers has no forge token.
+    return "" if _is_our_credential(token) else token
 
 
 async def add_repo(request: web.Request, body: AddRepo) -> CreatedRepo:

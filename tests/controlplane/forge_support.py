@@ -38,6 +38,8 @@ class FakeForgeState:
     releases: dict[str, list[tuple[str, dict[str, bytes]]]] = field(default_factory=dict)
     private: dict[str, str] = field(default_factory=dict)
     rate_limited: bool = False
+    #: Headers of a 403 answered to every API call instead (None: no such answer).
+    refusal_headers: dict[str, str] | None = None
     seen: list[Seen] = field(default_factory=list)
     asset_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -92,6 +94,9 @@ class _Forge:
             }
             body = {"message": "API rate limit exceeded"}
             return repo, web.json_response(body, status=403, headers=headers)
+        if self.state.refusal_headers is not None:
+            body = {"message": "You have exceeded a secondary rate limit"}
+            return repo, web.json_response(body, status=403, headers=self.state.refusal_headers)
         token = self.state.private.get(repo)
         if repo not in self.state.releases or (
             token and request.headers.get("Authorization") != f"Bearer {token}"

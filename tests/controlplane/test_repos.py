@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
 from controlplane.db.tables.repos import Repo
+from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited
 from controlplane.state import DATABASE
-from tests.controlplane.accounts_support import Account, error_code, register
+from controlplane.tasks.fetch import FetchPolicy
+from tests.controlplane.accounts_support import Account, create_api_key, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.forge_support import FakeForgeState, fake_forge
 
@@ -217,3 +219,61 @@ async def test_task_takes_a_release_asset_by_latest_or_tag(
     foreign = await create(account=other, repo=repo["id"], releaseAsset="tool.sh")
     assert foreign.status == 422
     assert await error_code(foreign) == "repo_not_found"
+
+
+async def test_our_own_credentials_never_reach_the_forge(
+    client: Client, forge: FakeForgeState
+) -> None:
+    user = await register(client)
+    key = await create_api_key(client, user)
+    for token in (user.access_token, key):
+        body = {"owner_name": "acme", "name": "tool", "token": token}
+        refused = await client.post("/v1/repos", json=body, headers=user.headers)
+        assert refused.status == 400
+        assert await error_code(refused) == "invalid_forge_token"
+    # A seed client sending its own credential in both headers has no forge token.
+    both = {"access_token": user.access_token, "Authorization": f"Bearer {user.access_token}"}
+    added = await client.post("/v1/repos", json={"ownerName": "acme", "name": "tool"},
+                              headers=both)  # fmt: skip
+    assert added.status == 201, await added.text()
+    assert (await added.json())["has_token"] is False
+    assert all(seen.authorization == "" for seen in forge.seen)
+
+
+async def test_token_goes_only_to_the_forge_origin() -> None:
+    """An asset whose API URL is on another origin (a forge answer cannot widen where
+    the token goes) is fetched by its public URL, without the token."""
+    async with fake_forge() as forge, fake_forge() as elsewhere:
+        elsewhere.publish("acme/tool", "v1", {"tool.sh": b"echo hi\n"})
+        listed = await ForgeClient(elsewhere.base_url, 5).latest_release("acme", "tool")
+        assert listed is not None
+        (asset,) = listed.assets
+        content = await ForgeClient(forge.base_url, 5).download(
+            asset, "ghp_secret", FetchPolicy(allow_private=True, timeout_seconds=5)
+        )
+    assert content == b"echo hi\n"
+    assert [seen.authorization for seen in elsewhere.seen] == ["", ""]
+    assert forge.seen == []
+
+
+async def test_secondary_rate_limit_and_plain_refusals() -> None:
+    """GitHub's secondary limit (403 + Retry-After) blocks that credential only; a 403
+    without rate-limit headers is a refusal of access, not a reason to wait."""
+    async with fake_forge() as forge:
+        forge.publish("acme/tool", "v1", {"a": b"a"})
+        client = ForgeClient(forge.base_url, 5)
+        forge.refusal_headers = {"Retry-After": "30"}
+        with pytest.raises(ForgeRateLimited) as limited:
+            await client.latest_release("acme", "tool", "tok-a")
+        assert 29 <= limited.value.retry_after <= 30
+        calls = len(forge.seen)
+        with pytest.raises(ForgeRateLimited):
+            await client.latest_release("acme", "tool", "tok-a")
+        assert len(forge.seen) == calls  # not asked again
+        forge.refusal_headers = {}
+        with pytest.raises(ForgeDenied):  # another credential is still asked
+            await client.latest_release("acme", "tool", "tok-b")
+        forge.refusal_headers = None
+        release = await client.latest_release("acme", "tool", "tok-b")
+        assert release is not None
+        assert release.tag == "v1"
