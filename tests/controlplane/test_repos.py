@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
@@ -277,3 +278,21 @@ async def test_secondary_rate_limit_and_plain_refusals() -> None:
         release = await client.latest_release("acme", "tool", "tok-b")
         assert release is not None
         assert release.tag == "v1"
+
+
+async def test_multipart_task_names_a_release_asset_beside_uploads(
+    client: Client, forge: FakeForgeState
+) -> None:
+    user = await register(client)
+    repo = await _add(client, user, owner_name="acme", name="tool")
+    form = FormData()
+    form.add_field("image", "busybox")
+    form.add_field("command", "sh tool.sh data.txt")
+    form.add_field("repo", repo["id"])
+    form.add_field("releaseAsset", "tool.sh")
+    form.add_field("files", b"payload", filename="data.txt")
+    response = await client.post("/v1/tasks", data=form, headers=user.headers)
+    task = await response.json()
+    assert response.status == 201, task
+    assert sorted(f["path"] for f in task["files"]) == ["data.txt", "tool.sh"]
+    assert task["release_tag"] == "v1.0.0"
