@@ -46,9 +46,11 @@ async def refuse_websocket(
     *,
     code: str = "unauthorized",
     close_code: int = CLOSE_UNAUTHORIZED,
+    echo: dict[str, Any] | None = None,
 ) -> None:
-    """Send one error frame, then close the connection with `close_code`."""
-    await socket.send_json(error_frame(code, message))
+    """Send one error frame (plus `echo`, see :func:`seed_echo`), then close the
+    connection with `close_code`."""
+    await socket.send_json({**error_frame(code, message), **(echo or {})})
     await socket.close(code=close_code, message=code.encode())
 
 
@@ -86,10 +88,15 @@ async def _first_message(socket: web.WebSocketResponse) -> tuple[str | None, dic
         message = first.json()
     except ValueError:
         message = None
+    first_message = message if isinstance(message, dict) else {}
     token = _first_message_token(message)
     if token is None:
-        await refuse_websocket(socket, "the first message must be authenticate with a token")
-    return token, message if isinstance(message, dict) else {}
+        await refuse_websocket(
+            socket,
+            "the first message must be authenticate with a token",
+            echo=seed_echo(first_message),
+        )
+    return token, first_message
 
 
 async def authenticate_websocket(
@@ -111,7 +118,7 @@ async def authenticate_websocket(
     try:
         user = await authenticate(token)
     except ApiError as exc:
-        await refuse_websocket(socket, exc.message)
+        await refuse_websocket(socket, exc.message, echo=seed_echo(first))
         return None
     request[SOCKET_TOKEN] = token
     await socket.send_json({"type": "authenticated", "user_id": str(user.id), **seed_echo(first)})

@@ -226,3 +226,16 @@ async def test_seed_002_command_forms_echo_command_and_state(api: TestClient[Any
     await socket.send_json({"type": "ping", "state": "x"})
     assert "command" not in await next_event(socket)  # our own form: no echo
     await socket.close()
+
+
+async def test_seed_002_authentication_refusal_echoes_too(api: TestClient[Any, Any]) -> None:
+    for message in (
+        {"state": "r1", "command": "authenticate", "data": {"token": "not-a-token"}},
+        {"state": "r1", "command": "authenticate", "data": {}},
+    ):
+        socket = await api.ws_connect("/v1/ws/notifications")
+        await socket.send_json(message)
+        refused = await next_event(socket)
+        assert refused["error"]["code"] == "unauthorized"
+        assert (refused["command"], refused["state"]) == ("authenticate", "r1")
+        await socket.close()
