@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AliasChoices, BaseModel, Field
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -27,7 +28,7 @@ from controlplane.api.task_requests import fetch_api_error, fetch_policy, input_
 from controlplane.db.tables.repos import Repo
 from controlplane.db.types import utcnow
 from controlplane.repos.assets import TOKEN_PURPOSE, release_asset_input, repo_token
-from controlplane.repos.forge import ForgeError, ForgeRateLimited, Release
+from controlplane.repos.forge import ForgeError, ForgeRateLimited, ForgeUnreachable, Release
 from controlplane.security.credentials import looks_like_api_key
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
 from controlplane.tasks.fetch import FetchFailed, FetchRefused, FetchTooLarge
@@ -230,9 +231,16 @@ async def get_repo(request: web.Request) -> RepoView:
     return view_of(repo)
 
 
-async def _check_one(request: web.Request, repo: Repo) -> RepoCheck:
+async def _check_one(
+    request: web.Request, repo: Repo, forge_down: str | None
+) -> tuple[RepoCheck, bool]:
+    """Check one repo: (the result, whether the forge did not answer at all).
+    `forge_down` (why it did not answer a moment ago) skips asking it again."""
     base = {"id": repo.id, "owner_name": repo.owner_name, "name": repo.name}
     previous = repo.latest_version or None
+    unchecked = {"previous_version": previous, "latest_version": previous}
+    if forge_down is not None:
+        return RepoCheck(**base, **unchecked, outcome="skipped", error=forge_down), True
     try:
         token = repo_token(repo, request.app[SECRET_BOX])
         release = await request.app[FORGE_CLIENT].latest_release(repo.owner_name, repo.name, token)
@@ -240,31 +248,49 @@ async def _check_one(request: web.Request, repo: Repo) -> RepoCheck:
         outcome: Literal["failed", "skipped"] = (
             "skipped" if isinstance(exc, ForgeRateLimited) else "failed"
         )
-        return RepoCheck(**base, outcome=outcome, previous_version=previous,
-                         latest_version=previous, error=str(exc))  # fmt: skip
+        result = RepoCheck(**base, **unchecked, outcome=outcome, error=str(exc))
+        return result, isinstance(exc, ForgeUnreachable)
     if release is not None:
         _record_release(repo, release)
-    else:
-        repo.checked_at = utcnow()
+    repo.checked_at = utcnow()
+    # An UPDATE, not a merge: a repo deleted meanwhile must stay deleted.
+    statement = (
+        update(Repo)
+        .where(col(Repo.id) == repo.id)
+        .values(
+            latest_version=repo.latest_version,
+            latest_release_name=repo.latest_release_name,
+            latest_release_assets=repo.latest_release_assets,
+            checked_at=repo.checked_at,
+        )
+    )
     async with database(request).transaction() as session:
-        await session.merge(repo)
+        await session.exec(statement)
     latest = repo.latest_version or None
     outcome_seen: Literal["updated", "unchanged"] = "updated" if latest != previous else "unchanged"
-    return RepoCheck(**base, outcome=outcome_seen, previous_version=previous, latest_version=latest)
+    result = RepoCheck(
+        **base, outcome=outcome_seen, previous_version=previous, latest_version=latest
+    )
+    return result, False
 
 
 async def check_repos(request: web.Request) -> RepoCheckReport:
     """Ask the forge for every repository's latest release, one after another; report
-    which changed. Once the forge says a credential's rate limit is spent, the repos
-    using it are skipped without asking (the forge client remembers until the reset);
-    the answer is still 200, as in seed 003: checking itself worked."""
+    which changed. No storm of calls: once the forge says a credential's rate limit is
+    spent, the repos using it are skipped without asking (the forge client remembers
+    until the reset), and once the forge does not answer at all, the rest are skipped.
+    The answer is still 200, as in seed 003: checking itself worked."""
     owner = current_user(request).id
     statement = select(Repo).where(col(Repo.user_id) == owner).order_by(col(Repo.created_at))
     async with database(request).session() as session:
         repos = list((await session.exec(statement)).all())
     results: list[RepoCheck] = []
+    forge_down: str | None = None
     for repo in repos:
-        results.append(await _check_one(request, repo))
+        result, unreachable = await _check_one(request, repo, forge_down)
+        if unreachable and forge_down is None:
+            forge_down = f"not asked: {result.error}"
+        results.append(result)
     updated = [r.id for r in results if r.outcome == "updated"]
     return RepoCheckReport(updated=updated, results=results)
 

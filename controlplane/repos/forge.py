@@ -36,6 +36,10 @@ class ForgeError(Exception):
     status = 502
 
 
+class ForgeUnreachable(ForgeError):
+    """No answer from the forge at all (connection, timeout, unreadable body)."""
+
+
 class RepoNotFound(ForgeError):
     """The forge knows no such repository (or the token may not see it)."""
 
@@ -177,7 +181,7 @@ class ForgeClient:
 
     async def _get_json(self, path: str, token: str) -> tuple[int, Any]:
         """(status, JSON body or None) of GET `path` under the API base; rate-limit
-        answers raise ForgeRateLimited, network failures ForgeError."""
+        answers raise ForgeRateLimited, network failures ForgeUnreachable."""
         self._check_not_blocked(token)
         url = f"{self._api_url}{path}"
         try:
@@ -190,7 +194,7 @@ class ForgeClient:
                     return response.status, None
                 return 200, await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise ForgeError(f"the forge at {self._api_url} did not answer: {exc}") from exc
+            raise ForgeUnreachable(f"the forge at {self._api_url} did not answer: {exc}") from exc
 
     def _note_rate_limit(self, response: aiohttp.ClientResponse, token: str) -> None:
         wait = _rate_limit_wait(response)
@@ -254,7 +258,7 @@ class ForgeClient:
                 if response.status not in (301, 302, 303, 307, 308) or not location:
                     raise self._refusal(response.status, f"asset {asset.name}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ForgeError(f"the forge at {self._api_url} did not answer: {exc}") from exc
+            raise ForgeUnreachable(f"the forge at {self._api_url} did not answer: {exc}") from exc
         return (await fetch_url(urljoin(asset.api_url, location), policy)).content
 
     def _same_origin(self, url: str) -> bool:

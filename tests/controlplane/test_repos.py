@@ -296,3 +296,30 @@ async def test_multipart_task_names_a_release_asset_beside_uploads(
     assert response.status == 201, task
     assert sorted(f["path"] for f in task["files"]) == ["data.txt", "tool.sh"]
     assert task["release_tag"] == "v1.0.0"
+
+
+async def test_a_forge_that_does_not_answer_is_asked_once(make_config: ConfigFactory) -> None:
+    async with fake_forge() as gone:
+        config = make_config(forge_api_url=gone.base_url)
+        client = await start_client(config)
+        try:
+            user = await register(client)
+            for name in ("one", "two", "three"):
+                gone.publish(f"acme/{name}", "v1", {"a": b"a"})
+                await _add(client, user, owner_name="acme", name=name)
+        except BaseException:
+            await client.close()
+            raise
+    try:  # the forge has stopped: connections are refused
+        checked = await client.patch("/v1/repos", headers=user.headers)
+        report = await checked.json()
+        assert checked.status == 200, report
+        assert [r["outcome"] for r in report["results"]] == ["failed", "skipped", "skipped"]
+        assert report["results"][1]["error"].startswith("not asked: ")
+        assert [r["latest_version"] for r in report["results"]] == ["v1"] * 3
+        added = await client.post("/v1/repos", json={"owner_name": "acme", "name": "four"},
+                                  headers=user.headers)  # fmt: skip
+        assert added.status == 502
+        assert await error_code(added) == "forge_unavailable"
+    finally:
+        await client.close()
