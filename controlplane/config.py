@@ -42,6 +42,13 @@ ENV_OVERRIDES: dict[str, str] = {
     "ENCEDEUS_SECRETS_KEY": "secrets_key",
 }
 
+#: Seed 004 variables this control plane does not read, and what to do instead.
+UNUSED_VARIABLES: dict[str, str] = {
+    "REDIS_URL": "not needed: sessions and events live in the database (DATABASE_URL)",
+    "KUBECONFIG_PATH": "containers run on enrolled Skyhook agents, not Kubernetes",
+    "KUBERNETES_NAMESPACE": "containers run on enrolled Skyhook agents, not Kubernetes",
+}
+
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
 SQLITE_FILE = "encedeus.db"
 
@@ -129,6 +136,12 @@ def with_async_driver(url: str) -> str:
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """The config keys that the environment sets (empty values are ignored)."""
     return {key: environ[var] for var, key in ENV_OVERRIDES.items() if environ.get(var)}
+
+
+def unused_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The seed variables set in `environ` that are not read, with what to do instead
+    (so that an operator who set them is told, not silently ignored)."""
+    return {name: hint for name, hint in UNUSED_VARIABLES.items() if environ.get(name)}
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ControlPlaneConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError
-from controlplane.config import load_config, resolve_jwt_secret
+from controlplane.config import load_config, resolve_jwt_secret, unused_variables
 from controlplane.mail import sender_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +105,10 @@ def test_seed_004_mail_variables(tmp_path: Path) -> None:
     both = load_config(None, environ={**ses, "SMTP_HOST": "mail.example.com"})
     assert both.smtp_host == "mail.example.com"
     assert sender_of(load_config(None, environ={})) == "encedeus@localhost"
+
+
+def test_seed_variables_that_are_not_read_are_named() -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6379", "KUBECONFIG_PATH": "", "PORT": "1"}
+    unused = unused_variables(env)
+    assert list(unused) == ["REDIS_URL"]
+    assert "DATABASE_URL" in unused["REDIS_URL"]
