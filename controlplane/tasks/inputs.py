@@ -234,7 +234,10 @@ async def gather_inputs(
 
 
 def check_inputs(files: Sequence[InputFile], max_total_bytes: int) -> None:
-    """InputError when two files share a path or they total over `max_total_bytes`."""
+    """InputError when there are more than MAX_FILES, two share a path, or they total
+    over `max_total_bytes`."""
+    if len(files) > MAX_FILES:
+        raise InputError(f"at most {MAX_FILES} input files", status=400)
     seen: set[str] = set()
     total = 0
     for item in files:

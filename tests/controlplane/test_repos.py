@@ -16,6 +16,7 @@ from controlplane.db.tables.repos import Repo
 from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited
 from controlplane.state import DATABASE
 from controlplane.tasks.fetch import FetchPolicy
+from controlplane.tasks.inputs import MAX_FILES
 from tests.controlplane.accounts_support import Account, create_api_key, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.forge_support import FakeForgeState, fake_forge
@@ -323,3 +324,17 @@ async def test_a_forge_that_does_not_answer_is_asked_once(make_config: ConfigFac
         assert await error_code(added) == "forge_unavailable"
     finally:
         await client.close()
+
+
+async def test_the_asset_counts_towards_the_input_file_limit(
+    client: Client, forge: FakeForgeState
+) -> None:
+    user = await register(client)
+    repo = await _add(client, user, owner_name="acme", name="tool")
+    files = [{"path": f"f{i}", "content": "x"} for i in range(MAX_FILES)]
+    body = {"image": "busybox", "files": files, "repo": repo["id"], "releaseAsset": "tool.sh"}
+    response = await client.post("/v1/tasks", json=body, headers=user.headers)
+    assert response.status == 400
+    assert await error_code(response) == "invalid_input_file"
+    body["files"] = files[1:]
+    assert (await client.post("/v1/tasks", json=body, headers=user.headers)).status == 201
