@@ -200,7 +200,10 @@ class ForgeClient:
         wait = _rate_limit_wait(response)
         if wait is None:
             return
-        self._blocked_until[_credential_key(token)] = time.monotonic() + wait
+        now = time.monotonic()
+        # Forget spent blocks, so that the map holds only credentials blocked now.
+        self._blocked_until = {k: t for k, t in self._blocked_until.items() if t > now}
+        self._blocked_until[_credential_key(token)] = now + wait
         raise ForgeRateLimited(f"the forge's rate limit is spent; retry in {wait:.0f}s", wait)
 
     @staticmethod
