@@ -97,7 +97,8 @@ controlplane {
 
   # State: the embedded SQLite database (encedeus.db) and the generated jwt_secret.
   data_dir = "/var/lib/encedeus"
-  # Empty: SQLite in data_dir (WAL). PostgreSQL: "postgresql+asyncpg://user:pw@host/db".
+  # Empty: SQLite in data_dir (WAL). PostgreSQL: "postgresql://user:pw@host/db"
+  # (postgres:// and postgresql+asyncpg:// too; libpq's ?sslmode= is passed on as ssl).
   # DATABASE_URL overrides. The schema is migrated at start; a database migrated by a
   # newer release is refused.
   database_url = ""
@@ -106,6 +107,13 @@ controlplane {
   # Empty: generated once into <data_dir>/jwt_secret. JWT_SECRET overrides. Changing
   # it signs everyone out and voids every API key.
   jwt_secret = ""
+
+  # Encrypts secrets at rest (forge tokens of /v1/repos, registry credentials) with
+  # AES-256-GCM: 32 bytes in urlsafe base64 (python3 -c "import base64, os;
+  # print(base64.urlsafe_b64encode(os.urandom(32)).decode())"). Empty: generated once
+  # into <data_dir>/secrets_key. ENCEDEUS_SECRETS_KEY overrides. Every control plane
+  # on one database needs the same key; losing it loses the stored secrets.
+  secrets_key = ""
 
   # "open": anyone may register (the first account becomes admin). "closed": only
   # `encedeus user create` makes accounts.
@@ -127,13 +135,16 @@ controlplane {
   api_key_cache_seconds = 30
 
   # Outgoing mail. Empty smtp_host: mails are written to the log instead.
-  # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM override.
+  # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM, EMAIL_FROM_NAME
+  # override; seed 004's AWS_SES_SMTP_HOST, AWS_SES_SMTP_PORT, AWS_SES_USERNAME and
+  # AWS_SES_PASSWORD are read as the SMTP_* settings (SES over SMTP).
   smtp_host     = ""
   smtp_port     = 587
   smtp_username = ""
   smtp_password = ""
   smtp_tls      = "auto"  # auto (STARTTLS when offered) | starttls | tls | none
   email_from    = "encedeus@localhost"
+  email_from_name = ""  # display name: From: "Name <email_from>"
 
   # Webhooks for deployment and task events (WEBHOOK_URL overrides the URL).
   webhook_url          = ""
@@ -155,6 +166,12 @@ controlplane {
   # internal mirror, say), e.g. ["10.1.2.0/24"]; see "Outbound requests" in
   # docs/architecture.md.
   outbound_allowed_networks = []
+
+  # The releases API that /v1/repos watches: GitHub (default), GitHub Enterprise
+  # ("https://HOST/api/v3") or Gitea/Forgejo ("https://HOST/api/v1"). Release assets
+  # are downloaded with the task_fetch_* rules above.
+  forge_api_url         = "https://api.github.com"
+  forge_timeout_seconds = 15
 
   # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
   domain_suffix = ""

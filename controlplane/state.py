@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
+    from controlplane.repos.forge import ForgeClient
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
     from controlplane.tasks.runner import TaskRunner
+    from controlplane.security.secrets import SecretBox
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
@@ -45,3 +47,5 @@ WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
+SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
+FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,12 +20,31 @@ MAX_PAGE = 1_000_000
 
 
 class PageQuery(BaseModel):
-    """Query parameters of a list endpoint; subclass it to add filters."""
+    """Query parameters of a list endpoint; subclass it to add filters.
+
+    Seed 004 states a maximum, not an error: `limit` above MAX_LIMIT is clamped to it
+    and `page` below 1 to 1 (and above MAX_PAGE to it); the answer's `pagination`
+    shows the values used. A `limit` below 1 or a non-integer is still a 400.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    page: int = Field(default=1, ge=1, le=MAX_PAGE, description="1-based page number")
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page")
+    page: int = Field(
+        default=1, description=f"1-based page number; below 1 counts as 1, at most {MAX_PAGE}"
+    )
+    limit: int = Field(
+        default=DEFAULT_LIMIT, ge=1, description=f"items per page; above {MAX_LIMIT} counts as it"
+    )
+
+    @field_validator("page")
+    @classmethod
+    def _clamp_page(cls, value: int) -> int:
+        return min(max(value, 1), MAX_PAGE)
+
+    @field_validator("limit")
+    @classmethod
+    def _clamp_limit(cls, value: int) -> int:
+        return min(value, MAX_LIMIT)
 
     @property
     def offset(self) -> int:

@@ -27,7 +27,8 @@ from controlplane.tasks.inputs import (
     safe_relative_path,
 )
 
-SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand")
+SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand",
+               "repo", "release_asset", "releaseAsset", "tag")  # fmt: skip
 MAX_FIELD_BYTES = 256 * 1024
 
 
@@ -117,11 +118,21 @@ async def read_task_request(
             spec, uploads, task_fetch_policy(config), config.task_input_max_bytes
         )
     except InputError as exc:
-        code = "payload_too_large" if exc.status == 413 else "invalid_input_file"
-        raise ApiError(str(exc), code=code, status=exc.status) from exc
-    except OutboundTooLarge as exc:
-        raise ApiError(str(exc), code="input_too_large", status=413, details=describe(exc)) from exc
-    except (OutboundRefused, OutboundFailed) as exc:
-        code = "url_refused" if isinstance(exc, OutboundRefused) else "url_fetch_failed"
-        raise Unprocessable(str(exc), code=code, details=describe(exc)) from exc
+        raise input_api_error(exc) from exc
+    except (OutboundTooLarge, OutboundRefused, OutboundFailed) as exc:
+        raise fetch_api_error(exc) from exc
     return spec, files
+
+
+def input_api_error(exc: InputError) -> ApiError:
+    """The API error for input files that cannot be used."""
+    code = "payload_too_large" if exc.status == 413 else "invalid_input_file"
+    return ApiError(str(exc), code=code, status=exc.status)
+
+
+def fetch_api_error(exc: OutboundTooLarge | OutboundRefused | OutboundFailed) -> ApiError:
+    """The API error for an input file that could not be fetched."""
+    if isinstance(exc, OutboundTooLarge):
+        return ApiError(str(exc), code="input_too_large", status=413, details=describe(exc))
+    code = "url_refused" if isinstance(exc, OutboundRefused) else "url_fetch_failed"
+    return Unprocessable(str(exc), code=code, details=describe(exc))

@@ -9,13 +9,11 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import func
-from sqlmodel import col, select
 
 from common.outbound_policy import OutboundRefused, checked_url
-from controlplane.api.context import current_user, database, settings
-from controlplane.api.errors import Conflict, NotFound, Unprocessable
-from controlplane.api.owned_rows import delete_own, page_of_own
+from controlplane.api.context import current_user, settings
+from controlplane.api.errors import NotFound, Unprocessable
+from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables.webhooks import Webhook
@@ -68,15 +66,7 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
         secret="whsec_" + secrets.token_urlsafe(24),
         description=body.description,
     )
-    async with database(request).transaction() as session:
-        count = await session.scalar(
-            select(func.count()).select_from(Webhook).where(col(Webhook.user_id) == owner)
-        )
-        if (count or 0) >= MAX_WEBHOOKS_PER_ACCOUNT:
-            raise Conflict(
-                f"at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks per account", code="too_many_webhooks"
-            )
-        session.add(hook)
+    await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks")
     request.app[OWNER_WEBHOOKS].forget(str(owner))
     return CreatedWebhook(**WebhookInfo.model_validate(hook, from_attributes=True).model_dump(),
                           secret=hook.secret)  # fmt: skip

@@ -4,8 +4,10 @@ Authentication: an `Authorization: Bearer <token>` header on the upgrade, or, wi
 `AUTH_TIMEOUT` seconds, a first message `{"type": "authenticate", "token": ...}`
 (:func:`controlplane.api.websocket_auth.authenticate_websocket`).
 
-Client messages (`type`, or seed 002's `command`): `ping` → `pong`; `authenticate`;
-`subscribe` / `unsubscribe` with `topics` → `subscribed` / `unsubscribed`. Topics:
+Client messages (`type`, or seed 002's `command` with its `data` object and `state`):
+`ping` → `pong`; `authenticate`; `subscribe` / `unsubscribe` with `topics` (seed 002:
+`data` holding them) → `subscribed` / `unsubscribed`. The reply to a message that used
+`command` echoes its `command` and `state`. Topics:
 `deployments`, `deployment:<id>`, `tasks`, `task:<id>`, and for admins `nodes`,
 `node:<id>`. A new connection starts subscribed to `deployments` and `tasks`.
 
@@ -32,6 +34,7 @@ from controlplane.api.websocket_auth import (
     authenticate_websocket,
     close_when_credential_ends,
     error_frame,
+    seed_echo,
 )
 from controlplane.events.bus import Event, EventBus
 
@@ -95,14 +98,21 @@ class NotificationSession:
         return topics, None
 
     def reply(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The answer to one client message."""
+        """The answer to one client message; a seed 002 message (`command`) gets its
+        `command` and `state` echoed."""
+        return {**self._answer(message), **seed_echo(message)}
+
+    def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
         kind = message.get("type") or message.get("command")
         if kind == "ping":
             return {"type": "pong", "timestamp": _timestamp()}
         if kind == "authenticate":
             return {"type": "authenticated", "user_id": str(self.user.id)}
         if kind in ("subscribe", "unsubscribe"):
-            topics, problem = self._checked_topics(message.get("topics", message.get("data")))
+            data = message.get("data")
+            if isinstance(data, dict):  # seed 002: {"command": "subscribe", "data": {...}}
+                data = data.get("topics", data.get("event"))
+            topics, problem = self._checked_topics(message.get("topics", data))
             if problem is not None:
                 return error_frame("invalid_topic", problem)
             if kind == "subscribe":

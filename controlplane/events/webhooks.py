@@ -1,8 +1,10 @@
 """Webhook delivery: bus events POSTed as JSON, signed, retried, never blocking the API.
 
-Every event on the bus becomes one delivery to each configured endpoint. The payload is
-seed 004's webhook shape (``type``, the resource id, ``status``, ``timestamp``,
-``user_id``, ``app_name``, ``url``) plus the event's ``data``.
+Every event on the bus becomes one delivery to each configured endpoint, and so does
+every event a `derive` function makes of it (seed 004's rollout events, see
+:mod:`controlplane.events.seed_rollouts`). The payload is seed 004's webhook shape
+(``type``, the resource id, ``status``, ``timestamp``, ``user_id``, ``app_name``,
+``url``) plus the event's ``data``.
 
 Signature: ``X-Encedeus-Signature: sha256=<hex>`` where the hex digest is
 HMAC-SHA256 with the endpoint's secret over ``<X-Encedeus-Timestamp>.<raw body>``;
@@ -28,7 +30,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -183,6 +185,7 @@ class WebhookDispatcher:
         retry: RetryPolicy | None = None,
         queue_size: int = 1000,
         workers: int = 4,
+        derive: Callable[[Event], Sequence[Event]] | None = None,
     ) -> None:
         self._bus = bus
         self._endpoints = list(endpoints)
@@ -192,6 +195,8 @@ class WebhookDispatcher:
         self._retry = retry or RetryPolicy()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=queue_size)
         self._workers = workers
+        # Further events a bus event implies for webhooks (seed 004's rollout events).
+        self._derive = derive
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -231,7 +236,10 @@ class WebhookDispatcher:
                 group.create_task(self._deliver_forever())
             async with self._bus.subscribe(name="webhooks", maxsize=1000) as events:
                 async for event in events:
-                    self.enqueue(event, await self._targets(event))
+                    targets = await self._targets(event)
+                    self.enqueue(event, targets)
+                    for derived in self._derive(event) if self._derive else ():
+                        self.enqueue(derived, targets)
 
     async def _deliver_forever(self) -> None:
         while True:

@@ -19,6 +19,7 @@ from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
 from controlplane.events.mail_notifications import MailNotifier
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
+from controlplane.events.seed_rollouts import SeedRollouts
 from controlplane.events.webhooks import (
     AiohttpWebhookTransport,
     RetryPolicy,
@@ -57,6 +58,7 @@ def install_events(
         owner_endpoints=owners,
         owner_transport=owner_transport,
         retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
+        derive=SeedRollouts(config.domain_suffix).derive,
     )
     app.cleanup_ctx.append(_deliver_webhooks)
     if config.email_notifications:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import posixpath
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -90,6 +91,14 @@ class Resources(BaseModel):
         return parse_memory_bytes(DEFAULT_MEMORY if self.memory is None else self.memory)
 
 
+#: Seed 003's names of TaskSpec fields.
+SEED_ALIASES = {
+    "containerImage": "image",
+    "runCommand": "command",
+    "releaseAsset": "release_asset",
+}
+
+
 class TaskSpec(BaseModel):
     """The body of POST /v1/tasks. `command` is an argv list, or a string run by
     `sh -c`; seed 003's `containerImage`/`runCommand` are accepted as aliases."""
@@ -103,17 +112,30 @@ class TaskSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     files: list[FileSpec] = Field(default_factory=list, max_length=MAX_FILES)
     network: bool = True
+    # Seed 003: a release asset of a watched repo (`repo` = its /v1/repos id), placed
+    # at the top of the working directory; `tag` picks the release (default: the
+    # latest one the watch list saw).
+    repo: uuid.UUID | None = None
+    release_asset: str | None = Field(default=None, min_length=1, max_length=MAX_PATH)
+    tag: str | None = Field(default=None, min_length=1, max_length=255)
 
     @model_validator(mode="before")
     @classmethod
     def _seed_aliases(cls, data: object) -> object:
         if isinstance(data, dict):
             data = dict(data)
-            if "containerImage" in data and "image" not in data:
-                data["image"] = data.pop("containerImage")
-            if "runCommand" in data and "command" not in data:
-                data["command"] = data.pop("runCommand")
+            for seed_name, name in SEED_ALIASES.items():
+                if seed_name in data and name not in data:
+                    data[name] = data.pop(seed_name)
         return data
+
+    @model_validator(mode="after")
+    def _asset_with_repo(self) -> TaskSpec:
+        if (self.repo is None) != (self.release_asset is None):
+            raise ValueError("repo and release_asset go together")
+        if self.tag is not None and self.repo is None:
+            raise ValueError("tag needs repo and release_asset")
+        return self
 
     @field_validator("env")
     @classmethod
@@ -207,6 +229,15 @@ async def gather_inputs(
     if len(files) + len(remote) > MAX_FILES:
         raise InputError(f"at most {MAX_FILES} input files", status=400)
     files += await _fetch_all(remote, policy)
+    check_inputs(files, max_total_bytes)
+    return files
+
+
+def check_inputs(files: Sequence[InputFile], max_total_bytes: int) -> None:
+    """InputError when there are more than MAX_FILES, two share a path, or they total
+    over `max_total_bytes`."""
+    if len(files) > MAX_FILES:
+        raise InputError(f"at most {MAX_FILES} input files", status=400)
     seen: set[str] = set()
     total = 0
     for item in files:
@@ -219,4 +250,3 @@ async def gather_inputs(
             f"input files total {total} bytes, more than the {max_total_bytes} allowed",
             status=413,
         )
-    return files

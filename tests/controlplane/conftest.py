@@ -127,6 +127,8 @@ def make_config(database_url: str, tmp_path: Path) -> ConfigFactory:
             "database_url": database_url,
             "jwt_secret": TEST_JWT_SECRET,
             "auth_rate_limit": 1000,
+            # No test may reach the real forge: a closed loopback port unless it says.
+            "forge_api_url": "http://127.0.0.1:9",
         }
         values.update(overrides)
         return ControlPlaneConfig(**values)
