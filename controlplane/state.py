@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from controlplane.repos.forge import ForgeClient
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
-    from controlplane.tasks.runner import TaskRunner
     from controlplane.security.secrets import SecretBox
+    from controlplane.tasks.runner import TaskRunner
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")

@@ -18,6 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from common.outbound import OutboundFailed, OutboundRefused, OutboundTooLarge
 from controlplane.api.authentication import authenticated_by_access_token_header
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable, ValidationFailed
@@ -31,7 +32,6 @@ from controlplane.repos.assets import TOKEN_PURPOSE, release_asset_input, repo_t
 from controlplane.repos.forge import ForgeError, ForgeRateLimited, ForgeUnreachable, Release
 from controlplane.security.credentials import looks_like_api_key
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
-from common.outbound import OutboundFailed, OutboundRefused, OutboundTooLarge
 from controlplane.tasks.fetch import task_fetch_policy
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
 

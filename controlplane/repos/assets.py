@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from common.outbound import OutboundPolicy
 from controlplane.db.tables.repos import Repo
 from controlplane.repos.forge import (
     ForgeClient,
@@ -11,7 +12,6 @@ from controlplane.repos.forge import (
     ReleaseNotFound,
 )
 from controlplane.security.secrets import SecretBox, SecretUnreadable
-from common.outbound import OutboundPolicy
 from controlplane.tasks.inputs import InputFile, safe_relative_path
 
 TOKEN_PURPOSE = "forge_token"  # noqa: S105

@@ -12,10 +12,10 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
+from common.outbound import OutboundPolicy
 from controlplane.db.tables.repos import Repo
 from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited
 from controlplane.state import DATABASE
-from common.outbound import OutboundPolicy
 from controlplane.tasks.inputs import MAX_FILES
 from tests.controlplane.accounts_support import Account, create_api_key, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client

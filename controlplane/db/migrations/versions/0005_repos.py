@@ -1,7 +1,7 @@
 """repos: seed 003's watch list of forge repositories; tasks may run a release asset
 
 Revision ID: 0005_repos
-Revises: 0003_tasks
+Revises: 0004_run_as_root
 Create Date: 2026-12-02
 """
 
