@@ -20,6 +20,7 @@ from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
 from common.cancellation import cancel_and_wait
+from common.json_input import load_untrusted_json
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
 from protos import agent_pb2 as pb
@@ -173,7 +174,7 @@ class ConsoleSession:
 
     async def _dispatch(self, text: str) -> None:
         try:
-            message = json.loads(text)
+            message = load_untrusted_json(text)
             event, args = str(message["event"]), list(message.get("args") or [])
         except (ValueError, KeyError, TypeError):
             await self.send("daemon error", "malformed frame")

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CURRENT_USER, CurrentUser, bearer_token
 from controlplane.api.errors import ApiError
 from controlplane.state import AUTHENTICATOR
@@ -67,7 +68,7 @@ async def _token_from_first_message(socket: web.WebSocketResponse) -> str | None
         await refuse_websocket(socket, "authenticate first")
         return None
     try:
-        message = first.json()
+        message = load_untrusted_json(first.data)
     except ValueError:
         message = None
     token = _first_message_token(message)

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from common.cancellation import cancel_and_wait
+from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CurrentUser
 from controlplane.api.websocket_auth import (
     Authenticate,
@@ -126,7 +127,7 @@ async def _read_messages(socket: web.WebSocketResponse, session: NotificationSes
         if message.type != WSMsgType.TEXT:
             continue
         try:
-            data = message.json()
+            data = load_untrusted_json(message.data)
         except ValueError:
             data = None
         if not isinstance(data, dict):
