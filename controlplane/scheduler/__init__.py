@@ -16,7 +16,6 @@ from controlplane.scheduler.planner import (
     plan,
     plan_brute_force,
 )
-from controlplane.scheduler.resources import parse_cpu_millis, parse_memory_bytes
 
 __all__ = [
     "NO_FEASIBLE_NODE",
@@ -29,8 +28,6 @@ __all__ = [
     "Plan",
     "Snapshot",
     "Strategy",
-    "parse_cpu_millis",
-    "parse_memory_bytes",
     "plan",
     "plan_brute_force",
 ]
