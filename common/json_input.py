@@ -60,7 +60,8 @@ def _check_depth(value: Any, limit: int) -> None:
 
 def load_untrusted_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The decoded value of `raw`; UntrustedJsonError when it is not valid JSON, nests
-    deeper than `max_depth`, holds NaN/Infinity (or a float beyond it) or an integer outside 64 bits."""
+    deeper than `max_depth`, holds NaN/Infinity (or a float beyond it) or an integer
+    outside 64 bits."""
     try:
         value = json.loads(
             raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant
