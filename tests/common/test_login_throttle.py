@@ -46,15 +46,17 @@ def test_delays_grow_and_a_success_clears_the_pair(clock: Clock) -> None:
     for _ in range(5):
         assert admitted(throttle, "alice", "10.0.0.1")
     waits = []
+    reservations = []
     for _ in range(4):
         wait = throttle.reserve("alice", "10.0.0.1")
         assert isinstance(wait, float)
         waits.append(wait)
         clock.now += wait
-        reservation = admitted(throttle, "alice", "10.0.0.1")
-        assert reservation is not None
+        reservations.append(throttle.reserve("alice", "10.0.0.1"))
     assert waits == [1.0, 2.0, 4.0, 8.0]
-    reservation.succeeded()
+    last = reservations[-1]
+    assert isinstance(last, LoginReservation)
+    last.succeeded()
     assert all(admitted(throttle, "alice", "10.0.0.1") for _ in range(5))
 
 
