@@ -56,12 +56,13 @@ agent {
   }
 
   console {
-    history_lines              = 1000  # kept per server, sent to new viewers
-    ws_allowed_origins         = []    # e.g. ["https://panel.example.com"]; empty: any
-    ws_max_sockets_per_server  = 30
-    ws_max_message_bytes       = 4096
-    ws_max_messages_per_second = 10
-    ws_auth_timeout_seconds    = 60    # sockets this long without a valid token are closed
+    history_lines                      = 1000  # kept per server, sent to new viewers
+    ws_allowed_origins                 = []    # e.g. ["https://panel.example.com"]; empty: any
+    ws_max_sockets_per_server          = 30    # authenticated sockets per server
+    ws_max_unauthenticated_per_address = 4     # not yet authenticated, per client address
+    ws_max_message_bytes               = 4096
+    ws_max_messages_per_second         = 10
+    ws_auth_timeout_seconds            = 10    # sockets this long without a valid token are closed
   }
 
   # The Docker network servers with networking join. Missing, it is created as a
