@@ -134,6 +134,10 @@ controlplane {
   webhook_allow_private = false
   # Mail the owner when one of their tasks ends or a deployment fails.
   email_notifications = false
+  # The notifications WebSocket: open sockets per account, messages a second per
+  # socket; past either the socket is closed with 4429.
+  notification_sockets_per_account = 10
+  notification_messages_per_second = 20
 
   # Task input files fetched from URLs: http(s) only, public addresses only unless
   # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most
