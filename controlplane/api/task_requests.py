@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 from pydantic import ValidationError
 
+from common.logging import get_logger
 from controlplane.api.endpoints import decode_json
 from controlplane.api.errors import ApiError, Unprocessable, ValidationFailed
 from controlplane.config import ControlPlaneConfig
@@ -43,6 +44,7 @@ MALFORMED_PART = (
     BadContentDispositionHeader,
     BadContentDispositionParam,
 )
+log = get_logger(__name__)
 SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand")
 MAX_FIELD_BYTES = 256 * 1024
 
@@ -129,6 +131,7 @@ async def read_task_request(
         except InputError as exc:
             raise ApiError(str(exc), code="invalid_input_file", status=exc.status) from exc
         except MALFORMED_PART as exc:  # no boundary, malformed parts
+            log.info("invalid_form", method=request.method, path=request.path, reason=str(exc))
             raise ApiError(f"malformed multipart body: {exc}", code="invalid_form") from None
     else:
         raw = await request.read()

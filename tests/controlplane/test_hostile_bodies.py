@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
@@ -173,3 +174,15 @@ async def test_a_malformed_part_header_is_a_400(
         "validation_error",
     )
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]
+
+
+@SQLITE
+async def test_a_refused_body_is_logged_in_one_line(api: Client) -> None:
+    owner = await register(api)
+    with structlog.testing.capture_logs() as logs:
+        await api.post("/v1/auth/login", data=DEEP, headers={"Content-Type": "application/json"})
+        await _post_task(api, owner, b"--XyZ\r\n\r\n", "multipart/form-data; boundary=XyZ")
+    events = [(entry["event"], entry["log_level"]) for entry in logs]
+    assert ("invalid_json", "info") in events
+    assert all(level != "error" for _, level in events)
+    assert not [entry for entry in logs if "exc_info" in entry or "exception" in entry]
