@@ -59,12 +59,13 @@ agent {
   }
 
   console {
-    history_lines              = 1000  # kept per server, sent to new viewers
-    ws_allowed_origins         = []    # e.g. ["https://panel.example.com"]; empty: any
-    ws_max_sockets_per_server  = 30
-    ws_max_message_bytes       = 4096
-    ws_max_messages_per_second = 10
-    ws_auth_timeout_seconds    = 60    # sockets this long without a valid token are closed
+    history_lines                      = 1000  # kept per server, sent to new viewers
+    ws_allowed_origins                 = []    # e.g. ["https://panel.example.com"]; empty: any
+    ws_max_sockets_per_server          = 30    # authenticated sockets per server
+    ws_max_unauthenticated_per_address = 4     # not yet authenticated, per client address
+    ws_max_message_bytes               = 4096
+    ws_max_messages_per_second         = 10
+    ws_auth_timeout_seconds            = 10    # sockets this long without a valid token are closed
   }
 
   # The Docker network servers with networking join. Missing, it is created as a
@@ -154,6 +155,10 @@ controlplane {
   webhook_allow_private = false
   # Mail the owner when one of their tasks ends or a deployment fails.
   email_notifications = false
+  # The notifications WebSocket: open sockets per account, messages a second per
+  # socket; past either the socket is closed with 4429.
+  notification_sockets_per_account = 10
+  notification_messages_per_second = 20
 
   # Task input files fetched from URLs: http(s) only, public addresses only unless
   # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from common.logging import get_logger
+from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
 from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
@@ -34,6 +35,7 @@ from controlplane.state import (
     CONFIG,
     DATABASE,
     FORGE_CLIENT,
+    LOGIN_THROTTLE,
     MAIL_OUTBOX,
     METRICS,
     RATE_LIMITER,
@@ -71,6 +73,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = ApiMetrics()
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app[RATE_LIMITER] = SlidingWindowLimiter(
         config.auth_rate_limit, config.auth_rate_window_seconds
     )

@@ -78,6 +78,9 @@ class ControlPlaneConfig(BaseModel):
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
     webhook_allow_private: bool = False  # let per-account webhooks reach private hosts
     email_notifications: bool = False  # mail owners when tasks end / deployments fail
+    # /v1/ws/notifications: open sockets per account, and messages a second per socket.
+    notification_sockets_per_account: int = Field(default=10, ge=1)
+    notification_messages_per_second: int = Field(default=20, ge=1)
     task_fetch_allow_private: bool = False  # let task URLs reach loopback/private hosts
     # Networks that tenants' outbound requests (task URLs, webhooks) may reach even
     # though they are private, e.g. an internal mirror; never unspecified/multicast.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from common.login_throttle import LoginThrottle
     from controlplane.agents import AgentPool
     from controlplane.api.authentication import Authenticator
     from controlplane.api.endpoints import ApiRoutes
@@ -36,6 +37,8 @@ CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
 METRICS: web.AppKey[ApiMetrics] = web.AppKey("metrics")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
+#: Password attempts (HTTP login and SFTP), reserved before verification.
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 SERVER_KEYS: web.AppKey[ServerKeys] = web.AppKey("server_keys")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")

@@ -12,6 +12,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
+from common.json_input import INT64_MAX, INT64_MIN
+
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 10
@@ -19,12 +21,20 @@ MAX_LIMIT = 100
 MAX_PAGE = 1_000_000
 
 
+def _within_64_bits(value: int) -> int:
+    # Clamping must not turn a number no client could mean into an answer.
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("out of the 64-bit range")
+    return value
+
+
 class PageQuery(BaseModel):
     """Query parameters of a list endpoint; subclass it to add filters.
 
     Seed 004 states a maximum, not an error: `limit` above MAX_LIMIT is clamped to it
     and `page` below 1 to 1 (and above MAX_PAGE to it); the answer's `pagination`
-    shows the values used. A `limit` below 1 or a non-integer is still a 400.
+    shows the values used. A `limit` below 1, a non-integer, or an integer beyond 64
+    bits (as every integer query parameter, see `endpoints.parse_query`) is still a 400.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -39,12 +49,12 @@ class PageQuery(BaseModel):
     @field_validator("page")
     @classmethod
     def _clamp_page(cls, value: int) -> int:
-        return min(max(value, 1), MAX_PAGE)
+        return min(max(_within_64_bits(value), 1), MAX_PAGE)
 
     @field_validator("limit")
     @classmethod
     def _clamp_limit(cls, value: int) -> int:
-        return min(value, MAX_LIMIT)
+        return min(_within_64_bits(value), MAX_LIMIT)
 
     @property
     def offset(self) -> int:

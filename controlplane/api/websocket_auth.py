@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CURRENT_USER, CurrentUser, bearer_token
 from controlplane.api.errors import ApiError
 from controlplane.state import AUTHENTICATOR
@@ -85,7 +86,7 @@ async def _first_message(socket: web.WebSocketResponse) -> tuple[str | None, dic
         await refuse_websocket(socket, "authenticate first")
         return None, {}
     try:
-        message = first.json()
+        message = load_untrusted_json(first.data)
     except ValueError:
         message = None
     first_message = message if isinstance(message, dict) else {}

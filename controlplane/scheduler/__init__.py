@@ -18,7 +18,6 @@ from controlplane.scheduler.planner import (
     plan,
     plan_brute_force,
 )
-from controlplane.scheduler.resources import parse_cpu_millis, parse_memory_bytes
 
 __all__ = [
     "NO_FEASIBLE_NODE",
@@ -33,8 +32,6 @@ __all__ = [
     "Snapshot",
     "Strategy",
     "admit",
-    "parse_cpu_millis",
-    "parse_memory_bytes",
     "plan",
     "plan_brute_force",
     "snapshot_of",

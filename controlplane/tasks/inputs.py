@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.outbound import OutboundPolicy, fetch_bytes
-from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
+from common.quantities import parse_cpu_millis, parse_memory_bytes
 
 MAX_FILES = 32
 MAX_PATH = 255
@@ -59,14 +59,15 @@ class FileSpec(BaseModel):
 
 
 class Resources(BaseModel):
-    """Seed 004 quantities: cpu "500m" / "1", memory "128Mi". A task always runs with
+    """Seed 004 quantities (:mod:`common.quantities`): cpu "500m" / "1", memory
+    "128Mi", never below 10m and 6Mi once rounded. A task always runs with
     limits (one core and 512 MiB unless it asks): one task must not be able to take a
     node's memory from everyone else's servers, and placement reserves what it gets."""
 
     model_config = ConfigDict(extra="forbid")
 
     cpu: str | int | float | None = Field(default=None, description=f"default {DEFAULT_CPU}")
-    memory: str | int | None = Field(default=None, description=f"default {DEFAULT_MEMORY}")
+    memory: str | int | float | None = Field(default=None, description=f"default {DEFAULT_MEMORY}")
 
     @field_validator("cpu")
     @classmethod
@@ -77,7 +78,7 @@ class Resources(BaseModel):
 
     @field_validator("memory")
     @classmethod
-    def _memory(cls, value: str | int | None) -> str | int | None:
+    def _memory(cls, value: str | int | float | None) -> str | int | float | None:
         if value is not None:
             parse_memory_bytes(value)
         return value
