@@ -13,6 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from controlplane.api.errors import Conflict
 from controlplane.db.engine import Database
 from controlplane.db.tables import User
+from controlplane.quota_enforcement import quota_row
+from controlplane.quotas import QuotaLimits
 from controlplane.security.passwords import hash_password, verify_password
 
 
@@ -28,9 +30,16 @@ async def _taken(session: AsyncSession, username: str, email: str) -> None:
 
 
 async def create_user(
-    db: Database, *, username: str, email: str, password: str, admin: bool | None = None
+    db: Database,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    quota: QuotaLimits,
+    admin: bool | None = None,
 ) -> User:
-    """Create an account from already validated fields.
+    """Create an account from already validated fields, with `quota` (normally the
+    configured `default_quota`; admins get it too).
 
     `admin=None` applies the first-account rule: the first account is an admin.
     Raises Conflict (`username_taken` / `email_taken`).
@@ -49,6 +58,7 @@ async def create_user(
             )
             session.add(user)
             await session.flush()
+            session.add(quota_row(user.id, quota))
             if admin is None:
                 # Decided after the insert, inside the write transaction: on SQLite
                 # writers are serialised from the INSERT on, so of two racing first

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from common.config import load_section
+from controlplane.quotas import QuotaLimits
 
 ENV_OVERRIDES: dict[str, str] = {
     "DATABASE_URL": "database_url",
@@ -81,6 +82,8 @@ class ControlPlaneConfig(BaseModel):
     restart_backoff_base_seconds: float = Field(default=1.0, ge=0)
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
+    # Copied onto every account when it is made; admins change it per account.
+    default_quota: QuotaLimits = QuotaLimits()
 
     def resolved_database_url(self) -> str:
         """DATABASE_URL, or the embedded SQLite file in the data directory."""

@@ -134,7 +134,11 @@ async def register(request: web.Request, body: RegisterRequest) -> TokenResponse
     if settings(request).registration == "closed":
         raise Forbidden("registration is closed on this server", code="registration_closed")
     user = await create_user(
-        database(request), username=body.username, email=body.email, password=body.password
+        database(request),
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        quota=settings(request).default_quota,
     )
     return await _open_session(request, user)
 

@@ -22,6 +22,7 @@ from controlplane.api.task_requests import read_task_request
 from controlplane.db.tables.tasks import PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
 from controlplane.events.wiring import EVENT_BUS
+from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL
 from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
 from controlplane.tasks.wiring import TASK_RUNNER
@@ -196,6 +197,7 @@ async def create_task(request: web.Request) -> CreatedTask:
         for item in inputs
     ]
     async with database(request).transaction() as session:
+        await enforce_quota(session, task.user_id, Claim.of(task))
         session.add(task)
         await session.flush()
         session.add_all(files)
