@@ -99,11 +99,13 @@ async def check_password(db: Database, *, login: str, password: str) -> User | N
     return user if user is not None and user.is_active else None
 
 
-async def set_password(session: AsyncSession, user_id: uuid.UUID, password: str) -> None:
-    """Store a new password hash for `user_id` (inside the caller's transaction)."""
+async def set_password(session: AsyncSession, user_id: uuid.UUID, password: str) -> User:
+    """Store a new password hash for `user_id` (inside the caller's transaction); the
+    account's row."""
     user = await session.get(User, user_id)
     if user is None:
         raise LookupError(str(user_id))
     user.password_hash = await hash_password(password)
     user.updated_at = datetime.now(UTC)
     session.add(user)
+    return user
