@@ -19,9 +19,10 @@ from controlplane.accounts import check_password, set_password
 from controlplane.api.authentication import CurrentUser
 from controlplane.api.context import authenticator, current_user, database, mail_outbox
 from controlplane.api.endpoints import client_address
-from controlplane.api.errors import ApiError, Conflict, NotFound
+from controlplane.api.errors import ApiError, Conflict, NotFound, rate_limited
 from controlplane.api.schemas import Email, MessageResponse, Password, Profile, Request, Username
 from controlplane.db.tables import User
+from controlplane.state import RATE_LIMITER
 
 
 class ProfileUpdate(Request):
@@ -83,6 +84,11 @@ async def _require_password(request: web.Request, password: str | None) -> None:
         raise ApiError(
             "changing the e-mail address needs current_password", code="password_required"
         )
+    # Counted per account before the check (as logins are): whoever holds a stolen
+    # token must not be able to guess the password here at full speed.
+    wait = request.app[RATE_LIMITER].hit(f"current-password {caller.id}")
+    if wait is not None:
+        raise rate_limited(wait)
     if await check_password(database(request), login=caller.username, password=password) is None:
         raise ApiError("the current password is wrong", code="wrong_password")
 

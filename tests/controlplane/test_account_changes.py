@@ -178,3 +178,29 @@ async def test_reset_may_keep_sessions_and_keys(client: Client, smtp: tuple[Inbo
     assert await _status(client, key) == 200
     assert await _status(client, owner.headers) == 200
     assert "was reset" in (await inbox.next())["Subject"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [("PUT", "/v1/user/password", "new_password"), ("PUT", "/v1/user/profile", "email")],
+)
+async def test_a_stolen_token_cannot_guess_the_current_password_at_full_speed(
+    make_config: ConfigFactory, method: str, path: str, field: str
+) -> None:
+    api = await start_client(make_config(auth_rate_limit=3))
+    try:
+        owner = await register(api)
+        value = "moved@example.com" if field == "email" else NEW_PASSWORD
+
+        async def attempt(password: str) -> Any:
+            body = {field: value, "current_password": password}
+            return await api.request(method, path, json=body, headers=owner.headers)
+
+        for n in range(3):
+            assert (await attempt(f"guess-{n:04}")).status == 400
+        # The budget is per account (not per address); even the right password waits.
+        blocked = await attempt(PASSWORD)
+        assert blocked.status == 429
+        assert await error_code(blocked) == "rate_limited"
+    finally:
+        await api.close()
