@@ -2,7 +2,7 @@
 that would take it over a limit (403 `quota_exceeded`).
 
 Race safety: :func:`enforce_quota` first locks the account's `users` row — `SELECT ...
-FOR UPDATE` on PostgreSQL; on SQLite a no-op UPDATE of the row, which takes the
+FOR NO KEY UPDATE` on PostgreSQL; on SQLite a no-op UPDATE of the row, which takes the
 database's single write lock — and only then counts. Called inside the transaction
 that writes the change, two writes of one account are serialised from the count to
 the commit, so two creates that fit only one at a time cannot both pass.
@@ -135,7 +135,12 @@ async def read_usage(session: AsyncSession, user_id: uuid.UUID) -> Usage:
 async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> None:
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        await session.exec(select(col(User.id)).where(col(User.id) == user_id).with_for_update())
+        # FOR NO KEY UPDATE conflicts with itself, so quota writers of one account queue
+        # up, but not with the key-share locks of inserts that merely reference the
+        # account (a login's session, a new API key), which FOR UPDATE would block.
+        await session.exec(
+            select(col(User.id)).where(col(User.id) == user_id).with_for_update(key_share=True)
+        )
     else:
         # SQLite has one writer at a time: writing first makes this transaction that
         # writer until it commits (pysqlite begins the transaction at the first write,

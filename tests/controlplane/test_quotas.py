@@ -170,21 +170,36 @@ async def test_tasks_count_until_they_are_deleted(client: Client) -> None:
     assert (await client.post("/v1/tasks", json=task, headers=owner.headers)).status == 201
 
 
-@pytest.mark.parametrize("kind", ["deployments", "tasks"])
-async def test_concurrent_creates_cannot_both_take_the_last_room(client: Client, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["deployments", "tasks", "scale"])
+async def test_concurrent_writes_cannot_both_take_the_last_room(client: Client, kind: str) -> None:
     admin = await register(client)
     owner = await register(client)
-    await _set_quota(client, admin, owner, deployments=2, memory_bytes=2 * 512 * MI)
     attempts = 8
+    deployments = None if kind == "scale" else 2
+    await _set_quota(client, admin, owner, deployments=deployments, replicas=2,
+                     memory_bytes=2 * 512 * MI)  # fmt: skip
+    apps = [
+        (await expect_json(await _deploy(client, owner, f"idle{n}", replicas=0), 201))["id"]
+        for n in range(attempts if kind == "scale" else 0)
+    ]
 
-    async def create(n: int) -> int:
+    async def write(n: int) -> int:
         if kind == "deployments":
-            status: int = (await _deploy(client, owner, f"app{n}")).status
-            return status
-        body = {"image": IMAGE, "command": "true", "resources": {"memory": "512Mi"}}
-        return (await client.post("/v1/tasks", json=body, headers=owner.headers)).status
+            response = await _deploy(client, owner, f"app{n}")
+        elif kind == "scale":
+            scale = {"replicas": 1}
+            response = await client.patch(
+                f"/v1/deployments/{apps[n]}/scale", json=scale, headers=owner.headers
+            )
+        else:
+            body = {"image": IMAGE, "command": "true", "resources": {"memory": "512Mi"}}
+            response = await client.post("/v1/tasks", json=body, headers=owner.headers)
+        status: int = response.status
+        return status
 
-    statuses = await asyncio.gather(*(create(n) for n in range(attempts)))
-    assert sorted(statuses) == [201, 201] + [403] * (attempts - 2)
+    statuses = await asyncio.gather(*(write(n) for n in range(attempts)))
+    ok = 200 if kind == "scale" else 201
+    assert sorted(statuses) == [ok, ok] + [403] * (attempts - 2)
     usage = (await expect_json(await client.get("/v1/user/quota", headers=owner.headers)))["usage"]
+    assert usage["replicas"] <= 2
     assert usage["memory_bytes"] <= 2 * 512 * MI
