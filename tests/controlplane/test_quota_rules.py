@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError
+from controlplane.config import load_config
 from controlplane.quotas import (
     NOTHING,
     QuotaLimits,
@@ -60,3 +66,17 @@ def test_changes_that_do_not_raise_a_resource_pass_even_above_the_limit() -> Non
 
 def test_unlimited_resources_are_never_refused() -> None:
     assert excesses(QuotaLimits(), NOTHING, NOTHING, deployment_usage(10**6, 10**6, 10**12)) == []
+
+
+def test_the_default_quota_comes_from_a_nested_block_of_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.hcl"
+    path.write_text(
+        "controlplane {\n  default_quota {\n    deployments = 3\n    memory_bytes = 1073741824\n"
+        "    cpu_millis = null\n  }\n}\n"
+    )
+    config = load_config(path, environ={})
+    assert config.default_quota == QuotaLimits(deployments=3, memory_bytes=2**30)
+    path.write_text("controlplane {\n  default_quota {\n    gpus = 1\n  }\n}\n")
+    with pytest.raises(ConfigError, match="gpus"):
+        load_config(path, environ={})
+    assert load_config(None, environ={}).default_quota == QuotaLimits()
