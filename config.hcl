@@ -195,4 +195,17 @@ controlplane {
 
   log_level                = "info"
   shutdown_timeout_seconds = 10
+
+  # Quota of every new account (an admin changes it per account with
+  # PUT /v1/users/{id}/quota). null = unlimited. Counted over every deployment's wanted
+  # replicas, stopped ones included, plus the tasks that have not ended. CPU in
+  # millicores (1000 = one core), memory and disk in bytes. Deployments have no disk
+  # size yet, so disk_bytes is stored and shown but nothing uses disk so far.
+  default_quota {
+    deployments  = null
+    replicas     = null
+    cpu_millis   = null
+    memory_bytes = null
+    disk_bytes   = null
+  }
 }

@@ -13,6 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from controlplane.api.errors import Conflict
 from controlplane.db.engine import Database
 from controlplane.db.tables import User
+from controlplane.quota_enforcement import quota_row
+from controlplane.quotas import QuotaLimits
 from controlplane.security.passwords import hash_password, verify_password
 
 
@@ -28,9 +30,16 @@ async def _taken(session: AsyncSession, username: str, email: str) -> None:
 
 
 async def create_user(
-    db: Database, *, username: str, email: str, password: str, admin: bool | None = None
+    db: Database,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    quota: QuotaLimits,
+    admin: bool | None = None,
 ) -> User:
-    """Create an account from already validated fields.
+    """Create an account from already validated fields, with `quota` (normally the
+    configured `default_quota`; admins get it too).
 
     `admin=None` applies the first-account rule: the first account is an admin.
     Raises Conflict (`username_taken` / `email_taken`).
@@ -49,6 +58,7 @@ async def create_user(
             )
             session.add(user)
             await session.flush()
+            session.add(quota_row(user.id, quota))
             if admin is None:
                 # Decided after the insert, inside the write transaction: on SQLite
                 # writers are serialised from the INSERT on, so of two racing first
@@ -89,11 +99,13 @@ async def check_password(db: Database, *, login: str, password: str) -> User | N
     return user if user is not None and user.is_active else None
 
 
-async def set_password(session: AsyncSession, user_id: uuid.UUID, password: str) -> None:
-    """Store a new password hash for `user_id` (inside the caller's transaction)."""
+async def set_password(session: AsyncSession, user_id: uuid.UUID, password: str) -> User:
+    """Store a new password hash for `user_id` (inside the caller's transaction); the
+    account's row."""
     user = await session.get(User, user_id)
     if user is None:
         raise LookupError(str(user_id))
     user.password_hash = await hash_password(password)
     user.updated_at = datetime.now(UTC)
     session.add(user)
+    return user

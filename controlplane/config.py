@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 from common.config import load_section
+from controlplane.quotas import QuotaLimits
 
 # Later entries win: the AWS_SES_* aliases come before the SMTP_* names they stand for.
 ENV_OVERRIDES: dict[str, str] = {
@@ -114,6 +115,8 @@ class ControlPlaneConfig(BaseModel):
     restart_backoff_base_seconds: float = Field(default=1.0, ge=0)
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
+    # Copied onto every account when it is made; admins change it per account.
+    default_quota: QuotaLimits = QuotaLimits()
 
     @field_validator("database_url")
     @classmethod

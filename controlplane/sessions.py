@@ -117,8 +117,9 @@ async def revoke_sessions(
     session_ids: list[uuid.UUID] | None = None,
     user_id: uuid.UUID | None = None,
     keep: uuid.UUID | None = None,
-) -> None:
-    """Revoke the given sessions, or every session of `user_id` except `keep`."""
+) -> int:
+    """Revoke the given sessions, or every session of `user_id` except `keep`; how many
+    were still open."""
     statement = update(AuthSession).where(col(AuthSession.revoked_at).is_(None))
     if session_ids is not None:
         statement = statement.where(col(AuthSession.id).in_(session_ids))
@@ -126,4 +127,5 @@ async def revoke_sessions(
         statement = statement.where(col(AuthSession.user_id) == user_id)
     if keep is not None:
         statement = statement.where(col(AuthSession.id) != keep)
-    await session.exec(statement.values(revoked_at=datetime.now(UTC)))
+    result = await session.exec(statement.values(revoked_at=datetime.now(UTC)))
+    return result.rowcount

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from common.login_throttle import LoginReservation
+from controlplane.account_changes import revoke_credentials
 from controlplane.accounts import check_password, create_user, set_password
 from controlplane.api.authentication import bearer_token
 from controlplane.api.context import (
@@ -22,6 +23,7 @@ from controlplane.api.context import (
 )
 from controlplane.api.endpoints import client_address
 from controlplane.api.errors import ApiError, Forbidden, Unauthorized, rate_limited
+from controlplane.api.profile import CredentialsChanged, password_set
 from controlplane.api.schemas import (
     Email,
     MessageResponse,
@@ -32,7 +34,7 @@ from controlplane.api.schemas import (
 )
 from controlplane.db.tables import PasswordReset, User
 from controlplane.security.credentials import new_opaque_token
-from controlplane.sessions import SessionIssuer, TokenGrant, revoke_sessions
+from controlplane.sessions import SessionIssuer, TokenGrant
 from controlplane.state import LOGIN_THROTTLE
 
 FORGOT_PASSWORD_ANSWER = (
@@ -82,11 +84,15 @@ class ForgotPasswordRequest(Request):
 
 
 class ResetPasswordRequest(Request):
-    """The mailed token and the new password."""
+    """The mailed token and the new password. By default every session and every API
+    key of the account is revoked (a reset is what an owner does after losing control);
+    `revoke_sessions` / `revoke_api_keys` = false keep them."""
 
     token: str = Field(min_length=1, max_length=512)
     new_password: Password
     confirm_password: str | None = Field(default=None, max_length=256)
+    revoke_sessions: bool = True
+    revoke_api_keys: bool = True
 
     @model_validator(mode="after")
     def _passwords_match(self) -> ResetPasswordRequest:
@@ -136,7 +142,11 @@ async def register(request: web.Request, body: RegisterRequest) -> TokenResponse
     if settings(request).registration == "closed":
         raise Forbidden("registration is closed on this server", code="registration_closed")
     user = await create_user(
-        database(request), username=body.username, email=body.email, password=body.password
+        database(request),
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        quota=settings(request).default_quota,
     )
     return await _open_session(request, user)
 
@@ -218,8 +228,9 @@ def _reset_mail(username: str, token: str, minutes: int) -> str:
     )
 
 
-async def reset_password(request: web.Request, body: ResetPasswordRequest) -> MessageResponse:
-    """Set a new password with a mailed token; every session of the account ends."""
+async def reset_password(request: web.Request, body: ResetPasswordRequest) -> CredentialsChanged:
+    """Set a new password with a mailed token; by default every session and API key of
+    the account is revoked. The owner is e-mailed."""
     digest = server_keys(request).credential_hash(body.token)
     now = datetime.now(UTC)
     async with database(request).transaction() as session:
@@ -233,7 +244,8 @@ async def reset_password(request: web.Request, body: ResetPasswordRequest) -> Me
         user_id = spent.scalar_one_or_none()
         if user_id is None:
             raise ApiError("invalid or expired reset token", code="invalid_reset_token")
-        await set_password(session, user_id, body.new_password)
-        await revoke_sessions(session, user_id=user_id)
-    authenticator(request).forget_user(user_id)
-    return MessageResponse(message="Password reset successfully")
+        user = await set_password(session, user_id, body.new_password)
+        revoked = await revoke_credentials(
+            session, user_id, sessions=body.revoke_sessions, api_keys=body.revoke_api_keys
+        )
+    return password_set(request, user, revoked, how="reset", message="Password reset successfully")

@@ -38,6 +38,7 @@ from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, Replica
 from controlplane.events.bus import Event, EventType
+from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
 
 # Fields whose change needs new containers (a rolling update).
@@ -151,6 +152,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         setattr(deployment, name, value)
     try:
         async with database(request).transaction() as session:
+            await enforce_quota(session, user.id, Claim.of(deployment))
             session.add(deployment)
     except IntegrityError:
         raise Conflict("an app with that name exists", code="app_name_taken") from None
@@ -198,6 +200,7 @@ async def save(request: web.Request, deployment: Deployment, values: dict[str, A
         row = await session.get(Deployment, deployment.id)
         if row is None:
             raise NotFound("no such deployment", code="deployment_not_found")
+        await enforce_quota(session, row.user_id, Claim.deployment_change(row.id, values))
         for name, value in values.items():
             setattr(row, name, value)
             setattr(deployment, name, value)
@@ -212,6 +215,9 @@ async def _save_unless_changed_meanwhile(
     at (one UPDATE, so two concurrent updates cannot both build on the same one)."""
     values["updated_at"] = datetime.now(UTC)
     async with database(request).transaction() as session:
+        await enforce_quota(
+            session, deployment.user_id, Claim.deployment_change(deployment.id, values)
+        )
         result = await session.exec(
             update(Deployment)
             .where(col(Deployment.id) == deployment.id)

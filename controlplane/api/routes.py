@@ -18,6 +18,7 @@ from controlplane.api import (
     notifications,
     openapi,
     profile,
+    quotas,
     remote,
     repos,
     ssh_keys,
@@ -52,6 +53,7 @@ def build_routes() -> ApiRoutes:
     r.add("PUT", "/v1/user/profile", profile.update_profile, access=USER, tag="profile",
           errors=(409,))  # fmt: skip
     r.add("PUT", "/v1/user/password", profile.change_password, access=USER, tag="profile")
+    r.add("GET", "/v1/user/quota", quotas.get_own_quota, access=USER, tag="profile")
     r.add("GET", "/v1/user/ssh-keys", ssh_keys.list_ssh_keys, access=USER, tag="ssh-keys")
     r.add("POST", "/v1/user/ssh-keys", ssh_keys.add_ssh_key, access=USER, status=201,
           tag="ssh-keys", errors=(409, 422))  # fmt: skip
@@ -65,10 +67,16 @@ def build_routes() -> ApiRoutes:
 
     r.add("GET", "/v1/users", users.list_users, access=ADMIN, tag="users")
     r.add("GET", "/v1/users/@me", profile.get_profile, access=USER, tag="users")
+    r.add("PUT", "/v1/users/@me", profile.update_profile, access=USER, tag="users",
+          errors=(409,))  # fmt: skip
     r.add("GET", "/v1/users/{id}", users.get_user, access=ADMIN, tag="users")
+    r.add("GET", "/v1/users/{id}/quota", quotas.get_quota, access=USER, tag="users",
+          errors=(403, 404))  # fmt: skip
+    r.add("PUT", "/v1/users/{id}/quota", quotas.set_quota, access=ADMIN, tag="users",
+          errors=(404,))  # fmt: skip
     _orchestration_routes(r)
     r.add("POST", "/v1/tasks", tasks.create_task, access=USER, status=201, tag="tasks",
-          errors=(413, 422))  # fmt: skip
+          errors=(403, 413, 422))  # fmt: skip
     r.add("GET", "/v1/tasks", tasks.list_tasks, access=USER, tag="tasks")
     r.add("GET", "/v1/tasks/{id}", tasks.get_task, access=USER, tag="tasks", errors=(404,))
     r.add("POST", "/v1/tasks/{id}", tasks.start_task, access=USER, status=204, tag="tasks",
@@ -119,16 +127,16 @@ def _orchestration_routes(r: ApiRoutes) -> None:
 
     d = "/v1/deployments/{id}"
     r.add("POST", "/v1/deployments", deployments.create_deployment, access=USER, status=201,
-          tag="deployments", errors=(409, 422))  # fmt: skip
+          tag="deployments", errors=(403, 409, 422))  # fmt: skip
     r.add("GET", "/v1/deployments", deployments.list_deployments, access=USER,
           tag="deployments")  # fmt: skip
     r.add("GET", d, deployments.get_deployment, access=USER, tag="deployments", errors=(404,))
     r.add("PUT", d, deployments.update_deployment, access=USER, tag="deployments",
-          errors=(404, 422))  # fmt: skip
+          errors=(403, 404, 422))  # fmt: skip
     r.add("DELETE", d, deployments.delete_deployment, access=USER, tag="deployments",
           errors=(404,))  # fmt: skip
     r.add("PATCH", f"{d}/scale", deployments.scale_deployment, access=USER,
-          tag="deployments", errors=(404,))  # fmt: skip
+          tag="deployments", errors=(403, 404))  # fmt: skip
     for verb, handler in (
         ("start", deployment_actions.start_deployment),
         ("stop", deployment_actions.stop_deployment),

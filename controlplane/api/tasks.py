@@ -22,6 +22,7 @@ from controlplane.api.repos import with_release_asset
 from controlplane.api.task_requests import read_task_request
 from controlplane.db.tables.tasks import PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
+from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_RUNNER
 from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
 
@@ -210,6 +211,7 @@ async def create_task(request: web.Request) -> CreatedTask:
         for item in inputs
     ]
     async with database(request).transaction() as session:
+        await enforce_quota(session, task.user_id, Claim.of(task))
         session.add(task)
         await session.flush()
         session.add_all(files)

@@ -48,6 +48,7 @@ async def _create(config: ControlPlaneConfig, account: NewAccount, admin: bool) 
             username=account.username,
             email=account.email,
             password=account.password,
+            quota=config.default_quota,
             admin=admin,
         )
     finally:

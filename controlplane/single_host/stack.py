@@ -44,7 +44,7 @@ from controlplane.single_host.state import (
     new_admin,
     save_state,
 )
-from controlplane.state import DATABASE, SERVER_KEYS
+from controlplane.state import CONFIG, DATABASE, SERVER_KEYS
 
 T = TypeVar("T")
 AGENT_STOP_TIMEOUT = 20.0
@@ -112,6 +112,7 @@ async def _create_admin(app: web.Application, admin: AdminCredentials) -> None:
         username=admin.username,
         email=admin.email,
         password=admin.password,
+        quota=app[CONFIG].default_quota,
         admin=True,
     )
 

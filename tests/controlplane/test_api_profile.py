@@ -37,7 +37,8 @@ async def test_profile_update_changes_fields_and_refuses_taken_ones(api: Client)
     account = await register(api)
     other = await register(api)
     response = await api.put(
-        "/v1/user/profile", json={"username": "renamed", "email": "New@Example.com"},
+        "/v1/user/profile",
+        json={"username": "renamed", "email": "New@Example.com", "current_password": PASSWORD},
         headers=account.headers,
     )  # fmt: skip
     assert response.status == 200

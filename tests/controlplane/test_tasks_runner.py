@@ -13,6 +13,7 @@ from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog
 from controlplane.events.bus import EventBus
+from controlplane.quotas import QuotaLimits
 from controlplane.tasks import runner as runner_module
 from controlplane.tasks.runner import (
     LABEL_TASK,
@@ -88,7 +89,7 @@ def runner(database: Database, agents: FakeAgents) -> TaskRunner:
 async def new_task(database: Database) -> Task:
     user = await create_user(
         database, username=f"u{uuid.uuid4().hex[:8]}", email=f"{uuid.uuid4().hex[:8]}@example.com",
-        password="password-123", admin=False,
+        password="password-123", quota=QuotaLimits(), admin=False,
     )  # fmt: skip
     task = Task(user_id=user.id, image="img", command=["true"])
     async with database.transaction() as session:

@@ -24,11 +24,13 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     User,
 )
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
+from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
 from controlplane.db.tables.repos import Repo  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
 __all__ = [
+    "AccountQuota",
     "ApiKey",
     "AuthSession",
     "Deployment",
