@@ -76,6 +76,18 @@ agent {
   log_max_files               = 3     # ...and how many files
   disk_usage_interval_seconds = 30    # data directory sizes are recomputed this often
   docker_threads              = 16    # worker threads for Docker API calls
+  # A pull that received no bytes for this long is abandoned: registry_unreachable.
+  pull_stall_seconds          = 60
+
+  # Image names (tags, digests) that servers of this node pulled and no server has
+  # used for unused_seconds are removed (0: never). Images any container uses, and
+  # names matching `protected`, always stay.
+  image_gc {
+    unused_seconds   = 86400
+    interval_seconds = 600
+    protected        = []   # e.g. ["encedeus/busybox:latest"]
+  }
+
   watchdog                    = true  # WATCHDOG=1 to systemd when WatchdogSec is set
   log_level                   = "info"
 }

@@ -104,3 +104,16 @@ class OutputChunk:
 
     stream: str  # "stdout" | "stderr"
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """One image on the engine; `used_as`: the names containers (ours or not) were
+    created from with it (empty: no container uses it)."""
+
+    id: str
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    created_at_ms: int
+    size_bytes: int
+    used_as: tuple[str, ...]
