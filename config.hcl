@@ -167,6 +167,16 @@ controlplane {
   reconcile_interval_seconds   = 2
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
+
+  # Key of secrets at rest (registry credentials): a Fernet key (urlsafe base64, 32
+  # bytes). Empty: generated once into <data_dir>/secrets_key. Control planes that
+  # share a database must share it.
+  secrets_key = ""
+  # Images deployments may use (403 image_not_allowed otherwise): entries with a "/"
+  # (or ending in ":") are prefixes of registry/repository, e.g. "docker.io/library/";
+  # others name one registry, e.g. "ghcr.io". Empty: any image.
+  image_allowlist = []
+
   agent_ca_file                = ""
 
   log_level                = "info"

@@ -23,7 +23,8 @@ MAX_NAME_LENGTH = 255
 
 
 class InvalidReference(ValueError):
-    """The text is not an image reference; the message says why."""
+    """The text is not an image reference; the message says why (without repeating
+    the text, so that it can be shown as a validation problem)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ def parse_image_reference(text: str) -> ImageReference:
     match = _REFERENCE.match(text)
     if match is None:
         raise InvalidReference(
-            f"{text!r} is not a valid image reference "
+            "not a valid image reference "
             "(expected [registry/]repository[:tag][@digest], lower-case repository)"
         )
     domain, path = match.group("domain"), match.group("path")
@@ -74,9 +75,9 @@ def parse_image_reference(text: str) -> ImageReference:
         # The first component names a registry only when it looks like a host.
         path, domain = f"{domain}/{path}", None
     if domain is not None and domain.lower() != domain and not domain.startswith("["):
-        raise InvalidReference(f"{text!r}: the registry host must be lower-case")
+        raise InvalidReference("the registry host of an image reference must be lower-case")
     if len(path) + len(domain or "") + 1 > MAX_NAME_LENGTH:
-        raise InvalidReference(f"{text!r}: the name is longer than {MAX_NAME_LENGTH} characters")
+        raise InvalidReference(f"an image name is at most {MAX_NAME_LENGTH} characters long")
     registry = domain or DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"

@@ -27,6 +27,8 @@ from controlplane.mail import MailOutbox, mailer_for
 from controlplane.reconciler.wiring import install_orchestration
 from controlplane.security.credentials import ServerKeys
 from controlplane.security.rate_limit import SlidingWindowLimiter
+from controlplane.security.registry_credentials import RegistryCredentials
+from controlplane.security.secrets import load_or_create_secrets_key
 from controlplane.state import (
     AUTHENTICATOR,
     CONFIG,
@@ -34,6 +36,7 @@ from controlplane.state import (
     MAIL_OUTBOX,
     METRICS,
     RATE_LIMITER,
+    REGISTRY_SECRETS,
     ROUTES,
     SERVER_KEYS,
 )
@@ -46,6 +49,7 @@ log = get_logger(__name__)
 async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir, config))
+    app[REGISTRY_SECRETS].load(await asyncio.to_thread(load_or_create_secrets_key, config))
     revision = await upgrade_database(config.resolved_database_url())
     log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
     try:
@@ -73,6 +77,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     keys = ServerKeys()
     app[DATABASE] = database
     app[SERVER_KEYS] = keys
+    app[REGISTRY_SECRETS] = RegistryCredentials()
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), config.email_from)
 

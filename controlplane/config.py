@@ -81,6 +81,12 @@ class ControlPlaneConfig(BaseModel):
     restart_backoff_base_seconds: float = Field(default=1.0, ge=0)
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
+    # Key of secrets at rest (registry credentials): a Fernet key; empty: generated
+    # once into <data_dir>/secrets_key. Control planes sharing a database share it.
+    secrets_key: str = ""
+    # Images deployments may use: prefixes of the full name (registry/repository, e.g.
+    # "docker.io/library/", "registry.example.com/team/"). Empty: any image.
+    image_allowlist: tuple[str, ...] = ()
 
     def resolved_database_url(self) -> str:
         """DATABASE_URL, or the embedded SQLite file in the data directory."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from controlplane.reconciler.loop import Reconciler
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
+    from controlplane.security.registry_credentials import RegistryCredentials
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
@@ -32,3 +33,4 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")

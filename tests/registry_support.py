@@ -167,13 +167,21 @@ def build_layered_image(repository: str, layers: int, layer_bytes: int) -> str:
     return f"{repository}:latest"
 
 
-class CuttingProxy:
-    """A TCP proxy in front of a registry that, once `cut_after` bytes went to the
-    client, stops the registry and drops every connection: a registry that goes away
-    in the middle of a pull, at a point that does not depend on timing."""
+class RegistryProxy:
+    """A TCP proxy in front of a registry. With `cut_after`, once that many bytes went
+    to the client it stops the registry and drops every connection: a registry that
+    goes away in the middle of a pull, at a point that does not depend on timing.
+    With `bytes_per_second`, it serves no faster than that (a slow registry)."""
 
-    def __init__(self, registry: PrivateRegistry, cut_after: int) -> None:
+    def __init__(
+        self,
+        registry: PrivateRegistry,
+        *,
+        cut_after: int | None = None,
+        bytes_per_second: float | None = None,
+    ) -> None:
         self.registry, self.cut_after = registry, cut_after
+        self.bytes_per_second = bytes_per_second
         self.sent = 0
         self.cut = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -208,10 +216,14 @@ class CuttingProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
-                if count:
-                    self.sent += len(data)
-                    if self.sent >= self.cut_after and not self.cut.is_set():
-                        await self._cut()
+                if not count:
+                    continue
+                self.sent += len(data)
+                if self.bytes_per_second:
+                    await asyncio.sleep(len(data) / self.bytes_per_second)
+                due = self.cut_after is not None and self.sent >= self.cut_after
+                if due and not self.cut.is_set():
+                    await self._cut()
         finally:
             writer.close()
 

@@ -44,7 +44,7 @@ def image_reference(spec: pb.ServerSpec) -> ImageReference:
     try:
         return parse_image_reference(spec.image)
     except InvalidReference as exc:
-        raise InvalidSpec(str(exc)) from exc
+        raise InvalidSpec(f"image {spec.image!r}: {exc}") from exc
 
 
 def credentials_of(spec: pb.ServerSpec) -> RegistryCredentials | None:

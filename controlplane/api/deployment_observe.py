@@ -29,6 +29,7 @@ from controlplane.api.websocket_auth import (
 )
 from controlplane.db.tables import Deployment, Replica
 from controlplane.reconciler.model import LABEL_GENERATION
+from controlplane.reconciler.pulls import pull_view
 from controlplane.reconciler.world import HEALTH_NAMES, STATE_NAMES
 from controlplane.state import AGENT_POOL
 from protos import agent_pb2 as pb
@@ -62,6 +63,16 @@ class ReplicaStatus(BaseModel):
     oom_killed: bool
     started_at: datetime | None
     error: str | None
+    pull: dict[str, Any] | None = None
+    """While its image is pulled: image, bytes_done, bytes_total, layers_done, layers_total."""
+    image_digest: str | None = None
+
+
+class DeploymentError(BaseModel):
+    """Why the deployment is not running: a stable code and a message."""
+
+    code: str | None
+    message: str
 
 
 class ReplicaCounts(BaseModel):
@@ -84,6 +95,7 @@ class DeploymentStatusView(BaseModel):
     restart_count: int
     backoff_until: datetime | None
     instances: list[ReplicaStatus]
+    error: DeploymentError | None = None
 
 
 class MetricsView(BaseModel):
@@ -134,6 +146,8 @@ def _replica_status(
         oom_killed=bool(status and status.oom_killed),
         started_at=_ms(status.started_at_ms) if status and state != "offline" else None,
         error=replica.last_error,
+        pull=pull_view(status.pull) if status and status.pull.image else None,
+        image_digest=(status.image_digest or None) if status else None,
     )
     return view, heard
 
@@ -172,6 +186,9 @@ async def deployment_status(request: web.Request) -> DeploymentStatusView:
         restart_count=sum(r.restart_count for r in replicas),
         backoff_until=max(backoffs) if backoffs else None,
         instances=instances,
+        error=DeploymentError(code=deployment.error_code, message=deployment.error_message)
+        if deployment.error_message and deployment.status == "failed"
+        else None,
     )
 
 

@@ -43,8 +43,10 @@ from controlplane.reconciler.model import (
     Unschedulable,
     World,
 )
+from controlplane.reconciler.pulls import PULL_KINDS, PullReports
 from controlplane.reconciler.status import deployment_status
 from controlplane.reconciler.world import Rows, world_of
+from controlplane.security.registry_credentials import RegistryCredentials
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -68,6 +70,7 @@ class Reconciler:
         interval: float = 2.0,
         backoff: BackoffPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        registry: RegistryCredentials | None = None,
     ) -> None:
         self.database = database
         self.pool = pool
@@ -79,7 +82,8 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
-        self.calls = AgentCalls(pool, self.backoff, clock, self.wake)
+        self.calls = AgentCalls(pool, self.backoff, clock, self.wake, registry)
+        self.pulls = PullReports(self.calls, self._publish, clock)
         self.passes = 0
         pool.add_listener(self._on_signal)
 
@@ -90,6 +94,10 @@ class Reconciler:
     def _on_signal(self, signal: NodeSignal) -> None:
         if signal.kind == "up":
             self.calls.failed.node_returned(signal.node_id)
+        lifecycle = signal.lifecycle
+        pull = lifecycle is not None and lifecycle.kind in PULL_KINDS
+        if pull and lifecycle is not None and not self.pulls.heard(lifecycle):
+            return  # progress changes no decision
         self.wake()
 
     async def run(self) -> None:
@@ -127,6 +135,7 @@ class Reconciler:
         """One level-triggered pass; returns the actions it took."""
         async with self._lock:
             rows = await self._load()
+            await self.pulls.pin_digests(self.database, rows)
             await self.pool.sync(
                 NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
             )
@@ -234,15 +243,17 @@ class Reconciler:
                 ),
                 "no node can take a replica now" if deployment_id in unschedulable else None,
             )
-            if status == "pending" and any(
+            code = _error_code(self.calls.codes, world, deployment_id) if error else None
+            if status in ("pending", "updating") and any(
                 r.id in self.calls.permanent
                 for r in world.replicas
                 if r.deployment_id == deployment_id
             ):
-                status = "failed"  # e.g. an image the node does not have
+                status = "failed"  # e.g. an image the registry does not have
             if status != row.status or (error and error != row.error_message):
                 changed.append(row)
                 row.status, row.error_message = status, error or row.error_message
+                row.error_code = code or row.error_code
                 if status == "running" and row.deployed_at is None:
                     row.deployed_at = datetime.now(UTC)
         if not changed:
@@ -255,6 +266,7 @@ class Reconciler:
                     .values(
                         status=row.status,
                         error_message=row.error_message,
+                        error_code=row.error_code,
                         deployed_at=row.deployed_at,
                     )
                 )
@@ -323,6 +335,14 @@ def statuses_of(world: World, unschedulable: set[str]) -> dict[str, str]:
         )
         for deployment_id, desired in world.deployments.items()
     }
+
+
+def _error_code(codes: dict[str, str], world: World, deployment_id: str) -> str | None:
+    """The code of the first replica error of the deployment."""
+    return next(
+        (codes[r.id] for r in world.replicas if r.deployment_id == deployment_id and r.id in codes),
+        None,
+    )
 
 
 def _host_stats(host: pb.HostStats) -> dict[str, object]:

@@ -25,7 +25,7 @@ from tests.docker_support import docker_engine
 from tests.registry_support import (
     REGISTRY_PASSWORD,
     REGISTRY_USER,
-    CuttingProxy,
+    RegistryProxy,
     build_layered_image,
     private_registry,
     push,
@@ -194,7 +194,7 @@ async def test_registry_stopped_mid_pull_is_unreachable(
                 await asyncio.to_thread(push, client, repository, "latest", None)
         finally:
             await asyncio.to_thread(remove_local_copies, repository)
-        proxy = CuttingProxy(registry, cut_after=2 * 2**20)
+        proxy = RegistryProxy(registry, cut_after=2 * 2**20)
         port = await proxy.start()
         try:
             s = registry_spec(f"127.0.0.1:{port}/layered:latest", password=None)
