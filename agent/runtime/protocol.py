@@ -50,7 +50,7 @@ class ContainerRuntime(Protocol):
         """The engine's version string."""
 
     async def image_exists(self, image: str) -> bool:
-        """True when `image` is present locally (the runtime never pulls)."""
+        """True when `image` is present locally (this call never pulls)."""
 
     async def local_image_digest(self, reference: ImageReference, image: str) -> str | None:
         """None when `image` is not on this node; else the repo@sha256 digest it was

@@ -10,7 +10,7 @@ class ContainerRuntimeError(Exception):
 
 
 class ImageNotFound(ContainerRuntimeError):
-    """The image is not present on this node (the agent never pulls)."""
+    """The image is not present on this node (and may not be pulled here)."""
 
     @classmethod
     def of(cls, image: str) -> ImageNotFound:
