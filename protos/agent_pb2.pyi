@@ -1212,8 +1212,8 @@ class LifecycleEvent(_message.Message):
     """exit asked for by a stop/kill: false means a crash"""
     health: Global___Health.ValueType
     error_code: _builtins.str
-    """PULL_FAILED: image_not_found, registry_denied, registry_unreachable,
-    invalid_reference or pull_failed.
+    """PULL_FAILED: image_not_found, registry_denied, registry_unreachable, pull_failed,
+    or (pulled, then refused by the engine) invalid_spec, create_failed.
     """
     error_message: _builtins.str
     @_builtins.property

@@ -2,11 +2,13 @@
 node used, removed once no server has used them for `unused_seconds`.
 
 Only names a server of this agent asked for, and the digests pulled with them in the
-same repository, are ever removed; an image that other names still hold stays under
-those names (removing a name only untags). A name a container (managed or not) was
-created from is never removed, nor one matching a `protected` reference, and the
-engine refuses to remove the last name of an image a container uses. When
-each name was last used survives restarts in `<data_dir>/image-usage.json`.
+same repository, are ever removed, and only in repositories the image came from (it
+has a digest there): a locally built or imported image is never removed. An image
+that other names still hold stays under those names (removing a name only untags).
+A name a container (managed or not) was created from is never removed, nor one
+matching a `protected` reference, and the engine refuses to remove the last name of
+an image a container uses. When each name was last used survives restarts in
+`<data_dir>/image-usage.json`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def _repository(canonical_name: str) -> str:
     if "@" in canonical_name:
         return canonical_name.partition("@")[0]
     return canonical_name.rpartition(":")[0]
+
+
+def _pulled(tracked: set[str], names: dict[str, str]) -> set[str]:
+    """The names that can be pulled again: those of repositories the image has a
+    digest in. A name only ever built or imported here (no digest) is never removed:
+    nothing could bring it back."""
+    with_digest = {_repository(n) for n in names if "@" in n}
+    return {n for n in tracked if _repository(n) in with_digest}
 
 
 class ImageCollector:
@@ -87,7 +97,7 @@ class ImageCollector:
             tracked = self._track(names, wanted, busy, now)
             if not tracked or any(now - self.last_used[c] < self.unused_seconds for c in tracked):
                 continue
-            for name in sorted(tracked - self.protected - busy):
+            for name in sorted(_pulled(tracked, names) - self.protected - busy):
                 if await self.runtime.remove_image(names[name]):
                     removed.append(names[name])
                     self.last_used.pop(name, None)

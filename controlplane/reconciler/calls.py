@@ -40,9 +40,7 @@ AGENT_CONCURRENCY = 16
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
 # Pull failures that only a change of the deployment (image, credentials) can cure;
 # registry_unreachable and the rest are retried with the growing back-off.
-PERMANENT_PULL_ERRORS = frozenset(
-    {"image_not_found", "registry_denied", "invalid_reference", "invalid_spec"}
-)
+PERMANENT_PULL_ERRORS = frozenset({"image_not_found", "registry_denied", "invalid_spec"})
 
 
 def busy_replicas(
@@ -104,6 +102,8 @@ class AgentCalls:
     def left_alone(self, rows: Rows, actions: list[Action], now: float) -> list[Action]:
         """`actions` without those of busy replicas and of failed calls still waiting."""
         self.failed.keep_only(set(rows.replicas))
+        for gone in [r for r in self.pulling if r not in rows.replicas]:
+            del self.pulling[gone]
         busy = busy_replicas(self.inflight, rows.replicas, actions)
         return [
             a

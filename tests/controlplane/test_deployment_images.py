@@ -86,7 +86,7 @@ async def until_status(client: TestClient[Any, Any], user: Account, dep: str, wa
 
 
 async def test_deploy_with_credentials_pins_the_digest_and_hides_the_password(
-    cluster: Cluster,
+    cluster: Cluster, capfd: pytest.CaptureFixture[str]
 ) -> None:
     client, user, _ = cluster
     with pushed_copy() as image:
@@ -116,6 +116,9 @@ async def test_deploy_with_credentials_pins_the_digest_and_hides_the_password(
         assert REGISTRY_PASSWORD not in row.registry_password_sealed
         key = await asyncio.to_thread(load_or_create_secrets_key, client.app[CONFIG])
         assert SecretBox(key).open(row.registry_password_sealed) == REGISTRY_PASSWORD
+    logged = capfd.readouterr()
+    assert "image_pulled" in logged.out + logged.err  # the logs were captured...
+    assert REGISTRY_PASSWORD not in logged.out + logged.err  # ...and never hold it
 
 
 @pytest.mark.parametrize(
