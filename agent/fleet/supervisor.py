@@ -143,13 +143,13 @@ class Supervisor:
                 return pending  # a replacement already waits for its image
             spec = _copy(spec)
             if await self.pulls.resolve(spec):
-                return self.pulls.begin(spec, start, old, self._replace_now)
+                return self.pulls.begin(spec, start, old, self._create_pulled)
             return await self._replace_now(spec, start)
         self._claim(spec.id)
         try:
             spec = _copy(spec)
             if await self.pulls.resolve(spec):
-                return self.pulls.begin(spec, start, None, self._create_now)
+                return self.pulls.begin(spec, start, None, self._create_pulled)
             return await self._create_now(spec, start)
         finally:
             self._creating.discard(spec.id)
@@ -165,6 +165,15 @@ class Supervisor:
         if start:
             await self.start(spec.id)
         return server
+
+    async def _create_pulled(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
+        """Create (replacing any container of `spec.id`) once its image was pulled;
+        claimed meanwhile, so a CreateServer in that window is ALREADY_EXISTS."""
+        self._creating.add(spec.id)
+        try:
+            return await self._replace_now(spec, start)
+        finally:
+            self._creating.discard(spec.id)
 
     async def _replace_now(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
         """Replace the container (if any) of `spec.id` with one of `spec`."""
