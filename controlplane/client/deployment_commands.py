@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shlex
@@ -61,12 +62,14 @@ def deploy(args: argparse.Namespace) -> int:
 
 
 def registry_password() -> str:
-    """ENCEDEUS_REGISTRY_PASSWORD, else one line of stdin (never a command-line
-    argument: those are visible to every user of the machine)."""
+    """ENCEDEUS_REGISTRY_PASSWORD, else a prompt on a terminal or one line of stdin
+    (never a command-line argument: those are visible to every user of the machine)."""
     password = os.environ.get("ENCEDEUS_REGISTRY_PASSWORD")
-    if password is None:
-        password = sys.stdin.readline().rstrip("\n")
-    return password
+    if password is not None:
+        return password
+    if sys.stdin.isatty():
+        return getpass.getpass("registry password: ")
+    return sys.stdin.readline().rstrip("\n")
 
 
 def pull_line(instance: Mapping[str, Any]) -> str | None:

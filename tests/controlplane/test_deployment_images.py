@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
 from agent.daemon import RunningAgent
+from controlplane.cli import main
 from controlplane.db.tables import Deployment
 from controlplane.security.secrets import SecretBox, load_or_create_secrets_key
 from controlplane.state import CONFIG, DATABASE
@@ -36,6 +37,7 @@ from tests.registry_support import (
 
 pytestmark = [pytest.mark.docker, SQLITE_ONLY]
 LOOP = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
+CLI_LOOP = "sh -c 'trap \"exit 0\" TERM; while true; do sleep 0.2; done'"
 Cluster = tuple[TestClient[Any, Any], Account, RunningAgent]
 
 
@@ -239,3 +241,54 @@ async def test_a_failed_pull_of_an_update_leaves_the_replica_running(cluster: Cl
         [after] = labelled_containers({"encedeus.deployment": dep}, running_only=True)
         assert after.id == before.id
         assert (await status(client, user, dep))["replicas"]["ready"] == 1
+
+
+async def test_cli_deploy_pulls_with_credentials_and_shows_a_progress_bar(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, user, _ = cluster
+
+    async def node_ready() -> bool:
+        nodes = await expect_json(await client.get("/v1/nodes", headers=user.headers))
+        return all(n["status"] == "ready" and n["last_seen"] for n in nodes["nodes"])
+
+    await eventually(node_ready)  # the CLI gives up on a deployment no node can take yet
+    monkeypatch.setenv("ENCEDEUS_URL", str(client.make_url("")).rstrip("/"))
+    monkeypatch.setenv("ENCEDEUS_TOKEN", user.access_token)
+    monkeypatch.setenv("ENCEDEUS_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+    with pushed_copy() as image:
+        deployed = await asyncio.to_thread(
+            main, ["deploy", image, "--name", "cli-pulled", "--registry-user", REGISTRY_USER,
+                   "--command", CLI_LOOP]
+        )  # fmt: skip
+        assert deployed == 0, capsys.readouterr()
+        assert "Running." in capsys.readouterr().out
+    with private_registry() as registry:
+        repository = f"{registry.address}/layered"
+        await asyncio.to_thread(build_layered_image, repository, 3, 2 * 2**20)
+        try:
+            with docker_engine() as engine:
+                await asyncio.to_thread(push, engine, repository, "latest", None)
+        finally:
+            await asyncio.to_thread(remove_local_copies, repository)
+        proxy = RegistryProxy(registry, bytes_per_second=2 * 2**20)
+        port = await proxy.start()
+        try:
+            deployed = await asyncio.to_thread(
+                main, ["deploy", f"127.0.0.1:{port}/layered:latest", "--name", "cli-slow",
+                       "--command", CLI_LOOP]
+            )  # fmt: skip
+            shown = capsys.readouterr().out
+            assert deployed == 0, shown
+            assert f"pulling 127.0.0.1:{port}/layered:latest [" in shown, shown
+            assert "Running." in shown
+        finally:
+            await proxy.close()
+            for found in await details_list(client, user):
+                await client.delete(f"/v1/deployments/{found}", headers=user.headers)
+            await asyncio.to_thread(remove_local_copies, f"127.0.0.1:{port}/layered")
+
+
+async def details_list(client: TestClient[Any, Any], user: Account) -> list[str]:
+    listed = await expect_json(await client.get("/v1/deployments", headers=user.headers))
+    return [str(d["id"]) for d in listed["deployments"]]
