@@ -292,3 +292,26 @@ async def test_cli_deploy_pulls_with_credentials_and_shows_a_progress_bar(
 async def details_list(client: TestClient[Any, Any], user: Account) -> list[str]:
     listed = await expect_json(await client.get("/v1/deployments", headers=user.headers))
     return [str(d["id"]) for d in listed["deployments"]]
+
+
+async def test_fixing_the_credentials_recovers_at_once(cluster: Cluster) -> None:
+    client, user, _ = cluster
+    with pushed_copy() as image:
+        dep = await deploy(client, user, image, registry_auth=auth("wrong-password"))
+        assert (await until_status(client, user, dep, "failed"))["error_code"] == "registry_denied"
+        await expect_json(
+            await client.put(
+                f"/v1/deployments/{dep}", json={"registry_auth": auth()}, headers=user.headers
+            )
+        )
+        # A new generation: not held back by the failed pull's back-off (cap 2 s here,
+        # 60 s by default).
+        running = await until_status(client, user, dep, "running")
+        assert running["generation"] == 2
+        removed = await expect_json(
+            await client.put(
+                f"/v1/deployments/{dep}", json={"remove_registry_auth": True}, headers=user.headers
+            )
+        )
+        assert removed["id"] == dep
+        assert (await details(client, user, dep))["registry_auth"] is None
