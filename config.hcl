@@ -87,6 +87,18 @@ agent {
   log_max_files               = 3     # ...and how many files
   disk_usage_interval_seconds = 30    # data directory sizes are recomputed this often
   docker_threads              = 16    # worker threads for Docker API calls
+  # A pull that received no bytes for this long is abandoned: registry_unreachable.
+  pull_stall_seconds          = 60
+
+  # Image names (tags, digests) that servers of this node pulled and no server has
+  # used for unused_seconds are removed (0: never). Images any container uses, and
+  # names matching `protected`, always stay.
+  image_gc {
+    unused_seconds   = 86400
+    interval_seconds = 600
+    protected        = []   # e.g. ["encedeus/busybox:latest"]
+  }
+
   watchdog                    = true  # WATCHDOG=1 to systemd when WatchdogSec is set
   log_level                   = "info"
 }
@@ -191,6 +203,16 @@ controlplane {
   reconcile_interval_seconds   = 2
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
+
+  # Key of secrets at rest (registry credentials): a Fernet key (urlsafe base64, 32
+  # bytes). Empty: generated once into <data_dir>/secrets_key. Control planes that
+  # share a database must share it.
+  secrets_key = ""
+  # Images deployments may use (403 image_not_allowed otherwise): entries with a "/"
+  # (or ending in ":") are prefixes of registry/repository, e.g. "docker.io/library/";
+  # others name one registry, e.g. "ghcr.io". Empty: any image.
+  image_allowlist = []
+
   agent_ca_file                = ""
 
   log_level                = "info"

@@ -86,6 +86,16 @@ class Console(_Block):
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class ImageGc(_Block):
+    """Removal of image names no server of this node has used for `unused_seconds`
+    (0 turns it off), checked every `interval_seconds`; `protected` references are
+    never removed."""
+
+    unused_seconds: float = Field(default=86400.0, ge=0)
+    interval_seconds: float = Field(default=600.0, gt=0)
+    protected: list[str] = []
+
+
 class AgentConfig(_Block):
     """The validated agent block."""
 
@@ -122,6 +132,10 @@ class AgentConfig(_Block):
     watchdog: bool = True
     log_level: str = "info"
     docker_threads: int = Field(default=16, ge=2, le=256)
+    # A pull whose byte count has not grown for this long is abandoned as
+    # registry_unreachable (the engine alone would retry for about a minute).
+    pull_stall_seconds: float = Field(default=60.0, gt=0)
+    image_gc: ImageGc = ImageGc()
 
     @field_validator("container_user")
     @classmethod

@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from agent import __version__
@@ -21,6 +22,7 @@ from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
+from agent.fleet.image_gc import ImageCollector
 from agent.fleet.spec import MANAGED_LABEL, NODE_LABEL
 from agent.fleet.supervisor import Supervisor
 from agent.fleet.tracker import ServerTracker
@@ -105,6 +107,17 @@ def build_supervisor(
     )
 
 
+def image_collector(config: AgentConfig, supervisor: Supervisor) -> ImageCollector:
+    """Garbage collection of the images this node's servers no longer use."""
+    return ImageCollector(
+        supervisor.runtime,
+        supervisor.images_in_use,
+        Path(config.data_dir) / "image-usage.json",
+        unused_seconds=config.image_gc.unused_seconds,
+        protected=config.image_gc.protected,
+    )
+
+
 def build_service(
     config: AgentConfig,
     identity: NodeIdentity,
@@ -137,7 +150,13 @@ async def running_agent(
     started_at = time.time()
     # Building the Docker client reads config files: not on the loop.
     if runtime is None:
-        runtime = await asyncio.to_thread(DockerRuntime, threads=config.docker_threads)
+        runtime = await asyncio.to_thread(
+            partial(
+                DockerRuntime,
+                threads=config.docker_threads,
+                pull_stall_seconds=config.pull_stall_seconds,
+            )
+        )
     volumes = ServerVolumes(
         Path(config.data_dir),
         container_user=config.container_ids,
@@ -159,6 +178,12 @@ async def running_agent(
         async with asyncio.TaskGroup() as tasks, contextlib.AsyncExitStack() as stack:
             tracking = tasks.create_task(supervisor.tracker.run())
             stack.callback(tracking.cancel)
+            stack.push_async_callback(supervisor.pulls.close)
+            if config.image_gc.unused_seconds > 0:
+                collecting = tasks.create_task(
+                    image_collector(config, supervisor).run(config.image_gc.interval_seconds)
+                )
+                stack.callback(collecting.cancel)
             await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
             grpc = await start_grpc_server(
                 service,

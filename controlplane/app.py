@@ -29,6 +29,7 @@ from controlplane.reconciler.wiring import install_orchestration
 from controlplane.repos.forge import ForgeClient
 from controlplane.security.credentials import ServerKeys
 from controlplane.security.rate_limit import SlidingWindowLimiter
+from controlplane.security.registry_credentials import RegistryCredentials
 from controlplane.security.secrets import SecretBox, resolve_secrets_key
 from controlplane.state import (
     AUTHENTICATOR,
@@ -39,6 +40,7 @@ from controlplane.state import (
     MAIL_OUTBOX,
     METRICS,
     RATE_LIMITER,
+    REGISTRY_SECRETS,
     ROUTES,
     SECRET_BOX,
     SERVER_KEYS,
@@ -82,7 +84,8 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[DATABASE] = database
     app[SERVER_KEYS] = keys
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
-    app[SECRET_BOX] = SecretBox()
+    app[SECRET_BOX] = secrets = SecretBox()
+    app[REGISTRY_SECRETS] = RegistryCredentials(secrets)
     app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
 

@@ -115,6 +115,9 @@ class ControlPlaneConfig(BaseModel):
     restart_backoff_base_seconds: float = Field(default=1.0, ge=0)
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
+    # Images deployments may use: prefixes of the full name (registry/repository, e.g.
+    # "docker.io/library/", "registry.example.com/team/"). Empty: any image.
+    image_allowlist: tuple[str, ...] = ()
     # Copied onto every account when it is made; admins change it per account.
     default_quota: QuotaLimits = QuotaLimits()
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from controlplane.repos.forge import ForgeClient
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
+    from controlplane.security.registry_credentials import RegistryCredentials
     from controlplane.security.secrets import SecretBox
     from controlplane.tasks.runner import TaskRunner
 
@@ -52,3 +53,4 @@ MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
 FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
+REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")

@@ -33,6 +33,8 @@ class _ServerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServerSta
     SERVER_STATE_STARTING: _ServerState.ValueType  # 2
     SERVER_STATE_RUNNING: _ServerState.ValueType  # 3
     SERVER_STATE_STOPPING: _ServerState.ValueType  # 4
+    SERVER_STATE_PULLING: _ServerState.ValueType  # 5
+    """no container yet: its image is being pulled"""
 
 class ServerState(_ServerState, metaclass=_ServerStateEnumTypeWrapper):
     """---- servers --------------------------------------------------------------"""
@@ -42,6 +44,8 @@ SERVER_STATE_OFFLINE: ServerState.ValueType  # 1
 SERVER_STATE_STARTING: ServerState.ValueType  # 2
 SERVER_STATE_RUNNING: ServerState.ValueType  # 3
 SERVER_STATE_STOPPING: ServerState.ValueType  # 4
+SERVER_STATE_PULLING: ServerState.ValueType  # 5
+"""no container yet: its image is being pulled"""
 Global___ServerState: _TypeAlias = ServerState  # noqa: Y015
 
 class _Health:
@@ -67,6 +71,30 @@ HEALTH_HEALTHY: Health.ValueType  # 2
 HEALTH_UNHEALTHY: Health.ValueType  # 3
 Global___Health: _TypeAlias = Health  # noqa: Y015
 
+class _PullPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PullPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PullPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PULL_POLICY_UNSPECIFIED: _PullPolicy.ValueType  # 0
+    """= IF_NOT_PRESENT"""
+    PULL_POLICY_IF_NOT_PRESENT: _PullPolicy.ValueType  # 1
+    PULL_POLICY_ALWAYS: _PullPolicy.ValueType  # 2
+    PULL_POLICY_NEVER: _PullPolicy.ValueType  # 3
+    """FAILED_PRECONDITION when the image is missing"""
+
+class PullPolicy(_PullPolicy, metaclass=_PullPolicyEnumTypeWrapper):
+    """When the agent pulls the image before creating the container."""
+
+PULL_POLICY_UNSPECIFIED: PullPolicy.ValueType  # 0
+"""= IF_NOT_PRESENT"""
+PULL_POLICY_IF_NOT_PRESENT: PullPolicy.ValueType  # 1
+PULL_POLICY_ALWAYS: PullPolicy.ValueType  # 2
+PULL_POLICY_NEVER: PullPolicy.ValueType  # 3
+"""FAILED_PRECONDITION when the image is missing"""
+Global___PullPolicy: _TypeAlias = PullPolicy  # noqa: Y015
+
 class _LifecycleKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -83,6 +111,12 @@ class _LifecycleKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Lifecyc
     """see requested / exit_code / oom_killed"""
     LIFECYCLE_KIND_HEALTH_CHANGED: _LifecycleKind.ValueType  # 6
     LIFECYCLE_KIND_REMOVED: _LifecycleKind.ValueType  # 7
+    LIFECYCLE_KIND_PULL_PROGRESS: _LifecycleKind.ValueType  # 8
+    """status.pull holds the progress"""
+    LIFECYCLE_KIND_PULLED: _LifecycleKind.ValueType  # 9
+    """status.image_digest holds the resolved digest"""
+    LIFECYCLE_KIND_PULL_FAILED: _LifecycleKind.ValueType  # 10
+    """error_code / error_message; the server is gone"""
 
 class LifecycleKind(_LifecycleKind, metaclass=_LifecycleKindEnumTypeWrapper): ...
 
@@ -96,6 +130,12 @@ LIFECYCLE_KIND_EXITED: LifecycleKind.ValueType  # 5
 """see requested / exit_code / oom_killed"""
 LIFECYCLE_KIND_HEALTH_CHANGED: LifecycleKind.ValueType  # 6
 LIFECYCLE_KIND_REMOVED: LifecycleKind.ValueType  # 7
+LIFECYCLE_KIND_PULL_PROGRESS: LifecycleKind.ValueType  # 8
+"""status.pull holds the progress"""
+LIFECYCLE_KIND_PULLED: LifecycleKind.ValueType  # 9
+"""status.image_digest holds the resolved digest"""
+LIFECYCLE_KIND_PULL_FAILED: LifecycleKind.ValueType  # 10
+"""error_code / error_message; the server is gone"""
 Global___LifecycleKind: _TypeAlias = LifecycleKind  # noqa: Y015
 
 @_typing.final
@@ -403,6 +443,70 @@ class InputFile(_message.Message):
 Global___InputFile: _TypeAlias = InputFile  # noqa: Y015
 
 @_typing.final
+class RegistryAuth(_message.Message):
+    """Credentials for the image's registry. Used for the pull only: never stored in the
+    container's labels, never logged, never returned by GetServer/ListServers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    SERVER_ADDRESS_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    password: _builtins.str
+    server_address: _builtins.str
+    """default: the registry named by the image reference"""
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        server_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "server_address", b"server_address", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegistryAuth: _TypeAlias = RegistryAuth  # noqa: Y015
+
+@_typing.final
+class PullProgress(_message.Message):
+    """How far one image pull has come (sums over the image's layers)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    BYTES_DONE_FIELD_NUMBER: _builtins.int
+    BYTES_TOTAL_FIELD_NUMBER: _builtins.int
+    LAYERS_DONE_FIELD_NUMBER: _builtins.int
+    LAYERS_TOTAL_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    bytes_done: _builtins.int
+    bytes_total: _builtins.int
+    """0 while unknown"""
+    layers_done: _builtins.int
+    layers_total: _builtins.int
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        bytes_done: _builtins.int = ...,
+        bytes_total: _builtins.int = ...,
+        layers_done: _builtins.int = ...,
+        layers_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_done", b"bytes_done", "bytes_total", b"bytes_total", "image", b"image", "layers_done", b"layers_done", "layers_total", b"layers_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullProgress: _TypeAlias = PullProgress  # noqa: Y015
+
+@_typing.final
 class ServerSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -462,6 +566,8 @@ class ServerSpec(_message.Message):
     FILES_FIELD_NUMBER: _builtins.int
     OPEN_STDIN_FIELD_NUMBER: _builtins.int
     RUN_AS_ROOT_FIELD_NUMBER: _builtins.int
+    PULL_POLICY_FIELD_NUMBER: _builtins.int
+    REGISTRY_AUTH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """chosen by the control plane (uuid)"""
     image: _builtins.str
@@ -479,6 +585,7 @@ class ServerSpec(_message.Message):
     """Run as uid 0 inside the container instead of the node's container_user, with
     no capabilities at all (see docs/security.md). Default false.
     """
+    pull_policy: Global___PullPolicy.ValueType
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = the image's default"""
@@ -501,6 +608,10 @@ class ServerSpec(_message.Message):
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___InputFile]:
         """written into the data directory before start"""
 
+    @_builtins.property
+    def registry_auth(self) -> Global___RegistryAuth:
+        """stripped from every spec the agent returns"""
+
     def __init__(
         self,
         *,
@@ -520,10 +631,12 @@ class ServerSpec(_message.Message):
         files: _abc.Iterable[Global___InputFile] | None = ...,
         open_stdin: _builtins.bool = ...,
         run_as_root: _builtins.bool = ...,
+        pull_policy: Global___PullPolicy.ValueType = ...,
+        registry_auth: Global___RegistryAuth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "registry_auth", b"registry_auth", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,6 +677,8 @@ class ServerStatus(_message.Message):
     OOM_KILLED_FIELD_NUMBER: _builtins.int
     EXITED_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    PULL_FIELD_NUMBER: _builtins.int
+    IMAGE_DIGEST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     container_id: _builtins.str
     state: Global___ServerState.ValueType
@@ -576,8 +691,14 @@ class ServerStatus(_message.Message):
     oom_killed: _builtins.bool
     exited: _builtins.bool
     """has run and exited (exit_code is meaningful)"""
+    image_digest: _builtins.str
+    """repo@sha256:... the container runs, when known"""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def pull(self) -> Global___PullProgress:
+        """set while the server's image is being pulled"""
+
     def __init__(
         self,
         *,
@@ -592,10 +713,12 @@ class ServerStatus(_message.Message):
         oom_killed: _builtins.bool = ...,
         exited: _builtins.bool = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        pull: Global___PullProgress | None = ...,
+        image_digest: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pull", b"pull"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "created_at_ms", b"created_at_ms", "exit_code", b"exit_code", "exited", b"exited", "finished_at_ms", b"finished_at_ms", "health", b"health", "id", b"id", "labels", b"labels", "oom_killed", b"oom_killed", "started_at_ms", b"started_at_ms", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "created_at_ms", b"created_at_ms", "exit_code", b"exit_code", "exited", b"exited", "finished_at_ms", b"finished_at_ms", "health", b"health", "id", b"id", "image_digest", b"image_digest", "labels", b"labels", "oom_killed", b"oom_killed", "pull", b"pull", "started_at_ms", b"started_at_ms", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1085,6 +1208,8 @@ class LifecycleEvent(_message.Message):
     REQUESTED_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     kind: Global___LifecycleKind.ValueType
     exit_code: _builtins.int
@@ -1092,6 +1217,11 @@ class LifecycleEvent(_message.Message):
     requested: _builtins.bool
     """exit asked for by a stop/kill: false means a crash"""
     health: Global___Health.ValueType
+    error_code: _builtins.str
+    """PULL_FAILED: image_not_found, registry_denied, registry_unreachable, pull_failed,
+    or (pulled, then refused by the engine) invalid_spec, create_failed.
+    """
+    error_message: _builtins.str
     @_builtins.property
     def status(self) -> Global___ServerStatus: ...
     def __init__(
@@ -1104,10 +1234,12 @@ class LifecycleEvent(_message.Message):
         requested: _builtins.bool = ...,
         health: Global___Health.ValueType = ...,
         status: Global___ServerStatus | None = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code", "health", b"health", "kind", b"kind", "oom_killed", b"oom_killed", "requested", b"requested", "server_id", b"server_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "exit_code", b"exit_code", "health", b"health", "kind", b"kind", "oom_killed", b"oom_killed", "requested", b"requested", "server_id", b"server_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

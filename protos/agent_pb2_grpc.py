@@ -118,7 +118,10 @@ class AgentServicer:
 
     def CreateServer(self, request, context):
         """Create (not start) a server. ALREADY_EXISTS when the id is taken,
-        INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+        INVALID_ARGUMENT for bad limits/ports or image reference, FAILED_PRECONDITION for
+        a missing image under PULL_POLICY_NEVER. When the image must be pulled first it
+        answers at once with state PULLING; progress, then CREATED (and STARTED) or
+        PULL_FAILED follow on the Watch stream. One pull per image runs at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,10 @@ class AgentStub:
     """Fingerprint, host stats and identity of this node."""
     CreateServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]
     """Create (not start) a server. ALREADY_EXISTS when the id is taken,
-    INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+    INVALID_ARGUMENT for bad limits/ports or image reference, FAILED_PRECONDITION for
+    a missing image under PULL_POLICY_NEVER. When the image must be pulled first it
+    answers at once with state PULLING; progress, then CREATED (and STARTED) or
+    PULL_FAILED follow on the Watch stream. One pull per image runs at a time.
     """
     RecreateServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]
     """Replace the server's container with one of the new spec, keeping its data
@@ -77,7 +80,10 @@ class AgentAsyncStub(AgentStub):
     """Fingerprint, host stats and identity of this node."""
     CreateServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
     """Create (not start) a server. ALREADY_EXISTS when the id is taken,
-    INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+    INVALID_ARGUMENT for bad limits/ports or image reference, FAILED_PRECONDITION for
+    a missing image under PULL_POLICY_NEVER. When the image must be pulled first it
+    answers at once with state PULLING; progress, then CREATED (and STARTED) or
+    PULL_FAILED follow on the Watch stream. One pull per image runs at a time.
     """
     RecreateServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
     """Replace the server's container with one of the new spec, keeping its data
@@ -125,7 +131,10 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.Server, _abc.Awaitable[_agent_pb2.Server]]:
         """Create (not start) a server. ALREADY_EXISTS when the id is taken,
-        INVALID_ARGUMENT for bad limits/ports, FAILED_PRECONDITION for an unknown image.
+        INVALID_ARGUMENT for bad limits/ports or image reference, FAILED_PRECONDITION for
+        a missing image under PULL_POLICY_NEVER. When the image must be pulled first it
+        answers at once with state PULLING; progress, then CREATED (and STARTED) or
+        PULL_FAILED follow on the Watch stream. One pull per image runs at a time.
         """
 
     @_abc_1.abstractmethod

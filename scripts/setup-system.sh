@@ -4,7 +4,8 @@
 set -euo pipefail
 
 TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
-PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps)
+PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps
+  docker-registry apache2-utils curl)
 want_pg="${WANT_POSTGRES:-1}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -67,5 +68,45 @@ if [ "$want_pg" = 1 ]; then
   if ! runuser -u postgres -- psql -qAtc "select 1 from pg_database where datname='encedeus_test'" | grep -q 1; then
     runuser -u postgres -- createdb -O encedeus encedeus_test
   fi
+fi
+# The test registry (Debian's distribution 2.8): loopback only, htpasswd (bcrypt) auth,
+# its own config and storage. The package's default config listens on :5000 of every
+# address and its init script would start it so; that daemon is never used, and
+# stopped when a boot started it.
+REGISTRY_DIR="${ENCEDEUS_TEST_REGISTRY_DIR:-/var/lib/encedeus-registry}"
+REGISTRY_ADDR="${ENCEDEUS_TEST_REGISTRY:-127.0.0.1:5000}"
+REGISTRY_USER="${ENCEDEUS_TEST_REGISTRY_USER:-encedeus}"
+REGISTRY_PASSWORD="${ENCEDEUS_TEST_REGISTRY_PASSWORD:-encedeus-registry}"
+if [ -x /etc/init.d/docker-registry ] && /etc/init.d/docker-registry status >/dev/null 2>&1; then
+  log "stopping the distribution's own docker-registry daemon (listens on every address)"
+  /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+fi
+mkdir -p "$REGISTRY_DIR/data" /var/log/encedeus
+if [ ! -s "$REGISTRY_DIR/htpasswd" ] || ! htpasswd -vb "$REGISTRY_DIR/htpasswd" "$REGISTRY_USER" "$REGISTRY_PASSWORD" >/dev/null 2>&1; then
+  htpasswd -Bbc "$REGISTRY_DIR/htpasswd" "$REGISTRY_USER" "$REGISTRY_PASSWORD" >/dev/null 2>&1
+fi
+cat >"$REGISTRY_DIR/config.yml.new" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+auth:
+  htpasswd:
+    realm: encedeus-test
+    path: $REGISTRY_DIR/htpasswd
+YAML
+mv "$REGISTRY_DIR/config.yml.new" "$REGISTRY_DIR/config.yml"
+registry_status() { curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY_ADDR/v2/" 2>/dev/null || true; }
+if [ "$(registry_status)" != 401 ]; then
+  log "starting the test registry on $REGISTRY_ADDR"
+  nohup docker-registry serve "$REGISTRY_DIR/config.yml" >/var/log/encedeus/registry.log 2>&1 &
+  for _ in $(seq 1 40); do [ "$(registry_status)" = 401 ] && break; sleep 0.25; done
+  [ "$(registry_status)" = 401 ] || { log "the registry did not start; see /var/log/encedeus/registry.log"; exit 1; }
 fi
 log "system ready"

@@ -88,6 +88,7 @@ class ManagedServer:
             oom_killed=info.oom_killed if exited else False,
             exited=exited,
             labels={k: v for k, v in info.labels.items() if k != "encedeus.spec"},
+            image_digest=info.labels.get("encedeus.image-digest", ""),
         )
 
     def to_proto(self) -> pb.Server:

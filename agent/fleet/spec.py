@@ -31,6 +31,7 @@ def encode_spec(spec: pb.ServerSpec) -> str:
     stored = pb.ServerSpec()
     stored.CopyFrom(spec)
     del stored.files[:]  # input files can be large; they are written once at create
+    stored.ClearField("registry_auth")  # a secret: labels are readable by any engine user
     return base64.b64encode(stored.SerializeToString()).decode("ascii")
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from agent.console.history import ConsoleLine
 from agent.fleet.data_dir import ServerVolumes
+from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
 from agent.fleet.spec import container_spec, validate_spec
 from agent.fleet.tracker import ServerTracker
@@ -55,6 +56,7 @@ class Supervisor:
         self.default_pids = default_pids
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self._creating: set[str] = set()
+        self.pulls = ImagePulls(self.runtime, tracker.hub)
 
     @property
     def servers(self) -> dict[str, ManagedServer]:
@@ -66,28 +68,106 @@ class Supervisor:
             raise NotFound(f"no server {server_id!r} on this node")
         return server
 
-    def list_servers(self, label_filter: Mapping[str, str] | None = None) -> list[ManagedServer]:
+    def describe(self, server_id: str) -> ManagedServer | PendingPull:
+        """The server, or its pending pull when it has no container yet."""
+        pending = self.pulls.pending.get(server_id)
+        if pending is not None and pending.replaces is None:
+            return pending
+        return self.get(server_id)
+
+    def list_servers(
+        self, label_filter: Mapping[str, str] | None = None
+    ) -> list[ManagedServer | PendingPull]:
         wanted = dict(label_filter or {})
         return [
             s
-            for s in self.servers.values()
-            if all(s.info.labels.get(k) == v for k, v in wanted.items())
+            for s in self._every_server()
+            if all(s.status().labels.get(k) == v for k, v in wanted.items())
         ]
+
+    def statuses(self) -> list[pb.ServerStatus]:
+        """Every server's status, servers still waiting for their image included."""
+        return [s.status() for s in self._every_server()]
+
+    def images_in_use(self) -> list[str]:
+        """The image references of every server, and of every pull under way."""
+        return [s.spec.image for s in self._every_server()] + [
+            p.spec.image for p in self.pulls.pending.values()
+        ]
+
+    def _every_server(self) -> list[ManagedServer | PendingPull]:
+        found: list[ManagedServer | PendingPull] = []
+        for server in self.servers.values():
+            pending = self.pulls.pending.get(server.id)
+            found.append(pending if pending is not None else server)
+        found.extend(p for p in self.pulls.pending.values() if p.replaces is None)
+        return found
 
     # ---- create / start / stop ----------------------------------------------------
 
     async def create(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
+        """Create (and start) from an image already on this node (never pulls)."""
         validate_spec(spec, self.cpu_count, self.port_range)
-        if spec.id in self.servers or spec.id in self._creating:
-            raise AlreadyExists(f"server {spec.id!r} already exists")
-        self._creating.add(spec.id)
+        self._claim(spec.id)
         try:
-            server = await self._create(spec)
+            return await self._create_now(_copy(spec), start)
         finally:
             self._creating.discard(spec.id)
+
+    async def submit(
+        self, spec: pb.ServerSpec, *, start: bool, replace: bool = False
+    ) -> ManagedServer | PendingPull:
+        """CreateServer (RecreateServer with `replace`): like :meth:`create` (and
+        :meth:`recreate`), but an image that must be pulled first answers at once with
+        the pending pull; the server follows on the Watch stream. A replacement keeps
+        the old container until its pull succeeded."""
+        validate_spec(spec, self.cpu_count, self.port_range)
+        old = self.servers.get(spec.id)
+        if replace and old is not None:
+            pending = self.pulls.pending.get(spec.id)
+            if pending is not None:
+                return pending  # a replacement already waits for its image
+            spec = _copy(spec)
+            if await self.pulls.resolve(spec):
+                return self.pulls.begin(spec, start, old, self._create_pulled)
+            return await self._replace_now(spec, start)
+        self._claim(spec.id)
+        try:
+            spec = _copy(spec)
+            if await self.pulls.resolve(spec):
+                return self.pulls.begin(spec, start, None, self._create_pulled)
+            return await self._create_now(spec, start)
+        finally:
+            self._creating.discard(spec.id)
+
+    def _claim(self, server_id: str) -> None:
+        taken = server_id in self.servers or server_id in self.pulls.pending
+        if taken or server_id in self._creating:
+            raise AlreadyExists(f"server {server_id!r} already exists")
+        self._creating.add(server_id)
+
+    async def _create_now(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
+        server = await self._create(spec)
         if start:
             await self.start(spec.id)
         return server
+
+    async def _create_pulled(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
+        """Create (replacing any container of `spec.id`) once its image was pulled;
+        claimed meanwhile, so a CreateServer in that window is ALREADY_EXISTS."""
+        self._creating.add(spec.id)
+        try:
+            return await self._replace_now(spec, start)
+        finally:
+            self._creating.discard(spec.id)
+
+    async def _replace_now(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
+        """Replace the container (if any) of `spec.id` with one of `spec`."""
+        old = self.servers.get(spec.id)
+        if old is not None:
+            async with old.lock:
+                await self._discard_container(old)
+        return await self._create_now(spec, start)
 
     async def _create(self, spec: pb.ServerSpec) -> ManagedServer:
         spec = _copy(spec)
@@ -114,6 +194,7 @@ class Supervisor:
                     await asyncio.to_thread(self.volumes.discard_empty, spec.id)
             raise
         del spec.files[:]
+        spec.ClearField("registry_auth")
         server = self.tracker.make_server(spec, info, running=False)
         self.servers[spec.id] = server
         self.tracker.publish(server, pb.LIFECYCLE_KIND_CREATED)
@@ -192,7 +273,14 @@ class Supervisor:
         return server
 
     async def remove(self, server_id: str, *, delete_data: bool = False) -> None:
-        """Stop (gracefully) if running, remove the container, optionally its data."""
+        """Stop (gracefully) if running, remove the container, optionally its data; a
+        pending pull for it is abandoned."""
+        pending = self.pulls.pending.get(server_id)
+        await self.pulls.cancel(server_id)
+        if pending is not None and pending.replaces is None:
+            if delete_data:
+                await asyncio.to_thread(self.volumes.delete, server_id)
+            return
         server = self.get(server_id)
         async with server.lock:
             await self._discard_container(server)
@@ -202,7 +290,8 @@ class Supervisor:
     async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
         """Replace the container of server `spec.id` with one of `spec`, keeping its
         data (a rolling update); creates it when there is none. A spec the create would
-        refuse (InvalidSpec, ImageNotFound) is refused first, old container untouched."""
+        refuse (InvalidSpec, ImageNotFound) is refused first, old container untouched.
+        Never pulls (see :meth:`submit`)."""
         validate_spec(spec, self.cpu_count, self.port_range)
         old = self.servers.get(spec.id)
         if old is not None:

@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 from agent.fleet.hub import WatchHub
+from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.rpc import convert
@@ -102,11 +103,12 @@ class AgentService(pb_grpc.AgentServicer):
         )
 
     async def CreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:
-        server = await self._run(context, self.supervisor.create(request.spec, start=request.start))
+        operation = self.supervisor.submit(request.spec, start=request.start)
+        server = await self._run(context, operation)
         return server.to_proto()
 
     async def RecreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:
-        operation = self.supervisor.recreate(request.spec, start=request.start)
+        operation = self.supervisor.submit(request.spec, start=request.start, replace=True)
         server = await self._run(context, operation)
         return server.to_proto()
 
@@ -135,8 +137,11 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.RemoveServerResponse(removed=True)
 
     async def GetServer(self, request: pb.GetServerRequest, context: Context) -> pb.Server:
-        server = await self._run(context, self._server(request.id))
+        server = await self._run(context, self._described(request.id))
         return server.to_proto()
+
+    async def _described(self, server_id: str) -> ManagedServer | PendingPull:
+        return self.supervisor.describe(server_id)
 
     async def ListServers(
         self, request: pb.ListServersRequest, context: Context
@@ -194,7 +199,7 @@ class AgentService(pb_grpc.AgentServicer):
         stats = await self.supervisor.stats(interval / 2)
         beat = pb.Heartbeat(
             host=convert.host_stats(host),
-            servers=[s.status() for s in self.supervisor.servers.values()],
+            servers=self.supervisor.statuses(),
             stats=stats,
         )
         return self.hub.stamp(pb.WatchEvent(heartbeat=beat))

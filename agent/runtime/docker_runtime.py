@@ -23,17 +23,20 @@ from agent.runtime.docker_wire import (
     split_frames,
     translate_error,
 )
+from agent.runtime.images import ImagePuller, PullProgress, RegistryCredentials, docker_images
 from agent.runtime.types import (
     ContainerEvent,
     ContainerInfo,
     ContainerRuntimeError,
     ContainerSpec,
     IdMapping,
+    ImageInfo,
     ImageNotFound,
     InvalidSpec,
     NotFound,
     OutputChunk,
 )
+from common.image_reference import ImageReference
 
 T = TypeVar("T")
 
@@ -72,10 +75,22 @@ def host_config_args(spec: ContainerSpec, network: str | None = None) -> dict[st
 class DockerRuntime:
     """Containers on the local Docker engine (see the Protocol for contracts)."""
 
-    def __init__(self, client: docker.DockerClient | None = None, *, threads: int = 16) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        threads: int = 16,
+        pull_stall_seconds: float = 60.0,
+    ) -> None:
         self._client = client or docker.from_env(max_pool_size=max(threads, 10))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="docker")
         self._network: str | None = None
+        # Pulls hold a thread for minutes: their own pool, so they never starve the
+        # short engine calls.
+        self._pull_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="docker-pull")
+        self.puller = ImagePuller(
+            self._client.api, self._pull_pool, stall_seconds=pull_stall_seconds
+        )
 
     async def _call(self, fn: Callable[..., T], *args: Any, what: str = "", **kw: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -98,6 +113,30 @@ class DockerRuntime:
             await self._call(self._client.api.inspect_image, image)
         except (NotFound, ImageNotFound):
             return False
+        return True
+
+    async def local_image_digest(self, reference: ImageReference, image: str) -> str | None:
+        return await self.puller.local_digest(reference, image)
+
+    async def pull_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        on_progress: Callable[[PullProgress], None],
+    ) -> str:
+        return await self.puller.pull(reference, image, credentials, on_progress)
+
+    async def list_images(self) -> list[ImageInfo]:
+        return await self._call(docker_images, self._client.api)
+
+    async def remove_image(self, image_id: str) -> bool:
+        try:
+            await self._call(self._client.api.remove_image, image_id, what=image_id)
+        except (NotFound, ImageNotFound):
+            return True
+        except ContainerRuntimeError:
+            return False  # 409: a container uses it (or a child image does)
         return True
 
     async def use_network(self, name: str) -> str:
@@ -213,5 +252,7 @@ class DockerRuntime:
         return DockerSubscription(self._client, labels, on_event)
 
     async def close(self) -> None:
+        self.puller.close()
         await asyncio.get_running_loop().run_in_executor(self._pool, self._client.close)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pull_pool.shutdown(wait=False, cancel_futures=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from agent.runtime.images import PullProgress, RegistryCredentials
 from agent.runtime.types import (
     ContainerEvent,
     ContainerInfo,
     ContainerSpec,
     IdMapping,
+    ImageInfo,
     OutputChunk,
 )
+from common.image_reference import ImageReference
 
 
 class AttachedStreams(Protocol):
@@ -52,7 +55,28 @@ class ContainerRuntime(Protocol):
         user-namespace remapping (the same for every container of the engine)."""
 
     async def image_exists(self, image: str) -> bool:
-        """True when `image` is present locally (the runtime never pulls)."""
+        """True when `image` is present locally (this call never pulls)."""
+
+    async def local_image_digest(self, reference: ImageReference, image: str) -> str | None:
+        """None when `image` is not on this node; else the repo@sha256 digest it was
+        pulled as ("" for an image that never came from a registry)."""
+
+    async def pull_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        on_progress: Callable[[PullProgress], None],
+    ) -> str:
+        """Pull `image` (joining a pull of it already running); its repo@sha256 digest.
+        ImageUnknown, RegistryDenied, RegistryUnreachable or PullFailed."""
+
+    async def list_images(self) -> list[ImageInfo]:
+        """Every image on the engine, with the names containers (any) use it as."""
+
+    async def remove_image(self, image_id: str) -> bool:
+        """Remove the name (tag or digest) `image_id`; the image itself goes with its
+        last name. False when the engine refused (a container uses it)."""
 
     async def use_network(self, name: str) -> str:
         """Containers created from now on with networking join the network `name`; its

@@ -10,7 +10,7 @@ class ContainerRuntimeError(Exception):
 
 
 class ImageNotFound(ContainerRuntimeError):
-    """The image is not present on this node (the agent never pulls)."""
+    """The image is not present on this node (and may not be pulled here)."""
 
     @classmethod
     def of(cls, image: str) -> ImageNotFound:
@@ -124,3 +124,16 @@ class OutputChunk:
 
     stream: str  # "stdout" | "stderr"
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """One image on the engine; `used_as`: the names containers (ours or not) were
+    created from with it (empty: no container uses it)."""
+
+    id: str
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    created_at_ms: int
+    size_bytes: int
+    used_as: tuple[str, ...]

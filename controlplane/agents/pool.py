@@ -239,7 +239,12 @@ class AgentPool:
         elif which == "lifecycle":
             lifecycle = event.lifecycle
             if observation.servers is not None:
-                if lifecycle.kind == pb.LIFECYCLE_KIND_REMOVED:
+                gone = lifecycle.kind == pb.LIFECYCLE_KIND_REMOVED or (
+                    # A failed pull of a new server leaves nothing behind.
+                    lifecycle.kind == pb.LIFECYCLE_KIND_PULL_FAILED
+                    and not lifecycle.status.container_id
+                )
+                if gone:
                     observation.servers.pop(lifecycle.server_id, None)
                 elif lifecycle.status.id:
                     observation.servers[lifecycle.server_id] = lifecycle.status

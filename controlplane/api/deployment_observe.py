@@ -29,6 +29,7 @@ from controlplane.api.websocket_auth import (
 )
 from controlplane.db.tables import Deployment, Replica
 from controlplane.reconciler.model import LABEL_GENERATION, ObservedServer
+from controlplane.reconciler.pulls import pull_view
 from controlplane.reconciler.status import observed_status
 from controlplane.reconciler.world import (
     STATE_NAMES,
@@ -68,6 +69,16 @@ class ReplicaStatus(BaseModel):
     oom_killed: bool
     started_at: datetime | None
     error: str | None
+    pull: dict[str, Any] | None = None
+    """While its image is pulled: image, bytes_done, bytes_total, layers_done, layers_total."""
+    image_digest: str | None = None
+
+
+class DeploymentError(BaseModel):
+    """Why the deployment is not running: a stable code and a message."""
+
+    code: str | None
+    message: str
 
 
 class ReplicaCounts(BaseModel):
@@ -90,6 +101,7 @@ class DeploymentStatusView(BaseModel):
     restart_count: int
     backoff_until: datetime | None
     instances: list[ReplicaStatus]
+    error: DeploymentError | None = None
 
 
 class MetricsView(BaseModel):
@@ -141,6 +153,8 @@ def _replica_status(
         oom_killed=bool(status and status.oom_killed),
         started_at=_ms(status.started_at_ms) if status and state != "offline" else None,
         error=replica.last_error,
+        pull=pull_view(status.pull) if status and status.pull.image else None,
+        image_digest=(status.image_digest or None) if status else None,
     )
     return view, observed, heard
 
@@ -186,6 +200,9 @@ async def deployment_status(request: web.Request) -> DeploymentStatusView:
         restart_count=sum(r.restart_count for r in replicas),
         backoff_until=max(backoffs) if backoffs else None,
         instances=instances,
+        error=DeploymentError(code=deployment.error_code, message=deployment.error_message)
+        if deployment.error_message and deployment.status == "failed"
+        else None,
     )
 
 

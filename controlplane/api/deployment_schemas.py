@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from common.image_reference import parse_image_reference
 from common.quantities import parse_cpu_millis, parse_memory_bytes
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
@@ -63,11 +64,25 @@ class HealthCheckSpec(Request):
         return self
 
 
-class RegistryAuth(Request):
-    """Accepted for seed 004 compatibility; images are never pulled by Encedeus."""
+PullPolicyName = Literal["if_not_present", "always", "never"]
 
-    username: str = ""
-    password: str = ""
+
+class RegistryAuth(Request):
+    """Credentials for the image's registry (seed 004). Stored sealed; sent only to
+    the node that pulls; never returned. `server_address` defaults to the registry
+    the image reference names."""
+
+    username: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=4096, repr=False)
+    server_address: str = Field(default="", max_length=255)
+
+
+class RegistryAuthView(BaseModel):
+    """What the API shows of stored credentials: never the password."""
+
+    username: str
+    server_address: str
+    configured: bool = True
 
 
 class DeploymentOptions(Request):
@@ -84,12 +99,21 @@ class DeploymentOptions(Request):
     # Root inside the container, without any capability (docs/security.md); the
     # default is the node's unprivileged container user.
     run_as_root: bool | None = None
+    pull_policy: PullPolicyName | None = None
+    # An update with `null` keeps the stored credentials; `{}` is refused.
+    registry_auth: RegistryAuth | None = None
 
     def command_list(self) -> list[str] | None:
         """The command as argv: a string runs under `sh -c`."""
         if isinstance(self.command, str):
             return ["/bin/sh", "-c", self.command]
         return self.command
+
+
+def _image_reference(value: str | None) -> str | None:
+    if value is not None:
+        parse_image_reference(value)  # InvalidReference is a ValueError: a 400
+    return value
 
 
 class CreateDeployment(DeploymentOptions):
@@ -102,7 +126,8 @@ class CreateDeployment(DeploymentOptions):
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     strategy: Literal["binpack", "spread"] = "spread"
     constraints: dict[str, str] = Field(default_factory=dict)
-    registry_auth: RegistryAuth | None = None
+
+    _image = field_validator("image")(_image_reference)
 
     def all_ports(self) -> list[int]:
         """`port` and `ports` together, without repeats."""
@@ -117,6 +142,9 @@ class UpdateDeployment(DeploymentOptions):
     image: str | None = Field(default=None, min_length=1, max_length=255)
     ports: list[Port] | None = Field(default=None, max_length=16)
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
+    remove_registry_auth: bool = False
+
+    _image = field_validator("image")(_image_reference)
 
 
 class ScaleDeployment(Request):
@@ -209,6 +237,10 @@ class DeploymentDetails(DeploymentSummary):
     generation: int
     deployed_at: datetime | None
     error_message: str | None
+    error_code: str | None
+    pull_policy: str
+    registry_auth: RegistryAuthView | None
+    image_digest: str | None
 
 
 class DeploymentChanged(BaseModel):

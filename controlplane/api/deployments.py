@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from common.quantities import parse_cpu_millis, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
+from controlplane.api.deployment_images import IMAGE_SPEC_FIELDS, image_values, registry_auth_view
 from controlplane.api.deployment_schemas import (
     CreatedDeployment,
     CreateDeployment,
@@ -55,6 +56,7 @@ SPEC_FIELDS = (
     "stop_signal",
     "stop_timeout",
     "run_as_root",
+    *IMAGE_SPEC_FIELDS,
 )
 
 
@@ -114,6 +116,10 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         generation=d.generation,
         deployed_at=d.deployed_at,
         error_message=d.error_message,
+        error_code=d.error_code,
+        pull_policy=d.pull_policy,
+        registry_auth=registry_auth_view(d),
+        image_digest=d.image_digest or None,
     )
 
 
@@ -148,7 +154,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         strategy=body.strategy,
         constraints=dict(body.constraints),
     )
-    for name, value in _options(body).items():
+    for name, value in {**_options(body), **image_values(request, body)}.items():
         setattr(deployment, name, value)
     try:
         async with database(request).transaction() as session:
@@ -237,7 +243,7 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
     for attempt in range(UPDATE_ATTEMPTS):
         await asyncio.sleep(0.005 * attempt)
         deployment = await owned_deployment(request)
-        values = _update_values(deployment, body)
+        values = {**_update_values(deployment, body), **image_values(request, body)}
         changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
         if changed:
             values["generation"] = deployment.generation + 1
@@ -257,8 +263,6 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
 
 def _update_values(deployment: Deployment, body: UpdateDeployment) -> dict[str, Any]:
     values = _options(body)
-    if body.image is not None:
-        values["image"] = body.image
     if body.ports is not None:
         if len(body.ports) != len(deployment.ports):
             raise Unprocessable(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,11 +53,44 @@ def deploy(args: argparse.Namespace) -> int:
         body["resources"] = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory)) if v}
     if command := container_command(args):
         body["command"] = command
+    if args.pull_policy:
+        body["pull_policy"] = args.pull_policy
+    if args.registry_user:
+        body["registry_auth"] = {
+            "username": args.registry_user,
+            "password": registry_password(),
+        }
     created = client.call("POST", "/v1/deployments", body)
     out(f"Deployment {created['app_name']} created ({created['id']})")
     if args.detach:
         return 0
     return wait_until_running(client, created["id"], args.timeout)
+
+
+def registry_password() -> str:
+    """ENCEDEUS_REGISTRY_PASSWORD, else a prompt on a terminal or one line of stdin
+    (never a command-line argument: those are visible to every user of the machine)."""
+    password = os.environ.get("ENCEDEUS_REGISTRY_PASSWORD")
+    if password is not None:
+        return password
+    if sys.stdin.isatty():
+        return getpass.getpass("registry password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
+def pull_line(instance: Mapping[str, Any]) -> str | None:
+    """`pulling IMAGE [####......] 12.3/50.0 MiB, 2/5 layers` for a replica whose
+    image is being pulled."""
+    pull = instance.get("pull")
+    if not pull:
+        return None
+    done, total = int(pull.get("bytes_done", 0)), int(pull.get("bytes_total", 0))
+    filled = int(20 * done / total) if total else 0
+    bar = "#" * filled + "." * (20 - filled)
+    return (
+        f"  pulling {pull.get('image', '?')} [{bar}] {done / 2**20:.1f}/{total / 2**20:.1f} MiB, "
+        f"{pull.get('layers_done', 0)}/{pull.get('layers_total', 0)} layers"
+    )
 
 
 def _poll_status(
@@ -81,6 +116,8 @@ def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) ->
         replicas = status.get("replicas", {})
         ready, desired = int(replicas.get("ready", 0)), int(replicas.get("desired", 0))
         line = f"  {status.get('status', '?')}: {ready}/{desired} replicas ready"
+        pulls = [p for i in status.get("instances", []) if (p := pull_line(i))]
+        line = "\n".join([line, *pulls])
         if line != shown:
             out(line)
             shown = line
@@ -117,7 +154,8 @@ def wait_until_stopped(client: ApiClient, deployment_id: str, timeout: float) ->
 def _fail_with(client: ApiClient, deployment_id: str) -> int:
     detail = client.call("GET", f"/v1/deployments/{deployment_id}")
     reason = detail.get("error_message") or "see `encedeus logs`"
-    sys.stderr.write(f"error: the deployment failed: {reason}\n")
+    code = f" ({detail['error_code']})" if detail.get("error_code") else ""
+    sys.stderr.write(f"error: the deployment failed{code}: {reason}\n")
     return 1
 
 
@@ -256,6 +294,13 @@ def add_commands(subparsers: Any) -> None:
     parser.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--cpu", help='CPU, e.g. "500m" or "1"')
     parser.add_argument("--memory", help='memory, e.g. "128Mi"')
+    parser.add_argument(
+        "--pull-policy", choices=("if_not_present", "always", "never"), help="when to pull"
+    )
+    parser.add_argument(
+        "--registry-user",
+        help="registry username; the password comes from ENCEDEUS_REGISTRY_PASSWORD or stdin",
+    )
     parser.add_argument("--detach", "-d", action="store_true", help="do not wait")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait")
 

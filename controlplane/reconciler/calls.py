@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from common.logging import get_logger
 from controlplane.agents import AgentError, AgentPool
-from controlplane.db.tables import Replica
+from controlplane.db.tables import Deployment, Replica
 from controlplane.reconciler.model import (
     Action,
     AddReplica,
@@ -30,11 +30,17 @@ from controlplane.reconciler.model import (
 )
 from controlplane.reconciler.retry import FailedCalls
 from controlplane.reconciler.world import Rows, server_spec
+from controlplane.security.registry_credentials import RegistryCredentials
+from controlplane.security.secrets import SecretUnreadable
+from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 AGENT_CONCURRENCY = 16
 # Agent answers that retrying the same call cannot change (bad spec, unknown image).
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
+# Pull failures that only a change of the deployment (image, credentials) can cure;
+# registry_unreachable and the rest are retried with the growing back-off.
+PERMANENT_PULL_ERRORS = frozenset({"image_not_found", "registry_denied", "invalid_spec"})
 
 
 def busy_replicas(
@@ -78,8 +84,13 @@ class AgentCalls:
         backoff: BackoffPolicy,
         clock: Callable[[], float],
         on_finished: Callable[[], None],
+        registry: RegistryCredentials | None = None,
     ) -> None:
         self.pool = pool
+        self.registry = registry
+        self.codes: dict[str, str] = {}  # the stable code of each replica's last error
+        # Replicas whose create/recreate answered "pulling": (call key, node, generation).
+        self.pulling: dict[str, tuple[tuple[str, str], str, int]] = {}
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.errors: dict[str, str] = {}  # the last failure of each replica's calls
         self.permanent: set[str] = set()  # replicas whose last call cannot succeed as is
@@ -91,6 +102,8 @@ class AgentCalls:
     def left_alone(self, rows: Rows, actions: list[Action], now: float) -> list[Action]:
         """`actions` without those of busy replicas and of failed calls still waiting."""
         self.failed.keep_only(set(rows.replicas))
+        for gone in [r for r in self.pulling if r not in rows.replicas]:
+            del self.pulling[gone]
         busy = busy_replicas(self.inflight, rows.replicas, actions)
         return [
             a
@@ -132,13 +145,47 @@ class AgentCalls:
         async with self._slots:
             for action in calls:
                 try:
-                    await self._call(rows, action)
+                    server = await self._call(rows, action)
                 except AgentError as exc:
                     self._record_failure(rows, action, exc)
                     return
-                self.errors.pop(action.replica_id, None)
-                self.permanent.discard(action.replica_id)
-                self.failed.succeeded(action.replica_id)
+                if server is not None and server.status.pull.image:
+                    # Not done yet: the pull's outcome arrives on the Watch stream.
+                    generation = _generation(rows, action.replica_id)
+                    self.pulling[action.replica_id] = (
+                        _call_key(action),
+                        action.node_id,
+                        generation,
+                    )
+                    continue
+                self._clear(action.replica_id)
+
+    def _clear(self, replica_id: str) -> None:
+        """A call of the replica worked: its errors and back-off are over."""
+        self.errors.pop(replica_id, None)
+        self.codes.pop(replica_id, None)
+        self.permanent.discard(replica_id)
+        self.failed.succeeded(replica_id)
+
+    def pull_succeeded(self, replica_id: str) -> None:
+        """The node pulled the replica's image: its failures are over."""
+        if self.pulling.pop(replica_id, None) is not None:
+            self._clear(replica_id)
+
+    def pull_failed(self, replica_id: str, code: str, message: str) -> None:
+        """The node could not pull the replica's image: the call that asked for it
+        failed, with the back-off of any failed call (the cap at once when only a
+        change of the deployment can help)."""
+        pending = self.pulling.pop(replica_id, None)
+        if pending is None:
+            return
+        key, node_id, generation = pending
+        log.warning("image_pull_failed", node_id=node_id, replica_id=replica_id, code=code)
+        self.errors[replica_id], self.codes[replica_id] = message, code
+        permanent = code in PERMANENT_PULL_ERRORS
+        if permanent:
+            self.permanent.add(replica_id)
+        self.failed.failed(key, node_id, generation, self._clock(), permanent=permanent)
 
     def _record_failure(self, rows: Rows, action: AgentAction, exc: AgentError) -> None:
         log.warning(
@@ -150,6 +197,7 @@ class AgentCalls:
             error=exc.message,
         )
         self.errors[action.replica_id] = exc.message
+        self.codes[action.replica_id] = f"agent_{exc.code}"
         permanent = exc.code in PERMANENT_ERRORS
         if permanent:
             self.permanent.add(action.replica_id)
@@ -158,13 +206,24 @@ class AgentCalls:
             _call_key(action), action.node_id, generation, self._clock(), permanent=permanent
         )
 
-    async def _call(self, rows: Rows, action: AgentAction) -> None:
+    def _registry_password(self, deployment: Deployment) -> str | None:
+        sealed = deployment.registry_password_sealed
+        if sealed is None or self.registry is None:
+            return None
+        try:
+            return self.registry.open(sealed)
+        except SecretUnreadable as exc:
+            raise AgentError("failed_precondition", f"registry credentials: {exc}") from None
+
+    async def _call(self, rows: Rows, action: AgentAction) -> pb.Server | None:
+        """Carry out `action`; the server the agent answered with, when it did."""
         client = self.pool.client(action.node_id)
         node_id, replica_id = action.node_id, action.replica_id
         if isinstance(action, CreateServer | RecreateServer):
             replica = rows.replicas[replica_id]
             deployment = rows.deployments[str(replica.deployment_id)]
-            spec = server_spec(deployment, replica, node_id)
+            password = self._registry_password(deployment)
+            spec = server_spec(deployment, replica, node_id, password)
         if isinstance(action, RecreateServer):
             try:
                 server = await client.recreate_server(spec, start=deployment.running)
@@ -173,7 +232,7 @@ class AgentCalls:
                     raise  # refused: the old container runs on
             else:
                 self.pool.record_server(node_id, server.status)
-                return
+                return server
         if isinstance(action, RemoveServer | RecreateServer):
             try:
                 delete_data = isinstance(action, RemoveServer) and action.delete_data
@@ -183,7 +242,7 @@ class AgentCalls:
                     raise
             self.pool.forget_server(node_id, replica_id)
             if isinstance(action, RemoveServer):
-                return
+                return None
         if isinstance(action, CreateServer | RecreateServer):
             start = action.start if isinstance(action, CreateServer) else deployment.running
             try:
@@ -200,7 +259,9 @@ class AgentCalls:
                     raise
                 server = await client.get_server(replica_id)
             self.pool.record_server(node_id, server.status)
-        elif isinstance(action, StartServer):
+            return server
+        if isinstance(action, StartServer):
             self.pool.record_server(node_id, (await client.start_server(replica_id)).status)
         elif isinstance(action, StopServer):
             self.pool.record_server(node_id, (await client.stop_server(replica_id)).status)
+        return None

@@ -248,6 +248,8 @@ class _DeploymentPass:
             if observed.state in ("running", "starting"):
                 self.actions.append(StopServer(node_id, replica.id))
             return
+        if observed.pulling:
+            return  # the agent creates or replaces it once the image is there
         if observed.generation < d.generation:
             if not observed.ready or self._take_disruption():
                 self.actions.append(RecreateServer(node_id, replica.id, d.id))

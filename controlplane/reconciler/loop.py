@@ -44,6 +44,7 @@ from controlplane.reconciler.model import (
     RecordCrash,
     World,
 )
+from controlplane.reconciler.pulls import PULL_KINDS, PullReports
 from controlplane.reconciler.status import (
     CallOutcomes,
     RecordedStatus,
@@ -52,6 +53,7 @@ from controlplane.reconciler.status import (
 )
 from controlplane.reconciler.world import Rows, epoch_seconds, world_of
 from controlplane.scheduler import Claim
+from controlplane.security.registry_credentials import RegistryCredentials
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -76,6 +78,7 @@ class Reconciler:
         backoff: BackoffPolicy | None = None,
         clock: Callable[[], float] = time.time,
         placement: PlacementApplier | None = None,
+        registry: RegistryCredentials | None = None,
     ) -> None:
         self.database = database
         self.pool = pool
@@ -87,8 +90,9 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
-        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge)
+        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge, registry)
         self.placement = placement or PlacementApplier(database, pool)
+        self.pulls = PullReports(self.calls, self._publish, clock)
         self.passes = 0
         self.loads = 0
         self._rows: Rows | None = None
@@ -109,6 +113,10 @@ class Reconciler:
     def _on_signal(self, signal: NodeSignal) -> None:
         if signal.kind == "up":
             self.calls.failed.node_returned(signal.node_id)
+        lifecycle = signal.lifecycle
+        pull = lifecycle is not None and lifecycle.kind in PULL_KINDS
+        if pull and lifecycle is not None and not self.pulls.heard(lifecycle):
+            return  # progress changes no decision
         self._nudge()
 
     async def run(self) -> None:
@@ -157,6 +165,7 @@ class Reconciler:
     async def _pass(self) -> list[Action]:
         """Load (or reuse) the rows, decide, persist, dispatch, record."""
         rows = await self._current_rows()
+        await self.pulls.pin_digests(self.database, rows)
         await self.pool.sync(
             NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
         )
@@ -280,6 +289,10 @@ class Reconciler:
             if new is None:
                 continue
             row.status, row.error_message = new.status, new.error_message
+            if new.error_message:
+                row.error_code = (
+                    _error_code(self.calls.codes, world, deployment_id) or row.error_code
+                )
             row.deployed_at = _at(new.deployed_at)
             changed.append(row)
         if not changed:
@@ -292,6 +305,7 @@ class Reconciler:
                     .values(
                         status=row.status,
                         error_message=row.error_message,
+                        error_code=row.error_code,
                         deployed_at=row.deployed_at,
                     )
                 )
@@ -343,6 +357,14 @@ class Reconciler:
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
+
+
+def _error_code(codes: dict[str, str], world: World, deployment_id: str) -> str | None:
+    """The code of the first replica error of the deployment."""
+    return next(
+        (codes[r.id] for r in world.replicas if r.deployment_id == deployment_id and r.id in codes),
+        None,
+    )
 
 
 def _host_stats(host: pb.HostStats) -> dict[str, object]:

@@ -15,7 +15,7 @@ from controlplane.scheduler import Claim, NodeCapacity, Strategy
 RestartPolicy = Literal["always", "on-failure", "never"]
 RESTART_POLICIES: frozenset[str] = frozenset({"always", "on-failure", "never"})
 NodeStatus = Literal["pending", "ready", "down", "draining"]
-ObservedState = Literal["offline", "starting", "running", "stopping"]
+ObservedState = Literal["pulling", "offline", "starting", "running", "stopping"]
 ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
 
 # Labels every replica container carries; the replica id is the container's identity.
@@ -78,6 +78,8 @@ class ObservedServer:
     exit_code: int = 0
     started_at_ms: int = 0
     finished_at_ms: int = 0
+    pulling: bool = False
+    """Its image (or its replacement's) is being pulled on the node."""
 
     @property
     def ready(self) -> bool:

@@ -140,7 +140,8 @@ def deployment_reports(
     for deployment_id, desired in world.deployments.items():
         replicas = pairs.get(deployment_id, [])
         status = deployment_status(desired, replicas, unschedulable=deployment_id in unschedulable)
-        if status == "pending" and any(r.id in calls.permanent for r, _ in replicas):
+        # e.g. an image the registry does not have: retrying cannot help
+        if status in ("pending", "updating") and any(r.id in calls.permanent for r, _ in replicas):
             status = "failed"
         error = next(
             (calls.errors[r.id] for r, _ in replicas if r.id in calls.errors),
@@ -175,4 +176,4 @@ def observed_status(
     slot, an agent refusing the spec) come from the `recorded` status while nothing
     better is observed."""
     status = deployment_status(deployment, replicas)
-    return "failed" if status == "pending" and recorded == "failed" else status
+    return "failed" if status in ("pending", "updating") and recorded == "failed" else status

@@ -21,7 +21,7 @@ from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
 from controlplane.reconciler.loop import Reconciler
 from controlplane.reconciler.model import BackoffPolicy
-from controlplane.state import AGENT_POOL, RECONCILER
+from controlplane.state import AGENT_POOL, RECONCILER, REGISTRY_SECRETS
 
 
 def install_orchestration(
@@ -42,6 +42,7 @@ def install_orchestration(
         backoff=BackoffPolicy(
             base=config.restart_backoff_base_seconds, cap=config.restart_backoff_cap_seconds
         ),
+        registry=app[REGISTRY_SECRETS],
     )
     app[AGENT_POOL] = pool
     app[RECONCILER] = reconciler

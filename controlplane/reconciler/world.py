@@ -30,6 +30,7 @@ from controlplane.scheduler import Claim, NodeCapacity, Strategy
 from protos import agent_pb2 as pb
 
 STATE_NAMES: dict[int, ObservedState] = {
+    pb.SERVER_STATE_PULLING: "pulling",
     pb.SERVER_STATE_OFFLINE: "offline",
     pb.SERVER_STATE_STARTING: "starting",
     pb.SERVER_STATE_RUNNING: "running",
@@ -74,6 +75,7 @@ def observed_server(status: pb.ServerStatus) -> ObservedServer:
         exit_code=status.exit_code,
         started_at_ms=status.started_at_ms,
         finished_at_ms=status.finished_at_ms,
+        pulling=bool(status.pull.image),
     )
 
 
@@ -175,15 +177,37 @@ def _health_check(config: Mapping[str, Any] | None) -> pb.HealthCheck | None:
     return check
 
 
-def server_spec(deployment: Deployment, replica: Replica, node_id: str) -> pb.ServerSpec:
-    """What the agent must create for `replica` of `deployment` on `node_id`."""
+PULL_POLICIES = {
+    "if_not_present": pb.PULL_POLICY_IF_NOT_PRESENT,
+    "always": pb.PULL_POLICY_ALWAYS,
+    "never": pb.PULL_POLICY_NEVER,
+}
+
+
+def pinned_image(deployment: Deployment) -> str:
+    """The image to run: the digest its tag resolved to for the current generation
+    (the first node that pulled reported it), else the reference as given."""
+    if deployment.image_digest and deployment.image_digest_generation == deployment.generation:
+        return deployment.image_digest
+    return deployment.image
+
+
+def server_spec(
+    deployment: Deployment,
+    replica: Replica,
+    node_id: str,
+    registry_password: str | None = None,
+) -> pb.ServerSpec:
+    """What the agent must create for `replica` of `deployment` on `node_id`;
+    `registry_password` is the opened password of the deployment's credentials."""
     ports = [
         pb.PortBinding(container_port=container, host_port=host, protocol="tcp")
         for container, host in zip(deployment.ports, replica.host_ports, strict=False)
     ]
     spec = pb.ServerSpec(
         id=str(replica.id),
-        image=deployment.image,
+        image=pinned_image(deployment),
+        pull_policy=PULL_POLICIES.get(deployment.pull_policy, pb.PULL_POLICY_IF_NOT_PRESENT),
         command=list(deployment.command),
         env=dict(deployment.env_vars),
         ports=ports,
@@ -207,4 +231,12 @@ def server_spec(deployment: Deployment, replica: Replica, node_id: str) -> pb.Se
     check = _health_check(deployment.health_check)
     if check is not None:
         spec.health_check.CopyFrom(check)
+    if deployment.registry_username is not None and registry_password is not None:
+        spec.registry_auth.CopyFrom(
+            pb.RegistryAuth(
+                username=deployment.registry_username,
+                password=registry_password,
+                server_address=deployment.registry_server,
+            )
+        )
     return spec

@@ -101,6 +101,9 @@ def server_spec(task: Task, files: Sequence[TaskFile]) -> pb.ServerSpec:
         network_disabled=task.network_disabled,
         files=[pb.InputFile(path=f.path, content=f.content, mode=f.mode) for f in files],
         open_stdin=False,
+        # Tasks run images already on the node: a pull would outlive the task's
+        # placement (deployments pull; see docs/api.md).
+        pull_policy=pb.PULL_POLICY_NEVER,
     )
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from agent.runtime.images import ImageUnknown, PullProgress, RegistryCredentials
 from agent.runtime.protocol import AttachedStreams, ContainerRuntime, EventSubscription
 from agent.runtime.types import (
     AlreadyExists,
@@ -22,11 +23,13 @@ from agent.runtime.types import (
     ContainerInfo,
     ContainerSpec,
     IdMapping,
+    ImageInfo,
     ImageNotFound,
     NotFound,
     NotRunning,
     OutputChunk,
 )
+from common.image_reference import ImageReference
 
 
 def _now_ms() -> int:
@@ -97,6 +100,26 @@ class FakeContainerRuntime:
 
     async def image_exists(self, image: str) -> bool:
         return image in self.images
+
+    async def local_image_digest(self, reference: ImageReference, image: str) -> str | None:
+        # Fake images never came from a registry.
+        return "" if image in self.images else None
+
+    async def pull_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        on_progress: Callable[[PullProgress], None],
+    ) -> str:
+        raise ImageUnknown(f"the fake engine has no registry to pull {image} from")
+
+    async def list_images(self) -> list[ImageInfo]:
+        return [ImageInfo(name, (name,), (), 0, 0, ()) for name in sorted(self.images)]
+
+    async def remove_image(self, image_id: str) -> bool:
+        self.images.discard(image_id)
+        return True
 
     async def use_network(self, name: str) -> str:
         return name

@@ -30,6 +30,7 @@ async def test_each_bad_input_gets_its_status(stub: pb_grpc.AgentAsyncStub) -> N
 
     unknown_image = spec("true")
     unknown_image.image = "encedeus/no-such-image:never"
+    unknown_image.pull_policy = pb.PULL_POLICY_NEVER  # never a pull beyond loopback
     assert await status_of(create(unknown_image)) == grpc.StatusCode.FAILED_PRECONDITION
     tiny = spec("true", resources=pb.Resources(memory_bytes=1024))
     assert await status_of(create(tiny)) == grpc.StatusCode.INVALID_ARGUMENT
@@ -111,7 +112,11 @@ async def test_failed_create_keeps_files_written_meanwhile(
         await asyncio.to_thread(upload.write_bytes, b"the user's world")
         return await real_create(container)
 
+    async def seen_locally(*_: object) -> str:
+        return ""  # so the create reaches the engine, which refuses the image
+
     monkeypatch.setattr(runtime, "create", create_while_a_user_uploads)
+    monkeypatch.setattr(runtime, "local_image_digest", seen_locally)
     create = stub.CreateServer(pb.CreateServerRequest(spec=s), metadata=AUTH)
     assert await status_of(create) == grpc.StatusCode.FAILED_PRECONDITION
     assert await asyncio.to_thread(upload.read_bytes) == b"the user's world"

@@ -84,3 +84,18 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def count_submits(agent: RunningAgent) -> Callable[[], int]:
+    """Count the agent's CreateServer/RecreateServer operations from now on; the
+    counter's current value."""
+    submit = agent.supervisor.submit
+    count = 0
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        return await submit(*args, **kwargs)
+
+    agent.supervisor.submit = counted  # type: ignore[method-assign]
+    return lambda: count

@@ -17,6 +17,7 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, expect_json, register
 from tests.controlplane.cluster_support import (
     FAST,
+    count_submits,
     enrolled_agent,
     eventually,
 )
@@ -214,16 +215,16 @@ async def test_unknown_image_fails_with_the_agents_reason(
     cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
 ) -> None:
     client, user, agent = cluster
-    creates = 0
-    create = agent.supervisor.create
-
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        nonlocal creates
-        creates += 1
-        return await create(*args, **kwargs)
-
-    agent.supervisor.create = counted  # type: ignore[method-assign]
-    dep = await _create(client, user, app_name="ghost", image="encedeus/absent:never", replicas=1)
+    submits = count_submits(agent)
+    # "never": the image must be on the node (and no pull leaves this machine).
+    dep = await _create(
+        client,
+        user,
+        app_name="ghost",
+        image="encedeus/absent:never",
+        replicas=1,
+        pull_policy="never",
+    )
 
     async def failed() -> Any:
         detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
@@ -236,9 +237,9 @@ async def test_unknown_image_fails_with_the_agents_reason(
     )
     assert [d["id"] for d in listed["deployments"]] == [dep]
     # Retried after the back-off cap (FAST: 2 s), not by every pass its failure wakes.
-    before = creates
+    before = submits()
     await asyncio.sleep(3)
-    assert creates - before <= 2, creates - before
+    assert submits() - before <= 2, submits() - before
 
 
 async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
@@ -252,7 +253,9 @@ async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
 
     await expect_json(
         await client.put(
-            f"/v1/deployments/{dep}", json={"image": "encedeus/absent:never"}, headers=user.headers
+            f"/v1/deployments/{dep}",
+            json={"image": "encedeus/absent:never", "pull_policy": "never"},
+            headers=user.headers,
         )
     )
 

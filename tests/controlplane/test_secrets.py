@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.config import load_config
+from controlplane.security.registry_credentials import RegistryCredentials
 from controlplane.security.secrets import (
     SecretBox,
     SecretsKeyInvalid,
@@ -51,3 +52,13 @@ def test_key_from_config_environment_or_generated_into_the_data_dir(tmp_path: Pa
     assert (tmp_path / "d" / "secrets_key").stat().st_mode & 0o777 == 0o600
     box = SecretBox(generated)
     assert SecretBox(resolve_secrets_key(config)).open(box.seal("x", "p"), "p") == "x"
+
+
+def test_a_registry_password_opens_only_as_a_registry_password() -> None:
+    box = SecretBox(new_secrets_key())
+    registry = RegistryCredentials(box)
+    sealed = registry.seal("hunter2-registry")
+    assert "hunter2" not in sealed
+    assert registry.open(sealed) == "hunter2-registry"
+    with pytest.raises(SecretUnreadable):
+        box.open(sealed, "forge_token")

@@ -135,7 +135,8 @@ def test_up_register_deploy_running_then_restart(tmp_path: Path) -> None:
         assert "cli-app scaled to 2 replicas" in cli(credentials, "scale", "cli-app", "2")
         env = {**os.environ, "ENCEDEUS_CREDENTIALS": str(credentials)}
         ghost = subprocess.run(
-            [ENCEDEUS, "deploy", "encedeus/absent:never", "--name", "ghost"],
+            [ENCEDEUS, "deploy", "encedeus/absent:never", "--name", "ghost",
+             "--pull-policy", "never"],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert ghost.returncode == 1

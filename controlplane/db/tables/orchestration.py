@@ -97,6 +97,16 @@ class Deployment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     deployed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # Images: when the agent pulls, with whose credentials (the password sealed by
+    # controlplane.security.secrets, never in the clear), and the digest the tag
+    # resolved to for generation `image_digest_generation` (pinned for every node).
+    pull_policy: str = Field(default="if_not_present", max_length=16)
+    registry_username: str | None = Field(default=None, max_length=255)
+    registry_password_sealed: str | None = Field(default=None, max_length=8192)
+    registry_server: str = Field(default="", max_length=255)
+    image_digest: str = Field(default="", max_length=512)
+    image_digest_generation: int = 0
+    error_code: str | None = Field(default=None, max_length=64)
 
 
 class Replica(SQLModel, table=True):
