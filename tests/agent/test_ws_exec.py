@@ -163,3 +163,13 @@ async def test_leaving_hangs_up_the_command(agent: RunningAgent) -> None:
             assert await term.wait_exit() == 0
     assert "sleep 3600" in term.screen
     assert "sleep 4242" not in term.screen
+
+
+async def test_a_stopped_server_is_refused_and_a_missing_one_is_404(agent: RunningAgent) -> None:
+    s = spec("sleep 3600")
+    await agent.supervisor.create(s, start=False)
+    error = await refusal(agent, s.id, {"auth_token": exec_token(agent, s.id)})
+    assert error == {"code": "not_running", "message": "the server is not running"}
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(exec_url(agent, "no-such-server"))
+        assert response.status == 404

@@ -114,6 +114,7 @@ async def test_exec_is_recorded_with_its_exit_code(
     )
     assert by_admin["command"] == ["/bin/sh"]
     assert (await run_exec(by_admin, "exit 4\n"))[1] == 4
+    await leave_early(client, owner, dep)
     missing = await client.get(f"/v1/deployments/{dep}/replicas/7/exec", headers=owner.headers)
     assert await error_code(missing) == "replica_not_found"
     for bad in ("ls", "[]", '["ls", 3]', json.dumps(["x"] * 65)):
@@ -123,6 +124,29 @@ async def test_exec_is_recorded_with_its_exit_code(
         )  # fmt: skip
         assert response.status == 400, bad
         assert await error_code(response) == "validation_error"
+
+
+async def leave_early(client: TestClient[Any, Any], owner: Account, dep: str) -> None:
+    """A client that leaves while its command runs: hung up, recorded as disconnected."""
+    access = await expect_json(
+        await client.get(
+            f"/v1/deployments/{dep}/replicas/0/exec",
+            params={"command": json.dumps(["sleep", "4242"])},
+            headers=owner.headers,
+        )
+    )
+    async with aiohttp.ClientSession() as http, http.ws_connect(access["url"]) as ws:
+        await ws.send_json({"auth_token": access["token"]})
+
+    async def recorded() -> Any:
+        listed = await expect_json(
+            await client.get(f"/v1/deployments/{dep}/exec-sessions", headers=owner.headers)
+        )
+        record = next(r for r in listed["exec_sessions"] if r["id"] == access["session_id"])
+        return record if record["ended_at"] else None
+
+    record = await eventually(recorded)
+    assert (record["end_reason"], record["exit_code"]) == ("disconnected", 129)  # SIGHUP
 
 
 async def recorded_session(client: TestClient[Any, Any], secret: str) -> tuple[str, str]:
