@@ -178,7 +178,12 @@ async def open_docker_exec(
         resizing.cancel()
         raise
     sock = cast(socket.socket, getattr(raw, "_sock", raw))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE)
+    except OSError as exc:
+        resizing.cancel()
+        await call(raw.close)
+        raise ContainerRuntimeError(f"cannot attach to the exec: {exc}") from exc
     await resizing
     return DockerExec(call, api, exec_id, raw, reader, writer)
 
