@@ -1,6 +1,7 @@
 """Every call the agent makes to the control plane, in one place.
 
-The wire contracts are in docs/protocols/ (sftp.md for `sftp_auth`). Calls are
+The wire contracts are in docs/protocols/ (sftp.md for `sftp_auth`, exec.md for
+`exec_ended`). Calls are
 authenticated with `Authorization: Bearer <node secret>`; errors come back in the
 shared envelope `{"error": {"code", "message", "details"}}`.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 
 SFTP_AUTH_PATH = "/v1/remote/sftp/auth"
 ENROLL_PATH = "/v1/nodes/enroll"
+EXEC_END_PATH = "/v1/remote/exec-sessions/{session_id}/end"
 PERMISSION_FILE_READ = "file.read"
 PERMISSION_FILE_WRITE = "file.write"
 
@@ -74,6 +77,14 @@ class ControlPlane(Protocol):
     async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
         """Exchange the one-time join token for (node id, node secret). `registration`
         carries grpc_address, http_address, sftp_address, fingerprint, port range."""
+        ...
+
+    async def exec_ended(
+        self, session_id: str, *, started_at: float | None, exit_code: int | None, reason: str
+    ) -> None:
+        """Record the end of exec session `session_id` (the exec token's `jti`):
+        when its command started (epoch seconds; None if it never did), its exit code
+        (None if unknown) and why it ended (`exited`, `disconnected`, `failed: ...`)."""
         ...
 
     async def close(self) -> None:
@@ -146,6 +157,13 @@ class HttpControlPlane:
             body["public_key"] = public_key
         answer = await self._post(SFTP_AUTH_PATH, body, bearer=self.node_secret)
         return parse_sftp_grant(answer)
+
+    async def exec_ended(
+        self, session_id: str, *, started_at: float | None, exit_code: int | None, reason: str
+    ) -> None:
+        body = {"started_at": started_at, "exit_code": exit_code, "reason": reason[:200]}
+        path = EXEC_END_PATH.format(session_id=quote(session_id, safe=""))
+        await self._post(path, body, bearer=self.node_secret)
 
     async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
         answer = await self._post(

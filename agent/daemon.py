@@ -193,10 +193,12 @@ async def running_agent(
                 tls=tls_files(config),
             )
             stack.push_async_callback(grpc.stop)
-            http = await start_http_server(config, identity, supervisor, started_at)
-            stack.push_async_callback(http.stop)
             control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
             stack.push_async_callback(control_plane.close)
+            # Without a control plane (development, tests) exec ends go unreported.
+            reporter = control_plane if config.controlplane_url else None
+            http = await start_http_server(config, identity, supervisor, started_at, reporter)
+            stack.push_async_callback(http.stop)
             sftp = SFTPService(
                 control_plane,
                 data_dir=Path(config.data_dir),

@@ -2,19 +2,21 @@
 
 A token is an HS256 JWT signed with the node's secret. Claims: `aud` = node id,
 `sub` = user id, `server` = server id, `permissions` = list of strings, `scope` = one
-of :data:`SCOPES`, `iat`, `exp` (at most :data:`MAX_TTL_SECONDS` after `iat`), `jti`.
+of :data:`SCOPES`, `iat`, `exp` (at most :data:`MAX_TTL_SECONDS` after `iat`), `jti`,
+and optionally `details`: what the scope needs besides (e.g. the command of an `exec`).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import jwt
 
-Scope = Literal["console", "file-upload", "file-download"]
+Scope = Literal["console", "exec", "file-upload", "file-download"]
 SCOPES: frozenset[str] = frozenset(get_args(Scope))
 MAX_TTL_SECONDS = 600
 _ALGORITHM = "HS256"
@@ -41,6 +43,7 @@ class ServerToken:
     issued_at: float
     expires_at: float
     token_id: str
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def allows(self, permission: str) -> bool:
         """True when the token grants `permission` (or the wildcard `*`)."""
@@ -57,8 +60,12 @@ def sign_server_token(
     scope: Scope,
     ttl_seconds: int = 300,
     now: float | None = None,
+    token_id: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> str:
-    """Sign a token for `server_id` on `node_id`; ttl is capped at 10 minutes."""
+    """Sign a token for `server_id` on `node_id`; ttl is capped at 10 minutes. `token_id`
+    (the `jti`, random by default) names one use when the verifier refuses a second;
+    `details` (JSON values) is signed along."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
     if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
@@ -72,8 +79,10 @@ def sign_server_token(
         "scope": scope,
         "iat": issued,
         "exp": issued + ttl_seconds,
-        "jti": secrets.token_hex(8),
+        "jti": token_id or secrets.token_hex(8),
     }
+    if details:
+        claims["details"] = dict(details)
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
@@ -114,6 +123,9 @@ def verify_server_token(
     permissions = claims["permissions"]
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise TokenError("permissions must be a list of strings")
+    details = claims.get("details", {})
+    if not isinstance(details, dict):
+        raise TokenError("details must be an object")
     return ServerToken(
         node_id=str(claims["aud"]),
         user_id=str(claims["sub"]),
@@ -123,4 +135,5 @@ def verify_server_token(
         issued_at=issued,
         expires_at=expires,
         token_id=str(claims["jti"]),
+        details=details,
     )

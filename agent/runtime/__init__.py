@@ -1,7 +1,12 @@
 """The container engine behind a Protocol (:class:`ContainerRuntime`), and Docker."""
 
 from agent.runtime.docker_runtime import DockerRuntime
-from agent.runtime.protocol import AttachedStreams, ContainerRuntime, EventSubscription
+from agent.runtime.protocol import (
+    AttachedStreams,
+    ContainerRuntime,
+    EventSubscription,
+    ExecProcess,
+)
 from agent.runtime.types import (
     AlreadyExists,
     ContainerEvent,
@@ -28,6 +33,7 @@ __all__ = [
     "ContainerSpec",
     "DockerRuntime",
     "EventSubscription",
+    "ExecProcess",
     "IdMapping",
     "ImageInfo",
     "ImageNotFound",

@@ -13,6 +13,7 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from agent.runtime.docker_exec import DockerExec, open_docker_exec
 from agent.runtime.docker_network import PREDEFINED_NETWORKS, ensure_network
 from agent.runtime.docker_wire import (
     DROPPED_CAPABILITIES,
@@ -219,6 +220,14 @@ class DockerRuntime:
             return int(api.exec_inspect(exec_id["Id"]).get("ExitCode") or 0)
 
         return await self._call(run, what=container_id)
+
+    async def open_exec(
+        self, container_id: str, command: list[str], *, height: int, width: int, term: str
+    ) -> DockerExec:
+        return await open_docker_exec(
+            self._call, self._client.api, container_id, command,
+            height=height, width=width, term=term,
+        )  # fmt: skip
 
     async def logs(self, container_id: str, tail: int) -> list[OutputChunk]:
         api: Any = self._client.api  # the logs endpoint's raw frames need private helpers

@@ -35,6 +35,30 @@ class AttachedStreams(Protocol):
         """True once the streams have ended or close() was called."""
 
 
+class ExecProcess(Protocol):
+    """A command started in a running container with a TTY (see
+    :meth:`ContainerRuntime.open_exec`). Output (stdout and stderr share the TTY)
+    is read with :meth:`read`; the engine's socket is never read on the loop's
+    thread in a blocking way."""
+
+    async def read(self) -> bytes:
+        """The next output bytes; b"" once the command's TTY has closed."""
+
+    async def write(self, data: bytes) -> None:
+        """Write to the command's TTY. NotRunning once it has ended."""
+
+    async def resize(self, height: int, width: int) -> None:
+        """Set the TTY's size (rows, columns); a no-op once the command has ended."""
+
+    async def exit_code(self) -> int | None:
+        """The exit code once output has ended; None when the engine does not know it
+        (the command was detached and is still running)."""
+
+    async def close(self) -> None:
+        """Release the TTY; a command still running is hung up (SIGHUP, then SIGKILL
+        after a grace period). Safe to call more than once."""
+
+
 class EventSubscription(Protocol):
     """A running subscription to engine events."""
 
@@ -108,6 +132,13 @@ class ContainerRuntime(Protocol):
 
     async def exec(self, container_id: str, command: list[str]) -> int:
         """Run `command` inside the running container; its exit code."""
+
+    async def open_exec(
+        self, container_id: str, command: list[str], *, height: int, width: int, term: str
+    ) -> ExecProcess:
+        """Start `command` in the running container with a TTY of `height` x `width`
+        and `TERM=term`. NotFound, NotRunning, or ContainerRuntimeError (e.g. no
+        such executable)."""
 
     async def logs(self, container_id: str, tail: int) -> list[OutputChunk]:
         """The last `tail` lines the engine kept, oldest first."""

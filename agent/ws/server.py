@@ -1,4 +1,4 @@
-"""The agent's HTTP port: `GET /health` and the browser console WebSocket."""
+"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from agent.config import AgentConfig, NodeIdentity
+from agent.controlplane_client import ControlPlane
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
+from agent.ws.exec import ExecSockets
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 SOCKETS = web.AppKey("console_sockets", ConsoleSockets)
@@ -21,9 +23,11 @@ class HttpEndpoint:
     runner: web.AppRunner
     port: int
     sockets: ConsoleSockets
+    exec_sockets: ExecSockets
 
     async def stop(self) -> None:
         await self.sockets.close_all()
+        await self.exec_sockets.close_all()
         await self.runner.cleanup()
 
 
@@ -32,21 +36,31 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "servers": len(supervisor.servers)})
 
 
-def build_http_app(sockets: ConsoleSockets, supervisor: Supervisor) -> web.Application:
+def build_http_app(
+    sockets: ConsoleSockets, supervisor: Supervisor, exec_sockets: ExecSockets
+) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
     app[SOCKETS] = sockets
     app.router.add_get("/health", health)
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
+    app.router.add_get("/api/servers/{server_id}/exec", exec_sockets.handle)
     return app
 
 
 async def start_http_server(
-    config: AgentConfig, identity: NodeIdentity, supervisor: Supervisor, started_at: float
+    config: AgentConfig,
+    identity: NodeIdentity,
+    supervisor: Supervisor,
+    started_at: float,
+    control_plane: ControlPlane | None = None,
 ) -> HttpEndpoint:
-    """Serve the HTTP port (0 = any free port)."""
+    """Serve the HTTP port (0 = any free port). Exec sessions report their end to
+    `control_plane` (none: not reported)."""
     sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
-    runner = web.AppRunner(build_http_app(sockets, supervisor), access_log=None)
+    exec_sockets = ExecSockets(config.console, identity, supervisor, started_at, control_plane)
+    app = build_http_app(sockets, supervisor, exec_sockets)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
@@ -54,4 +68,4 @@ async def start_http_server(
     for address in runner.addresses:
         port = int(address[1])  # the bound port, also when 0 was asked for
         break
-    return HttpEndpoint(runner=runner, port=port, sockets=sockets)
+    return HttpEndpoint(runner=runner, port=port, sockets=sockets, exec_sockets=exec_sockets)

@@ -150,11 +150,13 @@ async def send_command(request: web.Request, body: ConsoleCommand) -> CommandSen
     return CommandSent(message="Command sent", sent_to=sent)
 
 
-async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAccess:
-    """The agent WebSocket URL of one replica's console and a token for it."""
-    deployment = await owned_deployment(request)
+async def replica_and_node(
+    request: web.Request, deployment: Deployment, ordinal: int
+) -> tuple[Replica, Node]:
+    """The replica `ordinal` of `deployment` and the node it is placed on: 404 when
+    there is none, 503 when the node cannot be reached over HTTP."""
     replica = next(
-        (r for r in await deployment_replicas(request, deployment) if r.ordinal == query.replica),
+        (r for r in await deployment_replicas(request, deployment) if r.ordinal == ordinal),
         None,
     )
     if replica is None or replica.node_id is None:
@@ -163,8 +165,23 @@ async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAc
         node = await session.get(Node, replica.node_id)
     if node is None or not node.secret or not node.http_address:
         raise AgentUnavailable("the replica's node has no console address")
+    return replica, node
+
+
+def agent_socket_url(node: Node, path: str) -> str:
+    """The ws(s):// URL of `path` on the node's HTTP port."""
+    address = node.http_address
+    base = address if "://" in address else f"ws://{address}"
+    base = base.replace("http://", "ws://").replace("https://", "wss://")
+    return f"{base.rstrip('/')}{path}"
+
+
+async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAccess:
+    """The agent WebSocket URL of one replica's console and a token for it."""
+    deployment = await owned_deployment(request)
+    replica, node = await replica_and_node(request, deployment, query.replica)
     token = sign_server_token(
-        node.secret,
+        node.secret or "",
         node_id=str(node.id),
         user_id=str(current_user(request).id),
         server_id=str(replica.id),
@@ -172,11 +189,8 @@ async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAc
         scope="console",
         ttl_seconds=CONSOLE_TOKEN_TTL,
     )
-    address = node.http_address
-    base = address if "://" in address else f"ws://{address}"
-    base = base.replace("http://", "ws://").replace("https://", "wss://")
     return ConsoleAccess(
-        url=f"{base.rstrip('/')}/api/servers/{replica.id}/ws",
+        url=agent_socket_url(node, f"/api/servers/{replica.id}/ws"),
         token=token,
         expires_at=datetime.now(UTC) + timedelta(seconds=CONSOLE_TOKEN_TTL),
         server_id=str(replica.id),

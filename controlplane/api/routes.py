@@ -12,6 +12,7 @@ from controlplane.api import (
     deployment_actions,
     deployment_observe,
     deployments,
+    exec_sessions,
     health,
     metrics,
     nodes,
@@ -124,6 +125,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("POST", "/v1/remote/sftp/auth", remote.sftp_auth, access=PUBLIC, tag="remote",
           errors=(401, 404))  # fmt: skip
+    r.add("POST", "/v1/remote/exec-sessions/{id}/end", exec_sessions.end_exec_session,
+          access=PUBLIC, tag="remote", errors=(401, 404, 409))  # fmt: skip
 
     d = "/v1/deployments/{id}"
     r.add("POST", "/v1/deployments", deployments.create_deployment, access=USER, status=201,
@@ -149,6 +152,10 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/console", deployment_actions.console_access, access=USER,
           tag="deployments", errors=(404, 503))  # fmt: skip
+    r.add("GET", f"{d}/replicas/{{ordinal}}/exec", exec_sessions.exec_access, access=USER,
+          tag="deployments", errors=(404, 503))  # fmt: skip
+    r.add("GET", f"{d}/exec-sessions", exec_sessions.list_exec_sessions, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,

@@ -96,17 +96,19 @@ def container_command(args: argparse.Namespace) -> list[str] | None:
 
 
 def register(subparsers: Any) -> None:
-    """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, tasks,
-    nodes to the `encedeus` argument parser."""
+    """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, exec,
+    console, tasks, nodes to the `encedeus` argument parser."""
     from controlplane.client import (
         deployment_commands,
         node_commands,
         session_commands,
+        shell_commands,
         task_commands,
     )
 
     session_commands.add_commands(subparsers)
     deployment_commands.add_commands(subparsers)
+    shell_commands.add_commands(subparsers)
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
 

@@ -16,11 +16,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from agent.runtime.images import ImageUnknown, PullProgress, RegistryCredentials
-from agent.runtime.protocol import AttachedStreams, ContainerRuntime, EventSubscription
+from agent.runtime.protocol import (
+    AttachedStreams,
+    ContainerRuntime,
+    EventSubscription,
+    ExecProcess,
+)
 from agent.runtime.types import (
     AlreadyExists,
     ContainerEvent,
     ContainerInfo,
+    ContainerRuntimeError,
     ContainerSpec,
     IdMapping,
     ImageInfo,
@@ -193,6 +199,13 @@ class FakeContainerRuntime:
         if not self._find(container_id).running:
             raise NotRunning(f"container {container_id} is not running")
         return 0
+
+    async def open_exec(
+        self, container_id: str, command: list[str], *, height: int, width: int, term: str
+    ) -> ExecProcess:
+        if not self._find(container_id).running:
+            raise NotRunning(f"container {container_id} is not running")
+        raise ContainerRuntimeError("the fake engine runs no interactive commands")
 
     async def logs(self, container_id: str, tail: int) -> list[OutputChunk]:
         self._find(container_id)

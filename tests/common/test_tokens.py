@@ -89,3 +89,27 @@ def test_non_numeric_times_are_a_token_error() -> None:
     )  # fmt: skip
     with pytest.raises(TokenError):
         verify_server_token(SECRET, odd, node_id="node-1", scope="console", now=1_000_010)
+
+
+def test_an_exec_token_carries_its_id_and_details() -> None:
+    token = sign(scope="exec", token_id="session-1", details={"command": ["ls", "-l"]})
+    claims = verify_server_token(SECRET, token, node_id="node-1", scope="exec", now=1_000_010)
+    assert (claims.token_id, dict(claims.details)) == ("session-1", {"command": ["ls", "-l"]})
+    with pytest.raises(TokenError, match="scope 'exec' is not 'console'"):
+        verify_server_token(SECRET, token, node_id="node-1", scope="console", now=1_000_010)
+    plain = verify_server_token(SECRET, sign(), node_id="node-1", scope="console", now=1_000_010)
+    assert plain.details == {}
+    assert len(plain.token_id) == 16
+
+
+def test_details_that_are_not_an_object_are_refused() -> None:
+    odd = jwt.encode(
+        {
+            "aud": "node-1", "sub": "u", "server": "s", "permissions": [], "scope": "exec",
+            "iat": 1_000_000, "exp": 1_000_060, "jti": "j", "details": ["ls"],
+        },
+        SECRET,
+        algorithm="HS256",
+    )  # fmt: skip
+    with pytest.raises(TokenError, match="details must be an object"):
+        verify_server_token(SECRET, odd, node_id="node-1", scope="exec", now=1_000_010)

@@ -35,7 +35,9 @@ CLIENT_RUN = textwrap.dedent(
     from controlplane.cli import main
     runs = [["--help"], ["ls"], ["deploy", "img", "-c", "true"]]
     runs += [["tasks", "run", "img", "--", "true"]]
-    runs += [[name, "--help"] for name in ("ls", "deploy", "logs", "login", "nodes", "tasks")]
+    runs += [["exec", "app", "--", "sh"], ["console", "app"]]
+    names = ("ls", "deploy", "logs", "login", "nodes", "tasks", "exec", "console")
+    runs += [[name, "--help"] for name in names]
     for argv in runs:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             try:
@@ -58,6 +60,7 @@ def test_client_commands_import_nothing_of_the_server() -> None:
     foreign = ours - CLIENT_MODULES - {m for m in ours if m.startswith("controlplane.client")}
     assert not foreign, f"the client loaded server modules: {sorted(foreign)}"
     assert "controlplane.client.deployment_commands" in loaded  # the commands did run
+    assert "controlplane.client.websocket" in loaded
     third_party = {m for m in loaded if m.split(".")[0] in SERVER_PACKAGES}
     assert not third_party, f"the client loaded server dependencies: {sorted(third_party)}"
 
