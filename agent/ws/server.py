@@ -1,12 +1,15 @@
-"""The agent's HTTP port: `GET /health` and the browser console WebSocket."""
+"""The agent's HTTP port: `GET /health`, the browser console WebSocket and the file API."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from agent.config import AgentConfig, NodeIdentity
+from agent.files.http_api import FileApi
+from agent.files.ownership import disk_limit, file_owner
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 
@@ -32,12 +35,16 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "servers": len(supervisor.servers)})
 
 
-def build_http_app(sockets: ConsoleSockets, supervisor: Supervisor) -> web.Application:
+def build_http_app(
+    sockets: ConsoleSockets, supervisor: Supervisor, files: FileApi | None = None
+) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
     app[SOCKETS] = sockets
     app.router.add_get("/health", health)
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
+    if files is not None:
+        files.add_routes(app)
     return app
 
 
@@ -46,7 +53,14 @@ async def start_http_server(
 ) -> HttpEndpoint:
     """Serve the HTTP port (0 = any free port)."""
     sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
-    runner = web.AppRunner(build_http_app(sockets, supervisor), access_log=None)
+    files = FileApi(
+        identity,
+        Path(config.data_dir),
+        started_at,
+        owner_of=lambda server_id: file_owner(supervisor, server_id),
+        disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
+    )
+    runner = web.AppRunner(build_http_app(sockets, supervisor, files), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
