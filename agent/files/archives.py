@@ -159,7 +159,7 @@ def _extract_zip(raw: IO[bytes], run: _Extraction) -> None:
             mode = info.external_attr >> 16
             if info.is_dir():
                 run.member(info.filename, "directory", mode, None)
-            elif mode and not stat.S_ISREG(mode):
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no type recorded
                 run.member(info.filename, _kind(mode), mode, None)
             else:
                 with archive.open(info) as reader:
