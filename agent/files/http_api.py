@@ -15,10 +15,10 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.config import NodeIdentity
 from agent.files.access import Access, FileApiError, authorize, os_error_answer
@@ -27,40 +27,17 @@ from agent.files.operations import ServerFiles
 from agent.files.transfer import receive_body, send_file
 from agent.sftp.quota import DiskQuota
 from agent.sftp.tree import ConfinedTree
+from common.file_operations import (
+    ChangeMode,
+    CompressFiles,
+    DecompressFile,
+    FilePath,
+    MakeDirectory,
+    MoveFiles,
+)
 
 M = TypeVar("M", bound=BaseModel)
-PathText = Field(min_length=1, max_length=4096)
 ROUTE = "/api/servers/{server_id}/files"
-
-
-class MkdirBody(BaseModel):
-    path: str = PathText
-    parents: bool = False
-
-
-class MoveBody(BaseModel):
-    source: str = PathText
-    target: str = PathText
-
-
-class PathBody(BaseModel):
-    path: str = PathText
-
-
-class ChmodBody(BaseModel):
-    path: str = PathText
-    mode: str = Field(pattern=r"^[0-7]{3,4}$")
-
-
-class CompressBody(BaseModel):
-    paths: list[str] = Field(min_length=1, max_length=1000)
-    target: str = PathText
-    format: Literal["tar.gz", "zip"] = "tar.gz"
-
-
-class DecompressBody(BaseModel):
-    path: str = PathText
-    destination: str = Field(default="/", min_length=1, max_length=4096)
 
 
 class FileApi:
@@ -213,45 +190,45 @@ class FileApi:
         return web.json_response(answer)
 
     async def op_mkdir(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: MkdirBody, _q: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: MakeDirectory, _q: DiskQuota) -> dict[str, Any]:
             await self._run(body.path, lambda: files.mkdir(body.path, parents=body.parents))
             return {"path": body.path}
 
-        return await self._op(request, MkdirBody, act)
+        return await self._op(request, MakeDirectory, act)
 
     async def op_rename(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: MoveBody, _q: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: MoveFiles, _q: DiskQuota) -> dict[str, Any]:
             await self._run(body.source, lambda: files.rename(body.source, body.target))
             return {"source": body.source, "target": body.target}
 
-        return await self._op(request, MoveBody, act)
+        return await self._op(request, MoveFiles, act)
 
     async def op_copy(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: MoveBody, quota: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: MoveFiles, quota: DiskQuota) -> dict[str, Any]:
             size = await self._run(body.source, lambda: files.size_of(body.source))
             _charge(quota, size, body.target)
             await self._run(body.source, lambda: files.copy(body.source, body.target))
             return {"source": body.source, "target": body.target, "bytes": size}
 
-        return await self._op(request, MoveBody, act)
+        return await self._op(request, MoveFiles, act)
 
     async def op_delete(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: PathBody, quota: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: FilePath, quota: DiskQuota) -> dict[str, Any]:
             freed = await self._run(body.path, lambda: files.delete(body.path))
             quota.release(freed)
             return {"path": body.path, "freed_bytes": freed}
 
-        return await self._op(request, PathBody, act)
+        return await self._op(request, FilePath, act)
 
     async def op_chmod(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: ChmodBody, _q: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: ChangeMode, _q: DiskQuota) -> dict[str, Any]:
             await self._run(body.path, lambda: files.chmod(body.path, int(body.mode, 8)))
             return {"path": body.path, "mode": body.mode}
 
-        return await self._op(request, ChmodBody, act)
+        return await self._op(request, ChangeMode, act)
 
     async def op_compress(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: CompressBody, quota: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: CompressFiles, quota: DiskQuota) -> dict[str, Any]:
             total = await self._run("/", lambda: sum(files.size_of(p) for p in body.paths))
             _charge(quota, total, body.target)
             try:
@@ -263,10 +240,10 @@ class FileApi:
             _charge(quota, size, body.target)
             return {"path": body.target, "size": size}
 
-        return await self._op(request, CompressBody, act)
+        return await self._op(request, CompressFiles, act)
 
     async def op_decompress(self, request: web.Request) -> web.Response:
-        async def act(files: ServerFiles, body: DecompressBody, quota: DiskQuota) -> dict[str, Any]:
+        async def act(files: ServerFiles, body: DecompressFile, quota: DiskQuota) -> dict[str, Any]:
             room = max(0, quota.limit_bytes - (quota.used or 0)) if quota.limit_bytes else None
             limits = ExtractLimits(
                 max_bytes=self._extract_limits.max_bytes,
@@ -290,7 +267,7 @@ class FileApi:
                 "skipped": report.skipped,
             }
 
-        return await self._op(request, DecompressBody, act)
+        return await self._op(request, DecompressFile, act)
 
 
 def _charge(quota: DiskQuota, size: int, path: str, *, refuse: bool = True) -> None:

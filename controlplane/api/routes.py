@@ -12,6 +12,7 @@ from controlplane.api import (
     deployment_actions,
     deployment_observe,
     deployments,
+    files,
     health,
     metrics,
     nodes,
@@ -133,6 +134,24 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/console", deployment_actions.console_access, access=USER,
           tag="deployments", errors=(404, 503))  # fmt: skip
+    f = f"{d}/replicas/{{ordinal}}/files"
+    r.add("GET", f, files.list_files, access=USER, tag="files", errors=(404, 503))
+    r.add("GET", f"{f}/stat", files.stat_file, access=USER, tag="files", errors=(404, 503))
+    r.add("POST", f"{f}/upload-url", files.upload_url, access=USER, tag="files",
+          errors=(403, 404, 503))  # fmt: skip
+    r.add("GET", f"{f}/download-url", files.download_url, access=USER, tag="files",
+          errors=(404, 503))  # fmt: skip
+    for operation, operate in (
+        ("mkdir", files.make_directory),
+        ("rename", files.rename_file),
+        ("copy", files.copy_file),
+        ("delete", files.delete_file),
+        ("chmod", files.change_mode),
+        ("compress", files.compress_files),
+        ("decompress", files.decompress_file),
+    ):
+        r.add("POST", f"{f}/{operation}", operate, access=USER, tag="files",
+              errors=(403, 404, 409, 503))  # fmt: skip
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
