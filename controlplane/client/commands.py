@@ -96,10 +96,11 @@ def container_command(args: argparse.Namespace) -> list[str] | None:
 
 
 def register(subparsers: Any) -> None:
-    """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, tasks,
-    nodes to the `encedeus` argument parser."""
+    """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, files,
+    tasks, nodes to the `encedeus` argument parser."""
     from controlplane.client import (
         deployment_commands,
+        file_commands,
         node_commands,
         session_commands,
         task_commands,
@@ -107,6 +108,7 @@ def register(subparsers: Any) -> None:
 
     session_commands.add_commands(subparsers)
     deployment_commands.add_commands(subparsers)
+    file_commands.add_commands(subparsers)
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
 
