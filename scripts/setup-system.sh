@@ -4,7 +4,7 @@
 set -euo pipefail
 
 TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
-PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps)
+PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps nginx curl)
 want_pg="${WANT_POSTGRES:-1}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }

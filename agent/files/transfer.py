@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from agent.files.operations import ServerFiles
 from agent.sftp.file_io import pwrite_all
@@ -36,8 +37,7 @@ async def receive_body(
 
     async def flush() -> None:
         nonlocal pending, buffer, position
-        data = bytes(buffer)
-        buffer = bytearray()
+        data, buffer = buffer, bytearray()  # handed over whole: no copy
         charge(position, len(data))
         if pending is not None:
             await pending
@@ -57,22 +57,33 @@ async def receive_body(
     return position
 
 
+class _InodeResponse(web.FileResponse):
+    """A FileResponse of the inode behind `fd`, reopened through /proc (so nothing is
+    resolved again by path); `fd` is closed once the response has been sent."""
+
+    def __init__(self, fd: int, headers: dict[str, str]) -> None:
+        super().__init__(f"/proc/self/fd/{fd}", headers=headers)
+        self._fd: int | None = fd
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._fd is None:  # already sent: aiohttp may call prepare a second time
+            return await web.StreamResponse.prepare(self, request)
+        try:
+            return await super().prepare(request)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
 async def send_file(request: web.Request, files: ServerFiles, path: str) -> web.StreamResponse:
     """Answer GET/HEAD of a regular file, with Range, from the inode opened beneath."""
     fd, _info = await asyncio.to_thread(files.open_read, path)
-    try:
-        name = os.path.basename(path.rstrip("/")) or "file"
-        quoted = name.replace("\\", "_").replace('"', "_")
-        response = web.FileResponse(
-            f"/proc/self/fd/{fd}",
-            chunk_size=256 * 1024,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Disposition": f'attachment; filename="{quoted}"',
-            },
-        )
-        # The whole body is sent inside prepare(), while the fd still pins the inode.
-        await response.prepare(request)
-        return response
-    finally:
-        os.close(fd)
+    name = os.path.basename(path.rstrip("/")) or "file"
+    quoted = name.replace("\\", "_").replace('"', "_")
+    return _InodeResponse(
+        fd,
+        {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quoted}"',
+        },
+    )

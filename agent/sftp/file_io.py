@@ -21,7 +21,7 @@ READ_AHEAD = 2  # chunks read ahead of the ones a sequential read is served from
 WRITE_BEHIND = 16  # writes in flight per file
 
 
-def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
     """Write all of `data` at `offset` (pwrite may write less than asked)."""
     view = memoryview(data)
     while view:

@@ -60,7 +60,11 @@ async def start_http_server(
         owner_of=lambda server_id: file_owner(supervisor, server_id),
         disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
     )
-    runner = web.AppRunner(build_http_app(sockets, supervisor, files), access_log=None)
+    # A request body is buffered up to read_bufsize before the socket is paused: with
+    # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
+    runner = web.AppRunner(
+        build_http_app(sockets, supervisor, files), access_log=None, read_bufsize=1024 * 1024
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()

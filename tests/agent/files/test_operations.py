@@ -40,6 +40,10 @@ async def test_list_stat_and_ranged_download(file_agent: FileAgent) -> None:
     assert await file_agent.download("hello.txt") == b"0123456789"
     assert await file_agent.download("/link", {"Range": "bytes=2-4"}) == b"234"
     assert await file_agent.download("hello.txt", {"Range": "bytes=-3"}) == b"789"
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):  # each download closes the fd it resolved beneath the root
+        assert await file_agent.download("hello.txt", {"Range": "bytes=0-0"}) == b"0"
+    assert len(os.listdir("/proc/self/fd")) <= open_fds + 2
     status, missing = await file_agent.get("stat", path="nope")
     assert (status, missing["error"]["code"]) == (404, "file_not_found")
 
