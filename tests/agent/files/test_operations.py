@@ -12,6 +12,7 @@ import tarfile
 import zipfile
 
 import pytest
+from blockbuster import blockbuster_ctx
 
 from tests.agent.files.conftest import FileAgent, streamed
 
@@ -216,3 +217,28 @@ async def test_tokens_are_checked_for_scope_server_and_write_permission(
             404,
             "server_not_found",
         )
+
+
+async def test_no_operation_blocks_the_event_loop(file_agent: FileAgent) -> None:
+    root = file_agent.server_dir
+    (root / "d").mkdir()
+    (root / "d" / "f.txt").write_bytes(b"data" * 1000)
+    data = os.urandom(2 * 1024 * 1024)
+    with blockbuster_ctx() as detector:
+        detector.functions["os.stat"].can_block_in("linecache.py", {"checkcache", "updatecache"})
+        assert (await file_agent.get("list", path="/d"))[0] == 200
+        assert (await file_agent.get("stat", path="/d/f.txt"))[0] == 200
+        assert len(await file_agent.download("/d/f.txt")) == 4000
+        assert (await file_agent.put("/d/up.bin", data))[0] == 201
+        for name, body in (
+            ("mkdir", {"path": "/e"}),
+            ("copy", {"source": "/d", "target": "/e/d"}),
+            ("rename", {"source": "/e/d", "target": "/e/moved"}),
+            ("chmod", {"path": "/e/moved/f.txt", "mode": "0600"}),
+            ("compress", {"paths": ["/d"], "target": "/a.zip", "format": "zip"}),
+            ("decompress", {"path": "/a.zip", "destination": "/x"}),
+            ("delete", {"path": "/e"}),
+        ):
+            status, answer = await file_agent.op(name, body)
+            assert status == 200, (name, answer)
+    assert (root / "x" / "d" / "up.bin").read_bytes() == data
