@@ -59,12 +59,13 @@ agent {
   }
 
   console {
-    history_lines              = 1000  # kept per server, sent to new viewers
-    ws_allowed_origins         = []    # e.g. ["https://panel.example.com"]; empty: any
-    ws_max_sockets_per_server  = 30
-    ws_max_message_bytes       = 4096
-    ws_max_messages_per_second = 10
-    ws_auth_timeout_seconds    = 60    # sockets this long without a valid token are closed
+    history_lines                      = 1000  # kept per server, sent to new viewers
+    ws_allowed_origins                 = []    # e.g. ["https://panel.example.com"]; empty: any
+    ws_max_sockets_per_server          = 30    # authenticated sockets per server
+    ws_max_unauthenticated_per_address = 4     # not yet authenticated, per client address
+    ws_max_message_bytes               = 4096
+    ws_max_messages_per_second         = 10
+    ws_auth_timeout_seconds            = 10    # sockets this long without a valid token are closed
   }
 
   # The Docker network servers with networking join. Missing, it is created as a
@@ -97,7 +98,8 @@ controlplane {
 
   # State: the embedded SQLite database (encedeus.db) and the generated jwt_secret.
   data_dir = "/var/lib/encedeus"
-  # Empty: SQLite in data_dir (WAL). PostgreSQL: "postgresql+asyncpg://user:pw@host/db".
+  # Empty: SQLite in data_dir (WAL). PostgreSQL: "postgresql://user:pw@host/db"
+  # (postgres:// and postgresql+asyncpg:// too; libpq's ?sslmode= is passed on as ssl).
   # DATABASE_URL overrides. The schema is migrated at start; a database migrated by a
   # newer release is refused.
   database_url = ""
@@ -106,6 +108,13 @@ controlplane {
   # Empty: generated once into <data_dir>/jwt_secret. JWT_SECRET overrides. Changing
   # it signs everyone out and voids every API key.
   jwt_secret = ""
+
+  # Encrypts secrets at rest (forge tokens of /v1/repos, registry credentials) with
+  # AES-256-GCM: 32 bytes in urlsafe base64 (python3 -c "import base64, os;
+  # print(base64.urlsafe_b64encode(os.urandom(32)).decode())"). Empty: generated once
+  # into <data_dir>/secrets_key. ENCEDEUS_SECRETS_KEY overrides. Every control plane
+  # on one database needs the same key; losing it loses the stored secrets.
+  secrets_key = ""
 
   # "open": anyone may register (the first account becomes admin). "closed": only
   # `encedeus user create` makes accounts.
@@ -127,13 +136,16 @@ controlplane {
   api_key_cache_seconds = 30
 
   # Outgoing mail. Empty smtp_host: mails are written to the log instead.
-  # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM override.
+  # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM, EMAIL_FROM_NAME
+  # override; seed 004's AWS_SES_SMTP_HOST, AWS_SES_SMTP_PORT, AWS_SES_USERNAME and
+  # AWS_SES_PASSWORD are read as the SMTP_* settings (SES over SMTP).
   smtp_host     = ""
   smtp_port     = 587
   smtp_username = ""
   smtp_password = ""
   smtp_tls      = "auto"  # auto (STARTTLS when offered) | starttls | tls | none
   email_from    = "encedeus@localhost"
+  email_from_name = ""  # display name: From: "Name <email_from>"
 
   # Webhooks for deployment and task events (WEBHOOK_URL overrides the URL).
   webhook_url          = ""
@@ -143,6 +155,10 @@ controlplane {
   webhook_allow_private = false
   # Mail the owner when one of their tasks ends or a deployment fails.
   email_notifications = false
+  # The notifications WebSocket: open sockets per account, messages a second per
+  # socket; past either the socket is closed with 4429.
+  notification_sockets_per_account = 10
+  notification_messages_per_second = 20
 
   # Task input files fetched from URLs: http(s) only, public addresses only unless
   # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most
@@ -151,6 +167,16 @@ controlplane {
   task_fetch_max_bytes       = 3145728
   task_fetch_timeout_seconds = 30
   task_input_max_bytes       = 3145728
+  # Private networks that task URLs and per-account webhooks may reach anyway (an
+  # internal mirror, say), e.g. ["10.1.2.0/24"]; see "Outbound requests" in
+  # docs/architecture.md.
+  outbound_allowed_networks = []
+
+  # The releases API that /v1/repos watches: GitHub (default), GitHub Enterprise
+  # ("https://HOST/api/v3") or Gitea/Forgejo ("https://HOST/api/v1"). Release assets
+  # are downloaded with the task_fetch_* rules above.
+  forge_api_url         = "https://api.github.com"
+  forge_timeout_seconds = 15
 
   # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
   domain_suffix = ""

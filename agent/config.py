@@ -76,11 +76,14 @@ class Console(_Block):
 
     history_lines: int = Field(default=1000, ge=10, le=100_000)
     ws_allowed_origins: list[str] = []  # empty: any Origin (or none) is accepted
+    # Authenticated sockets per server; sockets that have not authenticated yet are
+    # capped per client address instead, so they cannot lock a server's owner out.
     ws_max_sockets_per_server: int = Field(default=30, ge=1)
+    ws_max_unauthenticated_per_address: int = Field(default=4, ge=1)
     ws_max_message_bytes: int = Field(default=4096, ge=64)
     ws_max_messages_per_second: int = Field(default=10, ge=1)
     # A socket this long without a valid token (never sent one, or let it expire) is closed.
-    ws_auth_timeout_seconds: float = Field(default=60.0, gt=0)
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class AgentConfig(_Block):

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from common.logging import get_logger
+from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
 from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
@@ -23,18 +24,23 @@ from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
 from controlplane.events.wiring import install_events
-from controlplane.mail import MailOutbox, mailer_for
+from controlplane.mail import MailOutbox, mailer_for, sender_of
 from controlplane.reconciler.wiring import install_orchestration
+from controlplane.repos.forge import ForgeClient
 from controlplane.security.credentials import ServerKeys
 from controlplane.security.rate_limit import SlidingWindowLimiter
+from controlplane.security.secrets import SecretBox, resolve_secrets_key
 from controlplane.state import (
     AUTHENTICATOR,
     CONFIG,
     DATABASE,
+    FORGE_CLIENT,
+    LOGIN_THROTTLE,
     MAIL_OUTBOX,
     METRICS,
     RATE_LIMITER,
     ROUTES,
+    SECRET_BOX,
     SERVER_KEYS,
 )
 from controlplane.systemd_notify import systemd_ctx
@@ -46,6 +52,7 @@ log = get_logger(__name__)
 async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir, config))
+    app[SECRET_BOX].load(await asyncio.to_thread(resolve_secrets_key, config))
     revision = await upgrade_database(config.resolved_database_url())
     log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
     try:
@@ -66,6 +73,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_request_bytes)
     app[CONFIG] = config
     app[METRICS] = ApiMetrics()
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app[RATE_LIMITER] = SlidingWindowLimiter(
         config.auth_rate_limit, config.auth_rate_window_seconds
     )
@@ -74,7 +82,9 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[DATABASE] = database
     app[SERVER_KEYS] = keys
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
-    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), config.email_from)
+    app[SECRET_BOX] = SecretBox()
+    app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
+    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
 
     routes = build_routes()
     app[ROUTES] = routes

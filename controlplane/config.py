@@ -2,22 +2,31 @@
 
 Environment variables (named as in seed 004) win over the file: DATABASE_URL,
 JWT_SECRET, PORT, WEBHOOK_URL, DOMAIN_SUFFIX, SMTP_HOST, SMTP_PORT, SMTP_USERNAME,
-SMTP_PASSWORD, EMAIL_FROM. An empty variable counts as unset.
+SMTP_PASSWORD, EMAIL_FROM, EMAIL_FROM_NAME, ENCEDEUS_SECRETS_KEY. Seed 004's
+AWS_SES_SMTP_HOST, AWS_SES_SMTP_PORT, AWS_SES_USERNAME and AWS_SES_PASSWORD name the
+same SMTP settings (SES is reached over SMTP); the SMTP_* names win when both are set.
+An empty variable counts as unset.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator
 
 from common.config import load_section
 
+# Later entries win: the AWS_SES_* aliases come before the SMTP_* names they stand for.
 ENV_OVERRIDES: dict[str, str] = {
+    "AWS_SES_SMTP_HOST": "smtp_host",
+    "AWS_SES_SMTP_PORT": "smtp_port",
+    "AWS_SES_USERNAME": "smtp_username",
+    "AWS_SES_PASSWORD": "smtp_password",
     "DATABASE_URL": "database_url",
     "JWT_SECRET": "jwt_secret",
     "PORT": "port",
@@ -29,6 +38,15 @@ ENV_OVERRIDES: dict[str, str] = {
     "SMTP_USERNAME": "smtp_username",
     "SMTP_PASSWORD": "smtp_password",
     "EMAIL_FROM": "email_from",
+    "EMAIL_FROM_NAME": "email_from_name",
+    "ENCEDEUS_SECRETS_KEY": "secrets_key",
+}
+
+#: Seed 004 variables this control plane does not read, and what to do instead.
+UNUSED_VARIABLES: dict[str, str] = {
+    "REDIS_URL": "not needed: sessions and events live in the database (DATABASE_URL)",
+    "KUBECONFIG_PATH": "containers run on enrolled Skyhook agents, not Kubernetes",
+    "KUBERNETES_NAMESPACE": "containers run on enrolled Skyhook agents, not Kubernetes",
 }
 
 JWT_SECRET_FILE = "jwt_secret"  # noqa: S105
@@ -60,7 +78,13 @@ class ControlPlaneConfig(BaseModel):
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
     webhook_allow_private: bool = False  # let per-account webhooks reach private hosts
     email_notifications: bool = False  # mail owners when tasks end / deployments fail
+    # /v1/ws/notifications: open sockets per account, and messages a second per socket.
+    notification_sockets_per_account: int = Field(default=10, ge=1)
+    notification_messages_per_second: int = Field(default=20, ge=1)
     task_fetch_allow_private: bool = False  # let task URLs reach loopback/private hosts
+    # Networks that tenants' outbound requests (task URLs, webhooks) may reach even
+    # though they are private, e.g. an internal mirror; never unspecified/multicast.
+    outbound_allowed_networks: tuple[IPvAnyNetwork, ...] = ()
     task_fetch_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1)
     task_fetch_timeout_seconds: float = Field(default=30.0, gt=0)
     # All input files of one task; they travel in one gRPC message to the agent.
@@ -72,6 +96,15 @@ class ControlPlaneConfig(BaseModel):
     smtp_password: str = ""
     smtp_tls: Literal["auto", "starttls", "tls", "none"] = "auto"
     email_from: str = "encedeus@localhost"
+    email_from_name: str = ""  # display name of the From header ("Name <address>")
+    # Key of secrets at rest (forge tokens, registry credentials): 32 bytes in urlsafe
+    # base64. Empty: generated once into <data_dir>/secrets_key (0600). Every control
+    # plane sharing a database needs the same key.
+    secrets_key: str = ""
+    # Releases API of the forge that /v1/repos watches: GitHub, GitHub Enterprise
+    # (https://HOST/api/v3) and Gitea/Forgejo (https://HOST/api/v1) speak the same one.
+    forge_api_url: str = "https://api.github.com"
+    forge_timeout_seconds: float = Field(default=15.0, gt=0)
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
     # Orchestration: node liveness, agent Watch streams, the reconciler.
@@ -82,6 +115,11 @@ class ControlPlaneConfig(BaseModel):
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
 
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return with_async_driver(value)
+
     def resolved_database_url(self) -> str:
         """DATABASE_URL, or the embedded SQLite file in the data directory."""
         if self.database_url:
@@ -89,9 +127,27 @@ class ControlPlaneConfig(BaseModel):
         return f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE}"
 
 
+def with_async_driver(url: str) -> str:
+    """`postgresql://` and `postgres://` (what operators and seed 004 write) as the
+    asyncpg URL the engine needs, libpq's `sslmode` renamed to asyncpg's `ssl`; any
+    other URL unchanged."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in ("postgres", "postgresql"):
+        return url
+    parts = urlsplit(f"postgresql+asyncpg://{rest}")
+    query = [("ssl" if key == "sslmode" else key, value) for key, value in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     """The config keys that the environment sets (empty values are ignored)."""
     return {key: environ[var] for var, key in ENV_OVERRIDES.items() if environ.get(var)}
+
+
+def unused_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The seed variables set in `environ` that are not read, with what to do instead
+    (so that an operator who set them is told, not silently ignored)."""
+    return {name: hint for name, hint in UNUSED_VARIABLES.items() if environ.get(name)}
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ControlPlaneConfig:
@@ -121,7 +177,16 @@ def resolve_jwt_secret(config: ControlPlaneConfig) -> str:
     """
     if config.jwt_secret:
         return config.jwt_secret
-    path = config.data_dir / JWT_SECRET_FILE
+    return secret_in_data_dir(config, JWT_SECRET_FILE, lambda: secrets.token_urlsafe(48))
+
+
+def secret_in_data_dir(config: ControlPlaneConfig, name: str, generate: Callable[[], str]) -> str:
+    """The secret kept in `<data_dir>/<name>`, written (0600) from `generate()` on
+    first use. Two processes starting at once end with the same secret.
+
+    Blocking file I/O: call it from a thread (or before the event loop starts).
+    """
+    path = config.data_dir / name
     try:
         existing = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -129,7 +194,7 @@ def resolve_jwt_secret(config: ControlPlaneConfig) -> str:
     if existing:
         return existing
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
+    secret = generate()
     # O_EXCL: two processes starting at once must not end with different secrets.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

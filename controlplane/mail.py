@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from email.utils import formataddr
 from typing import Protocol
 
 import aiosmtplib
@@ -61,6 +62,14 @@ class LogMailer:
             subject=message["Subject"],
             body=message.get_content(),
         )
+
+
+def sender_of(config: ControlPlaneConfig) -> str:
+    """The From header: `email_from`, as `"Name" <address>` when `email_from_name` is set
+    (seed 004's EMAIL_FROM_NAME)."""
+    if not config.email_from_name:
+        return config.email_from
+    return formataddr((config.email_from_name, config.email_from))
 
 
 def mailer_for(config: ControlPlaneConfig) -> Mailer:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from common.login_throttle import LoginThrottle
     from controlplane.agents import AgentPool
     from controlplane.api.authentication import Authenticator
     from controlplane.api.endpoints import ApiRoutes
@@ -26,14 +27,18 @@ if TYPE_CHECKING:
     from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
+    from controlplane.repos.forge import ForgeClient
     from controlplane.security.credentials import ServerKeys
     from controlplane.security.rate_limit import SlidingWindowLimiter
+    from controlplane.security.secrets import SecretBox
     from controlplane.tasks.runner import TaskRunner
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
 METRICS: web.AppKey[ApiMetrics] = web.AppKey("metrics")
 RATE_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("rate_limiter")
+#: Password attempts (HTTP login and SFTP), reserved before verification.
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
 DATABASE: web.AppKey[Database] = web.AppKey("database")
 SERVER_KEYS: web.AppKey[ServerKeys] = web.AppKey("server_keys")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
@@ -45,3 +50,5 @@ WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
+SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
+FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")

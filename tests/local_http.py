@@ -9,13 +9,13 @@ from aiohttp import web
 
 
 @asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 at a free port until exit; yields its base URL
-    (`http://127.0.0.1:<port>`, no trailing slash)."""
+async def serve_app(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve `app` on `host` (a loopback address) at a free port until exit; yields its
+    base URL (`http://<host>:<port>`, no trailing slash)."""
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await web.TCPSite(runner, host, 0).start()
+        yield f"http://{host}:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()

@@ -2,27 +2,35 @@
 
 A login is a password or a public key that the control plane vouches for
 (`ControlPlane.sftp_auth`); asyncssh itself then checks the key's signature.
-Failures are throttled per (server, client address) with :class:`LoginThrottle`.
+Attempts are reserved in a :class:`common.login_throttle.LoginThrottle` BEFORE the
+control plane is asked, one throttle for passwords and a more generous one for keys,
+so password guesses never hold back a key login.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncssh
 
 from agent.controlplane_client import ControlPlane, ControlPlaneError, SFTPGrant
-from agent.sftp.throttle import LoginThrottle
 from agent.sftp.tree import ConfinedTree
 from common.logging import get_logger
+from common.login_throttle import DelayCurve, LoginReservation, LoginThrottle
 
 SHORT_ID_LENGTH = 8
 _SHORT_ID = re.compile(r"^[A-Za-z0-9_-]{8}$")
 _SERVER_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 log = get_logger(__name__)
+#: SSH clients offer every key they hold, one failed attempt each: keys get a budget of
+#: their own, generous enough for that, and password failures never touch it.
+KEY_CURVE = DelayCurve(free=20, base=0.5, cap=10.0)
+
+
+def key_login_throttle() -> LoginThrottle:
+    """The throttle for public-key attempts."""
+    return LoginThrottle(pair=KEY_CURVE, account=KEY_CURVE, address=KEY_CURVE)
 
 
 def parse_login(username: str) -> tuple[str, str] | None:
@@ -57,35 +65,55 @@ class LiveSession:
 
 
 class SFTPLogin:
-    """Checks one login attempt: throttle first, then the control plane.
+    """Checks one login attempt: reserve it in the throttle, then ask the control plane.
 
     `check` returns the grant, or None for any refusal (the reason is logged, never
-    told to the client). Outages of the control plane refuse without counting as a
+    told to the client). An attempt the throttle holds back is refused without asking
+    the control plane; outages of the control plane refuse without counting as a
     failed attempt.
     """
 
     def __init__(
         self,
         control_plane: ControlPlane,
-        throttle: LoginThrottle,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        passwords: LoginThrottle | None = None,
+        keys: LoginThrottle | None = None,
     ) -> None:
         self._control_plane = control_plane
-        self._throttle = throttle
-        self._sleep = sleep
+        self._passwords = passwords or LoginThrottle()
+        self._keys = keys or key_login_throttle()
 
     async def check(
         self, username: str, client_address: str, credential: Credential
     ) -> SFTPGrant | None:
+        throttle = self._passwords if credential.password is not None else self._keys
+        attempt = throttle.reserve(username.lower(), client_address)
+        if not isinstance(attempt, LoginReservation):
+            log.info("sftp_login_throttled", username=username, client=client_address)
+            return None
+        try:
+            reason, grant = await self._ask(username, client_address, credential)
+        except BaseException:
+            attempt.released()
+            raise
+        if grant is None:
+            if reason is None:
+                attempt.released()  # an outage, not the client's failure
+            else:
+                log.info(
+                    "sftp_login_failed", username=username, client=client_address, reason=reason
+                )
+            return None
+        attempt.succeeded()
+        return grant
+
+    async def _ask(
+        self, username: str, client_address: str, credential: Credential
+    ) -> tuple[str | None, SFTPGrant | None]:
+        """(why it failed, None) or (None, the grant); (None, None) for an outage."""
         parsed = parse_login(username)
-        key = (parsed[1] if parsed else "", client_address)
-        if self._throttle.locked_for(key):
-            log.info("sftp_login_locked", username=username, client=client_address)
-            return None
         if parsed is None:
-            await self._fail(key, username, client_address, "malformed username")
-            return None
+            return "malformed username", None
         try:
             grant = await self._control_plane.sftp_auth(
                 username,
@@ -95,22 +123,11 @@ class SFTPLogin:
             )
         except ControlPlaneError as exc:
             if exc.definitive:
-                await self._fail(key, username, client_address, exc.code)
-            else:
-                log.warning("sftp_login_control_plane_down", error=str(exc))
-            return None
+                return exc.code, None
+            log.warning("sftp_login_control_plane_down", error=str(exc))
+            return None, None
         problem = grant_problem(grant, parsed[1])
-        if problem:
-            await self._fail(key, username, client_address, problem)
-            return None
-        self._throttle.success(key)
-        return grant
-
-    async def _fail(self, key: tuple[str, str], username: str, client: str, reason: str) -> None:
-        delay = self._throttle.failure(key)
-        log.info("sftp_login_failed", username=username, client=client, reason=reason)
-        if delay:
-            await self._sleep(delay)
+        return (problem, None) if problem else (None, grant)
 
 
 def grant_problem(grant: SFTPGrant, short_id: str) -> str | None:

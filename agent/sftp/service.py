@@ -14,10 +14,10 @@ from agent.sftp.host_key import load_or_create_host_key
 from agent.sftp.login import Credential, LiveSession, SFTPLogin, openssh_key_line
 from agent.sftp.quota import DiskQuota
 from agent.sftp.session import ConfinedSFTPServer
-from agent.sftp.throttle import LoginThrottle
 from agent.sftp.tree import ConfinedTree
 from agent.sftp.wire import ENCRYPTION_ALGS, SERVER_ALGORITHMS, make_lean
 from common.logging import get_logger
+from common.login_throttle import LoginThrottle
 
 log = get_logger(__name__)
 
@@ -60,7 +60,7 @@ class SFTPService:
         self._port = port
         self._file_owner_of = file_owner_of or (lambda _server_id: file_owner)
         self._revalidate_interval = revalidate_interval
-        self._login = SFTPLogin(control_plane, throttle or LoginThrottle())
+        self._login = SFTPLogin(control_plane, throttle)
         self._workers = workers
         self._encryption_algs = list(encryption_algs)
         self._disk_limit_of = disk_limit_of

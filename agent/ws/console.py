@@ -19,7 +19,9 @@ from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
+from agent.ws.admission import SocketAdmission
 from common.cancellation import cancel_and_wait
+from common.json_input import load_untrusted_json
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
 from protos import agent_pb2 as pb
@@ -54,8 +56,9 @@ def stats_payload(stats: pb.ServerStats) -> str:
 
 
 class ConsoleSockets:
-    """Accepts console sockets: checks Origin and the per-server cap, then runs one
-    `ConsoleSession` per socket."""
+    """Accepts console sockets: checks Origin, the unauthenticated sockets of the
+    client's address and the server's cap of authenticated sockets (see
+    :mod:`agent.ws.admission`), then runs one `ConsoleSession` per socket."""
 
     def __init__(
         self,
@@ -69,7 +72,10 @@ class ConsoleSockets:
         self.limits, self.identity = limits, identity
         self.supervisor, self.started_at = supervisor, started_at
         self.expiry_warning_seconds = expiry_warning_seconds  # `token expiring` lead time
-        self._open: dict[str, set[web.WebSocketResponse]] = {}
+        self.admission = SocketAdmission(
+            limits.ws_max_unauthenticated_per_address, limits.ws_max_sockets_per_server
+        )
+        self._open: set[web.WebSocketResponse] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         server_id = request.match_info["server_id"]
@@ -80,20 +86,22 @@ class ConsoleSockets:
             self.supervisor.get(server_id)
         except ContainerRuntimeError as exc:
             raise web.HTTPNotFound(text=str(exc)) from exc
-        sockets = self._open.setdefault(server_id, set())
-        if len(sockets) >= self.limits.ws_max_sockets_per_server:
+        if self.admission.server_full(server_id):
             raise web.HTTPTooManyRequests(text="too many console sockets for this server")
+        address = request.remote or ""
         ws = web.WebSocketResponse(max_msg_size=self.limits.ws_max_message_bytes, heartbeat=30)
-        # Counted before the handshake awaits, so simultaneous connects cannot all pass
-        # the check above.
-        sockets.add(ws)
+        # Counted before the handshake awaits, so simultaneous connects cannot all pass.
+        if not self.admission.open(ws, address):
+            raise web.HTTPTooManyRequests(
+                text="too many unauthenticated console sockets from this address"
+            )
+        self._open.add(ws)
         try:
             await ws.prepare(request)
-            await ConsoleSession(self, ws, server_id).run()
+            await ConsoleSession(self, ws, server_id, address).run()
         finally:
-            sockets.discard(ws)
-            if not sockets:
-                self._open.pop(server_id, None)
+            self._open.discard(ws)
+            self.admission.close(ws, address, server_id)
         return ws
 
     def verify(self, token: str, server_id: str) -> ServerToken:
@@ -109,9 +117,8 @@ class ConsoleSockets:
         return claims
 
     async def close_all(self) -> None:
-        for sockets in list(self._open.values()):
-            for ws in list(sockets):
-                await ws.close(code=1001, message=b"agent shutting down")
+        for ws in list(self._open):
+            await ws.close(code=1001, message=b"agent shutting down")
 
 
 class ConsoleSession:
@@ -119,8 +126,10 @@ class ConsoleSession:
     expiry it stops, `token expired` is sent and every command is refused until a fresh
     `auth` on the same socket, which resumes it (as Wings does; the socket stays open)."""
 
-    def __init__(self, owner: ConsoleSockets, ws: web.WebSocketResponse, server_id: str) -> None:
-        self.owner, self.ws, self.server_id = owner, ws, server_id
+    def __init__(
+        self, owner: ConsoleSockets, ws: web.WebSocketResponse, server_id: str, address: str
+    ) -> None:
+        self.owner, self.ws, self.server_id, self.address = owner, ws, server_id, address
         self.token: ServerToken | None = None
         self._window_start, self._window_count = time.monotonic(), 0
         self._live: asyncio.Task[None] | None = None
@@ -173,7 +182,7 @@ class ConsoleSession:
 
     async def _dispatch(self, text: str) -> None:
         try:
-            message = json.loads(text)
+            message = load_untrusted_json(text)
             event, args = str(message["event"]), list(message.get("args") or [])
         except (ValueError, KeyError, TypeError):
             await self.send("daemon error", "malformed frame")
@@ -236,6 +245,10 @@ class ConsoleSession:
             return
         except TokenError as exc:
             await self.send("jwt error", str(exc))
+            return
+        if not self.owner.admission.authenticate(self.ws, self.address, self.server_id):
+            await self.send("daemon error", "too many console sockets for this server")
+            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
             return
         self.token = claims
         self._token_changed.set()

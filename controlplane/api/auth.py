@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from common.login_throttle import LoginReservation
 from controlplane.accounts import check_password, create_user, set_password
 from controlplane.api.authentication import bearer_token
 from controlplane.api.context import (
@@ -20,7 +21,7 @@ from controlplane.api.context import (
     settings,
 )
 from controlplane.api.endpoints import client_address
-from controlplane.api.errors import ApiError, Forbidden, Unauthorized
+from controlplane.api.errors import ApiError, Forbidden, Unauthorized, rate_limited
 from controlplane.api.schemas import (
     Email,
     MessageResponse,
@@ -32,6 +33,7 @@ from controlplane.api.schemas import (
 from controlplane.db.tables import PasswordReset, User
 from controlplane.security.credentials import new_opaque_token
 from controlplane.sessions import SessionIssuer, TokenGrant, revoke_sessions
+from controlplane.state import LOGIN_THROTTLE
 
 FORGOT_PASSWORD_ANSWER = (
     "If an account with that email exists, a password reset token has been sent."  # noqa: S105
@@ -139,12 +141,29 @@ async def register(request: web.Request, body: RegisterRequest) -> TokenResponse
     return await _open_session(request, user)
 
 
+def reserve_password_attempt(request: web.Request, account: str, address: str) -> LoginReservation:
+    """Count one password attempt on `account` from `address` BEFORE the password is
+    verified (429 with Retry-After when it must wait; see common/login_throttle.py).
+    The caller reports `succeeded()` or `released()`; a wrong password needs no call."""
+    outcome = request.app[LOGIN_THROTTLE].reserve(account, address)
+    if not isinstance(outcome, LoginReservation):
+        raise rate_limited(outcome)
+    return outcome
+
+
 async def login(request: web.Request, body: LoginRequest) -> TokenResponse:
-    """Sign in with email or username and password."""
+    """Sign in with email or username and password (throttled per account and
+    address before the password is checked)."""
     login_name = body.email.lower() if body.email else (body.username or "")
-    user = await check_password(database(request), login=login_name, password=body.password)
+    attempt = reserve_password_attempt(request, login_name, client_address(request))
+    try:
+        user = await check_password(database(request), login=login_name, password=body.password)
+    except BaseException:
+        attempt.released()
+        raise
     if user is None:
         raise Unauthorized("invalid credentials", code="invalid_credentials")
+    attempt.succeeded()
     return await _open_session(request, user)
 
 

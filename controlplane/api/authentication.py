@@ -71,6 +71,25 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
+#: Seed 003's header: the raw access token (or API key), no scheme.
+ACCESS_TOKEN_HEADER = "access_token"  # noqa: S105
+
+
+def api_credential(request: web.Request) -> str | None:
+    """The caller's credential: seed 003's `access_token` header when present (then an
+    `Authorization` header is not ours: seed 003 sends the forge token there), else
+    `Authorization: Bearer`."""
+    seed_token = request.headers.get(ACCESS_TOKEN_HEADER, "").strip()
+    if seed_token:
+        return seed_token
+    return bearer_token(request)
+
+
+def authenticated_by_access_token_header(request: web.Request) -> bool:
+    """Whether the caller used seed 003's `access_token` header."""
+    return bool(request.headers.get(ACCESS_TOKEN_HEADER, "").strip())
+
+
 class Authenticator:
     """Turns bearer credentials into a CurrentUser, or raises Unauthorized.
 
@@ -192,9 +211,9 @@ class _User:
     security: list[dict[str, list[str]]] = [{"bearer": []}]
 
     async def authorize(self, request: web.Request) -> None:
-        token = bearer_token(request)
+        token = api_credential(request)
         if token is None:
-            raise Unauthorized("an Authorization: Bearer header is required")
+            raise Unauthorized("an Authorization: Bearer (or access_token) header is required")
         request[CURRENT_USER] = await request.app[AUTHENTICATOR].authenticate(token)
 
 

@@ -28,8 +28,14 @@ from controlplane.api.websocket_auth import (
     refuse_websocket,
 )
 from controlplane.db.tables import Deployment, Replica
-from controlplane.reconciler.model import LABEL_GENERATION
-from controlplane.reconciler.world import HEALTH_NAMES, STATE_NAMES
+from controlplane.reconciler.model import LABEL_GENERATION, ObservedServer
+from controlplane.reconciler.status import observed_status
+from controlplane.reconciler.world import (
+    STATE_NAMES,
+    desired_deployment,
+    desired_replica,
+    observed_server,
+)
 from controlplane.state import AGENT_POOL
 from protos import agent_pb2 as pb
 
@@ -111,10 +117,11 @@ def _observed(
 
 def _replica_status(
     request: web.Request, deployment: Deployment, replica: Replica
-) -> tuple[ReplicaStatus, float | None]:
+) -> tuple[ReplicaStatus, ObservedServer | None, float | None]:
     status, heard = _observed(request, replica)
-    state = STATE_NAMES.get(status.state, "offline") if status else "unknown"
-    health = HEALTH_NAMES.get(status.health, "none") if status else "unknown"
+    observed = observed_server(status) if status else None
+    state = observed.state if observed else "unknown"
+    health = observed.health if observed else "unknown"
     generation = status.labels.get(LABEL_GENERATION) if status else None
     view = ReplicaStatus(
         id=str(replica.id),
@@ -126,7 +133,7 @@ def _replica_status(
         ],
         state=state,
         health=health,
-        ready=state == "running" and health in ("none", "healthy"),
+        ready=observed is not None and observed.ready,
         generation=int(generation) if generation and generation.isdigit() else None,
         restart_count=replica.restart_count,
         backoff_until=replica.backoff_until,
@@ -135,7 +142,7 @@ def _replica_status(
         started_at=_ms(status.started_at_ms) if status and state != "offline" else None,
         error=replica.last_error,
     )
-    return view, heard
+    return view, observed, heard
 
 
 def _overall_health(deployment: Deployment, instances: list[ReplicaStatus]) -> str:
@@ -149,17 +156,24 @@ def _overall_health(deployment: Deployment, instances: list[ReplicaStatus]) -> s
 
 
 async def deployment_status(request: web.Request) -> DeploymentStatusView:
-    """Desired/ready/available replicas, health, uptime, restarts and per-replica state."""
+    """Desired/ready/available replicas, health, uptime, restarts and per-replica state;
+    `status` is derived from the same observations as the counts
+    (:func:`~controlplane.reconciler.status.observed_status`)."""
     deployment = await owned_deployment(request)
     replicas = await deployment_replicas(request, deployment)
-    pairs = [_replica_status(request, deployment, r) for r in replicas]
-    instances = [view for view, _ in pairs]
-    heard = [h for _, h in pairs if h is not None]
+    seen = [_replica_status(request, deployment, r) for r in replicas]
+    instances = [view for view, _, _ in seen]
+    heard = [h for _, _, h in seen if h is not None]
+    status = observed_status(
+        desired_deployment(deployment),
+        [(desired_replica(r), o) for r, (_, o, _) in zip(replicas, seen, strict=True)],
+        deployment.status,
+    )
     started = [i.started_at for i in instances if i.started_at is not None and i.ready]
     uptime = time.time() - min(s.timestamp() for s in started) if started else 0.0
     backoffs = [i.backoff_until for i in instances if i.backoff_until is not None]
     return DeploymentStatusView(
-        status=deployment.status,
+        status=status,
         health=_overall_health(deployment, instances),
         replicas=ReplicaCounts(
             desired=deployment.replicas,

@@ -17,6 +17,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from common.quantities import parse_cpu_millis, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.deployment_schemas import (
@@ -37,7 +38,6 @@ from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, Replica
 from controlplane.events.bus import Event, EventType
-from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
 from controlplane.state import AGENT_POOL, RECONCILER
 
 # Fields whose change needs new containers (a rolling update).

@@ -24,7 +24,6 @@ because each middleware layer costs a coroutine call on every request of the hot
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import time
 import typing
@@ -36,6 +35,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 
+from common.json_input import INT64_MAX, INT64_MIN, UntrustedJsonError, load_untrusted_json
 from common.logging import get_logger
 from controlplane.api.errors import (
     ApiError,
@@ -132,14 +132,22 @@ def _validation_details(exc: ValidationError, where: str) -> list[dict[str, str]
     ]
 
 
+def decode_json(request: web.Request, raw: bytes | str, what: str = "request body") -> Any:
+    """`raw` decoded by the one untrusted-JSON decoder; 400 `invalid_json` (logged in
+    one line, without a traceback) when it is not JSON, nests too deep, or holds
+    NaN or an integer beyond 64 bits."""
+    try:
+        return load_untrusted_json(raw)
+    except UntrustedJsonError as exc:
+        log.info("invalid_json", method=request.method, path=request.path, reason=str(exc))
+        raise ApiError(f"{what} is not valid JSON: {exc}", code="invalid_json") from None
+
+
 async def _read_json(request: web.Request, *, required: bool) -> Any:
     raw = await request.read()
     if not raw.strip() and not required:
         return None
-    try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError("request body is not valid JSON", code="invalid_json") from exc
+    data = decode_json(request, raw) if raw else None
     if data is None:
         raise ApiError("a JSON request body is required", code="invalid_json")
     return data
@@ -163,8 +171,16 @@ async def parse_json(request: web.Request, model: type[M]) -> M:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
-    """The query string validated as `model` (400 on error)."""
-    return _validate(model, dict(request.query), "query")
+    """The query string validated as `model` (400 on error). Integers must fit in 64
+    bits whatever the model says: they end up in SQL and protobuf fields."""
+    query = _validate(model, dict(request.query), "query")
+    for name, value in query:
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise ValidationFailed(
+                "query parameters are invalid",
+                details=[{"field": f"query.{name}", "message": "out of the 64-bit range"}],
+            )
+    return query
 
 
 def client_address(request: web.Request) -> str:

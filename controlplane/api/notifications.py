@@ -6,10 +6,10 @@ from __future__ import annotations
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
-from controlplane.api.context import authenticator, current_user
+from controlplane.api.context import authenticator, current_user, settings
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
-from controlplane.events.notifications import serve_notifications, subscriber_name
+from controlplane.events.notifications import SocketLimits, serve_notifications, subscriber_name
 from controlplane.state import EVENT_BUS, WEBHOOKS
 
 
@@ -34,9 +34,15 @@ class NotificationStats(BaseModel):
 
 async def notifications_socket(request: web.Request) -> web.StreamResponse:
     """WebSocket of events about the caller's deployments and tasks (and nodes, for
-    admins). Authenticate with a Bearer header or a first `authenticate` message."""
+    admins). Authenticate with a Bearer header or a first `authenticate` message.
+    Capped per account (sockets) and per socket (messages a second)."""
+    config = settings(request)
+    limits = SocketLimits(
+        max_sockets_per_account=config.notification_sockets_per_account,
+        max_messages_per_second=config.notification_messages_per_second,
+    )
     return await serve_notifications(
-        request, request.app[EVENT_BUS], authenticator(request).authenticate
+        request, request.app[EVENT_BUS], authenticator(request).authenticate, limits
     )
 
 

@@ -1,4 +1,4 @@
-"""Rows that belong to the caller (SSH keys, webhooks): one page of them, oldest
+"""Rows that belong to the caller (SSH keys, webhooks, watched repos): one page of them, oldest
 first, and deleting one named by the path's `{id}`. Another account's row is
 answered as if it did not exist."""
 
@@ -9,16 +9,16 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from aiohttp import web
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from controlplane.api.context import current_user, database, path_uuid
-from controlplane.api.errors import NotFound
+from controlplane.api.errors import Conflict, NotFound
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
-from controlplane.db.tables import SshKey
+from controlplane.db.tables import Repo, SshKey
 from controlplane.db.tables.webhooks import Webhook
 
-OwnedRow = TypeVar("OwnedRow", SshKey, Webhook)
+OwnedRow = TypeVar("OwnedRow", SshKey, Webhook, Repo)
 
 
 async def page_of_own(
@@ -32,6 +32,19 @@ async def page_of_own(
     )
     async with database(request).session() as session:
         return await fetch_page(session, statement, query)
+
+
+async def add_own(request: web.Request, row: OwnedRow, limit: int, noun: str) -> None:
+    """Insert `row` unless its owner has `limit` rows of its table already (409
+    `too_many_<noun>`); the count and the insert share one transaction."""
+    table = type(row)
+    async with database(request).transaction() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(table).where(col(table.user_id) == row.user_id)
+        )
+        if (count or 0) >= limit:
+            raise Conflict(f"at most {limit} {noun} per account", code=f"too_many_{noun}")
+        session.add(row)
 
 
 async def delete_own(request: web.Request, table: type[OwnedRow], missing: NotFound) -> uuid.UUID:

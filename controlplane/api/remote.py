@@ -5,7 +5,10 @@ secret (`Authorization: Bearer <secret>`), never by a user credential.
 name is `<account username>.<first 8 characters of the server id>`; the server must
 be a replica assigned to the calling node, owned by the active account (or the account
 is an admin); only then is the password (argon2, in a thread) or registered SSH key
-checked. Failed logins are limited per node and account name.
+checked. Password attempts go through the login throttle shared with HTTP login
+(reserved before verification, per account, client address and both; see
+common/login_throttle.py); public-key attempts have their own budget per node and
+account, so password failures never block a key login.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 from sqlmodel import col, select
 
+from controlplane.api.auth import reserve_password_attempt
 from controlplane.api.authentication import bearer_token
 from controlplane.api.context import database
 from controlplane.api.errors import ApiError, NotFound, Unauthorized, rate_limited
@@ -134,10 +138,28 @@ async def sftp_auth(request: web.Request, body: SftpLogin) -> SftpGrant:
 
     The credential is checked only against an account that may use a server with that
     prefix on the calling node, so a node's secret cannot test passwords or keys of
-    other accounts; failures count against a budget per node and account name."""
+    other accounts. A password attempt is reserved in the login throttle before it is
+    verified; key failures count against their own budget per node and account."""
     node = await calling_node(request)
     account, prefix = _split(body.username)
-    budget = f"sftp-auth {node.id} {account}"
+    if body.password is None:
+        return await _key_login(request, node, account, prefix, body)
+    attempt = reserve_password_attempt(request, account, body.client_address)
+    try:
+        grant = await _grant(request, node, account, prefix, body)
+    except ApiError:
+        raise  # refused: the reservation stands as the failure
+    except BaseException:
+        attempt.released()
+        raise
+    attempt.succeeded()
+    return grant
+
+
+async def _key_login(
+    request: web.Request, node: Node, account: str, prefix: str, body: SftpLogin
+) -> SftpGrant:
+    budget = f"sftp-key-auth {node.id} {account}"
     limiter = request.app[RATE_LIMITER]
     if (wait := limiter.retry_after(budget)) is not None:
         raise rate_limited(wait)

@@ -20,6 +20,7 @@ from controlplane.api import (
     openapi,
     profile,
     remote,
+    repos,
     ssh_keys,
     tasks,
     users,
@@ -77,6 +78,13 @@ def build_routes() -> ApiRoutes:
           errors=(404,))  # fmt: skip
     r.add("GET", "/v1/tasks/{id}/logs", tasks.task_logs, access=USER, tag="tasks", errors=(404,))
     r.add("DELETE", "/v1/tasks/{id}", tasks.delete_task, access=USER, tag="tasks", errors=(404,))
+
+    r.add("POST", "/v1/repos", repos.add_repo, access=USER, status=201, tag="repos",
+          errors=(409, 422, 502, 503))  # fmt: skip
+    r.add("GET", "/v1/repos", repos.list_repos, access=USER, tag="repos")
+    r.add("PATCH", "/v1/repos", repos.check_repos, access=USER, tag="repos")
+    r.add("GET", "/v1/repos/{id}", repos.get_repo, access=USER, tag="repos", errors=(404,))
+    r.add("DELETE", "/v1/repos/{id}", repos.delete_repo, access=USER, tag="repos", errors=(404,))
 
     r.add("POST", "/v1/webhooks", webhooks.create_webhook, access=USER, status=201,
           tag="notifications", errors=(409, 422))  # fmt: skip

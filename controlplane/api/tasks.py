@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlmodel import col, select
 
@@ -18,6 +18,7 @@ from controlplane.agents.client import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.errors import ApiError, Conflict, NotFound
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
+from controlplane.api.repos import with_release_asset
 from controlplane.api.task_requests import read_task_request
 from controlplane.db.tables.tasks import PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
@@ -70,6 +71,9 @@ class TaskView(TaskStatusView):
     resources: TaskResources
     network: bool
     files: list[TaskFileView]
+    repo: uuid.UUID | None = Field(description="seed 003: the watched repo whose asset it runs")
+    release_asset: str | None
+    release_tag: str | None
     updated_at: datetime
 
 
@@ -131,6 +135,9 @@ def view_of(task: Task, files: list[TaskFile]) -> TaskView:
         resources=TaskResources(cpu_millis=task.cpu_millis, memory_bytes=task.memory_bytes),
         network=not task.network_disabled,
         files=[TaskFileView.model_validate(f.describe()) for f in files],
+        repo=task.repo_id,
+        release_asset=task.release_asset or None,
+        release_tag=task.release_tag or None,
         updated_at=task.updated_at,
     )
 
@@ -169,8 +176,14 @@ def _runner(request: web.Request) -> TaskRunner:
 
 async def create_task(request: web.Request) -> CreatedTask:
     """Create a task from JSON or a multipart form (image, command, env, resources,
-    input files uploaded or fetched from http(s) URLs). It stays Pending until started."""
+    input files uploaded or fetched from http(s) URLs, a watched repo's release asset).
+    It stays Pending until started."""
     spec, inputs = await read_task_request(request, settings(request))
+    release_tag = ""
+    if spec.repo is not None and spec.release_asset is not None:
+        inputs, release_tag = await with_release_asset(
+            request, spec.repo, spec.release_asset, spec.tag, inputs
+        )
     task = Task(
         user_id=current_user(request).id,
         name=spec.name,
@@ -180,6 +193,9 @@ async def create_task(request: web.Request) -> CreatedTask:
         cpu_millis=spec.resources.cpu_millis,
         memory_bytes=spec.resources.memory_bytes,
         network_disabled=not spec.network,
+        repo_id=spec.repo,
+        release_asset=spec.release_asset or "",
+        release_tag=release_tag,
     )
     files = [
         TaskFile(

@@ -9,17 +9,16 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import func
-from sqlmodel import col, select
 
-from controlplane.api.context import current_user, database, settings
-from controlplane.api.errors import Conflict, NotFound, Unprocessable
-from controlplane.api.owned_rows import delete_own, page_of_own
+from common.outbound_policy import OutboundRefused, checked_url
+from controlplane.api.context import current_user, settings
+from controlplane.api.errors import NotFound, Unprocessable
+from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.db.tables.webhooks import Webhook
+from controlplane.events.webhooks import owner_webhook_policy
 from controlplane.state import OWNER_WEBHOOKS
-from controlplane.tasks.fetch import FetchPolicy, FetchRefused, check_url
 
 MAX_WEBHOOKS_PER_ACCOUNT = 10
 
@@ -56,10 +55,9 @@ class WebhookList(BaseModel):
 async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWebhook:
     """Register a receiver of the caller's events (http or https, public addresses
     unless the control plane allows private ones)."""
-    policy = FetchPolicy(allow_private=settings(request).webhook_allow_private)
     try:
-        check_url(body.url, policy)
-    except FetchRefused as exc:
+        checked_url(body.url, owner_webhook_policy(settings(request)))
+    except OutboundRefused as exc:
         raise Unprocessable(str(exc), code="url_refused") from exc
     owner = current_user(request).id
     hook = Webhook(
@@ -68,15 +66,7 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
         secret="whsec_" + secrets.token_urlsafe(24),
         description=body.description,
     )
-    async with database(request).transaction() as session:
-        count = await session.scalar(
-            select(func.count()).select_from(Webhook).where(col(Webhook.user_id) == owner)
-        )
-        if (count or 0) >= MAX_WEBHOOKS_PER_ACCOUNT:
-            raise Conflict(
-                f"at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks per account", code="too_many_webhooks"
-            )
-        session.add(hook)
+    await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks")
     request.app[OWNER_WEBHOOKS].forget(str(owner))
     return CreatedWebhook(**WebhookInfo.model_validate(hook, from_attributes=True).model_dump(),
                           secret=hook.secret)  # fmt: skip

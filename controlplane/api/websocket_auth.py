@@ -3,8 +3,10 @@
 A client proves who it is either with an `Authorization: Bearer <token>` header on
 the upgrade request or, within :data:`AUTH_TIMEOUT` seconds of the upgrade, with a
 first text message `{"type": "authenticate", "token": "<access token or API key>"}`
-(seed 002's `{"command": "authenticate", ...}` is accepted too). Success is answered
-with `{"type": "authenticated", "user_id": ...}`; refusal with the error frame
+(seed 002's `{"command": "authenticate", "data": {"token": ...}, "state": ...}` is
+accepted too). Success is answered with `{"type": "authenticated", "user_id": ...}`
+(plus `command` and `state` echoed for a seed 002 message, see :func:`seed_echo`);
+refusal with the error frame
 `{"type": "error", "error": {"code": "unauthorized", "message": ...}}` followed by
 close code :data:`CLOSE_UNAUTHORIZED` (4401).
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CURRENT_USER, CurrentUser, bearer_token
 from controlplane.api.errors import ApiError
 from controlplane.state import AUTHENTICATOR
@@ -44,36 +47,57 @@ async def refuse_websocket(
     *,
     code: str = "unauthorized",
     close_code: int = CLOSE_UNAUTHORIZED,
+    echo: dict[str, Any] | None = None,
 ) -> None:
-    """Send one error frame, then close the connection with `close_code`."""
-    await socket.send_json(error_frame(code, message))
+    """Send one error frame (plus `echo`, see :func:`seed_echo`), then close the
+    connection with `close_code`."""
+    await socket.send_json({**error_frame(code, message), **(echo or {})})
     await socket.close(code=close_code, message=code.encode())
+
+
+def seed_echo(message: dict[str, Any]) -> dict[str, Any]:
+    """What a reply repeats of a seed 002 message (one that names its `command`): the
+    `command` and the client's `state`, so the client can match reply to request."""
+    command = message.get("command")
+    if not isinstance(command, str) or "type" in message:
+        return {}
+    return {"command": command, "state": message.get("state")}
 
 
 def _first_message_token(message: object) -> str | None:
     if not isinstance(message, dict):
         return None
     kind = message.get("type") or message.get("command")
-    token = message.get("token") if kind == "authenticate" else None
+    if kind != "authenticate":
+        return None
+    data = message.get("data")
+    token = message.get("token") or (data.get("token") if isinstance(data, dict) else None)
     return token if isinstance(token, str) and token else None
 
 
-async def _token_from_first_message(socket: web.WebSocketResponse) -> str | None:
+async def _first_message(socket: web.WebSocketResponse) -> tuple[str | None, dict[str, Any]]:
+    """(the token of a first `authenticate` message, the message); the socket has been
+    refused when the token is None."""
     try:
         first = await socket.receive(timeout=AUTH_TIMEOUT)
     except TimeoutError:
         first = None
     if first is None or first.type != WSMsgType.TEXT:
         await refuse_websocket(socket, "authenticate first")
-        return None
+        return None, {}
     try:
-        message = first.json()
+        message = load_untrusted_json(first.data)
     except ValueError:
         message = None
+    first_message = message if isinstance(message, dict) else {}
     token = _first_message_token(message)
     if token is None:
-        await refuse_websocket(socket, "the first message must be authenticate with a token")
-    return token
+        await refuse_websocket(
+            socket,
+            "the first message must be authenticate with a token",
+            echo=seed_echo(first_message),
+        )
+    return token, first_message
 
 
 async def authenticate_websocket(
@@ -87,17 +111,18 @@ async def authenticate_websocket(
     4401, and None is returned: the caller must then just return the socket.
     """
     token = bearer_token(request)
+    first: dict[str, Any] = {}
     if token is None:
-        token = await _token_from_first_message(socket)
+        token, first = await _first_message(socket)
         if token is None:
             return None
     try:
         user = await authenticate(token)
     except ApiError as exc:
-        await refuse_websocket(socket, exc.message)
+        await refuse_websocket(socket, exc.message, echo=seed_echo(first))
         return None
     request[SOCKET_TOKEN] = token
-    await socket.send_json({"type": "authenticated", "user_id": str(user.id)})
+    await socket.send_json({"type": "authenticated", "user_id": str(user.id), **seed_echo(first)})
     return user
 
 

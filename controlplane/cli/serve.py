@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 
 from aiohttp import web
@@ -14,7 +15,7 @@ from aiohttp import web
 from common.logging import configure_logging, get_logger
 from controlplane.app import build_app
 from controlplane.cli.common_args import config_or_exit
-from controlplane.config import ControlPlaneConfig
+from controlplane.config import ControlPlaneConfig, unused_variables
 from controlplane.db.migrate import UnknownSchemaError
 
 log = get_logger(__name__)
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     is newer than the code (systemd must not restart either)."""
     config = config_or_exit(args)
     configure_logging(config.log_level)
+    for name, hint in unused_variables(os.environ).items():
+        log.warning("environment_variable_unused", variable=name, hint=hint)
     try:
         asyncio.run(_main(config))
     except UnknownSchemaError as exc:

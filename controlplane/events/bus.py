@@ -49,6 +49,10 @@ class EventType(StrEnum):
     DEPLOYMENT_STATUS_CHANGED = "deployment_status_changed"
     DEPLOYMENT_DELETED = "deployment_deleted"
     REPLICA_STATUS_CHANGED = "replica_status_changed"
+    # Seed 004's rollout vocabulary, for webhooks only (events/seed_rollouts.py).
+    DEPLOYMENT_STARTED = "deployment_started"
+    DEPLOYMENT_COMPLETED = "deployment_completed"
+    DEPLOYMENT_FAILED = "deployment_failed"
     TASK_CREATED = "task_created"
     TASK_STARTED = "task_started"
     TASK_SUCCEEDED = "task_succeeded"

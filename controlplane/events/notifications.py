@@ -4,8 +4,10 @@ Authentication: an `Authorization: Bearer <token>` header on the upgrade, or, wi
 `AUTH_TIMEOUT` seconds, a first message `{"type": "authenticate", "token": ...}`
 (:func:`controlplane.api.websocket_auth.authenticate_websocket`).
 
-Client messages (`type`, or seed 002's `command`): `ping` → `pong`; `authenticate`;
-`subscribe` / `unsubscribe` with `topics` → `subscribed` / `unsubscribed`. Topics:
+Client messages (`type`, or seed 002's `command` with its `data` object and `state`):
+`ping` → `pong`; `authenticate`; `subscribe` / `unsubscribe` with `topics` (seed 002:
+`data` holding them) → `subscribed` / `unsubscribed`. The reply to a message that used
+`command` echoes its `command` and `state`. Topics:
 `deployments`, `deployment:<id>`, `tasks`, `task:<id>`, and for admins `nodes`,
 `node:<id>`. A new connection starts subscribed to `deployments` and `tasks`.
 
@@ -13,25 +15,35 @@ Server messages: events in seed 004's shape `{"type", "deployment_id" | "task_id
 "node_id", "timestamp", "data"}`, and `{"type": "error", "error": {code, message}}`.
 An account only ever receives events about its own deployments and tasks; node events
 reach admins only.
+
+Caps (:class:`SocketLimits`): an account holds at most `max_sockets_per_account` open
+sockets, and a socket may send at most `max_messages_per_second` messages; past either
+the socket gets an error frame (`too_many_sockets` / `rate_limited`) and is closed
+with code 4429 (4000 + HTTP 429, as 4401 is for `unauthorized`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from common.cancellation import cancel_and_wait
+from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CurrentUser
 from controlplane.api.websocket_auth import (
     Authenticate,
     authenticate_websocket,
     close_when_credential_ends,
     error_frame,
+    refuse_websocket,
+    seed_echo,
 )
 from controlplane.events.bus import Event, EventBus
 
@@ -39,6 +51,15 @@ MAX_MESSAGE_BYTES = 16 * 1024
 DEFAULT_TOPICS = frozenset({"deployments", "tasks"})
 ADMIN_TOPICS = ("nodes", "node:")
 KNOWN_TOPIC_KINDS = frozenset({"deployments", "deployment", "tasks", "task", "nodes", "node"})
+CLOSE_TOO_MANY = 4429
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """Per-account socket cap and per-socket message rate."""
+
+    max_sockets_per_account: int = 10
+    max_messages_per_second: int = 20
 
 
 def visible_to(event: Event, user: CurrentUser) -> bool:
@@ -95,14 +116,21 @@ class NotificationSession:
         return topics, None
 
     def reply(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The answer to one client message."""
+        """The answer to one client message; a seed 002 message (`command`) gets its
+        `command` and `state` echoed."""
+        return {**self._answer(message), **seed_echo(message)}
+
+    def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
         kind = message.get("type") or message.get("command")
         if kind == "ping":
             return {"type": "pong", "timestamp": _timestamp()}
         if kind == "authenticate":
             return {"type": "authenticated", "user_id": str(self.user.id)}
         if kind in ("subscribe", "unsubscribe"):
-            topics, problem = self._checked_topics(message.get("topics", message.get("data")))
+            data = message.get("data")
+            if isinstance(data, dict):  # seed 002: {"command": "subscribe", "data": {...}}
+                data = data.get("topics", data.get("event"))
+            topics, problem = self._checked_topics(message.get("topics", data))
             if problem is not None:
                 return error_frame("invalid_topic", problem)
             if kind == "subscribe":
@@ -121,12 +149,27 @@ async def _pump_events(
             await socket.send_json(event.to_json())
 
 
-async def _read_messages(socket: web.WebSocketResponse, session: NotificationSession) -> None:
+async def _read_messages(
+    socket: web.WebSocketResponse, session: NotificationSession, max_per_second: int
+) -> None:
+    window_start, in_window = time.monotonic(), 0
     async for message in socket:
+        now = time.monotonic()
+        if now - window_start >= 1.0:
+            window_start, in_window = now, 0
+        in_window += 1
+        if in_window > max_per_second:
+            await refuse_websocket(
+                socket,
+                f"more than {max_per_second} messages a second",
+                code="rate_limited",
+                close_code=CLOSE_TOO_MANY,
+            )
+            return
         if message.type != WSMsgType.TEXT:
             continue
         try:
-            data = message.json()
+            data = load_untrusted_json(message.data)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -136,7 +179,10 @@ async def _read_messages(socket: web.WebSocketResponse, session: NotificationSes
 
 
 async def serve_notifications(
-    request: web.Request, bus: EventBus, authenticate: Authenticate
+    request: web.Request,
+    bus: EventBus,
+    authenticate: Authenticate,
+    limits: SocketLimits = SocketLimits(),
 ) -> web.WebSocketResponse:
     """Run one notifications connection until either side closes it."""
     socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
@@ -144,18 +190,29 @@ async def serve_notifications(
     user = await authenticate_websocket(request, socket, authenticate)
     if user is None:
         return socket
+    name = subscriber_name(str(user.id))
+    # No await between this check and subscribe(): parallel connects cannot all pass.
+    if bus.subscribers_named(name) >= limits.max_sockets_per_account:
+        await refuse_websocket(
+            socket,
+            f"at most {limits.max_sockets_per_account} notification sockets per account",
+            code="too_many_sockets",
+            close_code=CLOSE_TOO_MANY,
+        )
+        return socket
     session = NotificationSession(user)
-    subscription = bus.subscribe(
-        lambda event: visible_to(event, user), name=subscriber_name(str(user.id)), maxsize=512
-    )
+    subscription = bus.subscribe(lambda event: visible_to(event, user), name=name, maxsize=512)
     pump = asyncio.create_task(_pump_events(socket, session, subscription))
     guard = asyncio.create_task(close_when_credential_ends(request, socket, authenticate))
     try:
-        await _read_messages(socket, session)
+        await _read_messages(socket, session, limits.max_messages_per_second)
     finally:
-        await cancel_and_wait(guard)
+        # Unsubscribe before the first await: the handler may be cancelled here when the
+        # peer has gone, and a leaked subscription would hold a place of the account's
+        # socket cap forever.
         subscription.close()
         pump.cancel()
+        await cancel_and_wait(guard)
         # A send that failed because the peer went away is not an error worth raising.
         with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
             await pump

@@ -1,8 +1,10 @@
 """Webhook delivery: bus events POSTed as JSON, signed, retried, never blocking the API.
 
-Every event on the bus becomes one delivery to each configured endpoint. The payload is
-seed 004's webhook shape (``type``, the resource id, ``status``, ``timestamp``,
-``user_id``, ``app_name``, ``url``) plus the event's ``data``.
+Every event on the bus becomes one delivery to each configured endpoint, and so does
+every event a `derive` function makes of it (seed 004's rollout events, see
+:mod:`controlplane.events.seed_rollouts`). The payload is seed 004's webhook shape
+(``type``, the resource id, ``status``, ``timestamp``, ``user_id``, ``app_name``,
+``url``) plus the event's ``data``.
 
 Signature: ``X-Encedeus-Signature: sha256=<hex>`` where the hex digest is
 HMAC-SHA256 with the endpoint's secret over ``<X-Encedeus-Timestamp>.<raw body>``;
@@ -10,11 +12,14 @@ the timestamp header is Unix seconds, so a receiver can refuse stale replays.
 
 Delivery: a bounded queue (full → the newest delivery is dropped and counted) feeds a
 few workers; a 2xx answer is success, anything else (or no answer) is retried with
-exponential back-off up to ``max_attempts``. 4xx other than 408/429 are not retried.
+exponential back-off up to ``max_attempts``. 4xx other than 408/429 are not retried,
+nor is a delivery that the address policy refuses; a name that does not resolve is
+an unanswered attempt like any other and is retried.
 
 Endpoints: the global one(s) from the configuration get every event; accounts may
-register their own (:class:`OwnerEndpoints`), which get only that account's events and
-go through a transport that refuses private addresses (they are user input).
+register their own (:class:`OwnerEndpoints`), which get only that account's events.
+Both go through the guarded outbound client (:mod:`common.outbound`); per-account URLs
+are user input and get the policy that refuses private addresses.
 """
 
 from __future__ import annotations
@@ -25,16 +30,17 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from common.logging import get_logger
+from common.outbound import GuardedSession, OutboundError, OutboundPolicy, OutboundRefused
+from controlplane.config import ControlPlaneConfig
 from controlplane.events.bus import Event, EventBus
-from controlplane.tasks.fetch import CheckedResolver, FetchPolicy, check_url
 
 log = get_logger(__name__)
 
@@ -100,8 +106,9 @@ class Delivery:
 
 
 class WebhookTransport(Protocol):
-    """Sends one HTTP POST; returns the status code, raises OSError/TimeoutError/aiohttp
-    errors when there is no answer."""
+    """Sends one HTTP POST; returns the status code. Raises OutboundRefused when the
+    address policy forbids the URL (never retried) and OutboundFailed, OSError or
+    TimeoutError when there is no answer (retried)."""
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int: ...
 
@@ -114,40 +121,37 @@ class OwnerEndpoints(Protocol):
         ...
 
 
+# The operator's own WEBHOOK_URL may well be on a private network, with basic auth.
+OPERATOR_POLICY = OutboundPolicy(
+    allow_private=True, allow_url_credentials=True, max_bytes=1024 * 1024, timeout_seconds=10.0
+)
+
+
+def owner_webhook_policy(config: ControlPlaneConfig) -> OutboundPolicy:
+    """The address rules for per-account webhook URLs (user input) under `config`."""
+    return OutboundPolicy(
+        allow_private=config.webhook_allow_private,
+        allowed_networks=config.outbound_allowed_networks,
+        max_bytes=1024 * 1024,
+        timeout_seconds=10.0,
+    )
+
+
 class AiohttpWebhookTransport:
-    """The real transport: one shared aiohttp session, a total timeout per attempt.
+    """The real transport: one guarded outbound session for the dispatcher's lifetime
+    (every connection's address checked against `policy`; redirects never followed).
+    `resolver` replaces the system resolver (tests)."""
 
-    With a `policy`, URLs and the addresses their names resolve to are checked like
-    task inputs (FetchRefused, a ValueError, when refused) and connections are pinned
-    to the checked addresses.
-    """
-
-    def __init__(self, timeout_seconds: float = 10.0, policy: FetchPolicy | None = None) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._policy = policy
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(
+        self, policy: OutboundPolicy = OPERATOR_POLICY, resolver: AbstractResolver | None = None
+    ) -> None:
+        self._http = GuardedSession(policy, resolver)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-        if self._policy is not None:
-            check_url(url, self._policy)
-        if self._session is None:
-            connector = None
-            if self._policy is not None:
-                resolver = CheckedResolver(self._policy)
-                connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False)
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=connector, trust_env=False
-            )
-        async with self._session.post(
-            url, data=body, headers=dict(headers), allow_redirects=False
-        ) as response:
-            await response.read()
-            return response.status
+        return await self._http.post(url, body, headers)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,7 @@ class WebhookDispatcher:
         retry: RetryPolicy | None = None,
         queue_size: int = 1000,
         workers: int = 4,
+        derive: Callable[[Event], Sequence[Event]] | None = None,
     ) -> None:
         self._bus = bus
         self._endpoints = list(endpoints)
@@ -190,6 +195,8 @@ class WebhookDispatcher:
         self._retry = retry or RetryPolicy()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=queue_size)
         self._workers = workers
+        # Further events a bus event implies for webhooks (seed 004's rollout events).
+        self._derive = derive
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -229,7 +236,10 @@ class WebhookDispatcher:
                 group.create_task(self._deliver_forever())
             async with self._bus.subscribe(name="webhooks", maxsize=1000) as events:
                 async for event in events:
-                    self.enqueue(event, await self._targets(event))
+                    targets = await self._targets(event)
+                    self.enqueue(event, targets)
+                    for derived in self._derive(event) if self._derive else ():
+                        self.enqueue(derived, targets)
 
     async def _deliver_forever(self) -> None:
         while True:
@@ -268,10 +278,10 @@ class WebhookDispatcher:
         transport = self._transport if delivery.endpoint.owner_id is None else self._owner_transport
         try:
             return await transport.post(delivery.endpoint.url, delivery.body, headers)
-        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            log.info("webhook_attempt_failed", url=delivery.endpoint.log_url, error=str(exc))
-            return None
-        except ValueError as exc:
+        except OutboundRefused as exc:
             # The address policy refused the URL: retrying cannot help.
             log.warning("webhook_refused", url=delivery.endpoint.log_url, error=str(exc))
             return REFUSED
+        except (OutboundError, OSError, TimeoutError) as exc:
+            log.info("webhook_attempt_failed", url=delivery.endpoint.log_url, error=str(exc))
+            return None

@@ -19,14 +19,15 @@ from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
 from controlplane.events.mail_notifications import MailNotifier
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
+from controlplane.events.seed_rollouts import SeedRollouts
 from controlplane.events.webhooks import (
     AiohttpWebhookTransport,
     RetryPolicy,
     WebhookDispatcher,
     WebhookEndpoint,
+    owner_webhook_policy,
 )
 from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
-from controlplane.tasks.fetch import FetchPolicy
 
 log = get_logger(__name__)
 
@@ -45,9 +46,7 @@ def install_events(
         endpoints.append(WebhookEndpoint(config.webhook_url, config.webhook_secret))
     transport = AiohttpWebhookTransport()
     # Per-account URLs are user input: the same address rules as task URL inputs.
-    owner_transport = AiohttpWebhookTransport(
-        policy=FetchPolicy(allow_private=config.webhook_allow_private)
-    )
+    owner_transport = AiohttpWebhookTransport(owner_webhook_policy(config))
     owners = DatabaseOwnerEndpoints(database)
     app[EVENT_BUS] = bus
     app[OWNER_WEBHOOKS] = owners
@@ -59,6 +58,7 @@ def install_events(
         owner_endpoints=owners,
         owner_transport=owner_transport,
         retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
+        derive=SeedRollouts(config.domain_suffix).derive,
     )
     app.cleanup_ctx.append(_deliver_webhooks)
     if config.email_notifications:

@@ -41,7 +41,13 @@ from controlplane.reconciler.model import (
     Unschedulable,
     World,
 )
-from controlplane.scheduler import PlacementIndex, PlacementRequest, Snapshot
+from controlplane.scheduler import (
+    Claim,
+    PlacementIndex,
+    PlacementRequest,
+    Snapshot,
+    snapshot_of,
+)
 
 IdFactory = Callable[[], str]
 
@@ -65,32 +71,28 @@ def decide(
     return actions
 
 
-def _snapshot(world: World) -> Snapshot:
-    cpu: dict[str, int] = defaultdict(int)
-    memory: dict[str, int] = defaultdict(int)
-    ports: dict[str, set[int]] = defaultdict(set)
-    groups: dict[str, dict[str, int]] = defaultdict(dict)
+def replica_claims(world: World) -> list[Claim]:
+    """The room the world's placed replicas hold (their deployment's resources)."""
+    claims: list[Claim] = []
     for replica in world.replicas:
         deployment = world.deployments.get(replica.deployment_id)
         if replica.node_id is None or deployment is None:
             continue
-        cpu[replica.node_id] += deployment.cpu_millis
-        memory[replica.node_id] += deployment.memory_bytes
-        ports[replica.node_id].update(replica.host_ports)
-        counts = groups[deployment.id]
-        counts[replica.node_id] = counts.get(replica.node_id, 0) + 1
-    nodes = [
-        dataclasses.replace(
-            view.capacity,
-            cpu_reserved=view.capacity.cpu_reserved + cpu[node_id],
-            memory_reserved=view.capacity.memory_reserved + memory[node_id],
-            used_ports=view.capacity.used_ports | frozenset(ports[node_id]),
-            ready=view.status == "ready" and view.servers is not None,
-            draining=view.status == "draining",
+        claims.append(
+            Claim(
+                node_id=replica.node_id,
+                cpu_millis=deployment.cpu_millis,
+                memory_bytes=deployment.memory_bytes,
+                host_ports=replica.host_ports,
+                group=deployment.id,
+            )
         )
-        for node_id, view in world.nodes.items()
-    ]
-    return Snapshot(nodes=nodes, group_counts=groups)
+    return claims
+
+
+def _snapshot(world: World) -> Snapshot:
+    nodes = [view.for_placement() for view in world.nodes.values()]
+    return snapshot_of(nodes, [*replica_claims(world), *world.claims])
 
 
 def _orphans(world: World) -> list[Action]:

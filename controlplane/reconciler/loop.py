@@ -1,8 +1,12 @@
 """The reconciler's thin shell: load desired state, ask :func:`decide`, persist its
 bookkeeping, carry out its agent actions, publish status changes.
 
-It runs on a timer and whenever :meth:`Reconciler.wake` is called (an API change, an
-agent's report), so new work starts at once. Desired state and replica->node
+It runs on a timer, whenever :meth:`Reconciler.wake` is called (an API change) and
+whenever an agent reports a change or a call of a pass ends, so new work starts at
+once. Only the first kind reloads the desired state: a pass for an agent's report
+decides on the rows already loaded (which the reconciler's own writes keep current),
+so a busy fleet does not read every table for every heartbeat; the timer reloads them
+at least every `interval` for changes made without a wake-up. Desired state and replica->node
 assignments are written to the database *before* the agents are told, so a control
 plane that dies at any moment resumes where it stopped: the next pass sees the same
 rows and the agents' real containers, and repeats only what is missing.
@@ -12,23 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica, Task
-from controlplane.db.tables.tasks import RUNNING as TASK_RUNNING
+from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
 from controlplane.reconciler.calls import AgentCalls
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
@@ -36,15 +40,18 @@ from controlplane.reconciler.model import (
     AddReplica,
     AgentAction,
     BackoffPolicy,
-    DesiredReplica,
     ForgetReplica,
-    ObservedServer,
     RecordCrash,
-    Unschedulable,
     World,
 )
-from controlplane.reconciler.status import deployment_status
-from controlplane.reconciler.world import Rows, world_of
+from controlplane.reconciler.status import (
+    CallOutcomes,
+    RecordedStatus,
+    deployment_reports,
+    next_recorded,
+)
+from controlplane.reconciler.world import Rows, epoch_seconds, world_of
+from controlplane.scheduler import Claim
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -68,6 +75,7 @@ class Reconciler:
         interval: float = 2.0,
         backoff: BackoffPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        placement: PlacementApplier | None = None,
     ) -> None:
         self.database = database
         self.pool = pool
@@ -79,18 +87,29 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
         self._node_written: dict[str, float] = {}
-        self.calls = AgentCalls(pool, self.backoff, clock, self.wake)
+        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge)
+        self.placement = placement or PlacementApplier(database, pool)
         self.passes = 0
+        self.loads = 0
+        self._rows: Rows | None = None
+        self._rows_loaded_at = 0.0
+        self._desired_changed = True
         pool.add_listener(self._on_signal)
 
     def wake(self) -> None:
-        """Ask for a pass as soon as possible (cheap; coalesces)."""
+        """Ask for a pass as soon as possible that reloads the desired state: call it
+        after changing deployments, replicas or nodes (cheap; coalesces)."""
+        self._desired_changed = True
+        self._wake.set()
+
+    def _nudge(self) -> None:
+        # The agents' side changed (a report, a call ended), not the rows.
         self._wake.set()
 
     def _on_signal(self, signal: NodeSignal) -> None:
         if signal.kind == "up":
             self.calls.failed.node_returned(signal.node_id)
-        self.wake()
+        self._nudge()
 
     async def run(self) -> None:
         """Reconcile forever: on wake-up, on back-off deadlines, and every `interval`.
@@ -117,7 +136,10 @@ class Reconciler:
         pass that loaded the rows before the change cannot recreate what it removes."""
         async with self._lock:
             await self.idle()
-            yield
+            try:
+                yield
+            finally:
+                self._desired_changed = True  # the block changed rows behind the cache
 
     async def idle(self) -> None:
         """Wait until no agent call started by a pass is still running."""
@@ -126,77 +148,87 @@ class Reconciler:
     async def reconcile_once(self) -> list[Action]:
         """One level-triggered pass; returns the actions it took."""
         async with self._lock:
-            rows = await self._load()
-            await self.pool.sync(
-                NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
-            )
-            world = world_of(
-                rows.deployments.values(),
-                rows.replicas.values(),
-                rows.nodes.values(),
-                self.pool,
-                rows.reserved,
-            )
-            now = self._clock()
-            decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
-            actions = self.calls.left_alone(rows, decided, now)
             try:
-                await self._persist(rows, actions)
-            except IntegrityError:
-                # An API call changed the rows under this pass (e.g. deleted the
-                # deployment it was placing): decide again from fresh rows.
-                log.info("reconcile_raced")
-                self.wake()
-                return []
-            self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
-            if actions:
-                log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
-            await self._record_statuses(rows, world, actions)
-            await self._record_nodes(rows)
-            deadlines = [
-                r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until
-            ]
-            if (retry := self.calls.failed.next_retry(now)) is not None:
-                deadlines.append(retry)
-            self._next_deadline = min(deadlines, default=None)
-            self.passes += 1
-            return actions
+                return await self._pass()
+            except BaseException:
+                self._desired_changed = True  # the cached rows may be half updated
+                raise
+
+    async def _pass(self) -> list[Action]:
+        """Load (or reuse) the rows, decide, persist, dispatch, record."""
+        rows = await self._current_rows()
+        await self.pool.sync(
+            NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in rows.nodes.values()
+        )
+        world = world_of(
+            rows.deployments.values(),
+            rows.replicas.values(),
+            rows.nodes.values(),
+            self.pool,
+            rows.claims,
+        )
+        now = self._clock()
+        decided = decide(world, now, lambda: str(uuid.uuid4()), self.backoff)
+        actions = self.calls.left_alone(rows, decided, now)
+        try:
+            await self._persist(rows, actions)
+        except (IntegrityError, PlacementRefused) as exc:
+            # An API call changed the rows under this pass (e.g. deleted the
+            # deployment it was placing), or a task took the room it was placing
+            # into: decide again from fresh rows.
+            log.info("reconcile_raced", reason=type(exc).__name__)
+            self.wake()
+            return []
+        self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
+        if actions:
+            log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
+        await self._record_statuses(rows, world, actions)
+        await self._record_nodes(rows)
+        self._next_deadline = self._earliest_deadline(rows, now)
+        self.passes += 1
+        return actions
+
+    def _earliest_deadline(self, rows: Rows, now: float) -> float | None:
+        deadlines = [r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until]
+        if (retry := self.calls.failed.next_retry(now)) is not None:
+            deadlines.append(retry)
+        return min(deadlines, default=None)
+
+    async def _current_rows(self) -> Rows:
+        """The rows loaded by an earlier pass, or fresh ones after a wake-up, a raced
+        pass, or `interval` seconds."""
+        stale = time.monotonic() - self._rows_loaded_at >= self.interval
+        if self._rows is None or self._desired_changed or stale:
+            self._desired_changed = False  # before the load: a change meanwhile wakes again
+            self._rows = await self._load()
+            self._rows_loaded_at = time.monotonic()
+            self.loads += 1
+        return self._rows
 
     async def _load(self) -> Rows:
-        running_tasks = (
-            select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
-            .where(col(Task.status) == TASK_RUNNING, col(Task.node_id).is_not(None))
-            .group_by(col(Task.node_id))
-        )
         async with self.database.session() as session:
             deployments = (await session.exec(select(Deployment))).all()
             replicas = (await session.exec(select(Replica))).all()
             nodes = (await session.exec(select(Node))).all()
-            tasks = (await session.exec(running_tasks)).all()
+            claims = await task_claims(session)
         return Rows(
             deployments={str(d.id): d for d in deployments},
             replicas={str(r.id): r for r in replicas},
             nodes={str(n.id): n for n in nodes},
-            reserved={str(n): (int(c or 0), int(m or 0)) for n, c, m in tasks},
+            claims=claims,
         )
 
-    async def _persist(self, rows: Rows, actions: Iterable[Action]) -> None:
-        changes = [a for a in actions if isinstance(a, AddReplica | ForgetReplica | RecordCrash)]
-        if not changes:
+    async def _persist(self, rows: Rows, actions: list[Action]) -> None:
+        """Write the pass's bookkeeping and its placements in one commit at the
+        placement commit point (PlacementRefused: nothing written)."""
+        changes = [a for a in actions if isinstance(a, ForgetReplica | RecordCrash)]
+        added = [a for a in actions if isinstance(a, AddReplica)]
+        if not changes and not added:
             return
-        async with self.database.transaction() as session:
+
+        async def bookkeeping(session: AsyncSession) -> None:
             for action in changes:
-                if isinstance(action, AddReplica):
-                    replica = Replica(
-                        id=uuid.UUID(action.replica_id),
-                        deployment_id=uuid.UUID(action.deployment_id),
-                        ordinal=action.ordinal,
-                        node_id=uuid.UUID(action.node_id),
-                        host_ports=list(action.host_ports),
-                    )
-                    session.add(replica)
-                    rows.replicas[action.replica_id] = replica
-                elif isinstance(action, ForgetReplica):
+                if isinstance(action, ForgetReplica):
                     await session.exec(
                         delete(Replica).where(col(Replica.id) == uuid.UUID(action.replica_id))
                     )
@@ -210,41 +242,46 @@ class Reconciler:
                     replica.start_issued_at = _at(action.start_issued_at)
                     session.add(replica)
 
-    async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
-        unschedulable = {a.deployment_id for a in actions if isinstance(a, Unschedulable)}
-        crashes = {a.replica_id: a for a in actions if isinstance(a, RecordCrash)}
-        # Judge by the bookkeeping this pass just wrote, not the state it started from.
-        world = dataclasses.replace(
-            world,
-            replicas=[
-                dataclasses.replace(r, crash_streak=crashes[r.id].crash_streak)
-                if r.id in crashes
-                else r
-                for r in world.replicas
-            ],
+        await self.placement.commit(
+            [self._proposal(rows, action) for action in added], before=bookkeeping
         )
-        changed: list[Deployment] = []
-        for deployment_id, status in statuses_of(world, unschedulable).items():
-            row = rows.deployments[deployment_id]
-            error = next(
-                (
-                    self.calls.errors[r.id]
-                    for r in world.replicas
-                    if r.deployment_id == deployment_id and r.id in self.calls.errors
-                ),
-                "no node can take a replica now" if deployment_id in unschedulable else None,
+
+    def _proposal(self, rows: Rows, action: AddReplica) -> Proposal:
+        deployment = rows.deployments[action.deployment_id]
+        claim = Claim(
+            node_id=action.node_id,
+            cpu_millis=deployment.cpu_millis,
+            memory_bytes=deployment.memory_bytes,
+            host_ports=action.host_ports,
+            group=action.deployment_id,
+        )
+
+        async def write(session: AsyncSession) -> None:
+            replica = Replica(
+                id=uuid.UUID(action.replica_id),
+                deployment_id=uuid.UUID(action.deployment_id),
+                ordinal=action.ordinal,
+                node_id=uuid.UUID(action.node_id),
+                host_ports=list(action.host_ports),
             )
-            if status == "pending" and any(
-                r.id in self.calls.permanent
-                for r in world.replicas
-                if r.deployment_id == deployment_id
-            ):
-                status = "failed"  # e.g. an image the node does not have
-            if status != row.status or (error and error != row.error_message):
-                changed.append(row)
-                row.status, row.error_message = status, error or row.error_message
-                if status == "running" and row.deployed_at is None:
-                    row.deployed_at = datetime.now(UTC)
+            session.add(replica)
+            rows.replicas[action.replica_id] = replica
+
+        return Proposal(action.replica_id, claim, write)
+
+    async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
+        outcomes = CallOutcomes(self.calls.errors, self.calls.permanent)
+        now = self._clock()
+        changed: list[Deployment] = []
+        for deployment_id, report in deployment_reports(world, actions, outcomes).items():
+            row = rows.deployments[deployment_id]
+            recorded = RecordedStatus(row.status, row.error_message, epoch_seconds(row.deployed_at))
+            new = next_recorded(recorded, report, now)
+            if new is None:
+                continue
+            row.status, row.error_message = new.status, new.error_message
+            row.deployed_at = _at(new.deployed_at)
+            changed.append(row)
         if not changed:
             return
         async with self.database.transaction() as session:
@@ -296,6 +333,9 @@ class Reconciler:
             for node, values in updates:
                 await session.exec(update(Node).where(col(Node.id) == node.id).values(**values))
         for node, values in updates:
+            for name, value in values.items():
+                setattr(node, name, value)  # the cached row, as written
+        for node, values in updates:
             if "status" in values:
                 kind = EventType.NODE_UP if values["status"] == "ready" else EventType.NODE_DOWN
                 self._publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
@@ -303,26 +343,6 @@ class Reconciler:
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
-
-
-def statuses_of(world: World, unschedulable: set[str]) -> dict[str, str]:
-    """Each deployment's derived status (see :func:`deployment_status`)."""
-    observed = {
-        server_id: server
-        for view in world.nodes.values()
-        for server_id, server in (view.servers or {}).items()
-    }
-    pairs: dict[str, list[tuple[DesiredReplica, ObservedServer | None]]] = {}
-    for replica in world.replicas:
-        pairs.setdefault(replica.deployment_id, []).append((replica, observed.get(replica.id)))
-    return {
-        deployment_id: deployment_status(
-            desired,
-            pairs.get(deployment_id, []),
-            unschedulable=deployment_id in unschedulable,
-        )
-        for deployment_id, desired in world.deployments.items()
-    }
 
 
 def _host_stats(host: pb.HostStats) -> dict[str, object]:

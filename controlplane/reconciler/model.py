@@ -7,10 +7,10 @@ Plain frozen values; no database, no network. Times are seconds since the epoch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from controlplane.scheduler import NodeCapacity, Strategy
+from controlplane.scheduler import Claim, NodeCapacity, Strategy
 
 RestartPolicy = Literal["always", "on-failure", "never"]
 RESTART_POLICIES: frozenset[str] = frozenset({"always", "on-failure", "never"})
@@ -97,14 +97,25 @@ class NodeView:
     status: NodeStatus
     servers: Mapping[str, ObservedServer] | None = None
 
+    def for_placement(self) -> NodeCapacity:
+        """The node as placement sees it: it takes new work only when ready and
+        reporting (its containers are known), never while draining."""
+        return replace(
+            self.capacity,
+            ready=self.status == "ready" and self.servers is not None,
+            draining=self.status == "draining",
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class World:
-    """Everything one reconcile pass looks at."""
+    """Everything one reconcile pass looks at; `claims` is the room held on nodes by
+    work other than these replicas (running tasks)."""
 
     deployments: Mapping[str, DesiredDeployment]
     replicas: Sequence[DesiredReplica]
     nodes: Mapping[str, NodeView]
+    claims: Sequence[Claim] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ deployment + replica -> the ``pb.ServerSpec`` an agent creates."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -26,7 +26,7 @@ from controlplane.reconciler.model import (
     RestartPolicy,
     World,
 )
-from controlplane.scheduler import NodeCapacity, Strategy
+from controlplane.scheduler import Claim, NodeCapacity, Strategy
 from protos import agent_pb2 as pb
 
 STATE_NAMES: dict[int, ObservedState] = {
@@ -45,16 +45,17 @@ HEALTH_NAMES: dict[int, ObservedHealth] = {
 
 @dataclass(slots=True)
 class Rows:
-    """The tables one reconciler pass loaded, by id (`reserved`: CPU and memory of the
-    running tasks per node)."""
+    """The tables one reconciler pass loaded, by id, and the room other work (running
+    tasks) holds on the nodes."""
 
     deployments: dict[str, Deployment]
     replicas: dict[str, Replica]
     nodes: dict[str, Node]
-    reserved: dict[str, tuple[int, int]]
+    claims: list[Claim]
 
 
-def _seconds(moment: datetime | None) -> float | None:
+def epoch_seconds(moment: datetime | None) -> float | None:
+    """`moment` as seconds since the epoch (None stays None)."""
     return None if moment is None else moment.timestamp()
 
 
@@ -104,22 +105,19 @@ def desired_replica(row: Replica) -> DesiredReplica:
         restart_count=row.restart_count,
         crash_streak=row.crash_streak,
         handled_exit_ms=row.handled_exit_ms,
-        backoff_until=_seconds(row.backoff_until),
-        start_issued_at=_seconds(row.start_issued_at),
+        backoff_until=epoch_seconds(row.backoff_until),
+        start_issued_at=epoch_seconds(row.start_issued_at),
     )
 
 
-def node_view(row: Node, pool: AgentPool, reserved: tuple[int, int] = (0, 0)) -> NodeView:
-    """Capacity from the row (less `reserved` cpu/memory taken by other work, such as
-    running tasks), liveness and servers from the agent pool."""
+def node_view(row: Node, pool: AgentPool) -> NodeView:
+    """Capacity from the row, liveness and servers from the agent pool."""
     capacity = NodeCapacity(
         id=str(row.id),
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
         port_range=(row.port_range_start, row.port_range_end),
         labels=dict(row.labels),
-        cpu_reserved=reserved[0],
-        memory_reserved=reserved[1],
     )
     liveness = pool.state(str(row.id))
     status: NodeStatus
@@ -145,15 +143,15 @@ def world_of(
     replicas: Iterable[Replica],
     nodes: Iterable[Node],
     pool: AgentPool,
-    reserved: Mapping[str, tuple[int, int]] | None = None,
+    claims: Sequence[Claim] = (),
 ) -> World:
-    """Everything one pass decides from; `reserved` is cpu/memory per node taken by
-    work other than replicas (running tasks)."""
-    taken = reserved or {}
+    """Everything one pass decides from; `claims` is the room work other than
+    replicas (running tasks) holds on the nodes."""
     return World(
         deployments={str(d.id): desired_deployment(d) for d in deployments},
         replicas=[desired_replica(r) for r in replicas],
-        nodes={str(n.id): node_view(n, pool, taken.get(str(n.id), (0, 0))) for n in nodes},
+        nodes={str(n.id): node_view(n, pool) for n in nodes},
+        claims=tuple(claims),
     )
 
 

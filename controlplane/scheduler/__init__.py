@@ -1,5 +1,7 @@
-"""Pure placement of replicas on nodes: ``plan(snapshot, request) -> Plan``."""
+"""Pure placement of replicas and tasks on nodes: ``plan(snapshot, request) -> Plan``,
+the claims placed work holds (``snapshot_of``) and the re-check at commit (``admit``)."""
 
+from controlplane.scheduler.capacity import Claim, admit, snapshot_of
 from controlplane.scheduler.model import (
     STRATEGIES,
     NodeCapacity,
@@ -16,12 +18,12 @@ from controlplane.scheduler.planner import (
     plan,
     plan_brute_force,
 )
-from controlplane.scheduler.resources import parse_cpu_millis, parse_memory_bytes
 
 __all__ = [
     "NO_FEASIBLE_NODE",
     "STRATEGIES",
     "BruteForceIndex",
+    "Claim",
     "NodeCapacity",
     "Placement",
     "PlacementIndex",
@@ -29,8 +31,8 @@ __all__ = [
     "Plan",
     "Snapshot",
     "Strategy",
-    "parse_cpu_millis",
-    "parse_memory_bytes",
+    "admit",
     "plan",
     "plan_brute_force",
+    "snapshot_of",
 ]

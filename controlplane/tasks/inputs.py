@@ -11,14 +11,15 @@ import asyncio
 import base64
 import binascii
 import posixpath
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from controlplane.scheduler import parse_cpu_millis, parse_memory_bytes
-from controlplane.tasks.fetch import FetchPolicy, fetch_url
+from common.outbound import OutboundPolicy, fetch_bytes
+from common.quantities import parse_cpu_millis, parse_memory_bytes
 
 MAX_FILES = 32
 MAX_PATH = 255
@@ -58,14 +59,15 @@ class FileSpec(BaseModel):
 
 
 class Resources(BaseModel):
-    """Seed 004 quantities: cpu "500m" / "1", memory "128Mi". A task always runs with
+    """Seed 004 quantities (:mod:`common.quantities`): cpu "500m" / "1", memory
+    "128Mi", never below 10m and 6Mi once rounded. A task always runs with
     limits (one core and 512 MiB unless it asks): one task must not be able to take a
     node's memory from everyone else's servers, and placement reserves what it gets."""
 
     model_config = ConfigDict(extra="forbid")
 
     cpu: str | int | float | None = Field(default=None, description=f"default {DEFAULT_CPU}")
-    memory: str | int | None = Field(default=None, description=f"default {DEFAULT_MEMORY}")
+    memory: str | int | float | None = Field(default=None, description=f"default {DEFAULT_MEMORY}")
 
     @field_validator("cpu")
     @classmethod
@@ -76,7 +78,7 @@ class Resources(BaseModel):
 
     @field_validator("memory")
     @classmethod
-    def _memory(cls, value: str | int | None) -> str | int | None:
+    def _memory(cls, value: str | int | float | None) -> str | int | float | None:
         if value is not None:
             parse_memory_bytes(value)
         return value
@@ -88,6 +90,14 @@ class Resources(BaseModel):
     @property
     def memory_bytes(self) -> int:
         return parse_memory_bytes(DEFAULT_MEMORY if self.memory is None else self.memory)
+
+
+#: Seed 003's names of TaskSpec fields.
+SEED_ALIASES = {
+    "containerImage": "image",
+    "runCommand": "command",
+    "releaseAsset": "release_asset",
+}
 
 
 class TaskSpec(BaseModel):
@@ -103,17 +113,30 @@ class TaskSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     files: list[FileSpec] = Field(default_factory=list, max_length=MAX_FILES)
     network: bool = True
+    # Seed 003: a release asset of a watched repo (`repo` = its /v1/repos id), placed
+    # at the top of the working directory; `tag` picks the release (default: the
+    # latest one the watch list saw).
+    repo: uuid.UUID | None = None
+    release_asset: str | None = Field(default=None, min_length=1, max_length=MAX_PATH)
+    tag: str | None = Field(default=None, min_length=1, max_length=255)
 
     @model_validator(mode="before")
     @classmethod
     def _seed_aliases(cls, data: object) -> object:
         if isinstance(data, dict):
             data = dict(data)
-            if "containerImage" in data and "image" not in data:
-                data["image"] = data.pop("containerImage")
-            if "runCommand" in data and "command" not in data:
-                data["command"] = data.pop("runCommand")
+            for seed_name, name in SEED_ALIASES.items():
+                if seed_name in data and name not in data:
+                    data[name] = data.pop(seed_name)
         return data
+
+    @model_validator(mode="after")
+    def _asset_with_repo(self) -> TaskSpec:
+        if (self.repo is None) != (self.release_asset is None):
+            raise ValueError("repo and release_asset go together")
+        if self.tag is not None and self.repo is None:
+            raise ValueError("tag needs repo and release_asset")
+        return self
 
     @field_validator("env")
     @classmethod
@@ -173,15 +196,15 @@ def _inline(spec: FileSpec) -> InputFile:
     return InputFile(safe_relative_path(spec.path), data, spec.mode)
 
 
-async def _fetched(spec: FileSpec, policy: FetchPolicy) -> InputFile:
+async def _fetched(spec: FileSpec, policy: OutboundPolicy) -> InputFile:
     assert spec.url is not None
     path = safe_relative_path(spec.path or _name_from_url(spec.url))
-    fetched = await fetch_url(spec.url, policy)
+    fetched = await fetch_bytes(spec.url, policy)
     mime = fetched.content_type.split(";", 1)[0].strip()
     return InputFile(path, fetched.content, spec.mode, mime, spec.url)
 
 
-async def _fetch_all(remote: Sequence[FileSpec], policy: FetchPolicy) -> list[InputFile]:
+async def _fetch_all(remote: Sequence[FileSpec], policy: OutboundPolicy) -> list[InputFile]:
     try:
         async with asyncio.TaskGroup() as group:
             fetches = [group.create_task(_fetched(f, policy)) for f in remote]
@@ -194,19 +217,28 @@ async def _fetch_all(remote: Sequence[FileSpec], policy: FetchPolicy) -> list[In
 async def gather_inputs(
     spec: TaskSpec,
     uploads: Sequence[InputFile],
-    policy: FetchPolicy,
+    policy: OutboundPolicy,
     max_total_bytes: int,
 ) -> list[InputFile]:
     """Every input file of a task: inline ones, `uploads`, then URLs fetched in parallel.
 
     Raises InputError (duplicate path, too many, over `max_total_bytes`) and the fetch
-    errors of :mod:`controlplane.tasks.fetch`.
+    errors of :mod:`common.outbound` (OutboundRefused, OutboundTooLarge, OutboundFailed).
     """
     files = [_inline(f) for f in spec.files if f.url is None] + list(uploads)
     remote = [f for f in spec.files if f.url is not None]
     if len(files) + len(remote) > MAX_FILES:
         raise InputError(f"at most {MAX_FILES} input files", status=400)
     files += await _fetch_all(remote, policy)
+    check_inputs(files, max_total_bytes)
+    return files
+
+
+def check_inputs(files: Sequence[InputFile], max_total_bytes: int) -> None:
+    """InputError when there are more than MAX_FILES, two share a path, or they total
+    over `max_total_bytes`."""
+    if len(files) > MAX_FILES:
+        raise InputError(f"at most {MAX_FILES} input files", status=400)
     seen: set[str] = set()
     total = 0
     for item in files:
@@ -219,4 +251,3 @@ async def gather_inputs(
             f"input files total {total} bytes, more than the {max_total_bytes} allowed",
             status=413,
         )
-    return files

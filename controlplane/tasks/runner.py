@@ -17,12 +17,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.db.engine import Database
@@ -74,11 +75,17 @@ class TaskAgents(Protocol):
         ...
 
 
-class TaskPlacement(Protocol):
-    """Chooses a live node for a task (the real one asks the scheduler)."""
+TaskCommit = Callable[[AsyncSession, str], Awaitable[None]]
 
-    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
-        """A node id with room for the task, or None when none has."""
+
+class TaskPlacement(Protocol):
+    """Places tasks (the real one: the scheduler and the placement commit point)."""
+
+    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
+        """Choose a node with room for the task and run `commit(session, node_id)` in
+        the transaction that commits the placement, once the room is known to be
+        still free; the node id, or None when no node has room. What `commit`
+        raises propagates, and then nothing is committed."""
         ...
 
 
@@ -146,22 +153,35 @@ class TaskRunner:
         """Place and start a Pending task; returns it Running.
 
         TaskStartError when no node has room or it was started already (the task stays
-        as it was), or when the agent refused (the task is then Failed).
+        as it was), or when the agent refused (the task is then Failed). The node is
+        chosen and the task marked Running in one commit at the placement commit point.
         """
-        node_id = await self._placement.choose_node(task.cpu_millis, task.memory_bytes)
+
+        async def mark_running(session: AsyncSession, node_id: str) -> None:
+            marked = await session.exec(
+                update(Task)
+                .where(col(Task.id) == task.id, col(Task.status) == PENDING)
+                .values(
+                    status=RUNNING, node_id=uuid.UUID(node_id), started_at=_now(), updated_at=_now()
+                )
+            )
+            if marked.rowcount == 0:
+                raise TaskStartError(
+                    "the task was already started", code="task_started", status=409
+                )
+
+        node_id = await self._placement.place(task.cpu_millis, task.memory_bytes, mark_running)
         if node_id is None:
             raise TaskStartError(
                 "no ready node has room for this task", code="no_capacity", status=503
             )
-        running = await self._transition(
-            task.id, PENDING, status=RUNNING, node_id=uuid.UUID(node_id), started_at=_now()
-        )
-        if running is None:
-            raise TaskStartError("the task was already started", code="task_started", status=409)
         async with self._db.session() as session:
+            running = await session.get(Task, task.id, populate_existing=True)
             files = (
                 await session.exec(select(TaskFile).where(col(TaskFile.task_id) == task.id))
             ).all()
+        if running is None:
+            raise TaskStartError("the task was deleted", code="not_found", status=404)
         self._bus.publish(task_event(running, EventType.TASK_STARTED))
         try:
             server = await self._agents.create_server(

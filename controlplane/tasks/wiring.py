@@ -1,40 +1,38 @@
 """The tasks component in the application: the runner, its view of the agents (the
-gRPC pool) and of free capacity (the scheduler), and the loop that feeds it the
-agents' signals (lifecycle events, heartbeat changes, nodes going down)."""
+gRPC pool) and its placement (the one placement path, :mod:`controlplane.placement`),
+and the loop that feeds it the agents' signals (lifecycle events, heartbeat changes,
+nodes going down)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections import defaultdict
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from aiohttp import web
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica
-from controlplane.db.tables.tasks import RUNNING, Task
 from controlplane.events.bus import EventBus
-from controlplane.scheduler import NodeCapacity, PlacementRequest, Snapshot, plan
-from controlplane.state import AGENT_POOL, TASK_RUNNER
-from controlplane.tasks.runner import TaskRunner
+from controlplane.placement import PlacementApplier, PlacementRefused, Proposal
+from controlplane.scheduler import Claim, PlacementRequest, plan
+from controlplane.state import AGENT_POOL, RECONCILER, TASK_RUNNER
+from controlplane.tasks.runner import TaskCommit, TaskRunner
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 
 SWEEP_SECONDS = 15.0
-# A node that reports no CPU figure is treated as having this much.
-UNKNOWN_CPU_MILLIS = 1_000_000
-
+# How often a task is proposed again after its placement lost a race at commit.
+PROPOSALS = 3
 
 PoolSource = Callable[[], AgentPool]
+ApplierSource = Callable[[], PlacementApplier]
 
 
 class PoolTaskAgents:
@@ -76,60 +74,44 @@ class PoolTaskAgents:
 
 
 class SchedulerTaskPlacement:
-    """Chooses a node for a task with the scheduler, over the nodes the pool sees ready
-    and what replicas and running tasks already reserve on them."""
+    """:class:`~controlplane.tasks.runner.TaskPlacement` on the one placement path: a
+    node is proposed from the committed capacity snapshot (the same one deployments
+    are placed on) and committed at the placement commit point, which refuses it when
+    a replica or another task took the room meanwhile; then it proposes again."""
 
-    def __init__(self, database: Database, pool: PoolSource) -> None:
-        self._db = database
-        self._pool_of = pool
-
-    async def _reserved(self) -> dict[uuid.UUID | None, tuple[int, int]]:
-        replicas = (
-            select(
-                Replica.node_id,
-                func.sum(Deployment.cpu_millis),
-                func.sum(Deployment.memory_bytes),
-            )
-            .join(Deployment, col(Deployment.id) == col(Replica.deployment_id))
-            .where(col(Replica.node_id).is_not(None), col(Deployment.running))
-            .group_by(col(Replica.node_id))
-        )
-        tasks = (
-            select(Task.node_id, func.sum(Task.cpu_millis), func.sum(Task.memory_bytes))
-            .where(col(Task.status) == RUNNING, col(Task.node_id).is_not(None))
-            .group_by(col(Task.node_id))
-        )
-        totals: dict[uuid.UUID | None, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        async with self._db.session() as session:
-            for statement in (replicas, tasks):
-                for node_id, cpu, memory in (await session.exec(statement)).all():
-                    before = totals[node_id]
-                    totals[node_id] = (before[0] + int(cpu or 0), before[1] + int(memory or 0))
-        return totals
+    def __init__(self, applier: ApplierSource) -> None:
+        self._applier_of = applier
 
     async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
-        async with self._db.session() as session:
-            nodes = (await session.exec(select(Node).where(col(Node.secret).is_not(None)))).all()
-        reserved = await self._reserved()
-        capacities = [
-            NodeCapacity(
-                id=str(node.id),
-                cpu_millis=node.cpu_millis or UNKNOWN_CPU_MILLIS,
-                memory_bytes=node.memory_bytes or 2**62,
-                port_range=(node.port_range_start, node.port_range_end),
-                cpu_reserved=reserved[node.id][0],
-                memory_reserved=reserved[node.id][1],
-                labels=dict(node.labels),
-                ready=self._pool_of().state(str(node.id)) == "ready",
-                draining=node.draining,
-            )
-            for node in nodes
-        ]
+        """The node the scheduler proposes for the task now (None: none has room)."""
+        snapshot = await self._applier_of().snapshot()
         request = PlacementRequest(
             replica_ids=["task"], cpu_millis=cpu_millis, memory_bytes=memory_bytes
         )
-        result = plan(Snapshot(capacities), request)
+        result = plan(snapshot, request)
         return result.placements[0].node_id if result.placements else None
+
+    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
+        for _ in range(PROPOSALS):
+            node_id = await self.choose_node(cpu_millis, memory_bytes)
+            if node_id is None:
+                return None
+            proposal = Proposal(
+                "task",
+                Claim(node_id=node_id, cpu_millis=cpu_millis, memory_bytes=memory_bytes),
+                functools.partial(_commit_on, commit, node_id),
+            )
+            try:
+                await self._applier_of().commit([proposal])
+            except PlacementRefused as refused:
+                log.info("task_placement_refused", node_id=node_id, reason=refused.refused)
+                continue
+            return node_id
+        return None
+
+
+async def _commit_on(commit: TaskCommit, node_id: str, session: AsyncSession) -> None:
+    await commit(session, node_id)
 
 
 def install_tasks(app: web.Application, database: Database, bus: EventBus) -> TaskRunner:
@@ -139,8 +121,11 @@ def install_tasks(app: web.Application, database: Database, bus: EventBus) -> Ta
     def pool() -> AgentPool:
         return app[AGENT_POOL]
 
+    def applier() -> PlacementApplier:
+        return app[RECONCILER].placement
+
     agents = PoolTaskAgents(pool)
-    runner = TaskRunner(database, bus, agents, SchedulerTaskPlacement(database, pool))
+    runner = TaskRunner(database, bus, agents, SchedulerTaskPlacement(applier))
     app[TASK_RUNNER] = runner
     app.cleanup_ctx.append(_follow_agents)
     return runner

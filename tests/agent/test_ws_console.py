@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.config import Console
 from agent.daemon import RunningAgent
 from common.tokens import sign_server_token
 from protos import agent_pb2 as pb
@@ -45,7 +47,11 @@ async def agent(tmp_path: Path) -> Any:
     config = make_config(
         tmp_path / "skyhook",
         f"node-{uuid.uuid4().hex[:8]}",
-        console={"ws_allowed_origins": [ORIGIN], "ws_max_sockets_per_server": 2},
+        console={
+            "ws_allowed_origins": [ORIGIN],
+            "ws_max_sockets_per_server": 2,
+            "ws_max_unauthenticated_per_address": 2,
+        },
     )
     async with agent_in_background(config) as running:
         yield running
@@ -95,7 +101,7 @@ async def test_socket_limits(agent: RunningAgent) -> None:
         assert missing.value.status == 404
         async with http.ws_connect(url, origin=ORIGIN), http.ws_connect(url, origin=ORIGIN):
             with pytest.raises(aiohttp.WSServerHandshakeError) as capped:
-                await http.ws_connect(url, origin=ORIGIN)
+                await http.ws_connect(url, origin=ORIGIN)  # unauthenticated, same address
             assert capped.value.status == 429
         async with http.ws_connect(url, origin=ORIGIN) as ws:
             await ws.send_json({"event": "auth", "args": [token(agent, s.id, permissions=[])]})
@@ -124,3 +130,89 @@ async def test_token_expiry_warning(agent: RunningAgent) -> None:
         stale = token(agent, s.id, now=agent.started_at - 5)
         await ws.send_json({"event": "auth", "args": [stale]})
         assert "before the agent started" in (await next_frame(ws, "jwt error"))[0]
+
+
+async def test_authenticated_sockets_are_capped_per_server(agent: RunningAgent) -> None:
+    s = spec(ECHO)
+    await agent.supervisor.create(s)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http:
+        late = await http.ws_connect(url, origin=ORIGIN)  # connected while there was room
+        viewers = []
+        for _ in range(2):  # two authenticated sockets fill the cap of 2
+            viewer = await http.ws_connect(url, origin=ORIGIN)
+            await viewer.send_json({"event": "auth", "args": [token(agent, s.id)]})
+            await next_frame(viewer, "auth success")
+            viewers.append(viewer)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as full:
+            await http.ws_connect(url, origin=ORIGIN)
+        assert full.value.status == 429
+        await late.send_json({"event": "auth", "args": [token(agent, s.id)]})
+        assert "too many" in (await next_frame(late, "daemon error"))[0]
+        async with asyncio.timeout(10):
+            while (await late.receive()).type is aiohttp.WSMsgType.TEXT:
+                pass
+        assert late.close_code == aiohttp.WSCloseCode.TRY_AGAIN_LATER
+        for viewer in viewers:
+            await viewer.close()
+
+
+@pytest.fixture
+async def default_agent(tmp_path: Path) -> Any:
+    """An agent with the default console limits."""
+    config = make_config(tmp_path / "skyhook", f"node-{uuid.uuid4().hex[:8]}")
+    async with agent_in_background(config) as running:
+        yield running
+
+
+async def test_unauthenticated_sockets_cannot_lock_the_owner_out(
+    default_agent: RunningAgent,
+) -> None:
+    """30 sockets that never authenticate, from one address and from many: the owner,
+    from another address, still gets in (default limits)."""
+    agent = default_agent
+    s = spec(ECHO)
+    await agent.supervisor.create(s)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    limit = Console().ws_max_unauthenticated_per_address
+    attacker = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    botnet = [aiohttp.TCPConnector(local_addr=(f"127.0.1.{n}", 0)) for n in range(1, 31)]
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(aiohttp.ClientSession(connector=c))
+            for c in [attacker, *botnet]
+        ]
+        answers = await asyncio.gather(
+            *(_try_socket(sessions[0], url) for _ in range(30)),
+            *(_try_socket(bot, url) for bot in sessions[1:]),
+        )
+        opened = [a for a in answers if not isinstance(a, int)]
+        assert sorted(a for a in answers[:30] if isinstance(a, int)) == [429] * (30 - limit)
+        assert all(not isinstance(a, int) for a in answers[30:])  # one from each of 30
+        async with aiohttp.ClientSession() as owner, owner.ws_connect(url) as ws:
+            await ws.send_json({"event": "auth", "args": [token(agent, s.id)]})
+            await next_frame(ws, "auth success")
+        for socket in opened:
+            await socket.close()
+
+
+async def _try_socket(
+    http: aiohttp.ClientSession, url: str
+) -> aiohttp.ClientWebSocketResponse | int:
+    """The socket, or the HTTP status that refused it."""
+    try:
+        return await http.ws_connect(url)
+    except aiohttp.WSServerHandshakeError as exc:
+        return exc.status
+
+
+async def test_hostile_frames_are_refused_and_the_socket_stays(agent: RunningAgent) -> None:
+    s = spec(ECHO)
+    await agent.supervisor.create(s)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, origin=ORIGIN) as ws:
+        for hostile in ("[" * 4000, '{"event": NaN}', "[1, 2]"):
+            await ws.send_str(hostile)
+            assert await next_frame(ws, "daemon error") == ["malformed frame"]
+        await ws.send_json({"event": "auth", "args": [token(agent, s.id)]})
+        await next_frame(ws, "auth success")

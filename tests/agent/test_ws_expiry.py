@@ -142,7 +142,11 @@ async def test_sockets_without_a_valid_token_are_closed_and_free_their_slot(
     config = make_config(
         tmp_path / "skyhook",
         f"node-{uuid.uuid4().hex[:8]}",
-        console={"ws_max_sockets_per_server": 1, "ws_auth_timeout_seconds": grace},
+        console={
+            "ws_max_sockets_per_server": 1,
+            "ws_max_unauthenticated_per_address": 1,
+            "ws_auth_timeout_seconds": grace,
+        },
     )
     async with agent_in_background(config) as agent:
         s = spec(ECHO)

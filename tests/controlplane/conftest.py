@@ -25,6 +25,7 @@ from controlplane.app import build_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.migrate import upgrade_database_blocking
 from tests.controlplane.cluster_support import FAST
+from tests.controlplane.reconciler_harness import ReconcilerHarness, reconciler_harness
 from tests.controlplane.smtp_support import Inbox, smtp_server
 
 POSTGRES_URL = os.environ.get(
@@ -126,6 +127,8 @@ def make_config(database_url: str, tmp_path: Path) -> ConfigFactory:
             "database_url": database_url,
             "jwt_secret": TEST_JWT_SECRET,
             "auth_rate_limit": 1000,
+            # No test may reach the real forge: a closed loopback port unless it says.
+            "forge_api_url": "http://127.0.0.1:9",
         }
         values.update(overrides)
         return ControlPlaneConfig(**values)
@@ -170,3 +173,11 @@ async def smtp() -> AsyncIterator[tuple[Inbox, int]]:
     """A real SMTP server on the test's own event loop: (its inbox, its port)."""
     async with smtp_server() as served:
         yield served
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[ReconcilerHarness]:
+    """The reconciler, the agent pool and the task runner over fake agents, on a fresh
+    database (see tests/controlplane/reconciler_harness.py)."""
+    async with reconciler_harness(database_url) as built:
+        yield built

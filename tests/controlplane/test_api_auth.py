@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.controlplane.accounts_support import PASSWORD, bearer, error_code, register
+from tests.controlplane.accounts_support import (
+    PASSWORD,
+    bearer,
+    create_api_key,
+    error_code,
+    register,
+)
 from tests.controlplane.conftest import ConfigFactory, start_client
 
 Client = TestClient[Any, Any]
@@ -150,3 +156,20 @@ async def test_closed_registration_refuses_new_accounts(make_config: ConfigFacto
 async def test_racing_first_registrations_make_exactly_one_admin(api: Client) -> None:
     accounts = await asyncio.gather(*(register(api) for _ in range(5)))
     assert sum(account.is_admin for account in accounts) == 1
+
+
+async def test_seed_003_access_token_header_authenticates(api: Client) -> None:
+    """Seed 003 sends the raw token in an `access_token` header instead of
+    `Authorization: Bearer`; it is accepted for access tokens and API keys alike."""
+    account = await register(api)
+    key = await create_api_key(api, account)
+    for token in (account.access_token, key):
+        response = await api.get("/v1/user/profile", headers={"access_token": token})
+        assert response.status == 200, await response.text()
+        assert (await response.json())["id"] == account.id
+    bad = await api.get("/v1/user/profile", headers={"access_token": "not-a-token"})
+    assert bad.status == 401
+    assert await error_code(bad) == "invalid_token"
+    # The seed's header wins: its Authorization header carries a forge token.
+    both = {"access_token": "not-a-token", **bearer(account.access_token)}
+    assert (await api.get("/v1/user/profile", headers=both)).status == 401

@@ -111,9 +111,25 @@ async def test_user_listing_is_for_admins_only(api: Client) -> None:
     assert other.status == 403
 
 
-async def test_pagination_limits_are_enforced(api: Client) -> None:
+async def test_pagination_refuses_what_has_no_meaning(api: Client) -> None:
     admin = await register(api)
-    for query in ("limit=101", "limit=0", "page=0", "page=abc"):
+    for query in ("limit=0", "limit=-3", "page=abc", "limit=ten"):
         response = await api.get(f"/v1/users?{query}", headers=admin.headers)
         assert response.status == 400, query
         assert await error_code(response) == "validation_error"
+
+
+async def test_pagination_clamps_to_the_seed_maximum_and_first_page(api: Client) -> None:
+    """Seed 004 states `limit` max 100: above it, and a page below 1, are clamped, and
+    `pagination` shows what was used."""
+    admin = await register(api)
+    for query, page, limit in (
+        ("limit=101", 1, 100),
+        ("limit=5000", 1, 100),
+        ("page=0&limit=3", 1, 3),
+        ("page=-7", 1, 10),
+    ):
+        response = await api.get(f"/v1/users?{query}", headers=admin.headers)
+        assert response.status == 200, query
+        pagination = (await response.json())["pagination"]
+        assert (pagination["page"], pagination["limit"]) == (page, limit), query

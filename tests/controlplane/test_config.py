@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError
-from controlplane.config import load_config, resolve_jwt_secret
+from controlplane.config import load_config, resolve_jwt_secret, unused_variables
+from controlplane.mail import sender_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +68,47 @@ def test_generated_jwt_secret_is_kept_private_and_stable(tmp_path: Path) -> None
     assert resolve_jwt_secret(config) == first
     assert len(first) >= 32
     assert (tmp_path / "d" / "jwt_secret").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@h:5432/db", "postgresql+asyncpg://u:p@h:5432/db"),
+        ("postgres://u:p@h/db", "postgresql+asyncpg://u:p@h/db"),
+        ("postgres://u@h/db?sslmode=require", "postgresql+asyncpg://u@h/db?ssl=require"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_database_url_as_operators_write_it(given: str, used: str) -> None:
+    """Seed 004's `postgresql://` (and libpq's `postgres://`, `sslmode`) select the
+    asyncpg driver the engine needs."""
+    config = load_config(None, environ={"DATABASE_URL": given})
+    assert config.resolved_database_url() == used
+
+
+def test_seed_004_mail_variables(tmp_path: Path) -> None:
+    """AWS_SES_* name the SMTP settings (SMTP_* win when both are set);
+    EMAIL_FROM_NAME makes the From header's display name."""
+    ses = {
+        "AWS_SES_SMTP_HOST": "email-smtp.example.com",
+        "AWS_SES_SMTP_PORT": "2587",
+        "AWS_SES_USERNAME": "AKIA",
+        "AWS_SES_PASSWORD": "ses-pw",
+        "EMAIL_FROM": "noreply@example.com",
+        "EMAIL_FROM_NAME": "Container Engine",
+    }
+    config = load_config(None, environ=ses)
+    assert (config.smtp_host, config.smtp_port) == ("email-smtp.example.com", 2587)
+    assert (config.smtp_username, config.smtp_password) == ("AKIA", "ses-pw")
+    assert sender_of(config) == "Container Engine <noreply@example.com>"
+    both = load_config(None, environ={**ses, "SMTP_HOST": "mail.example.com"})
+    assert both.smtp_host == "mail.example.com"
+    assert sender_of(load_config(None, environ={})) == "encedeus@localhost"
+
+
+def test_seed_variables_that_are_not_read_are_named() -> None:
+    env = {"REDIS_URL": "redis://127.0.0.1:6379", "KUBECONFIG_PATH": "", "PORT": "1"}
+    unused = unused_variables(env)
+    assert list(unused) == ["REDIS_URL"]
+    assert "DATABASE_URL" in unused["REDIS_URL"]

@@ -195,3 +195,47 @@ async def test_a_socket_ends_soon_after_its_credential(
     closing = await socket.receive(timeout=5)
     assert closing.type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     assert socket.close_code == 4401
+
+
+async def test_seed_002_command_forms_echo_command_and_state(api: TestClient[Any, Any]) -> None:
+    """Seed 002's `{"state", "command", "data"}` requests: authenticate with the token
+    in `data`, subscribe with topics in `data`; each reply echoes `command` and `state`."""
+    user = await register(api)
+    socket = await api.ws_connect("/v1/ws/notifications")
+    await socket.send_json(
+        {"state": "s1", "command": "authenticate", "data": {"token": user.access_token}}
+    )
+    assert await next_event(socket) == {
+        "type": "authenticated", "user_id": user.id, "command": "authenticate", "state": "s1",
+    }  # fmt: skip
+    await socket.send_json({"state": 7, "command": "ping"})
+    pong = await next_event(socket)
+    assert (pong["type"], pong["command"], pong["state"]) == ("pong", "ping", 7)
+    await socket.send_json({"state": "s3", "command": "subscribe", "data": {"topics": ["nodes"]}})
+    subscribed = await next_event(socket)  # the first account is an admin
+    assert (subscribed["type"], subscribed["command"], subscribed["state"]) == (
+        "subscribed", "subscribe", "s3",
+    )  # fmt: skip
+    await socket.send_json({"command": "unsubscribe", "data": {"topics": ["tasks"]}})
+    unsubscribed = await next_event(socket)
+    assert unsubscribed["active"] == ["deployments", "nodes"]
+    assert (unsubscribed["command"], unsubscribed["state"]) == ("unsubscribe", None)
+    await socket.send_json({"command": "subscribe", "state": "s5", "data": {"topics": ["x"]}})
+    error = await next_event(socket)
+    assert (error["type"], error["command"], error["state"]) == ("error", "subscribe", "s5")
+    await socket.send_json({"type": "ping", "state": "x"})
+    assert "command" not in await next_event(socket)  # our own form: no echo
+    await socket.close()
+
+
+async def test_seed_002_authentication_refusal_echoes_too(api: TestClient[Any, Any]) -> None:
+    for message in (
+        {"state": "r1", "command": "authenticate", "data": {"token": "not-a-token"}},
+        {"state": "r1", "command": "authenticate", "data": {}},
+    ):
+        socket = await api.ws_connect("/v1/ws/notifications")
+        await socket.send_json(message)
+        refused = await next_event(socket)
+        assert refused["error"]["code"] == "unauthorized"
+        assert (refused["command"], refused["state"]) == ("authenticate", "r1")
+        await socket.close()

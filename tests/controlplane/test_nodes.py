@@ -182,9 +182,11 @@ async def test_a_node_secret_cannot_test_credentials_of_accounts_without_servers
         assert await answer(username, public_key=public) == refused
 
 
-async def test_failed_sftp_logins_are_limited_per_node_and_account(
+async def test_failed_sftp_key_logins_are_limited_per_node_and_account(
     make_config: ConfigFactory, database_url: str
 ) -> None:
+    """Public-key attempts have their own budget; password attempts go through the
+    login throttle (tests/controlplane/test_login_throttle.py)."""
     api = await start_client(make_config(auth_rate_limit=3))
     try:
         admin = await register(api)
@@ -192,20 +194,22 @@ async def test_failed_sftp_logins_are_limited_per_node_and_account(
         enrolled = await expect_json(await _enroll(api, await create_node(api, admin, "n1")))
         server_id = await _replica_on(database_url, owner, enrolled["node_id"])
         node = bearer(enrolled["node_secret"])
+        key = await asyncio.to_thread(asyncssh.generate_private_key, "ssh-ed25519")
+        unknown_key = key.export_public_key("openssh").decode()
 
-        def login(username: str, password: str) -> Any:
-            body = {"username": f"{username}.{server_id[:8]}", "password": password}
+        def login(username: str, **credential: str) -> Any:
+            body = {"username": f"{username}.{server_id[:8]}", **credential}
             return api.post("/v1/remote/sftp/auth", json=body, headers=node)
 
-        assert (await login(owner.username, owner.password)).status == 200  # not counted
         for _ in range(3):
-            assert (await login(owner.username, "wrong-password")).status == 401
-        limited = await login(owner.username, owner.password)
+            assert (await login(owner.username, public_key=unknown_key)).status == 401
+        limited = await login(owner.username, public_key=unknown_key)
         assert limited.status == 429
         assert await error_code(limited) == "rate_limited"
         assert 1 <= int(limited.headers["Retry-After"]) <= 60
-        # Another account's budget is its own.
-        assert (await login(admin.username, admin.password)).status == 200
+        # Key failures do not hold back the account's password, nor another account.
+        assert (await login(owner.username, password=owner.password)).status == 200
+        assert (await login(admin.username, public_key=unknown_key)).status == 401
     finally:
         await api.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.controlplane.accounts_support import create_api_key, register
+from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.forge_support import fake_forge
 
 Client = TestClient[Any, Any]
 CHECKS = ",".join(
@@ -37,9 +40,22 @@ async def test_openapi_document_is_generated_from_the_models(api: Client) -> Non
     assert document["paths"]["/v1/user/profile"]["get"]["security"] == [{"bearer": []}]
 
 
+@pytest.fixture
+async def api_with_forge(make_config: ConfigFactory) -> AsyncIterator[Client]:
+    """A control plane whose forge (for /v1/repos) is a local stand-in: an unreachable
+    forge is a 502, which schemathesis would count as a server error."""
+    async with fake_forge() as forge:
+        client = await start_client(make_config(forge_api_url=forge.base_url))
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
 async def test_schemathesis_finds_no_server_errors_or_drift(
-    api: Client, tmp_path: Path, request: pytest.FixtureRequest
+    api_with_forge: Client, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    api = api_with_forge
     admin = await register(api)
     key = await create_api_key(api, admin)
     # The coverage phase enumerates every boundary case (slow); once is enough.

@@ -79,6 +79,10 @@ def test_pagination_arithmetic_and_limits() -> None:
     assert Pagination.of(PageQuery(page=1, limit=7), 15).total_pages == 3
     assert PageQuery(page=3, limit=20).offset == 40
     assert PageQuery().limit == 10
-    for bad in ({"limit": MAX_LIMIT + 1}, {"limit": 0}, {"page": 0}):
+    # Seed 004 states a maximum: out-of-range values are clamped, not refused...
+    assert PageQuery.model_validate({"limit": MAX_LIMIT + 1}).limit == MAX_LIMIT
+    assert PageQuery.model_validate({"page": 0}).page == 1
+    # ...except those no client could mean.
+    for bad in ({"limit": 0}, {"limit": 2**64}, {"page": -(2**64)}):
         with pytest.raises(ValidationError):
             PageQuery.model_validate(bad)

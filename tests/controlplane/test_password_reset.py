@@ -102,3 +102,24 @@ async def test_reset_rejects_unknown_tokens_and_weak_passwords(client: Client) -
     assert (
         await client.get("/v1/user/profile", headers=bearer(account.access_token))
     ).status == 200
+
+
+async def test_email_from_name_is_the_senders_display_name(
+    make_config: ConfigFactory, smtp: tuple[Inbox, int]
+) -> None:
+    """Seed 004's EMAIL_FROM_NAME (email_from_name) reaches a real SMTP server."""
+    inbox, port = smtp
+    config = make_config(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        email_from="cp@example.com",
+        email_from_name="Container Engine",
+    )
+    client = await start_client(config)
+    try:
+        account = await register(client)
+        await client.post("/v1/auth/forgot-password", json={"email": account.email})
+        mail = await inbox.next()
+    finally:
+        await client.close()
+    assert mail["From"] == "Container Engine <cp@example.com>"

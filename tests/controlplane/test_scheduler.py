@@ -13,8 +13,6 @@ from controlplane.scheduler import (
     PlacementIndex,
     PlacementRequest,
     Snapshot,
-    parse_cpu_millis,
-    parse_memory_bytes,
     plan,
     plan_brute_force,
 )
@@ -168,23 +166,3 @@ class _ReferenceReplay:
             nodes.append(n)
         self.snapshot = Snapshot(nodes=nodes, group_counts=counts)
         return list(result.placements)
-
-
-@pytest.mark.parametrize(("text", "millis"), [("100m", 100), ("0.5", 500), ("2", 2000), (1, 1000)])
-def test_cpu_quantities(text: str, millis: int) -> None:
-    assert parse_cpu_millis(text) == millis
-
-
-@pytest.mark.parametrize(
-    ("text", "size"), [("128Mi", 128 * MI), ("1Gi", 2**30), ("1G", 10**9), ("4096", 4096)]
-)
-def test_memory_quantities(text: str, size: int) -> None:
-    assert parse_memory_bytes(text) == size
-
-
-@pytest.mark.parametrize("bad", ["", "abc", "-1", "10x", "0", "0.5m"])
-def test_bad_quantities_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="invalid"):
-        parse_cpu_millis(bad)
-    with pytest.raises(ValueError, match="invalid"):
-        parse_memory_bytes(bad if bad != "0.5m" else "1.5Xi")

@@ -17,6 +17,7 @@ from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
+from tests.outbound_support import LOOPBACK_HOSTS, counting_listener
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
 
@@ -208,6 +209,52 @@ async def test_loopback_urls_refused_by_default(
     body = await response.json()
     assert body["error"]["code"] == "url_refused"
     assert "loopback" in body["error"]["message"]
+
+
+async def test_no_spelling_of_loopback_reaches_it_through_a_task_input(
+    api: TestClient[Any, Any],
+) -> None:
+    """Finding 1 of issue 9: a full-width `127.0.0.1` URL (and every other spelling of
+    loopback) read loopback services through a task input."""
+    owner = await register(api)
+    async with counting_listener() as listener:
+        for host in LOOPBACK_HOSTS:
+            response = await api.post(
+                "/v1/tasks",
+                json={"image": TEST_IMAGE, "files": [{"url": listener.url(host, "/x")}]},
+                headers=owner.headers,
+            )
+            assert response.status == 422, (host, await response.text())
+            assert await error_code(response) == "url_refused"
+    assert listener.connections == 0
+
+
+async def test_outbound_allowed_networks_open_only_those_networks(
+    make_config: ConfigFactory,
+) -> None:
+    """`outbound_allowed_networks` opens 127.0.0.2 (playing an internal mirror) while
+    127.0.0.1 stays refused."""
+
+    async def data(request: web.Request) -> web.Response:
+        return web.Response(body=b"mirrored\n", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/data.txt", data)
+    client = await start_client(make_config(outbound_allowed_networks=["127.0.0.2/32"]))
+    try:
+        owner = await register(client)
+        async with serve_app(app, host="127.0.0.2") as mirror, counting_listener() as listener:
+            created = await create(client, owner, files=[{"url": f"{mirror}/data.txt"}])
+            refused = await client.post(
+                "/v1/tasks",
+                json={"image": TEST_IMAGE, "files": [{"url": listener.url("127.0.0.1")}]},
+                headers=owner.headers,
+            )
+        assert created["files"][0]["size"] == len(b"mirrored\n")
+        assert await error_code(refused) == "url_refused"
+        assert listener.connections == 0
+    finally:
+        await client.close()
 
 
 async def test_total_input_size_is_capped(make_config: ConfigFactory) -> None:

@@ -17,6 +17,7 @@ from controlplane.tasks import runner as runner_module
 from controlplane.tasks.runner import (
     LABEL_TASK,
     TaskAgents,
+    TaskCommit,
     TaskPlacement,
     TaskRunner,
     TaskStartError,
@@ -53,7 +54,14 @@ class FakeAgents:
 
 
 class OneNode:
-    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
+    """Places every task on NODE, committing it in a transaction of its own."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
+        async with self.database.transaction() as session:
+            await commit(session, NODE)
         return NODE
 
 
@@ -73,7 +81,7 @@ def agents() -> FakeAgents:
 @pytest.fixture
 def runner(database: Database, agents: FakeAgents) -> TaskRunner:
     typed_agents: TaskAgents = agents
-    placement: TaskPlacement = OneNode()
+    placement: TaskPlacement = OneNode(database)
     return TaskRunner(database, EventBus(), typed_agents, placement)
 
 

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import ResolveResult
 
+from common.outbound import OutboundPolicy
 from controlplane.events.bus import Event, EventBus, EventType
 from controlplane.events.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     AiohttpWebhookTransport,
+    Delivery,
     RetryPolicy,
     WebhookDispatcher,
     WebhookEndpoint,
     verify,
 )
 from tests.local_http import serve_app
+from tests.outbound_support import StaticResolver
 
 SECRET = "whsec-test"
+FAST_RETRY = RetryPolicy(max_attempts=4, base=0.05, cap=0.2)
+LOOPBACK_ALLOWED = OutboundPolicy(allow_private=True, timeout_seconds=2)
 
 
 @dataclass
@@ -55,10 +63,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def run_dispatcher(
     bus: EventBus, endpoints: list[WebhookEndpoint]
 ) -> tuple[WebhookDispatcher, AiohttpWebhookTransport, asyncio.Task[None]]:
-    transport = AiohttpWebhookTransport(timeout_seconds=2)
-    dispatcher = WebhookDispatcher(
-        bus, endpoints, transport, retry=RetryPolicy(max_attempts=4, base=0.05, cap=0.2)
-    )
+    transport = AiohttpWebhookTransport(LOOPBACK_ALLOWED)
+    dispatcher = WebhookDispatcher(bus, endpoints, transport, retry=FAST_RETRY)
     task = asyncio.create_task(dispatcher.run())
     while bus.subscriber_count == 0:
         await asyncio.sleep(0.01)
@@ -147,3 +153,66 @@ async def test_per_user_endpoint_sees_only_its_owner(receiver: Receiver) -> None
 def test_logs_show_only_scheme_and_host_of_a_receiver() -> None:
     endpoint = WebhookEndpoint("https://bot:pw@hooks.example.com:8443/T0/B0/s3cr3t?token=x")
     assert endpoint.log_url == "https://hooks.example.com:8443"
+
+
+class ResolvesLater(StaticResolver):
+    """Fails like the system resolver `failures` times, then knows its names."""
+
+    def __init__(self, names: dict[str, list[str]], failures: int) -> None:
+        super().__init__(names)
+        self.lookups = 0
+        self._failures = failures
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
+        self.lookups += 1
+        if self.lookups <= self._failures:
+            return await super().resolve("never.test", port)
+        return await super().resolve(host, port, family)
+
+
+@contextlib.asynccontextmanager
+async def owner_dispatcher(
+    policy: OutboundPolicy, resolver: StaticResolver
+) -> AsyncIterator[WebhookDispatcher]:
+    transport = AiohttpWebhookTransport(policy, resolver=resolver)
+    try:
+        yield WebhookDispatcher(EventBus(), [], transport, retry=FAST_RETRY)
+    finally:
+        await transport.close()
+
+
+def owner_delivery(url: str) -> Delivery:
+    return Delivery(WebhookEndpoint(url, SECRET, owner_id="alice"), "task_started", b"{}")
+
+
+async def test_a_name_that_does_not_resolve_is_retried_like_any_failure(
+    receiver: Receiver,
+) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    url = f"http://hooks.test:{port}/hook"
+    resolver = ResolvesLater({"hooks.test": ["127.0.0.1"]}, failures=2)
+    async with owner_dispatcher(LOOPBACK_ALLOWED, resolver) as dispatcher:
+        delivery = owner_delivery(url)
+        assert await dispatcher.deliver(delivery)
+        assert delivery.attempts == 3
+        assert len(receiver.calls) == 1
+
+        never = owner_delivery("http://missing.test/hook")
+        assert not await dispatcher.deliver(never)
+        assert never.attempts == FAST_RETRY.max_attempts
+
+
+@pytest.mark.parametrize("host", ["１２７．０．０．１", "127.1", "public.test"])  # noqa: RUF001
+async def test_per_account_deliveries_to_loopback_are_refused_once(
+    receiver: Receiver, host: str
+) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    closed = OutboundPolicy(timeout_seconds=2)
+    names = StaticResolver({"public.test": ["127.0.0.1"]})
+    async with owner_dispatcher(closed, names) as dispatcher:
+        delivery = owner_delivery(f"http://{host}:{port}/hook")
+        assert not await dispatcher.deliver(delivery)
+    assert delivery.attempts == 1  # a refusal is final: retrying cannot help
+    assert receiver.calls == []

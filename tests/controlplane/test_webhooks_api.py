@@ -19,6 +19,7 @@ from controlplane.state import EVENT_BUS, WEBHOOKS
 from tests.controlplane.accounts_support import error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
+from tests.outbound_support import LOOPBACK_HOSTS
 
 pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
@@ -72,6 +73,17 @@ async def test_refused_urls(api: TestClient[Any, Any], url: str) -> None:
     response = await api.post("/v1/webhooks", json={"url": url}, headers=alice.headers)
     assert response.status == 422
     assert await error_code(response) == "url_refused"
+
+
+async def test_no_literal_spelling_of_loopback_is_accepted(api: TestClient[Any, Any]) -> None:
+    """Finding 1 of issue 9: a full-width `127.0.0.1` was accepted and then POSTed
+    to. Names (localhost) are refused at delivery, see below."""
+    alice = await register(api)
+    for host in (h for h in LOOPBACK_HOSTS if not h[0].isalpha()):
+        url = f"http://{host}:8080/hook"
+        response = await api.post("/v1/webhooks", json={"url": url}, headers=alice.headers)
+        assert response.status == 422, (host, await response.text())
+        assert await error_code(response) == "url_refused"
 
 
 async def wait_for(condition: Any, timeout: float = 5) -> None:

@@ -24,6 +24,7 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     User,
 )
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
+from controlplane.db.tables.repos import Repo  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
@@ -35,6 +36,7 @@ __all__ = [
     "PasswordReset",
     "RefreshToken",
     "Replica",
+    "Repo",
     "SshKey",
     "Task",
     "TaskFile",

@@ -53,6 +53,11 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     started_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # Seed 003: the watched repo (no foreign key: the task outlives a removed repo),
+    # the release asset placed in the working directory, and the release's tag.
+    repo_id: uuid.UUID | None = Field(default=None)
+    release_asset: str = Field(default="", max_length=255)
+    release_tag: str = Field(default="", max_length=255)
 
 
 class TaskFile(SQLModel, table=True):

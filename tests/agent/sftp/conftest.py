@@ -16,7 +16,7 @@ import pytest
 
 from agent.controlplane_client import HttpControlPlane
 from agent.sftp import SFTPService
-from agent.sftp.throttle import LoginThrottle
+from common.login_throttle import DelayCurve, LoginThrottle
 from tests.agent.sftp.controlplane_fake import (
     NODE_SECRET,
     Account,
@@ -94,7 +94,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             port=0,
             file_owner=None,
             revalidate_interval=3600,
-            throttle=LoginThrottle(free_failures=2, base_delay=0.05, max_delay=0.2),
+            # Two free failures, then a wait of 30 s: far longer than any test.
+            throttle=LoginThrottle(pair=DelayCurve(free=2, base=30.0, cap=30.0)),
         )
         await service.start()
         for server_id in (alice_server, bob_server):

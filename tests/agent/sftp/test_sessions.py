@@ -118,16 +118,31 @@ async def test_periodic_revalidation(world: World) -> None:
         await control_plane.close()
 
 
-async def test_failed_logins_lock_the_client_out(world: World) -> None:
-    username = world.login("alice", world.alice_server)
-    for _ in range(10):
-        with pytest.raises(asyncssh.PermissionDenied):
-            await password_login(world.port, username, "guess")
-    asked = len(world.control_plane.requests)
+async def _refused(port: int, username: str, password: str) -> None:
     with pytest.raises(asyncssh.PermissionDenied):
-        await password_login(world.port, username, ALICE_PASSWORD)
-    assert len(world.control_plane.requests) == asked  # locked: not even asked
-    # Another server of the same client is not affected.
+        await password_login(port, username, password)
+
+
+async def test_parallel_password_guesses_are_reserved_before_asking(world: World) -> None:
+    """20 guesses at once: only the free failures (2 here) reach the control plane."""
+    username = world.login("alice", world.alice_server)
+    before = len(world.control_plane.requests)
+    await asyncio.gather(*(_refused(world.port, username, "guess") for _ in range(20)))
+    assert len(world.control_plane.requests) - before == 2
+    asked = len(world.control_plane.requests)
+    await _refused(world.port, username, ALICE_PASSWORD)
+    assert len(world.control_plane.requests) == asked  # held back: not even asked
+    # Neither a key login from the same client nor another account is held back.
+    conn = await asyncssh.connect(
+        "127.0.0.1",
+        world.port,
+        username=username,
+        client_keys=[str(world.alice_key)],
+        known_hosts=None,
+        agent_path=None,
+    )
+    async with conn:
+        await (await conn.start_sftp_client()).listdir("/")
     conn, sftp = await asyncssh_sftp(world, "bob", "bob-password-22")
     async with conn:
         await sftp.listdir("/")

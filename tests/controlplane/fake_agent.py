@@ -1,0 +1,234 @@
+"""An in-memory Skyhook agent for the control plane's tests: :class:`FakeAgent`
+implements :class:`controlplane.agents.client.AgentClient` (checked by mypy below and
+by the shared contract in tests/controlplane/test_agent_client_contract.py, which runs
+the same checks against a real agent on the real dockerd).
+
+It records every call (``calls``: (method, server id)) and answers like an agent: a
+created server runs at once, a stopped one is offline, a removed one is gone. The test
+drives what a real host would do on its own: :meth:`FakeAgent.crash` (a container
+exits), :attr:`FakeAgent.silent` (the node stops reporting: it is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+
+from controlplane.agents.client import AgentClient, AgentError
+from controlplane.agents.pool import NodeEndpoint
+from protos import agent_pb2 as pb
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class FakeAgent:
+    """One simulated node's agent (see the module docstring)."""
+
+    def __init__(self, node_id: str, *, port_range: tuple[int, int] = (30000, 30999)) -> None:
+        self.node_id = node_id
+        self.port_range = port_range
+        self.servers: dict[str, pb.Server] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.refusals: dict[str, AgentError] = {}
+        """method name -> the error that call answers (e.g. an image it lacks)."""
+        self.silent = False
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    # ---- what the host does on its own -----------------------------------
+
+    def crash(self, server_id: str, exit_code: int = 1) -> None:
+        """The server's process exits without being asked to."""
+        status = self.servers[server_id].status
+        status.state = pb.SERVER_STATE_OFFLINE
+        status.exited, status.exit_code = True, exit_code
+        status.finished_at_ms = max(_now_ms(), status.started_at_ms + 1)
+        self._changed.set()
+
+    def running(self) -> set[str]:
+        """Ids of the servers running now."""
+        return {i for i, s in self.servers.items() if s.status.state == pb.SERVER_STATE_RUNNING}
+
+    # ---- AgentClient -----------------------------------------------------
+
+    def _record(self, method: str, server_id: str = "") -> None:
+        if self.closed:
+            raise AgentError("unavailable", "the client is closed")
+        self.calls.append((method, server_id))
+        refusal = self.refusals.get(method)
+        if refusal is not None:
+            raise refusal
+
+    def _server(self, server_id: str) -> pb.Server:
+        server = self.servers.get(server_id)
+        if server is None:
+            raise AgentError("not_found", f"no server {server_id}")
+        return server
+
+    def _copy(self, server: pb.Server) -> pb.Server:
+        answer = pb.Server()
+        answer.CopyFrom(server)
+        return answer
+
+    def _set_state(self, server: pb.Server, *, run: bool) -> None:
+        status = server.status
+        if run:
+            status.state = pb.SERVER_STATE_RUNNING
+            status.started_at_ms, status.exited = _now_ms(), False
+        elif status.state != pb.SERVER_STATE_OFFLINE:
+            status.state = pb.SERVER_STATE_OFFLINE
+            status.exited, status.exit_code = True, 0
+            status.finished_at_ms = max(_now_ms(), status.started_at_ms + 1)
+        self._changed.set()
+
+    async def get_node_info(self) -> pb.NodeInfo:
+        self._record("GetNodeInfo")
+        start, end = self.port_range
+        return pb.NodeInfo(node_id=self.node_id, port_range_start=start, port_range_end=end)
+
+    async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        self._record("CreateServer", spec.id)
+        if spec.id in self.servers:
+            raise AgentError("already_exists", f"server {spec.id} exists")
+        status = pb.ServerStatus(
+            id=spec.id,
+            container_id=f"fake-{spec.id[:12]}",
+            state=pb.SERVER_STATE_OFFLINE,
+            created_at_ms=_now_ms(),
+            labels=dict(spec.labels),
+        )
+        server = pb.Server(spec=spec, status=status)
+        self.servers[spec.id] = server
+        self._set_state(server, run=start)
+        return self._copy(server)
+
+    async def recreate_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
+        self._record("RecreateServer", spec.id)
+        old = self._server(spec.id)
+        old.spec.CopyFrom(spec)
+        old.status.labels.clear()
+        old.status.labels.update(spec.labels)
+        old.status.state = pb.SERVER_STATE_OFFLINE
+        self._set_state(old, run=start)
+        return self._copy(old)
+
+    async def start_server(self, server_id: str) -> pb.Server:
+        self._record("StartServer", server_id)
+        server = self._server(server_id)
+        if server.status.state != pb.SERVER_STATE_RUNNING:
+            self._set_state(server, run=True)
+        return self._copy(server)
+
+    async def stop_server(self, server_id: str, timeout_seconds: int = 0) -> pb.Server:
+        self._record("StopServer", server_id)
+        server = self._server(server_id)
+        self._set_state(server, run=False)
+        return self._copy(server)
+
+    async def restart_server(self, server_id: str) -> pb.Server:
+        self._record("RestartServer", server_id)
+        server = self._server(server_id)
+        self._set_state(server, run=True)
+        return self._copy(server)
+
+    async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
+        self._record("KillServer", server_id)
+        server = self._server(server_id)
+        self._set_state(server, run=False)
+        server.status.exit_code = 137
+        return self._copy(server)
+
+    async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
+        self._record("RemoveServer", server_id)
+        self._server(server_id)
+        del self.servers[server_id]
+        self._changed.set()
+        return True
+
+    async def get_server(self, server_id: str) -> pb.Server:
+        self._record("GetServer", server_id)
+        return self._copy(self._server(server_id))
+
+    async def list_servers(self, labels: Mapping[str, str]) -> list[pb.Server]:
+        self._record("ListServers")
+        return [
+            self._copy(s)
+            for s in self.servers.values()
+            if all(s.spec.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    async def send_command(self, server_id: str, line: str) -> None:
+        self._record("SendCommand", server_id)
+        if self._server(server_id).status.state != pb.SERVER_STATE_RUNNING:
+            raise AgentError("failed_precondition", f"server {server_id} is not running")
+
+    async def get_logs(
+        self, server_id: str, *, tail: int, follow: bool
+    ) -> AsyncIterator[pb.LogLine]:
+        self._record("GetLogs", server_id)
+        self._server(server_id)
+        for text in ("fake output",)[-tail:] if tail else ("fake output",):
+            yield pb.LogLine(text=text, stream="stdout")
+
+    async def get_stats(self, server_id: str) -> pb.ServerStats:
+        self._record("GetStats", server_id)
+        server = self._server(server_id)
+        return pb.ServerStats(id=server_id, state=server.status.state)
+
+    async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
+        self._record("Watch")
+        interval = max(heartbeat_interval_ms, 10) / 1000
+        seq = 0
+        while True:
+            if self.silent:
+                await asyncio.sleep(interval)  # a lost node: the stream says nothing
+                continue
+            seq += 1
+            self._changed.clear()
+            yield pb.WatchEvent(
+                time_ms=_now_ms(),
+                seq=seq,
+                heartbeat=pb.Heartbeat(servers=[s.status for s in self.servers.values()]),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), interval)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeFleet:
+    """The agents of every simulated node, handed to :class:`AgentPool` as its client
+    factory (``AgentPool(client_factory=fleet.client_for)``)."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, FakeAgent] = {}
+
+    def agent(self, node_id: str) -> FakeAgent:
+        """The node's agent (made on first use)."""
+        if node_id not in self.agents:
+            self.agents[node_id] = FakeAgent(node_id)
+        return self.agents[node_id]
+
+    def client_for(self, endpoint: NodeEndpoint) -> AgentClient:
+        """A fresh connection to the node's agent (its servers survive reconnects)."""
+        agent = self.agent(endpoint.node_id)
+        agent.closed = False
+        return agent
+
+    def calls(self, method: str) -> list[tuple[str, str]]:
+        """(node id, server id) of every `method` call made to any agent."""
+        return [
+            (node_id, server_id)
+            for node_id, agent in self.agents.items()
+            for name, server_id in agent.calls
+            if name == method
+        ]
+
+
+def _checked(agent: FakeAgent) -> AgentClient:
+    return agent  # mypy proves FakeAgent implements the AgentClient Protocol
