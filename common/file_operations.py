@@ -44,3 +44,10 @@ class CompressFiles(FileOperation):
 class DecompressFile(FileOperation):
     path: str = Field(min_length=1, max_length=MAX_PATH)
     destination: str = Field(default="/", min_length=1, max_length=MAX_PATH)
+
+
+class PullFile(FileOperation):
+    """Fetch `url` (http or https, through the guarded outbound client) into `path`."""
+
+    url: str = Field(min_length=1, max_length=8192)
+    path: str = Field(min_length=1, max_length=MAX_PATH)

@@ -24,6 +24,7 @@ from agent.config import NodeIdentity
 from agent.files.access import Access, FileApiError, authorize, os_error_answer
 from agent.files.archives import ArchiveRefused, ExtractLimits, compress, extract
 from agent.files.operations import ServerFiles
+from agent.files.pull import PULL_POLICY, fetch_for_pull, install_pulled
 from agent.files.transfer import receive_body, send_file
 from agent.sftp.quota import DiskQuota
 from agent.sftp.tree import ConfinedTree
@@ -34,7 +35,9 @@ from common.file_operations import (
     FilePath,
     MakeDirectory,
     MoveFiles,
+    PullFile,
 )
+from common.outbound import OutboundError, OutboundPolicy, OutboundRefused, OutboundTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 ROUTE = "/api/servers/{server_id}/files"
@@ -52,12 +55,15 @@ class FileApi:
         owner_of: Callable[[str], tuple[int, int] | None],
         disk_limit_of: Callable[[str], int],
         extract_limits: ExtractLimits | None = None,
+        pull_policy: OutboundPolicy = PULL_POLICY,
     ) -> None:
         self._identity, self._started_at = identity, started_at
         self._volumes = data_dir / "volumes"
         self._owner_of, self._disk_limit_of = owner_of, disk_limit_of
         self._extract_limits = extract_limits or ExtractLimits()
         self._quotas: dict[str, DiskQuota] = {}
+        self._pull_policy = pull_policy
+        self._staging = data_dir / "pulls"  # the agent's own, outside every server's
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(f"{ROUTE}/list", self.list_dir)
@@ -66,7 +72,8 @@ class FileApi:
         app.router.add_put(f"{ROUTE}/upload", self.upload)
         app.router.add_patch(f"{ROUTE}/upload", self.upload)
         app.router.add_route("HEAD", f"{ROUTE}/upload", self.upload_offset)
-        for name in ("mkdir", "rename", "copy", "delete", "chmod", "compress", "decompress"):
+        names = ("mkdir", "rename", "copy", "delete", "chmod", "compress", "decompress", "pull")
+        for name in names:
             app.router.add_post(f"{ROUTE}/{name}", getattr(self, f"op_{name}"))
 
     # -- plumbing --------------------------------------------------------------------------
@@ -268,6 +275,35 @@ class FileApi:
             }
 
         return await self._op(request, DecompressFile, act)
+
+    async def op_pull(self, request: web.Request) -> web.Response:
+        async def act(files: ServerFiles, body: PullFile, quota: DiskQuota) -> dict[str, Any]:
+            room = quota.limit_bytes - (quota.used or 0) if quota.limit_bytes else None
+            max_bytes = self._pull_policy.max_bytes if room is None else max(0, room)
+            try:
+                fetched = await fetch_for_pull(
+                    body.url, self._staging, self._pull_policy, max_bytes
+                )
+            except OutboundRefused as exc:
+                raise FileApiError(422, "url_refused", str(exc), {"url": body.url}) from exc
+            except OutboundTooLarge as exc:
+                if room is not None and room < self._pull_policy.max_bytes:
+                    raise FileApiError(507, "disk_limit_reached", str(exc)) from exc
+                raise FileApiError(413, "too_large", str(exc), {"url": body.url}) from exc
+            except OutboundError as exc:
+                raise FileApiError(502, "fetch_failed", str(exc), {"url": body.url}) from exc
+            try:
+                _charge(quota, fetched.size, body.path)
+                try:
+                    size = await install_pulled(files, fetched, body.path)
+                except OSError as exc:
+                    quota.release(fetched.size)
+                    raise os_error_answer(exc, body.path) from exc
+            finally:
+                await asyncio.to_thread(fetched.path.unlink, True)
+            return {"path": body.path, "size": size, "url": fetched.url}
+
+        return await self._op(request, PullFile, act)
 
 
 def _charge(quota: DiskQuota, size: int, path: str, *, refuse: bool = True) -> None:

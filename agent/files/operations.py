@@ -177,14 +177,21 @@ class ServerFiles:
     def _copy_file(self, source: str, target: str, mode: int) -> None:
         src = self.tree.open_file(encode(source), FXF_READ, SFTPAttrs()).fd
         try:
-            dst = self.open_write(target, create_mode=mode, exclusive=True).fd
-            try:
-                while os.copy_file_range(src, dst, COPY_CHUNK):
-                    pass
-            finally:
-                os.close(dst)
+            self.write_from(src, target, mode=mode, exclusive=True)
         finally:
             os.close(src)
+
+    def write_from(self, src: int, target: str, *, mode: int = 0o644, exclusive: bool) -> int:
+        """Copy what `src` (an fd, from its offset) holds into the file `target`,
+        created or truncated (`exclusive`: never replaced); returns the bytes copied."""
+        dst = self.open_write(target, truncate=True, create_mode=mode, exclusive=exclusive).fd
+        total = 0
+        try:
+            while copied := _copy_chunk(src, dst):
+                total += copied
+        finally:
+            os.close(dst)
+        return total
 
     def open_read(self, path: str) -> tuple[int, os.stat_result]:
         """A read-only fd of a regular file (the caller closes it) and its stat."""
@@ -214,6 +221,20 @@ class OpenedForWrite:
 
     fd: int
     size: int
+
+
+def _copy_chunk(src: int, dst: int) -> int:
+    try:
+        return os.copy_file_range(src, dst, COPY_CHUNK)
+    except OSError as exc:
+        # Across filesystems (or where the kernel has no copy_file_range): read, write.
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    data = os.read(src, COPY_CHUNK)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst, view) :]
+    return len(data)
 
 
 def _exists(tree: ConfinedTree, path: str) -> bool:

@@ -29,6 +29,7 @@ from common.file_operations import (
     FilePath,
     MakeDirectory,
     MoveFiles,
+    PullFile,
 )
 from common.tokens import Scope, sign_server_token
 from controlplane.api.context import current_user, database, path_uuid
@@ -40,6 +41,7 @@ from controlplane.db.tables import Deployment, Node, Replica
 RELAY_TOKEN_TTL = 60
 TRANSFER_URL_TTL = 600
 RELAY_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10)
+PULL_TIMEOUT = aiohttp.ClientTimeout(total=1900, connect=10)  # the agent's pull: 1800 s
 
 
 class FilesQuery(BaseModel):
@@ -121,6 +123,7 @@ async def _relay(
     *,
     query: dict[str, str] | None = None,
     body: BaseModel | None = None,
+    limits: aiohttp.ClientTimeout = RELAY_TIMEOUT,
 ) -> web.Response:
     """Call the agent's file API and answer what it answered (its errors included)."""
     scope: Scope = "file-upload" if method == "POST" else "file-download"
@@ -129,7 +132,7 @@ async def _relay(
     payload = body.model_dump() if body is not None else None
     try:
         async with (
-            aiohttp.ClientSession(timeout=RELAY_TIMEOUT) as http,
+            aiohttp.ClientSession(timeout=limits) as http,
             http.request(method, url, json=payload, headers=headers) as response,
         ):
             text = await response.text()
@@ -155,9 +158,14 @@ async def stat_file(request: web.Request, query: FilesQuery) -> web.StreamRespon
     return await _relay(files, "GET", "stat", query={"path": query.path})
 
 
-async def _write(request: web.Request, endpoint: str, body: BaseModel) -> web.StreamResponse:
+async def _write(
+    request: web.Request,
+    endpoint: str,
+    body: BaseModel,
+    limits: aiohttp.ClientTimeout = RELAY_TIMEOUT,
+) -> web.StreamResponse:
     files = await replica_files(request, write=True)
-    return await _relay(files, "POST", endpoint, body=body)
+    return await _relay(files, "POST", endpoint, body=body, limits=limits)
 
 
 async def make_directory(request: web.Request, body: MakeDirectory) -> web.StreamResponse:
@@ -193,6 +201,12 @@ async def compress_files(request: web.Request, body: CompressFiles) -> web.Strea
 async def decompress_file(request: web.Request, body: DecompressFile) -> web.StreamResponse:
     """Extract a tar, tar.gz or zip archive (caps and skipped members: see the docs)."""
     return await _write(request, "decompress", body)
+
+
+async def pull_file(request: web.Request, body: PullFile) -> web.StreamResponse:
+    """Fetch a URL into the replica's directory, on its agent, through the guarded
+    outbound client (private and loopback addresses refused, redirects checked)."""
+    return await _write(request, "pull", body, PULL_TIMEOUT)
 
 
 def _transfer(

@@ -157,9 +157,10 @@ def _orchestration_routes(r: ApiRoutes) -> None:
         ("chmod", files.change_mode),
         ("compress", files.compress_files),
         ("decompress", files.decompress_file),
+        ("pull", files.pull_file),
     ):
         r.add("POST", f"{f}/{operation}", operate, access=USER, tag="files",
-              errors=(403, 404, 409, 503))  # fmt: skip
+              errors=(403, 404, 409, 413, 422, 502, 503, 507))  # fmt: skip
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,

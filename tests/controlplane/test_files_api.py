@@ -86,6 +86,12 @@ async def test_owner_and_admin_reach_files_others_get_404(
     assert (no_replica.status, await error_code(no_replica)) == (404, "replica_not_found")
     invalid = await client.post(f"{files}/chmod", json={"path": "/n.txt"}, headers=owner.headers)
     assert (invalid.status, await error_code(invalid)) == (400, "validation_error")
+    pulled = await client.post(
+        f"{files}/pull",
+        json={"url": f"http://127.0.0.1:{agent.http.port}/health", "path": "/h"},
+        headers=owner.headers,
+    )
+    assert (pulled.status, await error_code(pulled)) == (422, "url_refused")
     deleted = await expect_json(
         await client.post(f"{files}/delete", json={"path": "/n.txt"}, headers=owner.headers)
     )

@@ -3,6 +3,8 @@ directory, a sibling server's directory, and a client that signs its own tokens.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,8 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from agent.config import NodeIdentity
 from agent.daemon import RunningAgent
+from agent.files.http_api import FileApi
 from common.tokens import Scope, sign_server_token
 from tests.agent.conftest import SECRET
 
@@ -96,6 +101,29 @@ def make_server_dir(data_dir: Path, server_id: str) -> Path:
     path = data_dir / "volumes" / server_id
     path.mkdir(parents=True)
     return path
+
+
+@contextlib.asynccontextmanager
+async def file_api_alone(data_dir: Path, **options: Any) -> AsyncIterator[FileAgent]:
+    """The agent's file API alone (FileApi with `options`) on a real HTTP port, for
+    settings the agent's config does not offer (caps, a disk limit, a pull policy)."""
+    identity = NodeIdentity(node_id="node-alone", node_secret=SECRET)
+    options.setdefault("owner_of", lambda _server_id: None)
+    options.setdefault("disk_limit_of", lambda _server_id: 0)
+    api = FileApi(identity, data_dir, time.time() - 1, **options)
+    app = web.Application()
+    api.add_routes(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server_id = str(uuid.uuid4())
+    make_server_dir(data_dir, server_id)
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            yield FileAgent(base, "node-alone", server_id, data_dir, http)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture

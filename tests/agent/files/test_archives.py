@@ -8,21 +8,15 @@ import io
 import os
 import stat
 import tarfile
-import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from agent.config import NodeIdentity
 from agent.files.archives import ExtractLimits, safe_member_name
-from agent.files.http_api import FileApi
-from tests.agent.conftest import SECRET
-from tests.agent.files.conftest import FileAgent, make_server_dir
+from tests.agent.files.conftest import FileAgent, file_api_alone
 from tests.agent.sftp.test_escape import _snapshot, _tree_listing
 
 
@@ -129,27 +123,12 @@ async def test_a_zip_bomb_stops_at_the_ratio_cap(file_agent: FileAgent) -> None:
 @pytest.fixture
 async def capped_files(tmp_path: Path) -> AsyncIterator[FileAgent]:
     """The file API alone on a real HTTP port, with small caps and a 1 MiB disk limit."""
-    identity = NodeIdentity(node_id="node-caps", node_secret=SECRET)
-    api = FileApi(
-        identity,
+    async with file_api_alone(
         tmp_path,
-        time.time() - 1,
-        owner_of=lambda _server_id: None,
         disk_limit_of=lambda _server_id: 1024 * 1024,
         extract_limits=ExtractLimits(max_entries=20, max_bytes=10 * 1024 * 1024),
-    )
-    app = web.Application()
-    api.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server_id = str(uuid.uuid4())
-    make_server_dir(tmp_path, server_id)
-    async with aiohttp.ClientSession() as http:
-        yield FileAgent(f"http://127.0.0.1:{port}", "node-caps", server_id, tmp_path, http)
-    await runner.cleanup()
+    ) as files:
+        yield files
 
 
 async def test_too_many_members_and_the_disk_limit(capped_files: FileAgent) -> None:
