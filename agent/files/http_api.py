@@ -155,6 +155,7 @@ class FileApi:
             opened = await self._run(
                 path, lambda: files.open_write(path, truncate=not resume, create=not resume)
             )
+            quota.release(opened.freed)
             try:
                 if resume and offset != opened.size:
                     raise FileApiError(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from asyncssh import SFTPAttrs
 
-from agent.sftp.tree import FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE, ConfinedTree
+from agent.sftp.tree import FXF_CREAT, FXF_EXCL, FXF_READ, FXF_WRITE, ConfinedTree
 
 COPY_CHUNK = 1024 * 1024
 MAX_DEPTH = 256  # deeper trees are refused rather than recursed into
@@ -209,18 +209,26 @@ class ServerFiles:
     ) -> OpenedForWrite:
         """A write-only fd of a regular file, created (owned by the container's user)
         when missing and `create`; the caller closes it."""
-        flags = FXF_WRITE | (FXF_CREAT if create else 0) | (FXF_TRUNC if truncate else 0)
-        flags |= FXF_EXCL if exclusive else 0
+        flags = FXF_WRITE | (FXF_CREAT if create else 0) | (FXF_EXCL if exclusive else 0)
         opened = self.tree.open_file(encode(path), flags, SFTPAttrs(permissions=create_mode))
-        return OpenedForWrite(opened.fd, opened.info.st_size if not truncate else 0)
+        size = opened.info.st_size
+        if not truncate:
+            return OpenedForWrite(opened.fd, size, 0)
+        try:
+            os.ftruncate(opened.fd, 0)  # after the open, so the bytes freed are known
+        except OSError:
+            os.close(opened.fd)
+            raise
+        return OpenedForWrite(opened.fd, 0, size)
 
 
 @dataclass(frozen=True, slots=True)
 class OpenedForWrite:
-    """A file opened for writing and its size when opened."""
+    """A file opened for writing, its size now, and the bytes a truncation freed."""
 
     fd: int
     size: int
+    freed: int
 
 
 def _copy_chunk(src: int, dst: int) -> int:
