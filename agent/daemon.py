@@ -20,6 +20,7 @@ from agent import __version__
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol
+from agent.files.ownership import disk_limit, file_owner
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
 from agent.fleet.image_gc import ImageCollector
@@ -204,8 +205,8 @@ async def running_agent(
                 data_dir=Path(config.data_dir),
                 host=config.sftp.host,
                 port=config.sftp.port,
-                disk_limit_of=lambda server_id: _disk_limit(supervisor, server_id),
-                file_owner_of=lambda server_id: _file_owner(supervisor, server_id),
+                disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
+                file_owner_of=lambda server_id: file_owner(supervisor, server_id),
             )
             await sftp.start()
             stack.push_async_callback(sftp.stop)
@@ -223,18 +224,6 @@ async def running_agent(
     finally:
         supervisor.tracker.sampler.close()
         await runtime.close()
-
-
-def _disk_limit(supervisor: Supervisor, server_id: str) -> int:
-    """The data directory limit this node was given for a server (0: none known)."""
-    server = supervisor.servers.get(server_id)
-    return int(server.spec.resources.disk_bytes) if server is not None else 0
-
-
-def _file_owner(supervisor: Supervisor, server_id: str) -> tuple[int, int]:
-    """Who owns the files SFTP creates for a server: its container's user on the host."""
-    server = supervisor.servers.get(server_id)
-    return supervisor.volumes.owner_of(server.spec if server is not None else None)
 
 
 async def serve(config: AgentConfig, stop: asyncio.Event) -> None:

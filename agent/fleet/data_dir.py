@@ -26,9 +26,9 @@ import re
 import shutil
 from pathlib import Path
 
+from agent.files.confine import open_beneath
 from agent.fleet.spec import relative_file_path
 from agent.runtime import IdMapping
-from agent.sftp.beneath import open_beneath
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 

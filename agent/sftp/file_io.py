@@ -21,7 +21,8 @@ READ_AHEAD = 2  # chunks read ahead of the ones a sequential read is served from
 WRITE_BEHIND = 16  # writes in flight per file
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+    """Write all of `data` at `offset` (pwrite may write less than asked)."""
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
@@ -99,7 +100,7 @@ class OpenFile:
             self._writes.popleft().result()  # an earlier write's error surfaces here
         while len(self._writes) >= self._write_depth:
             await asyncio.wrap_future(self._writes.popleft())
-        self._writes.append(self._executor.submit(_pwrite_all, self.fd, data, offset))
+        self._writes.append(self._executor.submit(pwrite_all, self.fd, data, offset))
 
     async def settle(self) -> None:
         """Wait for every write in flight; raise the first one's error."""

@@ -1,7 +1,7 @@
 """One server's directory as an SFTP session sees it: "/" is the server directory.
 
 Every method resolves its path beneath the root directory fd with
-:func:`agent.sftp.beneath.open_beneath`, then acts through that fd or through the
+:func:`agent.files.confine.open_beneath`, then acts through that fd or through the
 parent directory's fd with *at() calls that never follow the final component, so
 there is no gap between checking a path and using it. Operations that follow
 symlinks (stat, open, setstat, opendir) follow them only while they stay inside;
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from asyncssh import SFTPAttrs
 
+from agent.files.confine import open_beneath, open_parent_beneath, split_parent
 from agent.sftp.attributes import apply_attrs, check_owner, proc_path, times_of
-from agent.sftp.beneath import open_beneath, open_parent_beneath, split_parent
 from agent.sftp.quota import usage_beneath
 
 FXF_READ = 0x01

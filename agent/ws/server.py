@@ -1,13 +1,17 @@
-"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets."""
+"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets
+and the file API."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.controlplane_client import ControlPlane
+from agent.files.http_api import FileApi
+from agent.files.ownership import disk_limit, file_owner
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 from agent.ws.exec import ExecSockets
@@ -37,7 +41,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_http_app(
-    sockets: ConsoleSockets, supervisor: Supervisor, exec_sockets: ExecSockets
+    sockets: ConsoleSockets, supervisor: Supervisor, exec_sockets: ExecSockets, files: FileApi
 ) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
@@ -45,6 +49,7 @@ def build_http_app(
     app.router.add_get("/health", health)
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
     app.router.add_get("/api/servers/{server_id}/exec", exec_sockets.handle)
+    files.add_routes(app)
     return app
 
 
@@ -59,8 +64,20 @@ async def start_http_server(
     `control_plane` (none: not reported)."""
     sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
     exec_sockets = ExecSockets(config.console, identity, supervisor, started_at, control_plane)
-    app = build_http_app(sockets, supervisor, exec_sockets)
-    runner = web.AppRunner(app, access_log=None)
+    files = FileApi(
+        identity,
+        Path(config.data_dir),
+        started_at,
+        owner_of=lambda server_id: file_owner(supervisor, server_id),
+        disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
+    )
+    # A request body is buffered up to read_bufsize before the socket is paused: with
+    # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
+    runner = web.AppRunner(
+        build_http_app(sockets, supervisor, exec_sockets, files),
+        access_log=None,
+        read_bufsize=1024 * 1024,
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()

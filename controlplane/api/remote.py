@@ -14,7 +14,9 @@ account, so password failures never block a key login.
 from __future__ import annotations
 
 import hmac
+import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
@@ -98,15 +100,36 @@ async def _credential_ok(request: web.Request, user: User | None, body: SftpLogi
     return key is not None
 
 
+class Account(Protocol):
+    """What the file permission rule reads of an account (a row or the caller)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def is_admin(self) -> bool: ...
+    @property
+    def is_active(self) -> bool: ...
+
+
+def file_permissions(user: Account | None, deployment: Deployment) -> list[str]:
+    """What `user` may do with the files of `deployment`'s servers, over SFTP and the
+    HTTP file API alike: the owner and admins (active accounts) read and write; anyone
+    else nothing (an empty list). A grant without `file.write` is read-only."""
+    if user is None or not user.is_active:
+        return []
+    if deployment.user_id == user.id or user.is_admin:
+        return list(FILE_PERMISSIONS)
+    return []
+
+
 def _usable_replica(
     rows: Sequence[tuple[Replica, Deployment]], prefix: str, user: User | None
-) -> Replica | None:
-    """The replica whose id starts with `prefix` that `user` (active) may log in to."""
-    if user is None or not user.is_active:
-        return None
+) -> tuple[Replica, list[str]] | None:
+    """The replica whose id starts with `prefix` that `user` may log in to, and what
+    the login may do."""
     for replica, deployment in rows:
-        if str(replica.id).startswith(prefix) and (deployment.user_id == user.id or user.is_admin):
-            return replica
+        if str(replica.id).startswith(prefix) and (granted := file_permissions(user, deployment)):
+            return replica, granted
     return None
 
 
@@ -159,13 +182,17 @@ async def _grant(
                 .where(col(Replica.node_id) == node.id)
             )
         ).all()
-    replica = _usable_replica(rows, prefix, user)
-    if replica is None or user is None:
+    usable = _usable_replica(rows, prefix, user)
+    if usable is None or user is None:
         if body.password is not None:  # the time a password check takes, either way
             await verify_password(None, body.password)
         raise NotFound("no such server on this node", code="server_not_found")
     if not await _credential_ok(request, user, body):
         raise Unauthorized("invalid credentials", code="invalid_credentials")
+    replica, permissions = usable
     return SftpGrant(
-        server_id=str(replica.id), user_id=str(user.id), permissions=list(FILE_PERMISSIONS)
+        server_id=str(replica.id),
+        user_id=str(user.id),
+        permissions=permissions,
+        read_only="file.write" not in permissions,
     )

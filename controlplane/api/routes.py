@@ -13,6 +13,7 @@ from controlplane.api import (
     deployment_observe,
     deployments,
     exec_sessions,
+    files,
     health,
     metrics,
     nodes,
@@ -156,6 +157,25 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404, 503))  # fmt: skip
     r.add("GET", f"{d}/exec-sessions", exec_sessions.list_exec_sessions, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
+    f = f"{d}/replicas/{{ordinal}}/files"
+    r.add("GET", f, files.list_files, access=USER, tag="files", errors=(404, 503))
+    r.add("GET", f"{f}/stat", files.stat_file, access=USER, tag="files", errors=(404, 503))
+    r.add("POST", f"{f}/upload-url", files.upload_url, access=USER, tag="files",
+          errors=(403, 404, 503))  # fmt: skip
+    r.add("GET", f"{f}/download-url", files.download_url, access=USER, tag="files",
+          errors=(404, 503))  # fmt: skip
+    for operation, operate in (
+        ("mkdir", files.make_directory),
+        ("rename", files.rename_file),
+        ("copy", files.copy_file),
+        ("delete", files.delete_file),
+        ("chmod", files.change_mode),
+        ("compress", files.compress_files),
+        ("decompress", files.decompress_file),
+        ("pull", files.pull_file),
+    ):
+        r.add("POST", f"{f}/{operation}", operate, access=USER, tag="files",
+              errors=(403, 404, 409, 413, 422, 502, 503, 507))  # fmt: skip
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,

@@ -38,7 +38,8 @@ class UploadFile:
     content_type: str = "application/octet-stream"
 
 
-def _error_from(exc: HTTPError) -> ClientError:
+def error_from(exc: HTTPError) -> ClientError:
+    """The ClientError of an HTTP error answer (the API's envelope when it has one)."""
     raw = exc.read()
     try:
         body = json.loads(raw)
@@ -139,7 +140,7 @@ class ApiClient:
         # Without a credential a 401 means "log in first", except from login itself.
         if exc.code == 401 and not self.token and "/v1/auth/" not in request.full_url:
             return ClientError("not logged in: run `encedeus login`", status=401)
-        return _error_from(exc)
+        return error_from(exc)
 
     def _send(self, request: Request) -> Any:
         try:

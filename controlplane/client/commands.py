@@ -97,9 +97,10 @@ def container_command(args: argparse.Namespace) -> list[str] | None:
 
 def register(subparsers: Any) -> None:
     """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, exec,
-    console, tasks, nodes to the `encedeus` argument parser."""
+    console, files, tasks, nodes to the `encedeus` argument parser."""
     from controlplane.client import (
         deployment_commands,
+        file_commands,
         node_commands,
         session_commands,
         shell_commands,
@@ -109,6 +110,7 @@ def register(subparsers: Any) -> None:
     session_commands.add_commands(subparsers)
     deployment_commands.add_commands(subparsers)
     shell_commands.add_commands(subparsers)
+    file_commands.add_commands(subparsers)
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sftp import beneath
+from agent.files import confine as beneath
 
 
 @pytest.fixture(params=["openat2", "walk"])

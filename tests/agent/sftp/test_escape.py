@@ -218,7 +218,7 @@ async def test_openssh_client_cannot_escape(
 
 @pytest.mark.parametrize("resolver", ["openat2", "walk"])
 async def test_raw_paths_cannot_escape(hostile: tuple[World, list[Path]], resolver: str) -> None:
-    from agent.sftp import beneath
+    from agent.files import confine as beneath
 
     world, sentinels = hostile
     before = _snapshot(sentinels)

@@ -1,0 +1,89 @@
+"""Streamed uploads and ranged downloads of one file.
+
+Uploads never hold more than two chunks of a body in memory: while one chunk is being
+written in a worker thread, the next is read from the socket. `PUT` writes a file
+from its start (truncating it); `PATCH ?offset=N` appends at N, which must be the size
+already stored (answered by `HEAD` as `Upload-Offset`), so an interrupted upload
+resumes where its bytes end. Downloads are the kernel's sendfile of the very inode
+resolved beneath the server directory, with HTTP Range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from agent.files.operations import ServerFiles
+from agent.sftp.file_io import pwrite_all
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+async def receive_body(
+    request: web.Request, fd: int, offset: int, charge: Callable[[int, int], None]
+) -> int:
+    """Write the request body to `fd` from `offset`; returns the end offset.
+
+    `charge(start, length)` is called on the loop before each chunk is written (it
+    raises to refuse the chunk: e.g. the disk limit)."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    buffer = bytearray()
+    position = offset
+
+    async def flush() -> None:
+        nonlocal pending, buffer, position
+        data, buffer = buffer, bytearray()  # handed over whole: no copy
+        charge(position, len(data))
+        if pending is not None:
+            await pending
+        pending = loop.run_in_executor(None, pwrite_all, fd, data, position)
+        position += len(data)
+
+    try:
+        async for piece in request.content.iter_chunked(UPLOAD_CHUNK):
+            buffer += piece
+            if len(buffer) >= UPLOAD_CHUNK:
+                await flush()
+        if buffer:
+            await flush()
+    finally:
+        if pending is not None:
+            await pending
+    return position
+
+
+class _InodeResponse(web.FileResponse):
+    """A FileResponse of the inode behind `fd`, reopened through /proc (so nothing is
+    resolved again by path); `fd` is closed once the response has been sent."""
+
+    def __init__(self, fd: int, headers: dict[str, str]) -> None:
+        super().__init__(f"/proc/self/fd/{fd}", headers=headers)
+        self._fd: int | None = fd
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._fd is None:  # already sent: aiohttp may call prepare a second time
+            return await web.StreamResponse.prepare(self, request)
+        try:
+            return await super().prepare(request)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+async def send_file(request: web.Request, files: ServerFiles, path: str) -> web.StreamResponse:
+    """Answer GET/HEAD of a regular file, with Range, from the inode opened beneath."""
+    fd, _info = await asyncio.to_thread(files.open_read, path)
+    name = os.path.basename(path.rstrip("/")) or "file"
+    quoted = name.replace("\\", "_").replace('"', "_")
+    return _InodeResponse(
+        fd,
+        {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quoted}"',
+        },
+    )
