@@ -32,6 +32,7 @@ from controlplane.api.deployment_schemas import (
     ScaleDeployment,
     UpdateDeployment,
 )
+from controlplane.api.deployment_templates import template_values
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
@@ -108,12 +109,19 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         stop_signal=d.stop_signal,
         stop_timeout=d.stop_timeout,
         run_as_root=d.run_as_root,
+        template=_template_summary(d.template),
         strategy=d.strategy,
         constraints=dict(d.constraints),
         generation=d.generation,
         deployed_at=d.deployed_at,
         error_message=d.error_message,
     )
+
+
+def _template_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not record:
+        return None
+    return {k: record.get(k) for k in ("id", "version", "image_label", "variables")}
 
 
 def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
@@ -141,13 +149,16 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
     deployment = Deployment(
         user_id=user.id,
         app_name=body.app_name,
-        image=body.image,
+        image=body.image or "",
         ports=body.all_ports(),
         replicas=body.replicas,
         strategy=body.strategy,
         constraints=dict(body.constraints),
     )
-    for name, value in _options(body).items():
+    options = _options(body)
+    if body.template is not None:
+        options = {**options, **await template_values(request, body)}
+    for name, value in options.items():
         setattr(deployment, name, value)
     try:
         async with database(request).transaction() as session:

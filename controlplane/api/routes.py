@@ -11,6 +11,7 @@ from controlplane.api import (
     auth,
     deployment_actions,
     deployment_observe,
+    deployment_templates,
     deployments,
     health,
     metrics,
@@ -21,6 +22,7 @@ from controlplane.api import (
     remote,
     ssh_keys,
     tasks,
+    templates,
     users,
     webhooks,
 )
@@ -66,6 +68,7 @@ def build_routes() -> ApiRoutes:
     r.add("GET", "/v1/users/@me", profile.get_profile, access=USER, tag="users")
     r.add("GET", "/v1/users/{id}", users.get_user, access=ADMIN, tag="users")
     _orchestration_routes(r)
+    _template_routes(r)
     r.add("POST", "/v1/tasks", tasks.create_task, access=USER, status=201, tag="tasks",
           errors=(413, 422))  # fmt: skip
     r.add("GET", "/v1/tasks", tasks.list_tasks, access=USER, tag="tasks")
@@ -91,6 +94,19 @@ def build_routes() -> ApiRoutes:
     r.add("GET", "/v1/notifications/stats", notifications.notification_stats, access=USER,
           tag="notifications")  # fmt: skip
     return r
+
+
+def _template_routes(r: ApiRoutes) -> None:
+    """Templates: every account reads them, admins add, replace and delete."""
+    t = "/v1/templates/{id}"
+    r.add("GET", "/v1/templates", templates.list_templates, access=USER, tag="templates")
+    r.add("GET", t, templates.get_template, access=USER, tag="templates", errors=(404,))
+    r.add("POST", "/v1/templates", templates.create_template, access=ADMIN, status=201,
+          tag="templates", errors=(409,))  # fmt: skip
+    r.add("PUT", t, templates.replace_template, access=ADMIN, tag="templates",
+          errors=(404, 409))  # fmt: skip
+    r.add("DELETE", t, templates.delete_template, access=ADMIN, tag="templates",
+          errors=(404, 409))  # fmt: skip
 
 
 def _orchestration_routes(r: ApiRoutes) -> None:
@@ -121,6 +137,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("PATCH", f"{d}/scale", deployments.scale_deployment, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
+    r.add("PUT", f"{d}/variables", deployment_templates.update_variables, access=USER,
+          tag="deployments", errors=(404, 409, 422))  # fmt: skip
     for verb, handler in (
         ("start", deployment_actions.start_deployment),
         ("stop", deployment_actions.stop_deployment),

@@ -103,12 +103,14 @@ def register(subparsers: Any) -> None:
         node_commands,
         session_commands,
         task_commands,
+        template_commands,
     )
 
     session_commands.add_commands(subparsers)
     deployment_commands.add_commands(subparsers)
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
+    template_commands.add_commands(subparsers)
 
 
 def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:

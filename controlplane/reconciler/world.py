@@ -27,6 +27,7 @@ from controlplane.reconciler.model import (
     World,
 )
 from controlplane.scheduler import NodeCapacity, Strategy
+from controlplane.templates.server_spec import apply_template_record
 from protos import agent_pb2 as pb
 
 STATE_NAMES: dict[int, ObservedState] = {
@@ -209,4 +210,5 @@ def server_spec(deployment: Deployment, replica: Replica, node_id: str) -> pb.Se
     check = _health_check(deployment.health_check)
     if check is not None:
         spec.health_check.CopyFrom(check)
+    apply_template_record(spec, deployment.template, replica.host_ports)
     return spec

@@ -25,6 +25,7 @@ from controlplane.db.tables.accounts import (  # noqa: E402
 )
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
+from controlplane.db.tables.templates import TemplateRow  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Task",
     "TaskFile",
     "TaskLog",
+    "TemplateRow",
     "User",
     "Webhook",
 ]
