@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from common.cancellation import cancel_and_wait
 from controlplane.agents import AgentError
@@ -62,6 +62,10 @@ class ReplicaStatus(BaseModel):
     oom_killed: bool
     started_at: datetime | None
     error: str | None
+    install_state: str | None = Field(
+        default=None, description="template install: installing, installed or failed"
+    )
+    install_exit_code: int | None = None
 
 
 class ReplicaCounts(BaseModel):
@@ -121,7 +125,8 @@ def _replica_status(
         ordinal=replica.ordinal,
         node_id=str(replica.node_id) if replica.node_id else None,
         ports=[
-            PublishedPort(container_port=container, host_port=host)
+            # 0: the container listens on its host port (templates' egg contract).
+            PublishedPort(container_port=container or host, host_port=host)
             for container, host in zip(deployment.ports, replica.host_ports, strict=False)
         ],
         state=state,
@@ -134,6 +139,8 @@ def _replica_status(
         oom_killed=bool(status and status.oom_killed),
         started_at=_ms(status.started_at_ms) if status and state != "offline" else None,
         error=replica.last_error,
+        install_state=status.install_state or None if status else None,
+        install_exit_code=status.install_exit_code if status and status.install_state else None,
     )
     return view, heard
 

@@ -117,3 +117,27 @@ def _own_env(deployment: Deployment) -> dict[str, str]:
         "SERVER_IP", "SERVER_MEMORY", "SERVER_PORT", "STARTUP",
     }  # fmt: skip
     return {k: v for k, v in deployment.env_vars.items() if k not in template_env}
+
+
+async def reinstall_deployment(request: web.Request) -> DeploymentChanged:
+    """Run the template's install script again on every placed replica (each is
+    stopped first); the reconciler then starts them again. Waits for the installs."""
+    from controlplane.api.deployment_actions import on_each_replica
+    from controlplane.api.deployments import owned_deployment
+
+    deployment = await owned_deployment(request)
+    if not (deployment.template or {}).get("install"):
+        raise Conflict("the deployment has no install script", code="no_install_script")
+    done = await on_each_replica(request, deployment, lambda c, sid: c.reinstall_server(sid))
+    if done == 0:
+        raise Conflict(
+            "no replica was reinstalled (none placed, or the install failed: see the "
+            "replicas' install_state)",
+            code="reinstall_failed",
+        )
+    return DeploymentChanged(
+        id=deployment.id,
+        status=deployment.status,
+        replicas=deployment.replicas,
+        message=f"Reinstalled {done} replica(s)",
+    )

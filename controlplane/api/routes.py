@@ -139,6 +139,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("PUT", f"{d}/variables", deployment_templates.update_variables, access=USER,
           tag="deployments", errors=(404, 409, 422))  # fmt: skip
+    r.add("POST", f"{d}/reinstall", deployment_templates.reinstall_deployment, access=USER,
+          tag="deployments", errors=(404, 409))  # fmt: skip
     for verb, handler in (
         ("start", deployment_actions.start_deployment),
         ("stop", deployment_actions.stop_deployment),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from protos import agent_pb2 as pb
 from tests.controlplane.accounts_support import expect_json, register
 from tests.controlplane.cluster_support import FAST, enrolled_agent, eventually
 from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
@@ -78,5 +79,74 @@ async def test_a_template_server_runs_answers_and_stops(
                 return any(e["message"] == "bye" for e in logs["logs"])
 
             await eventually(said_bye)
+    finally:
+        await client.close()
+
+
+async def _log_lines(client: Any, url: str, headers: dict[str, str]) -> list[str]:
+    logs = await expect_json(await client.get(f"{url}/logs?tail=200", headers=headers))
+    return [entry["message"] for entry in logs["logs"]]
+
+
+async def test_the_bundled_sh_game_installs_runs_saves_and_keeps_its_state(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    client = await start_client(make_config(**FAST))
+    try:
+        admin = await register(client)
+        async with enrolled_agent(client, admin, tmp_path / "agent", "node-a") as agent:
+            h = admin.headers
+            created = await expect_json(await client.post("/v1/deployments", json={
+                "app_name": "game", "template": "sh-game",
+                "variables": {"WORLD_NAME": "e2e world", "DIFFICULTY": "hard"},
+            }, headers=h), 201)  # fmt: skip
+            url = f"/v1/deployments/{created['id']}"
+
+            async def lines_with(text: str) -> list[str]:
+                return [line for line in await _log_lines(client, url, h) if text in line]
+
+            async def running() -> Any:
+                status = await expect_json(await client.get(f"{url}/status", headers=h))
+                return status if status["replicas"]["ready"] == 1 else None
+
+            status = await eventually(running, timeout=60)
+            [instance] = status["instances"]
+            assert instance["install_state"] == "installed"
+            assert instance["install_exit_code"] == 0
+            assert await lines_with("installed server.sh")  # the install's own output
+            [ready] = await lines_with("is ready for players")
+            assert ready == "World e2e world is ready for players (count=0)"
+            assert await lines_with("difficulty=hard")  # the config edit came first
+            data = agent.supervisor.volumes.path(instance["id"])
+            properties = (data / "game.properties").read_text().splitlines()
+            host_port = instance["ports"][0]["host_port"]
+            assert sorted(properties) == ["difficulty=hard", f"port={host_port}"]
+            owner = agent.supervisor.volumes.owner_of(pb.ServerSpec())
+            assert (data / "server.sh").stat().st_uid == owner[0]  # re-owned after install
+
+            for line in ("add", "add", "say hello", "save"):
+                await expect_json(await client.post(f"{url}/command", json={"command": line},
+                                                    headers=h))  # fmt: skip
+            assert await eventually(lambda: lines_with("Saved count=2"))
+            assert await lines_with("[Server] hello")
+            assert (data / "state.txt").read_text() == "2\n"
+            assert (data / "state.txt").stat().st_uid == owner[0]
+            await expect_json(await client.post(f"{url}/command", json={"command": "add"},
+                                                headers=h))  # fmt: skip
+            await expect_json(await client.post(f"{url}/stop", headers=h))
+            assert await eventually(lambda: lines_with("Saved count=3, stopping"))
+
+            async def stopped() -> bool:
+                status = await expect_json(await client.get(f"{url}/status", headers=h))
+                return all(i["state"] == "offline" for i in status["instances"])
+
+            await eventually(stopped)
+            [stopped_instance] = (await expect_json(
+                await client.get(f"{url}/status", headers=h)))["instances"]  # fmt: skip
+            assert stopped_instance["exit_code"] == 0
+            assert (data / "state.txt").read_text() == "3\n"
+            await expect_json(await client.post(f"{url}/start", headers=h))
+            assert await eventually(lambda: lines_with("is ready for players (count=3)"), 30)
+            assert len(await lines_with("installed server.sh")) == 1  # installed once
     finally:
         await client.close()
