@@ -165,6 +165,8 @@ async def test_a_deployment_from_a_template_keeps_what_it_resolved(
     assert after["env_vars"]["GREETING"] == "yo"
     assert after["env_vars"]["EXTRA"] == "1"
     assert after["generation"] == details["generation"] + 1
+    no_script = await api.post(f"{url}/reinstall", headers=admin.headers)
+    assert await error_code(no_script) == "no_install_script"
 
 
 async def test_image_and_template_are_exclusive(api: TestClient[Any, Any]) -> None:

@@ -148,5 +148,14 @@ async def test_the_bundled_sh_game_installs_runs_saves_and_keeps_its_state(
             await expect_json(await client.post(f"{url}/start", headers=h))
             assert await eventually(lambda: lines_with("is ready for players (count=3)"), 30)
             assert len(await lines_with("installed server.sh")) == 1  # installed once
+
+            reinstalled = await expect_json(await client.post(f"{url}/reinstall", headers=h))
+            assert reinstalled["message"] == "Reinstalled 1 replica(s)"
+            assert len(await lines_with("installed server.sh")) == 2
+
+            async def started_again() -> bool:
+                return len(await lines_with("is ready for players (count=3)")) == 2
+
+            await eventually(started_again, 30)  # the reconciler starts it; state kept
     finally:
         await client.close()
