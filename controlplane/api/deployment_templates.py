@@ -16,7 +16,7 @@ from controlplane.api.deployment_schemas import (
     DeploymentChanged,
     TemplateVariables,
 )
-from controlplane.api.errors import Conflict, Unprocessable
+from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.templates import find_template
 from controlplane.db.tables import Deployment
 from controlplane.scheduler import parse_memory_bytes
@@ -68,7 +68,10 @@ async def template_values(request: web.Request, body: CreateDeployment) -> dict[
     """Resolve the request's template: the deployment columns to set, including the
     ports (which the request's own `ports` may not add to)."""
     assert body.template is not None
-    template, _, _ = await find_template(request, body.template)
+    try:
+        template, _, _ = await find_template(request, body.template)
+    except NotFound as exc:  # a field of the body names it: the body is unusable
+        raise Unprocessable(exc.message, code="template_not_found") from None
     memory = parse_memory_bytes(body.resources.memory if body.resources else DEFAULT_MEMORY)
     resolution = _resolve(template, dict(body.variables or {}), body.image_label, memory)
     if body.all_ports():

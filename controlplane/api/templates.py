@@ -121,7 +121,10 @@ async def _template_of_request(
 ) -> tuple[Template, list[str]]:
     text = (await request.read()).decode("utf-8", errors="replace")
     try:
-        return template_from_body(text, request.content_type, template_id=template_id)
+        # Parsing (lark, pydantic) of a body up to the size limit: not on the event loop.
+        return await asyncio.to_thread(
+            template_from_body, text, request.content_type, template_id=template_id
+        )
     except TemplateError as exc:
         raise ApiError(str(exc), code="invalid_template", details=exc.problems) from None
 

@@ -165,6 +165,10 @@ async def test_a_deployment_from_a_template_keeps_what_it_resolved(
     assert after["env_vars"]["GREETING"] == "yo"
     assert after["env_vars"]["EXTRA"] == "1"
     assert after["generation"] == details["generation"] + 1
+    unknown = await api.post("/v1/deployments", json={"app_name": "u", "template": "nope"},
+                             headers=admin.headers)  # fmt: skip
+    assert unknown.status == 422
+    assert await error_code(unknown) == "template_not_found"
     no_script = await api.post(f"{url}/reinstall", headers=admin.headers)
     assert await error_code(no_script) == "no_install_script"
 
