@@ -4,9 +4,11 @@ container port), console commands are answered and the stop command stops it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from protos import agent_pb2 as pb
@@ -157,5 +159,58 @@ async def test_the_bundled_sh_game_installs_runs_saves_and_keeps_its_state(
                 return len(await lines_with("is ready for players (count=3)")) == 2
 
             await eventually(started_again, 30)  # the reconciler starts it; state kept
+    finally:
+        await client.close()
+
+
+async def test_the_bundled_static_site_and_batch_job_run(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    client = await start_client(make_config(**FAST))
+    try:
+        admin = await register(client)
+        async with enrolled_agent(client, admin, tmp_path / "agent", "node-a") as agent:
+            h = admin.headers
+            site = await expect_json(await client.post("/v1/deployments", json={
+                "app_name": "site", "template": "static-site",
+                "variables": {"SITE_TITLE": "Hello from a template"},
+            }, headers=h), 201)  # fmt: skip
+            job = await expect_json(await client.post("/v1/deployments", json={
+                "app_name": "job", "template": "batch-job", "variables": {"COUNT": "7"},
+            }, headers=h), 201)  # fmt: skip
+
+            async def page() -> str | None:
+                status = await expect_json(
+                    await client.get(f"/v1/deployments/{site['id']}/status", headers=h)
+                )
+                ports = [p for i in status["instances"] for p in i["ports"]]
+                if status["replicas"]["ready"] != 1 or not ports:
+                    return None
+                async with aiohttp.ClientSession() as http:
+                    url = f"http://127.0.0.1:{ports[0]['host_port']}/"
+                    try:
+                        async with http.get(url) as response:
+                            return await response.text()
+                    except aiohttp.ClientError:
+                        return None
+
+            text = await eventually(page, timeout=60)
+            assert "<h1>Hello from a template</h1>" in text
+
+            async def finished() -> Any:
+                status = await expect_json(
+                    await client.get(f"/v1/deployments/{job['id']}/status", headers=h)
+                )
+                done = [i for i in status["instances"] if i["exit_code"] == 0]
+                return done[0] if done else None
+
+            instance = await eventually(finished, timeout=60)
+            result = agent.supervisor.volumes.path(instance["id"]) / "result.txt"
+            assert await asyncio.to_thread(result.read_text) == "counted to 7\n"
+            logs = await expect_json(
+                await client.get(f"/v1/deployments/{job['id']}/logs?tail=3", headers=h)
+            )
+            assert [e["message"] for e in logs["logs"]][-2:] == ["step 7", "done"]
+            assert instance["restart_count"] == 0  # on-failure: a clean exit is final
     finally:
         await client.close()
