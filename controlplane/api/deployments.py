@@ -95,13 +95,14 @@ def _summary(request: web.Request, d: Deployment) -> DeploymentSummary:
 
 
 def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
+    hidden = set() if current_user(request).is_admin else set((d.template or {}).get("hidden", []))
     return DeploymentDetails(
         **_summary(request, d).model_dump(),
         user_id=d.user_id,
         port=d.ports[0] if d.ports else None,
         ports=list(d.ports),
         command=list(d.command),
-        env_vars=dict(d.env_vars),
+        env_vars={k: v for k, v in d.env_vars.items() if k not in hidden},
         resources={"cpu": d.cpu, "memory": d.memory},
         health_check=d.health_check,
         restart_policy=d.restart_policy,
@@ -109,7 +110,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         stop_signal=d.stop_signal,
         stop_timeout=d.stop_timeout,
         run_as_root=d.run_as_root,
-        template=_template_summary(d.template),
+        template=_template_summary(d.template, hidden),
         strategy=d.strategy,
         constraints=dict(d.constraints),
         generation=d.generation,
@@ -118,10 +119,15 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
     )
 
 
-def _template_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+def _template_summary(record: dict[str, Any] | None, hidden: set[str]) -> dict[str, Any] | None:
+    """The template a deployment was made from, without the variables its owner may
+    not see (user_viewable = false; admins see them)."""
     if not record:
         return None
-    return {k: record.get(k) for k in ("id", "version", "image_label", "variables")}
+    summary = {k: record.get(k) for k in ("id", "version", "image_label")}
+    values = dict(record.get("variables") or {})
+    summary["variables"] = {k: v for k, v in values.items() if k not in hidden}
+    return summary
 
 
 def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:

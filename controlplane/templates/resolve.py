@@ -120,6 +120,8 @@ def _record(template: Template, values: dict[str, str], image_label: str | None)
         "version": template.version,
         "image_label": image_label,
         "variables": values,
+        # Shown to admins only (the template's user_viewable = false).
+        "hidden": [v.env for v in template.variables if not v.user_viewable],
         "egg": template.egg,
         "done_pattern": template.done,
         "data_mount_path": template.data_path,

@@ -151,6 +151,12 @@ async def test_a_deployment_from_a_template_keeps_what_it_resolved(
         "id": "custom", "version": "1", "image_label": "two",
         "variables": {"GREETING": "hi", "SECRET_SEED": "42"},
     }  # fmt: skip
+    user = await register(api)
+    body = {"app_name": "g", "template": "custom", "replicas": 0}
+    own = await expect_json(await api.post("/v1/deployments", json=body, headers=user.headers), 201)
+    seen = await expect_json(await api.get(f"/v1/deployments/{own['id']}", headers=user.headers))
+    assert seen["template"]["variables"] == {"GREETING": "hello"}  # SECRET_SEED is hidden
+    assert "SECRET_SEED" not in seen["env_vars"]
     changed = CUSTOM.replace('version = "1"', 'version = "2"').replace("echo", "printf")
     await api.put("/v1/templates/custom", data=changed, headers={**admin.headers, **HCL})
     unchanged = await expect_json(await api.get(url, headers=admin.headers))
