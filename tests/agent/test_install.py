@@ -107,3 +107,17 @@ async def test_reinstall_stops_the_server_and_runs_the_script_again(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ReinstallServer(pb.ReinstallServerRequest(id=plain.id), metadata=AUTH)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_an_install_outlives_a_call_whose_deadline_passed(
+    stub: pb_grpc.AgentAsyncStub, agent: RunningAgent
+) -> None:
+    s = with_install(ECHO, "echo run >> runs; sleep 2")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.CreateServer(
+            pb.CreateServerRequest(spec=s, start=True), metadata=AUTH, timeout=0.5
+        )
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    started = await stub.StartServer(pb.StartServerRequest(id=s.id), metadata=AUTH)
+    assert started.status.install_state == "installed"
+    assert await read(agent.supervisor.volumes.path(s.id) / "runs") == "run\n"  # once
