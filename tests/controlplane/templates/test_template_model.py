@@ -138,3 +138,11 @@ def test_heredoc_scripts_are_dedented_and_keep_literal_interpolation() -> None:
     assert '"[Server] ${line#say }"' in template.install.script
     assert template.done == "is ready for players"
     assert template.stop.command == "stop"
+
+
+def test_the_documented_example_is_a_valid_template() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "templates.md").read_text()
+    example = re.search(r"```hcl\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    template = parse_template_hcl(example.group(1))
+    assert [v.env for v in template.variables] == ["WORLD_NAME", "MAX_PLAYERS", "DIFFICULTY"]
