@@ -223,6 +223,7 @@ async def running_agent(
             yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp)
     finally:
         supervisor.tracker.sampler.close()
+        await supervisor.installer.close()
         await runtime.close()
 
 

@@ -568,6 +568,8 @@ class ServerSpec(_message.Message):
     RUN_AS_ROOT_FIELD_NUMBER: _builtins.int
     PULL_POLICY_FIELD_NUMBER: _builtins.int
     REGISTRY_AUTH_FIELD_NUMBER: _builtins.int
+    INSTALL_FIELD_NUMBER: _builtins.int
+    CONFIG_FILES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """chosen by the control plane (uuid)"""
     image: _builtins.str
@@ -612,6 +614,21 @@ class ServerSpec(_message.Message):
     def registry_auth(self) -> Global___RegistryAuth:
         """stripped from every spec the agent returns"""
 
+    @_builtins.property
+    def install(self) -> Global___InstallScript:
+        """A template's install script, run once before the first start (and again on
+        ReinstallServer) in an install container: the data directory at /mnt/server,
+        root without capabilities, the server's limits, no network unless asked; the
+        files are then owned by the server's user. Output goes to the console history
+        as stream "install". A failed install fails the start; the next start retries.
+        """
+
+    @_builtins.property
+    def config_files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfigFileEdit]:
+        """Edits applied beneath the data directory before each start (values rendered
+        by the control plane).
+        """
+
     def __init__(
         self,
         *,
@@ -633,14 +650,95 @@ class ServerSpec(_message.Message):
         run_as_root: _builtins.bool = ...,
         pull_policy: Global___PullPolicy.ValueType = ...,
         registry_auth: Global___RegistryAuth | None = ...,
+        install: Global___InstallScript | None = ...,
+        config_files: _abc.Iterable[Global___ConfigFileEdit] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "registry_auth", b"registry_auth", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "install", b"install", "registry_auth", b"registry_auth", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config_files", b"config_files", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "install", b"install", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServerSpec: _TypeAlias = ServerSpec  # noqa: Y015
+
+@_typing.final
+class InstallScript(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    ENTRYPOINT_FIELD_NUMBER: _builtins.int
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    entrypoint: _builtins.str
+    """e.g. "sh", "bash", "ash"; runs `<entrypoint> -c <script>`"""
+    script: _builtins.str
+    network: _builtins.bool
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        entrypoint: _builtins.str = ...,
+        script: _builtins.str = ...,
+        network: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entrypoint", b"entrypoint", "image", b"image", "network", b"network", "script", b"script"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallScript: _TypeAlias = InstallScript  # noqa: Y015
+
+@_typing.final
+class ConfigFileEdit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SetEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PATH_FIELD_NUMBER: _builtins.int
+    PARSER_FIELD_NUMBER: _builtins.int
+    SET_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """relative to the data directory"""
+    parser: _builtins.str
+    """properties | yaml | json | ini | file"""
+    @_builtins.property
+    def set(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """key (dotted path / section.key / line prefix) -> value"""
+
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        parser: _builtins.str = ...,
+        set: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parser", b"parser", "path", b"path", "set", b"set"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigFileEdit: _TypeAlias = ConfigFileEdit  # noqa: Y015
 
 @_typing.final
 class ServerStatus(_message.Message):
@@ -679,6 +777,8 @@ class ServerStatus(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     PULL_FIELD_NUMBER: _builtins.int
     IMAGE_DIGEST_FIELD_NUMBER: _builtins.int
+    INSTALL_STATE_FIELD_NUMBER: _builtins.int
+    INSTALL_EXIT_CODE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     container_id: _builtins.str
     state: Global___ServerState.ValueType
@@ -693,6 +793,10 @@ class ServerStatus(_message.Message):
     """has run and exited (exit_code is meaningful)"""
     image_digest: _builtins.str
     """repo@sha256:... the container runs, when known"""
+    install_state: _builtins.str
+    """"" (none), "installing", "installed", "failed" """
+    install_exit_code: _builtins.int
+    """of the last install run"""
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -715,10 +819,12 @@ class ServerStatus(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         pull: Global___PullProgress | None = ...,
         image_digest: _builtins.str = ...,
+        install_state: _builtins.str = ...,
+        install_exit_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["pull", b"pull"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "created_at_ms", b"created_at_ms", "exit_code", b"exit_code", "exited", b"exited", "finished_at_ms", b"finished_at_ms", "health", b"health", "id", b"id", "image_digest", b"image_digest", "labels", b"labels", "oom_killed", b"oom_killed", "pull", b"pull", "started_at_ms", b"started_at_ms", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_id", b"container_id", "created_at_ms", b"created_at_ms", "exit_code", b"exit_code", "exited", b"exited", "finished_at_ms", b"finished_at_ms", "health", b"health", "id", b"id", "image_digest", b"image_digest", "install_exit_code", b"install_exit_code", "install_state", b"install_state", "labels", b"labels", "oom_killed", b"oom_killed", "pull", b"pull", "started_at_ms", b"started_at_ms", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -913,6 +1019,25 @@ class GetServerRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerRequest: _TypeAlias = GetServerRequest  # noqa: Y015
+
+@_typing.final
+class ReinstallServerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstallServerRequest: _TypeAlias = ReinstallServerRequest  # noqa: Y015
 
 @_typing.final
 class ListServersRequest(_message.Message):

@@ -104,6 +104,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.WatchRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.ReinstallServer = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/ReinstallServer',
+                request_serializer=protos_dot_agent__pb2.ReinstallServerRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.Server.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -212,6 +217,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReinstallServer(self, request, context):
+        """Run the spec's install script again (stopping the server first); the server is
+        offline afterwards. FAILED_PRECONDITION when the spec has no install script.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +297,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=protos_dot_agent__pb2.WatchRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.WatchEvent.SerializeToString,
+            ),
+            'ReinstallServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinstallServer,
+                    request_deserializer=protos_dot_agent__pb2.ReinstallServerRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.Server.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +682,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/Watch',
             protos_dot_agent__pb2.WatchRequest.SerializeToString,
             protos_dot_agent__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinstallServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/ReinstallServer',
+            protos_dot_agent__pb2.ReinstallServerRequest.SerializeToString,
+            protos_dot_agent__pb2.Server.FromString,
             options,
             channel_credentials,
             insecure,

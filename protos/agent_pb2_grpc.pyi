@@ -72,6 +72,10 @@ class AgentStub:
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
     """
+    ReinstallServer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ReinstallServerRequest, _agent_pb2.Server]
+    """Run the spec's install script again (stopping the server first); the server is
+    offline afterwards. FAILED_PRECONDITION when the spec has no install script.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -113,6 +117,10 @@ class AgentAsyncStub(AgentStub):
     Watch: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchRequest, _agent_pb2.WatchEvent]  # type: ignore[assignment]
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
+    """
+    ReinstallServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReinstallServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
+    """Run the spec's install script again (stopping the server first); the server is
+    offline afterwards. FAILED_PRECONDITION when the spec has no install script.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -236,6 +244,16 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.WatchEvent], _abc.AsyncIterator[_agent_pb2.WatchEvent]]:
         """Heartbeats (host stats plus every server's status and stats) at the requested
         interval, and every lifecycle event as it happens.
+        """
+
+    @_abc_1.abstractmethod
+    def ReinstallServer(
+        self,
+        request: _agent_pb2.ReinstallServerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.Server, _abc.Awaitable[_agent_pb2.Server]]:
+        """Run the spec's install script again (stopping the server first); the server is
+        offline afterwards. FAILED_PRECONDITION when the spec has no install script.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -50,6 +50,9 @@ class ManagedServer:
     seen_finish_ms: int = 0
     exits: int = 0
     exit_signal: asyncio.Event = field(default_factory=asyncio.Event)
+    start_requested_ms: int = 0  # when the last start call began (tracker replays output)
+    install_state: str = ""  # agent/fleet/install.py
+    install_exit_code: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one operation at a time
 
     @property
@@ -89,6 +92,8 @@ class ManagedServer:
             exited=exited,
             labels={k: v for k, v in info.labels.items() if k != "encedeus.spec"},
             image_digest=info.labels.get("encedeus.image-digest", ""),
+            install_state=self.install_state,
+            install_exit_code=self.install_exit_code,
         )
 
     def to_proto(self) -> pb.Server:

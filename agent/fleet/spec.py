@@ -20,6 +20,7 @@ SERVER_LABEL = "encedeus.server"
 SPEC_LABEL = "encedeus.spec"
 MIN_MEMORY_BYTES = 6 * 1024 * 1024  # the engine refuses less
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+CONFIG_PARSERS = ("properties", "ini", "file", "yaml", "json")
 SIGNAL = re.compile(r"^(SIG)?[A-Z0-9+-]{1,12}$|^[0-9]{1,2}$")
 
 
@@ -81,6 +82,12 @@ def validate_spec(spec: pb.ServerSpec, cpu_count: int, port_range: tuple[int, in
         seen.add((port.host_port, protocol))
     for item in spec.files:
         relative_file_path(item.path)
+    if spec.HasField("install") and not (spec.install.image and spec.install.script):
+        raise InvalidSpec("an install script needs an image and a script")
+    for edit in spec.config_files:
+        relative_file_path(edit.path)
+        if edit.parser not in CONFIG_PARSERS:
+            raise InvalidSpec(f"config file {edit.path}: unknown parser {edit.parser!r}")
 
 
 def relative_file_path(path: str) -> PurePosixPath:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 
 from agent.console.history import ConsoleLine
+from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
+from agent.fleet.install import InstallFailed, ServerInstaller
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
 from agent.fleet.spec import container_spec, validate_spec
@@ -57,6 +60,13 @@ class Supervisor:
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self._creating: set[str] = set()
         self.pulls = ImagePulls(self.runtime, tracker.hub)
+        self.installer = ServerInstaller(
+            self.runtime,
+            volumes,
+            default_pids=default_pids,
+            log_max_size=log_max_size,
+            log_max_files=log_max_files,
+        )
 
     @property
     def servers(self) -> dict[str, ManagedServer]:
@@ -226,11 +236,38 @@ class Supervisor:
     async def _start(self, server: ManagedServer) -> None:
         if server.machine.state is not lm.State.OFFLINE:
             return
+        await self.installer.ensure_installed(server)
         await asyncio.to_thread(self.volumes.ready, server.spec)
+        await self._apply_config_edits(server)
         # Attach before starting so that not one line of output is missed.
         await self.tracker.ensure_attached(server)
+        server.start_requested_ms = int(time.time() * 1000)
         await self.runtime.start(server.container_id)
         await self.tracker.observe_start(server)
+
+    async def _apply_config_edits(self, server: ManagedServer) -> None:
+        if not server.spec.config_files:
+            return
+        problems = await asyncio.to_thread(
+            apply_config_edits,
+            str(self.volumes.path(server.id)),
+            list(server.spec.config_files),
+            self.volumes.owner_of(server.spec),
+        )
+        for problem in problems:
+            server.history.note(f"[skyhook] {problem}")
+
+    async def reinstall(self, server_id: str) -> ManagedServer:
+        """Stop the server if it runs, then run its install script again; it stays
+        offline. InstallFailed when it has no install script or the script fails."""
+        server = self.get(server_id)
+        if not server.spec.HasField("install"):
+            raise InstallFailed(f"server {server_id!r} has no install script")
+        async with server.lock:
+            if server.machine.state is not lm.State.OFFLINE:
+                await self._stop(server)
+            await self.installer.run(server)
+        return server
 
     async def stop(self, server_id: str, timeout_seconds: int = 0) -> ManagedServer:
         """Stop with the stop command or signal, SIGKILL after the timeout; returns once
@@ -286,6 +323,7 @@ class Supervisor:
             await self._discard_container(server)
         if delete_data:
             await asyncio.to_thread(self.volumes.delete, server_id)
+            await asyncio.to_thread(self.installer.forget, server_id)
 
     async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
         """Replace the container of server `spec.id` with one of `spec`, keeping its

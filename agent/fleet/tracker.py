@@ -33,6 +33,8 @@ from common.logging import get_logger
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
+# Console lines the agent itself wrote, and install scripts' output: never a done line.
+NOT_SERVER_OUTPUT = frozenset({"daemon", "install"})
 KIND_TO_PROTO = {
     lm.Kind.STARTED: pb.LIFECYCLE_KIND_STARTED,
     lm.Kind.RUNNING: pb.LIFECYCLE_KIND_RUNNING,
@@ -187,6 +189,21 @@ class ServerTracker:
         await self.ensure_attached(server)
         self._track_stats(server)
         await self.feed(server, lm.Started())
+        await self._replay_early_output(server)
+
+    async def _replay_early_output(self, server: ManagedServer) -> None:
+        """Match the done pattern against lines printed between the start call and
+        Started: `_on_line` saw them while the state was not STARTING yet (a fast
+        server prints its done line at once)."""
+        since = server.start_requested_ms
+        server.start_requested_ms = 0
+        if not since or not server.spec.done_pattern:
+            return
+        for line in server.history.tail():
+            if server.machine.state is not lm.State.STARTING:
+                return
+            if line.time_ms >= since and line.stream not in NOT_SERVER_OUTPUT:
+                await self.feed(server, lm.ConsoleOutput(line.text))
 
     async def observe_exit(self, server: ManagedServer, info: ContainerInfo | None = None) -> None:
         """The container's process ended: feed Exited once per run (keyed by finish time)."""
@@ -247,7 +264,7 @@ class ServerTracker:
         )
 
     def _on_line(self, server: ManagedServer, line: ConsoleLine) -> None:
-        if server.machine.state is lm.State.STARTING and line.stream != "daemon":
+        if server.machine.state is lm.State.STARTING and line.stream not in NOT_SERVER_OUTPUT:
             self.feed_later(server.id, lm.ConsoleOutput(line.text))
 
     # ---- instructions -----------------------------------------------------------

@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 from agent.fleet.hub import WatchHub
+from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
@@ -39,6 +40,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (ImageNotFound, grpc.StatusCode.FAILED_PRECONDITION),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
+    (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
 ]
@@ -135,6 +137,12 @@ class AgentService(pb_grpc.AgentServicer):
         operation = self.supervisor.remove(request.id, delete_data=request.delete_data)
         await self._run(context, operation)
         return pb.RemoveServerResponse(removed=True)
+
+    async def ReinstallServer(
+        self, request: pb.ReinstallServerRequest, context: Context
+    ) -> pb.Server:
+        server = await self._run(context, self.supervisor.reinstall(request.id))
+        return server.to_proto()
 
     async def GetServer(self, request: pb.GetServerRequest, context: Context) -> pb.Server:
         server = await self._run(context, self._described(request.id))

@@ -265,7 +265,9 @@ class ConsoleSession:
         return self.token is None or time.time() >= self.token.expires_at
 
     async def _send_line(self, line: ConsoleLine) -> None:
-        await self.send("console output", line.text)
+        # Install scripts' output (agent/fleet/install.py) has its own event, as in Wings.
+        event = "install output" if line.stream == "install" else "console output"
+        await self.send(event, line.text)
 
     async def _send_stats(self, server: ManagedServer) -> None:
         samples = await self.owner.supervisor.tracker.sampler.latest(STATS_INTERVAL / 2)

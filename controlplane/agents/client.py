@@ -22,7 +22,9 @@ DEFAULT_TIMEOUT = 15.0
 # Calls that may stop a container wait for its stop command or signal first: up to the
 # longest stop timeout a deployment may have (the agent kills it after that).
 MAX_STOP_SECONDS = 3600
-STOPPING_CALLS = frozenset({"StopServer", "RestartServer", "RemoveServer", "RecreateServer"})
+STOPPING_CALLS = frozenset(
+    {"StopServer", "RestartServer", "RemoveServer", "RecreateServer", "ReinstallServer"}
+)
 
 
 class AgentError(Exception):
@@ -57,6 +59,9 @@ class AgentClient(Protocol):
 
     async def restart_server(self, server_id: str) -> pb.Server:
         """Stop (gracefully) and start again."""
+
+    async def reinstall_server(self, server_id: str) -> pb.Server:
+        """Stop the server and run its template's install script again."""
 
     async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
         """Send a signal (default SIGKILL)."""
@@ -143,6 +148,9 @@ class GrpcAgentClient:
 
     async def restart_server(self, server_id: str) -> pb.Server:
         return await self._server("RestartServer", pb.RestartServerRequest(id=server_id))
+
+    async def reinstall_server(self, server_id: str) -> pb.Server:
+        return await self._server("ReinstallServer", pb.ReinstallServerRequest(id=server_id))
 
     async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
         return await self._server("KillServer", pb.KillServerRequest(id=server_id, signal=signal))

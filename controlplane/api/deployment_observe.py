@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from common.cancellation import cancel_and_wait
 from controlplane.agents import AgentError
@@ -72,6 +72,10 @@ class ReplicaStatus(BaseModel):
     pull: dict[str, Any] | None = None
     """While its image is pulled: image, bytes_done, bytes_total, layers_done, layers_total."""
     image_digest: str | None = None
+    install_state: str | None = Field(
+        default=None, description="template install: installing, installed or failed"
+    )
+    install_exit_code: int | None = None
 
 
 class DeploymentError(BaseModel):
@@ -140,7 +144,8 @@ def _replica_status(
         ordinal=replica.ordinal,
         node_id=str(replica.node_id) if replica.node_id else None,
         ports=[
-            PublishedPort(container_port=container, host_port=host)
+            # 0: the container listens on its host port (templates' egg contract).
+            PublishedPort(container_port=container or host, host_port=host)
             for container, host in zip(deployment.ports, replica.host_ports, strict=False)
         ],
         state=state,
@@ -155,6 +160,8 @@ def _replica_status(
         error=replica.last_error,
         pull=pull_view(status.pull) if status and status.pull.image else None,
         image_digest=(status.image_digest or None) if status else None,
+        install_state=status.install_state or None if status else None,
+        install_exit_code=status.install_exit_code if status and status.install_state else None,
     )
     return view, observed, heard
 

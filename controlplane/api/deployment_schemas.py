@@ -120,7 +120,7 @@ class CreateDeployment(DeploymentOptions):
     """A new deployment."""
 
     app_name: str = Field(min_length=1, max_length=63, pattern=APP_NAME_PATTERN)
-    image: str = Field(min_length=1, max_length=255)
+    image: str | None = Field(default=None, min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
     ports: list[Port] = Field(default_factory=list, max_length=16)
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
@@ -128,6 +128,19 @@ class CreateDeployment(DeploymentOptions):
     constraints: dict[str, str] = Field(default_factory=dict)
 
     _image = field_validator("image")(_image_reference)
+    # From a template (docs/templates.md) instead of an image: its id, the variables'
+    # values and optionally which of its images (by label).
+    template: str | None = Field(default=None, min_length=1, max_length=63)
+    variables: dict[EnvKey, str] | None = None
+    image_label: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _image_or_template(self) -> CreateDeployment:
+        if (self.image is None) == (self.template is None):
+            raise ValueError("give either image or template")
+        if self.template is None and (self.variables is not None or self.image_label):
+            raise ValueError("variables and image_label need a template")
+        return self
 
     def all_ports(self) -> list[int]:
         """`port` and `ports` together, without repeats."""
@@ -145,6 +158,14 @@ class UpdateDeployment(DeploymentOptions):
     remove_registry_auth: bool = False
 
     _image = field_validator("image")(_image_reference)
+
+
+class TemplateVariables(Request):
+    """New values for a template-made deployment's variables (the others keep theirs),
+    resolved against the template's current version and rolled out."""
+
+    variables: dict[EnvKey, str] = Field(default_factory=dict)
+    image_label: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class ScaleDeployment(Request):
@@ -232,6 +253,9 @@ class DeploymentDetails(DeploymentSummary):
     stop_signal: str
     stop_timeout: int
     run_as_root: bool
+    template: dict[str, Any] | None = Field(
+        default=None, description="id, version, image_label and variables, when made from one"
+    )
     strategy: str
     constraints: dict[str, str]
     generation: int

@@ -20,7 +20,12 @@ from sqlmodel import col, select
 from common.quantities import parse_cpu_millis, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.deployment_images import IMAGE_SPEC_FIELDS, image_values, registry_auth_view
+from controlplane.api.deployment_images import (
+    IMAGE_SPEC_FIELDS,
+    checked_image,
+    image_values,
+    registry_auth_view,
+)
 from controlplane.api.deployment_schemas import (
     CreatedDeployment,
     CreateDeployment,
@@ -34,6 +39,7 @@ from controlplane.api.deployment_schemas import (
     ScaleDeployment,
     UpdateDeployment,
 )
+from controlplane.api.deployment_templates import template_values
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
@@ -97,13 +103,14 @@ def _summary(request: web.Request, d: Deployment) -> DeploymentSummary:
 
 
 def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
+    hidden = set() if current_user(request).is_admin else set((d.template or {}).get("hidden", []))
     return DeploymentDetails(
         **_summary(request, d).model_dump(),
         user_id=d.user_id,
         port=d.ports[0] if d.ports else None,
         ports=list(d.ports),
         command=list(d.command),
-        env_vars=dict(d.env_vars),
+        env_vars={k: v for k, v in d.env_vars.items() if k not in hidden},
         resources={"cpu": d.cpu, "memory": d.memory},
         health_check=d.health_check,
         restart_policy=d.restart_policy,
@@ -111,6 +118,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         stop_signal=d.stop_signal,
         stop_timeout=d.stop_timeout,
         run_as_root=d.run_as_root,
+        template=_template_summary(d.template, hidden),
         strategy=d.strategy,
         constraints=dict(d.constraints),
         generation=d.generation,
@@ -121,6 +129,17 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         registry_auth=registry_auth_view(d),
         image_digest=d.image_digest or None,
     )
+
+
+def _template_summary(record: dict[str, Any] | None, hidden: set[str]) -> dict[str, Any] | None:
+    """The template a deployment was made from, without the variables its owner may
+    not see (user_viewable = false; admins see them)."""
+    if not record:
+        return None
+    summary = {k: record.get(k) for k in ("id", "version", "image_label")}
+    values = dict(record.get("variables") or {})
+    summary["variables"] = {k: v for k, v in values.items() if k not in hidden}
+    return summary
 
 
 def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
@@ -148,13 +167,18 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
     deployment = Deployment(
         user_id=user.id,
         app_name=body.app_name,
-        image=body.image,
+        image=body.image or "",
         ports=body.all_ports(),
         replicas=body.replicas,
         strategy=body.strategy,
         constraints=dict(body.constraints),
     )
-    for name, value in {**_options(body), **image_values(request, body)}.items():
+    options = {**_options(body), **image_values(request, body)}
+    if body.template is not None:
+        options = {**options, **await template_values(request, body)}
+        # The template chose the image: the operator's allowlist holds for it too.
+        checked_image(request, str(options.get("image", "")))
+    for name, value in options.items():
         setattr(deployment, name, value)
     try:
         async with database(request).transaction() as session:

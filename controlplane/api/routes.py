@@ -11,6 +11,7 @@ from controlplane.api import (
     auth,
     deployment_actions,
     deployment_observe,
+    deployment_templates,
     deployments,
     exec_sessions,
     files,
@@ -25,6 +26,7 @@ from controlplane.api import (
     repos,
     ssh_keys,
     tasks,
+    templates,
     users,
     webhooks,
 )
@@ -77,6 +79,7 @@ def build_routes() -> ApiRoutes:
     r.add("PUT", "/v1/users/{id}/quota", quotas.set_quota, access=ADMIN, tag="users",
           errors=(404,))  # fmt: skip
     _orchestration_routes(r)
+    _template_routes(r)
     r.add("POST", "/v1/tasks", tasks.create_task, access=USER, status=201, tag="tasks",
           errors=(403, 413, 422))  # fmt: skip
     r.add("GET", "/v1/tasks", tasks.list_tasks, access=USER, tag="tasks")
@@ -111,6 +114,19 @@ def build_routes() -> ApiRoutes:
     return r
 
 
+def _template_routes(r: ApiRoutes) -> None:
+    """Templates: every account reads them, admins add, replace and delete."""
+    t = "/v1/templates/{id}"
+    r.add("GET", "/v1/templates", templates.list_templates, access=USER, tag="templates")
+    r.add("GET", t, templates.get_template, access=USER, tag="templates", errors=(404,))
+    r.add("POST", "/v1/templates", templates.create_template, access=ADMIN, status=201,
+          tag="templates", errors=(409,))  # fmt: skip
+    r.add("PUT", t, templates.replace_template, access=ADMIN, tag="templates",
+          errors=(404, 409))  # fmt: skip
+    r.add("DELETE", t, templates.delete_template, access=ADMIN, tag="templates",
+          errors=(404, 409))  # fmt: skip
+
+
 def _orchestration_routes(r: ApiRoutes) -> None:
     """Nodes (admin, plus the agent's enrolment), deployments (owner only), and the
     agent-facing /v1/remote calls (node secret)."""
@@ -141,6 +157,10 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("PATCH", f"{d}/scale", deployments.scale_deployment, access=USER,
           tag="deployments", errors=(403, 404))  # fmt: skip
+    r.add("PUT", f"{d}/variables", deployment_templates.update_variables, access=USER,
+          tag="deployments", errors=(403, 404, 409, 422))  # fmt: skip
+    r.add("POST", f"{d}/reinstall", deployment_templates.reinstall_deployment, access=USER,
+          tag="deployments", errors=(404, 409))  # fmt: skip
     for verb, handler in (
         ("start", deployment_actions.start_deployment),
         ("stop", deployment_actions.stop_deployment),

@@ -131,6 +131,21 @@ class ApiClient:
         )
         return self._send(request)
 
+    def send_text(
+        self,
+        method: str,
+        path: str,
+        text: str | None = None,
+        *,
+        content_type: str = "text/plain",
+        query: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send `text` as is (HCL, YAML, ...); the JSON answer decoded, or the text of
+        a non-JSON answer."""
+        body = None if text is None else text.encode()
+        request = self._request(method, path, query=query, body=body, content_type=content_type)
+        return self._send(request, json_answer=False)
+
     def upload(self, path: str, fields: Mapping[str, str], files: Sequence[UploadFile]) -> Any:
         """POST a multipart form; return the decoded JSON answer."""
         body, content_type = multipart_body(fields, files)
@@ -142,15 +157,18 @@ class ApiClient:
             return ClientError("not logged in: run `encedeus login`", status=401)
         return error_from(exc)
 
-    def _send(self, request: Request) -> Any:
+    def _send(self, request: Request, *, json_answer: bool = True) -> Any:
         try:
             with urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 raw = response.read()
+                kind = response.headers.get_content_type()
         except HTTPError as exc:
             raise self._refusal(request, exc) from None
         except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClientError(f"cannot reach {self.base_url}: {reason}") from None
+        if not json_answer and kind != "application/json":
+            return raw.decode("utf-8", errors="replace")
         return json.loads(raw) if raw.strip() else None
 
     def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[bytes]:

@@ -105,6 +105,7 @@ def register(subparsers: Any) -> None:
         session_commands,
         shell_commands,
         task_commands,
+        template_commands,
     )
 
     session_commands.add_commands(subparsers)
@@ -113,6 +114,7 @@ def register(subparsers: Any) -> None:
     file_commands.add_commands(subparsers)
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
+    template_commands.add_commands(subparsers)
 
 
 def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:

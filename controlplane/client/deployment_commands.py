@@ -17,6 +17,7 @@ from controlplane.client.commands import (
     add_container_command_flags,
     client_for,
     container_command,
+    fail,
     out,
     resolve_deployment,
 )
@@ -41,12 +42,20 @@ def _default_name(image: str) -> str:
 def deploy(args: argparse.Namespace) -> int:
     """Create a deployment and (unless --detach) show progress until it runs."""
     client = client_for(args)
+    if (args.image is None) == (args.template is None):
+        return fail("give an image or --template NAME")
     body: dict[str, Any] = {
-        "app_name": args.name or _default_name(args.image),
-        "image": args.image,
+        "app_name": args.name or _default_name(args.image or args.template),
         "replicas": args.replicas,
         "env_vars": parse_env(args.env),
     }
+    if args.template:
+        body["template"] = args.template
+        body["variables"] = parse_env(args.var)
+        if args.image_label:
+            body["image_label"] = args.image_label
+    else:
+        body["image"] = args.image
     if args.port:
         body["port"] = args.port
     if args.cpu or args.memory:
@@ -285,8 +294,12 @@ def remove(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Add the deployment commands."""
-    parser = add_command(subparsers, "deploy", deploy, "run an image as a deployment")
-    parser.add_argument("image")
+    parser = add_command(subparsers, "deploy", deploy, "run an image or a template")
+    parser.add_argument("image", nargs="?", help="the image (or give --template)")
+    parser.add_argument("--template", "-t", help="a template id (encedeus templates ls)")
+    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                        help="a template variable")  # fmt: skip
+    parser.add_argument("--image-label", help="which of the template's images")
     add_container_command_flags(parser)
     parser.add_argument("--name", help="app name (default: from the image)")
     parser.add_argument("--replicas", type=int, default=1)

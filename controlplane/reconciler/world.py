@@ -27,6 +27,7 @@ from controlplane.reconciler.model import (
     World,
 )
 from controlplane.scheduler import Claim, NodeCapacity, Strategy
+from controlplane.templates.server_spec import apply_template_record
 from protos import agent_pb2 as pb
 
 STATE_NAMES: dict[int, ObservedState] = {
@@ -239,4 +240,5 @@ def server_spec(
                 server_address=deployment.registry_server,
             )
         )
+    apply_template_record(spec, deployment.template, replica.host_ports)
     return spec

@@ -66,6 +66,16 @@ async def test_done_pattern_marks_running(stub: pb_grpc.AgentAsyncStub) -> None:
     watch.cancel()
 
 
+async def test_a_done_line_printed_at_once_marks_running(stub: pb_grpc.AgentAsyncStub) -> None:
+    # Printed before the agent has seen the start: matched when it has.
+    watch = stub.Watch(pb.WatchRequest(), metadata=AUTH)
+    events = watch.__aiter__()
+    s = spec("echo 'Done (0.0s)!'; " + ECHO, done_pattern=r"Done \(.*\)!")
+    await stub.CreateServer(pb.CreateServerRequest(spec=s, start=True), metadata=AUTH)
+    await wait_for_event(events, s.id, pb.LIFECYCLE_KIND_RUNNING, timeout=5)
+    watch.cancel()
+
+
 async def test_command_health_check_marks_running(stub: pb_grpc.AgentAsyncStub) -> None:
     watch = stub.Watch(pb.WatchRequest(), metadata=AUTH)
     events = watch.__aiter__()

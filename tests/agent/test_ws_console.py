@@ -57,6 +57,18 @@ async def agent(tmp_path: Path) -> Any:
         yield running
 
 
+async def test_install_output_has_its_own_event(agent: RunningAgent) -> None:
+    s = spec("echo booted; " + ECHO)
+    s.install.CopyFrom(pb.InstallScript(image=s.image, entrypoint="sh", script="echo fetching"))
+    await agent.supervisor.create(s, start=True)
+    url = f"http://127.0.0.1:{agent.http.port}/api/servers/{s.id}/ws"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, origin=ORIGIN) as ws:
+        await ws.send_json({"event": "auth", "args": [token(agent, s.id)]})
+        assert await next_frame(ws, "install output") == ["fetching"]
+        while (line := await next_frame(ws, "console output")) != ["booted"]:
+            assert line[0].startswith("[skyhook]")  # the agent's own notes around it
+
+
 async def test_console_socket(agent: RunningAgent) -> None:
     s = spec("echo booted; " + ECHO, stop=pb.StopPolicy(command="stop"))
     await agent.supervisor.create(s, start=True)

@@ -142,6 +142,13 @@ class FakeAgent:
         server.status.exit_code = 137
         return self._copy(server)
 
+    async def reinstall_server(self, server_id: str) -> pb.Server:
+        self._record("ReinstallServer", server_id)
+        server = self._server(server_id)
+        self._set_state(server, run=False)
+        server.status.install_state = "installed"
+        return self._copy(server)
+
     async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
         self._record("RemoveServer", server_id)
         self._server(server_id)

@@ -75,6 +75,9 @@ class FakeAgent:
     async def restart_server(self, server_id: str) -> pb.Server:
         raise NotImplementedError
 
+    async def reinstall_server(self, server_id: str) -> pb.Server:
+        raise NotImplementedError
+
     async def kill_server(self, server_id: str, signal: str = "") -> pb.Server:
         raise NotImplementedError
 

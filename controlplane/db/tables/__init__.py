@@ -28,6 +28,7 @@ from controlplane.db.tables.orchestration import Deployment, Node, Replica  # no
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
 from controlplane.db.tables.repos import Repo  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
+from controlplane.db.tables.templates import TemplateRow  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Task",
     "TaskFile",
     "TaskLog",
+    "TemplateRow",
     "User",
     "Webhook",
 ]

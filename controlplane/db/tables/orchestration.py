@@ -87,6 +87,10 @@ class Deployment(SQLModel, table=True):
     stop_signal: str = Field(default="", max_length=16)
     stop_timeout: int = 10
     run_as_root: bool = False
+    # Made from a template: its id, and the resolved record (version, variables and
+    # what the agent applies; controlplane/templates/resolve.py).
+    template_id: str | None = Field(default=None, max_length=63, index=True)
+    template: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     strategy: str = Field(default="spread", max_length=16)
     constraints: dict[str, str] = Field(default_factory=dict, sa_column=_json())
     running: bool = True

@@ -1,0 +1,64 @@
+"""A template-made deployment's additions to the ServerSpec (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.templates.hcl import parse_template_hcl
+from controlplane.templates.resolve import resolve_template
+from controlplane.templates.server_spec import apply_template_record
+from protos import agent_pb2 as pb
+
+BUNDLED = Path(__file__).parents[3] / "controlplane" / "templates" / "bundled"
+
+
+def spec_for(name: str, host_ports: list[int], **variables: str) -> pb.ServerSpec:
+    template = parse_template_hcl((BUNDLED / f"{name}.hcl").read_text())
+    resolution = resolve_template(template, variables, image_label=None, memory_bytes=2**30)
+    spec = pb.ServerSpec(
+        id="s", image=resolution.image, command=resolution.command, env=resolution.env,
+        resources=pb.Resources(memory_bytes=2**30),
+        ports=[pb.PortBinding(container_port=c, host_port=h, protocol="tcp")
+               for c, h in zip(resolution.ports, host_ports, strict=True)],
+    )  # fmt: skip
+    apply_template_record(spec, resolution.record, host_ports)
+    return spec
+
+
+def test_egg_ports_listen_on_their_host_port_for_each_protocol() -> None:
+    spec = spec_for("valheim", [30007], PASSWORD="secret1")
+    assert [(p.container_port, p.host_port, p.protocol) for p in spec.ports] == [
+        (30007, 30007, "tcp"), (30007, 30007, "udp"),
+    ]  # fmt: skip
+    assert spec.env["SERVER_PORT"] == "30007"
+    assert spec.env["SERVER_MEMORY"] == "1024"
+    assert spec.env["STARTUP"].startswith("./valheim_server.x86_64 -nographics -batchmode")
+    assert "-port ${SERVER_PORT}" in spec.env["STARTUP"]
+    assert list(spec.command) == []
+    assert spec.data_mount_path == "/home/container"
+    assert spec.install.network
+    assert spec.done_pattern == "Game server connected"
+
+
+def test_config_file_placeholders_are_rendered_for_this_server() -> None:
+    spec = spec_for("sh-game", [30002], DIFFICULTY="hard")
+    [edit] = spec.config_files
+    assert (edit.path, edit.parser) == ("game.properties", "properties")
+    assert dict(edit.set) == {"difficulty": "hard", "port": "30002"}
+    assert spec.install.script.startswith("set -e")
+    assert not spec.install.network
+    assert spec.resources.disk_bytes == 64 * 2**20
+    assert list(spec.command) == ["/bin/sh", "-c",
+                                  'exec sh ./server.sh "${WORLD_NAME}" ${MAX_PLAYERS}']  # fmt: skip
+
+
+def test_fixed_container_ports_keep_their_number() -> None:
+    spec = spec_for("static-site", [30003])
+    assert [(p.container_port, p.host_port) for p in spec.ports] == [(8080, 30003)]
+    assert spec.env["SERVER_PORT"] == "8080"
+
+
+def test_a_deployment_without_a_template_is_left_alone() -> None:
+    spec = pb.ServerSpec(id="s", ports=[pb.PortBinding(container_port=80, host_port=30001)])
+    apply_template_record(spec, None, [30001])
+    assert [(p.container_port, p.protocol) for p in spec.ports] == [(80, "")]
