@@ -38,6 +38,7 @@ from aiohttp import web
 from agent.config import AgentConfig
 from agent.daemon import running_agent
 from agent.enrolment import enrol
+from agent.fleet.data_dir import release_mounts_beneath
 from common.cancellation import cancel_and_wait
 from common.ports import free_ports
 from controlplane.app import build_app
@@ -238,6 +239,8 @@ async def main() -> None:
             await asyncio.to_thread(docker_run.round, -1)  # warm-up
             reference = [await asyncio.to_thread(docker_run.round, n) for n in range(ROUNDS)]
             await asyncio.to_thread(_remove_docker_containers)
+            # The agent mounted each replica's data directory (nosuid,nodev) in it.
+            await asyncio.to_thread(release_mounts_beneath, Path(scratch))
     finally:
         await asyncio.to_thread(_remove_docker_containers)
     p50, p99 = statistics.median(ours), _percentile(ours, 0.99)
