@@ -104,7 +104,7 @@ def serve_child(args: argparse.Namespace) -> None:
         data_dir=Path(args.data_dir),
         database_url=args.database_url,
         auth_rate_limit=100_000,
-        log_level="warning",
+        log_level=os.environ.get("BENCH_LOG_LEVEL", "warning"),
     )
     configure_logging(config.log_level)
 
