@@ -159,7 +159,8 @@ class Supervisor:
     async def _create_now(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
         server = await self._create(spec)
         if start:
-            await self.start(spec.id)
+            # The data directory was made ready a moment ago by _create.
+            await self.start(spec.id, data_ready=True)
         return server
 
     async def _create_pulled(self, spec: pb.ServerSpec, start: bool) -> ManagedServer:
@@ -183,8 +184,7 @@ class Supervisor:
         spec = _copy(spec)
         # Collected here: the worker thread must not iterate a dict the loop mutates.
         taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}
-        await asyncio.to_thread(self._choose_ports, spec, taken)
-        created_dir = await asyncio.to_thread(self.volumes.prepare, spec)
+        created_dir = await asyncio.to_thread(self._prepare_host, spec, taken)
         try:
             info = await self.runtime.create(
                 container_spec(
@@ -210,6 +210,12 @@ class Supervisor:
         self.tracker.publish(server, pb.LIFECYCLE_KIND_CREATED)
         return server
 
+    def _prepare_host(self, spec: pb.ServerSpec, taken: set[int]) -> bool:
+        """Host ports and the data directory for `spec`, in one worker-thread hop
+        (blocking); True when the directory was created now."""
+        self._choose_ports(spec, taken)
+        return self.volumes.prepare(spec)
+
     def _choose_ports(self, spec: pb.ServerSpec, taken: set[int]) -> None:
         """Give every port without a host port a free one from the node's range (blocking)."""
         taken |= {p.host_port for p in spec.ports}
@@ -226,18 +232,24 @@ class Supervisor:
             else:
                 raise InvalidSpec("no free host port left in the node's port range")
 
-    async def start(self, server_id: str) -> ManagedServer:
-        """Start; starting a running server is a no-op."""
+    async def start(self, server_id: str, *, data_ready: bool = False) -> ManagedServer:
+        """Start; starting a running server is a no-op. `data_ready`: the data
+        directory was made ready (owned, mounted) just now, by the create."""
         server = self.get(server_id)
         async with server.lock:
-            await self._start(server)
+            await self._start(server, data_ready=data_ready)
         return server
 
-    async def _start(self, server: ManagedServer) -> None:
+    async def _start(self, server: ManagedServer, *, data_ready: bool = False) -> None:
         if server.machine.state is not lm.State.OFFLINE:
             return
-        await self.installer.ensure_installed(server)
-        await asyncio.to_thread(self.volumes.ready, server.spec)
+        if server.spec.HasField("install"):
+            # The install container hands the files back to the server's user, but a
+            # first install leaves them as root meanwhile: make the directory ready after.
+            await self.installer.ensure_installed(server)
+            data_ready = False
+        if not data_ready:
+            await asyncio.to_thread(self.volumes.ready, server.spec)
         await self._apply_config_edits(server)
         # Attach before starting so that not one line of output is missed.
         await self.tracker.ensure_attached(server)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -89,7 +89,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
-        self._node_written: dict[str, float] = {}
+        self._node_written: set[str] = set()  # nodes whose last_seen was written
+        self._nodes_written_at = float("-inf")
         self.calls = AgentCalls(pool, self.backoff, clock, self._nudge, registry)
         self.placement = placement or PlacementApplier(database, pool)
         self.pulls = PullReports(self.calls, self._publish, clock)
@@ -320,7 +321,11 @@ class Reconciler:
             )
 
     async def _record_nodes(self, rows: Rows) -> None:
+        """Write liveness changes at once, and each heard node's `last_seen` and host
+        stats when first heard and then every NODE_WRITE_INTERVAL, all nodes together
+        (one statement per set of columns, not one per node)."""
         now = self._clock()
+        batch_due = now - self._nodes_written_at >= NODE_WRITE_INTERVAL
         updates: list[tuple[Node, dict[str, object]]] = []
         for node_id, node in rows.nodes.items():
             liveness = self.pool.state(node_id)
@@ -330,22 +335,19 @@ class Reconciler:
             if liveness != node.status:
                 values["status"] = liveness
             heard = self.pool.liveness.last_heard(node_id)
-            if (
-                heard is not None
-                and now - self._node_written.get(node_id, 0.0) >= NODE_WRITE_INTERVAL
-            ):
+            if heard is not None and (batch_due or node_id not in self._node_written):
                 values["last_seen"] = _at(heard)
                 observation = self.pool.observation(node_id)
                 if observation is not None and observation.host is not None:
                     values["host_stats"] = _host_stats(observation.host)
-                self._node_written[node_id] = now
+                self._node_written.add(node_id)
             if values:
                 updates.append((node, values))
+        if batch_due:
+            self._nodes_written_at = now
         if not updates:
             return
-        async with self.database.transaction() as session:
-            for node, values in updates:
-                await session.exec(update(Node).where(col(Node.id) == node.id).values(**values))
+        await self._write_nodes(updates)
         for node, values in updates:
             for name, value in values.items():
                 setattr(node, name, value)  # the cached row, as written
@@ -353,6 +355,23 @@ class Reconciler:
             if "status" in values:
                 kind = EventType.NODE_UP if values["status"] == "ready" else EventType.NODE_DOWN
                 self._publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
+
+    async def _write_nodes(self, updates: list[tuple[Node, dict[str, object]]]) -> None:
+        """One transaction; one executemany UPDATE per distinct set of columns."""
+        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for node, values in updates:
+            row = {f"new_{name}": value for name, value in values.items()}
+            groups.setdefault(tuple(sorted(values)), []).append({"node_id": node.id, **row})
+        table = Node.metadata.tables[str(Node.__tablename__)]
+        async with self.database.transaction() as session:
+            connection = await session.connection()
+            for columns, params in groups.items():
+                statement = (
+                    update(table)
+                    .where(table.c.id == bindparam("node_id"))
+                    .values({name: bindparam(f"new_{name}") for name in columns})
+                )
+                await connection.execute(statement, params)
 
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
