@@ -68,6 +68,13 @@ async def _run_mail_outbox(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+#: `max_line_size` of the HTTP server that serves :func:`build_app` (serve, up,
+#: tests): a request line must hold the longest documented query (a file path of 1024
+#: characters, each up to 4 UTF-8 bytes, percent-encoded: 12 KiB) so that aiohttp's
+#: own parser never answers a documented request with its plain-text 400.
+MAX_REQUEST_LINE = 16 * 1024
+
+
 def build_app(config: ControlPlaneConfig) -> web.Application:
     """The control plane application for `config` (nothing touches disk until startup)."""
     # No middlewares: the endpoint layer renders errors and records metrics per route

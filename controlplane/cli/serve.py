@@ -13,7 +13,7 @@ import signal
 from aiohttp import web
 
 from common.logging import configure_logging, get_logger
-from controlplane.app import build_app
+from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.cli.common_args import config_or_exit
 from controlplane.config import ControlPlaneConfig, unused_variables
 from controlplane.db.migrate import UnknownSchemaError
@@ -24,7 +24,10 @@ log = get_logger(__name__)
 async def serve(config: ControlPlaneConfig, stop: asyncio.Event) -> None:
     """Start the app on the configured address, run until `stop` is set, shut down."""
     runner = web.AppRunner(
-        build_app(config), shutdown_timeout=config.shutdown_timeout_seconds, access_log=None
+        build_app(config),
+        shutdown_timeout=config.shutdown_timeout_seconds,
+        access_log=None,
+        max_line_size=MAX_REQUEST_LINE,
     )
     await runner.setup()
     # Everything loaded so far lives as long as the process: keep it out of the

@@ -31,7 +31,7 @@ from common.private_files import write_private_file
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.api.nodes import CreatedNode, CreateNode, register_node
-from controlplane.app import build_app
+from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.single_host.state import (
     AdminCredentials,
@@ -218,7 +218,9 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
     state = await asyncio.to_thread(load_state, data_dir)
     config = controlplane_config(options)
-    runner = web.AppRunner(build_app(config), shutdown_timeout=5, access_log=None)
+    runner = web.AppRunner(
+        build_app(config), shutdown_timeout=5, access_log=None, max_line_size=MAX_REQUEST_LINE
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)

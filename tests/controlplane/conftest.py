@@ -21,7 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from blockbuster import blockbuster_ctx
 
-from controlplane.app import build_app
+from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.migrate import upgrade_database_blocking
 from tests.controlplane.cluster_support import FAST
@@ -138,8 +138,11 @@ def make_config(database_url: str, tmp_path: Path) -> ConfigFactory:
 
 async def start_client(config: ControlPlaneConfig) -> TestClient[Any, Any]:
     """A started control plane for `config` and a client for it (close it after)."""
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(config), host="127.0.0.1"))
+    server = TestServer(build_app(config), host="127.0.0.1")
+    client: TestClient[Any, Any] = TestClient(server)
     try:
+        # The server options of serve/up (TestServer drops its constructor's).
+        await server.start_server(max_line_size=MAX_REQUEST_LINE)
         await client.start_server()
     except BaseException:
         await client.close()

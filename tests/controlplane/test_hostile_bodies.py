@@ -186,3 +186,18 @@ async def test_a_refused_body_is_logged_in_one_line(api: Client) -> None:
     assert ("invalid_json", "info") in events
     assert all(level != "error" for _, level in events)
     assert not [entry for entry in logs if "exc_info" in entry or "exception" in entry]
+
+
+@SQLITE
+async def test_the_longest_documented_query_reaches_the_api(api: Client) -> None:
+    # 1024 characters of 4 UTF-8 bytes each, percent-encoded: a 12 KiB request line,
+    # past aiohttp's default 8190 bytes, whose refusal is a plain-text 400.
+    owner = await register(api)
+    path = "/" + "\U00021cf3" * 1023
+    answer = await api.get(
+        f"/v1/deployments/{uuid.uuid4()}/replicas/0/files",
+        params={"path": path},
+        headers=owner.headers,
+    )
+    assert answer.status == 404, await answer.text()
+    assert await error_code(answer) == "deployment_not_found"
