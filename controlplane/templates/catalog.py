@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import functools
-import json
 from importlib import resources
 from typing import Any
 
+from common.json_input import load_untrusted_json
 from controlplane.templates.eggs import egg_to_template, looks_like_egg, parse_egg_text
 from controlplane.templates.hcl import TemplateError, load_template, parse_template_hcl
 from controlplane.templates.model import Template
@@ -44,8 +44,8 @@ def template_from_body(
     data: Any
     if content_type == "application/json":
         try:
-            data = json.loads(text)
-        except ValueError as exc:
+            data = load_untrusted_json(text)
+        except ValueError as exc:  # UntrustedJsonError too: depth, NaN, huge integers
             raise TemplateError(f"the body is not valid JSON: {exc}") from None
     else:
         data = parse_egg_text(text)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from common.json_input import load_untrusted_json
 from controlplane.templates.egg_rules import rules_from_laravel, rules_to_laravel
 from controlplane.templates.hcl import TemplateError, load_template
 from controlplane.templates.model import Template, done_pattern, literal_of
@@ -41,6 +42,8 @@ def parse_egg_text(text: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TemplateError(f"the egg is neither JSON nor YAML: {exc}") from None
+    except RecursionError:
+        raise TemplateError("the egg is nested too deeply") from None
     if not isinstance(data, dict):
         raise TemplateError("an egg is a JSON or YAML object")
     return data
@@ -60,8 +63,8 @@ def _embedded(value: Any, what: str, warnings: list[str]) -> Any:
         if not value.strip():
             return {}
         try:
-            return json.loads(value)
-        except ValueError:
+            return load_untrusted_json(value)
+        except ValueError:  # UntrustedJsonError too: depth, NaN, huge integers
             if what == "stop":
                 return value
             warnings.append(f"config.{what} is not valid JSON and was not converted")

@@ -201,3 +201,23 @@ async def test_the_longest_documented_query_reaches_the_api(api: Client) -> None
     )
     assert answer.status == 404, await answer.text()
     assert await error_code(answer) == "deployment_not_found"
+
+
+@SQLITE
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", DEEP),
+        ("application/yaml", DEEP),
+        ("application/json", b'{"meta": {"version": "PTDL_v2"}, "docker_images": {}, '
+         b'"startup": "x", "config": {"files": "' + b"[" * 100_000 + b'"}}'),
+    ],
+)  # fmt: skip
+async def test_template_bodies_nested_too_deeply_are_refused(
+    api: Client, content_type: str, body: bytes
+) -> None:
+    admin = await register(api)  # the first account is the admin
+    answer = await api.post(
+        "/v1/templates", data=body, headers={**admin.headers, "Content-Type": content_type}
+    )
+    assert 400 <= answer.status < 500, (answer.status, (await answer.text())[:300])
