@@ -104,6 +104,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.WatchRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.ApplyRoutes = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/ApplyRoutes',
+                request_serializer=protos_dot_agent__pb2.RouteTable.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -212,6 +217,17 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyRoutes(self, request, context):
+        """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+        this node's reverse proxy. Tables are versioned; the version the proxy really
+        serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+        control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+        ingress role, UNAVAILABLE when the proxy did not take the table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -284,6 +300,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=protos_dot_agent__pb2.WatchRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.WatchEvent.SerializeToString,
+            ),
+            'ApplyRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRoutes,
+                    request_deserializer=protos_dot_agent__pb2.RouteTable.FromString,
+                    response_serializer=protos_dot_agent__pb2.ApplyRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +685,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/Watch',
             protos_dot_agent__pb2.WatchRequest.SerializeToString,
             protos_dot_agent__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/ApplyRoutes',
+            protos_dot_agent__pb2.RouteTable.SerializeToString,
+            protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

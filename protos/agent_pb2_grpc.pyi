@@ -72,6 +72,13 @@ class AgentStub:
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
     """
+    ApplyRoutes: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RouteTable, _agent_pb2.ApplyRoutesResponse]
+    """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+    this node's reverse proxy. Tables are versioned; the version the proxy really
+    serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+    control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+    ingress role, UNAVAILABLE when the proxy did not take the table.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -113,6 +120,13 @@ class AgentAsyncStub(AgentStub):
     Watch: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchRequest, _agent_pb2.WatchEvent]  # type: ignore[assignment]
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
+    """
+    ApplyRoutes: _aio.UnaryUnaryMultiCallable[_agent_pb2.RouteTable, _agent_pb2.ApplyRoutesResponse]  # type: ignore[assignment]
+    """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+    this node's reverse proxy. Tables are versioned; the version the proxy really
+    serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+    control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+    ingress role, UNAVAILABLE when the proxy did not take the table.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -236,6 +250,19 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.WatchEvent], _abc.AsyncIterator[_agent_pb2.WatchEvent]]:
         """Heartbeats (host stats plus every server's status and stats) at the requested
         interval, and every lifecycle event as it happens.
+        """
+
+    @_abc_1.abstractmethod
+    def ApplyRoutes(
+        self,
+        request: _agent_pb2.RouteTable,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ApplyRoutesResponse, _abc.Awaitable[_agent_pb2.ApplyRoutesResponse]]:
+        """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+        this node's reverse proxy. Tables are versioned; the version the proxy really
+        serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+        control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+        ingress role, UNAVAILABLE when the proxy did not take the table.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,6 +39,7 @@ from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, Replica
 from controlplane.events.bus import Event, EventType
+from controlplane.ingress.table import app_url
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
 
@@ -68,9 +69,9 @@ def publish(request: web.Request, event: Event) -> None:
 
 
 def deployment_url(request: web.Request, deployment: Deployment) -> str | None:
-    """`https://<app>.<DOMAIN_SUFFIX>` when a domain suffix is configured."""
-    suffix = settings(request).domain_suffix
-    return f"https://{deployment.app_name}.{suffix}" if suffix else None
+    """Where the ingress serves the app (scheme and port included), when a domain
+    suffix is configured."""
+    return app_url(settings(request), deployment.app_name)
 
 
 async def owned_deployment(request: web.Request) -> Deployment:
