@@ -104,6 +104,9 @@ class ControlPlaneConfig(BaseModel):
     # Nameservers (IP addresses, optionally "ip:port") for the custom-domain TXT check;
     # empty: the system's resolver configuration.
     domain_nameservers: tuple[str, ...] = ()
+    # Let the HTTP-token check of custom domains reach loopback/private addresses
+    # (labs, tests); `outbound_allowed_networks` applies as for every tenant fetch.
+    domain_check_allow_private: bool = False
     smtp_host: str = ""
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str = ""

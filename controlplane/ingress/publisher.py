@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from sqlmodel import select
 
@@ -21,12 +21,11 @@ from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
-from controlplane.db.tables.orchestration import Deployment, Node, Replica
+from controlplane.db.tables import CustomDomain, Deployment, Node, Replica
 from controlplane.ingress.table import NodeReach, build_routes, node_reach
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
-DomainSource = Callable[[], "asyncio.Future[Mapping[str, list[str]]]"]
 # A node that did not take a table is not asked again sooner than this.
 RETRY_SECONDS = 1.0
 
@@ -47,8 +46,6 @@ class IngressPublisher:
         self.database, self.pool, self.config = database, pool, config
         self.interval, self.ask_url = interval, ask_url
         self.table = pb.RouteTable()
-        self.challenges: dict[str, str] = {}
-        self.domains: Mapping[str, list[str]] = {}
         self._wake = asyncio.Event()
         self._sent: dict[str, tuple[int, float]] = {}
         pool.add_listener(self._on_signal)
@@ -77,30 +74,41 @@ class IngressPublisher:
 
     async def publish_once(self) -> None:
         """Rebuild the table; send it to every ingress node not serving it."""
-        routes = await self._routes()
-        candidate = self._table(routes, self.table.version)
+        routes, challenges = await self._routes()
+        candidate = self._table(routes, self.table.version, challenges)
         if candidate != self.table:
             # Versions are wall-clock milliseconds so that a restarted control plane
             # never reuses one an ingress still serves.
             version = max(int(time.time() * 1000), self.table.version + 1)
-            self.table = self._table(routes, version)
+            self.table = self._table(routes, version, challenges)
         await asyncio.gather(*(self._push(n) for n in self._ingress_nodes()))
 
-    def _table(self, routes: list[pb.Route], version: int) -> pb.RouteTable:
+    def _table(
+        self, routes: list[pb.Route], version: int, challenges: Mapping[str, str]
+    ) -> pb.RouteTable:
         tls = self.config.ingress_tls
         return pb.RouteTable(
             version=version,
             routes=routes,
             tls_issuer="" if tls == "off" else tls,
             ask_url=self.ask_url if tls == "acme" else "",
-            challenges=self.challenges,
+            challenges=challenges,
         )
 
-    async def _routes(self) -> list[pb.Route]:
+    async def _routes(self) -> tuple[list[pb.Route], dict[str, str]]:
+        """The routes, and the HTTP tokens of pending custom domains."""
         async with self.database.session() as session:
             deployments = (await session.exec(select(Deployment))).all()
             replicas = (await session.exec(select(Replica))).all()
             nodes = (await session.exec(select(Node))).all()
+            claims = (await session.exec(select(CustomDomain))).all()
+        domains: dict[str, list[str]] = {}
+        challenges: dict[str, str] = {}
+        for claim in sorted(claims, key=lambda c: (c.created_at, c.domain)):
+            if claim.state == "verified":
+                domains.setdefault(str(claim.deployment_id), []).append(claim.domain)
+            else:
+                challenges[claim.token] = claim.token
         reach: dict[str, NodeReach] = {}
         for node in nodes:
             observation = self.pool.observation(str(node.id))
@@ -110,14 +118,15 @@ class IngressPublisher:
                 continue
             servers = observation.servers.values()
             reach[str(node.id)] = node_reach(node.grpc_address, observation.info, servers)
-        return build_routes(
+        routes = build_routes(
             deployments,
             replicas,
             reach,
             suffix=self.config.domain_suffix,
             tls=self.config.ingress_tls != "off",
-            domains=self.domains,
+            domains=domains,
         )
+        return routes, challenges
 
     def _ingress_nodes(self) -> list[str]:
         out = []

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,7 @@ class Ingress:
     http_port: int
     https_port: int
     data_dir: Path
+    dns_port: int
 
     @property
     def root_ca(self) -> Path:
@@ -43,6 +49,34 @@ class Ingress:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         body, _, status = done.stdout.rpartition("\n")
         return Answer(int(status or 0), body if done.returncode == 0 else done.stderr)
+
+
+@contextlib.contextmanager
+def txt_server(port: int, records: dict[str, str], root: Path) -> Iterator[None]:
+    """Debian's dnsmasq on 127.0.0.1:`port` answering only the given TXT records."""
+    config = root / f"dnsmasq-{port}.conf"
+    lines = ["no-resolv", "no-hosts", "bind-interfaces", "listen-address=127.0.0.1"]
+    lines += [f"port={port}", "user=root", f"pid-file={root / f'dnsmasq-{port}.pid'}"]
+    lines += [f"txt-record={name},{value}" for name, value in records.items()]
+    config.write_text("\n".join(lines) + "\n")
+    command = [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground"]
+    process = subprocess.Popen([*command, f"--conf-file={config}"])
+    try:
+        _wait_port(port)
+        yield
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"dnsmasq did not listen on {port}")
 
 
 def caddy_of(cluster: Cluster, agent: str) -> psutil.Process:

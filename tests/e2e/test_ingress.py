@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from common.ports import free_ports
@@ -26,7 +27,7 @@ from tests.e2e.cluster_support import (
     start_controlplane,
     wait_healthy,
 )
-from tests.e2e.ingress_support import SUFFIX, Ingress, caddy_of
+from tests.e2e.ingress_support import SUFFIX, Ingress, caddy_of, txt_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 # Each replica serves its own container hostname, so answers tell replicas apart.
@@ -36,13 +37,16 @@ HTTPD = 'echo "$HOSTNAME" > /data/index.html && exec httpd -f -p 8080 -h /data'
 @pytest.fixture(scope="module")
 def ingress_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Ingress]]:
     root: Path = tmp_path_factory.mktemp("ingress")
-    http_port, https_port = free_ports(2)
+    http_port, https_port, dns_port = free_ports(3)
     running = start_controlplane(
         root,
         {
             "domain_suffix": SUFFIX,
             "ingress_tls": "internal",
             "ingress_public_port": https_port,
+            # The test's own dnsmasq answers the TXT checks; the machine's resolver
+            # is never asked or changed.
+            "domain_nameservers": [f"127.0.0.1:{dns_port}"],
         },
     )
     agent: dict[str, object] = {
@@ -62,7 +66,7 @@ def ingress_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
     try:
         asyncio.run(assemble())
-        yield running, Ingress(http_port, https_port, root / "edge")
+        yield running, Ingress(http_port, https_port, root / "edge", dns_port)
     finally:
         for process in running.agents.values():
             process.stop()
@@ -166,3 +170,69 @@ def test_caddy_restarted_empty_gets_every_route_back(
     _until(lambda: ingress.get(host).status == 200, timeout=5)
     assert time.monotonic() - started < 5
     assert caddy_of(cluster, "edge").pid != caddy.pid
+
+
+async def _other_account(cluster: Cluster) -> dict[str, str]:
+    body = {"username": "rival", "email": "rival@example.com", "password": "correct-horse-7"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(cluster.url + "/v1/auth/register", json=body) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 201, answer
+        return {"Authorization": f"Bearer {answer['access_token']}"}
+
+
+async def _call(cluster: Cluster, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, cluster.url + path, **kw) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+def test_custom_domain_verified_by_txt_is_served_over_https(
+    ingress_cluster: tuple[Cluster, Ingress],
+) -> None:
+    cluster, ingress = ingress_cluster
+    created = asyncio.run(_deploy(cluster, "shop"))
+    domains = f"/v1/deployments/{created['id']}/domains"
+    claim = asyncio.run(cluster.request("POST", domains, 201, json={"domain": "Shop.Example."}))
+    assert (claim["domain"], claim["state"]) == ("shop.example", "pending_verification")
+    token = claim["verification"]["token"]
+    assert claim["verification"]["txt_name"] == "_encedeus.shop.example"
+    ask = "/v1/ingress/ask?domain=shop.example"
+    assert asyncio.run(_call(cluster, "GET", ask))[0] == 404
+    for bad in ("1.2.3.4", "[::1]", SUFFIX, f"x.{SUFFIX}", "bad_name.com", "nodot"):
+        status, body = asyncio.run(_call(cluster, "POST", domains, json={"domain": bad},
+                                         headers=cluster.headers))  # fmt: skip
+        assert (status, body["error"]["code"]) == (400, "invalid_domain"), bad
+
+    asyncio.run(_ready(cluster, created["id"], 1))
+    with txt_server(ingress.dns_port, {"_encedeus.shop.example": token}, cluster.root):
+        verified = asyncio.run(cluster.request("POST", f"{domains}/shop.example/verify", json={}))
+    assert verified["state"] == "verified"
+    assert asyncio.run(_call(cluster, "GET", ask))[0] == 200
+    assert asyncio.run(_call(cluster, "GET", "/v1/ingress/ask?domain=else.example"))[0] == 404
+    listed = asyncio.run(cluster.request("GET", domains))
+    assert [d["state"] for d in listed["domains"]] == ["verified"]
+
+    secure = _until(lambda: (a := ingress.get("shop.example", https=True)).status == 200 and a)
+    assert secure.body.strip()
+
+    # Another account cannot claim a name verified by this one.
+    async def rival_claims() -> tuple[int, Any]:
+        headers = await _other_account(cluster)
+        body = {"app_name": "rival", "image": TEST_IMAGE, "command": HTTPD, "ports": [8080]}
+        status, theirs = await _call(cluster, "POST", "/v1/deployments", json=body,
+                                     headers=headers)  # fmt: skip
+        assert status == 201, theirs
+        path = f"/v1/deployments/{theirs['id']}/domains"
+        return await _call(cluster, "POST", path, json={"domain": "shop.example"},
+                           headers=headers)  # fmt: skip
+
+    status, refused = asyncio.run(rival_claims())
+    assert (status, refused["error"]["code"]) == (409, "domain_taken")
+
+    asyncio.run(cluster.request("DELETE", f"{domains}/shop.example"))
+    _until(lambda: ingress.get("shop.example").status == 404, timeout=3)
