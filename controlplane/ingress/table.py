@@ -54,7 +54,7 @@ def web_port_index(deployment: Deployment) -> int | None:
     listed), else the first; None without ports."""
     if not deployment.ports:
         return None
-    wanted = getattr(deployment, "http_port", None)
+    wanted = deployment.http_port
     if wanted and wanted in deployment.ports:
         return list(deployment.ports).index(wanted)
     return 0

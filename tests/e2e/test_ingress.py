@@ -74,14 +74,15 @@ def ingress_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         remove_session_containers()
 
 
-async def _deploy(cluster: Cluster, name: str, replicas: int = 1) -> dict[str, Any]:
+async def _deploy(cluster: Cluster, name: str, **fields: Any) -> dict[str, Any]:
     body = {
         "app_name": name,
         "image": TEST_IMAGE,
         "command": HTTPD,
         "ports": [8080],
-        "replicas": replicas,
+        "replicas": 1,
         "stop_timeout": 1,
+        **fields,
     }
     created: dict[str, Any] = await cluster.request("POST", "/v1/deployments", 201, json=body)
     return created
@@ -160,9 +161,14 @@ def test_caddy_restarted_empty_gets_every_route_back(
 ) -> None:
     cluster, ingress = ingress_cluster
     host = f"again.{SUFFIX}"
-    created = asyncio.run(_deploy(cluster, "again"))
+    # The web port is the second one: only it has a server behind it.
+    created = asyncio.run(_deploy(cluster, "again", ports=[7000, 8080], http_port=8080))
     asyncio.run(_ready(cluster, created["id"], 1))
     _until(lambda: ingress.get(host).status == 200)
+    # The agent's publish_address: container ports are bound on loopback only.
+    (container,) = session_containers({"encedeus.deployment": created["id"]})
+    bindings = container.attrs["HostConfig"]["PortBindings"]
+    assert {b["HostIp"] for spec in bindings.values() for b in spec} == {"127.0.0.1"}
     caddy = caddy_of(cluster, "edge")
     caddy.send_signal(signal.SIGKILL)
     caddy.wait(5)

@@ -1,4 +1,5 @@
-"""custom_domains: deployments' own domain names and their verification
+"""custom_domains: deployments' own domain names and their verification; the web
+port a deployment's ingress route uses (deployments.http_port)
 
 Revision ID: 0009_custom_domains
 Revises: 0008_exec_sessions
@@ -21,6 +22,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("deployments") as batch:
+        batch.add_column(sa.Column("http_port", sa.Integer(), nullable=True))
     op.create_table(
         "custom_domains",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -53,3 +56,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("custom_domains")
+    with op.batch_alter_table("deployments") as batch:
+        batch.drop_column("http_port")
