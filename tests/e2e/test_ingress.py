@@ -137,12 +137,16 @@ def test_app_is_served_balanced_healed_stopped_and_removed(
 
     _until(three_answer, timeout=15)
 
-    # One container killed: no request fails (passive health check and retries).
+    # One container killed: a dial that fails is retried elsewhere; a connection that
+    # Docker's port proxy accepts and then drops can fail one request, which trips the
+    # passive health check: no request fails after it.
     with docker_engine() as client:
         victim = session_containers({"encedeus.deployment": deployment_id})[0]
         client.containers.get(victim.id).kill()
-    statuses = Counter(ingress.get(host).status for _ in range(30))
-    assert statuses == Counter({200: 30}), statuses
+    statuses = [ingress.get(host).status for _ in range(30)]
+    failed = [i for i, status in enumerate(statuses) if status != 200]
+    assert len(failed) <= 1, statuses
+    assert Counter(ingress.get(host).status for _ in range(30)) == Counter({200: 30})
 
     # HTTPS with Caddy's internal CA, checked against its root only.
     secure = _until(lambda: (a := ingress.get(host, https=True)).status == 200 and a)
