@@ -59,10 +59,12 @@ async def txt_proof(domain: str, token: str, nameservers: Sequence[str], lifetim
     return "" if token in values else f"the TXT records of {txt_name(domain)} lack the token"
 
 
-async def http_proof(domain: str, token: str, policy: OutboundPolicy) -> str:
-    """Empty when the domain serves the token at its challenge path, else why not."""
+async def http_proof(domain: str, token: str, policy: OutboundPolicy, port: int = 80) -> str:
+    """Empty when the domain serves the token at its challenge path, else why not.
+    (`port` other than 80 is for tests: real checks always use port 80.)"""
+    netloc = domain if port == 80 else f"{domain}:{port}"
     try:
-        fetched = await fetch_bytes(f"http://{domain}{CHALLENGE_PATH}{token}", policy)
+        fetched = await fetch_bytes(f"http://{netloc}{CHALLENGE_PATH}{token}", policy)
     except OutboundError as exc:
         return f"fetching the HTTP token failed: {exc}"
     if fetched.content.decode(errors="replace").strip() != token:

@@ -14,7 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from common.outbound import OutboundPolicy
 from common.ports import free_ports
+from controlplane.ingress.verify import http_proof
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import docker_engine
 from tests.e2e.cluster_support import (
@@ -246,3 +248,25 @@ def test_custom_domain_verified_by_txt_is_served_over_https(
 
     asyncio.run(cluster.request("DELETE", f"{domains}/shop.example"))
     _until(lambda: ingress.get("shop.example").status == 404, timeout=3)
+
+
+def test_pending_domain_tokens_are_served_by_the_ingress_and_checked_safely(
+    ingress_cluster: tuple[Cluster, Ingress],
+) -> None:
+    cluster, ingress = ingress_cluster
+    created = asyncio.run(_deploy(cluster, "token"))
+    domains = f"/v1/deployments/{created['id']}/domains"
+    claim = asyncio.run(cluster.request("POST", domains, 201, json={"domain": "tok.example"}))
+    token = claim["verification"]["token"]
+    assert claim["verification"]["http_path"] == f"/.well-known/encedeus/{token}"
+    # The ingress serves the token on every host (here: localhost, the ingress's port)...
+    private = OutboundPolicy(allow_private=True, timeout_seconds=5)
+
+    async def proof(policy: OutboundPolicy, token: str) -> str:
+        return await http_proof("localhost", token, policy, port=ingress.http_port)
+
+    _until(lambda: asyncio.run(proof(private, token)) == "", timeout=5)
+    assert "404" in asyncio.run(proof(private, "0" * 32))
+    # ...and the guarded client refuses loopback unless the operator allowed private
+    # addresses (domain_check_allow_private): a tenant's DNS cannot aim it inwards.
+    assert "refused" in asyncio.run(proof(OutboundPolicy(timeout_seconds=5), token)).lower()
