@@ -129,6 +129,11 @@ class CaddyProxy:
                 self.binary, "run", "--config", str(bootstrap),
                 stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env=env,
             )  # fmt: skip
+        except OSError as exc:
+            # A missing or broken binary must not take the agent down: its containers
+            # keep running, and the ingress comes back once the binary is fixed.
+            log.error("ingress_caddy_unstartable", binary=self.binary, error=str(exc))
+            return
         finally:
             await asyncio.to_thread(output.close)
         self.routes_version = 0
