@@ -4,7 +4,9 @@ Caddy on loopback), busybox httpd deployments on the real dockerd, and curl."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from controlplane.ingress.verify import http_proof
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import docker_engine
 from tests.e2e.cluster_support import (
+    BIN,
     Cluster,
     add_agent,
     eventually,
@@ -184,6 +187,17 @@ def test_caddy_restarted_empty_gets_every_route_back(
     assert caddy_of(cluster, "edge").pid != caddy.pid
 
 
+def _cli(cluster: Cluster, *argv: str) -> str:
+    """Run the real `encedeus` client against the cluster; its stdout."""
+    env = {**os.environ, "ENCEDEUS_URL": cluster.url, "ENCEDEUS_TOKEN": cluster.token,
+           "ENCEDEUS_CREDENTIALS": str(cluster.root / "credentials.json")}  # fmt: skip
+    done = subprocess.run(
+        [str(BIN / "encedeus"), *argv], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 async def _other_account(cluster: Cluster) -> dict[str, str]:
     body = {"username": "rival", "email": "rival@example.com", "password": "correct-horse-7"}
     async with (
@@ -228,6 +242,9 @@ def test_custom_domain_verified_by_txt_is_served_over_https(
     assert asyncio.run(_call(cluster, "GET", "/v1/ingress/ask?domain=else.example"))[0] == 404
     listed = asyncio.run(cluster.request("GET", domains))
     assert [d["state"] for d in listed["domains"]] == ["verified"]
+    # The client shows the same, and the app's URL.
+    assert "shop.example" in _cli(cluster, "domains", "ls", "shop")
+    assert f"https://shop.{SUFFIX}:{ingress.https_port}/" in _cli(cluster, "status", "shop")
 
     secure = _until(lambda: (a := ingress.get("shop.example", https=True)).status == 200 and a)
     assert secure.body.strip()
