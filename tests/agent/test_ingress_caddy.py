@@ -9,7 +9,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.ingress.caddy_config import CaddySettings
@@ -73,3 +75,58 @@ async def test_a_missing_binary_is_logged_not_fatal(tmp_path: Path) -> None:
         await proxy.apply(pb.RouteTable(version=1))
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
+
+
+async def _upstream(release: asyncio.Event) -> web.AppRunner:
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str("echo:" + message.data)
+        return ws
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first\n")
+        await release.wait()  # the rest only once the client saw the first part
+        await response.write(b"second\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ws", socket)
+    app.router.add_get("/stream", stream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+async def test_websockets_and_streamed_responses_pass_through(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    upstream = await _upstream(release)
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        address = upstream.addresses[0]
+        route = pb.Route(
+            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{address[0]}:{address[1]}")]
+        )
+        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+        headers = {"Host": "a.test"}
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=headers) as ws:
+                await ws.send_str("hi")
+                assert (await ws.receive_str(timeout=5)) == "echo:hi"
+            async with session.get(f"http://127.0.0.1:{port}/stream", headers=headers) as response:
+                first = await asyncio.wait_for(response.content.readline(), 5)
+                assert first == b"first\n"
+                release.set()
+                assert await response.content.read() == b"second\n"
+    finally:
+        release.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await upstream.cleanup()
