@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from controlplane.api.deployment_schemas import CreateDeployment
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.tables.orchestration import Deployment, Replica
 from controlplane.ingress.domain_names import InvalidDomain, normalise_domain
@@ -77,3 +79,10 @@ def test_domains_are_normalised(raw: str, expected: str) -> None:
 def test_bad_domains_are_refused(raw: str) -> None:
     with pytest.raises(InvalidDomain):
         normalise_domain(raw, "apps.test")
+
+
+def test_http_port_must_be_one_of_the_ports() -> None:
+    body = {"app_name": "web", "image": "busybox", "ports": [80, 8080]}
+    assert CreateDeployment.model_validate({**body, "http_port": 8080}).http_port == 8080
+    with pytest.raises(ValidationError, match="http_port"):
+        CreateDeployment.model_validate({**body, "http_port": 81})
