@@ -1419,8 +1419,9 @@ class RouteTable(_message.Message):
     def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]: ...
     @_builtins.property
     def challenges(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Pending custom-domain HTTP verification: token -> body served at
-        /.well-known/encedeus/<token> on every host.
+        """Pending custom-domain HTTP verification: token -> the domain it was issued for.
+        The token is served (as the body) at /.well-known/encedeus/<token> for requests
+        to that domain only.
         """
 
     def __init__(

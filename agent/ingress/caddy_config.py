@@ -78,11 +78,11 @@ def route_handler(route: pb.Route) -> dict[str, Any]:
 def _routes(table: pb.RouteTable, server: str, routes: list[pb.Route]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {
-            "match": [{"path": [CHALLENGE_PREFIX + token]}],
-            "handle": [_plain(200, body)],
+            "match": [{"host": [domain], "path": [CHALLENGE_PREFIX + token]}],
+            "handle": [_plain(200, token)],
             "terminal": True,
         }
-        for token, body in sorted(table.challenges.items())
+        for token, domain in sorted(table.challenges.items())
     ]
     out.extend(
         {

@@ -108,7 +108,7 @@ class IngressPublisher:
             if claim.state == "verified":
                 domains.setdefault(str(claim.deployment_id), []).append(claim.domain)
             else:
-                challenges[claim.token] = claim.token
+                challenges[claim.token] = claim.domain
         reach: dict[str, NodeReach] = {}
         for node in nodes:
             observation = self.pool.observation(str(node.id))

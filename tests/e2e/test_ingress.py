@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from common.outbound import OutboundPolicy
 from common.ports import free_ports
@@ -267,7 +268,7 @@ def test_custom_domain_verified_by_txt_is_served_over_https(
     _until(lambda: ingress.get("shop.example").status == 404, timeout=3)
 
 
-def test_pending_domain_tokens_are_served_by_the_ingress_and_checked_safely(
+def test_pending_domain_tokens_are_served_for_their_domain_and_checked_safely(
     ingress_cluster: tuple[Cluster, Ingress],
 ) -> None:
     cluster, ingress = ingress_cluster
@@ -275,15 +276,35 @@ def test_pending_domain_tokens_are_served_by_the_ingress_and_checked_safely(
     domains = f"/v1/deployments/{created['id']}/domains"
     claim = asyncio.run(cluster.request("POST", domains, 201, json={"domain": "tok.example"}))
     token = claim["verification"]["token"]
-    assert claim["verification"]["http_path"] == f"/.well-known/encedeus/{token}"
-    # The ingress serves the token on every host (here: localhost, the ingress's port)...
+    path = claim["verification"]["http_path"]
+    assert path == f"/.well-known/encedeus/{token}"
+    # The ingress serves the token for its own domain only.
+    served = _until(lambda: (a := ingress.get("tok.example", path)).status == 200 and a)
+    assert served.body == token
+    assert ingress.get("other.example", path).status == 404
     private = OutboundPolicy(allow_private=True, timeout_seconds=5)
+    assert "404" in asyncio.run(http_proof("localhost", token, private, ingress.http_port))
 
-    async def proof(policy: OutboundPolicy, token: str) -> str:
-        return await http_proof("localhost", token, policy, port=ingress.http_port)
-
-    _until(lambda: asyncio.run(proof(private, token)) == "", timeout=5)
-    assert "404" in asyncio.run(proof(private, "0" * 32))
-    # ...and the guarded client refuses loopback unless the operator allowed private
+    # The checker accepts the token from the domain's server (here a local one), and
+    # the guarded client refuses loopback unless the operator allowed private
     # addresses (domain_check_allow_private): a tenant's DNS cannot aim it inwards.
-    assert "refused" in asyncio.run(proof(OutboundPolicy(timeout_seconds=5), token)).lower()
+    async def check() -> tuple[str, str]:
+        async def serve(request: web.Request) -> web.Response:
+            return web.Response(text=token if request.path == path else "no")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", serve)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            allowed = await http_proof("localhost", token, private, port)
+            refused = await http_proof("localhost", token, OutboundPolicy(), port)
+        finally:
+            await runner.cleanup()
+        return allowed, refused
+
+    allowed, refused = asyncio.run(check())
+    assert allowed == ""
+    assert "refused" in refused.lower()
