@@ -241,6 +241,9 @@ def test_custom_domain_verified_by_txt_is_served_over_https(
     assert verified["state"] == "verified"
     assert asyncio.run(_call(cluster, "GET", ask))[0] == 200
     assert asyncio.run(_call(cluster, "GET", "/v1/ingress/ask?domain=else.example"))[0] == 404
+    # An app's own name gets a certificate too; a name no app has does not.
+    assert asyncio.run(_call(cluster, "GET", f"/v1/ingress/ask?domain=shop.{SUFFIX}"))[0] == 200
+    assert asyncio.run(_call(cluster, "GET", f"/v1/ingress/ask?domain=nope.{SUFFIX}"))[0] == 404
     listed = asyncio.run(cluster.request("GET", domains))
     assert [d["state"] for d in listed["domains"]] == ["verified"]
     # The client shows the same, and the app's URL.
