@@ -99,6 +99,24 @@ agent {
     protected        = []   # e.g. ["encedeus/busybox:latest"]
   }
 
+  # The host address container ports are published on (e.g. a private interface, so
+  # that web apps are reachable only through the ingress); "" = every address.
+  publish_address = ""
+
+  # The ingress role (docs/ingress.md): this agent runs Caddy as a child process and
+  # serves the routing table the control plane sends. Its admin API is a unix socket
+  # (default <data_dir>/ingress/admin.sock); storage_dir holds only TLS state
+  # (default <data_dir>/ingress/tls) and may be shared by every ingress host.
+  ingress {
+    enabled      = false
+    caddy_binary = "caddy"
+    listen_host  = ""      # "" = every address
+    http_port    = 80
+    https_port   = 443
+    admin_socket = ""
+    storage_dir  = ""
+  }
+
   watchdog                    = true  # WATCHDOG=1 to systemd when WatchdogSec is set
   log_level                   = "info"
 }
@@ -190,8 +208,19 @@ controlplane {
   forge_api_url         = "https://api.github.com"
   forge_timeout_seconds = 15
 
-  # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides).
-  domain_suffix = ""
+  # Deployments get <name>.<domain_suffix> URLs when set (DOMAIN_SUFFIX overrides),
+  # served by the ingress nodes (docs/ingress.md). ingress_tls: "acme" (automatic
+  # HTTPS; on-demand certificates for custom domains, gated by /v1/ingress/ask at
+  # ingress_ask_url, default this control plane on 127.0.0.1), "internal" (Caddy's own
+  # CA) or "off" (plain HTTP). ingress_public_port: the port in URLs (0 = default).
+  domain_suffix       = ""
+  ingress_tls         = "acme"
+  ingress_public_port = 0
+  ingress_ask_url     = ""
+  # Custom-domain checks: nameservers for the TXT lookup ("ip" or "ip:port"; [] = the
+  # system's), and whether the HTTP-token fetch may reach private addresses.
+  domain_nameservers         = []
+  domain_check_allow_private = false
 
   # Orchestration. A node silent for node_grace_seconds is down and its replicas move;
   # agents send heartbeats every heartbeat_interval_ms; the reconciler also runs every

@@ -96,6 +96,22 @@ class ImageGc(_Block):
     protected: list[str] = []
 
 
+class Ingress(_Block):
+    """The ingress role: this agent runs Caddy (`caddy_binary`, started and restarted
+    by the agent) on `http_port`/`https_port` of `listen_host`, with its admin API on
+    `admin_socket` (default `<data_dir>/ingress/admin.sock`; a unix socket because
+    the admin API has no authentication). `storage_dir` keeps only TLS state and may
+    be shared by every ingress host (default `<data_dir>/ingress/tls`)."""
+
+    enabled: bool = False
+    caddy_binary: str = "caddy"
+    listen_host: str = ""  # empty: every address
+    http_port: int = Field(default=80, ge=1, le=65535)
+    https_port: int = Field(default=443, ge=1, le=65535)
+    admin_socket: str = ""
+    storage_dir: str = ""
+
+
 class AgentConfig(_Block):
     """The validated agent block."""
 
@@ -136,6 +152,10 @@ class AgentConfig(_Block):
     # registry_unreachable (the engine alone would retry for about a minute).
     pull_stall_seconds: float = Field(default=60.0, gt=0)
     image_gc: ImageGc = ImageGc()
+    ingress: Ingress = Ingress()
+    # The host address container ports are published on (e.g. a private interface, so
+    # that web apps are reachable only through the ingress); empty: every address.
+    publish_address: str = ""
 
     @field_validator("container_user")
     @classmethod
@@ -154,6 +174,11 @@ class AgentConfig(_Block):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def ingress_dir(self) -> Path:
+        """Caddy's run directory (admin socket, log, bootstrap config)."""
+        return self.data_path / "ingress"
 
     @property
     def node_file(self) -> Path:

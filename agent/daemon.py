@@ -27,6 +27,8 @@ from agent.fleet.image_gc import ImageCollector
 from agent.fleet.spec import MANAGED_LABEL, NODE_LABEL
 from agent.fleet.supervisor import Supervisor
 from agent.fleet.tracker import ServerTracker
+from agent.ingress.caddy import CaddyProxy
+from agent.ingress.caddy_config import CaddySettings
 from agent.rpc.server import GrpcEndpoint, TlsFiles, start_grpc_server
 from agent.rpc.servicer import AgentService, NodeFacts
 from agent.runtime import ContainerRuntime, DockerRuntime
@@ -36,6 +38,7 @@ from agent.stats.host import HostMonitor, NodeFingerprint, node_fingerprint
 from agent.stats.sampler import StatsSampler
 from agent.ws.server import HttpEndpoint, start_http_server
 from common.logging import get_logger
+from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 
@@ -105,7 +108,24 @@ def build_supervisor(
         default_pids=config.default_pids_limit,
         log_max_size=config.log_max_size,
         log_max_files=config.log_max_files,
+        publish_address=config.publish_address,
     )
+
+
+def ingress_proxy(config: AgentConfig) -> CaddyProxy | None:
+    """This node's Caddy when it has the ingress role."""
+    ingress = config.ingress
+    if not ingress.enabled:
+        return None
+    socket = ingress.admin_socket or str(config.ingress_dir / "admin.sock")
+    settings = CaddySettings(
+        admin_listen=f"unix/{socket}",
+        http_port=ingress.http_port,
+        https_port=ingress.https_port,
+        storage_dir=ingress.storage_dir or str(config.ingress_dir / "tls"),
+        bind_host=ingress.listen_host,
+    )
+    return CaddyProxy(ingress.caddy_binary, settings, config.ingress_dir)
 
 
 def image_collector(config: AgentConfig, supervisor: Supervisor) -> ImageCollector:
@@ -125,15 +145,22 @@ def build_service(
     supervisor: Supervisor,
     fingerprint: NodeFingerprint,
     started_at: float,
+    ingress: CaddyProxy | None = None,
 ) -> AgentService:
     facts = NodeFacts(
         node_id=identity.node_id,
         fingerprint=fingerprint,
         started_at_ms=int(started_at * 1000),
         port_range=(config.port_range.start, config.port_range.end),
+        ingress=pb.IngressInfo(
+            enabled=ingress is not None,
+            http_port=config.ingress.http_port,
+            https_port=config.ingress.https_port,
+        ),
+        publish_address=config.publish_address,
     )
     host = HostMonitor(Path(config.data_dir))
-    return AgentService(supervisor, supervisor.tracker.hub, host, facts)
+    return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress)
 
 
 def tls_files(config: AgentConfig) -> TlsFiles | None:
@@ -169,7 +196,8 @@ async def running_agent(
         node_fingerprint, volumes.agent_dir, await runtime.version(), __version__
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
-    service = build_service(config, identity, supervisor, fingerprint, started_at)
+    ingress = ingress_proxy(config)
+    service = build_service(config, identity, supervisor, fingerprint, started_at, ingress)
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
         network = await runtime.use_network(config.network)
@@ -185,6 +213,9 @@ async def running_agent(
                     image_collector(config, supervisor).run(config.image_gc.interval_seconds)
                 )
                 stack.callback(collecting.cancel)
+            if ingress is not None:
+                proxying = tasks.create_task(ingress.run())
+                stack.callback(proxying.cancel)
             await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
             grpc = await start_grpc_server(
                 service,

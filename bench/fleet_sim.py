@@ -237,6 +237,11 @@ class SimAgentService(pb_grpc.AgentServicer):
         node.stop(server)  # simulated servers have no install script to run
         return server
 
+    async def ApplyRoutes(self, request: pb.RouteTable, context: Context) -> pb.ApplyRoutesResponse:
+        await self._node(context)
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "simulated nodes are no ingress")
+        raise AssertionError("unreachable")
+
     async def RemoveServer(
         self, request: pb.RemoveServerRequest, context: Context
     ) -> pb.RemoveServerResponse:

@@ -24,6 +24,7 @@ from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
 from controlplane.events.wiring import install_events
+from controlplane.ingress.wiring import install_ingress
 from controlplane.mail import MailOutbox, mailer_for, sender_of
 from controlplane.reconciler.wiring import install_orchestration
 from controlplane.repos.forge import ForgeClient
@@ -104,6 +105,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app.cleanup_ctx.append(_run_mail_outbox)
     bus = install_events(app, config, database)
     install_orchestration(app, config, database, bus)
+    install_ingress(app, config, database)
     install_tasks(app, database, bus)
     app.cleanup_ctx.append(systemd_ctx)
     return app

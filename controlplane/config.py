@@ -91,6 +91,22 @@ class ControlPlaneConfig(BaseModel):
     # All input files of one task; they travel in one gRPC message to the agent.
     task_input_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1)
     domain_suffix: str = ""
+    # Ingress (docs/ingress.md): how the ingress nodes serve apps. "acme": automatic
+    # HTTPS with public certificates (on-demand for custom domains, gated by
+    # /v1/ingress/ask); "internal": Caddy's own CA (closed networks, tests); "off":
+    # plain HTTP only. `ingress_public_port` is the port in deployment URLs (0: the
+    # scheme's default).
+    ingress_tls: Literal["acme", "internal", "off"] = "acme"
+    ingress_public_port: int = Field(default=0, ge=0, le=65535)
+    # The URL ingress nodes ask before an on-demand certificate; empty: this control
+    # plane's own /v1/ingress/ask at `public_url`.
+    ingress_ask_url: str = ""
+    # Nameservers (IP addresses, optionally "ip:port") for the custom-domain TXT check;
+    # empty: the system's resolver configuration.
+    domain_nameservers: tuple[str, ...] = ()
+    # Let the HTTP-token check of custom domains reach loopback/private addresses
+    # (labs, tests); `outbound_allowed_networks` applies as for every tenant fetch.
+    domain_check_allow_private: bool = False
     smtp_host: str = ""
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str = ""

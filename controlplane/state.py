@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from controlplane.events.mail_notifications import MailNotifier
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
+    from controlplane.ingress.publisher import IngressPublisher
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
     from controlplane.repos.forge import ForgeClient
@@ -46,6 +47,7 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+INGRESS: web.AppKey[IngressPublisher] = web.AppKey("ingress")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")

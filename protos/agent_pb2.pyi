@@ -255,15 +255,23 @@ class NodeInfo(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     PORT_RANGE_START_FIELD_NUMBER: _builtins.int
     PORT_RANGE_END_FIELD_NUMBER: _builtins.int
+    INGRESS_FIELD_NUMBER: _builtins.int
+    PUBLISH_ADDRESS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     started_at_ms: _builtins.int
     """tokens issued before this are refused"""
     port_range_start: _builtins.int
     port_range_end: _builtins.int
+    publish_address: _builtins.str
+    """The host address container ports are published on; empty means every address
+    (then the control plane reaches them at the host of the node's gRPC address).
+    """
     @_builtins.property
     def fingerprint(self) -> Global___Fingerprint: ...
     @_builtins.property
     def host(self) -> Global___HostStats: ...
+    @_builtins.property
+    def ingress(self) -> Global___IngressInfo: ...
     def __init__(
         self,
         *,
@@ -273,14 +281,41 @@ class NodeInfo(_message.Message):
         started_at_ms: _builtins.int = ...,
         port_range_start: _builtins.int = ...,
         port_range_end: _builtins.int = ...,
+        ingress: Global___IngressInfo | None = ...,
+        publish_address: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "started_at_ms", b"started_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "publish_address", b"publish_address", "started_at_ms", b"started_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015
+
+@_typing.final
+class IngressInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    HTTP_PORT_FIELD_NUMBER: _builtins.int
+    HTTPS_PORT_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    http_port: _builtins.int
+    https_port: _builtins.int
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        http_port: _builtins.int = ...,
+        https_port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "http_port", b"http_port", "https_port", b"https_port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngressInfo: _TypeAlias = IngressInfo  # noqa: Y015
 
 @_typing.final
 class PortBinding(_message.Message):
@@ -1301,6 +1336,9 @@ class Heartbeat(_message.Message):
     HOST_FIELD_NUMBER: _builtins.int
     SERVERS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    ROUTES_VERSION_FIELD_NUMBER: _builtins.int
+    routes_version: _builtins.int
+    """ingress nodes: the RouteTable version being served"""
     @_builtins.property
     def host(self) -> Global___HostStats: ...
     @_builtins.property
@@ -1313,10 +1351,11 @@ class Heartbeat(_message.Message):
         host: Global___HostStats | None = ...,
         servers: _abc.Iterable[Global___ServerStatus] | None = ...,
         stats: _abc.Iterable[Global___ServerStats] | None = ...,
+        routes_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "servers", b"servers", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "routes_version", b"routes_version", "servers", b"servers", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1401,3 +1440,147 @@ class WatchEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
+
+@_typing.final
+class Upstream(_message.Message):
+    """---- ingress ----------------------------------------------------------------
+
+    One upstream: a ready replica's published web port.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """host:port"""
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Upstream: _TypeAlias = Upstream  # noqa: Y015
+
+@_typing.final
+class Route(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOSTS_FIELD_NUMBER: _builtins.int
+    UPSTREAMS_FIELD_NUMBER: _builtins.int
+    STOPPED_FIELD_NUMBER: _builtins.int
+    TLS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the deployment id"""
+    stopped: _builtins.bool
+    """answer 503 instead of proxying"""
+    tls: _builtins.bool
+    """serve these hosts over HTTPS too"""
+    @_builtins.property
+    def hosts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """app.<suffix> and verified custom domains"""
+
+    @_builtins.property
+    def upstreams(self) -> _containers.RepeatedCompositeFieldContainer[Global___Upstream]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hosts: _abc.Iterable[_builtins.str] | None = ...,
+        upstreams: _abc.Iterable[Global___Upstream] | None = ...,
+        stopped: _builtins.bool = ...,
+        tls: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hosts", b"hosts", "id", b"id", "stopped", b"stopped", "tls", b"tls", "upstreams", b"upstreams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Route: _TypeAlias = Route  # noqa: Y015
+
+@_typing.final
+class RouteTable(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ChallengesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ROUTES_FIELD_NUMBER: _builtins.int
+    TLS_ISSUER_FIELD_NUMBER: _builtins.int
+    ASK_URL_FIELD_NUMBER: _builtins.int
+    CHALLENGES_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """grows with every change; never 0"""
+    tls_issuer: _builtins.str
+    """TLS issuance: "internal" (the proxy's own CA, for tests and closed networks) or
+    "acme" (public certificates, on-demand for custom domains gated by `ask_url`).
+    """
+    ask_url: _builtins.str
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]: ...
+    @_builtins.property
+    def challenges(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Pending custom-domain HTTP verification: token -> the domain it was issued for.
+        The token is served (as the body) at /.well-known/encedeus/<token> for requests
+        to that domain only.
+        """
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        routes: _abc.Iterable[Global___Route] | None = ...,
+        tls_issuer: _builtins.str = ...,
+        ask_url: _builtins.str = ...,
+        challenges: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_url", b"ask_url", "challenges", b"challenges", "routes", b"routes", "tls_issuer", b"tls_issuer", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteTable: _TypeAlias = RouteTable  # noqa: Y015
+
+@_typing.final
+class ApplyRoutesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplyRoutesResponse: _TypeAlias = ApplyRoutesResponse  # noqa: Y015

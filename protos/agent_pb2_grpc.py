@@ -109,6 +109,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.ReinstallServerRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.Server.FromString,
                 _registered_method=True)
+        self.ApplyRoutes = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/ApplyRoutes',
+                request_serializer=protos_dot_agent__pb2.RouteTable.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -225,6 +230,17 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyRoutes(self, request, context):
+        """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+        this node's reverse proxy. Tables are versioned; the version the proxy really
+        serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+        control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+        ingress role, UNAVAILABLE when the proxy did not take the table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +318,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ReinstallServer,
                     request_deserializer=protos_dot_agent__pb2.ReinstallServerRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.Server.SerializeToString,
+            ),
+            'ApplyRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyRoutes,
+                    request_deserializer=protos_dot_agent__pb2.RouteTable.FromString,
+                    response_serializer=protos_dot_agent__pb2.ApplyRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -709,6 +730,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/ReinstallServer',
             protos_dot_agent__pb2.ReinstallServerRequest.SerializeToString,
             protos_dot_agent__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/ApplyRoutes',
+            protos_dot_agent__pb2.RouteTable.SerializeToString,
+            protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,13 @@ class AgentStub:
     """Run the spec's install script again (stopping the server first); the server is
     offline afterwards. FAILED_PRECONDITION when the spec has no install script.
     """
+    ApplyRoutes: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RouteTable, _agent_pb2.ApplyRoutesResponse]
+    """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+    this node's reverse proxy. Tables are versioned; the version the proxy really
+    serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+    control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+    ingress role, UNAVAILABLE when the proxy did not take the table.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -121,6 +128,13 @@ class AgentAsyncStub(AgentStub):
     ReinstallServer: _aio.UnaryUnaryMultiCallable[_agent_pb2.ReinstallServerRequest, _agent_pb2.Server]  # type: ignore[assignment]
     """Run the spec's install script again (stopping the server first); the server is
     offline afterwards. FAILED_PRECONDITION when the spec has no install script.
+    """
+    ApplyRoutes: _aio.UnaryUnaryMultiCallable[_agent_pb2.RouteTable, _agent_pb2.ApplyRoutesResponse]  # type: ignore[assignment]
+    """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+    this node's reverse proxy. Tables are versioned; the version the proxy really
+    serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+    control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+    ingress role, UNAVAILABLE when the proxy did not take the table.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -254,6 +268,19 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_pb2.Server, _abc.Awaitable[_agent_pb2.Server]]:
         """Run the spec's install script again (stopping the server first); the server is
         offline afterwards. FAILED_PRECONDITION when the spec has no install script.
+        """
+
+    @_abc_1.abstractmethod
+    def ApplyRoutes(
+        self,
+        request: _agent_pb2.RouteTable,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ApplyRoutesResponse, _abc.Awaitable[_agent_pb2.ApplyRoutesResponse]]:
+        """Ingress nodes only (NodeInfo.ingress.enabled): replace the whole routing table of
+        this node's reverse proxy. Tables are versioned; the version the proxy really
+        serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
+        control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
+        ingress role, UNAVAILABLE when the proxy did not take the table.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

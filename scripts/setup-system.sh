@@ -5,7 +5,7 @@ set -euo pipefail
 
 TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
 PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps
-  docker-registry apache2-utils curl nginx)
+  docker-registry apache2-utils curl nginx caddy dnsmasq wrk)
 want_pg="${WANT_POSTGRES:-1}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -109,4 +109,14 @@ if [ "$(registry_status)" != 401 ]; then
   for _ in $(seq 1 40); do [ "$(registry_status)" = 401 ] && break; sleep 0.25; done
   [ "$(registry_status)" = 401 ] || { log "the registry did not start; see /var/log/encedeus/registry.log"; exit 1; }
 fi
+# Caddy (the ingress engine) and dnsmasq (the DNS server of the custom-domain tests)
+# come with init scripts/units that may start system-wide daemons on :80 and :53.
+# Encedeus never uses them: the agent starts its own Caddy, tests start dnsmasq on a
+# loopback port. Stop the packaged ones when something started them.
+for svc in caddy dnsmasq; do
+  if [ -x "/etc/init.d/$svc" ] && "/etc/init.d/$svc" status >/dev/null 2>&1; then
+    log "stopping the distribution's own $svc daemon"
+    "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+  fi
+done
 log "system ready"

@@ -51,8 +51,10 @@ class Supervisor:
         default_pids: int = 512,
         log_max_size: str = "10m",
         log_max_files: int = 3,
+        publish_address: str = "",
     ) -> None:
         self.tracker = tracker
+        self.publish_address = publish_address
         self.runtime = tracker.runtime
         self.volumes = volumes
         self.cpu_count, self.port_range = cpu_count, port_range
@@ -219,6 +221,9 @@ class Supervisor:
     def _choose_ports(self, spec: pb.ServerSpec, taken: set[int]) -> None:
         """Give every port without a host port a free one from the node's range (blocking)."""
         taken |= {p.host_port for p in spec.ports}
+        for port in spec.ports:
+            if not port.host_ip and self.publish_address:
+                port.host_ip = self.publish_address
         for port in spec.ports:
             if port.host_port:
                 continue

@@ -17,6 +17,7 @@ from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
+from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.rpc import convert
 from agent.runtime import (
     AlreadyExists,
@@ -54,6 +55,8 @@ class NodeFacts:
     fingerprint: NodeFingerprint
     started_at_ms: int
     port_range: tuple[int, int]
+    ingress: pb.IngressInfo | None = None
+    publish_address: str = ""
 
 
 @contextlib.contextmanager
@@ -77,9 +80,15 @@ class AgentService(pb_grpc.AgentServicer):
     """Every rpc of protos/agent.proto."""
 
     def __init__(
-        self, supervisor: Supervisor, hub: WatchHub, host: HostMonitor, facts: NodeFacts
+        self,
+        supervisor: Supervisor,
+        hub: WatchHub,
+        host: HostMonitor,
+        facts: NodeFacts,
+        ingress: CaddyProxy | None = None,
     ) -> None:
         self.supervisor, self.hub, self.host, self.facts = supervisor, hub, host, facts
+        self.ingress = ingress
 
     async def _run(self, context: Context, operation: Awaitable[T]) -> T:
         try:
@@ -102,6 +111,8 @@ class AgentService(pb_grpc.AgentServicer):
             started_at_ms=self.facts.started_at_ms,
             port_range_start=self.facts.port_range[0],
             port_range_end=self.facts.port_range[1],
+            ingress=self.facts.ingress,
+            publish_address=self.facts.publish_address,
         )
 
     async def CreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:
@@ -175,6 +186,19 @@ class AgentService(pb_grpc.AgentServicer):
         samples = await self.supervisor.tracker.sampler.latest(0.5)
         return server_stats(server, samples.get(request.id))
 
+    async def ApplyRoutes(self, request: pb.RouteTable, context: Context) -> pb.ApplyRoutesResponse:
+        if self.ingress is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "this node has no ingress role"
+            )
+            raise AssertionError("unreachable")  # abort() raises
+        try:
+            version = await self.ingress.apply(request)
+        except IngressUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise
+        return pb.ApplyRoutesResponse(version=version)
+
     async def Watch(
         self, request: pb.WatchRequest, context: Context
     ) -> AsyncIterator[pb.WatchEvent]:
@@ -209,5 +233,6 @@ class AgentService(pb_grpc.AgentServicer):
             host=convert.host_stats(host),
             servers=self.supervisor.statuses(),
             stats=stats,
+            routes_version=0 if self.ingress is None else self.ingress.routes_version,
         )
         return self.hub.stamp(pb.WatchEvent(heartbeat=beat))

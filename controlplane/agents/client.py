@@ -87,6 +87,10 @@ class AgentClient(Protocol):
     def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
         """Heartbeats and lifecycle events until the stream breaks (AgentError)."""
 
+    async def apply_routes(self, table: pb.RouteTable) -> int:
+        """Ingress nodes: serve `table`; the version applied."""
+        ...
+
     async def close(self) -> None:
         """Close the channel; further calls fail."""
 
@@ -176,6 +180,11 @@ class GrpcAgentClient:
 
     async def send_command(self, server_id: str, line: str) -> None:
         await self._unary("SendCommand", pb.SendCommandRequest(id=server_id, line=line))
+
+    async def apply_routes(self, table: pb.RouteTable) -> int:
+        result = await self._unary("ApplyRoutes", table)
+        assert isinstance(result, pb.ApplyRoutesResponse)
+        return result.version
 
     async def get_stats(self, server_id: str) -> pb.ServerStats:
         result = await self._unary("GetStats", pb.GetStatsRequest(id=server_id))

@@ -44,6 +44,7 @@ class NodeObservation:
     servers: dict[str, pb.ServerStatus] | None = None
     stats: dict[str, pb.ServerStats] = field(default_factory=dict)
     last_heartbeat: float | None = None
+    routes_version: int = 0  # ingress nodes: the routing table version served
 
 
 SignalKind = Literal["changed", "lifecycle", "up", "down"]
@@ -179,6 +180,10 @@ class AgentPool:
             raise AgentError("unavailable", f"node {node_id} is not connected")
         return connection.client
 
+    def node_ids(self) -> list[str]:
+        """Every node with a connection."""
+        return list(self._connections)
+
     def observation(self, node_id: str) -> NodeObservation | None:
         """The node's latest reports (None when not connected)."""
         connection = self._connections.get(node_id)
@@ -230,6 +235,7 @@ class AgentPool:
             beat = event.heartbeat
             observation.host = beat.host
             observation.last_heartbeat = now
+            observation.routes_version = beat.routes_version
             observation.servers = {s.id: s for s in beat.servers}
             observation.stats = {s.id: s for s in beat.stats}
             digest = _digest(beat.servers)

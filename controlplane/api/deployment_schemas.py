@@ -126,6 +126,8 @@ class CreateDeployment(DeploymentOptions):
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     strategy: Literal["binpack", "spread"] = "spread"
     constraints: dict[str, str] = Field(default_factory=dict)
+    # Which of the ports the ingress routes web traffic to (default: the first).
+    http_port: int | None = Field(default=None, ge=1, le=65535)
 
     _image = field_validator("image")(_image_reference)
     # From a template (docs/templates.md) instead of an image: its id, the variables'
@@ -140,6 +142,12 @@ class CreateDeployment(DeploymentOptions):
             raise ValueError("give either image or template")
         if self.template is None and (self.variables is not None or self.image_label):
             raise ValueError("variables and image_label need a template")
+        return self
+
+    @model_validator(mode="after")
+    def _http_port_is_a_port(self) -> CreateDeployment:
+        if self.http_port is not None and self.http_port not in self.all_ports():
+            raise ValueError("http_port must be one of the deployment's ports")
         return self
 
     def all_ports(self) -> list[int]:
@@ -244,6 +252,7 @@ class DeploymentDetails(DeploymentSummary):
     user_id: uuid.UUID
     port: int | None
     ports: list[int]
+    http_port: int | None = None
     command: list[str]
     env_vars: dict[str, str]
     resources: dict[str, str]

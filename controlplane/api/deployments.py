@@ -45,6 +45,7 @@ from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, Replica
 from controlplane.events.bus import Event, EventType
+from controlplane.ingress.table import app_url
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
 
@@ -74,9 +75,9 @@ def publish(request: web.Request, event: Event) -> None:
 
 
 def deployment_url(request: web.Request, deployment: Deployment) -> str | None:
-    """`https://<app>.<DOMAIN_SUFFIX>` when a domain suffix is configured."""
-    suffix = settings(request).domain_suffix
-    return f"https://{deployment.app_name}.{suffix}" if suffix else None
+    """Where the ingress serves the app (scheme and port included), when a domain
+    suffix is configured."""
+    return app_url(settings(request), deployment.app_name)
 
 
 async def owned_deployment(request: web.Request) -> Deployment:
@@ -109,6 +110,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         user_id=d.user_id,
         port=d.ports[0] if d.ports else None,
         ports=list(d.ports),
+        http_port=d.http_port,
         command=list(d.command),
         env_vars={k: v for k, v in d.env_vars.items() if k not in hidden},
         resources={"cpu": d.cpu, "memory": d.memory},
@@ -169,6 +171,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         app_name=body.app_name,
         image=body.image or "",
         ports=body.all_ports(),
+        http_port=body.http_port,
         replicas=body.replicas,
         strategy=body.strategy,
         constraints=dict(body.constraints),

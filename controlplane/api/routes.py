@@ -13,6 +13,7 @@ from controlplane.api import (
     deployment_observe,
     deployment_templates,
     deployments,
+    domains,
     exec_sessions,
     files,
     health,
@@ -169,6 +170,15 @@ def _orchestration_routes(r: ApiRoutes) -> None:
     ):
         r.add("POST", f"{d}/{verb}", handler, access=USER, tag="deployments",
               errors=(404, 409))  # fmt: skip
+    r.add("POST", f"{d}/domains", domains.add_domain, access=USER, status=201,
+          tag="domains", errors=(404, 409))  # fmt: skip
+    r.add("GET", f"{d}/domains", domains.list_domains, access=USER, tag="domains",
+          errors=(404,))  # fmt: skip
+    r.add("POST", f"{d}/domains/{{domain}}/verify", domains.verify_domain_claim, access=USER,
+          tag="domains", errors=(404, 409, 422))  # fmt: skip
+    r.add("DELETE", f"{d}/domains/{{domain}}", domains.delete_domain, access=USER,
+          tag="domains", errors=(404,))  # fmt: skip
+    r.add("GET", "/v1/ingress/ask", domains.ask, access=PUBLIC, tag="domains", errors=(404,))
     r.add("POST", f"{d}/command", deployment_actions.send_command, access=USER,
           tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/console", deployment_actions.console_access, access=USER,

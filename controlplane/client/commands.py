@@ -97,9 +97,10 @@ def container_command(args: argparse.Namespace) -> list[str] | None:
 
 def register(subparsers: Any) -> None:
     """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, exec,
-    console, files, tasks, nodes to the `encedeus` argument parser."""
+    console, files, tasks, nodes, domains to the `encedeus` argument parser."""
     from controlplane.client import (
         deployment_commands,
+        domain_commands,
         file_commands,
         node_commands,
         session_commands,
@@ -115,6 +116,7 @@ def register(subparsers: Any) -> None:
     task_commands.add_commands(subparsers)
     node_commands.add_commands(subparsers)
     template_commands.add_commands(subparsers)
+    domain_commands.add_commands(subparsers)
 
 
 def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:

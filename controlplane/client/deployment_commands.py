@@ -234,6 +234,8 @@ def status(args: argparse.Namespace) -> int:
         f"{counts['ready']}/{counts['desired']} ready, restarts {answer['restart_count']}"
     )
     detail = client.call("GET", f"/v1/deployments/{deployment['id']}")
+    if detail.get("url") and detail.get("ports"):
+        out(f"  url: {detail['url']}/")
     if detail.get("error_message"):
         out(f"  last error: {detail['error_message']}")
     table(

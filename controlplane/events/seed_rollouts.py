@@ -18,6 +18,8 @@ second rollout. The memory is per process and forgets deleted deployments.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from controlplane.events.bus import Event, EventType
 
 #: Our deployment status → the seed's rollout phase ("" = none to announce).
@@ -42,8 +44,12 @@ class SeedRollouts:
     null without one), as the REST API shows it.
     """
 
-    def __init__(self, domain_suffix: str) -> None:
+    def __init__(
+        self, domain_suffix: str, url_of: Callable[[str], str | None] | None = None
+    ) -> None:
         self._domain_suffix = domain_suffix
+        # The ingress's own URL of an app (scheme and port it really serves).
+        self._url_of = url_of
         self._last_phase: dict[str, str] = {}
 
     def derive(self, event: Event) -> list[Event]:
@@ -74,6 +80,8 @@ class SeedRollouts:
             if app_name and self._domain_suffix
             else None
         )
+        if app_name and self._url_of is not None:
+            url = self._url_of(str(app_name))
         return Event(
             SEED_EVENT_TYPES[phase],
             owner_id=event.owner_id,

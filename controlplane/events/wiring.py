@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from controlplane.events.webhooks import (
     WebhookEndpoint,
     owner_webhook_policy,
 )
+from controlplane.ingress.table import app_url
 from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
 
 log = get_logger(__name__)
@@ -58,7 +60,7 @@ def install_events(
         owner_endpoints=owners,
         owner_transport=owner_transport,
         retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
-        derive=SeedRollouts(config.domain_suffix).derive,
+        derive=SeedRollouts(config.domain_suffix, partial(app_url, config)).derive,
     )
     app.cleanup_ctx.append(_deliver_webhooks)
     if config.email_notifications:

@@ -69,17 +69,23 @@ class UpOptions:
     client_command: str = "encedeus"  # how the banner tells to run the client
 
 
-def controlplane_config(options: UpOptions) -> ControlPlaneConfig:
-    """The control plane's settings: the embedded database in the data directory."""
+def controlplane_config(options: UpOptions, ingress_port: int = 0) -> ControlPlaneConfig:
+    """The control plane's settings: the embedded database in the data directory; apps
+    at `http://<app>.localhost:<ingress_port>/` (the local agent's ingress) unless
+    the base config names a domain suffix of its own."""
     base = options.base_config or ControlPlaneConfig()
-    return base.model_copy(
-        update={
-            "listen_address": options.host,
-            "port": options.port,
-            "data_dir": options.data_dir / "controlplane",
-            "database_url": "",
-        }
-    )
+    update: dict[str, Any] = {
+        "listen_address": options.host,
+        "port": options.port,
+        "data_dir": options.data_dir / "controlplane",
+        "database_url": "",
+    }
+    if not base.domain_suffix and ingress_port:
+        # Browsers and curl resolve *.localhost to loopback without any DNS.
+        update.update(
+            domain_suffix="localhost", ingress_tls="off", ingress_public_port=ingress_port
+        )
+    return base.model_copy(update=update)
 
 
 def agent_command(config_path: Path) -> list[str]:
@@ -204,6 +210,7 @@ def banner(
         f"  Credentials file: {data_dir / 'up.json'}\n"
         f"  Local node: {node_id} ({node_state}); agent log: {data_dir / 'agent.log'}\n"
         f"  SFTP: sftp -P {sftp_port} <username>.<first 8 characters of a server id>@127.0.0.1\n"
+        f"  Apps: http://<app>.localhost:{state.agent_ports.get('ingress', 8080)}/ (ingress)\n"
         "\nNext:\n"
         f"  {client} login --url {url} {admin.username}\n"
         f'  {client} deploy encedeus/busybox:latest --command "sleep 3600"\n'
@@ -217,7 +224,10 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
     data_dir = options.data_dir
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
     state = await asyncio.to_thread(load_state, data_dir)
-    config = controlplane_config(options)
+    state.agent_ports = choose_agent_ports(
+        state.agent_ports, prefer_defaults=options.prefer_default_ports
+    )
+    config = controlplane_config(options, state.agent_ports["ingress"])
     runner = web.AppRunner(
         build_app(config), shutdown_timeout=5, access_log=None, max_line_size=MAX_REQUEST_LINE
     )
@@ -229,9 +239,6 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
         local_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
         url = f"http://{local_host}:{port}"
         admin = await ensure_admin(runner.app, state)
-        state.agent_ports = choose_agent_ports(
-            state.agent_ports, prefer_defaults=options.prefer_default_ports
-        )
         if duplicated := duplicated_ports(state.agent_ports):
             raise UpError(
                 f"{data_dir / 'up.json'} gives the agent's {', '.join(duplicated)} listener "

@@ -204,6 +204,9 @@ class FakeAgent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), interval)
 
+    async def apply_routes(self, table: pb.RouteTable) -> int:
+        raise AgentError("failed_precondition", "this node has no ingress role")
+
     async def close(self) -> None:
         self.closed = True
 

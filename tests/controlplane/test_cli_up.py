@@ -12,6 +12,9 @@ import pytest
 
 from agent.config import AgentConfig, load_agent_config
 from controlplane.cli import build_parser
+from controlplane.config import ControlPlaneConfig
+from controlplane.ingress.table import app_url
+from controlplane.single_host.stack import UpOptions, controlplane_config
 from controlplane.single_host.state import (
     UpState,
     agent_config_text,
@@ -30,7 +33,13 @@ def _read_back(tmp_path: Path, **identity: Any) -> AgentConfig:
             data_dir=tmp_path / 'with "quotes"',
             node_file=agent_node_file(tmp_path),
             controlplane_url="http://127.0.0.1:3000",
-            ports={"grpc": 1001, "http": 1002, "sftp": 1003},
+            ports={
+                "grpc": 1001,
+                "http": 1002,
+                "sftp": 1003,
+                "ingress": 1004,
+                "ingress_https": 1005,
+            },
             port_range=(31000, 31010),
             labels={"encedeus.test": "abc", "team": "x y"},
             **identity,
@@ -52,6 +61,26 @@ def test_generated_agent_config_is_what_the_agent_reads(tmp_path: Path) -> None:
     assert (config.port_range.start, config.port_range.end) == (31000, 31010)
     assert config.labels == {"encedeus.test": "abc", "team": "x y"}
     assert config.watchdog is False
+    # The local agent is the ingress, on loopback, and publishes on loopback only.
+    assert config.ingress.enabled
+    assert (config.ingress.listen_host, config.ingress.http_port) == ("127.0.0.1", 1004)
+    assert config.ingress.https_port == 1005
+    assert config.publish_address == "127.0.0.1"
+
+
+def test_up_serves_apps_under_localhost_at_the_ingress_port(tmp_path: Path) -> None:
+    config = controlplane_config(UpOptions(data_dir=tmp_path), ingress_port=8080)
+    assert (config.domain_suffix, config.ingress_tls) == ("localhost", "off")
+    assert app_url(config, "blog") == "http://blog.localhost:8080"
+    own = ControlPlaneConfig(domain_suffix="apps.example.com")
+    kept = controlplane_config(UpOptions(data_dir=tmp_path, base_config=own), ingress_port=8080)
+    assert app_url(kept, "blog") == "https://blog.apps.example.com"
+
+
+def test_a_state_file_without_ingress_ports_gets_free_ones() -> None:
+    ports = choose_agent_ports({"grpc": 1, "http": 2, "sftp": 3}, prefer_defaults=False)
+    assert {k: ports[k] for k in ("grpc", "http", "sftp")} == {"grpc": 1, "http": 2, "sftp": 3}
+    assert len(set(ports.values())) == 5
 
 
 def test_an_identity_an_earlier_up_enrolled_is_kept(tmp_path: Path) -> None:
@@ -71,14 +100,11 @@ def test_state_round_trip_is_private(tmp_path: Path) -> None:
 
 
 def test_saved_ports_win_and_fresh_ones_are_distinct() -> None:
-    assert choose_agent_ports({"grpc": 5, "http": 6, "sftp": 7}, prefer_defaults=True) == {
-        "grpc": 5,
-        "http": 6,
-        "sftp": 7,
-    }
+    saved = {"grpc": 5, "http": 6, "sftp": 7, "ingress": 8, "ingress_https": 9}
+    assert choose_agent_ports(saved, prefer_defaults=True) == saved
     fresh = choose_agent_ports({}, prefer_defaults=False)
-    assert sorted(fresh) == ["grpc", "http", "sftp"]
-    assert len(set(fresh.values())) == 3
+    assert sorted(fresh) == ["grpc", "http", "ingress", "ingress_https", "sftp"]
+    assert len(set(fresh.values())) == 5
 
 
 @pytest.mark.parametrize("bad", ["30000", "2-1", "a-b", "0-10"])

@@ -63,6 +63,9 @@ class FakeAgent:
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         raise NotImplementedError
 
+    async def apply_routes(self, table: pb.RouteTable) -> int:
+        raise NotImplementedError
+
     async def recreate_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         raise NotImplementedError
 

@@ -44,6 +44,8 @@ def _hcl(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_hcl(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + " ".join(f'"{k}" = {_hcl(v)}' for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -132,8 +134,9 @@ class Cluster:
             return body
 
 
-def start_controlplane(root: Path) -> Cluster:
-    """Write the control plane's config and start it (not yet waited for)."""
+def start_controlplane(root: Path, extra: dict[str, object] | None = None) -> Cluster:
+    """Write the control plane's config (`extra` settings added) and start it (not
+    yet waited for)."""
     [port] = free_ports(1)
     values: dict[str, object] = {
         "listen_address": "127.0.0.1",
@@ -142,6 +145,7 @@ def start_controlplane(root: Path) -> Cluster:
         "jwt_secret": "e2e-secret-0123456789abcdef",
         "auth_rate_limit": 1000,
         **CONTROLPLANE_SETTINGS,
+        **(extra or {}),
     }
     config = write_config(root / "controlplane.hcl", "controlplane", values)
     process = Process([str(BIN / "encedeus"), "controlplane", "--config", str(config)],
@@ -187,8 +191,14 @@ async def sign_in_admin(cluster: Cluster) -> None:
         cluster.token = answer["access_token"]
 
 
-async def add_agent(cluster: Cluster, name: str, port_range: tuple[int, int]) -> None:
-    """Create the node, write the agent's config with its join token, start it."""
+async def add_agent(
+    cluster: Cluster,
+    name: str,
+    port_range: tuple[int, int],
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Create the node, write the agent's config (`extra` settings added) with its join
+    token, start it."""
     created = await cluster.request("POST", "/v1/nodes", 201, json={"name": name})
     values: dict[str, object] = {
         "data_dir": str(cluster.root / name),
@@ -198,6 +208,7 @@ async def add_agent(cluster: Cluster, name: str, port_range: tuple[int, int]) ->
         "port_range": {"start": port_range[0], "end": port_range[1]},
         "labels": {SESSION_LABEL[0]: SESSION_LABEL[1]},
         "watchdog": False,
+        **(extra or {}),
     }
     config = write_config(cluster.root / f"{name}.hcl", "agent", values)
     process = Process([str(BIN / "skyhook"), "--config", str(config)],

@@ -111,6 +111,8 @@ class Deployment(SQLModel, table=True):
     image_digest: str = Field(default="", max_length=512)
     image_digest_generation: int = 0
     error_code: str | None = Field(default=None, max_length=64)
+    # The container port the ingress routes to; None: the first of `ports`.
+    http_port: int | None = None
 
 
 class Replica(SQLModel, table=True):

@@ -1,0 +1,179 @@
+"""This node's Caddy: a child process of the agent, configured through its admin API.
+
+The admin API has no authentication of its own, so it listens only on a unix socket
+in the agent's data directory (mode 0700 directory). Caddy keeps nothing but TLS
+state (certificates, account keys) in `storage_dir`: its config is never persisted,
+so a Caddy that restarts comes back with an empty table (version 0), which the
+control plane sees in the next heartbeat and re-applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent.ingress.caddy_config import CaddySettings, caddy_config
+from common.logging import get_logger
+from protos import agent_pb2 as pb
+
+log = get_logger(__name__)
+READY_TIMEOUT = 15.0
+RESTART_DELAY_MAX = 5.0
+
+
+class IngressUnavailable(Exception):
+    """Caddy is not running or did not take a config."""
+
+
+class CaddyProxy:
+    """Owns one Caddy process. :meth:`run` starts it and restarts it whenever it dies
+    (until cancelled, which stops it); :meth:`apply` replaces the routing table.
+    `routes_version` is the version of the table Caddy serves right now."""
+
+    def __init__(self, binary: str, settings: CaddySettings, run_dir: Path) -> None:
+        self.binary, self.settings, self.run_dir = binary, settings, run_dir
+        self.routes_version = 0
+        self.ready = asyncio.Event()
+        self.process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def socket_path(self) -> Path | None:
+        listen = self.settings.admin_listen
+        return Path(listen.removeprefix("unix/")) if listen.startswith("unix/") else None
+
+    def _admin_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            socket = self.socket_path
+            connector = aiohttp.UnixConnector(path=str(socket)) if socket else None
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+            )
+        return self._session
+
+    def _admin_url(self, path: str) -> str:
+        host = "localhost" if self.socket_path else self.settings.admin_listen
+        return f"http://{host}{path}"
+
+    async def _load(self, config: dict[str, Any]) -> None:
+        session = self._admin_session()
+        try:
+            async with session.post(
+                self._admin_url("/load"),
+                data=json.dumps(config),
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                if response.status != 200:
+                    detail = (await response.text())[:500]
+                    raise IngressUnavailable(f"caddy refused the config: {detail}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise IngressUnavailable(f"caddy admin API unreachable: {exc}") from exc
+
+    async def apply(self, table: pb.RouteTable) -> int:
+        """Serve `table` from now on; its version once Caddy took it."""
+        if not self.ready.is_set():
+            raise IngressUnavailable("caddy is not running")
+        async with self._lock:
+            await self._load(caddy_config(table, self.settings))
+            self.routes_version = table.version
+        log.info("ingress_routes_applied", version=table.version, routes=len(table.routes))
+        return table.version
+
+    async def run(self) -> None:
+        """Keep Caddy running until cancelled."""
+        delay = 0.2
+        try:
+            while True:
+                started = asyncio.get_running_loop().time()
+                await self._run_once()
+                if asyncio.get_running_loop().time() - started > 30:
+                    delay = 0.2
+                await asyncio.sleep(delay)
+                delay = min(RESTART_DELAY_MAX, delay * 2)
+        finally:
+            await self._stop()
+
+    async def _prepare(self) -> tuple[Path, Path]:
+        def write() -> tuple[Path, Path]:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir.chmod(0o700)
+            Path(self.settings.storage_dir).mkdir(parents=True, exist_ok=True)
+            socket = self.socket_path
+            if socket is not None:
+                socket.unlink(missing_ok=True)
+            bootstrap = self.run_dir / "bootstrap.json"
+            empty = caddy_config(pb.RouteTable(), self.settings)
+            bootstrap.write_text(json.dumps(empty), encoding="utf-8")
+            return bootstrap, self.run_dir / "caddy.log"
+
+        return await asyncio.to_thread(write)
+
+    async def _run_once(self) -> None:
+        bootstrap, log_path = await self._prepare()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.run_dir),
+            "XDG_CONFIG_HOME": str(self.run_dir / "config"),
+            "XDG_DATA_HOME": str(self.run_dir / "data"),
+        }
+        output = await asyncio.to_thread(log_path.open, "ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                self.binary, "run", "--config", str(bootstrap),
+                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env=env,
+            )  # fmt: skip
+        except OSError as exc:
+            # A missing or broken binary must not take the agent down: its containers
+            # keep running, and the ingress comes back once the binary is fixed.
+            log.error("ingress_caddy_unstartable", binary=self.binary, error=str(exc))
+            return
+        finally:
+            await asyncio.to_thread(output.close)
+        self.routes_version = 0
+        try:
+            await self._wait_admin()
+            self.ready.set()
+            log.info("ingress_caddy_started", pid=self.process.pid)
+            code = await self.process.wait()
+            log.warning("ingress_caddy_exited", code=code, log=str(log_path))
+        except IngressUnavailable as exc:
+            log.warning("ingress_caddy_not_ready", error=str(exc), log=str(log_path))
+            await self._stop()
+        finally:
+            self.ready.clear()
+            self.routes_version = 0
+
+    async def _wait_admin(self) -> None:
+        assert self.process is not None
+        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            if self.process.returncode is not None:
+                raise IngressUnavailable(f"caddy exited with {self.process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self._admin_session().get(self._admin_url("/config/")) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+        raise IngressUnavailable("caddy's admin API did not answer")
+
+    async def _stop(self) -> None:
+        process, self.process = self.process, None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,132 @@
+"""The agent's own Caddy, for real: started, configured over its unix admin socket,
+restarted empty when it dies, and never fatal to the agent when it cannot start."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from agent.ingress.caddy import CaddyProxy, IngressUnavailable
+from agent.ingress.caddy_config import CaddySettings
+from common.ports import free_ports
+from protos import agent_pb2 as pb
+
+pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy not installed")
+
+
+def _status(port: int, host: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _proxy(root: Path, binary: str = "caddy") -> tuple[CaddyProxy, int]:
+    http_port, https_port = free_ports(2)
+    socket = root / "run" / "admin.sock"
+    settings = CaddySettings(
+        f"unix/{socket}", http_port, https_port, str(root / "tls"), "127.0.0.1"
+    )
+    return CaddyProxy(binary, settings, root / "run"), http_port
+
+
+async def test_table_applied_then_caddy_killed_comes_back_empty(tmp_path: Path) -> None:
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        assert await asyncio.to_thread(_status, port, "a.test") == 404
+        table = pb.RouteTable(version=5, routes=[pb.Route(id="d", hosts=["a.test"], stopped=True)])
+        assert await proxy.apply(table) == 5
+        assert proxy.routes_version == 5
+        assert await asyncio.to_thread(_status, port, "a.test") == 503
+        assert (tmp_path / "run").stat().st_mode & 0o777 == 0o700
+        first = proxy.process
+        assert first is not None
+        first.kill()
+        await first.wait()
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        while proxy.process is first or not proxy.ready.is_set():
+            await asyncio.sleep(0.05)
+        # Restarted with nothing: version 0 tells the control plane to send it again.
+        assert proxy.routes_version == 0
+        assert await asyncio.to_thread(_status, port, "a.test") == 404
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert proxy.process is None
+
+
+async def test_a_missing_binary_is_logged_not_fatal(tmp_path: Path) -> None:
+    proxy, _ = _proxy(tmp_path, binary=str(tmp_path / "no-such-caddy"))
+    running = asyncio.create_task(proxy.run())
+    await asyncio.sleep(0.5)
+    assert not running.done()
+    with pytest.raises(IngressUnavailable):
+        await proxy.apply(pb.RouteTable(version=1))
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+async def _upstream(release: asyncio.Event) -> web.AppRunner:
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str("echo:" + message.data)
+        return ws
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first\n")
+        await release.wait()  # the rest only once the client saw the first part
+        await response.write(b"second\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ws", socket)
+    app.router.add_get("/stream", stream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+async def test_websockets_and_streamed_responses_pass_through(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    upstream = await _upstream(release)
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        address = upstream.addresses[0]
+        route = pb.Route(
+            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{address[0]}:{address[1]}")]
+        )
+        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+        headers = {"Host": "a.test"}
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=headers) as ws:
+                await ws.send_str("hi")
+                assert (await ws.receive_str(timeout=5)) == "echo:hi"
+            async with session.get(f"http://127.0.0.1:{port}/stream", headers=headers) as response:
+                first = await asyncio.wait_for(response.content.readline(), 5)
+                assert first == b"first\n"
+                release.set()
+                assert await response.content.read() == b"second\n"
+    finally:
+        release.set()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await upstream.cleanup()
