@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from controlplane.security.rate_limit import SlidingWindowLimiter
     from controlplane.security.registry_credentials import RegistryCredentials
     from controlplane.security.secrets import SecretBox
+    from controlplane.tasks.queue import TaskQueue
     from controlplane.tasks.runner import TaskRunner
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
@@ -51,6 +52,7 @@ WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
+TASK_QUEUE: web.AppKey[TaskQueue] = web.AppKey("task_queue")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
 FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
 REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")
