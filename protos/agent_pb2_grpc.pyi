@@ -72,6 +72,12 @@ class AgentStub:
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
     """
+    CheckImage: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CheckImageRequest, _agent_pb2.CheckImageResponse]
+    """Whether `image` can be had, without pulling it: present on this node, or its
+    registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+    the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+    without it answer UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -113,6 +119,12 @@ class AgentAsyncStub(AgentStub):
     Watch: _aio.UnaryStreamMultiCallable[_agent_pb2.WatchRequest, _agent_pb2.WatchEvent]  # type: ignore[assignment]
     """Heartbeats (host stats plus every server's status and stats) at the requested
     interval, and every lifecycle event as it happens.
+    """
+    CheckImage: _aio.UnaryUnaryMultiCallable[_agent_pb2.CheckImageRequest, _agent_pb2.CheckImageResponse]  # type: ignore[assignment]
+    """Whether `image` can be had, without pulling it: present on this node, or its
+    registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+    the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+    without it answer UNIMPLEMENTED.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -236,6 +248,18 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.WatchEvent], _abc.AsyncIterator[_agent_pb2.WatchEvent]]:
         """Heartbeats (host stats plus every server's status and stats) at the requested
         interval, and every lifecycle event as it happens.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckImage(
+        self,
+        request: _agent_pb2.CheckImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.CheckImageResponse, _abc.Awaitable[_agent_pb2.CheckImageResponse]]:
+        """Whether `image` can be had, without pulling it: present on this node, or its
+        registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+        the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+        without it answer UNIMPLEMENTED.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
