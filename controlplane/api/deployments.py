@@ -20,7 +20,12 @@ from sqlmodel import col, select
 from common.quantities import parse_cpu_millis, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.deployment_images import IMAGE_SPEC_FIELDS, image_values, registry_auth_view
+from controlplane.api.deployment_images import (
+    IMAGE_SPEC_FIELDS,
+    check_image_access,
+    image_values,
+    registry_auth_view,
+)
 from controlplane.api.deployment_schemas import (
     CreatedDeployment,
     CreateDeployment,
@@ -156,6 +161,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
     )
     for name, value in {**_options(body), **image_values(request, body)}.items():
         setattr(deployment, name, value)
+    await check_image_access(request, deployment, body)
     try:
         async with database(request).transaction() as session:
             await enforce_quota(session, user.id, Claim.of(deployment))
@@ -240,6 +246,7 @@ async def _save_unless_changed_meanwhile(
 
 async def update_deployment(request: web.Request, body: UpdateDeployment) -> DeploymentChanged:
     """Change the deployment; container changes roll out one replica at a time."""
+    await check_image_access(request, await owned_deployment(request), body)
     for attempt in range(UPDATE_ATTEMPTS):
         await asyncio.sleep(0.005 * attempt)
         deployment = await owned_deployment(request)

@@ -197,6 +197,12 @@ class FakeAgent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), interval)
 
+    async def check_image(
+        self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int
+    ) -> pb.CheckImageResponse:
+        self._record("CheckImage")
+        return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
+
     async def close(self) -> None:
         self.closed = True
 
