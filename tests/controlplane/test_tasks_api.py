@@ -3,6 +3,7 @@ delete, owner isolation, input limits. Starting needs agents: see tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from controlplane.cli import main
 from controlplane.db.tables import Node
 from controlplane.state import DATABASE
 from tests.conftest import TEST_IMAGE
@@ -170,6 +172,21 @@ async def test_a_task_with_no_room_now_waits_in_the_queue_with_its_position(
     assert (status["queue_position"], status["attempts"]) == (1, 0)
     listed = await (await api.get("/v1/tasks", headers=owner.headers)).json()
     assert sorted(t["queue_position"] for t in listed["tasks"]) == [1, 2]
+
+
+async def test_cli_run_says_a_task_is_queued_and_waits_for_it(
+    api: TestClient[Any, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with api.app[DATABASE].transaction() as session:
+        session.add(Node(name="offline", status="ready", cpu_millis=4000, memory_bytes=2**33))
+    owner = await register(api)
+    monkeypatch.setenv("ENCEDEUS_URL", str(api.make_url("")).rstrip("/"))
+    monkeypatch.setenv("ENCEDEUS_TOKEN", owner.access_token)
+    argv = ["tasks", "run", TEST_IMAGE, "--timeout", "0.5", "--", "true"]
+    assert await asyncio.to_thread(main, argv) == 1  # still queued when the wait ends
+    assert "task queued at position 1: waiting for a node" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
