@@ -178,3 +178,42 @@ async def test_without_retries_a_node_loss_fails_the_task(harness: ReconcilerHar
         "Failed",
         "the node running the task went down",
     )
+
+
+async def test_a_retry_on_the_node_that_came_back_replaces_its_lost_attempt(
+    harness: ReconcilerHarness,
+) -> None:
+    node = await harness.add_node("n1")
+    task = await harness.add_task(memory_bytes=64 * MI, retries=1)
+    await harness.queue.enqueue(task)
+    agent = harness.fleet.agent(node)
+    agent.silent = True
+    await harness.until(lambda: harness.pool.state(node) == "down")
+    await harness.runner.on_node_down(node)
+    agent.silent = False  # back, still holding the lost attempt's container
+    await harness.until(lambda: harness.node_reporting(node))
+
+    await harness.queue.advance()
+    retried = await harness.task(task.id)
+    assert (retried.status, retried.attempts) == ("Running", 2)
+    calls = [method for method, server in agent.calls if server == str(task.id)]
+    assert calls == ["CreateServer", "RemoveServer", "CreateServer"]
+
+
+async def test_an_exit_reported_by_the_lost_attempt_s_node_does_not_end_the_retry(
+    harness: ReconcilerHarness,
+) -> None:
+    n1 = await harness.add_node("n1")
+    n2 = await harness.add_node("n2")
+    task = await harness.add_task(memory_bytes=64 * MI, retries=1)
+    await harness.runner.start(task, avoid_nodes=frozenset({n2}))
+    harness.fleet.agent(n1).silent = True
+    await harness.until(lambda: harness.pool.state(n1) == "down")
+    await harness.runner.on_node_down(n1)
+    await harness.queue.advance()
+    assert str((await harness.task(task.id)).node_id) == n2
+
+    await harness.runner.finish(task.id, 1, False, node_id=n1)
+    assert (await harness.task(task.id)).status == "Running"
+    await harness.runner.finish(task.id, 0, False, node_id=n2)
+    assert (await harness.task(task.id)).status == "Succeeded"
