@@ -4,11 +4,13 @@ position and reason, re-queueing after a node loss. The pure rule itself first."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import update
 from sqlmodel import col
 
+from common.cancellation import cancel_and_wait
 from controlplane.db.tables import Node
 from controlplane.db.tables.tasks import Task
 from controlplane.scheduler import NodeCapacity, Snapshot
@@ -217,3 +219,22 @@ async def test_an_exit_reported_by_the_lost_attempt_s_node_does_not_end_the_retr
     assert (await harness.task(task.id)).status == "Running"
     await harness.runner.finish(task.id, 0, False, node_id=n2)
     assert (await harness.task(task.id)).status == "Succeeded"
+
+
+async def test_the_queue_loop_starts_the_next_task_when_one_ends(
+    harness: ReconcilerHarness,
+) -> None:
+    await harness.add_node("n1", memory_bytes=1000 * MI)
+    first, second = [await harness.add_task(memory_bytes=600 * MI) for _ in range(2)]
+    loop = asyncio.create_task(harness.queue.run())
+    try:
+        await harness.queue.enqueue(first)
+        await harness.queue.enqueue(second)
+        await harness.runner.finish(first.id, 0, False)  # publishes task_succeeded
+        for _ in range(200):  # well inside the 5 s timer: the event woke the loop
+            if (await harness.task(second.id)).status == "Running":
+                break
+            await asyncio.sleep(0.01)
+        assert (await harness.task(second.id)).status == "Running"
+    finally:
+        await cancel_and_wait(loop)
