@@ -111,12 +111,14 @@ async def check_image_access(
     """Seed 004's 422 when `body` creates `deployment` or changes its image or
     credentials and a ready node says the image cannot be had
     (:mod:`controlplane.api.image_checks`). Nothing is asked for a deployment that
-    will have no replicas, or a change that leaves the image and credentials alone."""
+    will have no replicas or never pulls, or a change that leaves the image and
+    credentials alone."""
     if isinstance(body, UpdateDeployment) and body.image is None and body.registry_auth is None:
         return
     replicas = body.replicas if body.replicas is not None else deployment.replicas
-    if replicas == 0:
-        return
+    policy = body.pull_policy if body.pull_policy is not None else deployment.pull_policy
+    if replicas == 0 or policy == "never":
+        return  # "never": no registry is asked; a node without the image says so later
     if body.image is not None:
         checked_image(request, body.image)  # 403 before any registry is asked
     await refuse_unavailable_image(request, image_access(request, deployment, body))

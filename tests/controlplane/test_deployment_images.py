@@ -361,6 +361,11 @@ async def test_unusable_images_are_422_at_create_when_a_node_can_tell(cluster: C
         # No replicas: nothing is asked, the deployment is accepted.
         idle = await _create(client, user, f"{repository}:no-such-tag", replicas=0)
         assert idle.status == 201
+        # pull_policy "never": no registry is involved, the node says so later.
+        local = await _create(
+            client, user, f"{repository}:no-such-tag", app_name="local", pull_policy="never"
+        )
+        assert local.status == 201
         dep = await deploy(client, user, image, registry_auth=auth())
         changed = await client.put(
             f"/v1/deployments/{dep}", json={"image": f"{repository}:gone"}, headers=user.headers
