@@ -242,6 +242,12 @@ class SimAgentService(pb_grpc.AgentServicer):
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "simulated nodes are no ingress")
         raise AssertionError("unreachable")
 
+    async def CheckImage(
+        self, request: pb.CheckImageRequest, context: Context
+    ) -> pb.CheckImageResponse:
+        await self._node(context)
+        return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
+
     async def RemoveServer(
         self, request: pb.RemoveServerRequest, context: Context
     ) -> pb.RemoveServerResponse:

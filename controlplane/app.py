@@ -18,6 +18,7 @@ from aiohttp import web
 from common.logging import get_logger
 from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
+from controlplane.api.image_checks import ImageChecks
 from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
@@ -37,6 +38,7 @@ from controlplane.state import (
     CONFIG,
     DATABASE,
     FORGE_CLIENT,
+    IMAGE_CHECKS,
     LOGIN_THROTTLE,
     MAIL_OUTBOX,
     METRICS,
@@ -94,6 +96,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
     app[SECRET_BOX] = secrets = SecretBox()
     app[REGISTRY_SECRETS] = RegistryCredentials(secrets)
+    app[IMAGE_CHECKS] = ImageChecks()
     app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from controlplane.agents import AgentPool
     from controlplane.api.authentication import Authenticator
     from controlplane.api.endpoints import ApiRoutes
+    from controlplane.api.image_checks import ImageChecks
     from controlplane.api.metrics import ApiMetrics
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from controlplane.security.rate_limit import SlidingWindowLimiter
     from controlplane.security.registry_credentials import RegistryCredentials
     from controlplane.security.secrets import SecretBox
+    from controlplane.tasks.queue import TaskQueue
     from controlplane.tasks.runner import TaskRunner
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
@@ -53,6 +55,8 @@ WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
+TASK_QUEUE: web.AppKey[TaskQueue] = web.AppKey("task_queue")
+IMAGE_CHECKS: web.AppKey[ImageChecks] = web.AppKey("image_checks")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
 FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
 REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")

@@ -138,6 +138,43 @@ LIFECYCLE_KIND_PULL_FAILED: LifecycleKind.ValueType  # 10
 """error_code / error_message; the server is gone"""
 Global___LifecycleKind: _TypeAlias = LifecycleKind  # noqa: Y015
 
+class _ImageAvailability:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImageAvailabilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImageAvailability.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMAGE_AVAILABILITY_UNSPECIFIED: _ImageAvailability.ValueType  # 0
+    IMAGE_AVAILABILITY_PRESENT: _ImageAvailability.ValueType  # 1
+    """on this node"""
+    IMAGE_AVAILABILITY_PULLABLE: _ImageAvailability.ValueType  # 2
+    """the registry serves its manifest"""
+    IMAGE_AVAILABILITY_NOT_FOUND: _ImageAvailability.ValueType  # 3
+    """no such repository, tag or digest"""
+    IMAGE_AVAILABILITY_DENIED: _ImageAvailability.ValueType  # 4
+    """the registry refused the credentials"""
+    IMAGE_AVAILABILITY_UNREACHABLE: _ImageAvailability.ValueType  # 5
+    """no answer in time, connection refused, ..."""
+    IMAGE_AVAILABILITY_UNKNOWN: _ImageAvailability.ValueType  # 6
+    """any other failure (the message says)"""
+
+class ImageAvailability(_ImageAvailability, metaclass=_ImageAvailabilityEnumTypeWrapper): ...
+
+IMAGE_AVAILABILITY_UNSPECIFIED: ImageAvailability.ValueType  # 0
+IMAGE_AVAILABILITY_PRESENT: ImageAvailability.ValueType  # 1
+"""on this node"""
+IMAGE_AVAILABILITY_PULLABLE: ImageAvailability.ValueType  # 2
+"""the registry serves its manifest"""
+IMAGE_AVAILABILITY_NOT_FOUND: ImageAvailability.ValueType  # 3
+"""no such repository, tag or digest"""
+IMAGE_AVAILABILITY_DENIED: ImageAvailability.ValueType  # 4
+"""the registry refused the credentials"""
+IMAGE_AVAILABILITY_UNREACHABLE: ImageAvailability.ValueType  # 5
+"""no answer in time, connection refused, ..."""
+IMAGE_AVAILABILITY_UNKNOWN: ImageAvailability.ValueType  # 6
+"""any other failure (the message says)"""
+Global___ImageAvailability: _TypeAlias = ImageAvailability  # noqa: Y015
+
 @_typing.final
 class GetNodeInfoRequest(_message.Message):
     """---- node -----------------------------------------------------------------"""
@@ -1584,3 +1621,54 @@ class ApplyRoutesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApplyRoutesResponse: _TypeAlias = ApplyRoutesResponse  # noqa: Y015
+
+@_typing.final
+class CheckImageRequest(_message.Message):
+    """---- image checks -----------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    REGISTRY_AUTH_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    image: _builtins.str
+    timeout_ms: _builtins.int
+    @_builtins.property
+    def registry_auth(self) -> Global___RegistryAuth: ...
+    def __init__(
+        self,
+        *,
+        image: _builtins.str = ...,
+        registry_auth: Global___RegistryAuth | None = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registry_auth", b"registry_auth"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "registry_auth", b"registry_auth", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckImageRequest: _TypeAlias = CheckImageRequest  # noqa: Y015
+
+@_typing.final
+class CheckImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AVAILABILITY_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    availability: Global___ImageAvailability.ValueType
+    message: _builtins.str
+    """why, for the failures; never contains the credentials"""
+    def __init__(
+        self,
+        *,
+        availability: Global___ImageAvailability.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckImageResponse: _TypeAlias = CheckImageResponse  # noqa: Y015

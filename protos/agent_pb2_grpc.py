@@ -114,6 +114,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.RouteTable.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
                 _registered_method=True)
+        self.CheckImage = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/CheckImage',
+                request_serializer=protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.CheckImageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -241,6 +246,16 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckImage(self, request, context):
+        """Whether `image` can be had, without pulling it: present on this node, or its
+        registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+        the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+        without it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -323,6 +338,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ApplyRoutes,
                     request_deserializer=protos_dot_agent__pb2.RouteTable.FromString,
                     response_serializer=protos_dot_agent__pb2.ApplyRoutesResponse.SerializeToString,
+            ),
+            'CheckImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckImage,
+                    request_deserializer=protos_dot_agent__pb2.CheckImageRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.CheckImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -757,6 +777,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/ApplyRoutes',
             protos_dot_agent__pb2.RouteTable.SerializeToString,
             protos_dot_agent__pb2.ApplyRoutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/CheckImage',
+            protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
+            protos_dot_agent__pb2.CheckImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,6 +83,12 @@ class AgentStub:
     control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
     ingress role, UNAVAILABLE when the proxy did not take the table.
     """
+    CheckImage: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CheckImageRequest, _agent_pb2.CheckImageResponse]
+    """Whether `image` can be had, without pulling it: present on this node, or its
+    registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+    the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+    without it answer UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -135,6 +141,12 @@ class AgentAsyncStub(AgentStub):
     serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
     control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
     ingress role, UNAVAILABLE when the proxy did not take the table.
+    """
+    CheckImage: _aio.UnaryUnaryMultiCallable[_agent_pb2.CheckImageRequest, _agent_pb2.CheckImageResponse]  # type: ignore[assignment]
+    """Whether `image` can be had, without pulling it: present on this node, or its
+    registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+    the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+    without it answer UNIMPLEMENTED.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -281,6 +293,18 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         serves comes back in every Heartbeat (0 after the proxy restarted empty), so the
         control plane re-applies after any drift. FAILED_PRECONDITION when the node has no
         ingress role, UNAVAILABLE when the proxy did not take the table.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckImage(
+        self,
+        request: _agent_pb2.CheckImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.CheckImageResponse, _abc.Awaitable[_agent_pb2.CheckImageResponse]]:
+        """Whether `image` can be had, without pulling it: present on this node, or its
+        registry serves the manifest with `registry_auth`. Always OK: the verdict is in
+        the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
+        without it answer UNIMPLEMENTED.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,15 @@ from agent.runtime import (
     NotFound,
     NotRunning,
 )
+from agent.runtime.images import (
+    ImageUnknown,
+    PullFailed,
+    RegistryCredentials,
+    RegistryDenied,
+    RegistryUnreachable,
+)
 from agent.stats.host import HostMonitor, NodeFingerprint
+from common.image_reference import InvalidReference, parse_image_reference
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
@@ -225,6 +233,32 @@ class AgentService(pb_grpc.AgentServicer):
         finally:
             self.hub.unsubscribe(queue)
 
+    async def CheckImage(
+        self, request: pb.CheckImageRequest, context: Context
+    ) -> pb.CheckImageResponse:
+        timeout = (request.timeout_ms or DEFAULT_CHECK_MS) / 1000
+        try:
+            reference = parse_image_reference(request.image)
+        except InvalidReference as exc:
+            return _verdict(pb.IMAGE_AVAILABILITY_NOT_FOUND, f"{request.image!r}: {exc}")
+        auth = request.registry_auth
+        credentials = None
+        if auth.username or auth.password:
+            credentials = RegistryCredentials(auth.username, auth.password, auth.server_address)
+        runtime = self.supervisor.runtime
+        try:
+            async with asyncio.timeout(timeout + 1):
+                present = await runtime.check_image(reference, request.image, credentials, timeout)
+        except PullFailed as exc:
+            return _verdict(_AVAILABILITY.get(exc.code, pb.IMAGE_AVAILABILITY_UNKNOWN), str(exc))
+        except TimeoutError:
+            return _verdict(
+                pb.IMAGE_AVAILABILITY_UNREACHABLE, "the registry did not answer in time"
+            )
+        if present:
+            return _verdict(pb.IMAGE_AVAILABILITY_PRESENT, "")
+        return _verdict(pb.IMAGE_AVAILABILITY_PULLABLE, "")
+
     async def _heartbeat(self, interval: float) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.
         host = await self.host.latest(interval / 2)
@@ -236,3 +270,16 @@ class AgentService(pb_grpc.AgentServicer):
             routes_version=0 if self.ingress is None else self.ingress.routes_version,
         )
         return self.hub.stamp(pb.WatchEvent(heartbeat=beat))
+
+
+DEFAULT_CHECK_MS = 3000
+_AVAILABILITY = {
+    ImageUnknown.code: pb.IMAGE_AVAILABILITY_NOT_FOUND,
+    RegistryDenied.code: pb.IMAGE_AVAILABILITY_DENIED,
+    RegistryUnreachable.code: pb.IMAGE_AVAILABILITY_UNREACHABLE,
+    PullFailed.code: pb.IMAGE_AVAILABILITY_UNKNOWN,
+}
+
+
+def _verdict(availability: pb.ImageAvailability.ValueType, message: str) -> pb.CheckImageResponse:
+    return pb.CheckImageResponse(availability=availability, message=message[:1000])

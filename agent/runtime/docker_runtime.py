@@ -24,6 +24,7 @@ from agent.runtime.docker_wire import (
     split_frames,
     translate_error,
 )
+from agent.runtime.image_check import image_available_blocking
 from agent.runtime.images import ImagePuller, PullProgress, RegistryCredentials, docker_images
 from agent.runtime.types import (
     ContainerEvent,
@@ -127,6 +128,24 @@ class DockerRuntime:
         on_progress: Callable[[PullProgress], None],
     ) -> str:
         return await self.puller.pull(reference, image, credentials, on_progress)
+
+    async def check_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        registry_seconds: float,
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        check = partial(
+            image_available_blocking,
+            self._client.api,
+            reference,
+            image,
+            credentials,
+            registry_seconds,
+        )
+        return await loop.run_in_executor(self._pool, check)
 
     async def list_images(self) -> list[ImageInfo]:
         return await self._call(docker_images, self._client.api)

@@ -292,7 +292,7 @@ class ImagePuller:
             )
             with self._tracked(response):
                 if response.status_code >= 400:
-                    raise classify_pull_error(image, _error_text(response))
+                    raise classify_pull_error(image, engine_error_text(response))
                 yield from api._stream_helper(response, decode=True)
         except requests.RequestException as exc:
             raise RegistryUnreachable(
@@ -340,7 +340,8 @@ def _fingerprint(credentials: RegistryCredentials | None) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _error_text(response: requests.Response) -> str:
+def engine_error_text(response: requests.Response) -> str:
+    """The engine's error message in a failed response."""
     try:
         return str(response.json().get("message") or response.text)
     except ValueError:

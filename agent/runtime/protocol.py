@@ -95,6 +95,18 @@ class ContainerRuntime(Protocol):
         """Pull `image` (joining a pull of it already running); its repo@sha256 digest.
         ImageUnknown, RegistryDenied, RegistryUnreachable or PullFailed."""
 
+    async def check_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        registry_seconds: float,
+    ) -> bool:
+        """True when `image` is present locally, False when it is not but its registry
+        serves the manifest with `credentials` (this call never pulls). ImageUnknown,
+        RegistryDenied, RegistryUnreachable (also: no answer within `registry_seconds`) or
+        PullFailed."""
+
     async def list_images(self) -> list[ImageInfo]:
         """Every image on the engine, with the names containers (any) use it as."""
 

@@ -91,6 +91,12 @@ class AgentClient(Protocol):
         """Ingress nodes: serve `table`; the version applied."""
         ...
 
+    async def check_image(
+        self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int
+    ) -> pb.CheckImageResponse:
+        """Whether the node has `image` or its registry serves it with `auth` (the
+        registry's answer bounded by `timeout_ms`); `unimplemented` from older agents."""
+
     async def close(self) -> None:
         """Close the channel; further calls fail."""
 
@@ -189,6 +195,14 @@ class GrpcAgentClient:
     async def get_stats(self, server_id: str) -> pb.ServerStats:
         result = await self._unary("GetStats", pb.GetStatsRequest(id=server_id))
         assert isinstance(result, pb.ServerStats)
+        return result
+
+    async def check_image(
+        self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int
+    ) -> pb.CheckImageResponse:
+        request = pb.CheckImageRequest(image=image, registry_auth=auth, timeout_ms=timeout_ms)
+        result = await self._unary("CheckImage", request)
+        assert isinstance(result, pb.CheckImageResponse)
         return result
 
     async def get_logs(

@@ -17,7 +17,9 @@ from controlplane.api.deployment_schemas import (
     UpdateDeployment,
 )
 from controlplane.api.errors import Forbidden, ValidationFailed
+from controlplane.api.image_checks import ImageAccess, refuse_unavailable_image
 from controlplane.db.tables import Deployment
+from controlplane.security.secrets import SecretUnreadable
 from controlplane.state import REGISTRY_SECRETS
 
 # Changing these needs new containers (the node pulls again with them).
@@ -81,3 +83,42 @@ def registry_auth_view(deployment: Deployment) -> RegistryAuthView | None:
     return RegistryAuthView(
         username=deployment.registry_username, server_address=deployment.registry_server
     )
+
+
+def image_access(
+    request: web.Request, deployment: Deployment, body: CreateDeployment | UpdateDeployment
+) -> ImageAccess:
+    """The image and credentials `deployment` will pull with once `body` applies
+    (the stored password is unsealed when `body` keeps it)."""
+    image = body.image if body.image is not None else deployment.image
+    if body.registry_auth is not None:
+        auth = body.registry_auth
+        return ImageAccess(image, auth.username, auth.password, auth.server_address)
+    removed = isinstance(body, UpdateDeployment) and body.remove_registry_auth
+    sealed = deployment.registry_password_sealed
+    if removed or deployment.registry_username is None or sealed is None:
+        return ImageAccess(image)
+    try:
+        password = request.app[REGISTRY_SECRETS].open(sealed)
+    except SecretUnreadable:
+        return ImageAccess(image)  # the pull reports it, as before
+    return ImageAccess(image, deployment.registry_username, password, deployment.registry_server)
+
+
+async def check_image_access(
+    request: web.Request, deployment: Deployment, body: CreateDeployment | UpdateDeployment
+) -> None:
+    """Seed 004's 422 when `body` creates `deployment` or changes its image or
+    credentials and a ready node says the image cannot be had
+    (:mod:`controlplane.api.image_checks`). Nothing is asked for a deployment that
+    will have no replicas or never pulls, or a change that leaves the image and
+    credentials alone."""
+    if isinstance(body, UpdateDeployment) and body.image is None and body.registry_auth is None:
+        return
+    replicas = body.replicas if body.replicas is not None else deployment.replicas
+    policy = body.pull_policy if body.pull_policy is not None else deployment.pull_policy
+    if replicas == 0 or policy == "never":
+        return  # "never": no registry is asked; a node without the image says so later
+    if body.image is not None:
+        checked_image(request, body.image)  # 403 before any registry is asked
+    await refuse_unavailable_image(request, image_access(request, deployment, body))

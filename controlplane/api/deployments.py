@@ -22,6 +22,7 @@ from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.deployment_images import (
     IMAGE_SPEC_FIELDS,
+    check_image_access,
     checked_image,
     image_values,
     registry_auth_view,
@@ -183,6 +184,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         checked_image(request, str(options.get("image", "")))
     for name, value in options.items():
         setattr(deployment, name, value)
+    await check_image_access(request, deployment, body)
     try:
         async with database(request).transaction() as session:
             await enforce_quota(session, user.id, Claim.of(deployment))
@@ -267,6 +269,7 @@ async def _save_unless_changed_meanwhile(
 
 async def update_deployment(request: web.Request, body: UpdateDeployment) -> DeploymentChanged:
     """Change the deployment; container changes roll out one replica at a time."""
+    await check_image_access(request, await owned_deployment(request), body)
     for attempt in range(UPDATE_ATTEMPTS):
         await asyncio.sleep(0.005 * attempt)
         deployment = await owned_deployment(request)

@@ -22,6 +22,7 @@ _REF = "#/components/schemas/{model}"
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",
+    202: "Accepted",
     204: "No Content",
     400: "Invalid request",
     401: "Missing or invalid credentials",
@@ -75,6 +76,9 @@ def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], Mode], Any]
     responses: dict[str, Any] = {str(endpoint.status): ok}
     error_schema = refs[(ErrorEnvelope, "serialization")]
     for status in sorted(_error_statuses(endpoint)):
+        if status < 400:  # another success (e.g. 202 Accepted): its body is in docs/api.md
+            responses[str(status)] = {"description": _STATUS_TEXT.get(status, "Success")}
+            continue
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": error_schema}},

@@ -86,7 +86,7 @@ def build_routes() -> ApiRoutes:
     r.add("GET", "/v1/tasks", tasks.list_tasks, access=USER, tag="tasks")
     r.add("GET", "/v1/tasks/{id}", tasks.get_task, access=USER, tag="tasks", errors=(404,))
     r.add("POST", "/v1/tasks/{id}", tasks.start_task, access=USER, status=204, tag="tasks",
-          errors=(404, 409, 502, 503))  # fmt: skip
+          errors=(202, 404, 409, 422, 502, 503))  # fmt: skip
     r.add("GET", "/v1/tasks/{id}/status", tasks.task_status, access=USER, tag="tasks",
           errors=(404,))  # fmt: skip
     r.add("GET", "/v1/tasks/{id}/logs", tasks.task_logs, access=USER, tag="tasks", errors=(404,))

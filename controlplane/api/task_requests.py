@@ -41,7 +41,7 @@ MALFORMED_PART = (
 )
 log = get_logger(__name__)
 SPEC_FIELDS = ("image", "command", "name", "env", "containerImage", "runCommand",
-               "repo", "release_asset", "releaseAsset", "tag")  # fmt: skip
+               "repo", "release_asset", "releaseAsset", "tag", "retries")  # fmt: skip
 MAX_FIELD_BYTES = 256 * 1024
 
 

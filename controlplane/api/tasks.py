@@ -16,15 +16,16 @@ from sqlmodel import col, select
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.errors import ApiError, Conflict, NotFound
+from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.repos import with_release_asset
 from controlplane.api.task_requests import read_task_request
-from controlplane.db.tables.tasks import PENDING, Task, TaskFile
+from controlplane.db.tables.tasks import FAILED, PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
 from controlplane.quota_enforcement import Claim, enforce_quota
-from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_RUNNER
-from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
+from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_QUEUE, TASK_RUNNER
+from controlplane.tasks.queue import queue_positions
+from controlplane.tasks.runner import TaskRunner, task_event
 
 log = get_logger(__name__)
 
@@ -60,6 +61,12 @@ class TaskStatusView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    queue_position: int | None = Field(
+        description="1-based place in the queue while the task waits to start"
+    )
+    queue_reason: str | None = Field(description="why a queued task waits")
+    retries: int = Field(description="how often the task is re-queued after losing its node")
+    attempts: int = Field(description="how often it was started")
 
 
 class TaskView(TaskStatusView):
@@ -111,8 +118,13 @@ class LogQuery(BaseModel):
     tail: int = 0
 
 
-def _status_of(task: Task) -> dict[str, Any]:
+def _status_of(task: Task, position: int | None = None) -> dict[str, Any]:
+    queued = task.status == PENDING and task.queued_at is not None
     return {
+        "queue_position": position if queued else None,
+        "queue_reason": (task.queue_reason or None) if queued else None,
+        "retries": task.retries,
+        "attempts": task.attempts,
         "id": task.id,
         "status": task.status,
         "exit_code": task.exit_code,
@@ -125,10 +137,10 @@ def _status_of(task: Task) -> dict[str, Any]:
     }
 
 
-def view_of(task: Task, files: list[TaskFile]) -> TaskView:
-    """The public view of a task row and its files."""
+def view_of(task: Task, files: list[TaskFile], position: int | None = None) -> TaskView:
+    """The public view of a task row and its files (`position`: its place in the queue)."""
     return TaskView(
-        **_status_of(task),
+        **_status_of(task, position),
         name=task.name,
         image=task.image,
         command=list(task.command),
@@ -197,6 +209,7 @@ async def create_task(request: web.Request) -> CreatedTask:
         repo_id=spec.repo,
         release_asset=spec.release_asset or "",
         release_tag=release_tag,
+        retries=spec.retries,
     )
     files = [
         TaskFile(
@@ -232,32 +245,56 @@ async def list_tasks(request: web.Request, query: TaskListQuery) -> TaskList:
     by_task: dict[uuid.UUID, list[TaskFile]] = {}
     for item in files:
         by_task.setdefault(item.task_id, []).append(item)
-    views = [view_of(t, sorted(by_task.get(t.id, []), key=lambda f: f.path)) for t in tasks]
+    positions = await queue_positions(database(request), tasks)
+    views = [
+        view_of(t, sorted(by_task.get(t.id, []), key=lambda f: f.path), positions.get(t.id))
+        for t in tasks
+    ]
     return TaskList(tasks=views, pagination=pagination)
 
 
 async def get_task(request: web.Request) -> TaskView:
     """One of the caller's tasks."""
     task, files = await _owned_task(request, with_files=True)
-    return view_of(task, files)
+    positions = await queue_positions(database(request), [task])
+    return view_of(task, files, positions.get(task.id))
 
 
 async def start_task(request: web.Request) -> web.StreamResponse:
-    """Start a Pending task on a ready node (204). 409 when it was started before."""
+    """Start a Pending task: 204 when it started on a node now, 202 with its status
+    (`queue_position`, `queue_reason`) when it waits in the queue for room. 409 when
+    it was started or queued before, 422 `task_never_fits` when no enrolled,
+    non-draining node could ever hold it, 502 when its node refused it."""
     task, _ = await _owned_task(request, with_files=False)
-    if task.status != PENDING:
-        raise Conflict(f"the task is {task.status}; only Pending tasks start", code="task_started")
-    try:
-        await _runner(request).start(task)
-    except TaskStartError as exc:
-        raise ApiError(str(exc), code=exc.code, status=exc.status) from exc
-    return web.Response(status=204)
+    if task.status != PENDING or task.queued_at is not None:
+        state = "queued" if task.status == PENDING else task.status
+        raise Conflict(f"the task is {state}; only new Pending tasks start", code="task_started")
+    _runner(request)
+    queue = request.app[TASK_QUEUE]
+    reason = await queue.never_fits(task)
+    if reason is not None:
+        raise Unprocessable(reason, code="task_never_fits")
+    if not await queue.enqueue(task):
+        raise Conflict("the task was started or queued meanwhile", code="task_started")
+    async with database(request).session() as session:
+        now = await session.get(Task, task.id)
+    if now is None:
+        raise NotFound("task not found", code="task_not_found")
+    if now.status == FAILED:
+        raise ApiError(now.error_message or "the task failed", code="agent_error", status=502)
+    if now.status != PENDING:
+        return web.Response(status=204)
+    positions = await queue_positions(database(request), [now])
+    status = TaskStatusView(**_status_of(now, positions.get(now.id)))
+    return web.json_response(text=status.model_dump_json(), status=202)
 
 
 async def task_status(request: web.Request) -> TaskStatusView:
-    """Pending, Running, Succeeded or Failed, with the exit code and timestamps."""
+    """Pending (with its queue position and reason when queued), Running, Succeeded
+    or Failed, with the exit code and timestamps."""
     task, _ = await _owned_task(request, with_files=False)
-    return TaskStatusView(**_status_of(task))
+    positions = await queue_positions(database(request), [task])
+    return TaskStatusView(**_status_of(task, positions.get(task.id)))
 
 
 async def task_logs(request: web.Request, query: LogQuery) -> web.StreamResponse:

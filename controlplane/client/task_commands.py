@@ -82,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     client = client_for(args)
     task = create_task(client, args)
     sys.stderr.write(f"task {task['id']}\n")
-    client.call("POST", f"/v1/tasks/{task['id']}")
+    queued = client.call("POST", f"/v1/tasks/{task['id']}")
+    if queued:  # 202: no node has room now; it starts when one has
+        position, reason = queued.get("queue_position"), queued.get("queue_reason")
+        sys.stderr.write(f"task queued at position {position}: {reason}\n")
+        _wait_started(client, task["id"], args.timeout)
     for chunk in client.stream(f"/v1/tasks/{task['id']}/logs", query={"follow": "true"}):
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
@@ -90,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(f"task {status['status']} (exit code {status.get('exit_code')})\n")
     code = status.get("exit_code")
     return int(code) if isinstance(code, int) and status["status"] in FINISHED else 1
+
+
+def _wait_started(client: ApiClient, task_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.call("GET", f"/v1/tasks/{task_id}/status")["status"] != "Pending":
+            return
+        time.sleep(0.5)
 
 
 def _wait_finished(client: ApiClient, task_id: str, timeout: float) -> dict[str, Any]:

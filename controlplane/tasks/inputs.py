@@ -119,6 +119,8 @@ class TaskSpec(BaseModel):
     repo: uuid.UUID | None = None
     release_asset: str | None = Field(default=None, min_length=1, max_length=MAX_PATH)
     tag: str | None = Field(default=None, min_length=1, max_length=255)
+    # How often the task is re-queued after the node running it went down.
+    retries: int = Field(default=0, ge=0, le=10)
 
     @model_validator(mode="before")
     @classmethod

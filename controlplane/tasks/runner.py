@@ -81,11 +81,17 @@ TaskCommit = Callable[[AsyncSession, str], Awaitable[None]]
 class TaskPlacement(Protocol):
     """Places tasks (the real one: the scheduler and the placement commit point)."""
 
-    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
-        """Choose a node with room for the task and run `commit(session, node_id)` in
-        the transaction that commits the placement, once the room is known to be
-        still free; the node id, or None when no node has room. What `commit`
-        raises propagates, and then nothing is committed."""
+    async def place(
+        self,
+        cpu_millis: int,
+        memory_bytes: int,
+        commit: TaskCommit,
+        avoid_nodes: frozenset[str] = frozenset(),
+    ) -> str | None:
+        """Choose a node with room for the task, never one of `avoid_nodes`, and run
+        `commit(session, node_id)` in the transaction that commits the placement, once
+        the room is known to be still free; the node id, or None when no node has
+        room. What `commit` raises propagates, and then nothing is committed."""
         ...
 
 
@@ -152,8 +158,9 @@ class TaskRunner:
                 return None
             return await session.get(Task, task_id, populate_existing=True)
 
-    async def start(self, task: Task) -> Task:
-        """Place and start a Pending task; returns it Running.
+    async def start(self, task: Task, *, avoid_nodes: frozenset[str] = frozenset()) -> Task:
+        """Place and start a Pending task on a node not in `avoid_nodes`; returns it
+        Running (its `attempts` counted).
 
         TaskStartError when no node has room or it was started already (the task stays
         as it was), or when the agent refused (the task is then Failed). The node is
@@ -165,7 +172,12 @@ class TaskRunner:
                 update(Task)
                 .where(col(Task.id) == task.id, col(Task.status) == PENDING)
                 .values(
-                    status=RUNNING, node_id=uuid.UUID(node_id), started_at=_now(), updated_at=_now()
+                    status=RUNNING,
+                    node_id=uuid.UUID(node_id),
+                    started_at=_now(),
+                    updated_at=_now(),
+                    attempts=col(Task.attempts) + 1,
+                    queue_reason="",
                 )
             )
             if marked.rowcount == 0:
@@ -173,7 +185,9 @@ class TaskRunner:
                     "the task was already started", code="task_started", status=409
                 )
 
-        node_id = await self._placement.place(task.cpu_millis, task.memory_bytes, mark_running)
+        node_id = await self._placement.place(
+            task.cpu_millis, task.memory_bytes, mark_running, avoid_nodes
+        )
         if node_id is None:
             raise TaskStartError(
                 "no ready node has room for this task", code="no_capacity", status=503
@@ -186,6 +200,8 @@ class TaskRunner:
         if running is None:
             raise TaskStartError("the task was deleted", code="not_found", status=404)
         self._bus.publish(task_event(running, EventType.TASK_STARTED))
+        if running.attempts > 1:
+            await self._remove_earlier_attempt(node_id, running.id)
         try:
             server = await self._agents.create_server(
                 node_id, server_spec(running, files), start=True
@@ -201,6 +217,14 @@ class TaskRunner:
             )
         return running
 
+    async def _remove_earlier_attempt(self, node_id: str, task_id: uuid.UUID) -> None:
+        # A retried task may land on the node its lost attempt ran on, which kept that
+        # container (same server id) while it was cut off.
+        try:
+            await self._agents.remove_server(node_id, str(task_id), delete_data=True)
+        except Exception as exc:
+            log.info("task_earlier_attempt_not_removed", task_id=str(task_id), error=str(exc))
+
     async def fail(self, task_id: uuid.UUID, message: str) -> None:
         """Mark a Running task Failed with `message` (no-op if it already ended)."""
         failed = await self._transition(
@@ -209,11 +233,17 @@ class TaskRunner:
         if failed is not None:
             self._bus.publish(task_event(failed, EventType.TASK_FAILED))
 
-    async def finish(self, task_id: uuid.UUID, exit_code: int, oom_killed: bool) -> None:
-        """Record the exit of a Running task: keep its logs, then Succeeded/Failed."""
+    async def finish(
+        self, task_id: uuid.UUID, exit_code: int, oom_killed: bool, node_id: str | None = None
+    ) -> None:
+        """Record the exit of a Running task: keep its logs, then Succeeded/Failed.
+        With `node_id`, only an exit on the node the task runs on now counts (a
+        retried task's lost attempt may report from its old node)."""
         async with self._db.session() as session:
             task = await session.get(Task, task_id)
         if task is None or task.status != RUNNING or task.node_id is None:
+            return
+        if node_id is not None and str(task.node_id) != node_id:
             return
         await self._keep_logs(task)
         status = SUCCEEDED if exit_code == 0 and not oom_killed else FAILED
@@ -254,7 +284,7 @@ class TaskRunner:
         if task_id is None or (labels and LABEL_TASK not in labels):
             return
         if event.kind == pb.LIFECYCLE_KIND_EXITED:
-            await self.finish(task_id, event.exit_code, event.oom_killed)
+            await self.finish(task_id, event.exit_code, event.oom_killed, node_id)
         elif event.kind == pb.LIFECYCLE_KIND_REMOVED:
             await self.fail(task_id, "the task's container was removed")
 
@@ -264,7 +294,7 @@ class TaskRunner:
         for status in reported.values():
             task_id = _task_id(status.id)
             if task_id is not None and status.exited:
-                await self.finish(task_id, status.exit_code, status.oom_killed)
+                await self.finish(task_id, status.exit_code, status.oom_killed, node_id)
         await self._fail_lost(node_id, set(reported))
 
     async def _fail_lost(self, node_id: str, reported: set[str]) -> None:
@@ -288,14 +318,31 @@ class TaskRunner:
         return [str(node_id) for node_id in rows if node_id is not None]
 
     async def on_node_down(self, node_id: str) -> None:
-        """Tasks do not move: the running ones on a lost node fail."""
+        """The running tasks on a lost node go back to the queue while they have
+        retries left (`attempts <= retries`), else fail."""
         statement = select(Task).where(
             col(Task.status) == RUNNING, col(Task.node_id) == uuid.UUID(node_id)
         )
         async with self._db.session() as session:
             running = (await session.exec(statement)).all()
         for task in running:
-            await self.fail(task.id, "the node running the task went down")
+            if task.attempts <= task.retries:
+                await self._requeue(task, "re-queued: the node running the task went down")
+            else:
+                await self.fail(task.id, _node_down_message(task))
+
+    async def _requeue(self, task: Task, reason: str) -> None:
+        # Back to its place in the queue (submission order), ready for another attempt.
+        await self._transition(
+            task.id,
+            RUNNING,
+            status=PENDING,
+            node_id=None,
+            container_id="",
+            started_at=None,
+            queued_at=task.queued_at or _now(),
+            queue_reason=f"{reason} (attempt {task.attempts} of {task.retries + 1})",
+        )
 
     async def logs(self, task: Task, *, follow: bool, tail: int = 0) -> AsyncGenerator[str, None]:
         """The task's output: kept logs once it ended, live from its node while it runs."""
@@ -344,6 +391,13 @@ class _LogTail:
         if len(data) > self._limit:
             data = data[-self._limit :]
         return data.decode(errors="ignore"), truncated
+
+
+def _node_down_message(task: Task) -> str:
+    message = "the node running the task went down"
+    if task.retries:
+        return f"{message} (attempt {task.attempts}, no retries left of {task.retries})"
+    return message
 
 
 def _task_id(server_id: str) -> uuid.UUID | None:

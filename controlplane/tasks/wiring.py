@@ -1,7 +1,8 @@
 """The tasks component in the application: the runner, its view of the agents (the
 gRPC pool) and its placement (the one placement path, :mod:`controlplane.placement`),
-and the loop that feeds it the agents' signals (lifecycle events, heartbeat changes,
-nodes going down)."""
+the loop that feeds it the agents' signals (lifecycle events, heartbeat changes,
+nodes going down), and the task queue's loop (:class:`~controlplane.tasks.queue.TaskQueue`,
+one object: with several control planes only the leader runs it)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from controlplane.agents.pool import AgentPool, NodeSignal
 from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
 from controlplane.placement import PlacementApplier, PlacementRefused, Proposal
-from controlplane.scheduler import Claim, PlacementRequest, plan
-from controlplane.state import AGENT_POOL, RECONCILER, TASK_RUNNER
+from controlplane.scheduler import Claim, PlacementRequest, Snapshot, plan
+from controlplane.state import AGENT_POOL, RECONCILER, TASK_QUEUE, TASK_RUNNER
+from controlplane.tasks.queue import TaskQueue
 from controlplane.tasks.runner import TaskCommit, TaskRunner
 from protos import agent_pb2 as pb
 
@@ -82,18 +84,34 @@ class SchedulerTaskPlacement:
     def __init__(self, applier: ApplierSource) -> None:
         self._applier_of = applier
 
-    async def choose_node(self, cpu_millis: int, memory_bytes: int) -> str | None:
-        """The node the scheduler proposes for the task now (None: none has room)."""
+    async def snapshot(self) -> Snapshot:
+        """The committed capacity now (what the task queue orders its tasks on)."""
+        return await self._applier_of().snapshot()
+
+    async def choose_node(
+        self, cpu_millis: int, memory_bytes: int, avoid_nodes: frozenset[str] = frozenset()
+    ) -> str | None:
+        """The node the scheduler proposes for the task now, never one of
+        `avoid_nodes` (None: none has room)."""
         snapshot = await self._applier_of().snapshot()
         request = PlacementRequest(
-            replica_ids=["task"], cpu_millis=cpu_millis, memory_bytes=memory_bytes
+            replica_ids=["task"],
+            cpu_millis=cpu_millis,
+            memory_bytes=memory_bytes,
+            avoid_nodes=avoid_nodes,
         )
         result = plan(snapshot, request)
         return result.placements[0].node_id if result.placements else None
 
-    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
+    async def place(
+        self,
+        cpu_millis: int,
+        memory_bytes: int,
+        commit: TaskCommit,
+        avoid_nodes: frozenset[str] = frozenset(),
+    ) -> str | None:
         for _ in range(PROPOSALS):
-            node_id = await self.choose_node(cpu_millis, memory_bytes)
+            node_id = await self.choose_node(cpu_millis, memory_bytes, avoid_nodes)
             if node_id is None:
                 return None
             proposal = Proposal(
@@ -125,10 +143,25 @@ def install_tasks(app: web.Application, database: Database, bus: EventBus) -> Ta
         return app[RECONCILER].placement
 
     agents = PoolTaskAgents(pool)
-    runner = TaskRunner(database, bus, agents, SchedulerTaskPlacement(applier))
+    placement = SchedulerTaskPlacement(applier)
+    runner = TaskRunner(database, bus, agents, placement)
     app[TASK_RUNNER] = runner
+    app[TASK_QUEUE] = TaskQueue(database, runner, placement, bus)
     app.cleanup_ctx.append(_follow_agents)
+    app.cleanup_ctx.append(_run_queue)
     return runner
+
+
+async def _run_queue(app: web.Application) -> AsyncIterator[None]:
+    """The queue's loop, while the application runs (with agents to start tasks on)."""
+    if AGENT_POOL not in app:
+        yield
+        return
+    loop = asyncio.create_task(app[TASK_QUEUE].run(), name="task-queue")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(loop)
 
 
 async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
@@ -147,14 +180,24 @@ async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     app[AGENT_POOL].add_listener(listen)
-    loop = asyncio.create_task(_consume(signals, app[TASK_RUNNER], app[AGENT_POOL]), name="tasks")
+    consume = _consume(signals, app[TASK_RUNNER], app[AGENT_POOL], app[TASK_QUEUE].wake)
+    loop = asyncio.create_task(consume, name="tasks")
     try:
         yield
     finally:
         await cancel_and_wait(loop)
 
 
-async def _consume(signals: asyncio.Queue[NodeSignal], runner: TaskRunner, pool: AgentPool) -> None:
+def _no_queue() -> None:
+    pass
+
+
+async def _consume(
+    signals: asyncio.Queue[NodeSignal],
+    runner: TaskRunner,
+    pool: AgentPool,
+    wake_queue: Callable[[], None] = _no_queue,
+) -> None:
     # The sweep is due every SWEEP_SECONDS however busy the queue is: lost containers
     # are found only by it, and a steady stream of signals must not starve it.
     loop = asyncio.get_running_loop()
@@ -171,6 +214,8 @@ async def _consume(signals: asyncio.Queue[NodeSignal], runner: TaskRunner, pool:
                 await _sweep(runner, pool)
             else:
                 await _handle(signal, runner, pool)
+                if signal.kind == "down":
+                    wake_queue()  # its tasks may have been re-queued
         except Exception:
             log.exception("task_signal_failed")
 

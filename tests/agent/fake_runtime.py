@@ -120,6 +120,17 @@ class FakeContainerRuntime:
     ) -> str:
         raise ImageUnknown(f"the fake engine has no registry to pull {image} from")
 
+    async def check_image(
+        self,
+        reference: ImageReference,
+        image: str,
+        credentials: RegistryCredentials | None,
+        registry_seconds: float,
+    ) -> bool:
+        if image in self.images:
+            return True
+        raise ImageUnknown(f"the fake engine has no registry to look {image} up in")
+
     async def list_images(self) -> list[ImageInfo]:
         return [ImageInfo(name, (name,), (), 0, 0, ()) for name in sorted(self.images)]
 

@@ -207,6 +207,12 @@ class FakeAgent:
     async def apply_routes(self, table: pb.RouteTable) -> int:
         raise AgentError("failed_precondition", "this node has no ingress role")
 
+    async def check_image(
+        self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int
+    ) -> pb.CheckImageResponse:
+        self._record("CheckImage")
+        return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
+
     async def close(self) -> None:
         self.closed = True
 

@@ -26,6 +26,7 @@ from controlplane.db.tables.tasks import Task
 from controlplane.events.bus import EventBus
 from controlplane.reconciler.loop import Reconciler
 from controlplane.reconciler.model import BackoffPolicy, Unschedulable
+from controlplane.tasks.queue import TaskQueue
 from controlplane.tasks.runner import TaskRunner
 from controlplane.tasks.wiring import PoolTaskAgents, SchedulerTaskPlacement
 from tests.controlplane.fake_agent import FakeFleet
@@ -60,6 +61,7 @@ class ReconcilerHarness:
         self.runner = TaskRunner(
             database, self.bus, PoolTaskAgents(lambda: self.pool), self.placement
         )
+        self.queue = TaskQueue(database, self.runner, self.placement, self.bus)
         self.user_id = uuid.uuid4()
 
     async def start(self) -> None:
@@ -145,13 +147,14 @@ class ReconcilerHarness:
             )
         self.reconciler.wake()
 
-    async def add_task(self, *, memory_bytes: int, cpu_millis: int = 100) -> Task:
+    async def add_task(self, *, memory_bytes: int, cpu_millis: int = 100, retries: int = 0) -> Task:
         task = Task(
             user_id=self.user_id,
             image="encedeus/busybox:latest",
             command=["true"],
             cpu_millis=cpu_millis,
             memory_bytes=memory_bytes,
+            retries=retries,
         )
         async with self.database.transaction() as session:
             session.add(task)

@@ -15,11 +15,12 @@ from aiohttp.test_utils import TestClient
 from sqlmodel import select
 
 from agent.daemon import RunningAgent
+from controlplane.api.image_checks import ImageAccess
 from controlplane.cli import main
-from controlplane.db.tables import Deployment
+from controlplane.db.tables import Deployment, Node
 from controlplane.security.registry_credentials import RegistryCredentials
 from controlplane.security.secrets import SecretBox, resolve_secrets_key
-from controlplane.state import CONFIG, DATABASE
+from controlplane.state import AGENT_POOL, CONFIG, DATABASE, IMAGE_CHECKS
 from tests.controlplane.accounts_support import Account, error_code, expect_json, register
 from tests.controlplane.cluster_support import FAST, count_submits, enrolled_agent, eventually
 from tests.controlplane.conftest import SQLITE_ONLY, ConfigFactory, start_client
@@ -52,6 +53,23 @@ async def cluster(make_config: ConfigFactory, tmp_path: Path) -> AsyncIterator[C
             yield client, admin, agent
     finally:
         await client.close()
+
+
+def reported_later(client: TestClient[Any, Any]) -> None:
+    """No image check at create: the pull's own failure is what the test is about."""
+    client.app[IMAGE_CHECKS].seconds = 0
+
+
+async def node_ready(client: TestClient[Any, Any]) -> None:
+    """Wait until the enrolled node is ready in the agent pool (it answers checks)."""
+    pool = client.app[AGENT_POOL]
+
+    async def ready() -> bool | None:
+        async with client.app[DATABASE].session() as session:
+            ids = (await session.exec(select(Node.id))).all()
+        return True if any(pool.state(str(i)) == "ready" for i in ids) else None
+
+    await eventually(ready, timeout=30)
 
 
 def auth(password: str = REGISTRY_PASSWORD) -> dict[str, str]:
@@ -137,6 +155,7 @@ async def test_failed_pulls_fail_the_deployment_with_their_code_and_no_retry_sto
     cluster: Cluster, credentials: dict[str, str] | None, tag: str, code: str
 ) -> None:
     client, user, agent = cluster
+    reported_later(client)
     submits = count_submits(agent)
     with pushed_copy() as image:
         extra = {"registry_auth": credentials} if credentials else {}
@@ -227,6 +246,7 @@ async def test_a_slow_pull_shows_progress_in_status_and_on_the_websocket(
 
 async def test_a_failed_pull_of_an_update_leaves_the_replica_running(cluster: Cluster) -> None:
     client, user, _ = cluster
+    reported_later(client)
     with pushed_copy() as image:
         dep = await deploy(client, user, image, registry_auth=auth())
         await until_status(client, user, dep, "running")
@@ -298,6 +318,7 @@ async def details_list(client: TestClient[Any, Any], user: Account) -> list[str]
 
 async def test_fixing_the_credentials_recovers_at_once(cluster: Cluster) -> None:
     client, user, _ = cluster
+    reported_later(client)
     with pushed_copy() as image:
         dep = await deploy(client, user, image, registry_auth=auth("wrong-password"))
         assert (await until_status(client, user, dep, "failed"))["error_code"] == "registry_denied"
@@ -317,3 +338,52 @@ async def test_fixing_the_credentials_recovers_at_once(cluster: Cluster) -> None
         )
         assert removed["id"] == dep
         assert (await details(client, user, dep))["registry_auth"] is None
+
+
+async def _create(client: TestClient[Any, Any], user: Account, image: str, **fields: Any) -> Any:
+    body = {"app_name": f"c{len(image) % 7}x", "image": image, "command": LOOP, **fields}
+    return await client.post("/v1/deployments", json=body, headers=user.headers)
+
+
+async def test_unusable_images_are_422_at_create_when_a_node_can_tell(cluster: Cluster) -> None:
+    client, user, _ = cluster
+    await node_ready(client)
+    with pushed_copy() as image:
+        repository = image.rpartition(":")[0]
+        unknown = await _create(client, user, f"{repository}:no-such-tag", registry_auth=auth())
+        assert (unknown.status, await error_code(unknown)) == (422, "image_not_found")
+        denied = await _create(client, user, image, registry_auth=auth("wrong-password"))
+        body = await denied.json()
+        assert (denied.status, body["error"]["code"]) == (422, "registry_denied")
+        assert "wrong-password" not in json.dumps(body)
+        # Cached per image and credentials: the right password is asked about anew.
+        assert client.app[IMAGE_CHECKS].cached(ImageAccess(image, REGISTRY_USER, "x")) is None
+        # No replicas: nothing is asked, the deployment is accepted.
+        idle = await _create(client, user, f"{repository}:no-such-tag", replicas=0)
+        assert idle.status == 201
+        # pull_policy "never": no registry is involved, the node says so later.
+        local = await _create(
+            client, user, f"{repository}:no-such-tag", app_name="local", pull_policy="never"
+        )
+        assert local.status == 201
+        dep = await deploy(client, user, image, registry_auth=auth())
+        changed = await client.put(
+            f"/v1/deployments/{dep}", json={"image": f"{repository}:gone"}, headers=user.headers
+        )
+        assert (changed.status, await error_code(changed)) == (422, "image_not_found")
+        assert (await details(client, user, dep))["image"] == image
+
+
+async def test_an_unreachable_registry_is_accepted_and_reported_later(cluster: Cluster) -> None:
+    client, user, _ = cluster
+    await node_ready(client)
+    created = await _create(client, user, "127.0.0.1:1/nowhere/app:v1")
+    assert created.status == 201
+    dep = str((await created.json())["id"])
+
+    async def reported() -> Any:
+        shown = await details(client, user, dep)
+        return shown if shown["error_code"] else None
+
+    shown = await eventually(reported, timeout=30)
+    assert shown["error_code"] == "registry_unreachable", shown

@@ -56,6 +56,11 @@ class FakeAgent:
             yield event
         raise AgentError("unavailable", "connection reset")
 
+    async def check_image(
+        self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int
+    ) -> pb.CheckImageResponse:
+        return pb.CheckImageResponse()
+
     async def close(self) -> None:
         self.closed = True
 

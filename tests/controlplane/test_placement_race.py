@@ -69,8 +69,10 @@ async def test_a_scale_up_committed_while_a_task_is_being_placed_wins_the_slot(
     task = await harness.add_task(memory_bytes=SLOT)
     choose = harness.placement.choose_node
 
-    async def choose_then_scale_up(cpu_millis: int, memory_bytes: int) -> str | None:
-        chosen = await choose(cpu_millis, memory_bytes)
+    async def choose_then_scale_up(
+        cpu_millis: int, memory_bytes: int, avoid_nodes: frozenset[str] = frozenset()
+    ) -> str | None:
+        chosen = await choose(cpu_millis, memory_bytes, avoid_nodes)
         # The task proposed this node; the scale-up commits the last room meanwhile.
         await harness.update_deployment(deployment_id, replicas=2)
         await harness.reconciler.reconcile_once()

@@ -44,11 +44,12 @@ async def _status(client: Client, user: Account, task_id: str) -> str | None:
 
 
 async def _started(client: Client, user: Account, task_id: str) -> bool:
-    """Start the task; False while no node is ready for it yet (503)."""
+    """Start the task (204), or queue it until the node is ready (202); False while
+    the node is not enrolled yet (422: nothing could ever hold it)."""
     response = await client.post(f"/v1/tasks/{task_id}", headers=user.headers)
-    if response.status == 503:
+    if response.status in (422, 503):
         return False
-    assert response.status == 204, await response.text()
+    assert response.status in (202, 204), await response.text()
     return True
 
 

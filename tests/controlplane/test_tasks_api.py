@@ -3,6 +3,7 @@ delete, owner isolation, input limits. Starting needs agents: see tests/e2e."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -13,6 +14,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from controlplane.cli import main
+from controlplane.db.tables import Node
+from controlplane.state import DATABASE
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
@@ -134,11 +138,55 @@ async def test_multipart_uploads_land_at_their_paths(api: TestClient[Any, Any]) 
     assert body["command"] == ["cat", "notes.txt"]
 
 
-async def test_starting_without_agents_is_unavailable(api: TestClient[Any, Any]) -> None:
+async def test_starting_with_no_node_enrolled_is_refused_as_never_fitting(
+    api: TestClient[Any, Any],
+) -> None:
     owner = await register(api)
     task_id = (await create(api, owner))["id"]
     response = await api.post(f"/v1/tasks/{task_id}", headers=owner.headers)
-    assert response.status in (503, 204)
+    body = await response.json()
+    assert response.status == 422, body
+    assert body["error"]["code"] == "task_never_fits"
+    status = await (await api.get(f"/v1/tasks/{task_id}/status", headers=owner.headers)).json()
+    assert status["status"] == "Pending"
+    assert status["queue_position"] is None
+
+
+async def test_a_task_with_no_room_now_waits_in_the_queue_with_its_position(
+    api: TestClient[Any, Any],
+) -> None:
+    # An enrolled node whose agent is not connected: big enough, but no room now.
+    async with api.app[DATABASE].transaction() as session:
+        session.add(Node(name="offline", status="ready", cpu_millis=4000, memory_bytes=8 * 2**30))
+    owner = await register(api)
+    first, second = [(await create(api, owner))["id"] for _ in range(2)]
+    answers = [await api.post(f"/v1/tasks/{t}", headers=owner.headers) for t in (first, second)]
+    assert [a.status for a in answers] == [202, 202]
+    queued = await answers[1].json()
+    assert queued["status"] == "Pending"
+    assert queued["queue_position"] == 2
+    assert queued["queue_reason"].startswith("waiting for a node large enough")
+    again = await api.post(f"/v1/tasks/{first}", headers=owner.headers)
+    assert (again.status, await error_code(again)) == (409, "task_started")
+    status = await (await api.get(f"/v1/tasks/{first}/status", headers=owner.headers)).json()
+    assert (status["queue_position"], status["attempts"]) == (1, 0)
+    listed = await (await api.get("/v1/tasks", headers=owner.headers)).json()
+    assert sorted(t["queue_position"] for t in listed["tasks"]) == [1, 2]
+
+
+async def test_cli_run_says_a_task_is_queued_and_waits_for_it(
+    api: TestClient[Any, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with api.app[DATABASE].transaction() as session:
+        session.add(Node(name="offline", status="ready", cpu_millis=4000, memory_bytes=2**33))
+    owner = await register(api)
+    monkeypatch.setenv("ENCEDEUS_URL", str(api.make_url("")).rstrip("/"))
+    monkeypatch.setenv("ENCEDEUS_TOKEN", owner.access_token)
+    argv = ["tasks", "run", TEST_IMAGE, "--timeout", "0.5", "--", "true"]
+    assert await asyncio.to_thread(main, argv) == 1  # still queued when the wait ends
+    assert "task queued at position 1: waiting for a node" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

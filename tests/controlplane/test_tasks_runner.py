@@ -60,7 +60,13 @@ class OneNode:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    async def place(self, cpu_millis: int, memory_bytes: int, commit: TaskCommit) -> str | None:
+    async def place(
+        self,
+        cpu_millis: int,
+        memory_bytes: int,
+        commit: TaskCommit,
+        avoid_nodes: frozenset[str] = frozenset(),
+    ) -> str | None:
         async with self.database.transaction() as session:
             await commit(session, NODE)
         return NODE

@@ -217,3 +217,36 @@ async def test_owner_hears_task_events_over_websocket_and_webhook(
     profile = await asyncio.to_thread(user.call, "GET", "/v1/user/profile")
     assert payload["user_id"] == profile["id"]
     await asyncio.to_thread(user.call, "DELETE", f"/v1/tasks/{created['id']}")
+
+
+def test_tasks_wait_in_the_queue_for_room_and_start_in_order(
+    stack: SingleHost, user: ApiClient
+) -> None:
+    token = ApiClient(stack.url).call(
+        "POST",
+        "/v1/auth/login",
+        {"username": stack.admin_username, "password": stack.admin_password},
+    )["access_token"]
+    [node] = ApiClient(stack.url, token).call("GET", "/v1/nodes")["nodes"]
+    whole_node = f"{node['cpu_millis']}m"
+
+    def task(command: str, cpu: str = whole_node) -> str:
+        spec = {"image": TEST_IMAGE, "command": command, "resources": {"cpu": cpu}}
+        return str(user.call("POST", "/v1/tasks", spec)["id"])
+
+    first, second = task("sleep 2; echo first"), task("echo second")
+    user.call("POST", f"/v1/tasks/{first}")
+    queued = user.call("POST", f"/v1/tasks/{second}")  # 202: the node is full
+    assert queued["status"] == "Pending", queued
+    assert queued["queue_position"] >= 1
+    assert queued["queue_reason"].startswith("waiting for capacity")
+
+    too_big = task("true", cpu=f"{node['cpu_millis'] * 2}m")
+    with pytest.raises(ClientError) as refused:
+        user.call("POST", f"/v1/tasks/{too_big}")
+    assert (refused.value.status, refused.value.code) == (422, "task_never_fits")
+
+    done = wait_finished(user, second)
+    assert done["status"] == "Succeeded", done
+    assert wait_finished(user, first)["finished_at"] <= done["started_at"]
+    assert task_logs(user, second) == "second\n"

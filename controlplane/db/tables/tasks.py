@@ -2,8 +2,9 @@
 
 A task is created `Pending`, becomes `Running` when started on a node (its container is
 the agent server whose id is the task id), and ends `Succeeded` (exit code 0) or
-`Failed` (any other exit, or it could not be started). The logs are copied here when
-it ends, so they outlive the container.
+`Failed` (any other exit, or it could not be started). A Pending task asked to start
+when no node has room waits in the queue (`queued_at`, `queue_reason`). The logs are
+copied here when it ends, so they outlive the container.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class Task(SQLModel, table=True):
     repo_id: uuid.UUID | None = Field(default=None)
     release_asset: str = Field(default="", max_length=255)
     release_tag: str = Field(default="", max_length=255)
+    # The queue (controlplane/tasks/queue.py): a Pending task with `queued_at` was
+    # asked to start and waits for room, in `queued_at` order, for `queue_reason`.
+    # `attempts` counts its starts; it is re-queued after losing its node while
+    # attempts <= `retries`.
+    queued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True, index=True))
+    queue_reason: str = Field(default="", max_length=500)
+    retries: int = 0
+    attempts: int = 0
 
 
 class TaskFile(SQLModel, table=True):
