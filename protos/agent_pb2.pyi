@@ -568,6 +568,7 @@ class ServerSpec(_message.Message):
     RUN_AS_ROOT_FIELD_NUMBER: _builtins.int
     PULL_POLICY_FIELD_NUMBER: _builtins.int
     REGISTRY_AUTH_FIELD_NUMBER: _builtins.int
+    VOLUME_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """chosen by the control plane (uuid)"""
     image: _builtins.str
@@ -586,6 +587,11 @@ class ServerSpec(_message.Message):
     no capabilities at all (see docs/security.md). Default false.
     """
     pull_policy: Global___PullPolicy.ValueType
+    volume_id: _builtins.str
+    """The slot's volume: names the data directory (<data_dir>/volumes/<volume_id>) and
+    the SFTP login; the same for the life of the slot, whichever replica runs it.
+    Empty (older control planes): the server id names them.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = the image's default"""
@@ -633,10 +639,11 @@ class ServerSpec(_message.Message):
         run_as_root: _builtins.bool = ...,
         pull_policy: Global___PullPolicy.ValueType = ...,
         registry_auth: Global___RegistryAuth | None = ...,
+        volume_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "registry_auth", b"registry_auth", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "volume_id", b"volume_id", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,12 +1,14 @@
 """A server's data directory on the host: its input files, its owner, its mount.
 
-`<agent data_dir>/volumes/<server id>` is bind-mounted into the container. Three
+`<agent data_dir>/volumes/<volume id>` is bind-mounted into the container: the volume
+id is the slot's (deployment, ordinal), the same whichever replica runs it (see
+docs/stateful.md); specs without one name the directory by server id. Three
 guarantees hold for it (see docs/security.md):
 
 - It belongs to the uid:gid the container runs as (mapped through the engine's
   user-namespace remapping, if any), so an unprivileged container can write it.
   Data written by another owner (servers that ran as root before) is re-owned once:
-  a marker outside the directory, `<agent data_dir>/ownership/<server id>`, records
+  a marker outside the directory, `<agent data_dir>/ownership/<volume id>`, records
   the owner it was last given.
 - It is a mount point of itself with `nosuid,nodev`, so a setuid binary or a device
   node written into it by a container means nothing on the host (nor in the
@@ -27,7 +29,7 @@ import shutil
 from pathlib import Path
 
 from agent.files.confine import open_beneath
-from agent.fleet.spec import relative_file_path
+from agent.fleet.spec import relative_file_path, volume_name
 from agent.runtime import IdMapping
 from common.logging import get_logger
 from protos import agent_pb2 as pb
@@ -218,8 +220,9 @@ class ServerVolumes:
         self.container_user = container_user
         self.id_mapping = id_mapping or IdMapping()
 
-    def path(self, server_id: str) -> Path:
-        return self.root / server_id
+    def path(self, volume: str) -> Path:
+        """The data directory of the volume named `volume` (see :func:`volume_name`)."""
+        return self.root / volume
 
     def user_of(self, spec: pb.ServerSpec) -> str:
         """The `uid:gid` the server's processes run as, inside the container."""
@@ -249,21 +252,23 @@ class ServerVolumes:
     def prepare(self, spec: pb.ServerSpec) -> bool:
         """Before creating `spec`'s container: the directory with its input files, owned
         and mounted as the module says; True when the directory was created now."""
-        created = prepare_data_dir(self.path(spec.id), list(spec.files), self.owner_of(spec))
+        data_dir = self.path(volume_name(spec))
+        created = prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec))
         self.ready(spec)
         return created
 
     def ready(self, spec: pb.ServerSpec) -> None:
         """Before each start: owned by the server's user (re-owned once after a change
         of owner) and mounted nosuid,nodev."""
-        data_dir = self.path(spec.id)
-        if own_once(data_dir, self.owner_of(spec), self.markers / spec.id):
+        volume = volume_name(spec)
+        data_dir = self.path(volume)
+        if own_once(data_dir, self.owner_of(spec), self.markers / volume):
             log.info("data_dir_reowned", server=spec.id, owner=self.owner_of(spec))
         secure_mount(data_dir)
 
-    def discard_empty(self, server_id: str) -> None:
+    def discard_empty(self, volume: str) -> None:
         """Remove a directory a failed create made, if it is still empty."""
-        data_dir = self.path(server_id)
+        data_dir = self.path(volume)
         with os.scandir(data_dir) as entries:
             if next(entries, None) is not None:
                 return  # SFTP works before the container exists: the user's files
@@ -271,9 +276,9 @@ class ServerVolumes:
         with contextlib.suppress(OSError):
             data_dir.rmdir()
 
-    def delete(self, server_id: str) -> None:
-        """Unmount and delete a server's data directory and its ownership marker."""
-        data_dir = self.path(server_id)
+    def delete(self, volume: str) -> None:
+        """Unmount and delete a volume's data directory and its ownership marker."""
+        data_dir = self.path(volume)
         release_mount(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
-        (self.markers / server_id).unlink(missing_ok=True)
+        (self.markers / volume).unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from agent.console.history import ConsoleLine
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
-from agent.fleet.spec import container_spec, validate_spec
+from agent.fleet.spec import container_spec, validate_spec, volume_name
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
 from agent.runtime import AlreadyExists, ImageNotFound, InvalidSpec, NotFound, NotRunning
@@ -180,7 +180,7 @@ class Supervisor:
                 container_spec(
                     spec,
                     labels=self.tracker.labels,
-                    data_dir=self.volumes.path(spec.id),
+                    data_dir=self.volumes.path(volume_name(spec)),
                     user=self.volumes.user_of(spec),
                     default_pids=self.default_pids,
                     log_max_size=self.log_max_size,
@@ -191,7 +191,7 @@ class Supervisor:
             if created_dir:
                 # Only while empty (the control plane retries).
                 with contextlib.suppress(OSError):
-                    await asyncio.to_thread(self.volumes.discard_empty, spec.id)
+                    await asyncio.to_thread(self.volumes.discard_empty, volume_name(spec))
             raise
         del spec.files[:]
         spec.ClearField("registry_auth")
@@ -279,13 +279,13 @@ class Supervisor:
         await self.pulls.cancel(server_id)
         if pending is not None and pending.replaces is None:
             if delete_data:
-                await asyncio.to_thread(self.volumes.delete, server_id)
+                await asyncio.to_thread(self.volumes.delete, volume_name(pending.spec))
             return
         server = self.get(server_id)
         async with server.lock:
             await self._discard_container(server)
         if delete_data:
-            await asyncio.to_thread(self.volumes.delete, server_id)
+            await asyncio.to_thread(self.volumes.delete, volume_name(server.spec))
 
     async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
         """Replace the container of server `spec.id` with one of `spec`, keeping its
