@@ -7,8 +7,9 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
 - Slots ``0..replicas-1`` each have one replica; missing ones are placed (through the
   scheduler's :class:`PlacementIndex`, shared by the whole pass), extra ones removed.
 - A replica whose node is down or gone moves to a live node as a new replica of the
-  same slot; the stale copy on the old node is an orphan (no row owns its id) and is
-  removed when that node reports again.
+  same slot, with the slot's volume id (its data directory and SFTP login); the stale
+  copy on the old node is an orphan (no row owns its id) and is removed when that
+  node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
 - Voluntary disruptions (rolling update to a new generation, moving off a draining
@@ -201,7 +202,10 @@ class _DeploymentPass:
             self.actions.append(Unschedulable(self.deployment.id, ordinal, "no_feasible_node"))
             return
         node_id, ports = where
-        self.actions.append(AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports))
+        # A new slot's volume takes the id of its first replica.
+        self.actions.append(
+            AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports, replica_id)
+        )
         self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
 
     def _move(self, replica: DesiredReplica, *, remove_old: bool = False) -> bool:
@@ -214,8 +218,11 @@ class _DeploymentPass:
         if remove_old and replica.node_id is not None:
             self.actions.append(RemoveServer(replica.node_id, replica.id))
         moved = self.new_id()
+        volume = replica.volume_id or replica.id
         self.actions.append(ForgetReplica(replica.id))
-        self.actions.append(AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports))
+        self.actions.append(
+            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume)
+        )
         self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
         return True
 

@@ -272,6 +272,7 @@ class Reconciler:
                 ordinal=action.ordinal,
                 node_id=uuid.UUID(action.node_id),
                 host_ports=list(action.host_ports),
+                volume_id=uuid.UUID(action.volume_id or action.replica_id),
             )
             session.add(replica)
             rows.replicas[action.replica_id] = replica

@@ -59,6 +59,7 @@ class DesiredReplica:
     ordinal: int
     node_id: str | None
     host_ports: tuple[int, ...] = ()
+    volume_id: str = ""  # the slot's data; "" (a bare model in tests): the replica id
     restart_count: int = 0
     crash_streak: int = 0
     handled_exit_ms: int = 0
@@ -192,6 +193,7 @@ class AddReplica:
     ordinal: int
     node_id: str
     host_ports: tuple[int, ...]
+    volume_id: str = ""  # the slot's volume, carried over by a move; "": the replica id
 
 
 @dataclass(frozen=True, slots=True)

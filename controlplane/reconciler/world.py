@@ -104,6 +104,7 @@ def desired_replica(row: Replica) -> DesiredReplica:
         ordinal=row.ordinal,
         node_id=None if row.node_id is None else str(row.node_id),
         host_ports=tuple(row.host_ports),
+        volume_id=str(row.slot_volume),
         restart_count=row.restart_count,
         crash_streak=row.crash_streak,
         handled_exit_ms=row.handled_exit_ms,
@@ -227,6 +228,7 @@ def server_spec(
         ),
         open_stdin=True,
         run_as_root=deployment.run_as_root,
+        volume_id=str(replica.slot_volume),
     )
     check = _health_check(deployment.health_check)
     if check is not None:

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from controlplane.client.api import ApiClient, UploadFile
+from tests.agent.sftp.conftest import run_sftp
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import remove_labelled_containers
 from tests.e2e.cluster_support import (
+    PASSWORD,
     Cluster,
     add_agent,
     eventually,
@@ -268,9 +270,35 @@ async def test_lost_node_work_moves_and_stale_copies_go(cluster: Cluster) -> Non
     await eventually(single_copies, timeout=30)
 
 
-async def test_draining_moves_work_off_one_replica_at_a_time(cluster: Cluster) -> None:
+async def _slots_kept_their_volumes(
+    cluster: Cluster, dep: str, volumes: dict[int, str], moved: dict[int, str], cwd: Path
+) -> None:
+    after = await status(cluster, dep)
+    assert {i["ordinal"]: i["volume_id"] for i in after["instances"]} == volumes
+    node_a = cluster.node_ids["node-a"]
+    for instance in after["instances"]:
+        if instance["ordinal"] in moved:
+            assert instance["id"] != moved[instance["ordinal"]]  # a new replica ...
+            volume = cluster.root / "node-a" / "volumes" / instance["volume_id"]
+            assert volume.is_dir()  # ... on the slot's volume
+    ordinal = min(moved)
+    node = await cluster.request("GET", f"/v1/nodes/{node_a}")
+    port = int(node["sftp_address"].rpartition(":")[2])
+    login = f"admin.{volumes[ordinal][:8]}"  # the login it had on node-b
+    result = await run_sftp(port, login, "ls\n", password=PASSWORD, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+
+
+async def test_draining_moves_work_off_one_replica_at_a_time(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """... and each slot keeps its volume (data directory name, SFTP login)."""
     dep = await deploy(cluster, "drained", replicas=4)
-    await all_ready(cluster, dep, 4)
+    before = await all_ready(cluster, dep, 4)
+    volumes = {i["ordinal"]: i["volume_id"] for i in before["instances"]}
+    on_b = {i["ordinal"]: i["id"] for i in before["instances"]
+            if i["node_id"] == cluster.node_ids["node-b"]}  # fmt: skip
+    assert on_b, "the scenario needs a replica on node-b"
     node_b = cluster.node_ids["node-b"]
     drained = await cluster.request("POST", f"/v1/nodes/{node_b}/drain")
     assert drained["status"] == "draining"
@@ -286,6 +314,7 @@ async def test_draining_moves_work_off_one_replica_at_a_time(cluster: Cluster) -
 
     await eventually(moved_off, timeout=40, interval=0.1)
     assert lowest >= 3, "more than one replica was down at a time"
+    await _slots_kept_their_volumes(cluster, dep, volumes, on_b, tmp_path)
 
     async def old_copies_gone() -> bool:
         return len(copies(dep)) == 4
