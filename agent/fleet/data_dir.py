@@ -228,6 +228,16 @@ class ServerVolumes:
             log.info("data_dir_reowned", server=spec.id, owner=self.owner_of(spec))
         secure_mount(data_dir)
 
+    def check_limit(self, spec: pb.ServerSpec) -> None:
+        """InvalidSpec when `spec`'s disk limit is below what its volume holds (checked
+        before a running server is replaced, so a refused spec leaves it untouched)."""
+        volume, limit = volume_name(spec), spec.resources.disk_bytes
+        used = self.disk_used(volume)
+        if limit and used is not None and limit < used:
+            raise InvalidSpec(
+                f"volume {volume} uses {used} bytes: its disk limit cannot go below that"
+            )
+
     def disk_used(self, volume: str) -> int | None:
         """What a volume with an image holds (statfs, cheap); None for one without."""
         data_dir = self.path(volume)

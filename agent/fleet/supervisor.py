@@ -122,6 +122,7 @@ class Supervisor:
         the pending pull; the server follows on the Watch stream. A replacement keeps
         the old container until its pull succeeded."""
         validate_spec(spec, self.cpu_count, self.port_range)
+        await asyncio.to_thread(self.volumes.check_limit, spec)  # before any replacement
         old = self.servers.get(spec.id)
         if replace and old is not None:
             pending = self.pulls.pending.get(spec.id)
@@ -293,6 +294,7 @@ class Supervisor:
         refuse (InvalidSpec, ImageNotFound) is refused first, old container untouched.
         Never pulls (see :meth:`submit`)."""
         validate_spec(spec, self.cpu_count, self.port_range)
+        await asyncio.to_thread(self.volumes.check_limit, spec)  # before any replacement
         old = self.servers.get(spec.id)
         if old is not None:
             if not await self.runtime.image_exists(spec.image):
