@@ -55,7 +55,7 @@ agent {
   reserved {
     cpu_millis = 0
     memory_mb  = 0
-    disk_mb    = 0
+    disk_mb    = 0  # of the data_dir filesystem: not offered to volumes' disk limits
   }
 
   console {

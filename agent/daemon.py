@@ -166,7 +166,11 @@ async def running_agent(
     # Before the tracker re-attaches and anything can start a container.
     await asyncio.to_thread(volumes.restore)
     fingerprint = await asyncio.to_thread(
-        node_fingerprint, volumes.agent_dir, await runtime.version(), __version__
+        node_fingerprint,
+        volumes.agent_dir,
+        await runtime.version(),
+        __version__,
+        config.reserved.disk_bytes,
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     service = build_service(config, identity, supervisor, fingerprint, started_at)

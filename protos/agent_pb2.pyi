@@ -169,6 +169,7 @@ class Fingerprint(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     CGROUP_VERSION_FIELD_NUMBER: _builtins.int
+    ALLOCATABLE_DISK_BYTES_FIELD_NUMBER: _builtins.int
     cpu_count: _builtins.int
     cpu_model: _builtins.str
     memory_bytes: _builtins.int
@@ -179,6 +180,10 @@ class Fingerprint(_message.Message):
     agent_version: _builtins.str
     hostname: _builtins.str
     cgroup_version: _builtins.int
+    allocatable_disk_bytes: _builtins.int
+    """Room for volumes with a disk limit: the size of the filesystem holding the
+    volumes, less the operator's reserve (agent reserved.disk_mb).
+    """
     def __init__(
         self,
         *,
@@ -192,10 +197,11 @@ class Fingerprint(_message.Message):
         agent_version: _builtins.str = ...,
         hostname: _builtins.str = ...,
         cgroup_version: _builtins.int = ...,
+        allocatable_disk_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cgroup_version", b"cgroup_version", "cpu_count", b"cpu_count", "cpu_model", b"cpu_model", "disk_bytes", b"disk_bytes", "docker_version", b"docker_version", "hostname", b"hostname", "kernel", b"kernel", "memory_bytes", b"memory_bytes", "os", b"os"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "allocatable_disk_bytes", b"allocatable_disk_bytes", "cgroup_version", b"cgroup_version", "cpu_count", b"cpu_count", "cpu_model", b"cpu_model", "disk_bytes", b"disk_bytes", "docker_version", b"docker_version", "hostname", b"hostname", "kernel", b"kernel", "memory_bytes", b"memory_bytes", "os", b"os"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from common.quantities import parse_cpu_millis, parse_memory_bytes
+from common.quantities import parse_cpu_millis, parse_disk_bytes, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.deployment_images import IMAGE_SPEC_FIELDS, image_values, registry_auth_view
@@ -51,6 +51,7 @@ SPEC_FIELDS = (
     "ports",
     "cpu",
     "memory",
+    "disk_bytes",
     "health_check",
     "stop_command",
     "stop_signal",
@@ -104,7 +105,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         ports=list(d.ports),
         command=list(d.command),
         env_vars=dict(d.env_vars),
-        resources={"cpu": d.cpu, "memory": d.memory},
+        resources={"cpu": d.cpu, "memory": d.memory, "disk": d.disk},
         health_check=d.health_check,
         restart_policy=d.restart_policy,
         stop_command=d.stop_command,
@@ -134,6 +135,8 @@ def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
         values["cpu"], values["memory"] = body.resources.cpu, body.resources.memory
         values["cpu_millis"] = parse_cpu_millis(body.resources.cpu)
         values["memory_bytes"] = parse_memory_bytes(body.resources.memory)
+        values["disk"] = body.resources.disk
+        values["disk_bytes"] = parse_disk_bytes(body.resources.disk) if body.resources.disk else 0
     if body.health_check is not None:
         values["health_check"] = body.health_check.model_dump(exclude_none=True)
     for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout", "run_as_root"):

@@ -86,6 +86,7 @@ def replica_claims(world: World) -> list[Claim]:
                 memory_bytes=deployment.memory_bytes,
                 host_ports=replica.host_ports,
                 group=deployment.id,
+                disk_bytes=deployment.disk_bytes,
             )
         )
     return claims
@@ -177,6 +178,7 @@ class _DeploymentPass:
             cpu_millis=d.cpu_millis,
             memory_bytes=d.memory_bytes,
             port_count=d.port_count,
+            disk_bytes=d.disk_bytes,
             constraints=d.constraints,
             strategy=d.strategy,
             group=d.id,

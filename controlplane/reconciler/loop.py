@@ -263,6 +263,7 @@ class Reconciler:
             memory_bytes=deployment.memory_bytes,
             host_ports=action.host_ports,
             group=action.deployment_id,
+            disk_bytes=deployment.disk_bytes,
         )
 
         async def write(session: AsyncSession) -> None:

@@ -38,6 +38,7 @@ class DesiredDeployment:
     cpu_millis: int
     memory_bytes: int
     port_count: int = 0
+    disk_bytes: int = 0  # each replica's volume limit (0: none)
     restart_policy: RestartPolicy = "always"
     strategy: Strategy = "spread"
     constraints: Mapping[str, str] = field(default_factory=dict)

@@ -89,6 +89,7 @@ def desired_deployment(row: Deployment) -> DesiredDeployment:
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
         port_count=len(row.ports),
+        disk_bytes=row.disk_bytes,
         restart_policy=cast(RestartPolicy, row.restart_policy),
         strategy=cast(Strategy, row.strategy),
         constraints=dict(row.constraints),
@@ -119,6 +120,7 @@ def node_view(row: Node, pool: AgentPool) -> NodeView:
         id=str(row.id),
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
+        disk_bytes=row.disk_bytes,
         port_range=(row.port_range_start, row.port_range_end),
         labels=dict(row.labels),
     )
@@ -213,7 +215,9 @@ def server_spec(
         env=dict(deployment.env_vars),
         ports=ports,
         resources=pb.Resources(
-            memory_bytes=deployment.memory_bytes, cpu_millis=deployment.cpu_millis
+            memory_bytes=deployment.memory_bytes,
+            cpu_millis=deployment.cpu_millis,
+            disk_bytes=deployment.disk_bytes,
         ),
         labels={
             LABEL_DEPLOYMENT: str(deployment.id),
