@@ -261,6 +261,7 @@ class NodeInfo(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     PORT_RANGE_START_FIELD_NUMBER: _builtins.int
     PORT_RANGE_END_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     started_at_ms: _builtins.int
     """tokens issued before this are refused"""
@@ -270,6 +271,13 @@ class NodeInfo(_message.Message):
     def fingerprint(self) -> Global___Fingerprint: ...
     @_builtins.property
     def host(self) -> Global___HostStats: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeInfo]:
+        """Every data directory under <data_dir>/volumes, named by volume id (or, for
+        servers from before volume ids, by server id): the control plane lists those no
+        slot on this node points at (docs/stateful.md).
+        """
+
     def __init__(
         self,
         *,
@@ -279,14 +287,42 @@ class NodeInfo(_message.Message):
         started_at_ms: _builtins.int = ...,
         port_range_start: _builtins.int = ...,
         port_range_end: _builtins.int = ...,
+        volumes: _abc.Iterable[Global___VolumeInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "started_at_ms", b"started_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "started_at_ms", b"started_at_ms", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015
+
+@_typing.final
+class VolumeInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISK_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    USED_BYTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    disk_limit_bytes: _builtins.int
+    """the size of its image; 0: no limit (a bind mount)"""
+    used_bytes: _builtins.int
+    """statfs of its image; 0 when it has no limit"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        disk_limit_bytes: _builtins.int = ...,
+        used_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_limit_bytes", b"disk_limit_bytes", "id", b"id", "used_bytes", b"used_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeInfo: _TypeAlias = VolumeInfo  # noqa: Y015
 
 @_typing.final
 class PortBinding(_message.Message):

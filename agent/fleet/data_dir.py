@@ -228,6 +228,20 @@ class ServerVolumes:
             log.info("data_dir_reowned", server=spec.id, owner=self.owner_of(spec))
         secure_mount(data_dir)
 
+    def listing(self) -> list[pb.VolumeInfo]:
+        """Every data directory here (cheap: a directory listing, statfs of images)."""
+        found: list[pb.VolumeInfo] = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                info = pb.VolumeInfo(id=entry.name)
+                if self.images.has(entry.name):
+                    info.disk_limit_bytes = self.images.image(entry.name).stat().st_size
+                    info.used_bytes = self.disk_used(entry.name) or 0
+                found.append(info)
+        return sorted(found, key=lambda v: v.id)
+
     def check_limit(self, spec: pb.ServerSpec) -> None:
         """InvalidSpec when `spec`'s disk limit is below what its volume holds (checked
         before a running server is replaced, so a refused spec leaves it untouched)."""

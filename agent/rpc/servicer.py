@@ -100,6 +100,7 @@ class AgentService(pb_grpc.AgentServicer):
             started_at_ms=self.facts.started_at_ms,
             port_range_start=self.facts.port_range[0],
             port_range_end=self.facts.port_range[1],
+            volumes=await asyncio.to_thread(self.supervisor.volumes.listing),
         )
 
     async def CreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:

@@ -289,6 +289,20 @@ async def _slots_kept_their_volumes(
     assert result.returncode == 0, result.stderr
 
 
+async def _stale_copies_are_listed(cluster: Cluster, dep: str, left: dict[str, int]) -> None:
+    """The directories the moved slots left on node-b are listed, never deleted."""
+    node_b = cluster.node_ids["node-b"]
+    by_node = await cluster.request("GET", f"/v1/nodes/{node_b}/orphaned-volumes")
+    mine = {v["volume_id"]: v for v in by_node["volumes"] if v["deployment_id"] == dep}
+    assert {k: v["ordinal"] for k, v in mine.items()} == left
+    assert all(v["node_id"] == node_b for v in mine.values())
+    for volume in left:
+        assert (cluster.root / "node-b" / "volumes" / volume).is_dir()
+    by_deployment = await cluster.request("GET", f"/v1/deployments/{dep}/orphaned-volumes")
+    assert {v["volume_id"] for v in by_deployment["volumes"]} == set(left)
+    assert by_deployment["unreachable_nodes"] == []
+
+
 async def test_draining_moves_work_off_one_replica_at_a_time(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -320,6 +334,7 @@ async def test_draining_moves_work_off_one_replica_at_a_time(
         return len(copies(dep)) == 4
 
     await eventually(old_copies_gone, timeout=20)
+    await _stale_copies_are_listed(cluster, dep, {volumes[o]: o for o in on_b})
     placed = await deploy(cluster, "after-drain", replicas=2)
     after = await all_ready(cluster, placed, 2)
     assert {i["node_id"] for i in after["instances"]} == {cluster.node_ids["node-a"]}
