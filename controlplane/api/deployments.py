@@ -37,7 +37,8 @@ from controlplane.api.deployment_schemas import (
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
-from controlplane.db.tables import Deployment, Replica
+from controlplane.db.tables import Deployment, ReleasedVolume, Replica
+from controlplane.db.types import utcnow
 from controlplane.events.bus import Event, EventType
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
@@ -303,6 +304,9 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
             ).all()
         removed = await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
         async with database(request).transaction() as session:
+            if query.delete_data:  # due now, on every node that holds a copy
+                for replica in replicas:
+                    await session.merge(ReleasedVolume.of(replica, deployment.user_id, utcnow()))
             await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
     wake_reconciler(request)
     publish(

@@ -8,23 +8,27 @@ Nothing deletes them silently: they are listed here, for the admin per node
 (`GET /v1/deployments/{id}/orphaned-volumes`: the stale copies of its slots; a
 directory that belongs to no slot at all cannot be attributed and is admin-only).
 Listing asks the agents (`NodeInfo.volumes`), so it covers the nodes that answer;
-the others are named in `unreachable_nodes`.
+the others are named in `unreachable_nodes`. A volume whose slot was removed
+(scale-down, or its deployment deleted with `delete_data=true`) carries its release
+record (controlplane/db/tables/volumes.py): when it was released and from when it
+may be removed (`delete_after`: after `volume_grace_seconds` for scale-down).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from pydantic import BaseModel
 from sqlmodel import select
 
 from controlplane.agents import AgentError
-from controlplane.api.context import database, path_uuid
+from controlplane.api.context import database, path_uuid, settings
 from controlplane.api.deployments import owned_deployment
 from controlplane.api.errors import NotFound
-from controlplane.db.tables import Node, Replica
+from controlplane.db.tables import Node, ReleasedVolume, Replica
 from controlplane.db.tables.tasks import Task
 from controlplane.state import AGENT_POOL
 from protos import agent_pb2 as pb
@@ -36,7 +40,9 @@ class OrphanedVolume(BaseModel):
     """A data directory on `node_id` that no slot placed there points at.
 
     `deployment_id`/`ordinal` name the slot it belongs to when that slot still exists
-    (it runs elsewhere now: this is a stale copy), else both are null."""
+    (it runs elsewhere now: this is a stale copy) or was released (then
+    `released_at`/`delete_after` say when, and from when it may be removed); null
+    for a directory nothing records."""
 
     volume_id: str
     node_id: str
@@ -44,6 +50,8 @@ class OrphanedVolume(BaseModel):
     used_bytes: int
     deployment_id: str | None = None
     ordinal: int | None = None
+    released_at: datetime | None = None
+    delete_after: datetime | None = None
 
 
 class OrphanedVolumes(BaseModel):
@@ -58,9 +66,12 @@ def orphaned_on(
     listed: Iterable[pb.VolumeInfo],
     replicas: Sequence[Replica],
     task_ids: Collection[str],
+    released: Mapping[str, ReleasedVolume] | None = None,
+    grace: timedelta = timedelta(0),
 ) -> list[OrphanedVolume]:
     """The volumes `listed` by `node_id` that none of its replicas uses (by volume id,
-    or by its own id for a directory named before volume ids) and no task owns."""
+    or by its own id for a directory named before volume ids) and no task owns;
+    `released` are the release records by volume id, kept `grace` by default."""
     in_use = {
         name
         for r in replicas
@@ -72,17 +83,21 @@ def orphaned_on(
     for volume in listed:
         if volume.id in in_use or volume.id in task_ids:
             continue
-        slot = slots.get(volume.id)
-        found.append(
-            OrphanedVolume(
-                volume_id=volume.id,
-                node_id=node_id,
-                disk_limit_bytes=volume.disk_limit_bytes,
-                used_bytes=volume.used_bytes,
-                deployment_id=str(slot.deployment_id) if slot else None,
-                ordinal=slot.ordinal if slot else None,
-            )
+        orphan = OrphanedVolume(
+            volume_id=volume.id,
+            node_id=node_id,
+            disk_limit_bytes=volume.disk_limit_bytes,
+            used_bytes=volume.used_bytes,
         )
+        slot = slots.get(volume.id)
+        release = (released or {}).get(volume.id)
+        if slot is not None:
+            orphan.deployment_id, orphan.ordinal = str(slot.deployment_id), slot.ordinal
+        elif release is not None:
+            orphan.deployment_id, orphan.ordinal = str(release.deployment_id), release.ordinal
+            orphan.released_at = release.released_at
+            orphan.delete_after = release.delete_after or release.released_at + grace
+        found.append(orphan)
     return found
 
 
@@ -99,16 +114,17 @@ async def _listed(request: web.Request, node_id: str) -> list[pb.VolumeInfo] | N
     return list(info.volumes)
 
 
-async def _rows(request: web.Request) -> tuple[list[Replica], set[str], list[str]]:
+async def _node_ids(request: web.Request) -> list[str]:
     async with database(request).session() as session:
-        replicas = list((await session.exec(select(Replica))).all())
-        tasks = {str(t) for t in (await session.exec(select(Task.id))).all()}
-        nodes = [str(n) for n in (await session.exec(select(Node.id))).all()]
-    return replicas, tasks, nodes
+        return [str(n) for n in (await session.exec(select(Node.id))).all()]
 
 
 async def _orphaned(request: web.Request, node_ids: Iterable[str]) -> OrphanedVolumes:
-    replicas, tasks, _ = await _rows(request)
+    async with database(request).session() as session:
+        replicas = list((await session.exec(select(Replica))).all())
+        tasks = {str(t) for t in (await session.exec(select(Task.id))).all()}
+        released = {str(r.volume_id): r for r in (await session.exec(select(ReleasedVolume)))}
+    grace = timedelta(seconds=settings(request).volume_grace_seconds)
     volumes: list[OrphanedVolume] = []
     unreachable: list[str] = []
     for node_id in node_ids:
@@ -116,7 +132,7 @@ async def _orphaned(request: web.Request, node_ids: Iterable[str]) -> OrphanedVo
         if listed is None:
             unreachable.append(node_id)
         else:
-            volumes.extend(orphaned_on(node_id, listed, replicas, tasks))
+            volumes.extend(orphaned_on(node_id, listed, replicas, tasks, released, grace))
     return OrphanedVolumes(volumes=volumes, unreachable_nodes=unreachable)
 
 
@@ -130,10 +146,10 @@ async def node_orphaned_volumes(request: web.Request) -> OrphanedVolumes:
 
 
 async def deployment_orphaned_volumes(request: web.Request) -> OrphanedVolumes:
-    """Owner or admin: stale copies of the deployment's slots on the nodes they left."""
+    """Owner or admin: stale copies of the deployment's slots on the nodes they left,
+    and the data of its slots removed by scale-down (until it is removed)."""
     deployment = await owned_deployment(request)
-    _, _, nodes = await _rows(request)
-    found = await _orphaned(request, nodes)
+    found = await _orphaned(request, await _node_ids(request))
     mine = str(deployment.id)
     found.volumes = [v for v in found.volumes if v.deployment_id == mine]
     return found

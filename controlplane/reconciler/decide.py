@@ -137,7 +137,9 @@ class _DeploymentPass:
         d = self.deployment
         slots: dict[int, DesiredReplica] = {}
         for replica in sorted(replicas, key=lambda r: (r.ordinal, r.id)):
-            if replica.ordinal >= d.replicas or replica.ordinal in slots:
+            if replica.ordinal >= d.replicas:
+                self._forget(replica, released=replica.volume_id or replica.id)
+            elif replica.ordinal in slots:
                 self._forget(replica)
             else:
                 slots[replica.ordinal] = replica
@@ -192,8 +194,8 @@ class _DeploymentPass:
 
     # ---- slot decisions --------------------------------------------------
 
-    def _forget(self, replica: DesiredReplica) -> None:
-        self.actions.append(ForgetReplica(replica.id))
+    def _forget(self, replica: DesiredReplica, released: str = "") -> None:
+        self.actions.append(ForgetReplica(replica.id, released))
         if self._observed(replica) is not None and replica.node_id is not None:
             self.actions.append(RemoveServer(node_id=replica.node_id, replica_id=replica.id))
 

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
 from controlplane.events.bus import Event, EventBus, EventType
 from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
 from controlplane.reconciler.calls import AgentCalls
@@ -241,7 +241,11 @@ class Reconciler:
                     await session.exec(
                         delete(Replica).where(col(Replica.id) == uuid.UUID(action.replica_id))
                     )
-                    rows.replicas.pop(action.replica_id, None)
+                    forgotten = rows.replicas.pop(action.replica_id, None)
+                    if action.released_volume and forgotten is not None:
+                        owner = rows.deployments.get(str(forgotten.deployment_id))
+                        user = owner.user_id if owner is not None else None
+                        await session.merge(ReleasedVolume.of(forgotten, user))
                 else:
                     replica = rows.replicas[action.replica_id]
                     replica.restart_count = action.restart_count

@@ -200,9 +200,11 @@ class AddReplica:
 @dataclass(frozen=True, slots=True)
 class ForgetReplica:
     """Delete the replica's row (scale-down, or a move to another node); its container
-    is removed separately."""
+    is removed separately. `released_volume` (scale-down) is the slot's volume, whose
+    data is now kept for the grace period (a move keeps the volume: "")."""
 
     replica_id: str
+    released_volume: str = ""
 
 
 @dataclass(frozen=True, slots=True)

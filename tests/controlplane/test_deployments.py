@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,16 @@ async def test_deployment_lifecycle(
     await _wait_status(client, user, dep, lambda s: len(s["instances"]) == 1 and _ready(1)(s))
     labels = {"encedeus.deployment": dep}
     await eventually(lambda: _async(len(labelled_containers(labels)) == 1))
+    # The removed slot's data is kept, listed with the date it may be removed.
+    left = await expect_json(
+        await client.get(f"/v1/deployments/{dep}/orphaned-volumes", headers=user.headers)
+    )
+    (released,) = left["volumes"]
+    assert (released["deployment_id"], released["ordinal"]) == (dep, 1)
+    kept_for = datetime.fromisoformat(released["delete_after"]) - datetime.fromisoformat(
+        released["released_at"]
+    )
+    assert kept_for.total_seconds() == 7 * 86400  # volume_grace_seconds' default
 
     await expect_json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
     await eventually(lambda: _async(not labelled_containers(labels, running_only=True)))

@@ -126,7 +126,8 @@ def test_scale_down_forgets_extra_slots_and_removes_their_containers() -> None:
         [node("a", {"r0": running("r0"), "r1": running("r1")})],
         deployment(replicas=1),
     )
-    assert run(w) == [ForgetReplica("r1"), RemoveServer("a", "r1")]
+    # The slot's volume is released: its data is kept for the grace period.
+    assert run(w) == [ForgetReplica("r1", "r1"), RemoveServer("a", "r1")]
 
 
 def test_replicas_of_a_down_node_move_to_a_live_one() -> None:

@@ -28,6 +28,7 @@ from controlplane.db.tables.orchestration import Deployment, Node, Replica  # no
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
 from controlplane.db.tables.repos import Repo  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
+from controlplane.db.tables.volumes import ReleasedVolume  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Node",
     "PasswordReset",
     "RefreshToken",
+    "ReleasedVolume",
     "Replica",
     "Repo",
     "SshKey",
