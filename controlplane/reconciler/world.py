@@ -115,12 +115,17 @@ def desired_replica(row: Replica) -> DesiredReplica:
 
 
 def node_view(row: Node, pool: AgentPool) -> NodeView:
-    """Capacity from the row, liveness and servers from the agent pool."""
+    """Capacity from the row (allocatable disk: as the connected agent reports it now,
+    for nodes enrolled before it was reported), liveness and servers from the pool."""
+    observation = pool.observation(str(row.id))
+    disk = row.disk_bytes
+    if observation is not None and observation.info is not None:
+        disk = observation.info.fingerprint.allocatable_disk_bytes or disk
     capacity = NodeCapacity(
         id=str(row.id),
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
-        disk_bytes=row.disk_bytes,
+        disk_bytes=disk,
         port_range=(row.port_range_start, row.port_range_end),
         labels=dict(row.labels),
     )
@@ -132,7 +137,6 @@ def node_view(row: Node, pool: AgentPool) -> NodeView:
         status = "down"
     else:
         status = "draining" if row.draining else "ready"
-    observation = pool.observation(str(row.id))
     servers = None
     if status != "pending" and observation is not None and observation.servers is not None:
         servers = {
