@@ -55,7 +55,7 @@ agent {
   reserved {
     cpu_millis = 0
     memory_mb  = 0
-    disk_mb    = 0
+    disk_mb    = 0  # of the data_dir filesystem: not offered to volumes' disk limits
   }
 
   console {
@@ -230,6 +230,8 @@ controlplane {
   node_grace_seconds           = 20
   heartbeat_interval_ms        = 1000
   reconcile_interval_seconds   = 2
+  # The data of a slot removed by scale-down is kept (and listed) this long.
+  volume_grace_seconds         = 604800
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
 

@@ -47,7 +47,11 @@ class Reserved(_Block):
 
     cpu_millis: int = Field(default=0, ge=0)
     memory_mb: int = Field(default=0, ge=0)
-    disk_mb: int = Field(default=0, ge=0)
+    disk_mb: int = Field(default=0, ge=0)  # of the volumes' filesystem: not for disk limits
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.disk_mb * 2**20
 
 
 class Tls(_Block):

@@ -30,6 +30,12 @@ class SFTPGrant:
     permissions: frozenset[str]
     read_only: bool = False
     disk_limit_bytes: int = 0  # 0: no limit
+    volume_id: str = ""  # the slot's volume; empty (older control planes): the server id
+
+    @property
+    def volume(self) -> str:
+        """The name of the data directory the grant opens."""
+        return self.volume_id or self.server_id
 
     @property
     def can_read(self) -> bool:
@@ -184,9 +190,11 @@ def parse_sftp_grant(answer: dict[str, Any]) -> SFTPGrant:
         permissions = answer.get("permissions", [PERMISSION_FILE_READ, PERMISSION_FILE_WRITE])
         read_only = answer.get("read_only", False)
         limit = answer.get("disk_limit_bytes", 0) or 0
+        volume_id = answer.get("volume_id") or ""
         if not (
             isinstance(server_id, str)
             and server_id
+            and isinstance(volume_id, str)
             and isinstance(permissions, list)
             and all(isinstance(p, str) for p in permissions)
             and isinstance(read_only, bool)
@@ -202,4 +210,5 @@ def parse_sftp_grant(answer: dict[str, Any]) -> SFTPGrant:
         permissions=frozenset(permissions),
         read_only=read_only,
         disk_limit_bytes=limit,
+        volume_id=volume_id,
     )

@@ -20,7 +20,7 @@ from agent import __version__
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol
-from agent.files.ownership import disk_limit, file_owner
+from agent.files.ownership import disk_limit, file_owner, known_volume
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
 from agent.fleet.image_gc import ImageCollector
@@ -193,7 +193,11 @@ async def running_agent(
     # Before the tracker re-attaches and anything can start a container.
     await asyncio.to_thread(volumes.restore)
     fingerprint = await asyncio.to_thread(
-        node_fingerprint, volumes.agent_dir, await runtime.version(), __version__
+        node_fingerprint,
+        volumes.agent_dir,
+        await runtime.version(),
+        __version__,
+        config.reserved.disk_bytes,
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     ingress = ingress_proxy(config)
@@ -238,6 +242,7 @@ async def running_agent(
                 port=config.sftp.port,
                 disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
                 file_owner_of=lambda server_id: file_owner(supervisor, server_id),
+                volume_of=lambda server_id: known_volume(supervisor, server_id),
             )
             await sftp.start()
             stack.push_async_callback(sftp.stop)

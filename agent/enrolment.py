@@ -41,7 +41,11 @@ async def registration(config: AgentConfig) -> dict[str, object]:
     finally:
         await runtime.close()
     fingerprint = await asyncio.to_thread(
-        node_fingerprint, Path(config.data_dir), docker_version, __version__
+        node_fingerprint,
+        Path(config.data_dir),
+        docker_version,
+        __version__,
+        config.reserved.disk_bytes,
     )
     return {
         "grpc_address": advertised(config.grpc, config.advertise_host),

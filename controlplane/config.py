@@ -130,6 +130,8 @@ class ControlPlaneConfig(BaseModel):
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     restart_backoff_base_seconds: float = Field(default=1.0, ge=0)
     restart_backoff_cap_seconds: float = Field(default=60.0, ge=0)
+    # The data of a slot removed by scale-down is kept this long (docs/stateful.md).
+    volume_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
     # Images deployments may use: prefixes of the full name (registry/repository, e.g.
     # "docker.io/library/", "registry.example.com/team/"). Empty: any image.

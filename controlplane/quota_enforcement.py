@@ -24,7 +24,6 @@ from controlplane.api.errors import Forbidden
 from controlplane.db.tables import AccountQuota, Deployment, Task, User
 from controlplane.db.tables.tasks import FINISHED_STATUSES
 from controlplane.quotas import (
-    DEPLOYMENT_DISK_BYTES_UNTIL_DISK_RESOURCE,
     NOTHING,
     TASK_DISK_BYTES_UNTIL_DISK_RESOURCE,
     QuotaLimits,
@@ -56,12 +55,16 @@ class Claim:
     replicas: int | None = None
     cpu_millis: int | None = None
     memory_bytes: int | None = None
+    disk_bytes: int | None = None
 
     @classmethod
     def of(cls, row: Deployment | Task) -> Claim:
         """Everything `row` (a new deployment or task, not written yet) asks for."""
-        replicas = row.replicas if isinstance(row, Deployment) else None
-        return cls(type(row), row.id, replicas, row.cpu_millis, row.memory_bytes)
+        if isinstance(row, Deployment):
+            return cls(
+                Deployment, row.id, row.replicas, row.cpu_millis, row.memory_bytes, row.disk_bytes
+            )
+        return cls(Task, row.id, None, row.cpu_millis, row.memory_bytes)
 
     @classmethod
     def deployment_change(cls, deployment_id: uuid.UUID, values: Mapping[str, Any]) -> Claim:
@@ -73,6 +76,7 @@ class Claim:
             values.get("replicas"),
             values.get("cpu_millis"),
             values.get("memory_bytes"),
+            values.get("disk_bytes"),
         )
 
 
@@ -108,6 +112,13 @@ async def read_usage(session: AsyncSession, user_id: uuid.UUID) -> Usage:
             ).where(col(Deployment.user_id) == user_id)
         )
     ).one()
+    disk = (
+        await session.exec(
+            select(func.coalesce(func.sum(replicas * col(Deployment.disk_bytes)), 0)).where(
+                col(Deployment.user_id) == user_id
+            )
+        )
+    ).one()
     tasks = (
         await session.exec(
             select(
@@ -126,9 +137,8 @@ async def read_usage(session: AsyncSession, user_id: uuid.UUID) -> Usage:
         replicas=wanted,
         cpu_millis=cpu + task_cpu,
         memory_bytes=memory + task_memory,
-        # Neither deployments nor tasks have a disk resource yet (controlplane/quotas.py).
-        disk_bytes=wanted * DEPLOYMENT_DISK_BYTES_UNTIL_DISK_RESOURCE
-        + task_count * TASK_DISK_BYTES_UNTIL_DISK_RESOURCE,
+        # Tasks have no disk resource (controlplane/quotas.py).
+        disk_bytes=int(disk) + task_count * TASK_DISK_BYTES_UNTIL_DISK_RESOURCE,
     )
 
 
@@ -160,20 +170,22 @@ async def _stored_usage(session: AsyncSession, claim: Claim) -> tuple[Usage, Cla
                     col(Deployment.replicas),
                     col(Deployment.cpu_millis),
                     col(Deployment.memory_bytes),
+                    col(Deployment.disk_bytes),
                 ).where(col(Deployment.id) == claim.object_id)
             )
         ).first()
         if row is None:
             return NOTHING, claim
-        replicas, cpu, memory = row
+        replicas, cpu, memory, disk = row
         full = Claim(
             Deployment,
             claim.object_id,
             replicas if claim.replicas is None else claim.replicas,
             cpu if claim.cpu_millis is None else claim.cpu_millis,
             memory if claim.memory_bytes is None else claim.memory_bytes,
+            disk if claim.disk_bytes is None else claim.disk_bytes,
         )
-        return deployment_usage(replicas, cpu, memory), full
+        return deployment_usage(replicas, cpu, memory, disk), full
     task = (
         await session.exec(
             select(col(Task.cpu_millis), col(Task.memory_bytes), col(Task.status)).where(
@@ -189,7 +201,7 @@ async def _stored_usage(session: AsyncSession, claim: Claim) -> tuple[Usage, Cla
 def _claimed_usage(claim: Claim) -> Usage:
     cpu, memory = claim.cpu_millis or 0, claim.memory_bytes or 0
     if claim.kind is Deployment:
-        return deployment_usage(claim.replicas or 0, cpu, memory)
+        return deployment_usage(claim.replicas or 0, cpu, memory, claim.disk_bytes or 0)
     return task_usage(cpu, memory)
 
 

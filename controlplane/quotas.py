@@ -23,11 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Deployments have no disk resource yet (the files issue adds `resources.disk`): each
-#: replica counts as using this many bytes of disk until then, so a disk limit is
-#: stored and shown, and enforced against what exists (nothing).
-DEPLOYMENT_DISK_BYTES_UNTIL_DISK_RESOURCE = 0
-#: Tasks have no disk resource either.
+#: Tasks have no disk resource: their work directory is not limited.
 TASK_DISK_BYTES_UNTIL_DISK_RESOURCE = 0
 
 #: The unit of each resource, for people reading an error.
@@ -81,14 +77,17 @@ class Usage:
 NOTHING = Usage()
 
 
-def deployment_usage(replicas: int, cpu_millis: int, memory_bytes: int) -> Usage:
-    """What one deployment reserves: itself, its wanted replicas and their resources."""
+def deployment_usage(
+    replicas: int, cpu_millis: int, memory_bytes: int, disk_bytes: int = 0
+) -> Usage:
+    """What one deployment reserves: itself, its wanted replicas and their resources
+    (disk: each replica's volume limit, `resources.disk`)."""
     return Usage(
         deployments=1,
         replicas=replicas,
         cpu_millis=replicas * cpu_millis,
         memory_bytes=replicas * memory_bytes,
-        disk_bytes=replicas * DEPLOYMENT_DISK_BYTES_UNTIL_DISK_RESOURCE,
+        disk_bytes=replicas * disk_bytes,
     )
 
 

@@ -206,6 +206,7 @@ class Fingerprint(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     CGROUP_VERSION_FIELD_NUMBER: _builtins.int
+    ALLOCATABLE_DISK_BYTES_FIELD_NUMBER: _builtins.int
     cpu_count: _builtins.int
     cpu_model: _builtins.str
     memory_bytes: _builtins.int
@@ -216,6 +217,10 @@ class Fingerprint(_message.Message):
     agent_version: _builtins.str
     hostname: _builtins.str
     cgroup_version: _builtins.int
+    allocatable_disk_bytes: _builtins.int
+    """Room for volumes with a disk limit: the size of the filesystem holding the
+    volumes, less the operator's reserve (agent reserved.disk_mb).
+    """
     def __init__(
         self,
         *,
@@ -229,10 +234,11 @@ class Fingerprint(_message.Message):
         agent_version: _builtins.str = ...,
         hostname: _builtins.str = ...,
         cgroup_version: _builtins.int = ...,
+        allocatable_disk_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cgroup_version", b"cgroup_version", "cpu_count", b"cpu_count", "cpu_model", b"cpu_model", "disk_bytes", b"disk_bytes", "docker_version", b"docker_version", "hostname", b"hostname", "kernel", b"kernel", "memory_bytes", b"memory_bytes", "os", b"os"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "allocatable_disk_bytes", b"allocatable_disk_bytes", "cgroup_version", b"cgroup_version", "cpu_count", b"cpu_count", "cpu_model", b"cpu_model", "disk_bytes", b"disk_bytes", "docker_version", b"docker_version", "hostname", b"hostname", "kernel", b"kernel", "memory_bytes", b"memory_bytes", "os", b"os"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -294,6 +300,7 @@ class NodeInfo(_message.Message):
     PORT_RANGE_END_FIELD_NUMBER: _builtins.int
     INGRESS_FIELD_NUMBER: _builtins.int
     PUBLISH_ADDRESS_FIELD_NUMBER: _builtins.int
+    VOLUMES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     started_at_ms: _builtins.int
     """tokens issued before this are refused"""
@@ -309,6 +316,13 @@ class NodeInfo(_message.Message):
     def host(self) -> Global___HostStats: ...
     @_builtins.property
     def ingress(self) -> Global___IngressInfo: ...
+    @_builtins.property
+    def volumes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeInfo]:
+        """Every data directory under <data_dir>/volumes, named by volume id (or, for
+        servers from before volume ids, by server id): the control plane lists those no
+        slot on this node points at (docs/stateful.md).
+        """
+
     def __init__(
         self,
         *,
@@ -320,14 +334,42 @@ class NodeInfo(_message.Message):
         port_range_end: _builtins.int = ...,
         ingress: Global___IngressInfo | None = ...,
         publish_address: _builtins.str = ...,
+        volumes: _abc.Iterable[Global___VolumeInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "publish_address", b"publish_address", "started_at_ms", b"started_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "publish_address", b"publish_address", "started_at_ms", b"started_at_ms", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeInfo: _TypeAlias = NodeInfo  # noqa: Y015
+
+@_typing.final
+class VolumeInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISK_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    USED_BYTES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    disk_limit_bytes: _builtins.int
+    """the size of its image; 0: no limit (a bind mount)"""
+    used_bytes: _builtins.int
+    """statfs of its image; 0 when it has no limit"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        disk_limit_bytes: _builtins.int = ...,
+        used_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disk_limit_bytes", b"disk_limit_bytes", "id", b"id", "used_bytes", b"used_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VolumeInfo: _TypeAlias = VolumeInfo  # noqa: Y015
 
 @_typing.final
 class IngressInfo(_message.Message):
@@ -642,6 +684,7 @@ class ServerSpec(_message.Message):
     REGISTRY_AUTH_FIELD_NUMBER: _builtins.int
     INSTALL_FIELD_NUMBER: _builtins.int
     CONFIG_FILES_FIELD_NUMBER: _builtins.int
+    VOLUME_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """chosen by the control plane (uuid)"""
     image: _builtins.str
@@ -660,6 +703,11 @@ class ServerSpec(_message.Message):
     no capabilities at all (see docs/security.md). Default false.
     """
     pull_policy: Global___PullPolicy.ValueType
+    volume_id: _builtins.str
+    """The slot's volume: names the data directory (<data_dir>/volumes/<volume_id>) and
+    the SFTP login; the same for the life of the slot, whichever replica runs it.
+    Empty (older control planes): the server id names them.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = the image's default"""
@@ -724,10 +772,11 @@ class ServerSpec(_message.Message):
         registry_auth: Global___RegistryAuth | None = ...,
         install: Global___InstallScript | None = ...,
         config_files: _abc.Iterable[Global___ConfigFileEdit] | None = ...,
+        volume_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["health_check", b"health_check", "install", b"install", "registry_auth", b"registry_auth", "resources", b"resources", "stop", b"stop"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config_files", b"config_files", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "install", b"install", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "config_files", b"config_files", "data_mount_path", b"data_mount_path", "done_pattern", b"done_pattern", "env", b"env", "files", b"files", "health_check", b"health_check", "id", b"id", "image", b"image", "install", b"install", "labels", b"labels", "network_disabled", b"network_disabled", "open_stdin", b"open_stdin", "ports", b"ports", "pull_policy", b"pull_policy", "registry_auth", b"registry_auth", "resources", b"resources", "run_as_root", b"run_as_root", "stop", b"stop", "volume_id", b"volume_id", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,12 +54,14 @@ class FileApi:
         *,
         owner_of: Callable[[str], tuple[int, int] | None],
         disk_limit_of: Callable[[str], int],
+        volume_of: Callable[[str], str] = lambda server_id: server_id,
         extract_limits: ExtractLimits | None = None,
         pull_policy: OutboundPolicy = PULL_POLICY,
     ) -> None:
         self._identity, self._started_at = identity, started_at
         self._volumes = data_dir / "volumes"
         self._owner_of, self._disk_limit_of = owner_of, disk_limit_of
+        self._volume_of = volume_of
         self._extract_limits = extract_limits or ExtractLimits()
         self._quotas: dict[str, DiskQuota] = {}
         self._pull_policy = pull_policy
@@ -83,13 +85,14 @@ class FileApi:
         """The server's files, after the token is checked; OSErrors become API errors."""
         authorize(request, self._identity, self._started_at, access)
         server_id = request.match_info["server_id"]
+        volume = self._volume_of(server_id)
         # Opened only when the agent made it: never a directory for an unknown id.
-        if not await asyncio.to_thread(os.path.isdir, self._volumes / server_id):
+        if not await asyncio.to_thread(os.path.isdir, self._volumes / volume):
             raise FileApiError(404, "server_not_found", "no such server on this node")
         owner = self._owner_of(server_id)
         volumes = str(self._volumes)
         try:
-            tree = await asyncio.to_thread(ConfinedTree.open, volumes, server_id, owner=owner)
+            tree = await asyncio.to_thread(ConfinedTree.open, volumes, volume, owner=owner)
         except OSError as exc:
             raise FileApiError(404, "server_not_found", "no such server on this node") from exc
         try:
@@ -109,7 +112,7 @@ class FileApi:
         return quota
 
     def _usage(self, server_id: str) -> int:
-        tree = ConfinedTree.open(str(self._volumes), server_id)
+        tree = ConfinedTree.open(str(self._volumes), self._volume_of(server_id))
         try:
             return tree.disk_usage()
         finally:

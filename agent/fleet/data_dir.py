@@ -1,16 +1,20 @@
 """A server's data directory on the host: its input files, its owner, its mount.
 
-`<agent data_dir>/volumes/<server id>` is bind-mounted into the container. Three
+`<agent data_dir>/volumes/<volume id>` is bind-mounted into the container: the volume
+id is the slot's (deployment, ordinal), the same whichever replica runs it (see
+docs/stateful.md); specs without one name the directory by server id. Three
 guarantees hold for it (see docs/security.md):
 
 - It belongs to the uid:gid the container runs as (mapped through the engine's
   user-namespace remapping, if any), so an unprivileged container can write it.
   Data written by another owner (servers that ran as root before) is re-owned once:
-  a marker outside the directory, `<agent data_dir>/ownership/<server id>`, records
+  a marker outside the directory, `<agent data_dir>/ownership/<volume id>`, records
   the owner it was last given.
 - It is a mount point of itself with `nosuid,nodev`, so a setuid binary or a device
   node written into it by a container means nothing on the host (nor in the
-  container, whose bind mount inherits the flags).
+  container, whose bind mount inherits the flags). A volume with a disk limit is
+  instead the loop mount of its own ext4 image, with the same flags
+  (agent/fleet/volume_images.py).
 - Nothing here follows a symlink a container made: the re-own walks with directory
   fds and never follows links, input files are opened beneath the directory.
 
@@ -20,99 +24,40 @@ Everything here blocks: call it from a worker thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import re
 import shutil
 from pathlib import Path
 
 from agent.files.confine import open_beneath
-from agent.fleet.spec import relative_file_path
-from agent.runtime import IdMapping
+from agent.fleet.mounts import (
+    mount_options,
+    release_mount,
+    release_mounts_beneath,
+    secure_mount,
+)
+from agent.fleet.spec import relative_file_path, volume_name
+from agent.fleet.volume_images import (
+    VolumeImageError,
+    VolumeImages,
+    is_own_filesystem,
+    used_bytes,
+)
+from agent.runtime import IdMapping, InvalidSpec
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 
+__all__ = [
+    "ServerVolumes",
+    "chown_tree",
+    "mount_options",
+    "prepare_data_dir",
+    "release_mount",
+    "release_mounts_beneath",
+    "secure_mount",
+]
 log = get_logger(__name__)
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND = 0x20, 0x1000
-MNT_DETACH = 0x2
-SECURE_OPTIONS = frozenset({"nosuid", "nodev"})
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = (
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-)
-_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 Owner = tuple[int, int]
-
-
-# ---- mounts --------------------------------------------------------------------------
-
-
-def mount_options(path: Path) -> frozenset[str] | None:
-    """The per-mount options of the topmost mount AT `path`; None when it is no mount
-    point."""
-    wanted = os.fsencode(os.path.realpath(path))
-    found: frozenset[str] | None = None
-    with open("/proc/self/mountinfo", "rb") as table:
-        for line in table:
-            fields = line.split(b" ")
-            if _unescape(fields[4]) == wanted:
-                found = frozenset(fields[5].decode().split(","))  # later lines are on top
-    return found
-
-
-def _unescape(field: bytes) -> bytes:
-    text = field.decode("latin-1")
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text).encode("latin-1")
-
-
-def _mount(source: bytes | None, target: bytes, flags: int) -> None:
-    if _libc.mount(source, target, None, flags, None) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"mount {target.decode(errors='replace')}: {os.strerror(code)}")
-
-
-def secure_mount(path: Path) -> None:
-    """Make `path` a bind mount of itself with nosuid,nodev (idempotent).
-
-    OSError (EPERM) when the agent may not mount: it must run as root on the host, or
-    in the host's mount namespace with CAP_SYS_ADMIN."""
-    target = os.fsencode(os.path.realpath(path))
-    options = mount_options(path)
-    if options is not None and options >= SECURE_OPTIONS:
-        return
-    if options is None:
-        _mount(target, target, MS_BIND)
-        options = mount_options(path) or frozenset()
-    # A bind remount sets the per-mount flags anew: keep a noexec the host chose.
-    keep = MS_NOEXEC if "noexec" in options else 0
-    _mount(None, target, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | keep)
-
-
-def release_mount(path: Path) -> None:
-    """Detach every mount at `path` (none is fine). Lazily: an SFTP session may still
-    hold the directory open, and removal must not wait for it."""
-    target = os.fsencode(os.path.realpath(path))
-    while mount_options(path) is not None:
-        if _libc.umount2(target, MNT_DETACH) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"umount {path}: {os.strerror(code)}")
-
-
-def release_mounts_beneath(top: Path) -> None:
-    """Detach every mount at or beneath `top` (a test's or a removed node's files)."""
-    prefix = os.fsencode(os.path.realpath(top))
-    with open("/proc/self/mountinfo", "rb") as table:
-        points = {_unescape(line.split(b" ")[4]) for line in table}
-    for point in sorted(points, reverse=True):  # deepest first
-        if point == prefix or point.startswith(prefix + b"/"):
-            release_mount(Path(os.fsdecode(point)))
 
 
 # ---- ownership -------------------------------------------------------------------------
@@ -217,9 +162,11 @@ class ServerVolumes:
         self.markers = agent_dir / "ownership"
         self.container_user = container_user
         self.id_mapping = id_mapping or IdMapping()
+        self.images = VolumeImages(agent_dir)
 
-    def path(self, server_id: str) -> Path:
-        return self.root / server_id
+    def path(self, volume: str) -> Path:
+        """The data directory of the volume named `volume` (see :func:`volume_name`)."""
+        return self.root / volume
 
     def user_of(self, spec: pb.ServerSpec) -> str:
         """The `uid:gid` the server's processes run as, inside the container."""
@@ -242,6 +189,7 @@ class ServerVolumes:
         self.root.mkdir(parents=True, exist_ok=True)
         self.agent_dir.chmod(mode)
         self.root.chmod(mode)
+        self.images.restore(self.root)  # before the bind mounts: never over an image
         for entry in os.scandir(self.root):
             if entry.is_dir(follow_symlinks=False):
                 secure_mount(Path(entry.path))
@@ -249,31 +197,82 @@ class ServerVolumes:
     def prepare(self, spec: pb.ServerSpec) -> bool:
         """Before creating `spec`'s container: the directory with its input files, owned
         and mounted as the module says; True when the directory was created now."""
-        created = prepare_data_dir(self.path(spec.id), list(spec.files), self.owner_of(spec))
+        data_dir = self.path(volume_name(spec))
+        created = not data_dir.exists()
+        self._sized(spec)
+        prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec))
         self.ready(spec)
         return created
+
+    def _sized(self, spec: pb.ServerSpec) -> None:
+        """A volume with a disk limit (or an image from an earlier limit) is its image,
+        mounted and of the size the spec gives; InvalidSpec when that cannot be."""
+        volume, limit = volume_name(spec), spec.resources.disk_bytes
+        if not limit and not self.images.has(volume):
+            return
+        data_dir = self.path(volume)
+        if not limit:  # the limit was lifted: the data stays in its image, as large
+            limit = self.images.image(volume).stat().st_size
+        try:
+            self.images.ensure(volume, data_dir, limit, self.owner_of(spec))
+        except VolumeImageError as exc:
+            raise InvalidSpec(str(exc)) from exc
 
     def ready(self, spec: pb.ServerSpec) -> None:
         """Before each start: owned by the server's user (re-owned once after a change
         of owner) and mounted nosuid,nodev."""
-        data_dir = self.path(spec.id)
-        if own_once(data_dir, self.owner_of(spec), self.markers / spec.id):
+        volume = volume_name(spec)
+        data_dir = self.path(volume)
+        self._sized(spec)
+        if own_once(data_dir, self.owner_of(spec), self.markers / volume):
             log.info("data_dir_reowned", server=spec.id, owner=self.owner_of(spec))
         secure_mount(data_dir)
 
-    def discard_empty(self, server_id: str) -> None:
+    def listing(self) -> list[pb.VolumeInfo]:
+        """Every data directory here (cheap: a directory listing, statfs of images)."""
+        found: list[pb.VolumeInfo] = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                info = pb.VolumeInfo(id=entry.name)
+                if self.images.has(entry.name):
+                    info.disk_limit_bytes = self.images.image(entry.name).stat().st_size
+                    info.used_bytes = self.disk_used(entry.name) or 0
+                found.append(info)
+        return sorted(found, key=lambda v: v.id)
+
+    def check_limit(self, spec: pb.ServerSpec) -> None:
+        """InvalidSpec when `spec`'s disk limit is below what its volume holds (checked
+        before a running server is replaced, so a refused spec leaves it untouched)."""
+        volume, limit = volume_name(spec), spec.resources.disk_bytes
+        used = self.disk_used(volume)
+        if limit and used is not None and limit < used:
+            raise InvalidSpec(
+                f"volume {volume} uses {used} bytes: its disk limit cannot go below that"
+            )
+
+    def disk_used(self, volume: str) -> int | None:
+        """What a volume with an image holds (statfs, cheap); None for one without."""
+        data_dir = self.path(volume)
+        return used_bytes(data_dir) if is_own_filesystem(data_dir) else None
+
+    def discard_empty(self, volume: str) -> None:
         """Remove a directory a failed create made, if it is still empty."""
-        data_dir = self.path(server_id)
+        data_dir = self.path(volume)
         with os.scandir(data_dir) as entries:
             if next(entries, None) is not None:
                 return  # SFTP works before the container exists: the user's files
+        if self.images.has(volume):
+            self.images.release(volume, data_dir)
         release_mount(data_dir)
         with contextlib.suppress(OSError):
             data_dir.rmdir()
 
-    def delete(self, server_id: str) -> None:
-        """Unmount and delete a server's data directory and its ownership marker."""
-        data_dir = self.path(server_id)
+    def delete(self, volume: str) -> None:
+        """Unmount and delete a volume's data directory and its ownership marker."""
+        data_dir = self.path(volume)
+        self.images.release(volume, data_dir)
         release_mount(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
-        (self.markers / server_id).unlink(missing_ok=True)
+        (self.markers / volume).unlink(missing_ok=True)

@@ -46,6 +46,8 @@ def validate_spec(spec: pb.ServerSpec, cpu_count: int, port_range: tuple[int, in
     """Raise InvalidSpec naming the first problem (id, image, limits, ports, paths)."""
     if not SERVER_ID.match(spec.id):
         raise InvalidSpec("id must be 1-63 characters of letters, digits, '_', '.', '-'")
+    if spec.volume_id and not SERVER_ID.match(spec.volume_id):
+        raise InvalidSpec("volume_id must be 1-63 characters of letters, digits, '_', '.', '-'")
     if not spec.image:
         raise InvalidSpec("image is required")
     resources = spec.resources
@@ -134,3 +136,9 @@ def container_spec(
         log_max_size=log_max_size,
         log_max_files=log_max_files,
     )
+
+
+def volume_name(spec: pb.ServerSpec) -> str:
+    """The name of `spec`'s data directory and SFTP login: its slot's volume id, or the
+    server id for specs that carry none (control planes before volume ids)."""
+    return spec.volume_id or spec.id

@@ -14,7 +14,7 @@ from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.install import InstallFailed, ServerInstaller
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
-from agent.fleet.spec import container_spec, validate_spec
+from agent.fleet.spec import container_spec, validate_spec, volume_name
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
 from agent.runtime import AlreadyExists, ImageNotFound, InvalidSpec, NotFound, NotRunning
@@ -134,6 +134,7 @@ class Supervisor:
         the pending pull; the server follows on the Watch stream. A replacement keeps
         the old container until its pull succeeded."""
         validate_spec(spec, self.cpu_count, self.port_range)
+        await asyncio.to_thread(self.volumes.check_limit, spec)  # before any replacement
         old = self.servers.get(spec.id)
         if replace and old is not None:
             pending = self.pulls.pending.get(spec.id)
@@ -192,7 +193,7 @@ class Supervisor:
                 container_spec(
                     spec,
                     labels=self.tracker.labels,
-                    data_dir=self.volumes.path(spec.id),
+                    data_dir=self.volumes.path(volume_name(spec)),
                     user=self.volumes.user_of(spec),
                     default_pids=self.default_pids,
                     log_max_size=self.log_max_size,
@@ -203,7 +204,7 @@ class Supervisor:
             if created_dir:
                 # Only while empty (the control plane retries).
                 with contextlib.suppress(OSError):
-                    await asyncio.to_thread(self.volumes.discard_empty, spec.id)
+                    await asyncio.to_thread(self.volumes.discard_empty, volume_name(spec))
             raise
         del spec.files[:]
         spec.ClearField("registry_auth")
@@ -333,13 +334,13 @@ class Supervisor:
         await self.pulls.cancel(server_id)
         if pending is not None and pending.replaces is None:
             if delete_data:
-                await asyncio.to_thread(self.volumes.delete, server_id)
+                await asyncio.to_thread(self.volumes.delete, volume_name(pending.spec))
             return
         server = self.get(server_id)
         async with server.lock:
             await self._discard_container(server)
         if delete_data:
-            await asyncio.to_thread(self.volumes.delete, server_id)
+            await asyncio.to_thread(self.volumes.delete, volume_name(server.spec))
             await asyncio.to_thread(self.installer.forget, server_id)
 
     async def recreate(self, spec: pb.ServerSpec, *, start: bool = False) -> ManagedServer:
@@ -348,6 +349,7 @@ class Supervisor:
         refuse (InvalidSpec, ImageNotFound) is refused first, old container untouched.
         Never pulls (see :meth:`submit`)."""
         validate_spec(spec, self.cpu_count, self.port_range)
+        await asyncio.to_thread(self.volumes.check_limit, spec)  # before any replacement
         old = self.servers.get(spec.id)
         if old is not None:
             if not await self.runtime.image_exists(spec.image):

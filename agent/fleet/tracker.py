@@ -16,7 +16,7 @@ from pathlib import Path
 from agent.console.history import ConsoleHistory, ConsoleLine
 from agent.fleet.hub import WatchHub
 from agent.fleet.server import ManagedServer, machine_for
-from agent.fleet.spec import SERVER_LABEL, SPEC_LABEL, decode_spec
+from agent.fleet.spec import SERVER_LABEL, SPEC_LABEL, decode_spec, volume_name
 from agent.lifecycle import machine as lm
 from agent.lifecycle.health import probe_once
 from agent.runtime import (
@@ -171,7 +171,7 @@ class ServerTracker:
             info=info,
             machine=machine_for(spec, running=running),
             history=history,
-            data_dir=self.volumes_dir / spec.id,
+            data_dir=self.volumes_dir / volume_name(spec),
         )
         if spec.done_pattern:
             history.add_listener(lambda line: self._on_line(server, line))

@@ -33,6 +33,7 @@ def fingerprint(facts: NodeFingerprint) -> pb.Fingerprint:
         agent_version=facts.agent_version,
         hostname=facts.hostname,
         cgroup_version=facts.cgroup_version,
+        allocatable_disk_bytes=facts.allocatable_disk_bytes,
     )
 
 

@@ -121,6 +121,7 @@ class AgentService(pb_grpc.AgentServicer):
             port_range_end=self.facts.port_range[1],
             ingress=self.facts.ingress,
             publish_address=self.facts.publish_address,
+            volumes=await asyncio.to_thread(self.supervisor.volumes.listing),
         )
 
     async def CreateServer(self, request: pb.CreateServerRequest, context: Context) -> pb.Server:

@@ -1,4 +1,8 @@
-"""SFTP logins: `<account>.<first 8 characters of the server id>`, checked by the control plane.
+"""SFTP logins: `<account>.<first 8 characters of the volume id>`, checked by the control plane.
+
+The volume id is the slot's (docs/stateful.md): the login stays the same when the slot
+moves to another replica or node. Grants of older control planes carry no volume id:
+the server id stands for it.
 
 A login is a password or a public key that the control plane vouches for
 (`ControlPlane.sftp_auth`); asyncssh itself then checks the key's signature.
@@ -10,6 +14,7 @@ so password guesses never hold back a key login.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncssh
@@ -78,8 +83,10 @@ class SFTPLogin:
         control_plane: ControlPlane,
         passwords: LoginThrottle | None = None,
         keys: LoginThrottle | None = None,
+        volume_of: Callable[[str], str | None] = lambda _server_id: None,
     ) -> None:
         self._control_plane = control_plane
+        self._volume_of = volume_of
         self._passwords = passwords or LoginThrottle()
         self._keys = keys or key_login_throttle()
 
@@ -126,16 +133,20 @@ class SFTPLogin:
                 return exc.code, None
             log.warning("sftp_login_control_plane_down", error=str(exc))
             return None, None
-        problem = grant_problem(grant, parsed[1])
+        problem = grant_problem(grant, parsed[1], self._volume_of(grant.server_id))
         return (problem, None) if problem else (None, grant)
 
 
-def grant_problem(grant: SFTPGrant, short_id: str) -> str | None:
-    """Why a grant cannot be used for a login naming `short_id` (None: it can)."""
-    if not _SERVER_ID.match(grant.server_id):
-        return "control plane named an invalid server id"
-    if not grant.server_id.lower().startswith(short_id):
+def grant_problem(grant: SFTPGrant, short_id: str, known_volume: str | None) -> str | None:
+    """Why a grant cannot be used for a login naming `short_id` (None: it can);
+    `known_volume` is the volume this agent runs the granted server with (None: it
+    does not run it yet)."""
+    if not _SERVER_ID.match(grant.server_id) or not _SERVER_ID.match(grant.volume):
+        return "control plane named an invalid server or volume id"
+    if not grant.volume.lower().startswith(short_id):
         return "control plane answered for another server"
+    if known_volume is not None and known_volume != grant.volume:
+        return "control plane named another volume than the server's"
     if not grant.can_read:
         return "no file.read permission"
     return None

@@ -33,6 +33,8 @@ class SFTPService:
     `file_owner` (uid, gid) owns every file SFTP creates: the container's user;
     `file_owner_of(server_id)`, when given, decides it per server instead (None keeps
     the agent's own ids), at the login that opens the session.
+    `volume_of(server_id)` is the volume this node runs a server with (None: the
+    server is not known here yet; the grant's volume is opened).
     `disk_limit_of(server_id)` gives the agent's own disk limit of a server (0: none);
     the tighter of it and the control plane's applies. `encryption_algs` defaults to
     AES-GCM only (see agent.sftp.wire); add e.g. "aes128-ctr" for clients without it,
@@ -53,6 +55,7 @@ class SFTPService:
         workers: int = 8,
         encryption_algs: Sequence[str] = ENCRYPTION_ALGS,
         disk_limit_of: Callable[[str], int] | None = None,
+        volume_of: Callable[[str], str | None] = lambda _server_id: None,
     ) -> None:
         self._control_plane = control_plane
         self._data_dir = data_dir
@@ -60,7 +63,7 @@ class SFTPService:
         self._port = port
         self._file_owner_of = file_owner_of or (lambda _server_id: file_owner)
         self._revalidate_interval = revalidate_interval
-        self._login = SFTPLogin(control_plane, throttle)
+        self._login = SFTPLogin(control_plane, throttle, volume_of=volume_of)
         self._workers = workers
         self._encryption_algs = list(encryption_algs)
         self._disk_limit_of = disk_limit_of
@@ -156,7 +159,7 @@ class SFTPService:
         try:
             tree = await asyncio.get_running_loop().run_in_executor(
                 self._executor,
-                lambda: ConfinedTree.open(volumes, grant.server_id, owner=owner),
+                lambda: ConfinedTree.open(volumes, grant.volume, owner=owner),
             )
         except OSError as exc:
             log.error("sftp_server_dir_unusable", server_id=grant.server_id, error=str(exc))

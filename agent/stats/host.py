@@ -44,6 +44,9 @@ class NodeFingerprint:
     agent_version: str
     hostname: str
     cgroup_version: int
+    # The room volumes with a disk limit may take: the size of the filesystem holding
+    # the volumes, less what the operator reserves.
+    allocatable_disk_bytes: int = 0
 
 
 def host_sample(data_dir: Path) -> HostSample:
@@ -81,14 +84,18 @@ def _os_name() -> str:
         return platform.system()
 
 
-def node_fingerprint(data_dir: Path, docker_version: str, agent_version: str) -> NodeFingerprint:
-    """The fingerprint of this host."""
+def node_fingerprint(
+    data_dir: Path, docker_version: str, agent_version: str, disk_reserved_bytes: int = 0
+) -> NodeFingerprint:
+    """The fingerprint of this host; `disk_reserved_bytes` of the data directory's
+    filesystem are not offered to volumes."""
     disk = psutil.disk_usage(str(data_dir if data_dir.exists() else Path("/")))
     return NodeFingerprint(
         cpu_count=psutil.cpu_count() or 1,
         cpu_model=_cpu_model(),
         memory_bytes=psutil.virtual_memory().total,
         disk_bytes=disk.total,
+        allocatable_disk_bytes=max(0, disk.total - disk_reserved_bytes),
         os=_os_name(),
         kernel=platform.release(),
         docker_version=docker_version,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.fleet.volume_images import is_own_filesystem, used_bytes
 from agent.stats.cgroup import CgroupReader, NetDevReader
 from common.logging import get_logger
 
@@ -45,6 +46,14 @@ def directory_bytes(path: Path) -> int:
             except OSError:
                 continue  # deleted while walking
     return total
+
+
+def volume_bytes(path: Path) -> int:
+    """What a data directory holds: statfs of its image when it has one (a disk
+    limit), else a walk (blocking)."""
+    if is_own_filesystem(path):
+        return used_bytes(path)
+    return directory_bytes(path)
 
 
 class _Tracked:
@@ -132,7 +141,7 @@ class StatsSampler:
             cpu = 100.0 * (cpu_ns - tracked.last_cpu_ns) / (wall_ns - tracked.last_wall_ns)
         tracked.last_cpu_ns, tracked.last_wall_ns = cpu_ns, wall_ns
         if now - tracked.disk_at >= self._disk_interval:
-            tracked.disk_bytes = directory_bytes(tracked.data_dir)
+            tracked.disk_bytes = volume_bytes(tracked.data_dir)
             tracked.disk_at = now
         rx, tx = tracked.net.read()
         uptime = int(time.time() * 1000) - tracked.started_at_ms if tracked.started_at_ms else 0

@@ -11,7 +11,7 @@ from aiohttp import web
 from agent.config import AgentConfig, NodeIdentity
 from agent.controlplane_client import ControlPlane
 from agent.files.http_api import FileApi
-from agent.files.ownership import disk_limit, file_owner
+from agent.files.ownership import disk_limit, file_owner, volume_of
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 from agent.ws.exec import ExecSockets
@@ -70,6 +70,7 @@ async def start_http_server(
         started_at,
         owner_of=lambda server_id: file_owner(supervisor, server_id),
         disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
+        volume_of=lambda server_id: volume_of(supervisor, server_id),
     )
     # A request body is buffered up to read_bufsize before the socket is paused: with
     # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.

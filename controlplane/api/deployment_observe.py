@@ -57,6 +57,9 @@ class ReplicaStatus(BaseModel):
 
     id: str
     ordinal: int
+    volume_id: str
+    """The slot's data: its directory and SFTP login (`<username>.<first 8 chars>`),
+    the same whichever replica runs the slot (docs/stateful.md)."""
     node_id: str | None
     ports: list[PublishedPort]
     state: str
@@ -142,6 +145,7 @@ def _replica_status(
     view = ReplicaStatus(
         id=str(replica.id),
         ordinal=replica.ordinal,
+        volume_id=str(replica.slot_volume),
         node_id=str(replica.node_id) if replica.node_id else None,
         ports=[
             # 0: the container listens on its host port (templates' egg contract).

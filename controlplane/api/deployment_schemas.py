@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from common.image_reference import parse_image_reference
-from common.quantities import parse_cpu_millis, parse_memory_bytes
+from common.quantities import parse_cpu_millis, parse_disk_bytes, parse_memory_bytes
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
 
@@ -25,11 +25,20 @@ StatusName = Literal["pending", "running", "updating", "stopped", "failed"]
 
 
 class ResourcesSpec(Request):
-    """CPU ("100m", "0.5") and memory ("128Mi", "1Gi") per replica, as
-    :mod:`common.quantities` reads them (at least 10m and 6Mi once rounded)."""
+    """CPU ("100m", "0.5"), memory ("128Mi", "1Gi") and disk ("2Gi": the limit of each
+    replica's volume, enforced by the kernel; "" or absent: none) per replica, as
+    :mod:`common.quantities` reads them (at least 10m, 6Mi and 16Mi once rounded)."""
 
     cpu: str = "100m"
     memory: str = "128Mi"
+    disk: str = Field(default="", max_length=16)
+
+    @field_validator("disk")
+    @classmethod
+    def _disk(cls, value: str) -> str:
+        if value:
+            parse_disk_bytes(value)
+        return value
 
     @field_validator("cpu")
     @classmethod

@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from common.quantities import parse_cpu_millis, parse_memory_bytes
+from common.quantities import parse_cpu_millis, parse_disk_bytes, parse_memory_bytes
 from controlplane.agents import AgentError
 from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.deployment_images import (
@@ -44,7 +44,8 @@ from controlplane.api.deployment_templates import template_values
 from controlplane.api.errors import Conflict, NotFound, Unprocessable
 from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
-from controlplane.db.tables import Deployment, Replica
+from controlplane.db.tables import Deployment, ReleasedVolume, Replica
+from controlplane.db.types import utcnow
 from controlplane.events.bus import Event, EventType
 from controlplane.ingress.table import app_url
 from controlplane.quota_enforcement import Claim, enforce_quota
@@ -59,6 +60,7 @@ SPEC_FIELDS = (
     "ports",
     "cpu",
     "memory",
+    "disk_bytes",
     "health_check",
     "stop_command",
     "stop_signal",
@@ -114,7 +116,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         http_port=d.http_port,
         command=list(d.command),
         env_vars={k: v for k, v in d.env_vars.items() if k not in hidden},
-        resources={"cpu": d.cpu, "memory": d.memory},
+        resources={"cpu": d.cpu, "memory": d.memory, "disk": d.disk},
         health_check=d.health_check,
         restart_policy=d.restart_policy,
         stop_command=d.stop_command,
@@ -156,6 +158,8 @@ def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
         values["cpu"], values["memory"] = body.resources.cpu, body.resources.memory
         values["cpu_millis"] = parse_cpu_millis(body.resources.cpu)
         values["memory_bytes"] = parse_memory_bytes(body.resources.memory)
+        values["disk"] = body.resources.disk
+        values["disk_bytes"] = parse_disk_bytes(body.resources.disk) if body.resources.disk else 0
     if body.health_check is not None:
         values["health_check"] = body.health_check.model_dump(exclude_none=True)
     for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout", "run_as_root"):
@@ -330,6 +334,9 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
             ).all()
         removed = await asyncio.gather(*(_remove(request, r, query.delete_data) for r in replicas))
         async with database(request).transaction() as session:
+            if query.delete_data:  # due now, on every node that holds a copy
+                for replica in replicas:
+                    await session.merge(ReleasedVolume.of(replica, deployment.user_id, utcnow()))
             await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
     wake_reconciler(request)
     publish(

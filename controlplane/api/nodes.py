@@ -85,6 +85,8 @@ class NodeInfo(BaseModel):
     port_range_end: int
     cpu_millis: int
     memory_bytes: int
+    disk_bytes: int = 0
+    """Room for volumes with a disk limit (the agent's allocatable disk; 0: none)."""
     fingerprint: dict[str, Any]
     host_stats: dict[str, Any]
     created_at: datetime
@@ -284,20 +286,22 @@ async def drain_node(request: web.Request) -> NodeInfo:
     return node_info(_live(request, node))
 
 
-def _capacity(fingerprint: dict[str, Any]) -> tuple[int, int]:
+def _capacity(fingerprint: dict[str, Any]) -> tuple[int, int, int]:
+    """CPU (millicores), memory and allocatable disk (bytes) a fingerprint offers."""
     try:
         cpu = int(fingerprint.get("cpu_count", 0)) * 1000
         memory = int(fingerprint.get("memory_bytes", 0))
+        disk = int(fingerprint.get("allocatable_disk_bytes", 0))
     except (TypeError, ValueError):
-        return 0, 0
-    return max(cpu, 0), max(memory, 0)
+        return 0, 0, 0
+    return max(cpu, 0), max(memory, 0), max(disk, 0)
 
 
 async def enroll_node(request: web.Request, body: Enrolment) -> Enrolled:
     """Exchange a join token (once) for the node's id and secret."""
     digest = server_keys(request).credential_hash(body.join_token)
     secret = secrets.token_urlsafe(32)
-    cpu, memory = _capacity(body.fingerprint)
+    cpu, memory, disk = _capacity(body.fingerprint)
     values: dict[str, Any] = {
         "join_token_hash": None,
         "secret": secret,
@@ -308,6 +312,7 @@ async def enroll_node(request: web.Request, body: Enrolment) -> Enrolled:
         "fingerprint": body.fingerprint,
         "cpu_millis": cpu,
         "memory_bytes": memory,
+        "disk_bytes": disk,
         "enrolled_at": datetime.now(UTC),
     }
     if body.port_range_start and body.port_range_end:

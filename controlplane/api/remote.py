@@ -2,13 +2,14 @@
 secret (`Authorization: Bearer <secret>`), never by a user credential.
 
 `POST /v1/remote/sftp/auth` checks an SFTP login (docs/protocols/sftp.md): the user
-name is `<account username>.<first 8 characters of the server id>`; the server must
-be a replica assigned to the calling node, owned by the active account (or the account
-is an admin); only then is the password (argon2, in a thread) or registered SSH key
-checked. Password attempts go through the login throttle shared with HTTP login
-(reserved before verification, per account, client address and both; see
-common/login_throttle.py); public-key attempts have their own budget per node and
-account, so password failures never block a key login.
+name is `<account username>.<first 8 characters of the slot's volume id>` (the same
+for the life of the slot, whichever replica runs it: docs/stateful.md); the login
+resolves to the slot's current replica, which must be assigned to the calling node,
+owned by the active account (or the account is an admin); only then is the password
+(argon2, in a thread) or registered SSH key checked. Password attempts go through the
+login throttle shared with HTTP login (reserved before verification, per account,
+client address and both; see common/login_throttle.py); public-key attempts have
+their own budget per node and account, so password failures never block a key login.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class SftpGrant(BaseModel):
     permissions: list[str]
     read_only: bool = False
     disk_limit_bytes: int = 0
+    volume_id: str = ""
 
 
 async def calling_node(request: web.Request) -> Node:
@@ -76,7 +78,7 @@ async def calling_node(request: web.Request) -> Node:
 def _split(username: str) -> tuple[str, str]:
     account, _, prefix = username.rpartition(".")
     if not account or len(prefix) != SERVER_PREFIX_LENGTH:
-        raise Unauthorized("user name must be <username>.<server id prefix>", code="bad_username")
+        raise Unauthorized("user name must be <username>.<volume id prefix>", code="bad_username")
     return account, prefix.lower()
 
 
@@ -124,12 +126,13 @@ def file_permissions(user: Account | None, deployment: Deployment) -> list[str]:
 
 def _usable_replica(
     rows: Sequence[tuple[Replica, Deployment]], prefix: str, user: User | None
-) -> tuple[Replica, list[str]] | None:
-    """The replica whose id starts with `prefix` that `user` may log in to, and what
-    the login may do."""
+) -> tuple[Replica, Deployment, list[str]] | None:
+    """The replica whose slot's volume id starts with `prefix` that `user` may log in
+    to, and what the login may do."""
     for replica, deployment in rows:
-        if str(replica.id).startswith(prefix) and (granted := file_permissions(user, deployment)):
-            return replica, granted
+        granted = file_permissions(user, deployment)
+        if str(replica.slot_volume).startswith(prefix) and granted:
+            return replica, deployment, granted
     return None
 
 
@@ -189,10 +192,12 @@ async def _grant(
         raise NotFound("no such server on this node", code="server_not_found")
     if not await _credential_ok(request, user, body):
         raise Unauthorized("invalid credentials", code="invalid_credentials")
-    replica, permissions = usable
+    replica, deployment, permissions = usable
     return SftpGrant(
         server_id=str(replica.id),
         user_id=str(user.id),
         permissions=permissions,
         read_only="file.write" not in permissions,
+        disk_limit_bytes=deployment.disk_bytes,
+        volume_id=str(replica.slot_volume),
     )

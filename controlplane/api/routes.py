@@ -29,6 +29,7 @@ from controlplane.api import (
     tasks,
     templates,
     users,
+    volumes,
     webhooks,
 )
 from controlplane.api.authentication import ADMIN, PUBLIC, USER
@@ -141,6 +142,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("POST", "/v1/nodes/{id}/drain", nodes.drain_node, access=ADMIN, tag="nodes",
           errors=(404,))  # fmt: skip
+    r.add("GET", "/v1/nodes/{id}/orphaned-volumes", volumes.node_orphaned_volumes,
+          access=ADMIN, tag="nodes", errors=(404,))  # fmt: skip
     r.add("POST", "/v1/remote/sftp/auth", remote.sftp_auth, access=PUBLIC, tag="remote",
           errors=(401, 404))  # fmt: skip
     r.add("POST", "/v1/remote/exec-sessions/{id}/end", exec_sessions.end_exec_session,
@@ -207,6 +210,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
         r.add("POST", f"{f}/{operation}", operate, access=USER, tag="files",
               errors=(403, 404, 409, 413, 422, 502, 503, 507))  # fmt: skip
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
+          tag="deployments", errors=(404,))  # fmt: skip
+    r.add("GET", f"{d}/orphaned-volumes", volumes.deployment_orphaned_volumes, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip

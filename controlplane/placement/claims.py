@@ -1,5 +1,6 @@
 """The room placed work holds, read from the database: one :class:`Claim` per placed
-replica (its deployment's resources and its host ports) and per running task."""
+replica (its deployment's resources, disk limit included, and its host ports) and per
+running task."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ async def replica_claims(session: AsyncSession) -> list[Claim]:
     """What placed replicas hold on their nodes (a stopped deployment's replicas keep
     their room: they start again where they are)."""
     statement = (
-        select(Replica, Deployment.cpu_millis, Deployment.memory_bytes)
+        select(Replica, Deployment.cpu_millis, Deployment.memory_bytes, Deployment.disk_bytes)
         .join(Deployment, col(Deployment.id) == col(Replica.deployment_id))
         .where(col(Replica.node_id).is_not(None))
     )
@@ -37,8 +38,9 @@ async def replica_claims(session: AsyncSession) -> list[Claim]:
             memory_bytes=memory,
             host_ports=tuple(replica.host_ports),
             group=str(replica.deployment_id),
+            disk_bytes=disk,
         )
-        for replica, cpu, memory in (await session.exec(statement)).all()
+        for replica, cpu, memory, disk in (await session.exec(statement)).all()
     ]
 
 

@@ -7,8 +7,9 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
 - Slots ``0..replicas-1`` each have one replica; missing ones are placed (through the
   scheduler's :class:`PlacementIndex`, shared by the whole pass), extra ones removed.
 - A replica whose node is down or gone moves to a live node as a new replica of the
-  same slot; the stale copy on the old node is an orphan (no row owns its id) and is
-  removed when that node reports again.
+  same slot, with the slot's volume id (its data directory and SFTP login); the stale
+  copy on the old node is an orphan (no row owns its id) and is removed when that
+  node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
 - Voluntary disruptions (rolling update to a new generation, moving off a draining
@@ -85,6 +86,7 @@ def replica_claims(world: World) -> list[Claim]:
                 memory_bytes=deployment.memory_bytes,
                 host_ports=replica.host_ports,
                 group=deployment.id,
+                disk_bytes=deployment.disk_bytes,
             )
         )
     return claims
@@ -135,7 +137,9 @@ class _DeploymentPass:
         d = self.deployment
         slots: dict[int, DesiredReplica] = {}
         for replica in sorted(replicas, key=lambda r: (r.ordinal, r.id)):
-            if replica.ordinal >= d.replicas or replica.ordinal in slots:
+            if replica.ordinal >= d.replicas:
+                self._forget(replica, released=replica.volume_id or replica.id)
+            elif replica.ordinal in slots:
                 self._forget(replica)
             else:
                 slots[replica.ordinal] = replica
@@ -176,6 +180,7 @@ class _DeploymentPass:
             cpu_millis=d.cpu_millis,
             memory_bytes=d.memory_bytes,
             port_count=d.port_count,
+            disk_bytes=d.disk_bytes,
             constraints=d.constraints,
             strategy=d.strategy,
             group=d.id,
@@ -189,8 +194,8 @@ class _DeploymentPass:
 
     # ---- slot decisions --------------------------------------------------
 
-    def _forget(self, replica: DesiredReplica) -> None:
-        self.actions.append(ForgetReplica(replica.id))
+    def _forget(self, replica: DesiredReplica, released: str = "") -> None:
+        self.actions.append(ForgetReplica(replica.id, released))
         if self._observed(replica) is not None and replica.node_id is not None:
             self.actions.append(RemoveServer(node_id=replica.node_id, replica_id=replica.id))
 
@@ -201,7 +206,10 @@ class _DeploymentPass:
             self.actions.append(Unschedulable(self.deployment.id, ordinal, "no_feasible_node"))
             return
         node_id, ports = where
-        self.actions.append(AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports))
+        # A new slot's volume takes the id of its first replica.
+        self.actions.append(
+            AddReplica(replica_id, self.deployment.id, ordinal, node_id, ports, replica_id)
+        )
         self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
 
     def _move(self, replica: DesiredReplica, *, remove_old: bool = False) -> bool:
@@ -214,8 +222,11 @@ class _DeploymentPass:
         if remove_old and replica.node_id is not None:
             self.actions.append(RemoveServer(replica.node_id, replica.id))
         moved = self.new_id()
+        volume = replica.volume_id or replica.id
         self.actions.append(ForgetReplica(replica.id))
-        self.actions.append(AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports))
+        self.actions.append(
+            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume)
+        )
         self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
         return True
 

@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
-from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
 from controlplane.events.bus import Event, EventBus, EventType
 from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
 from controlplane.reconciler.calls import AgentCalls
@@ -242,7 +242,11 @@ class Reconciler:
                     await session.exec(
                         delete(Replica).where(col(Replica.id) == uuid.UUID(action.replica_id))
                     )
-                    rows.replicas.pop(action.replica_id, None)
+                    forgotten = rows.replicas.pop(action.replica_id, None)
+                    if action.released_volume and forgotten is not None:
+                        owner = rows.deployments.get(str(forgotten.deployment_id))
+                        user = owner.user_id if owner is not None else None
+                        await session.merge(ReleasedVolume.of(forgotten, user))
                 else:
                     replica = rows.replicas[action.replica_id]
                     replica.restart_count = action.restart_count
@@ -264,6 +268,7 @@ class Reconciler:
             memory_bytes=deployment.memory_bytes,
             host_ports=action.host_ports,
             group=action.deployment_id,
+            disk_bytes=deployment.disk_bytes,
         )
 
         async def write(session: AsyncSession) -> None:
@@ -273,6 +278,7 @@ class Reconciler:
                 ordinal=action.ordinal,
                 node_id=uuid.UUID(action.node_id),
                 host_ports=list(action.host_ports),
+                volume_id=uuid.UUID(action.volume_id or action.replica_id),
             )
             session.add(replica)
             rows.replicas[action.replica_id] = replica

@@ -38,6 +38,7 @@ class DesiredDeployment:
     cpu_millis: int
     memory_bytes: int
     port_count: int = 0
+    disk_bytes: int = 0  # each replica's volume limit (0: none)
     restart_policy: RestartPolicy = "always"
     strategy: Strategy = "spread"
     constraints: Mapping[str, str] = field(default_factory=dict)
@@ -59,6 +60,7 @@ class DesiredReplica:
     ordinal: int
     node_id: str | None
     host_ports: tuple[int, ...] = ()
+    volume_id: str = ""  # the slot's data; "" (a bare model in tests): the replica id
     restart_count: int = 0
     crash_streak: int = 0
     handled_exit_ms: int = 0
@@ -192,14 +194,17 @@ class AddReplica:
     ordinal: int
     node_id: str
     host_ports: tuple[int, ...]
+    volume_id: str = ""  # the slot's volume, carried over by a move; "": the replica id
 
 
 @dataclass(frozen=True, slots=True)
 class ForgetReplica:
     """Delete the replica's row (scale-down, or a move to another node); its container
-    is removed separately."""
+    is removed separately. `released_volume` (scale-down) is the slot's volume, whose
+    data is now kept for the grace period (a move keeps the volume: "")."""
 
     replica_id: str
+    released_volume: str = ""
 
 
 @dataclass(frozen=True, slots=True)

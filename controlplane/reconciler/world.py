@@ -90,6 +90,7 @@ def desired_deployment(row: Deployment) -> DesiredDeployment:
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
         port_count=len(row.ports),
+        disk_bytes=row.disk_bytes,
         restart_policy=cast(RestartPolicy, row.restart_policy),
         strategy=cast(Strategy, row.strategy),
         constraints=dict(row.constraints),
@@ -105,6 +106,7 @@ def desired_replica(row: Replica) -> DesiredReplica:
         ordinal=row.ordinal,
         node_id=None if row.node_id is None else str(row.node_id),
         host_ports=tuple(row.host_ports),
+        volume_id=str(row.slot_volume),
         restart_count=row.restart_count,
         crash_streak=row.crash_streak,
         handled_exit_ms=row.handled_exit_ms,
@@ -114,11 +116,17 @@ def desired_replica(row: Replica) -> DesiredReplica:
 
 
 def node_view(row: Node, pool: AgentPool) -> NodeView:
-    """Capacity from the row, liveness and servers from the agent pool."""
+    """Capacity from the row (allocatable disk: as the connected agent reports it now,
+    for nodes enrolled before it was reported), liveness and servers from the pool."""
+    observation = pool.observation(str(row.id))
+    disk = row.disk_bytes
+    if observation is not None and observation.info is not None:
+        disk = observation.info.fingerprint.allocatable_disk_bytes or disk
     capacity = NodeCapacity(
         id=str(row.id),
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
+        disk_bytes=disk,
         port_range=(row.port_range_start, row.port_range_end),
         labels=dict(row.labels),
     )
@@ -130,7 +138,6 @@ def node_view(row: Node, pool: AgentPool) -> NodeView:
         status = "down"
     else:
         status = "draining" if row.draining else "ready"
-    observation = pool.observation(str(row.id))
     servers = None
     if status != "pending" and observation is not None and observation.servers is not None:
         servers = {
@@ -213,7 +220,9 @@ def server_spec(
         env=dict(deployment.env_vars),
         ports=ports,
         resources=pb.Resources(
-            memory_bytes=deployment.memory_bytes, cpu_millis=deployment.cpu_millis
+            memory_bytes=deployment.memory_bytes,
+            cpu_millis=deployment.cpu_millis,
+            disk_bytes=deployment.disk_bytes,
         ),
         labels={
             LABEL_DEPLOYMENT: str(deployment.id),
@@ -228,6 +237,7 @@ def server_spec(
         ),
         open_stdin=True,
         run_as_root=deployment.run_as_root,
+        volume_id=str(replica.slot_volume),
     )
     check = _health_check(deployment.health_check)
     if check is not None:

@@ -5,8 +5,8 @@ node. :func:`snapshot_of` folds the claims into the :class:`Snapshot` that propo
 are planned on; :func:`admit` is the re-check at the commit point: each proposed
 claim, in order, must still fit next to everything committed before it (and the
 proposals admitted before it), otherwise it is refused with a reason. New kinds of
-room (disk) extend :class:`Claim` and :class:`NodeCapacity` together, and both
-functions with them.
+room extend :class:`Claim` and :class:`NodeCapacity` together, and both functions
+with them (as disk did).
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ PORT_TAKEN = "port_taken"
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Room held on `node_id`: CPU, memory and host ports; `group` is the deployment
-    of a replica (spread balances it), empty for a task."""
+    """Room held on `node_id`: CPU, memory, host ports and the disk limit of a volume
+    (0: none); `group` is the deployment of a replica (spread balances it), empty for
+    a task."""
 
     node_id: str
     cpu_millis: int
     memory_bytes: int
     host_ports: tuple[int, ...] = ()
     group: str = ""
+    disk_bytes: int = 0
 
 
 def snapshot_of(nodes: Iterable[NodeCapacity], claims: Iterable[Claim]) -> Snapshot:
@@ -40,11 +42,13 @@ def snapshot_of(nodes: Iterable[NodeCapacity], claims: Iterable[Claim]) -> Snaps
     reserves), and the replicas of each group per node."""
     cpu: dict[str, int] = defaultdict(int)
     memory: dict[str, int] = defaultdict(int)
+    disk: dict[str, int] = defaultdict(int)
     ports: dict[str, set[int]] = defaultdict(set)
     groups: dict[str, dict[str, int]] = defaultdict(dict)
     for claim in claims:
         cpu[claim.node_id] += claim.cpu_millis
         memory[claim.node_id] += claim.memory_bytes
+        disk[claim.node_id] += claim.disk_bytes
         ports[claim.node_id].update(claim.host_ports)
         if claim.group:
             counts = groups[claim.group]
@@ -54,6 +58,7 @@ def snapshot_of(nodes: Iterable[NodeCapacity], claims: Iterable[Claim]) -> Snaps
             node,
             cpu_reserved=node.cpu_reserved + cpu[node.id],
             memory_reserved=node.memory_reserved + memory[node.id],
+            disk_reserved=node.disk_reserved + disk[node.id],
             used_ports=node.used_ports | frozenset(ports[node.id]),
         )
         for node in nodes
@@ -65,7 +70,11 @@ def admit(snapshot: Snapshot, proposed: Sequence[Claim]) -> list[str | None]:
     """For each proposed claim in order: None when it fits on its node next to the
     snapshot's claims and the proposals admitted before it, else why not."""
     free = {
-        node.id: [node.cpu_millis - node.cpu_reserved, node.memory_bytes - node.memory_reserved]
+        node.id: [
+            node.cpu_millis - node.cpu_reserved,
+            node.memory_bytes - node.memory_reserved,
+            node.disk_bytes - node.disk_reserved,
+        ]
         for node in snapshot.nodes
     }
     nodes = {node.id: node for node in snapshot.nodes}
@@ -76,6 +85,7 @@ def admit(snapshot: Snapshot, proposed: Sequence[Claim]) -> list[str | None]:
         if verdict is None:
             free[claim.node_id][0] -= claim.cpu_millis
             free[claim.node_id][1] -= claim.memory_bytes
+            free[claim.node_id][2] -= claim.disk_bytes
             taken[claim.node_id].update(claim.host_ports)
         verdicts.append(verdict)
     return verdicts
@@ -91,8 +101,10 @@ def _refusal(
         return NODE_GONE
     if not node.schedulable:
         return NODE_UNSCHEDULABLE
-    cpu, memory = free[node.id]
+    cpu, memory, disk = free[node.id]
     if claim.cpu_millis > cpu or claim.memory_bytes > memory:
+        return NO_ROOM
+    if claim.disk_bytes and claim.disk_bytes > disk:
         return NO_ROOM
     start, end = node.port_range
     ports = set(claim.host_ports)

@@ -17,6 +17,9 @@ class NodeCapacity:
     `cpu_millis`/`memory_bytes` are what the node offers to containers;
     `cpu_reserved`/`memory_reserved` what replicas already placed on it take.
     `used_ports` are host ports already bound from `port_range` (inclusive bounds).
+    `disk_bytes` is the room the node offers volumes with a disk limit (0: none, so
+    only work without a disk limit goes there); `disk_reserved` what limits placed
+    on it already hold (no overcommit).
     """
 
     id: str
@@ -25,6 +28,8 @@ class NodeCapacity:
     port_range: tuple[int, int]
     cpu_reserved: int = 0
     memory_reserved: int = 0
+    disk_bytes: int = 0
+    disk_reserved: int = 0
     used_ports: frozenset[int] = frozenset()
     labels: Mapping[str, str] = field(default_factory=dict)
     ready: bool = True
@@ -58,6 +63,7 @@ class PlacementRequest:
     cpu_millis: int
     memory_bytes: int
     port_count: int = 0
+    disk_bytes: int = 0
     constraints: Mapping[str, str] = field(default_factory=dict)
     strategy: Strategy = "binpack"
     group: str = ""

@@ -65,12 +65,14 @@ class _NodeState:
     free_cpu: int
     free_memory: int
     ports: PortPool
+    free_disk: int = 0
     groups: dict[str, int] = field(default_factory=dict)
 
     def fits(self, request: PlacementRequest) -> bool:
         return (
             self.free_cpu >= request.cpu_millis
             and self.free_memory >= request.memory_bytes
+            and (not request.disk_bytes or self.free_disk >= request.disk_bytes)
             and self.ports.free >= request.port_count
             and self.node.id not in request.avoid_nodes
             and _labels_match(self.node.labels, request.constraints)
@@ -79,6 +81,7 @@ class _NodeState:
     def take(self, request: PlacementRequest) -> tuple[int, ...]:
         self.free_cpu -= request.cpu_millis
         self.free_memory -= request.memory_bytes
+        self.free_disk -= request.disk_bytes
         if request.group:
             self.groups[request.group] = self.groups.get(request.group, 0) + 1
         return self.ports.take(request.port_count)
@@ -98,6 +101,7 @@ def _states(snapshot: Snapshot) -> dict[str, _NodeState]:
             free_cpu=node.cpu_millis - node.cpu_reserved,
             free_memory=node.memory_bytes - node.memory_reserved,
             ports=PortPool(node.port_range, node.used_ports),
+            free_disk=node.disk_bytes - node.disk_reserved,
         )
     for group, counts in snapshot.group_counts.items():
         for node_id, count in counts.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,16 @@ async def test_deployment_lifecycle(
     await _wait_status(client, user, dep, lambda s: len(s["instances"]) == 1 and _ready(1)(s))
     labels = {"encedeus.deployment": dep}
     await eventually(lambda: _async(len(labelled_containers(labels)) == 1))
+    # The removed slot's data is kept, listed with the date it may be removed.
+    left = await expect_json(
+        await client.get(f"/v1/deployments/{dep}/orphaned-volumes", headers=user.headers)
+    )
+    (released,) = left["volumes"]
+    assert (released["deployment_id"], released["ordinal"]) == (dep, 1)
+    kept_for = datetime.fromisoformat(released["delete_after"]) - datetime.fromisoformat(
+        released["released_at"]
+    )
+    assert kept_for.total_seconds() == 7 * 86400  # volume_grace_seconds' default
 
     await expect_json(await client.post(f"/v1/deployments/{dep}/stop", headers=user.headers))
     await eventually(lambda: _async(not labelled_containers(labels, running_only=True)))
@@ -312,3 +324,30 @@ async def test_run_as_root_is_the_owners_choice_and_reaches_the_container(
         headers=user.headers,
     )
     assert bad.status == 400
+
+
+async def test_a_disk_limit_reaches_the_container_and_raising_it_rolls_out(
+    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+) -> None:
+    client, user, agent = cluster
+    fill = (
+        "dd if=/dev/zero of=/data/fill bs=1M count=64 2>/tmp/err; wc -c </data/fill >/tmp/size;"
+        " rm /data/fill; cp /tmp/err /tmp/size /data/; echo >/data/done; " + LOOP
+    )
+    disk = {"cpu": "100m", "memory": "128Mi", "disk": "16Mi"}
+    dep = await _create(client, user, app_name="disky", command=fill, replicas=1, resources=disk)
+    status = await _wait_status(client, user, dep, _ready(1), timeout=30)
+    volume = Path(agent.config.data_dir) / "volumes" / status["instances"][0]["volume_id"]
+    await eventually(lambda: _async((volume / "done").exists()))
+    assert "No space left on device" in (volume / "err").read_text()
+    assert 8 * 2**20 < int((volume / "size").read_text()) <= 16 * 2**20
+
+    await expect_json(
+        await client.put(
+            f"/v1/deployments/{dep}",
+            json={"resources": {**disk, "disk": "64Mi"}},
+            headers=user.headers,
+        )
+    )
+    await _wait_status(client, user, dep, _ready(1, generation=2), timeout=30)
+    assert os.statvfs(volume).f_blocks * os.statvfs(volume).f_frsize > 48 * 2**20

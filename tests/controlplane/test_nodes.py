@@ -22,7 +22,13 @@ from tests.controlplane.cluster_support import agent_config, create_node
 from tests.controlplane.conftest import ConfigFactory, start_client
 
 Client = TestClient[Any, Any]
-FINGERPRINT = {"cpu_count": 4, "memory_bytes": 8 * 2**30, "os": "Debian", "hostname": "n1"}
+FINGERPRINT = {
+    "cpu_count": 4,
+    "memory_bytes": 8 * 2**30,
+    "allocatable_disk_bytes": 100 * 2**30,
+    "os": "Debian",
+    "hostname": "n1",
+}
 
 
 async def _enroll(api: Client, token: str) -> Any:
@@ -70,6 +76,7 @@ async def test_join_token_enrols_once_and_node_is_listed(api: Client) -> None:
     assert node["fingerprint"]["hostname"] == "n1"
     assert node["cpu_millis"] == 4000
     assert node["memory_bytes"] == 8 * 2**30
+    assert node["disk_bytes"] == 100 * 2**30
     assert (node["port_range_start"], node["port_range_end"]) == (32000, 32100)
     assert "secret" not in node
     assert "join_token_hash" not in node
@@ -218,7 +225,9 @@ async def test_failed_sftp_key_logins_are_limited_per_node_and_account(
 async def test_agent_enrols_once_and_keeps_its_identity(api: Client, tmp_path: Path) -> None:
     admin = await register(api)
     token = await create_node(api, admin, "n1")
-    config = agent_config(tmp_path / "agent", str(api.make_url("")), token)
+    config = agent_config(
+        tmp_path / "agent", str(api.make_url("")), token, reserved={"disk_mb": 64}
+    )
     identity = await load_or_enrol(config)
     assert await asyncio.to_thread(load_identity, config) == identity
     # The token is spent: a second enrolment would fail, so this proves none happens.
@@ -229,3 +238,7 @@ async def test_agent_enrols_once_and_keeps_its_identity(api: Client, tmp_path: P
     node = await expect_json(await api.get(f"/v1/nodes/{identity.node_id}", headers=admin.headers))
     assert node["grpc_address"] == f"127.0.0.1:{config.grpc.port}"
     assert node["fingerprint"]["cpu_count"] >= 1
+    # The real agent's room for volumes: its data_dir filesystem less the reserve.
+    fingerprint = node["fingerprint"]
+    reserve = config.reserved.disk_bytes
+    assert node["disk_bytes"] == fingerprint["disk_bytes"] - reserve > 0

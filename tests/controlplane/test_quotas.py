@@ -152,6 +152,32 @@ async def test_scale_and_resource_updates_are_enforced_and_shrinking_always_pass
     assert state["resources"]["memory"] == "128Mi"
 
 
+async def test_disk_limits_count_per_replica_and_are_enforced(client: Client) -> None:
+    admin = await register(client)
+    owner = await register(client)
+    disk = {"cpu": "100m", "memory": "128Mi", "disk": "1Gi"}
+    created = await expect_json(
+        await _deploy(client, owner, "files", replicas=2, resources=disk), 201
+    )
+    mine = await expect_json(await client.get("/v1/user/quota", headers=owner.headers))
+    assert mine["usage"]["disk_bytes"] == 2 * 1024 * MI
+    path = f"/v1/deployments/{created['id']}"
+    assert (await expect_json(await client.get(path, headers=owner.headers)))["resources"][
+        "disk"
+    ] == "1Gi"
+    await _set_quota(client, admin, owner, disk_bytes=3 * 1024 * MI)
+    bigger = await client.put(
+        path, json={"resources": {**disk, "disk": "2Gi"}}, headers=owner.headers
+    )
+    assert (await _refused(bigger, "disk_bytes"))["requested"] == 4 * 1024 * MI
+    await _refused(
+        await client.patch(f"{path}/scale", json={"replicas": 4}, headers=owner.headers),
+        "disk_bytes",
+    )
+    bad = await client.put(path, json={"resources": {**disk, "disk": "1Mi"}}, headers=owner.headers)
+    assert bad.status == 400
+
+
 async def test_tasks_count_until_they_are_deleted(client: Client) -> None:
     admin = await register(client)
     owner = await register(client)

@@ -109,6 +109,7 @@ def test_missing_replicas_are_placed_and_spread() -> None:
     added = of(actions, AddReplica)
     assert {a.node_id for a in added} == {"a", "b"}
     assert len(of(actions, CreateServer)) == 2
+    assert all(a.volume_id == a.replica_id for a in added)  # a new slot's volume
 
 
 def test_converged_world_needs_nothing() -> None:
@@ -125,18 +126,20 @@ def test_scale_down_forgets_extra_slots_and_removes_their_containers() -> None:
         [node("a", {"r0": running("r0"), "r1": running("r1")})],
         deployment(replicas=1),
     )
-    assert run(w) == [ForgetReplica("r1"), RemoveServer("a", "r1")]
+    # The slot's volume is released: its data is kept for the grace period.
+    assert run(w) == [ForgetReplica("r1", "r1"), RemoveServer("a", "r1")]
 
 
 def test_replicas_of_a_down_node_move_to_a_live_one() -> None:
+    """The slot keeps its volume (data directory, SFTP login) under its new replica."""
     w = world(
-        [replica("r0", 0, "a"), replica("r1", 1, "b")],
+        [replica("r0", 0, "a", volume_id="v0"), replica("r1", 1, "b")],
         [node("a", None, status="down"), node("b", {"r1": running("r1")})],
     )
     actions = run(w)
     assert actions == [
         ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", ()),
+        AddReplica("new0", "d1", 0, "b", (), "v0"),
         CreateServer("b", "new0", "d1", True),
     ]
 
@@ -234,7 +237,7 @@ def test_draining_moves_one_replica_at_a_time() -> None:
     assert actions == [
         RemoveServer("a", "r0"),
         ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", ()),
+        AddReplica("new0", "d1", 0, "b", (), "r0"),  # a slot from before volume ids
         CreateServer("b", "new0", "d1", True),
     ]
 

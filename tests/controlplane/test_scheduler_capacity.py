@@ -45,3 +45,26 @@ def test_admit_refuses_taken_ports_gone_and_unschedulable_nodes() -> None:
         ],
     )
     assert verdicts == [PORT_TAKEN, PORT_TAKEN, NODE_GONE, NODE_UNSCHEDULABLE, None, PORT_TAKEN]
+
+
+def test_disk_limits_are_placed_only_while_their_sum_fits_the_node() -> None:
+    roomy = replace(NODE, disk_bytes=1024 * MI)
+    snapshot = snapshot_of([roomy], [Claim("n1", 0, 0, disk_bytes=600 * MI)])
+    (node,) = snapshot.nodes
+    assert node.disk_reserved == 600 * MI
+    fits = PlacementRequest(["a"], cpu_millis=0, memory_bytes=0, disk_bytes=424 * MI)
+    too_big = PlacementRequest(["b"], cpu_millis=0, memory_bytes=0, disk_bytes=425 * MI)
+    assert plan(snapshot, fits).placements
+    assert not plan(snapshot, too_big).placements  # no overcommit
+    verdicts = admit(
+        snapshot, [Claim("n1", 0, 0, disk_bytes=400 * MI), Claim("n1", 0, 0, disk_bytes=25 * MI)]
+    )
+    assert verdicts == [None, NO_ROOM]
+
+
+def test_a_node_that_reports_no_disk_takes_only_work_without_a_disk_limit() -> None:
+    snapshot = snapshot_of([NODE], [])
+    limited = PlacementRequest(["a"], cpu_millis=0, memory_bytes=0, disk_bytes=16 * MI)
+    assert not plan(snapshot, limited).placements
+    assert plan(snapshot, PlacementRequest(["b"], cpu_millis=0, memory_bytes=0)).placements
+    assert admit(snapshot, [Claim("n1", 0, 0, disk_bytes=16 * MI)]) == [NO_ROOM]

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from controlplane.client.api import ApiClient, UploadFile
+from tests.agent.sftp.conftest import run_sftp
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import remove_labelled_containers
 from tests.e2e.cluster_support import (
+    PASSWORD,
     Cluster,
     add_agent,
     eventually,
@@ -268,9 +270,49 @@ async def test_lost_node_work_moves_and_stale_copies_go(cluster: Cluster) -> Non
     await eventually(single_copies, timeout=30)
 
 
-async def test_draining_moves_work_off_one_replica_at_a_time(cluster: Cluster) -> None:
+async def _slots_kept_their_volumes(
+    cluster: Cluster, dep: str, volumes: dict[int, str], moved: dict[int, str], cwd: Path
+) -> None:
+    after = await status(cluster, dep)
+    assert {i["ordinal"]: i["volume_id"] for i in after["instances"]} == volumes
+    node_a = cluster.node_ids["node-a"]
+    for instance in after["instances"]:
+        if instance["ordinal"] in moved:
+            assert instance["id"] != moved[instance["ordinal"]]  # a new replica ...
+            volume = cluster.root / "node-a" / "volumes" / instance["volume_id"]
+            assert volume.is_dir()  # ... on the slot's volume
+    ordinal = min(moved)
+    node = await cluster.request("GET", f"/v1/nodes/{node_a}")
+    port = int(node["sftp_address"].rpartition(":")[2])
+    login = f"admin.{volumes[ordinal][:8]}"  # the login it had on node-b
+    result = await run_sftp(port, login, "ls\n", password=PASSWORD, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+
+
+async def _stale_copies_are_listed(cluster: Cluster, dep: str, left: dict[str, int]) -> None:
+    """The directories the moved slots left on node-b are listed, never deleted."""
+    node_b = cluster.node_ids["node-b"]
+    by_node = await cluster.request("GET", f"/v1/nodes/{node_b}/orphaned-volumes")
+    mine = {v["volume_id"]: v for v in by_node["volumes"] if v["deployment_id"] == dep}
+    assert {k: v["ordinal"] for k, v in mine.items()} == left
+    assert all(v["node_id"] == node_b for v in mine.values())
+    for volume in left:
+        assert (cluster.root / "node-b" / "volumes" / volume).is_dir()
+    by_deployment = await cluster.request("GET", f"/v1/deployments/{dep}/orphaned-volumes")
+    assert {v["volume_id"] for v in by_deployment["volumes"]} == set(left)
+    assert by_deployment["unreachable_nodes"] == []
+
+
+async def test_draining_moves_work_off_one_replica_at_a_time(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """... and each slot keeps its volume (data directory name, SFTP login)."""
     dep = await deploy(cluster, "drained", replicas=4)
-    await all_ready(cluster, dep, 4)
+    before = await all_ready(cluster, dep, 4)
+    volumes = {i["ordinal"]: i["volume_id"] for i in before["instances"]}
+    on_b = {i["ordinal"]: i["id"] for i in before["instances"]
+            if i["node_id"] == cluster.node_ids["node-b"]}  # fmt: skip
+    assert on_b, "the scenario needs a replica on node-b"
     node_b = cluster.node_ids["node-b"]
     drained = await cluster.request("POST", f"/v1/nodes/{node_b}/drain")
     assert drained["status"] == "draining"
@@ -286,11 +328,13 @@ async def test_draining_moves_work_off_one_replica_at_a_time(cluster: Cluster) -
 
     await eventually(moved_off, timeout=40, interval=0.1)
     assert lowest >= 3, "more than one replica was down at a time"
+    await _slots_kept_their_volumes(cluster, dep, volumes, on_b, tmp_path)
 
     async def old_copies_gone() -> bool:
         return len(copies(dep)) == 4
 
     await eventually(old_copies_gone, timeout=20)
+    await _stale_copies_are_listed(cluster, dep, {volumes[o]: o for o in on_b})
     placed = await deploy(cluster, "after-drain", replicas=2)
     after = await all_ready(cluster, placed, 2)
     assert {i["node_id"] for i in after["instances"]} == {cluster.node_ids["node-a"]}

@@ -1,6 +1,7 @@
 """Nodes, deployments and their replicas: the desired state the reconciler converges.
 
 A replica's id is its container's identity on a node (label ``encedeus.replica``);
+its `volume_id` is its slot's data, the same for every replica of the slot;
 `replicas.node_id` is the single source of truth for where it should run, so a copy
 found anywhere else is stale and removed.
 """
@@ -11,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from controlplane.db.types import UtcDateTime, new_id, utcnow
@@ -23,6 +24,11 @@ def _ts(*, nullable: bool = False) -> Column[datetime]:
 
 def _json(*, nullable: bool = False) -> Column[Any]:
     return Column(JSON(), nullable=nullable)
+
+
+def _own_id(context: Any) -> Any:
+    """A replica's volume id when none is given: the replica's own id."""
+    return context.get_current_parameters()["id"]
 
 
 def _big(*, default: int = 0) -> Column[int]:
@@ -56,6 +62,8 @@ class Node(SQLModel, table=True):
     port_range_end: int = 30999
     cpu_millis: int = 0
     memory_bytes: int = Field(default=0, sa_column=_big())
+    # Allocatable disk for volumes with a limit (the agent's report; 0: none reported).
+    disk_bytes: int = Field(default=0, sa_column=_big())
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     enrolled_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_seen: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
@@ -81,6 +89,8 @@ class Deployment(SQLModel, table=True):
     memory: str = Field(default="128Mi", max_length=16)
     cpu_millis: int = 100
     memory_bytes: int = Field(default=128 * 2**20, sa_column=_big())
+    disk: str = Field(default="", max_length=16)  # "": no disk limit
+    disk_bytes: int = Field(default=0, sa_column=_big())
     health_check: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
     restart_policy: str = Field(default="always", max_length=16)
     stop_command: str = Field(default="", max_length=255)
@@ -129,6 +139,13 @@ class Replica(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     deployment_id: uuid.UUID = Field(foreign_key="deployments.id", ondelete="CASCADE", index=True)
     ordinal: int
+    # The slot's data (directory, SFTP login): carried over when the slot moves to a
+    # new replica, so it outlives every replica of the slot (docs/stateful.md). Not
+    # given: the replica's own id (a new slot), filled in at INSERT.
+    volume_id: uuid.UUID | None = Field(
+        default=None,
+        sa_column=Column(Uuid(), nullable=False, index=True, default=_own_id),
+    )
     node_id: uuid.UUID | None = Field(
         default=None, foreign_key="nodes.id", ondelete="SET NULL", index=True
     )
@@ -140,3 +157,8 @@ class Replica(SQLModel, table=True):
     start_issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+    @property
+    def slot_volume(self) -> uuid.UUID:
+        """The slot's volume id, also before the row is written."""
+        return self.volume_id or self.id

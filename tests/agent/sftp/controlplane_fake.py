@@ -31,6 +31,7 @@ class Server:
     owner: str
     read_only_users: set[str] = field(default_factory=set)
     disk_limit_bytes: int = 0
+    volume_id: str = ""  # the slot's volume; "" answers none (an older control plane)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FakeControlPlane:
         if not isinstance(username, str) or "." not in username:
             return 401, _error("bad_username", "username must be <account>.<server>")
         name, _, short = username.rpartition(".")
-        matches = [sid for sid in self.servers if sid.startswith(short)]
+        matches = [sid for sid, s in self.servers.items() if (s.volume_id or sid).startswith(short)]
         if len(matches) != 1:
             return 404, _error("server_not_found", "no such server on this node")
         server_id = matches[0]
@@ -58,13 +59,16 @@ class FakeControlPlane:
         if not (account.admin or server.owner == name or read_only):
             return 404, _error("server_not_found", "no such server on this node")
         permissions = ["file.read"] if read_only else ["file.read", "file.write"]
-        return 200, {
+        answer: dict[str, Any] = {
             "server_id": server_id,
             "user_id": account.user_id,
             "permissions": permissions,
             "read_only": read_only,
             "disk_limit_bytes": server.disk_limit_bytes,
         }
+        if server.volume_id:
+            answer["volume_id"] = server.volume_id
+        return 200, answer
 
     @staticmethod
     def _credential_ok(account: Account, body: dict[str, Any]) -> bool:
