@@ -24,6 +24,7 @@ import docker
 import docker.auth
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from agent.runtime.types import ContainerRuntimeError, ImageInfo
 from common.image_reference import ImageReference
@@ -294,7 +295,9 @@ class ImagePuller:
                 if response.status_code >= 400:
                     raise classify_pull_error(image, engine_error_text(response))
                 yield from api._stream_helper(response, decode=True)
-        except requests.RequestException as exc:
+        # Reading the streamed body raises urllib3's own errors (a read timeout while
+        # the engine waits on a registry that stopped sending), not requests' wrappers.
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise RegistryUnreachable(
                 f"the registry of {image!r} stopped answering: {type(exc).__name__}"
             ) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from controlplane.db.tables import Replica
 from controlplane.reconciler.status import FAILING_STREAK
 from controlplane.reconciler.world import world_of
 from controlplane.scheduler import Claim
@@ -62,6 +63,21 @@ async def test_a_lost_node_s_replica_moves_to_a_live_node(harness: ReconcilerHar
     assert (await harness.deployment(deployment_id)).status == "running"
 
 
+async def _after_crash_is_recorded(
+    harness: ReconcilerHarness, deployment_id: str, streak: int
+) -> Replica:
+    for _ in range(100):
+        await harness.reconciler.reconcile_once()
+        await harness.reconciler.idle()
+        for _ in range(5):  # let the watch streams deliver what the calls changed
+            await asyncio.sleep(0)
+        (row,) = await harness.replicas(deployment_id)
+        if row.crash_streak >= streak:
+            return row
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"crash {streak} was never recorded")
+
+
 async def test_a_crash_loop_backs_off_and_fails_the_deployment(
     harness: ReconcilerHarness,
 ) -> None:
@@ -73,8 +89,10 @@ async def test_a_crash_loop_backs_off_and_fails_the_deployment(
     for crash in range(1, FAILING_STREAK + 1):
         agent.crash(str(replica.id))
         await harness.until(lambda: str(replica.id) not in agent.running())
-        await harness.settle()
-        (row,) = await harness.replicas(deployment_id)
+        # Read the row right after the pass that records the crash: with the harness's
+        # short back-off a settle() may already have restarted it (and cleared the
+        # deadline) on a loaded machine.
+        row = await _after_crash_is_recorded(harness, deployment_id, crash)
         assert (row.restart_count, row.crash_streak) == (crash, crash)
         assert row.backoff_until is not None
         if crash == FAILING_STREAK:
