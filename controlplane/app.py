@@ -20,6 +20,7 @@ from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
 from controlplane.api.metrics import ApiMetrics
 from controlplane.api.routes import build_routes
+from controlplane.api.ui_assets import install_ui
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
@@ -91,6 +92,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
 
     routes = build_routes()
     app[ROUTES] = routes
+    install_ui(app)  # before the API's catch-all (`routes.install`)
     routes.install(app)
 
     app.cleanup_ctx.append(_prepare_storage)
