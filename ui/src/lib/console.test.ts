@@ -92,6 +92,27 @@ describe("ConsoleClient", () => {
   });
 });
 
+describe("ConsoleClient reconnecting", () => {
+  it("replaces its socket and ignores the old one's close", async () => {
+    const sockets: FakeSocket[] = [];
+    const on = { connected: vi.fn(), error: vi.fn() };
+    const client = new ConsoleClient(async () => ({ url: "ws://a", token: "t" }), (url) => {
+      const socket = new FakeSocket(url);
+      sockets.push(socket);
+      return socket;
+    }, on);
+    await client.connect();
+    await client.connect();
+    const [first, second] = sockets as [FakeSocket, FakeSocket];
+    expect(first.closedWith).toBe(1000);
+    first.onclose?.({ code: 1006 } as CloseEvent);
+    expect(on.connected).not.toHaveBeenCalled();
+    second.onclose?.({ code: 1006 } as CloseEvent);
+    expect(on.connected).toHaveBeenCalledWith(false);
+    expect(on.error).toHaveBeenCalledWith("console closed (1006)");
+  });
+});
+
 describe("CommandHistory", () => {
   it("walks older and newer entries like a shell", () => {
     const history = new CommandHistory();

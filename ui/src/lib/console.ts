@@ -40,15 +40,17 @@ export class ConsoleClient {
     private readonly on: ConsoleHandlers,
   ) {}
 
-  /** Fetch access, open the socket and authenticate. */
+  /** Fetch access, open the socket and authenticate (replacing an earlier socket). */
   async connect(): Promise<void> {
     const { url, token } = await this.access();
     if (this.closed) return;
+    this.socket?.close(1000);
     const socket = this.open(url);
     this.socket = socket;
     socket.onopen = () => this.send("auth", [token]);
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => {
+      if (this.socket !== socket) return; // a socket this client already replaced
       this.authenticated = false;
       this.on.connected?.(false);
       if (!this.closed && event.code !== 1000) this.on.error?.(`console closed (${event.code})`);
