@@ -19,6 +19,7 @@ from common.logging import get_logger
 from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
 from controlplane.api.metrics import ApiMetrics
+from controlplane.api.refresh_cookie import install_refresh_cookie
 from controlplane.api.routes import build_routes
 from controlplane.api.ui_assets import install_ui
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
@@ -94,6 +95,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[ROUTES] = routes
     install_ui(app)  # before the API's catch-all (`routes.install`)
     routes.install(app)
+    install_refresh_cookie(app)
 
     app.cleanup_ctx.append(_prepare_storage)
     app.cleanup_ctx.append(_run_mail_outbox)

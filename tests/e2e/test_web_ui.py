@@ -1,9 +1,9 @@
 """The web UI in a real browser (Debian's chromium, headless, driven by Playwright)
 against a whole system (`encedeus up`: control plane, agent, the real dockerd): sign
-in, create a server from the bundled `sh-game` template (a rule error shown beside its
-field first), a console command typed in the page answered in the terminal, the CPU
-graph filling from live stats, stop and start with the buttons, delete. A wrong
-password shows the error. Screenshots land in the test's temporary folder.
+in (kept over a reload), create a server from the bundled `sh-game` template (a rule
+error shown beside its field first), a console command typed in the page answered in
+the terminal, the CPU graph filling from live stats, stop and start with the buttons,
+delete. A wrong password shows the error. Screenshots land in the test's temporary folder.
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -88,6 +88,12 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     page.get_by_role("button", name="Create").click()
 
     expect(page).to_have_url(re.compile(r"/servers/[0-9a-f-]{36}$"))
+    expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
+    # Nothing long-lived is readable by scripts, yet a reload keeps the session
+    # (the refresh token is in an HttpOnly cookie).
+    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    assert "encedeus_refresh" not in page.evaluate("() => document.cookie")
+    page.reload()
     expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
     terminal = page.get_by_test_id("terminal")
     expect(terminal).to_contain_text("is ready for players", timeout=120_000)

@@ -1,5 +1,7 @@
-// The REST client: JSON in and out, the access token kept in memory only
-// (docs/ui.md). Errors arrive as the API's envelope {"error": {code, message, details}}.
+// The REST client: JSON in and out. The access token is kept in memory only; the
+// refresh token lives in an HttpOnly cookie this code never sees (cookie mode, asked
+// for with X-Refresh-Cookie: 1; docs/ui.md). Errors arrive as the API's envelope
+// {"error": {code, message, details}}.
 
 export interface ApiErrorBody {
   code: string;
@@ -30,22 +32,20 @@ export interface TokenResponse {
 
 type Listener = () => void;
 
-/** The signed-in session: tokens live in this object and nowhere else. */
+/** The signed-in session: the access token lives in this object and nowhere else. */
 class Session {
   accessToken: string | null = null;
-  refreshToken: string | null = null;
   user: TokenResponse["user"] | null = null;
   private listeners = new Set<Listener>();
 
   set(grant: TokenResponse): void {
     this.accessToken = grant.access_token;
-    this.refreshToken = grant.refresh_token;
     this.user = grant.user;
     this.emit();
   }
 
   clear(): void {
-    this.accessToken = this.refreshToken = null;
+    this.accessToken = null;
     this.user = null;
     this.emit();
   }
@@ -62,8 +62,10 @@ class Session {
 
 export const session = new Session();
 
+const COOKIE_MODE = { "X-Refresh-Cookie": "1" };
+
 async function send(method: string, path: string, body?: unknown, token?: string | null) {
-  const headers: Record<string, string> = { Accept: "application/json" };
+  const headers: Record<string, string> = { Accept: "application/json", ...COOKIE_MODE };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   return fetch(path, {
@@ -86,18 +88,27 @@ async function parse<T>(response: Response): Promise<T> {
   return data as T;
 }
 
-/** Trade the refresh token for a new pair; false (and signed out) when it fails. */
-export async function refreshSession(): Promise<boolean> {
-  if (!session.refreshToken) return false;
-  const response = await send("POST", "/v1/auth/refresh", {
-    refresh_token: session.refreshToken,
-  });
-  if (!response.ok) {
-    session.clear();
-    return false;
-  }
-  session.set(await parse<TokenResponse>(response));
-  return true;
+let refreshing: Promise<boolean> | null = null;
+
+/** Trade the refresh cookie for a new access token (and cookie); false, and signed
+ * out, when it fails. Concurrent callers share one request: a refresh token works once. */
+export function refreshSession(): Promise<boolean> {
+  refreshing ??= (async () => {
+    try {
+      const response = await send("POST", "/v1/auth/refresh");
+      if (!response.ok) {
+        session.clear();
+        return false;
+      }
+      session.set(await parse<TokenResponse>(response));
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
 }
 
 /** Call the API as the signed-in user, refreshing the access token once on 401. */
