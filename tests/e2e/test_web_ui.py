@@ -118,3 +118,28 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     expect(page).to_have_url(re.compile(r"/servers$"))
     expect(page.get_by_text("ui-game")).to_have_count(0)
     page.screenshot(path=tmp_path / "servers-after-delete.png")
+
+
+def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, stack.admin_username, stack.admin_password)
+    page.get_by_role("link", name="Account").click()
+    page.get_by_label("Key name").fill("ui-key")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-api-key")
+    expect(secret).to_have_value(re.compile(r"^enc_"))
+    keys = page.get_by_role("list", name="API keys")
+    expect(keys).to_contain_text("ui-key")
+    page.get_by_role("button", name="Done").click()
+    expect(secret).to_have_count(0)  # shown once
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke ui-key").click()
+    expect(page.get_by_text("No API keys.")).to_be_visible()
+
+    page.get_by_role("link", name="Nodes").click()
+    expect(
+        page.get_by_role("list", name="Nodes").locator('[data-node-status="ready"]')
+    ).to_have_count(1)
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"

@@ -18,8 +18,12 @@ export function notificationsUrl(loc: Location = location): string {
   return `${scheme}//${loc.host}/v1/ws/notifications`;
 }
 
-/** Listen to events until the returned function is called. */
-export function subscribe(onEvent: (event: NotificationEvent) => void): () => void {
+/** Listen to events until the returned function is called; `topics` are asked for
+ * beside the default `deployments` and `tasks` (e.g. `nodes` for administrators). */
+export function subscribe(
+  onEvent: (event: NotificationEvent) => void,
+  topics: string[] = [],
+): () => void {
   let socket: WebSocket | null = null;
   let stopped = false;
   let delay = 500;
@@ -32,7 +36,10 @@ export function subscribe(onEvent: (event: NotificationEvent) => void): () => vo
     };
     socket.onmessage = (message) => {
       const event = JSON.parse(String(message.data)) as NotificationEvent;
-      if (event.type === "authenticated") delay = 500;
+      if (event.type === "authenticated") {
+        delay = 500;
+        if (topics.length) socket?.send(JSON.stringify({ type: "subscribe", topics }));
+      }
       else if (event.timestamp) onEvent(event);
     };
     socket.onclose = async (close) => {
