@@ -2,8 +2,10 @@
 against a whole system (`encedeus up`: control plane, agent, the real dockerd): sign
 in (kept over a reload), create a server from the bundled `sh-game` template (a rule
 error shown beside its field first), a console command typed in the page answered in
-the terminal, the CPU graph filling from live stats, stop and start with the buttons,
-delete. A wrong password shows the error. Screenshots land in the test's temporary folder.
+the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
+agent, CORS) and downloaded byte-identical, stop and start with the buttons, delete.
+A wrong password shows the error; the account and nodes pages work, also at 375 px.
+Screenshots land in each test's temporary folder.
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -105,6 +107,18 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     cpu_points = page.get_by_test_id("graph-CPU-points")
     expect(cpu_points).not_to_have_text("0")
     page.screenshot(path=tmp_path / "server.png", full_page=True)
+
+    payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
+    page.get_by_label("Upload files").set_input_files(
+        files=[{"name": "upload.bin", "mimeType": "application/octet-stream", "buffer": payload}]
+    )
+    listing = page.get_by_role("list", name="Files in this folder")
+    expect(listing).to_contain_text("upload.bin")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download upload.bin").click()
+    downloaded = download_info.value
+    assert downloaded.suggested_filename == "upload.bin"
+    assert Path(downloaded.path()).read_bytes() == payload
 
     status = page.locator("[data-status]").first
     page.get_by_role("button", name="Stop", exact=True).click()
