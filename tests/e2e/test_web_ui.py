@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
 
 from controlplane.api.ui_assets import DEFAULT_DIST
 from tests.e2e.single_host_support import SingleHost, running_stack
@@ -110,7 +110,7 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
 
     payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
     page.get_by_label("Upload files").set_input_files(
-        files=[{"name": "upload.bin", "mimeType": "application/octet-stream", "buffer": payload}]
+        files=FilePayload(name="upload.bin", mimeType="application/octet-stream", buffer=payload)
     )
     listing = page.get_by_role("list", name="Files in this folder")
     expect(listing).to_contain_text("upload.bin")
