@@ -77,6 +77,11 @@ def test_a_wrong_password_shows_the_error(page: Page, stack: SingleHost, tmp_pat
 def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path: Path) -> None:
     sign_in(page, stack.admin_username, stack.admin_password)
     expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    # A second tab on the list: it learns of the new server from the notifications
+    # socket, with no reload (the shared refresh cookie signs it in).
+    watcher = page.context.new_page()
+    watcher.goto("/servers")
+    expect(watcher.get_by_text("No servers yet.")).to_be_visible()  # loaded, before the create
     page.get_by_role("link", name="New server").click()
 
     page.get_by_label("Name", exact=True).fill("ui-game")
@@ -99,6 +104,12 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
     terminal = page.get_by_test_id("terminal")
     expect(terminal).to_contain_text("is ready for players", timeout=120_000)
+
+    listed = watcher.get_by_role("list", name="Servers").get_by_role(
+        "link", name=re.compile("ui-game")
+    )
+    expect(listed.locator('[data-status="running"]')).to_have_count(1)
+    watcher.close()
 
     page.get_by_label("Command").fill("say hello-from-the-browser")
     page.get_by_label("Command").press("Enter")
@@ -153,6 +164,10 @@ def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path)
     expect(
         page.get_by_role("list", name="Nodes").locator('[data-node-status="ready"]')
     ).to_have_count(1)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=tmp_path / "nodes-dark.png")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)", "dark mode does not follow the system"
     page.set_viewport_size({"width": 375, "height": 800})
     page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")
