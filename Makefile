@@ -3,14 +3,20 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test setup system venv lint typecheck protos check-protos pytest bench clean
+.PHONY: up test setup system venv ui ui-check lint typecheck protos check-protos pytest bench clean
 
-up: system venv ## start a control plane and a local agent on this machine
+up: system venv ui ## start a control plane and a local agent on this machine
 	$(VENV)/bin/encedeus up
 
-test: setup lint typecheck check-protos pytest ## everything CI runs
+test: setup lint ui-check typecheck check-protos pytest ## everything CI runs
 
-setup: system venv
+setup: system venv ui
+
+ui: venv ## build the web UI into controlplane/ui_dist (skipped when its sources did not change)
+	@bash scripts/build-ui.sh
+
+ui-check: ui ## svelte-check, tsc and the UI's Vitest component tests
+	@bash scripts/build-ui.sh --check
 
 system:
 	@bash scripts/setup-system.sh

@@ -20,7 +20,9 @@ from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
 from controlplane.api.image_checks import ImageChecks
 from controlplane.api.metrics import ApiMetrics
+from controlplane.api.refresh_cookie import install_refresh_cookie
 from controlplane.api.routes import build_routes
+from controlplane.api.ui_assets import install_ui
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
@@ -102,7 +104,9 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
 
     routes = build_routes()
     app[ROUTES] = routes
+    install_ui(app)  # before the API's catch-all (`routes.install`)
     routes.install(app)
+    install_refresh_cookie(app)
 
     app.cleanup_ctx.append(_prepare_storage)
     app.cleanup_ctx.append(_run_mail_outbox)

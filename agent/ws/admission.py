@@ -59,3 +59,14 @@ class SocketAdmission:
             sockets.discard(socket)
             if not sockets:
                 del counts[key]
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """May a socket whose upgrade carried `origin` open, given the configured list?
+
+    An empty list allows everything. Otherwise a browser's page must come from a listed
+    origin (every browser sends `Origin` on a WebSocket upgrade); a request without one
+    is not a browser's (the `encedeus` client, scripts) and is let through: the Origin
+    check guards against other sites' pages, the token guards everything else.
+    """
+    return not allowed or not origin or origin in allowed

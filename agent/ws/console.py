@@ -19,7 +19,7 @@ from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
-from agent.ws.admission import SocketAdmission
+from agent.ws.admission import SocketAdmission, origin_allowed
 from common.cancellation import cancel_and_wait
 from common.json_input import load_untrusted_json
 from common.logging import get_logger
@@ -79,8 +79,7 @@ class ConsoleSockets:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         server_id = request.match_info["server_id"]
-        origin = request.headers.get("Origin", "")
-        if self.limits.ws_allowed_origins and origin not in self.limits.ws_allowed_origins:
+        if not origin_allowed(request.headers.get("Origin"), self.limits.ws_allowed_origins):
             raise web.HTTPForbidden(text="origin not allowed")
         try:
             self.supervisor.get(server_id)

@@ -25,6 +25,7 @@ from agent.config import Console, NodeIdentity
 from agent.controlplane_client import ControlPlane, ControlPlaneError
 from agent.fleet.supervisor import Supervisor
 from agent.runtime import ContainerRuntimeError, ExecProcess, NotRunning
+from agent.ws.admission import origin_allowed
 from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, verify_server_token
@@ -126,8 +127,7 @@ class ExecSockets:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         server_id = request.match_info["server_id"]
-        origin = request.headers.get("Origin", "")
-        if self.limits.ws_allowed_origins and origin not in self.limits.ws_allowed_origins:
+        if not origin_allowed(request.headers.get("Origin"), self.limits.ws_allowed_origins):
             raise web.HTTPForbidden(text="origin not allowed")
         try:
             self.supervisor.get(server_id)

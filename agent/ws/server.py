@@ -10,6 +10,7 @@ from aiohttp import web
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.controlplane_client import ControlPlane
+from agent.files.cors import FileCors
 from agent.files.http_api import FileApi
 from agent.files.ownership import disk_limit, file_owner, volume_of
 from agent.fleet.supervisor import Supervisor
@@ -50,6 +51,7 @@ def build_http_app(
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
     app.router.add_get("/api/servers/{server_id}/exec", exec_sockets.handle)
     files.add_routes(app)
+    FileCors(sockets.limits.ws_allowed_origins).install(app)
     return app
 
 

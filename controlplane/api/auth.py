@@ -24,6 +24,7 @@ from controlplane.api.context import (
 from controlplane.api.endpoints import client_address
 from controlplane.api.errors import ApiError, Forbidden, Unauthorized, rate_limited
 from controlplane.api.profile import CredentialsChanged, password_set
+from controlplane.api.refresh_cookie import refresh_token_from_cookie
 from controlplane.api.schemas import (
     Email,
     MessageResponse,
@@ -179,7 +180,11 @@ async def login(request: web.Request, body: LoginRequest) -> TokenResponse:
 
 async def refresh(request: web.Request, body: RefreshRequest | None) -> TokenResponse:
     """Trade a refresh token (body or Bearer) for new tokens; reuse revokes the session."""
-    token = (body.refresh_token if body else None) or bearer_token(request)
+    token = (
+        (body.refresh_token if body else None)
+        or bearer_token(request)
+        or refresh_token_from_cookie(request)
+    )
     if not token:
         raise Unauthorized("a refresh token is required", code="invalid_refresh_token")
     grant = await _issuer(request).refresh(token)

@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -192,6 +193,16 @@ async def stop_agent(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
+def ui_origins(url: str) -> tuple[str, ...]:
+    """The origins the web UI served at `url` is loaded from: `url`'s own and, for
+    127.0.0.1, the same port on `localhost`."""
+    parsed = urlsplit(url)
+    origin = f"{parsed.scheme}://{parsed.netloc}"
+    if parsed.hostname == "127.0.0.1":
+        return origin, f"{parsed.scheme}://localhost:{parsed.port}"
+    return (origin,)
+
+
 def banner(
     url: str,
     admin: AdminCredentials,
@@ -205,6 +216,7 @@ def banner(
     node_state = "ready" if ready else "not ready yet (see the agent log)"
     return (
         "\nEncedeus is running.\n"
+        f"  Web UI: {url}/\n"
         f"  Control plane: {url}\n"
         f"  Admin: {admin.username} / {admin.password}\n"
         f"  Credentials file: {data_dir / 'up.json'}\n"
@@ -281,6 +293,7 @@ async def _run_agent(
         ports=state.agent_ports,
         port_range=options.port_range,
         labels=options.agent_labels,
+        ui_origins=ui_origins(url),
     )
     await asyncio.to_thread(write_private_file, config_path, text)
     agent = await start_agent(agent_command(config_path), data_dir / "agent.log")

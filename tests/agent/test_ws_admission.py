@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.ws.admission import SocketAdmission
+from agent.ws.admission import SocketAdmission, origin_allowed
 
 
 def test_unauthenticated_sockets_count_against_their_address_only() -> None:
@@ -22,3 +22,13 @@ def test_unauthenticated_sockets_count_against_their_address_only() -> None:
     admission.close("b1", "10.0.0.2", "s")
     assert not admission.server_full("s")
     assert admission.open("b2", "10.0.0.2")  # b1 no longer holds the address's allowance
+
+
+def test_origin_check_refuses_other_sites_pages_only() -> None:
+    panel = "https://panel.example.test"
+    assert origin_allowed("https://evil.example.test", [panel]) is False
+    assert origin_allowed(panel, [panel]) is True
+    # No Origin: not a browser's page (the CLI, scripts); the token still decides.
+    assert origin_allowed(None, [panel]) is True
+    assert origin_allowed("", [panel]) is True
+    assert origin_allowed("https://anything.example.test", []) is True

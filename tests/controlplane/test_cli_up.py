@@ -14,7 +14,7 @@ from agent.config import AgentConfig, load_agent_config
 from controlplane.cli import build_parser
 from controlplane.config import ControlPlaneConfig
 from controlplane.ingress.table import app_url
-from controlplane.single_host.stack import UpOptions, controlplane_config
+from controlplane.single_host.stack import UpOptions, controlplane_config, ui_origins
 from controlplane.single_host.state import (
     UpState,
     agent_config_text,
@@ -88,6 +88,33 @@ def test_an_identity_an_earlier_up_enrolled_is_kept(tmp_path: Path) -> None:
     assert (config.node_id, config.node_secret, config.join_token) == ("n-1", "s3cr=t", "")
     # Without a token or a secret, an agent restarted by `up` uses its node file.
     assert _read_back(tmp_path).join_token == ""
+
+
+def test_up_lets_only_its_own_web_ui_open_the_console(tmp_path: Path) -> None:
+    """The agent `up` writes accepts console sockets from the UI's origins only."""
+    path = tmp_path / "agent.hcl"
+    origins = ui_origins("http://127.0.0.1:8080")
+    assert origins == ("http://127.0.0.1:8080", "http://localhost:8080")
+    path.write_text(
+        agent_config_text(
+            data_dir=tmp_path,
+            node_file=agent_node_file(tmp_path),
+            controlplane_url="http://127.0.0.1:8080",
+            ports={
+                "grpc": 1001,
+                "http": 1002,
+                "sftp": 1003,
+                "ingress": 1004,
+                "ingress_https": 1005,
+            },
+            port_range=(31000, 31010),
+            labels={},
+            ui_origins=origins,
+        )
+    )
+    assert load_agent_config(path).console.ws_allowed_origins == list(origins)
+    assert ui_origins("http://panel.example.test:80") == ("http://panel.example.test:80",)
+    assert _read_back(tmp_path).console.ws_allowed_origins == []
 
 
 def test_state_round_trip_is_private(tmp_path: Path) -> None:

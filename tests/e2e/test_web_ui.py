@@ -1,0 +1,174 @@
+"""The web UI in a real browser (Debian's chromium, headless, driven by Playwright)
+against a whole system (`encedeus up`: control plane, agent, the real dockerd): sign
+in (kept over a reload), create a server from the bundled `sh-game` template (a rule
+error shown beside its field first), a console command typed in the page answered in
+the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
+agent, CORS) and downloaded byte-identical, stop and start with the buttons, delete.
+A wrong password shows the error; the account and nodes pages work, also at 375 px.
+Screenshots land in each test's temporary folder.
+
+Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+
+from controlplane.api.ui_assets import DEFAULT_DIST
+from tests.e2e.single_host_support import SingleHost, running_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
+WAIT_MS = 60_000
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleHost]:
+    assert (DEFAULT_DIST / "index.html").is_file(), "the web UI is not built: run `make ui`"
+    data_dir = tmp_path_factory.mktemp("web-ui-e2e") / "encedeus"
+    yield from running_stack(data_dir, port_range="31740-31749")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: SingleHost) -> Iterator[Page]:
+    context = browser.new_context(base_url=stack.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, account: str, password: str) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.get_by_label("Email or username").fill(account)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_a_wrong_password_shows_the_error(page: Page, stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, stack.admin_username, "not-the-password")
+    expect(page.get_by_role("alert")).to_contain_text(re.compile("invalid", re.IGNORECASE))
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.screenshot(path=tmp_path / "login-error.png")
+
+
+def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, stack.admin_username, stack.admin_password)
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    # A second tab on the list: it learns of the new server from the notifications
+    # socket, with no reload (the shared refresh cookie signs it in).
+    watcher = page.context.new_page()
+    watcher.goto("/servers")
+    expect(watcher.get_by_text("No servers yet.")).to_be_visible()  # loaded, before the create
+    page.get_by_role("link", name="New server").click()
+
+    page.get_by_label("Name", exact=True).fill("ui-game")
+    page.get_by_role("combobox", name="Template").select_option("sh-game")
+    players = page.get_by_label("Maximum players *")
+    players.fill("99")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator('[data-error-for="MAX_PLAYERS"]')).to_have_text("must be at most 64")
+    page.screenshot(path=tmp_path / "create-error.png")
+    players.fill("4")
+    page.get_by_role("button", name="Create").click()
+
+    expect(page).to_have_url(re.compile(r"/servers/[0-9a-f-]{36}$"))
+    expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
+    # Nothing long-lived is readable by scripts, yet a reload keeps the session
+    # (the refresh token is in an HttpOnly cookie).
+    assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
+    assert "encedeus_refresh" not in page.evaluate("() => document.cookie")
+    page.reload()
+    expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
+    terminal = page.get_by_test_id("terminal")
+    expect(terminal).to_contain_text("is ready for players", timeout=120_000)
+
+    listed = watcher.get_by_role("list", name="Servers").get_by_role(
+        "link", name=re.compile("ui-game")
+    )
+    expect(listed.locator('[data-status="running"]')).to_have_count(1)
+    watcher.close()
+
+    page.get_by_label("Command").fill("say hello-from-the-browser")
+    page.get_by_label("Command").press("Enter")
+    expect(terminal).to_contain_text("[Server] hello-from-the-browser")
+
+    cpu_points = page.get_by_test_id("graph-CPU-points")
+    expect(cpu_points).not_to_have_text("0")
+    page.screenshot(path=tmp_path / "server.png", full_page=True)
+
+    payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
+    page.get_by_label("Upload files").set_input_files(
+        files=FilePayload(name="upload.bin", mimeType="application/octet-stream", buffer=payload)
+    )
+    listing = page.get_by_role("list", name="Files in this folder")
+    expect(listing).to_contain_text("upload.bin")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download upload.bin").click()
+    downloaded = download_info.value
+    assert downloaded.suggested_filename == "upload.bin"
+    assert Path(downloaded.path()).read_bytes() == payload
+
+    status = page.locator("[data-status]").first
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(status).to_have_attribute("data-status", "stopped")
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(status).to_have_attribute("data-status", "running")
+    expect(terminal).to_contain_text("Saved count=0, stopping")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"/servers$"))
+    expect(page.get_by_text("ui-game")).to_have_count(0)
+    page.screenshot(path=tmp_path / "servers-after-delete.png")
+
+
+def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, stack.admin_username, stack.admin_password)
+    page.get_by_role("link", name="Account").click()
+    page.get_by_label("Key name").fill("ui-key")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-api-key")
+    expect(secret).to_have_value(re.compile(r"^enc_"))
+    keys = page.get_by_role("list", name="API keys")
+    expect(keys).to_contain_text("ui-key")
+    page.get_by_role("button", name="Done").click()
+    expect(secret).to_have_count(0)  # shown once
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke ui-key").click()
+    expect(page.get_by_text("No API keys.")).to_be_visible()
+
+    page.get_by_role("link", name="Nodes").click()
+    expect(
+        page.get_by_role("list", name="Nodes").locator('[data-node-status="ready"]')
+    ).to_have_count(1)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=tmp_path / "nodes-dark.png")
+    background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)", "dark mode does not follow the system"
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"

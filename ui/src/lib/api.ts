@@ -1,0 +1,154 @@
+// The REST client: JSON in and out. The access token is kept in memory only; the
+// refresh token lives in an HttpOnly cookie this code never sees (cookie mode, asked
+// for with X-Refresh-Cookie: 1; docs/ui.md). Errors arrive as the API's envelope
+// {"error": {code, message, details}}.
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: unknown;
+
+  constructor(status: number, body: ApiErrorBody) {
+    super(body.message);
+    this.status = status;
+    this.code = body.code;
+    this.details = body.details;
+  }
+}
+
+export interface TokenResponse {
+  access_token: string;
+  refresh_token: string;
+  token_type: string;
+  expires_at: string;
+  user: { id: string; username: string; email: string; is_admin?: boolean };
+}
+
+type Listener = () => void;
+
+/** The signed-in session: the access token lives in this object and nowhere else. */
+class Session {
+  accessToken: string | null = null;
+  user: TokenResponse["user"] | null = null;
+  private listeners = new Set<Listener>();
+
+  set(grant: TokenResponse): void {
+    this.accessToken = grant.access_token;
+    this.user = grant.user;
+    this.emit();
+  }
+
+  clear(): void {
+    this.accessToken = null;
+    this.user = null;
+    this.emit();
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(): void {
+    for (const listener of this.listeners) listener();
+  }
+}
+
+export const session = new Session();
+
+const COOKIE_MODE = { "X-Refresh-Cookie": "1" };
+
+async function send(method: string, path: string, body?: unknown, token?: string | null) {
+  const headers: Record<string, string> = { Accept: "application/json", ...COOKIE_MODE };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+async function parse<T>(response: Response): Promise<T> {
+  const text = await response.text();
+  const data: unknown = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const envelope = (data as { error?: ApiErrorBody } | null)?.error;
+    throw new ApiError(
+      response.status,
+      envelope ?? { code: "http_error", message: `HTTP ${response.status}` },
+    );
+  }
+  return data as T;
+}
+
+let refreshing: Promise<boolean> | null = null;
+
+/** Trade the refresh cookie for a new access token (and cookie); false, and signed
+ * out, when it fails. Concurrent callers share one request: a refresh token works once. */
+export function refreshSession(): Promise<boolean> {
+  refreshing ??= (async () => {
+    try {
+      const response = await send("POST", "/v1/auth/refresh");
+      if (!response.ok) {
+        session.clear();
+        return false;
+      }
+      session.set(await parse<TokenResponse>(response));
+      return true;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+/** Call the API as the signed-in user, refreshing the access token once on 401. */
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let response = await send(method, path, body, session.accessToken);
+  if (response.status === 401 && (await refreshSession())) {
+    response = await send(method, path, body, session.accessToken);
+  }
+  return parse<T>(response);
+}
+
+export async function login(account: string, password: string): Promise<void> {
+  const field = account.includes("@") ? "email" : "username";
+  const response = await send("POST", "/v1/auth/login", { [field]: account, password });
+  session.set(await parse<TokenResponse>(response));
+}
+
+export async function register(username: string, email: string, password: string) {
+  const response = await send("POST", "/v1/auth/register", { username, email, password });
+  session.set(await parse<TokenResponse>(response));
+}
+
+export async function logout(): Promise<void> {
+  try {
+    await api("POST", "/v1/auth/logout");
+  } finally {
+    session.clear();
+  }
+}
+
+/** The messages of a validation error's details, keyed by field path without `body.`
+ * (e.g. `username`, `variables.WORLD_NAME`), to show beside the field. */
+export function fieldErrors(error: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (error instanceof ApiError && Array.isArray(error.details)) {
+    for (const item of error.details as { field?: unknown; message?: unknown }[]) {
+      if (typeof item.field === "string" && typeof item.message === "string") {
+        out[item.field.replace(/^body\./, "")] = item.message;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,26 @@
+// A tiny history-API router: the control plane answers every non-API path with
+// index.html (controlplane/api/ui_assets.py), so deep links and reloads work.
+
+class Route {
+  path = $state(location.pathname);
+}
+
+export const route = new Route();
+
+export function navigate(path: string, replace = false): void {
+  if (path === route.path) return;
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  route.path = path;
+}
+
+addEventListener("popstate", () => {
+  route.path = location.pathname;
+});
+
+/** The parameter of `/prefix/<param>` in `path`, or null. */
+export function paramAfter(path: string, prefix: string): string | null {
+  if (!path.startsWith(prefix)) return null;
+  const rest = path.slice(prefix.length);
+  return rest && !rest.includes("/") ? decodeURIComponent(rest) : null;
+}
