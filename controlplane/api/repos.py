@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -29,14 +29,21 @@ from controlplane.api.task_requests import fetch_api_error, input_api_error
 from controlplane.db.tables.repos import Repo
 from controlplane.db.types import utcnow
 from controlplane.repos.assets import TOKEN_PURPOSE, release_asset_input, repo_token
-from controlplane.repos.forge import ForgeError, ForgeRateLimited, ForgeUnreachable, Release
+from controlplane.repos.forge import (
+    DOT_SEGMENTS,
+    ForgeError,
+    ForgeRateLimited,
+    ForgeUnreachable,
+    Release,
+)
 from controlplane.security.credentials import looks_like_api_key
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
 from controlplane.tasks.fetch import task_fetch_policy
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
 
 MAX_REPOS_PER_ACCOUNT = 100
-#: GitHub's rules for owner and repository names (Gitea's are a subset).
+#: GitHub's rules for owner and repository names (Gitea's are a subset); `.` and `..`
+#: are refused besides (URL libraries normalise them away, steering the API path).
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -63,6 +70,13 @@ class AddRepo(Request):
     )
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     token: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    @field_validator("owner_name", "name")
+    @classmethod
+    def _not_a_dot_segment(cls, value: str) -> str:
+        if value in DOT_SEGMENTS:
+            raise ValueError("`.` and `..` are not repository names")
+        return value
 
 
 class RepoAsset(BaseModel):

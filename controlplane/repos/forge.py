@@ -27,6 +27,8 @@ from common.outbound import OutboundPolicy, fetch_bytes
 API_VERSION = "2022-11-28"
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3600.0
+#: Path segments a URL library normalises away: never an owner or repository name.
+DOT_SEGMENTS = frozenset({".", ".."})
 
 
 class ForgeError(Exception):
@@ -208,6 +210,8 @@ class ForgeClient:
 
     @staticmethod
     def _repo_path(owner: str, name: str) -> str:
+        if owner in DOT_SEGMENTS or name in DOT_SEGMENTS:
+            raise RepoNotFound(f"{owner}/{name} is not a repository name")
         return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _refusal(self, status: int, what: str) -> ForgeError:

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from common.outbound import OutboundPolicy
 from controlplane.db.tables.repos import Repo
-from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited
+from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited, RepoNotFound
 from controlplane.state import DATABASE
 from controlplane.tasks.inputs import MAX_FILES
 from tests.controlplane.accounts_support import Account, create_api_key, error_code, register
@@ -338,3 +338,36 @@ async def test_the_asset_counts_towards_the_input_file_limit(
     assert await error_code(response) == "invalid_input_file"
     body["files"] = files[1:]
     assert (await client.post("/v1/tasks", json=body, headers=user.headers)).status == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"owner_name": "..", "name": "tool"},
+        {"owner_name": "acme", "name": ".."},
+        {"owner_name": ".", "name": "tool"},
+        {"ownerName": "acme", "name": "."},
+        {"owner": "..", "name": ".."},
+    ],
+)
+async def test_dot_segments_are_not_repository_names(
+    client: Client, forge: FakeForgeState, body: dict[str, str]
+) -> None:
+    user = await register(client)
+    response = await client.post("/v1/repos", json=body, headers=user.headers)
+    assert response.status == 400
+    assert await error_code(response) == "validation_error"
+    assert forge.seen == []
+
+
+async def test_the_forge_client_never_builds_a_path_from_dot_segments() -> None:
+    """Whatever reaches it (a row stored before names were checked), the forge client
+    refuses a dot segment instead of asking a normalised path."""
+    async with fake_forge() as forge:
+        client = ForgeClient(forge.base_url, 5)
+        for owner, name in ((".", "x"), ("..", "x"), ("x", "."), ("x", "..")):
+            with pytest.raises(RepoNotFound):
+                await client.latest_release(owner, name)
+            with pytest.raises(RepoNotFound):
+                await client.release_by_tag(owner, name, "v1")
+    assert forge.seen == []
