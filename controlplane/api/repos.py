@@ -35,6 +35,7 @@ from controlplane.repos.forge import (
     ForgeRateLimited,
     ForgeUnreachable,
     Release,
+    is_valid_forge_token,
 )
 from controlplane.security.credentials import looks_like_api_key
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
@@ -69,7 +70,8 @@ class AddRepo(Request):
         validation_alias=AliasChoices("owner_name", "ownerName", "owner"),
     )
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
-    token: str | None = Field(default=None, min_length=1, max_length=1000)
+    # Its form (FORGE_TOKEN_PATTERN) is checked with the header's: 422 invalid_forge_token.
+    token: str | None = Field(default=None, min_length=1)
 
     @field_validator("owner_name", "name")
     @classmethod
@@ -180,10 +182,25 @@ def _is_our_credential(token: str) -> bool:
     return looks_like_api_key(token) or token.startswith("enc_") or token.count(".") == 2
 
 
+def _checked_token(token: str) -> str:
+    """`token` if it has a forge token's form (or is empty); 422 invalid_forge_token
+    otherwise, so that it never reaches the database or an HTTP header."""
+    if token and not is_valid_forge_token(token):
+        raise Unprocessable(
+            "a forge token is 1-255 printable ASCII characters without spaces",
+            code="invalid_forge_token",
+        )
+    return token
+
+
 def _token_of(request: web.Request, body: AddRepo) -> str:
     """The forge token: the body's, or seed 003's raw `authorization` header when the
     caller authenticated with the seed's `access_token` header (never one of our own
-    credentials sent there by mistake)."""
+    credentials sent there by mistake). Either is checked by `_checked_token`."""
+    return _checked_token(_raw_token_of(request, body))
+
+
+def _raw_token_of(request: web.Request, body: AddRepo) -> str:
     if body.token:
         if _is_our_credential(body.token):
             raise ValidationFailed(

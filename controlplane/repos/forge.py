@@ -15,6 +15,7 @@ without contacting the forge: a check of many repos stops instead of storming.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +28,16 @@ from common.outbound import OutboundPolicy, fetch_bytes
 API_VERSION = "2022-11-28"
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3600.0
+#: What a forge token may be: 1-255 printable ASCII characters, no space, no CR/LF
+#: (it goes into an HTTP header and a sealed column of bounded size).
+FORGE_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 #: Path segments a URL library normalises away: never an owner or repository name.
 DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def is_valid_forge_token(token: str) -> bool:
+    """Whether `token` has the form of a forge token (see FORGE_TOKEN_PATTERN)."""
+    return FORGE_TOKEN_PATTERN.fullmatch(token) is not None
 
 
 class ForgeError(Exception):
@@ -177,6 +186,9 @@ class ForgeClient:
 
     def _headers(self, token: str, accept: str = "application/vnd.github+json") -> dict[str, str]:
         headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION, "User-Agent": "encedeus"}
+        if token and not is_valid_forge_token(token):
+            # Only a value stored before tokens were checked can get here.
+            raise ForgeDenied("the stored forge token is malformed: add the repo again")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers

@@ -371,3 +371,62 @@ async def test_the_forge_client_never_builds_a_path_from_dot_segments() -> None:
             with pytest.raises(RepoNotFound):
                 await client.release_by_tag(owner, name, "v1")
     assert forge.seen == []
+
+
+BAD_TOKENS = [
+    "ghp_a\r\nX-Injected: 1",
+    "ghp_a\nb",
+    "ghp a",
+    "ghp_\x00",
+    "ghp_é",
+    "x" * 256,
+    "x" * 3000,
+]
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+async def test_a_malformed_forge_token_is_refused_in_the_body(
+    client: Client, forge: FakeForgeState, token: str
+) -> None:
+    user = await register(client)
+    body = {"owner_name": "acme", "name": "tool", "token": token}
+    response = await client.post("/v1/repos", json=body, headers=user.headers)
+    assert response.status == 422, await response.text()
+    assert await error_code(response) == "invalid_forge_token"
+    assert forge.seen == []
+    async with client.app[DATABASE].session() as session:
+        assert (await session.exec(select(Repo))).all() == []
+
+
+@pytest.mark.parametrize("token", [t for t in BAD_TOKENS if "\n" not in t and "\x00" not in t])
+async def test_a_malformed_forge_token_is_refused_in_the_seed_header(
+    client: Client, forge: FakeForgeState, token: str
+) -> None:
+    user = await register(client)
+    headers = {"access_token": user.access_token, "Authorization": f"Bearer {token}"}
+    body = {"ownerName": "acme", "name": "tool"}
+    response = await client.post("/v1/repos", json=body, headers=headers)
+    assert response.status == 422, await response.text()
+    assert await error_code(response) == "invalid_forge_token"
+    assert forge.seen == []
+
+
+async def test_a_token_of_the_longest_allowed_form_is_kept(
+    client: Client, forge: FakeForgeState
+) -> None:
+    user = await register(client)
+    token = "t" * 255
+    forge.private["acme/tool"] = token
+    added = await _add(client, user, owner_name="acme", name="tool", token=token)
+    assert added["has_token"] is True
+    assert forge.seen[0].authorization == f"Bearer {token}"
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+async def test_the_forge_client_never_sends_a_malformed_token(token: str) -> None:
+    """A token stored before tokens were checked is refused, never put in a header."""
+    async with fake_forge() as forge:
+        forge.publish("acme/tool", "v1", {"a": b"a"})
+        with pytest.raises(ForgeDenied):
+            await ForgeClient(forge.base_url, 5).latest_release("acme", "tool", token)
+    assert forge.seen == []
