@@ -179,6 +179,10 @@ class AgentPool:
             raise AgentError("unavailable", f"node {node_id} is not connected")
         return connection.client
 
+    def node_ids(self) -> list[str]:
+        """The nodes the pool is connected (or connecting) to."""
+        return list(self._connections)
+
     def observation(self, node_id: str) -> NodeObservation | None:
         """The node's latest reports (None when not connected)."""
         connection = self._connections.get(node_id)

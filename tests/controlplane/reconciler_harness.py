@@ -58,7 +58,11 @@ class ReconcilerHarness:
         )
         self.placement = SchedulerTaskPlacement(lambda: self.reconciler.placement)
         self.runner = TaskRunner(
-            database, self.bus, PoolTaskAgents(lambda: self.pool), self.placement
+            database,
+            self.bus,
+            PoolTaskAgents(lambda: self.pool),
+            self.placement,
+            orphan_grace_seconds=GRACE_SECONDS,
         )
         self.user_id = uuid.uuid4()
 
