@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -133,15 +134,68 @@ def own_once(data_dir: Path, owner: Owner, marker: Path) -> bool:
     return True
 
 
-def chown_tree(top: Path, owner: Owner) -> None:
-    """lchown `top` and every entry beneath it, never following a symlink (each
-    directory is entered by fd, checked to be the directory that was listed)."""
-    uid, gid = owner
-    os.chown(top, uid, gid, follow_symlinks=False)
-    for _, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
-        for name in (*dirnames, *filenames):
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A listed name that is no longer a directory: gone, replaced by a file or a symlink.
+_NOT_A_DIRECTORY = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+class TreeChanged(OSError):
+    """The tree was moved under the walk (a directory is no longer where it was)."""
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _chown_entries(fd: int, uid: int, gid: int) -> list[str]:
+    """lchown every entry of the directory `fd`; the names of its subdirectories."""
+    subdirectories: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
             with contextlib.suppress(FileNotFoundError):  # removed while walking
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.chown(entry.name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+    return subdirectories
+
+
+def chown_tree(top: Path, owner: Owner) -> None:
+    """lchown `top` and every entry beneath it, never following a symlink, at any
+    depth: an iterative depth-first walk that holds one directory fd at a time (not
+    one per level: no recursion limit, no EMFILE). Each directory is entered by name
+    relative to its parent's fd with O_NOFOLLOW|O_DIRECTORY (a symlink swapped in is
+    refused, and skipped); the walk climbs back through `..` and checks that it
+    arrived at the (device, inode) it left, raising TreeChanged otherwise."""
+    uid, gid = owner
+    fd = os.open(top, _DIRECTORY_FLAGS)
+    try:
+        os.fchown(fd, uid, gid)
+        # One frame per level being walked: the directory's identity and the names
+        # of its subdirectories not yet visited (no fd).
+        stack = [(_identity(fd), _chown_entries(fd, uid, gid))]
+        while stack:
+            pending = stack[-1][1]
+            if pending:
+                try:
+                    child = os.open(pending.pop(), _DIRECTORY_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in _NOT_A_DIRECTORY:
+                        continue
+                    raise
+                os.close(fd)
+                fd = child
+                stack.append((_identity(fd), _chown_entries(fd, uid, gid)))
+                continue
+            stack.pop()
+            if stack:
+                parent = os.open("..", _DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                if _identity(fd) != stack[-1][0]:
+                    raise TreeChanged(f"{top} changed while it was being re-owned")
+    finally:
+        os.close(fd)
 
 
 # ---- creation -------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class Supervisor:
         old = self.servers.get(spec.id)
         if old is not None:
             async with old.lock:
-                await self._discard_container(old)
+                await self._prepare_then_discard(old, spec)
         return await self._create_now(spec, start)
 
     async def _create(self, spec: pb.ServerSpec) -> ManagedServer:
@@ -298,8 +298,15 @@ class Supervisor:
             if not await self.runtime.image_exists(spec.image):
                 raise ImageNotFound.of(spec.image)  # the create's own refusal
             async with old.lock:
-                await self._discard_container(old)
+                await self._prepare_then_discard(old, spec)
         return await self.create(spec, start=start)
+
+    async def _prepare_then_discard(self, old: ManagedServer, spec: pb.ServerSpec) -> None:
+        """Prepare the data directory for `spec` (input files, re-owning) and only then
+        discard the old container: a directory that cannot be prepared leaves the old
+        container as it was. Call with `old.lock` held."""
+        await asyncio.to_thread(self.volumes.prepare, spec)
+        await self._discard_container(old)
 
     async def _discard_container(self, server: ManagedServer) -> None:
         """Stop (gracefully) if running, remove the container, forget the server; the
