@@ -5,6 +5,7 @@ credentials sealed before they are stored. Nothing here ever returns a password.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -56,8 +57,11 @@ def checked_image(request: web.Request, image: str) -> ImageReference:
     return reference
 
 
-def image_values(request: web.Request, body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
-    """Column values for the image fields `body` sets (credentials sealed)."""
+def image_values(
+    request: web.Request, body: CreateDeployment | UpdateDeployment, deployment_id: uuid.UUID
+) -> dict[str, Any]:
+    """Column values for the image fields `body` sets (credentials sealed for
+    deployment `deployment_id`)."""
     values: dict[str, Any] = {}
     if body.image is not None:
         checked_image(request, body.image)
@@ -69,7 +73,9 @@ def image_values(request: web.Request, body: CreateDeployment | UpdateDeployment
     if body.registry_auth is not None:
         auth = body.registry_auth
         values["registry_username"] = auth.username
-        values["registry_password_sealed"] = request.app[REGISTRY_SECRETS].seal(auth.password)
+        values["registry_password_sealed"] = request.app[REGISTRY_SECRETS].seal(
+            auth.password, deployment_id
+        )
         values["registry_server"] = auth.server_address
     return values
 

@@ -154,7 +154,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         strategy=body.strategy,
         constraints=dict(body.constraints),
     )
-    for name, value in {**_options(body), **image_values(request, body)}.items():
+    for name, value in {**_options(body), **image_values(request, body, deployment.id)}.items():
         setattr(deployment, name, value)
     try:
         async with database(request).transaction() as session:
@@ -243,7 +243,10 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
     for attempt in range(UPDATE_ATTEMPTS):
         await asyncio.sleep(0.005 * attempt)
         deployment = await owned_deployment(request)
-        values = {**_update_values(deployment, body), **image_values(request, body)}
+        values = {
+            **_update_values(deployment, body),
+            **image_values(request, body, deployment.id),
+        }
         changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
         if changed:
             values["generation"] = deployment.generation + 1

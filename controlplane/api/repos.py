@@ -38,6 +38,7 @@ from controlplane.repos.forge import (
     is_valid_forge_token,
 )
 from controlplane.security.credentials import looks_like_api_key
+from controlplane.security.secrets import seal_for_row
 from controlplane.state import FORGE_CLIENT, SECRET_BOX
 from controlplane.tasks.fetch import task_fetch_policy
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
@@ -229,8 +230,9 @@ async def add_repo(request: web.Request, body: AddRepo) -> CreatedRepo:
         raise ApiError(
             f"no releases found for {body.owner_name}/{body.name}", code="no_releases", status=422
         )
-    sealed = request.app[SECRET_BOX].seal(token, TOKEN_PURPOSE) if token else ""
-    repo = Repo(user_id=owner, owner_name=body.owner_name, name=body.name, token_sealed=sealed)
+    repo = Repo(user_id=owner, owner_name=body.owner_name, name=body.name)
+    if token:
+        repo.token_sealed = seal_for_row(request.app[SECRET_BOX], token, TOKEN_PURPOSE, repo.id)
     _record_release(repo, release)
     exists = Conflict(f"{body.owner_name}/{body.name} is already watched", code="repo_exists")
     try:
