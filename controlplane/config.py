@@ -106,6 +106,12 @@ class ControlPlaneConfig(BaseModel):
     # (https://HOST/api/v3) and Gitea/Forgejo (https://HOST/api/v1) speak the same one.
     forge_api_url: str = "https://api.github.com"
     forge_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: How long a token-less forge answer is shared by every account without asking
+    #: the forge again (0: always ask; answers with an ETag are still revalidated).
+    forge_anonymous_cache_seconds: float = Field(default=60.0, ge=0)
+    #: An account checks its repos (`PATCH /v1/repos`) at most once per this many
+    #: seconds (429 with Retry-After otherwise; 0: no limit).
+    repo_check_interval_seconds: float = Field(default=60.0, ge=0)
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
     # Orchestration: node liveness, agent Watch streams, the reconciler.

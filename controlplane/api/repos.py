@@ -21,7 +21,14 @@ from sqlmodel import col, select
 from common.outbound import OutboundFailed, OutboundRefused, OutboundTooLarge
 from controlplane.api.authentication import authenticated_by_access_token_header
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable, ValidationFailed
+from controlplane.api.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    ValidationFailed,
+    rate_limited,
+)
 from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
@@ -39,7 +46,7 @@ from controlplane.repos.forge import (
 )
 from controlplane.security.credentials import looks_like_api_key
 from controlplane.security.secrets import seal_for_row
-from controlplane.state import FORGE_CLIENT, SECRET_BOX
+from controlplane.state import FORGE_CLIENT, REPO_CHECK_LIMITER, SECRET_BOX
 from controlplane.tasks.fetch import task_fetch_policy
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
 
@@ -313,8 +320,13 @@ async def check_repos(request: web.Request) -> RepoCheckReport:
     which changed. No storm of calls: once the forge says a credential's rate limit is
     spent, the repos using it are skipped without asking (the forge client remembers
     until the reset), and once the forge does not answer at all, the rest are skipped.
-    The answer is still 200, as in seed 003: checking itself worked."""
+    The answer is still 200, as in seed 003: checking itself worked. An account
+    checks at most once per `repo_check_interval_seconds` (429 `rate_limited` with
+    Retry-After otherwise): one tenant cannot spend the forge's budget for all."""
     owner = current_user(request).id
+    wait = request.app[REPO_CHECK_LIMITER].hit(str(owner))
+    if wait is not None:
+        raise rate_limited(wait)
     statement = select(Repo).where(col(Repo.user_id) == owner).order_by(col(Repo.created_at))
     async with database(request).session() as session:
         repos = list((await session.exec(statement)).all())

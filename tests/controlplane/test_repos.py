@@ -34,7 +34,12 @@ async def forge() -> AsyncIterator[FakeForgeState]:
 
 @pytest.fixture
 async def client(make_config: ConfigFactory, forge: FakeForgeState) -> AsyncIterator[Client]:
-    config = make_config(forge_api_url=forge.base_url, task_fetch_allow_private=True)
+    config = make_config(
+        forge_api_url=forge.base_url,
+        task_fetch_allow_private=True,
+        forge_anonymous_cache_seconds=0,
+        repo_check_interval_seconds=0,
+    )
     client = await start_client(config)
     try:
         yield client
@@ -301,7 +306,7 @@ async def test_multipart_task_names_a_release_asset_beside_uploads(
 
 async def test_a_forge_that_does_not_answer_is_asked_once(make_config: ConfigFactory) -> None:
     async with fake_forge() as gone:
-        config = make_config(forge_api_url=gone.base_url)
+        config = make_config(forge_api_url=gone.base_url, forge_anonymous_cache_seconds=0)
         client = await start_client(config)
         try:
             user = await register(client)
