@@ -203,8 +203,11 @@ class FakeAgent:
                 seq=seq,
                 heartbeat=pb.Heartbeat(servers=[s.status for s in self.servers.values()]),
             )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the wait ends, and the pool's close then waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._changed.wait()
 
     async def close(self) -> None:
         self.closed = True
