@@ -46,6 +46,7 @@ from controlplane.state import (
     METRICS,
     RATE_LIMITER,
     REGISTRY_SECRETS,
+    REPO_CHECK_LIMITER,
     ROUTES,
     SECRET_BOX,
     SERVER_KEYS,
@@ -99,7 +100,12 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[SECRET_BOX] = secrets = SecretBox()
     app[REGISTRY_SECRETS] = RegistryCredentials(secrets)
     app[IMAGE_CHECKS] = ImageChecks()
-    app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
+    app[FORGE_CLIENT] = ForgeClient(
+        config.forge_api_url,
+        config.forge_timeout_seconds,
+        anonymous_ttl_seconds=config.forge_anonymous_cache_seconds,
+    )
+    app[REPO_CHECK_LIMITER] = SlidingWindowLimiter(1, config.repo_check_interval_seconds)
     app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
 
     routes = build_routes()

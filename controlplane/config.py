@@ -122,6 +122,12 @@ class ControlPlaneConfig(BaseModel):
     # (https://HOST/api/v3) and Gitea/Forgejo (https://HOST/api/v1) speak the same one.
     forge_api_url: str = "https://api.github.com"
     forge_timeout_seconds: float = Field(default=15.0, gt=0)
+    #: How long a token-less forge answer is shared by every account without asking
+    #: the forge again (0: always ask; answers with an ETag are still revalidated).
+    forge_anonymous_cache_seconds: float = Field(default=60.0, ge=0)
+    #: An account checks its repos (`PATCH /v1/repos`) at most once per this many
+    #: seconds (429 with Retry-After otherwise; 0: no limit).
+    repo_check_interval_seconds: float = Field(default=60.0, ge=0)
     log_level: str = "info"
     shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
     # Orchestration: node liveness, agent Watch streams, the reconciler.
@@ -204,26 +210,53 @@ def resolve_jwt_secret(config: ControlPlaneConfig) -> str:
     return secret_in_data_dir(config, JWT_SECRET_FILE, lambda: secrets.token_urlsafe(48))
 
 
+class SecretFileEmpty(RuntimeError):
+    """A secret file in the data directory exists but is empty (written by a version
+    that could crash between creating and writing it): never used as a key."""
+
+
 def secret_in_data_dir(config: ControlPlaneConfig, name: str, generate: Callable[[], str]) -> str:
     """The secret kept in `<data_dir>/<name>`, written (0600) from `generate()` on
-    first use. Two processes starting at once end with the same secret.
+    first use. Two processes starting at once end with the same secret. The file
+    appears whole or not at all (written aside, then hard-linked into place); an
+    empty one raises SecretFileEmpty, never an empty secret.
 
     Blocking file I/O: call it from a thread (or before the event loop starts).
     """
     path = config.data_dir / name
-    try:
-        existing = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        existing = ""
-    if existing:
+    existing = _read_secret(path)
+    if existing is not None:
         return existing
     config.data_dir.mkdir(parents=True, exist_ok=True)
     secret = generate()
-    # O_EXCL: two processes starting at once must not end with different secrets.
+    aside = path.with_name(f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secret + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # link, not rename: it fails when another process put its secret there first.
+        os.link(aside, path)
     except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secret + "\n")
+        other = _read_secret(path)
+        assert other is not None
+        return other
+    finally:
+        os.unlink(aside)
     return secret
+
+
+def _read_secret(path: Path) -> str | None:
+    """The secret in `path`; None when there is no such file; SecretFileEmpty when
+    the file is empty."""
+    try:
+        existing = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    if not existing:
+        raise SecretFileEmpty(
+            f"{path} is empty (a crash while it was first written?): restore it from a "
+            "backup, or remove it to generate a new one (what it protected is then lost)"
+        )
+    return existing

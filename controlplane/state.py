@@ -59,4 +59,6 @@ TASK_QUEUE: web.AppKey[TaskQueue] = web.AppKey("task_queue")
 IMAGE_CHECKS: web.AppKey[ImageChecks] = web.AppKey("image_checks")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
 FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
+#: One check of the forge (`PATCH /v1/repos`) per account per `repo_check_interval_seconds`.
+REPO_CHECK_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("repo_check_limiter")
 REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")

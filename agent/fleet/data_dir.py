@@ -24,6 +24,7 @@ Everything here blocks: call it from a worker thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -78,15 +79,68 @@ def own_once(data_dir: Path, owner: Owner, marker: Path) -> bool:
     return True
 
 
-def chown_tree(top: Path, owner: Owner) -> None:
-    """lchown `top` and every entry beneath it, never following a symlink (each
-    directory is entered by fd, checked to be the directory that was listed)."""
-    uid, gid = owner
-    os.chown(top, uid, gid, follow_symlinks=False)
-    for _, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
-        for name in (*dirnames, *filenames):
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# A listed name that is no longer a directory: gone, replaced by a file or a symlink.
+_NOT_A_DIRECTORY = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+class TreeChanged(OSError):
+    """The tree was moved under the walk (a directory is no longer where it was)."""
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _chown_entries(fd: int, uid: int, gid: int) -> list[str]:
+    """lchown every entry of the directory `fd`; the names of its subdirectories."""
+    subdirectories: list[str] = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
             with contextlib.suppress(FileNotFoundError):  # removed while walking
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.chown(entry.name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(entry.name)
+    return subdirectories
+
+
+def chown_tree(top: Path, owner: Owner) -> None:
+    """lchown `top` and every entry beneath it, never following a symlink, at any
+    depth: an iterative depth-first walk that holds one directory fd at a time (not
+    one per level: no recursion limit, no EMFILE). Each directory is entered by name
+    relative to its parent's fd with O_NOFOLLOW|O_DIRECTORY (a symlink swapped in is
+    refused, and skipped); the walk climbs back through `..` and checks that it
+    arrived at the (device, inode) it left, raising TreeChanged otherwise."""
+    uid, gid = owner
+    fd = os.open(top, _DIRECTORY_FLAGS)
+    try:
+        os.fchown(fd, uid, gid)
+        # One frame per level being walked: the directory's identity and the names
+        # of its subdirectories not yet visited (no fd).
+        stack = [(_identity(fd), _chown_entries(fd, uid, gid))]
+        while stack:
+            pending = stack[-1][1]
+            if pending:
+                try:
+                    child = os.open(pending.pop(), _DIRECTORY_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in _NOT_A_DIRECTORY:
+                        continue
+                    raise
+                os.close(fd)
+                fd = child
+                stack.append((_identity(fd), _chown_entries(fd, uid, gid)))
+                continue
+            stack.pop()
+            if stack:
+                parent = os.open("..", _DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                if _identity(fd) != stack[-1][0]:
+                    raise TreeChanged(f"{top} changed while it was being re-owned")
+    finally:
+        os.close(fd)
 
 
 # ---- creation -------------------------------------------------------------------------
@@ -194,19 +248,22 @@ class ServerVolumes:
             if entry.is_dir(follow_symlinks=False):
                 secure_mount(Path(entry.path))
 
-    def prepare(self, spec: pb.ServerSpec) -> bool:
+    def prepare(self, spec: pb.ServerSpec, *, resize: bool = True) -> bool:
         """Before creating `spec`'s container: the directory with its input files, owned
-        and mounted as the module says; True when the directory was created now."""
+        and mounted as the module says; True when the directory was created now.
+        Without `resize` an image keeps its size (a rolling update prepares while the
+        old container still uses the mount; the create after it resizes)."""
         data_dir = self.path(volume_name(spec))
         created = not data_dir.exists()
-        self._sized(spec)
+        self._sized(spec, resize=resize)
         prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec))
-        self.ready(spec)
+        self._ready(spec, resize=resize)
         return created
 
-    def _sized(self, spec: pb.ServerSpec) -> None:
+    def _sized(self, spec: pb.ServerSpec, *, resize: bool = True) -> None:
         """A volume with a disk limit (or an image from an earlier limit) is its image,
-        mounted and of the size the spec gives; InvalidSpec when that cannot be."""
+        mounted and (with `resize`) of the size the spec gives; InvalidSpec when that
+        cannot be."""
         volume, limit = volume_name(spec), spec.resources.disk_bytes
         if not limit and not self.images.has(volume):
             return
@@ -214,16 +271,19 @@ class ServerVolumes:
         if not limit:  # the limit was lifted: the data stays in its image, as large
             limit = self.images.image(volume).stat().st_size
         try:
-            self.images.ensure(volume, data_dir, limit, self.owner_of(spec))
+            self.images.ensure(volume, data_dir, limit, self.owner_of(spec), resize=resize)
         except VolumeImageError as exc:
             raise InvalidSpec(str(exc)) from exc
 
     def ready(self, spec: pb.ServerSpec) -> None:
         """Before each start: owned by the server's user (re-owned once after a change
         of owner) and mounted nosuid,nodev."""
+        self._ready(spec, resize=True)
+
+    def _ready(self, spec: pb.ServerSpec, *, resize: bool) -> None:
         volume = volume_name(spec)
         data_dir = self.path(volume)
-        self._sized(spec)
+        self._sized(spec, resize=resize)
         if own_once(data_dir, self.owner_of(spec), self.markers / volume):
             log.info("data_dir_reowned", server=spec.id, owner=self.owner_of(spec))
         secure_mount(data_dir)

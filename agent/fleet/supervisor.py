@@ -7,6 +7,7 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 
 from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
@@ -180,7 +181,7 @@ class Supervisor:
         old = self.servers.get(spec.id)
         if old is not None:
             async with old.lock:
-                await self._discard_container(old)
+                await self._prepare_then_discard(old, spec)
         return await self._create_now(spec, start)
 
     async def _create(self, spec: pb.ServerSpec) -> ManagedServer:
@@ -355,8 +356,15 @@ class Supervisor:
             if not await self.runtime.image_exists(spec.image):
                 raise ImageNotFound.of(spec.image)  # the create's own refusal
             async with old.lock:
-                await self._discard_container(old)
+                await self._prepare_then_discard(old, spec)
         return await self.create(spec, start=start)
+
+    async def _prepare_then_discard(self, old: ManagedServer, spec: pb.ServerSpec) -> None:
+        """Prepare the data directory for `spec` (input files, re-owning) and only then
+        discard the old container: a directory that cannot be prepared leaves the old
+        container as it was. Call with `old.lock` held."""
+        await asyncio.to_thread(partial(self.volumes.prepare, spec, resize=False))
+        await self._discard_container(old)
 
     async def _discard_container(self, server: ManagedServer) -> None:
         """Stop (gracefully) if running, remove the container, forget the server; the

@@ -97,10 +97,12 @@ class VolumeImages:
             return []
         return sorted(p.name[: -len(IMAGE_SUFFIX)] for p in self.root.glob(f"*{IMAGE_SUFFIX}"))
 
-    def ensure(self, volume: str, data_dir: Path, size: int, owner: tuple[int, int]) -> None:
-        """`data_dir` is the mounted image of `volume`, `size` bytes (made, mounted,
-        resized as needed); files already in a directory without an image move in.
-        DiskLimitTooLow when `size` is below what the volume uses."""
+    def ensure(
+        self, volume: str, data_dir: Path, size: int, owner: tuple[int, int], *, resize: bool = True
+    ) -> None:
+        """`data_dir` is the mounted image of `volume`, `size` bytes (made, mounted, and
+        with `resize` resized as needed); files already in a directory without an image
+        move in. DiskLimitTooLow when `size` is below what the volume uses."""
         size = _rounded(size)
         image = self.image(volume)
         if not image.exists():
@@ -108,7 +110,7 @@ class VolumeImages:
             self._mount_moving_files_in(image, data_dir)
         elif not is_own_filesystem(data_dir):
             self.mount(volume, data_dir)
-        if image.stat().st_size != size:
+        if resize and image.stat().st_size != size:
             self.resize(volume, data_dir, size)
 
     def _make(self, image: Path, size: int, owner: tuple[int, int]) -> None:
@@ -174,8 +176,15 @@ class VolumeImages:
         elif size > current:
             with open(image, "r+b") as sparse:
                 sparse.truncate(size)
-            if not self._grow_online(data_dir):
-                self._offline(volume, data_dir, size)
+            try:
+                if not self._grow_online(data_dir):
+                    self._offline(volume, data_dir, size)
+            except VolumeImageError:
+                # The image's size is the record of the filesystem's: a grow that did
+                # not happen must not look done to the next ensure().
+                with open(image, "r+b") as sparse:
+                    sparse.truncate(current)
+                raise
         log.info("volume_image_resized", volume=volume, size=size, before=current)
 
     def _grow_online(self, data_dir: Path) -> bool:

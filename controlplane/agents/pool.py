@@ -181,7 +181,7 @@ class AgentPool:
         return connection.client
 
     def node_ids(self) -> list[str]:
-        """Every node with a connection."""
+        """The nodes the pool is connected (or connecting) to."""
         return list(self._connections)
 
     def observation(self, node_id: str) -> NodeObservation | None:

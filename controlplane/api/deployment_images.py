@@ -5,6 +5,7 @@ credentials sealed before they are stored. Nothing here ever returns a password.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -58,8 +59,11 @@ def checked_image(request: web.Request, image: str) -> ImageReference:
     return reference
 
 
-def image_values(request: web.Request, body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
-    """Column values for the image fields `body` sets (credentials sealed)."""
+def image_values(
+    request: web.Request, body: CreateDeployment | UpdateDeployment, deployment_id: uuid.UUID
+) -> dict[str, Any]:
+    """Column values for the image fields `body` sets (credentials sealed for
+    deployment `deployment_id`)."""
     values: dict[str, Any] = {}
     if body.image is not None:
         checked_image(request, body.image)
@@ -71,7 +75,9 @@ def image_values(request: web.Request, body: CreateDeployment | UpdateDeployment
     if body.registry_auth is not None:
         auth = body.registry_auth
         values["registry_username"] = auth.username
-        values["registry_password_sealed"] = request.app[REGISTRY_SECRETS].seal(auth.password)
+        values["registry_password_sealed"] = request.app[REGISTRY_SECRETS].seal(
+            auth.password, deployment_id
+        )
         values["registry_server"] = auth.server_address
     return values
 
@@ -99,7 +105,7 @@ def image_access(
     if removed or deployment.registry_username is None or sealed is None:
         return ImageAccess(image)
     try:
-        password = request.app[REGISTRY_SECRETS].open(sealed)
+        password = request.app[REGISTRY_SECRETS].open(sealed, deployment.id)
     except SecretUnreadable:
         return ImageAccess(image)  # the pull reports it, as before
     return ImageAccess(image, deployment.registry_username, password, deployment.registry_server)

@@ -181,7 +181,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         strategy=body.strategy,
         constraints=dict(body.constraints),
     )
-    options = {**_options(body), **image_values(request, body)}
+    options = {**_options(body), **image_values(request, body, deployment.id)}
     if body.template is not None:
         options = {**options, **await template_values(request, body)}
         # The template chose the image: the operator's allowlist holds for it too.
@@ -277,7 +277,10 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
     for attempt in range(UPDATE_ATTEMPTS):
         await asyncio.sleep(0.005 * attempt)
         deployment = await owned_deployment(request)
-        values = {**_update_values(deployment, body), **image_values(request, body)}
+        values = {
+            **_update_values(deployment, body),
+            **image_values(request, body, deployment.id),
+        }
         changed = [f for f in SPEC_FIELDS if f in values and values[f] != getattr(deployment, f)]
         if changed:
             values["generation"] = deployment.generation + 1

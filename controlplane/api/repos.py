@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -21,7 +21,14 @@ from sqlmodel import col, select
 from common.outbound import OutboundFailed, OutboundRefused, OutboundTooLarge
 from controlplane.api.authentication import authenticated_by_access_token_header
 from controlplane.api.context import current_user, database, path_uuid, settings
-from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable, ValidationFailed
+from controlplane.api.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    ValidationFailed,
+    rate_limited,
+)
 from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
@@ -29,14 +36,23 @@ from controlplane.api.task_requests import fetch_api_error, input_api_error
 from controlplane.db.tables.repos import Repo
 from controlplane.db.types import utcnow
 from controlplane.repos.assets import TOKEN_PURPOSE, release_asset_input, repo_token
-from controlplane.repos.forge import ForgeError, ForgeRateLimited, ForgeUnreachable, Release
+from controlplane.repos.forge import (
+    DOT_SEGMENTS,
+    ForgeError,
+    ForgeRateLimited,
+    ForgeUnreachable,
+    Release,
+    is_valid_forge_token,
+)
 from controlplane.security.credentials import looks_like_api_key
-from controlplane.state import FORGE_CLIENT, SECRET_BOX
+from controlplane.security.secrets import seal_for_row
+from controlplane.state import FORGE_CLIENT, REPO_CHECK_LIMITER, SECRET_BOX
 from controlplane.tasks.fetch import task_fetch_policy
 from controlplane.tasks.inputs import InputError, InputFile, check_inputs
 
 MAX_REPOS_PER_ACCOUNT = 100
-#: GitHub's rules for owner and repository names (Gitea's are a subset).
+#: GitHub's rules for owner and repository names (Gitea's are a subset); `.` and `..`
+#: are refused besides (URL libraries normalise them away, steering the API path).
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -62,7 +78,15 @@ class AddRepo(Request):
         validation_alias=AliasChoices("owner_name", "ownerName", "owner"),
     )
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
-    token: str | None = Field(default=None, min_length=1, max_length=1000)
+    # Its form (FORGE_TOKEN_PATTERN) is checked with the header's: 422 invalid_forge_token.
+    token: str | None = Field(default=None, min_length=1)
+
+    @field_validator("owner_name", "name")
+    @classmethod
+    def _not_a_dot_segment(cls, value: str) -> str:
+        if value in DOT_SEGMENTS:
+            raise ValueError("`.` and `..` are not repository names")
+        return value
 
 
 class RepoAsset(BaseModel):
@@ -166,10 +190,25 @@ def _is_our_credential(token: str) -> bool:
     return looks_like_api_key(token) or token.startswith("enc_") or token.count(".") == 2
 
 
+def _checked_token(token: str) -> str:
+    """`token` if it has a forge token's form (or is empty); 422 invalid_forge_token
+    otherwise, so that it never reaches the database or an HTTP header."""
+    if token and not is_valid_forge_token(token):
+        raise Unprocessable(
+            "a forge token is 1-255 printable ASCII characters without spaces",
+            code="invalid_forge_token",
+        )
+    return token
+
+
 def _token_of(request: web.Request, body: AddRepo) -> str:
     """The forge token: the body's, or seed 003's raw `authorization` header when the
     caller authenticated with the seed's `access_token` header (never one of our own
-    credentials sent there by mistake)."""
+    credentials sent there by mistake). Either is checked by `_checked_token`."""
+    return _checked_token(_raw_token_of(request, body))
+
+
+def _raw_token_of(request: web.Request, body: AddRepo) -> str:
     if body.token:
         if _is_our_credential(body.token):
             raise ValidationFailed(
@@ -198,8 +237,9 @@ async def add_repo(request: web.Request, body: AddRepo) -> CreatedRepo:
         raise ApiError(
             f"no releases found for {body.owner_name}/{body.name}", code="no_releases", status=422
         )
-    sealed = request.app[SECRET_BOX].seal(token, TOKEN_PURPOSE) if token else ""
-    repo = Repo(user_id=owner, owner_name=body.owner_name, name=body.name, token_sealed=sealed)
+    repo = Repo(user_id=owner, owner_name=body.owner_name, name=body.name)
+    if token:
+        repo.token_sealed = seal_for_row(request.app[SECRET_BOX], token, TOKEN_PURPOSE, repo.id)
     _record_release(repo, release)
     exists = Conflict(f"{body.owner_name}/{body.name} is already watched", code="repo_exists")
     try:
@@ -280,8 +320,13 @@ async def check_repos(request: web.Request) -> RepoCheckReport:
     which changed. No storm of calls: once the forge says a credential's rate limit is
     spent, the repos using it are skipped without asking (the forge client remembers
     until the reset), and once the forge does not answer at all, the rest are skipped.
-    The answer is still 200, as in seed 003: checking itself worked."""
+    The answer is still 200, as in seed 003: checking itself worked. An account
+    checks at most once per `repo_check_interval_seconds` (429 `rate_limited` with
+    Retry-After otherwise): one tenant cannot spend the forge's budget for all."""
     owner = current_user(request).id
+    wait = request.app[REPO_CHECK_LIMITER].hit(str(owner))
+    if wait is not None:
+        raise rate_limited(wait)
     statement = select(Repo).where(col(Repo.user_id) == owner).order_by(col(Repo.created_at))
     async with database(request).session() as session:
         repos = list((await session.exec(statement)).all())

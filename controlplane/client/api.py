@@ -110,11 +110,14 @@ class ApiClient:
         if not url.startswith(("http://", "https://")):
             raise ClientError(f"the control plane URL must be http(s): {self.base_url}")
         headers = {"Accept": "application/json", "User-Agent": "encedeus-cli"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         if content_type:
             headers["Content-Type"] = content_type
-        return Request(url, data=body, method=method, headers=headers)  # noqa: S310
+        request = Request(url, data=body, method=method, headers=headers)  # noqa: S310
+        if self.token:
+            # Unredirected: urllib follows redirects, and the credential must never
+            # travel to wherever a redirect points (another host, plain HTTP).
+            request.add_unredirected_header("Authorization", f"Bearer {self.token}")
+        return request
 
     def call(
         self,

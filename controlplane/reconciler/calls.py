@@ -211,7 +211,7 @@ class AgentCalls:
         if sealed is None or self.registry is None:
             return None
         try:
-            return self.registry.open(sealed)
+            return self.registry.open(sealed, deployment.id)
         except SecretUnreadable as exc:
             raise AgentError("failed_precondition", f"registry credentials: {exc}") from None
 

@@ -11,7 +11,7 @@ from controlplane.repos.forge import (
     ReleaseAsset,
     ReleaseNotFound,
 )
-from controlplane.security.secrets import SecretBox, SecretUnreadable
+from controlplane.security.secrets import SecretBox, SecretUnreadable, open_for_row
 from controlplane.tasks.inputs import InputFile, safe_relative_path
 
 TOKEN_PURPOSE = "forge_token"  # noqa: S105
@@ -39,7 +39,7 @@ def repo_token(repo: Repo, box: SecretBox) -> str:
     if not repo.token_sealed:
         return ""
     try:
-        return box.open(repo.token_sealed, TOKEN_PURPOSE)
+        return open_for_row(box, repo.token_sealed, TOKEN_PURPOSE, repo.id)
     except SecretUnreadable as exc:
         raise RepoTokenUnreadable(
             f"the token of {repo.owner_name}/{repo.name} cannot be read with this control "

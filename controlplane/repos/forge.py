@@ -6,6 +6,13 @@ token is sent only there, never on a redirect. Asset bodies come through the gua
 outbound client (:func:`common.outbound.fetch_bytes`), like any other
 URL a tenant names.
 
+Caching: answers that carry an ETag are kept (per credential and path, a bounded LRU)
+and asked again with `If-None-Match`, so an unchanged release costs a 304, which
+GitHub does not count against the rate limit. Token-less answers are shared by every
+account for `anonymous_ttl_seconds`: within it they are served without asking the
+forge, even while the token-less rate limit is spent, so one tenant spending the
+anonymous budget does not stop others whose lookups the cache answers.
+
 Rate limits: a 403/429 that carries GitHub's rate-limit headers (`x-ratelimit-remaining:
 0` with `x-ratelimit-reset`, or `retry-after`) raises :class:`ForgeRateLimited`, and
 the client then refuses further calls with the same credential until the reset time
@@ -15,7 +22,9 @@ without contacting the forge: a check of many repos stops instead of storming.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -25,8 +34,20 @@ import aiohttp
 from common.outbound import OutboundPolicy, fetch_bytes
 
 API_VERSION = "2022-11-28"
+DEFAULT_ANONYMOUS_TTL = 60.0
+MAX_CACHED_ANSWERS = 2048
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3600.0
+#: What a forge token may be: 1-255 printable ASCII characters, no space, no CR/LF
+#: (it goes into an HTTP header and a sealed column of bounded size).
+FORGE_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+#: Path segments a URL library normalises away: never an owner or repository name.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def is_valid_forge_token(token: str) -> bool:
+    """Whether `token` has the form of a forge token (see FORGE_TOKEN_PATTERN)."""
+    return FORGE_TOKEN_PATTERN.fullmatch(token) is not None
 
 
 class ForgeError(Exception):
@@ -136,6 +157,15 @@ class Release:
         )
 
 
+@dataclass(slots=True)
+class _Cached:
+    """A 200 answer kept: its ETag (may be empty), its body, when it was last fresh."""
+
+    etag: str
+    body: Any
+    fresh_at: float
+
+
 def _credential_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest() if token else ""
 
@@ -160,10 +190,31 @@ class ForgeClient:
     """Calls to one forge's releases API (see module doc). One per control plane: it
     remembers, per credential, until when the forge's rate limit is spent."""
 
-    def __init__(self, api_url: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        timeout_seconds: float,
+        *,
+        anonymous_ttl_seconds: float = DEFAULT_ANONYMOUS_TTL,
+    ) -> None:
         self._api_url = api_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._blocked_until: dict[str, float] = {}
+        self._anonymous_ttl = anonymous_ttl_seconds
+        self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+
+    def _cached(self, token: str, path: str) -> _Cached | None:
+        cached = self._cache.get((_credential_key(token), path))
+        if cached is not None:
+            self._cache.move_to_end((_credential_key(token), path))
+        return cached
+
+    def _keep(self, token: str, path: str, etag: str, body: Any) -> None:
+        if not etag and token:
+            return  # nothing to revalidate with, and not shared
+        self._cache[(_credential_key(token), path)] = _Cached(etag, body, time.monotonic())
+        while len(self._cache) > MAX_CACHED_ANSWERS:
+            self._cache.popitem(last=False)
 
     def _check_not_blocked(self, token: str) -> None:
         until = self._blocked_until.get(_credential_key(token), 0.0)
@@ -175,24 +226,39 @@ class ForgeClient:
 
     def _headers(self, token: str, accept: str = "application/vnd.github+json") -> dict[str, str]:
         headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION, "User-Agent": "encedeus"}
+        if token and not is_valid_forge_token(token):
+            # Only a value stored before tokens were checked can get here.
+            raise ForgeDenied("the stored forge token is malformed: add the repo again")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
     async def _get_json(self, path: str, token: str) -> tuple[int, Any]:
-        """(status, JSON body or None) of GET `path` under the API base; rate-limit
-        answers raise ForgeRateLimited, network failures ForgeUnreachable."""
+        """(status, JSON body or None) of GET `path` under the API base, from the cache
+        when it may be (see module doc); rate-limit answers raise ForgeRateLimited,
+        network failures ForgeUnreachable."""
+        cached = self._cached(token, path)
+        if cached and not token and time.monotonic() - cached.fresh_at < self._anonymous_ttl:
+            return 200, cached.body
         self._check_not_blocked(token)
         url = f"{self._api_url}{path}"
+        headers = self._headers(token)
+        if cached is not None and cached.etag:
+            headers["If-None-Match"] = cached.etag
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout, trust_env=False) as session,
-                session.get(url, headers=self._headers(token), allow_redirects=False) as response,
+                session.get(url, headers=headers, allow_redirects=False) as response,
             ):
                 self._note_rate_limit(response, token)
+                if response.status == 304 and cached is not None:
+                    cached.fresh_at = time.monotonic()
+                    return 200, cached.body
                 if response.status != 200:
                     return response.status, None
-                return 200, await response.json(content_type=None)
+                body = await response.json(content_type=None)
+                self._keep(token, path, response.headers.get("ETag", ""), body)
+                return 200, body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ForgeUnreachable(f"the forge at {self._api_url} did not answer: {exc}") from exc
 
@@ -208,6 +274,8 @@ class ForgeClient:
 
     @staticmethod
     def _repo_path(owner: str, name: str) -> str:
+        if owner in DOT_SEGMENTS or name in DOT_SEGMENTS:
+            raise RepoNotFound(f"{owner}/{name} is not a repository name")
         return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _refusal(self, status: int, what: str) -> ForgeError:

@@ -4,9 +4,12 @@ opened only to build the spec of the node that pulls."""
 
 from __future__ import annotations
 
-from controlplane.security.secrets import SecretBox
+import uuid
 
-#: Bound as associated data: a registry password cannot be opened as any other secret.
+from controlplane.security.secrets import SecretBox, open_for_row, seal_for_row
+
+#: Bound as associated data with the deployment's id: a registry password cannot be
+#: opened as any other secret, nor as another deployment's.
 PURPOSE = "registry_password"
 
 
@@ -17,10 +20,12 @@ class RegistryCredentials:
     def __init__(self, box: SecretBox) -> None:
         self._box = box
 
-    def seal(self, password: str) -> str:
-        """The sealed form stored in `deployments.registry_password_sealed`."""
-        return self._box.seal(password, PURPOSE)
+    def seal(self, password: str, deployment_id: uuid.UUID) -> str:
+        """The sealed form stored in `deployments.registry_password_sealed` of
+        deployment `deployment_id`."""
+        return seal_for_row(self._box, password, PURPOSE, deployment_id)
 
-    def open(self, sealed: str) -> str:
-        """The password; SecretUnreadable when sealed with another key."""
-        return self._box.open(sealed, PURPOSE)
+    def open(self, sealed: str, deployment_id: uuid.UUID) -> str:
+        """The password of deployment `deployment_id`; SecretUnreadable when sealed
+        with another key or for another deployment."""
+        return open_for_row(self._box, sealed, PURPOSE, deployment_id)

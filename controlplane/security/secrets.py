@@ -5,8 +5,12 @@ under one key shared by every control plane of a database: ``controlplane { secr
 }`` / ``ENCEDEUS_SECRETS_KEY`` (32 bytes, urlsafe base64), else a key generated once into
 ``<data_dir>/secrets_key`` (0600), as the JWT secret is. A sealed value is text,
 ``v1.<nonce>.<ciphertext>`` in urlsafe base64, so it fits any string column; the
-`purpose` (e.g. ``"forge_token"``) is bound as associated data, so a value sealed for
-one use cannot be replayed as another. Losing the key loses the secrets, nothing else.
+`purpose` is bound as associated data, so a value sealed for one use cannot be replayed
+as another. Values that belong to a row are sealed for their row too
+(:meth:`SecretBox.seal_for_row`: ``"forge_token:<repo id>"``, ``"registry_password:<deployment
+id>"``), so a value copied into another row of the database does not open there. Values
+sealed before rows were bound (with the bare purpose) still open, and are sealed for
+their row the next time they are written. Losing the key loses the secrets, nothing else.
 """
 
 from __future__ import annotations
@@ -92,6 +96,25 @@ class SecretBox:
             return self._cipher().decrypt(nonce, body, purpose.encode()).decode()
         except (binascii.Error, ValueError, InvalidTag) as exc:
             raise SecretUnreadable("the secret cannot be opened with this key") from exc
+
+
+def row_purpose(purpose: str, row_id: object) -> str:
+    """The purpose a value of row `row_id` is sealed for."""
+    return f"{purpose}:{row_id}"
+
+
+def seal_for_row(box: SecretBox, plaintext: str, purpose: str, row_id: object) -> str:
+    """`plaintext` sealed for `purpose` of the row `row_id` (see the module doc)."""
+    return box.seal(plaintext, row_purpose(purpose, row_id))
+
+
+def open_for_row(box: SecretBox, sealed: str, purpose: str, row_id: object) -> str:
+    """The plaintext of a value sealed for `purpose` of the row `row_id`, or (sealed
+    before rows were bound) for the bare `purpose`; SecretUnreadable otherwise."""
+    try:
+        return box.open(sealed, row_purpose(purpose, row_id))
+    except SecretUnreadable:
+        return box.open(sealed, purpose)
 
 
 def resolve_secrets_key(config: ControlPlaneConfig) -> str:

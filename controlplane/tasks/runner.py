@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -37,6 +37,7 @@ from controlplane.db.tables.tasks import (
     TaskLog,
 )
 from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.tasks.orphans import ORPHAN_GRACE_SECONDS, OrphanSweeper, TaskRow
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -138,12 +139,22 @@ class TaskRunner:
     """Starts tasks, moves them through their states, keeps and serves their logs."""
 
     def __init__(
-        self, database: Database, bus: EventBus, agents: TaskAgents, placement: TaskPlacement
+        self,
+        database: Database,
+        bus: EventBus,
+        agents: TaskAgents,
+        placement: TaskPlacement,
+        *,
+        orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
     ) -> None:
         self._db = database
         self._bus = bus
         self._agents = agents
         self._placement = placement
+        self._orphans = OrphanSweeper(self._remove_server, orphan_grace_seconds)
+
+    async def _remove_server(self, node_id: str, server_id: str) -> None:
+        await self._agents.remove_server(node_id, server_id, delete_data=True)
 
     async def _transition(self, task_id: uuid.UUID, expected: str, **values: object) -> Task | None:
         """Apply `values` if the task is still `expected`; the updated row or None."""
@@ -210,11 +221,16 @@ class TaskRunner:
             await self.fail(running.id, f"the node could not start the task: {exc}")
             raise TaskStartError(str(exc), code="agent_error", status=502) from exc
         async with self._db.transaction() as session:
-            await session.exec(
+            recorded = await session.exec(
                 update(Task)
                 .where(col(Task.id) == task.id)
                 .values(container_id=server.status.container_id)
             )
+        if recorded.rowcount == 0:
+            # Deleted while the container was being created: the delete found nothing
+            # to remove yet, and no row accounts for the container any more.
+            await self._remove_server(node_id, str(task.id))
+            raise TaskStartError("the task was deleted", code="not_found", status=404)
         return running
 
     async def _remove_earlier_attempt(self, node_id: str, task_id: uuid.UUID) -> None:
@@ -289,13 +305,25 @@ class TaskRunner:
             await self.fail(task_id, "the task's container was removed")
 
     async def on_heartbeat(self, node_id: str, servers: Sequence[pb.ServerStatus]) -> None:
-        """Level-triggered catch-up: exits missed while disconnected, lost containers."""
+        """Level-triggered catch-up: exits missed while disconnected, lost containers,
+        and task containers no task row accounts for (removed after a grace period,
+        see :mod:`controlplane.tasks.orphans`)."""
         reported = {s.id: s for s in servers if LABEL_TASK in s.labels}
         for status in reported.values():
             task_id = _task_id(status.id)
             if task_id is not None and status.exited:
                 await self.finish(task_id, status.exit_code, status.oom_killed, node_id)
         await self._fail_lost(node_id, set(reported))
+        await self._orphans.sweep(node_id, list(reported.values()), await self._rows(reported))
+
+    async def _rows(self, server_ids: Iterable[str]) -> dict[str, TaskRow]:
+        """The task rows of `server_ids` (by server id) that exist."""
+        ids = [task_id for task_id in map(_task_id, server_ids) if task_id is not None]
+        if not ids:
+            return {}
+        async with self._db.session() as session:
+            rows = (await session.exec(select(Task).where(col(Task.id).in_(ids)))).all()
+        return {str(row.id): TaskRow.of(row) for row in rows}
 
     async def _fail_lost(self, node_id: str, reported: set[str]) -> None:
         cutoff = _now() - LOST_AFTER

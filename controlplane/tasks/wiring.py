@@ -232,7 +232,10 @@ async def _handle(signal: NodeSignal, runner: TaskRunner, pool: AgentPool) -> No
 
 
 async def _sweep(runner: TaskRunner, pool: AgentPool) -> None:
-    for node_id in await runner.nodes_with_running_tasks():
+    # Every connected node, not only those with Running tasks: a task container no
+    # row accounts for any more (see controlplane.tasks.orphans) can be on any node.
+    nodes = set(await runner.nodes_with_running_tasks()) | set(pool.node_ids())
+    for node_id in sorted(nodes):
         observation = pool.observation(node_id)
         if observation is not None and observation.servers is not None:
             await runner.on_heartbeat(node_id, list(observation.servers.values()))

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
+from agent.fleet import data_dir as data_dir_module
 from agent.fleet.data_dir import ServerVolumes, chown_tree, prepare_data_dir
 from agent.runtime import IdMapping
 from agent.runtime.docker_wire import id_mapping_of
@@ -101,3 +102,61 @@ def test_container_user_must_be_an_unprivileged_uid_and_gid(value: str) -> None:
 def test_container_user_defaults_to_988() -> None:
     assert AgentConfig().container_ids == (988, 988)
     assert AgentConfig(container_user="1000:100").container_ids == (1000, 100)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_chown_tree_re_owns_a_very_deep_tree(tmp_path: Path) -> None:
+    """1,500 nested directories (a recursive walk hits the recursion limit, one fd per
+    level hits EMFILE) are re-owned to the last file."""
+    top = tmp_path / "top"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1500):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+    (top / "side").mkdir()
+    chown_tree(top, (4321, 4322))
+    assert (top / "side").lstat().st_uid == 4321
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)  # down the chain (os.walk recurses)
+    try:
+        for _ in range(1500):
+            st = os.stat("d", dir_fd=fd, follow_symlinks=False)
+            assert (st.st_uid, st.st_gid) == (4321, 4322)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        assert os.stat("leaf", dir_fd=fd).st_uid == 4321
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_chown_tree_does_not_follow_a_directory_swapped_for_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory listed, then replaced by a symlink before the walk enters it (a
+    container racing the re-own), is not followed."""
+    outside = tmp_path / "outside"
+    (outside / "secret").mkdir(parents=True)
+    top = tmp_path / "top"
+    (top / "a" / "b").mkdir(parents=True)
+    listed = data_dir_module._chown_entries
+
+    def list_then_swap(fd: int, uid: int, gid: int) -> list[str]:
+        names = listed(fd, uid, gid)
+        if names == ["b"]:
+            os.rmdir(top / "a" / "b")
+            os.symlink(outside, top / "a" / "b")
+        return names
+
+    monkeypatch.setattr(data_dir_module, "_chown_entries", list_then_swap)
+    chown_tree(top, (4321, 4321))
+    assert (top / "a").stat().st_uid == 4321
+    assert (top / "a" / "b").lstat().st_uid == 0  # the swapped-in link, made after listing
+    assert outside.stat().st_uid == (outside / "secret").stat().st_uid == 0

@@ -4,6 +4,7 @@ a spec that cannot be created leaves the old container running untouched."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import docker
 import pytest
@@ -55,3 +56,26 @@ async def test_recreate_replaces_the_container_and_keeps_the_data(agent: Running
     assert await asyncio.to_thread((new.data_dir / "world" / "level.dat").read_bytes) == b"v1"
     with pytest.raises(docker.errors.NotFound):
         await asyncio.to_thread(container_state, old_id)
+
+
+async def test_recreate_whose_data_dir_cannot_be_prepared_keeps_the_old_container(
+    agent: RunningAgent, tmp_path: Path
+) -> None:
+    """The data directory is prepared before the old container is discarded: here the
+    tenant made `link` a symlink out of its directory and the update writes an input
+    file through it, which is refused."""
+    s = spec(ECHO)
+    old = await agent.supervisor.create(s, start=True)
+    old_id = old.container_id
+    outside = tmp_path / "outside"
+    await asyncio.to_thread(outside.mkdir)
+    await asyncio.to_thread((old.data_dir / "link").symlink_to, outside)
+    update = pb.ServerSpec()
+    update.CopyFrom(s)
+    update.files.add(path="link/x", content=b"y")
+    with pytest.raises(OSError, match="Invalid cross-device link"):
+        await agent.supervisor.recreate(update, start=True)
+    assert await asyncio.to_thread(container_state, old_id) == (old_id, True)
+    assert agent.supervisor.get(s.id).container_id == old_id
+    assert agent.supervisor.get(s.id).status().state == pb.SERVER_STATE_RUNNING
+    assert await asyncio.to_thread(lambda: list(outside.iterdir())) == []

@@ -37,6 +37,12 @@ class FakeAgent:
         """method name -> the error that call answers (e.g. an image it lacks)."""
         self.silent = False
         self.closed = False
+        self.hold_creates: asyncio.Event | None = None
+        """When set, CreateServer waits for this event before it creates anything (a
+        create in flight: the server does not exist yet, RemoveServer answers
+        not_found, as a real agent still pulling or creating does)."""
+        self.create_entered = asyncio.Event()
+        """Set when a CreateServer call has arrived."""
         self._changed = asyncio.Event()
 
     # ---- what the host does on its own -----------------------------------
@@ -92,6 +98,9 @@ class FakeAgent:
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         self._record("CreateServer", spec.id)
+        self.create_entered.set()
+        if self.hold_creates is not None:
+            await self.hold_creates.wait()
         if spec.id in self.servers:
             raise AgentError("already_exists", f"server {spec.id} exists")
         status = pb.ServerStatus(
@@ -201,8 +210,11 @@ class FakeAgent:
                 seq=seq,
                 heartbeat=pb.Heartbeat(servers=[s.status for s in self.servers.values()]),
             )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the wait ends, and the pool's close then waits forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._changed.wait()
 
     async def apply_routes(self, table: pb.RouteTable) -> int:
         raise AgentError("failed_precondition", "this node has no ingress role")

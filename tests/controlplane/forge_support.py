@@ -5,6 +5,7 @@ a redirect) and through `browser_download_url`. It records every request it gets
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ class Seen:
     path: str
     authorization: str
     accept: str
+    if_none_match: str = ""
+    status: int = 0
 
 
 @dataclass
@@ -41,6 +44,8 @@ class FakeForgeState:
     #: Headers of a 403 answered to every API call instead (None: no such answer).
     refusal_headers: dict[str, str] | None = None
     seen: list[Seen] = field(default_factory=list)
+    #: Answer with ETags and 304 to a matching If-None-Match, as GitHub does.
+    etags: bool = True
     asset_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def publish(self, repo: str, tag: str, assets: dict[str, bytes]) -> None:
@@ -161,14 +166,24 @@ async def fake_forge() -> AsyncIterator[FakeForgeState]:
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        state.seen.append(
-            Seen(
-                request.path,
-                request.headers.get("Authorization", ""),
-                request.headers.get("Accept", ""),
-            )
+        seen = Seen(
+            request.path,
+            request.headers.get("Authorization", ""),
+            request.headers.get("Accept", ""),
+            request.headers.get("If-None-Match", ""),
         )
+        state.seen.append(seen)
         response: web.StreamResponse = await handler(request)
+        if isinstance(response, web.Response) and response.status == 200 and state.etags:
+            # GitHub's conditional requests: an ETag on every answer, 304 (not
+            # counted against the rate limit) when If-None-Match still matches.
+            assert isinstance(response.body, bytes)
+            etag = '"' + hashlib.sha256(response.body).hexdigest()[:16] + '"'
+            if seen.if_none_match == etag:
+                response = web.Response(status=304, headers={"ETag": etag})
+            else:
+                response.headers["ETag"] = etag
+        seen.status = response.status
         return response
 
     app = web.Application(middlewares=[record])

@@ -59,7 +59,11 @@ class ReconcilerHarness:
         )
         self.placement = SchedulerTaskPlacement(lambda: self.reconciler.placement)
         self.runner = TaskRunner(
-            database, self.bus, PoolTaskAgents(lambda: self.pool), self.placement
+            database,
+            self.bus,
+            PoolTaskAgents(lambda: self.pool),
+            self.placement,
+            orphan_grace_seconds=GRACE_SECONDS,
         )
         self.queue = TaskQueue(database, self.runner, self.placement, self.bus)
         self.user_id = uuid.uuid4()

@@ -136,7 +136,7 @@ async def test_deploy_with_credentials_pins_the_digest_and_hides_the_password(
         assert row.registry_password_sealed is not None
         assert REGISTRY_PASSWORD not in row.registry_password_sealed
         key = await asyncio.to_thread(resolve_secrets_key, client.app[CONFIG])
-        opened = RegistryCredentials(SecretBox(key)).open(row.registry_password_sealed)
+        opened = RegistryCredentials(SecretBox(key)).open(row.registry_password_sealed, row.id)
         assert opened == REGISTRY_PASSWORD
     logged = capfd.readouterr()
     assert "image_pulled" in logged.out + logged.err  # the logs were captured...

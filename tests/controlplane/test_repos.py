@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from common.outbound import OutboundPolicy
 from controlplane.db.tables.repos import Repo
-from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited
+from controlplane.repos.forge import ForgeClient, ForgeDenied, ForgeRateLimited, RepoNotFound
 from controlplane.state import DATABASE
 from controlplane.tasks.inputs import MAX_FILES
 from tests.controlplane.accounts_support import Account, create_api_key, error_code, register
@@ -34,7 +34,12 @@ async def forge() -> AsyncIterator[FakeForgeState]:
 
 @pytest.fixture
 async def client(make_config: ConfigFactory, forge: FakeForgeState) -> AsyncIterator[Client]:
-    config = make_config(forge_api_url=forge.base_url, task_fetch_allow_private=True)
+    config = make_config(
+        forge_api_url=forge.base_url,
+        task_fetch_allow_private=True,
+        forge_anonymous_cache_seconds=0,
+        repo_check_interval_seconds=0,
+    )
     client = await start_client(config)
     try:
         yield client
@@ -301,7 +306,7 @@ async def test_multipart_task_names_a_release_asset_beside_uploads(
 
 async def test_a_forge_that_does_not_answer_is_asked_once(make_config: ConfigFactory) -> None:
     async with fake_forge() as gone:
-        config = make_config(forge_api_url=gone.base_url)
+        config = make_config(forge_api_url=gone.base_url, forge_anonymous_cache_seconds=0)
         client = await start_client(config)
         try:
             user = await register(client)
@@ -338,3 +343,95 @@ async def test_the_asset_counts_towards_the_input_file_limit(
     assert await error_code(response) == "invalid_input_file"
     body["files"] = files[1:]
     assert (await client.post("/v1/tasks", json=body, headers=user.headers)).status == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"owner_name": "..", "name": "tool"},
+        {"owner_name": "acme", "name": ".."},
+        {"owner_name": ".", "name": "tool"},
+        {"ownerName": "acme", "name": "."},
+        {"owner": "..", "name": ".."},
+    ],
+)
+async def test_dot_segments_are_not_repository_names(
+    client: Client, forge: FakeForgeState, body: dict[str, str]
+) -> None:
+    user = await register(client)
+    response = await client.post("/v1/repos", json=body, headers=user.headers)
+    assert response.status == 400
+    assert await error_code(response) == "validation_error"
+    assert forge.seen == []
+
+
+async def test_the_forge_client_never_builds_a_path_from_dot_segments() -> None:
+    """Whatever reaches it (a row stored before names were checked), the forge client
+    refuses a dot segment instead of asking a normalised path."""
+    async with fake_forge() as forge:
+        client = ForgeClient(forge.base_url, 5)
+        for owner, name in ((".", "x"), ("..", "x"), ("x", "."), ("x", "..")):
+            with pytest.raises(RepoNotFound):
+                await client.latest_release(owner, name)
+            with pytest.raises(RepoNotFound):
+                await client.release_by_tag(owner, name, "v1")
+    assert forge.seen == []
+
+
+BAD_TOKENS = [
+    "ghp_a\r\nX-Injected: 1",
+    "ghp_a\nb",
+    "ghp a",
+    "ghp_\x00",
+    "ghp_é",
+    "x" * 256,
+    "x" * 3000,
+]
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+async def test_a_malformed_forge_token_is_refused_in_the_body(
+    client: Client, forge: FakeForgeState, token: str
+) -> None:
+    user = await register(client)
+    body = {"owner_name": "acme", "name": "tool", "token": token}
+    response = await client.post("/v1/repos", json=body, headers=user.headers)
+    assert response.status == 422, await response.text()
+    assert await error_code(response) == "invalid_forge_token"
+    assert forge.seen == []
+    async with client.app[DATABASE].session() as session:
+        assert (await session.exec(select(Repo))).all() == []
+
+
+@pytest.mark.parametrize("token", [t for t in BAD_TOKENS if "\n" not in t and "\x00" not in t])
+async def test_a_malformed_forge_token_is_refused_in_the_seed_header(
+    client: Client, forge: FakeForgeState, token: str
+) -> None:
+    user = await register(client)
+    headers = {"access_token": user.access_token, "Authorization": f"Bearer {token}"}
+    body = {"ownerName": "acme", "name": "tool"}
+    response = await client.post("/v1/repos", json=body, headers=headers)
+    assert response.status == 422, await response.text()
+    assert await error_code(response) == "invalid_forge_token"
+    assert forge.seen == []
+
+
+async def test_a_token_of_the_longest_allowed_form_is_kept(
+    client: Client, forge: FakeForgeState
+) -> None:
+    user = await register(client)
+    token = "t" * 255
+    forge.private["acme/tool"] = token
+    added = await _add(client, user, owner_name="acme", name="tool", token=token)
+    assert added["has_token"] is True
+    assert forge.seen[0].authorization == f"Bearer {token}"
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+async def test_the_forge_client_never_sends_a_malformed_token(token: str) -> None:
+    """A token stored before tokens were checked is refused, never put in a header."""
+    async with fake_forge() as forge:
+        forge.publish("acme/tool", "v1", {"a": b"a"})
+        with pytest.raises(ForgeDenied):
+            await ForgeClient(forge.base_url, 5).latest_release("acme", "tool", token)
+    assert forge.seen == []

@@ -29,7 +29,12 @@ async def forge() -> AsyncIterator[FakeForgeState]:
 
 @pytest.fixture
 async def client(make_config: ConfigFactory, forge: FakeForgeState) -> AsyncIterator[Client]:
-    config = make_config(**FAST, forge_api_url=forge.base_url, task_fetch_allow_private=True)
+    config = make_config(
+        **FAST,
+        forge_api_url=forge.base_url,
+        task_fetch_allow_private=True,
+        forge_anonymous_cache_seconds=0,
+    )
     client = await start_client(config)
     try:
         yield client

@@ -25,13 +25,20 @@ class CountingRunner:
         self.downs += 1
 
 
+class NoNodes:
+    def node_ids(self) -> list[str]:
+        return []
+
+
 async def test_a_steady_stream_of_signals_does_not_starve_the_sweep(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(wiring, "SWEEP_SECONDS", 0.05)
     runner = CountingRunner()
     signals: asyncio.Queue[NodeSignal] = asyncio.Queue()
-    consumer = asyncio.create_task(wiring._consume(signals, cast(Any, runner), cast(Any, object())))
+    consumer = asyncio.create_task(
+        wiring._consume(signals, cast(Any, runner), cast(Any, NoNodes()))
+    )
     try:
         for _ in range(40):  # one signal every 10 ms for 0.4 s, well inside a sweep period
             signals.put_nowait(NodeSignal("n1", "down"))
