@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
     from controlplane.events.bus import EventBus
+    from controlplane.events.feed import EventFeed
     from controlplane.events.mail_notifications import MailNotifier
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
@@ -47,6 +48,7 @@ MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
+EVENT_FEED: web.AppKey[EventFeed] = web.AppKey("event_feed")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
-from controlplane.api.context import authenticator, current_user, settings
+from controlplane.api.context import authenticator, current_user, database, settings
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
 from controlplane.events.notifications import SocketLimits, serve_notifications, subscriber_name
@@ -60,9 +60,9 @@ async def health_socket(request: web.Request) -> web.StreamResponse:
 async def send_test_notification(request: web.Request) -> MessageResponse:
     """Publish a `test` event to the caller's own notification channels."""
     user = current_user(request)
-    request.app[EVENT_BUS].publish(
-        Event(EventType.TEST, owner_id=str(user.id), data={"message": "test notification"})
-    )
+    event = Event(EventType.TEST, owner_id=str(user.id), data={"message": "test notification"})
+    async with database(request).transaction() as session:
+        await request.app[EVENT_BUS].record(session, event)
     return MessageResponse(message="Test notification sent")
 
 

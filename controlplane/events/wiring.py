@@ -17,9 +17,11 @@ from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
+from controlplane.events.feed import EventFeed
 from controlplane.events.mail_notifications import MailNotifier
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.seed_rollouts import SeedRollouts
+from controlplane.events.store import Retention
 from controlplane.events.webhooks import (
     AiohttpWebhookTransport,
     RetryPolicy,
@@ -27,10 +29,19 @@ from controlplane.events.webhooks import (
     WebhookEndpoint,
     owner_webhook_policy,
 )
-from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
+from controlplane.state import (
+    CONFIG,
+    EVENT_BUS,
+    EVENT_FEED,
+    MAIL_NOTIFIER,
+    MAIL_OUTBOX,
+    OWNER_WEBHOOKS,
+    WEBHOOKS,
+)
 
 log = get_logger(__name__)
 
+PRUNE_INTERVAL = 60.0
 _TRANSPORTS = web.AppKey("webhook_transports", tuple[AiohttpWebhookTransport, ...])
 
 
@@ -41,6 +52,8 @@ def install_events(
     (call after MAIL_OUTBOX is set and the storage and mail outbox contexts are
     registered, so that delivery stops before either does); returns the bus."""
     bus = EventBus()
+    app[EVENT_FEED] = EventFeed(database, bus)
+    app.cleanup_ctx.append(_follow_event_log)
     endpoints = []
     if config.webhook_url:
         endpoints.append(WebhookEndpoint(config.webhook_url, config.webhook_secret))
@@ -65,6 +78,31 @@ def install_events(
         app[MAIL_NOTIFIER] = MailNotifier(bus, app[MAIL_OUTBOX], database)
         app.cleanup_ctx.append(_mail_notifications)
     return bus
+
+
+async def _follow_event_log(app: web.Application) -> AsyncIterator[None]:
+    feed = app[EVENT_FEED]
+    await feed.start()
+    retention = Retention(app[CONFIG].event_retention_seconds)
+    loops = asyncio.create_task(feed.run(), name="event-log")
+    pruning = asyncio.create_task(_prune_forever(feed, retention), name="event-prune")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(pruning)
+        await cancel_and_wait(loops)
+        await feed.drain()
+
+
+async def _prune_forever(feed: EventFeed, retention: Retention) -> None:
+    while True:
+        try:
+            removed = await feed.store.prune(retention)
+            if removed:
+                log.info("events_pruned", count=removed)
+        except Exception as exc:
+            log.warning("event_prune_failed", error=str(exc))
+        await asyncio.sleep(PRUNE_INTERVAL)
 
 
 async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:

@@ -309,15 +309,16 @@ class Reconciler:
                         deployed_at=row.deployed_at,
                     )
                 )
-        for row in changed:
-            self._publish(
-                Event(
-                    EventType.DEPLOYMENT_STATUS_CHANGED,
-                    owner_id=str(row.user_id),
-                    deployment_id=str(row.id),
-                    data={"status": row.status, "app_name": row.app_name},
+            for row in changed:
+                await self._record(
+                    session,
+                    Event(
+                        EventType.DEPLOYMENT_STATUS_CHANGED,
+                        owner_id=str(row.user_id),
+                        deployment_id=str(row.id),
+                        data={"status": row.status, "app_name": row.app_name},
+                    ),
                 )
-            )
 
     async def _record_nodes(self, rows: Rows) -> None:
         now = self._clock()
@@ -346,17 +347,24 @@ class Reconciler:
         async with self.database.transaction() as session:
             for node, values in updates:
                 await session.exec(update(Node).where(col(Node.id) == node.id).values(**values))
+            for node, values in updates:
+                if "status" in values:
+                    up = values["status"] == "ready"
+                    kind = EventType.NODE_UP if up else EventType.NODE_DOWN
+                    event = Event(kind, node_id=str(node.id), data={"name": node.name})
+                    await self._record(session, event)
         for node, values in updates:
             for name, value in values.items():
                 setattr(node, name, value)  # the cached row, as written
-        for node, values in updates:
-            if "status" in values:
-                kind = EventType.NODE_UP if values["status"] == "ready" else EventType.NODE_DOWN
-                self._publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
 
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
+
+    async def _record(self, session: AsyncSession, event: Event) -> None:
+        """Write `event` in `session`'s transaction (the change it describes)."""
+        if self.bus is not None:
+            await self.bus.record(session, event)
 
 
 def _error_code(codes: dict[str, str], world: World, deployment_id: str) -> str | None:

@@ -23,6 +23,12 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     SshKey,
     User,
 )
+from controlplane.db.tables.events import (  # noqa: E402
+    EventRecord,
+    MailMessage,
+    WebhookCursor,
+    WebhookDelivery,
+)
 from controlplane.db.tables.exec_sessions import ExecSession  # noqa: E402
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
@@ -35,7 +41,9 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "Deployment",
+    "EventRecord",
     "ExecSession",
+    "MailMessage",
     "Node",
     "PasswordReset",
     "RefreshToken",
@@ -47,4 +55,6 @@ __all__ = [
     "TaskLog",
     "User",
     "Webhook",
+    "WebhookCursor",
+    "WebhookDelivery",
 ]
