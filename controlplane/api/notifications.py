@@ -10,7 +10,7 @@ from controlplane.api.context import authenticator, current_user, database, sett
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
 from controlplane.events.notifications import SocketLimits, serve_notifications, subscriber_name
-from controlplane.state import EVENT_BUS, WEBHOOKS
+from controlplane.state import EVENT_BUS, EVENT_FEED, WEBHOOKS
 
 
 class WebhookStats(BaseModel):
@@ -42,7 +42,11 @@ async def notifications_socket(request: web.Request) -> web.StreamResponse:
         max_messages_per_second=config.notification_messages_per_second,
     )
     return await serve_notifications(
-        request, request.app[EVENT_BUS], authenticator(request).authenticate, limits
+        request,
+        request.app[EVENT_BUS],
+        authenticator(request).authenticate,
+        limits,
+        request.app[EVENT_FEED].store,
     )
 
 
