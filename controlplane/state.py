@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from controlplane.events.bus import EventBus
     from controlplane.events.feed import EventFeed
     from controlplane.events.mail_notifications import MailNotifier
+    from controlplane.events.outbox import WebhookOutbox
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.mail import MailOutbox
@@ -50,6 +51,7 @@ RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
 EVENT_FEED: web.AppKey[EventFeed] = web.AppKey("event_feed")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+WEBHOOK_OUTBOX: web.AppKey[WebhookOutbox] = web.AppKey("webhook_outbox")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")

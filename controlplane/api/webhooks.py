@@ -11,14 +11,15 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from common.outbound_policy import OutboundRefused, checked_url
-from controlplane.api.context import current_user, settings
+from controlplane.api.context import current_user, database, settings
 from controlplane.api.errors import NotFound, Unprocessable
 from controlplane.api.owned_rows import add_own, delete_own, page_of_own
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import MessageResponse, Request
+from controlplane.db.tables.events import WebhookCursor
 from controlplane.db.tables.webhooks import Webhook
 from controlplane.events.webhooks import owner_webhook_policy
-from controlplane.state import OWNER_WEBHOOKS
+from controlplane.state import EVENT_FEED, OWNER_WEBHOOKS, WEBHOOK_OUTBOX
 
 MAX_WEBHOOKS_PER_ACCOUNT = 10
 
@@ -66,8 +67,13 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
         secret="whsec_" + secrets.token_urlsafe(24),
         description=body.description,
     )
+    # Read before the webhook exists: it receives every event from its creation on.
+    start = await request.app[EVENT_FEED].store.latest()
     await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks")
+    async with database(request).transaction() as session:
+        session.add(WebhookCursor(endpoint=str(hook.id), cursor=start))
     request.app[OWNER_WEBHOOKS].forget(str(owner))
+    request.app[WEBHOOK_OUTBOX].poke()
     return CreatedWebhook(**WebhookInfo.model_validate(hook, from_attributes=True).model_dump(),
                           secret=hook.secret)  # fmt: skip
 
@@ -84,4 +90,5 @@ async def delete_webhook(request: web.Request) -> MessageResponse:
     missing = NotFound("webhook not found", code="webhook_not_found")
     owner = await delete_own(request, Webhook, missing)
     request.app[OWNER_WEBHOOKS].forget(str(owner))
+    request.app[WEBHOOK_OUTBOX].poke()
     return MessageResponse(message="Webhook deleted successfully")

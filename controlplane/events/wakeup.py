@@ -23,6 +23,11 @@ POLL_SECONDS = 0.25
 class EventWakeup(Protocol):
     """Tells readers that events up to a cursor exist."""
 
+    @property
+    def known(self) -> int:
+        """The newest cursor known to be committed."""
+        ...
+
     def committed(self, cursor: int) -> None:
         """Events up to `cursor` are committed (call on the event loop's thread)."""
         ...

@@ -19,6 +19,7 @@ from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
 from controlplane.events.feed import EventFeed
 from controlplane.events.mail_notifications import MailNotifier
+from controlplane.events.outbox import OutboxPolicy, WebhookOutbox
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.seed_rollouts import SeedRollouts
 from controlplane.events.store import Retention
@@ -36,6 +37,7 @@ from controlplane.state import (
     MAIL_NOTIFIER,
     MAIL_OUTBOX,
     OWNER_WEBHOOKS,
+    WEBHOOK_OUTBOX,
     WEBHOOKS,
 )
 
@@ -64,14 +66,20 @@ def install_events(
     app[EVENT_BUS] = bus
     app[OWNER_WEBHOOKS] = owners
     app[_TRANSPORTS] = (transport, owner_transport)
-    app[WEBHOOKS] = WebhookDispatcher(
-        bus,
-        endpoints,
-        transport,
-        owner_endpoints=owners,
-        owner_transport=owner_transport,
-        retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
-        derive=SeedRollouts(config.domain_suffix).derive,
+    # The dispatcher signs and sends; the outbox decides what and when, from the log.
+    app[WEBHOOKS] = sender = WebhookDispatcher(
+        bus, endpoints, transport, owner_endpoints=owners, owner_transport=owner_transport
+    )
+    app[WEBHOOK_OUTBOX] = WebhookOutbox(
+        app[EVENT_FEED].store,
+        app[EVENT_FEED].wakeup,
+        sender,
+        endpoints[0] if endpoints else None,
+        OutboxPolicy(
+            dead_after=config.webhook_dead_after_seconds,
+            retry=RetryPolicy(cap=config.webhook_retry_max_delay_seconds),
+        ),
+        derive=lambda: SeedRollouts(config.domain_suffix).derive,
     )
     app.cleanup_ctx.append(_deliver_webhooks)
     if config.email_notifications:
@@ -110,7 +118,7 @@ async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
     for endpoint in dispatcher.endpoints:
         if not endpoint.secret:
             log.warning("webhook_unsigned", url=endpoint.log_url, hint="set WEBHOOK_SECRET")
-    delivery = asyncio.create_task(dispatcher.run(), name="webhooks")
+    delivery = asyncio.create_task(app[WEBHOOK_OUTBOX].run(), name="webhooks")
     try:
         yield
     finally:

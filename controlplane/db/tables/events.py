@@ -62,6 +62,9 @@ class WebhookDelivery(SQLModel, table=True):
     )
     endpoint: str = Field(max_length=64, index=True)
     event_id: int = Field(sa_column=Column(CURSOR_TYPE, nullable=False))
+    # The X-Encedeus-Event-Id header: the cursor, or `<cursor>.<type>` for seed 004's
+    # rollout events derived from that event.
+    event_key: str = Field(max_length=100)
     event_type: str = Field(max_length=64)
     body: str
     status: str = Field(default="pending", max_length=16)

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("id", CURSOR, autoincrement=True, nullable=False),
         sa.Column("endpoint", sa.String(64), nullable=False),
         sa.Column("event_id", CURSOR, nullable=False),
+        sa.Column("event_key", sa.String(100), nullable=False),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("body", sa.String(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
