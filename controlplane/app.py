@@ -87,7 +87,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app[SECRET_BOX] = secrets = SecretBox()
     app[REGISTRY_SECRETS] = RegistryCredentials(secrets)
     app[FORGE_CLIENT] = ForgeClient(config.forge_api_url, config.forge_timeout_seconds)
-    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
+    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config), database)
 
     routes = build_routes()
     app[ROUTES] = routes

@@ -112,8 +112,7 @@ async def _stream(
             if more:
                 continue
             try:
-                async with asyncio.timeout(KEEPALIVE_SECONDS):
-                    await wakeup.wait_beyond(max(cursor, known))
+                await asyncio.wait_for(wakeup.wait_beyond(max(cursor, known)), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
     return response

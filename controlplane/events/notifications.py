@@ -149,8 +149,7 @@ async def _pump_events(
     # Live events wait (buffered) for the client's first message, briefly: if it is a
     # `subscribe` with `since`, the replay goes out before them, in cursor order.
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(LIVE_GRACE_SECONDS):
-            await first_message.wait()
+        await asyncio.wait_for(first_message.wait(), LIVE_GRACE_SECONDS)
     seen_dropped = 0
     while (event := await subscription.get()) is not None:
         if subscription.dropped != seen_dropped:

@@ -22,6 +22,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -101,11 +102,10 @@ class WebhookOutbox:
             while True:
                 await self._refresh()
                 self._changed.clear()
-                try:
-                    async with asyncio.timeout(REFRESH_SECONDS):
-                        await self._changed.wait()
-                except TimeoutError:
-                    pass
+                # wait_for, not asyncio.timeout: on Python 3.11 a cancel that meets the
+                # deadline would be swallowed with the TimeoutError.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), REFRESH_SECONDS)
         finally:
             for _, task in self._workers.values():
                 task.cancel()
@@ -191,11 +191,8 @@ class _Worker:
             await self._wait_beyond(cursor)
 
     async def _wait_beyond(self, cursor: int) -> None:
-        try:
-            async with asyncio.timeout(REFRESH_SECONDS):
-                await self._wakeup.wait_beyond(cursor)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
 
     async def _cursor(self) -> int:
         key = self._endpoint.key

@@ -123,8 +123,7 @@ class EventStream:
     async def _send(self, event: Event) -> None:
         text = event.wire or json.dumps(event.to_json(), separators=(",", ":"))
         try:
-            async with asyncio.timeout(self._send_timeout):
-                await self._socket.send_str(text)
+            await asyncio.wait_for(self._socket.send_str(text), self._send_timeout)
         except TimeoutError:
             raise FellBehind(f"the socket took no data for {self._send_timeout} s") from None
 

@@ -34,7 +34,7 @@ class EventWakeup(Protocol):
 
     async def wait_beyond(self, cursor: int) -> None:
         """Return once an event after `cursor` is known to exist (wrap in
-        ``asyncio.timeout`` to bound the wait)."""
+        ``asyncio.wait_for`` to bound the wait)."""
         ...
 
 
