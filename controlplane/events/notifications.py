@@ -54,6 +54,9 @@ ADMIN_TOPICS = ("nodes", "node:")
 KNOWN_TOPIC_KINDS = frozenset({"deployments", "deployment", "tasks", "task", "nodes", "node"})
 CLOSE_TOO_MANY = 4429
 LIVE_GRACE_SECONDS = 0.5
+# Events buffered per socket before it is caught up from the log instead (they are
+# shared objects: a full buffer costs a few hundred KiB).
+SOCKET_BUFFER = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +254,9 @@ async def serve_notifications(
         )
         return socket
     session = NotificationSession(user)
-    subscription = bus.subscribe(lambda event: visible_to(event, user), name=name, maxsize=512)
+    subscription = bus.subscribe(
+        lambda event: visible_to(event, user), name=name, maxsize=SOCKET_BUFFER
+    )
     owner = None if user.is_admin else str(user.id)
     stream = EventStream(socket, store, session.wants, owner)
     first_message = asyncio.Event()
