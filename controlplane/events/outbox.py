@@ -33,7 +33,7 @@ from sqlmodel import col, select
 
 from common.logging import get_logger
 from controlplane.db.engine import Database
-from controlplane.db.tables.events import WebhookCursor, WebhookDelivery
+from controlplane.db.tables.events import MailMessage, WebhookCursor, WebhookDelivery
 from controlplane.db.tables.webhooks import Webhook
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event
@@ -305,3 +305,21 @@ def _outcome(status: int | None, first: datetime, now: datetime, policy: OutboxP
     if (now - first).total_seconds() >= policy.dead_after:
         return "dead"
     return "pending"
+
+
+async def prune_finished(database: Database, older_than: datetime) -> int:
+    """Delete finished deliveries (and sent or dead mails) created before `older_than`;
+    pending ones stay whatever their age. How many rows went."""
+    async with database.transaction() as session:
+        deliveries = await session.exec(
+            delete(WebhookDelivery).where(
+                col(WebhookDelivery.status) != "pending",
+                col(WebhookDelivery.created_at) < older_than,
+            )
+        )
+        mails = await session.exec(
+            delete(MailMessage).where(
+                col(MailMessage.status) != "pending", col(MailMessage.created_at) < older_than
+            )
+        )
+    return int(deliveries.rowcount or 0) + int(mails.rowcount or 0)

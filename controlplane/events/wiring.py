@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -16,10 +17,11 @@ from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
+from controlplane.db.types import utcnow
 from controlplane.events.bus import EventBus
 from controlplane.events.feed import EventFeed
 from controlplane.events.mail_notifications import MailNotifier
-from controlplane.events.outbox import OutboxPolicy, WebhookOutbox
+from controlplane.events.outbox import OutboxPolicy, WebhookOutbox, prune_finished
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.seed_rollouts import SeedRollouts
 from controlplane.events.store import Retention
@@ -106,6 +108,8 @@ async def _prune_forever(feed: EventFeed, retention: Retention) -> None:
     while True:
         try:
             removed = await feed.store.prune(retention)
+            cutoff = utcnow() - timedelta(seconds=retention.seconds)
+            removed += await prune_finished(feed.store.database, cutoff)
             if removed:
                 log.info("events_pruned", count=removed)
         except Exception as exc:

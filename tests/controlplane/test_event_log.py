@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
-from controlplane.db.tables.events import WebhookCursor
+from controlplane.db.tables.events import MailMessage, WebhookCursor, WebhookDelivery
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event
+from controlplane.events.outbox import prune_finished
 from controlplane.events.store import CursorExpired, EventStore, Retention
 
 WRITERS = 40
@@ -107,3 +109,23 @@ async def test_expired_cursors_and_pruning_keep_what_receivers_need(database: Da
     # The newest row always stays: it tells an expired cursor from a valid one.
     assert await store.prune(Retention(3600)) == 4
     assert [e.cursor for e in await store.read_after(0)] == [cursors[9]]
+
+
+async def test_finished_deliveries_and_mails_are_pruned_pending_ones_stay(
+    database: Database,
+) -> None:
+    old = utcnow() - timedelta(days=2)
+    async with database.transaction() as session:
+        for status in ("delivered", "dead", "pending"):
+            session.add(WebhookDelivery(endpoint="operator", event_id=1, event_key="1",
+                                        event_type="test", body="{}", status=status,
+                                        created_at=old))  # fmt: skip
+        for status in ("sent", "pending"):
+            session.add(MailMessage(to="a@example.com", subject="s", body="b", status=status,
+                                    created_at=old))  # fmt: skip
+    assert await prune_finished(database, utcnow() - timedelta(hours=24)) == 3
+    async with database.session() as session:
+        left = (await session.exec(select(WebhookDelivery.status))).all()
+        mails = (await session.exec(select(MailMessage.status))).all()
+    assert list(left) == ["pending"]
+    assert list(mails) == ["pending"]
