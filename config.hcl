@@ -180,7 +180,13 @@ controlplane {
   # Webhooks for deployment and task events (WEBHOOK_URL overrides the URL).
   webhook_url          = ""
   webhook_secret       = ""  # HMAC-SHA256 key of X-Encedeus-Signature; empty: unsigned
-  webhook_max_attempts = 6
+  webhook_max_attempts = 6  # no longer used: webhook_dead_after_seconds replaced it
+  # A delivery still failing this long after its first attempt is dead (the ones
+  # behind it go ahead); retries back off 1 s, 2 s, 4 s, ... up to the max delay.
+  webhook_dead_after_seconds      = 3600
+  webhook_retry_max_delay_seconds = 60
+  # How long the event log keeps events (resumable cursors, GET /v1/events).
+  event_retention_seconds = 86400
   # Per-account webhooks (POST /v1/webhooks) may reach loopback/private addresses.
   webhook_allow_private = false
   # Mail the owner when one of their tasks ends or a deployment fails.

@@ -106,7 +106,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
         anonymous_ttl_seconds=config.forge_anonymous_cache_seconds,
     )
     app[REPO_CHECK_LIMITER] = SlidingWindowLimiter(1, config.repo_check_interval_seconds)
-    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config))
+    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config), database)
 
     routes = build_routes()
     app[ROUTES] = routes

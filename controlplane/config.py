@@ -78,6 +78,12 @@ class ControlPlaneConfig(BaseModel):
     webhook_secret: str = ""  # HMAC-SHA256 key of X-Encedeus-Signature; empty: unsigned
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
     webhook_allow_private: bool = False  # let per-account webhooks reach private hosts
+    # A delivery still failing this long after its first attempt is dead (no longer
+    # holds back the receiver's later events); retries back off up to the max delay.
+    webhook_dead_after_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_max_delay_seconds: float = Field(default=60.0, gt=0)
+    # How long the event log keeps events (resumable cursors, GET /v1/events).
+    event_retention_seconds: float = Field(default=24 * 3600.0, gt=0)
     email_notifications: bool = False  # mail owners when tasks end / deployments fail
     # /v1/ws/notifications: open sockets per account, and messages a second per socket.
     notification_sockets_per_account: int = Field(default=10, ge=1)

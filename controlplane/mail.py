@@ -10,18 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formataddr
 from typing import Protocol
 
 import aiosmtplib
+from sqlmodel import col, select
 
 from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
+from controlplane.db.engine import Database
+from controlplane.db.tables.events import MailMessage
+from controlplane.db.types import utcnow
 
 log = get_logger(__name__)
-SEND_ATTEMPTS = 3
+SEND_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 2.0
+POLL_SECONDS = 1.0
 
 
 class Mailer(Protocol):
@@ -78,53 +85,134 @@ def mailer_for(config: ControlPlaneConfig) -> Mailer:
 
 
 class MailOutbox:
-    """A queue of messages and the worker that sends them.
+    """The outbox of outgoing mail and the worker that sends it.
 
-    `post` never blocks. A message that fails SEND_ATTEMPTS times is logged and
-    dropped. On shutdown the worker sends what is queued, within a time limit.
+    `post` never blocks. With a database the outbox is durable: a posted message is
+    written to the `mail_outbox` table at once (by the worker's writer), sent from
+    there, retried with back-off (a failed send does not hold up the others) and
+    marked `dead` after SEND_ATTEMPTS; what a stopped or killed process left pending
+    is sent by the next one. Without a database it is an in-memory queue. On shutdown
+    the worker sends what is due, within a time limit.
     """
 
-    def __init__(self, mailer: Mailer, sender: str) -> None:
+    def __init__(self, mailer: Mailer, sender: str, database: Database | None = None) -> None:
         self._mailer = mailer
         self._sender = sender
-        self._queue: asyncio.Queue[EmailMessage] = asyncio.Queue()
+        self._db = database
+        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._posted = asyncio.Event()
+        self.retry_base = RETRY_BASE_SECONDS
 
     def post(self, to: str, subject: str, body: str) -> None:
         """Queue a plain-text mail to `to`."""
+        self._queue.put_nowait((to, subject, body))
+        self._posted.set()
+
+    def _message(self, to: str, subject: str, body: str) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._sender
         message["To"] = to
         message["Subject"] = subject
         message.set_content(body)
-        self._queue.put_nowait(message)
+        return message
 
-    async def _deliver(self, message: EmailMessage) -> None:
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                await self._mailer.send(message)
-                return
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                log.warning("mail_send_failed", to=message["To"], attempt=attempt, error=str(exc))
-                if attempt < SEND_ATTEMPTS:  # no wait before giving up: it holds the queue
-                    await asyncio.sleep(min(2**attempt, 10))
-        log.error("mail_dropped", to=message["To"], subject=message["Subject"])
+    async def _send(self, message: EmailMessage) -> str | None:
+        """One attempt; the error, or None when the mail system took it."""
+        try:
+            await self._mailer.send(message)
+            return None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("mail_send_failed", to=message["To"], error=str(exc))
+            return str(exc) or type(exc).__name__
 
     async def run(self) -> None:
         """Send queued messages until cancelled."""
+        if self._db is None:
+            while True:
+                await self._send_in_memory(await self._queue.get())
         while True:
-            message = await self._queue.get()
-            try:
-                await self._deliver(message)
-            finally:
-                self._queue.task_done()
+            await self._write_posted()
+            due = await self._send_due()
+            _raise_if_cancelled()
+            if not due:
+                self._posted.clear()
+                # wait_for, not asyncio.timeout: on Python 3.11 a cancel that meets the
+                # deadline would be swallowed with the TimeoutError.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._posted.wait(), POLL_SECONDS)
+
+    async def _send_in_memory(self, mail: tuple[str, str, str]) -> None:
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            if await self._send(self._message(*mail)) is None:
+                return
+            if attempt < SEND_ATTEMPTS:
+                await asyncio.sleep(min(self.retry_base**attempt, 10))
+        log.error("mail_dropped", to=mail[0], subject=mail[1])
+
+    async def _write_posted(self) -> None:
+        assert self._db is not None
+        posted = []
+        while not self._queue.empty():
+            posted.append(self._queue.get_nowait())
+        if posted:
+            async with self._db.transaction() as session:
+                session.add_all(MailMessage(to=to, subject=s, body=b) for to, s, b in posted)
+
+    async def _send_due(self) -> int:
+        """Send the messages that are due; how many there were."""
+        assert self._db is not None
+        query = (
+            select(MailMessage)
+            .where(
+                col(MailMessage.status) == "pending", col(MailMessage.next_attempt_at) <= utcnow()
+            )
+            .order_by(col(MailMessage.id))
+            .limit(20)
+        )
+        async with self._db.session() as session:
+            due = (await session.exec(query)).all()
+        for row in due:
+            error = await self._send(self._message(row.to, row.subject, row.body))
+            async with self._db.transaction() as session:
+                stored = await session.get(MailMessage, row.id)
+                if stored is None:
+                    continue
+                stored.attempts += 1
+                stored.last_error = (error or "")[:500]
+                if error is None:
+                    stored.status = "sent"
+                elif stored.attempts >= SEND_ATTEMPTS:
+                    stored.status = "dead"
+                    log.error("mail_dropped", to=row.to, subject=row.subject)
+                else:
+                    delay = min(self.retry_base**stored.attempts, 60.0)
+                    stored.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        return len(due)
 
     @contextlib.asynccontextmanager
     async def running(self, drain_timeout: float = 5.0) -> AsyncIterator[None]:
-        """Run the worker for the duration of the block, then drain and stop it."""
+        """Run the worker for the duration of the block, then send what is due (within
+        `drain_timeout`) and stop it."""
         worker = asyncio.create_task(self.run(), name="mail-outbox")
         try:
             yield
         finally:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), drain_timeout)
             await cancel_and_wait(worker)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_timeout):
+                    await self._drain()
+
+    async def _drain(self) -> None:
+        if self._db is None:
+            while not self._queue.empty():
+                await self._send_in_memory(self._queue.get_nowait())
+            return
+        await self._write_posted()
+        await self._send_due()
+
+
+def _raise_if_cancelled() -> None:
+    """aiosmtplib may swallow a cancellation that arrives mid-conversation; honour it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

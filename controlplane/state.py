@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
     from controlplane.events.bus import EventBus
+    from controlplane.events.feed import EventFeed
     from controlplane.events.mail_notifications import MailNotifier
+    from controlplane.events.outbox import WebhookOutbox
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.ingress.publisher import IngressPublisher
@@ -51,7 +53,9 @@ AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 INGRESS: web.AppKey[IngressPublisher] = web.AppKey("ingress")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
+EVENT_FEED: web.AppKey[EventFeed] = web.AppKey("event_feed")
 WEBHOOKS: web.AppKey[WebhookDispatcher] = web.AppKey("webhooks")
+WEBHOOK_OUTBOX: web.AppKey[WebhookOutbox] = web.AppKey("webhook_outbox")
 OWNER_WEBHOOKS: web.AppKey[DatabaseOwnerEndpoints] = web.AppKey("owner_webhooks")
 MAIL_NOTIFIER: web.AppKey[MailNotifier] = web.AppKey("mail_notifier")
 TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")

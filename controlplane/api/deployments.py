@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.quantities import parse_cpu_millis, parse_disk_bytes, parse_memory_bytes
 from controlplane.agents import AgentError
@@ -70,11 +71,12 @@ SPEC_FIELDS = (
 )
 
 
-def publish(request: web.Request, event: Event) -> None:
-    """Publish on the reconciler's event bus, when there is one."""
+async def record_event(request: web.Request, session: AsyncSession, event: Event) -> None:
+    """Write `event` in `session`'s transaction, on the reconciler's event bus when
+    there is one."""
     reconciler = request.app.get(RECONCILER)
     if reconciler is not None and reconciler.bus is not None:
-        reconciler.bus.publish(event)
+        await reconciler.bus.record(session, event)
 
 
 def deployment_url(request: web.Request, deployment: Deployment) -> str | None:
@@ -193,18 +195,21 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         async with database(request).transaction() as session:
             await enforce_quota(session, user.id, Claim.of(deployment))
             session.add(deployment)
+            # Flushed first: a taken name fails here, before the event lock is taken.
+            await session.flush()
+            await record_event(
+                request,
+                session,
+                Event(
+                    EventType.DEPLOYMENT_CREATED,
+                    owner_id=str(user.id),
+                    deployment_id=str(deployment.id),
+                    data={"app_name": deployment.app_name, "status": deployment.status},
+                ),
+            )
     except IntegrityError:
         raise Conflict("an app with that name exists", code="app_name_taken") from None
     wake_reconciler(request)
-    publish(
-        request,
-        Event(
-            EventType.DEPLOYMENT_CREATED,
-            owner_id=str(user.id),
-            deployment_id=str(deployment.id),
-            data={"app_name": deployment.app_name, "status": deployment.status},
-        ),
-    )
     return CreatedDeployment(
         id=deployment.id,
         app_name=deployment.app_name,
@@ -341,16 +346,17 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
                 for replica in replicas:
                     await session.merge(ReleasedVolume.of(replica, deployment.user_id, utcnow()))
             await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
+            await record_event(
+                request,
+                session,
+                Event(
+                    EventType.DEPLOYMENT_DELETED,
+                    owner_id=str(deployment.user_id),
+                    deployment_id=str(deployment.id),
+                    data={"app_name": deployment.app_name},
+                ),
+            )
     wake_reconciler(request)
-    publish(
-        request,
-        Event(
-            EventType.DEPLOYMENT_DELETED,
-            owner_id=str(deployment.user_id),
-            deployment_id=str(deployment.id),
-            data={"app_name": deployment.app_name},
-        ),
-    )
     return DeletedDeployment(
         message="Deployment deleted successfully",
         deployment_id=deployment.id,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.agents import AgentClient, AgentError
@@ -41,11 +42,15 @@ JOIN_TOKEN_PREFIX = "encjoin_"  # noqa: S105 - a prefix, not a secret
 NODE_CLEANUP_TIMEOUT = 30.0
 
 
-def publish_node_event(request: web.Request, kind: EventType, node: Node) -> None:
-    """A system event (admins only) on the reconciler's bus, when there is one."""
+async def record_node_event(
+    request: web.Request, session: AsyncSession, kind: EventType, node: Node
+) -> None:
+    """A system event (admins only) in `session`'s transaction, on the reconciler's bus
+    when there is one."""
     reconciler = request.app.get(RECONCILER)
     if reconciler is not None and reconciler.bus is not None:
-        reconciler.bus.publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
+        event = Event(kind, node_id=str(node.id), data={"name": node.name})
+        await reconciler.bus.record(session, event)
 
 
 def wake_reconciler(request: web.Request) -> None:
@@ -258,8 +263,8 @@ async def delete_node(request: web.Request, query: DeleteNodeQuery) -> NodeDelet
             row = await session.get(Node, node.id)
             if row is not None:
                 await session.delete(row)
+                await record_node_event(request, session, EventType.NODE_DELETED, node)
     wake_reconciler(request)
-    publish_node_event(request, EventType.NODE_DELETED, node)
     message = (
         "Node deleted successfully"
         if removed is not None
@@ -280,9 +285,9 @@ async def drain_node(request: web.Request) -> NodeInfo:
     node = await _get(request)
     async with database(request).transaction() as session:
         await session.exec(update(Node).where(col(Node.id) == node.id).values(draining=True))
+        await record_node_event(request, session, EventType.NODE_DRAINING, node)
     node.draining = True
     wake_reconciler(request)
-    publish_node_event(request, EventType.NODE_DRAINING, node)
     return node_info(_live(request, node))
 
 

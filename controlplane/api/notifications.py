@@ -6,11 +6,11 @@ from __future__ import annotations
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
-from controlplane.api.context import authenticator, current_user, settings
+from controlplane.api.context import authenticator, current_user, database, settings
 from controlplane.api.schemas import MessageResponse
 from controlplane.events.bus import Event, EventType
 from controlplane.events.notifications import SocketLimits, serve_notifications, subscriber_name
-from controlplane.state import EVENT_BUS, WEBHOOKS
+from controlplane.state import EVENT_BUS, EVENT_FEED, WEBHOOKS
 
 
 class WebhookStats(BaseModel):
@@ -42,7 +42,11 @@ async def notifications_socket(request: web.Request) -> web.StreamResponse:
         max_messages_per_second=config.notification_messages_per_second,
     )
     return await serve_notifications(
-        request, request.app[EVENT_BUS], authenticator(request).authenticate, limits
+        request,
+        request.app[EVENT_BUS],
+        authenticator(request).authenticate,
+        limits,
+        request.app[EVENT_FEED].store,
     )
 
 
@@ -60,9 +64,9 @@ async def health_socket(request: web.Request) -> web.StreamResponse:
 async def send_test_notification(request: web.Request) -> MessageResponse:
     """Publish a `test` event to the caller's own notification channels."""
     user = current_user(request)
-    request.app[EVENT_BUS].publish(
-        Event(EventType.TEST, owner_id=str(user.id), data={"message": "test notification"})
-    )
+    event = Event(EventType.TEST, owner_id=str(user.id), data={"message": "test notification"})
+    async with database(request).transaction() as session:
+        await request.app[EVENT_BUS].record(session, event)
     return MessageResponse(message="Test notification sent")
 
 

@@ -14,6 +14,7 @@ from controlplane.api import (
     deployment_templates,
     deployments,
     domains,
+    events,
     exec_sessions,
     files,
     health,
@@ -105,6 +106,12 @@ def build_routes() -> ApiRoutes:
     r.add("GET", "/v1/webhooks", webhooks.list_webhooks, access=USER, tag="notifications")
     r.add("DELETE", "/v1/webhooks/{id}", webhooks.delete_webhook, access=USER,
           tag="notifications", errors=(404,))  # fmt: skip
+    r.add("GET", "/v1/webhooks/{id}/deliveries", webhooks.list_deliveries, access=USER,
+          tag="notifications", errors=(404,))  # fmt: skip
+    r.add("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/replay", webhooks.replay_delivery,
+          access=USER, tag="notifications", errors=(404, 409))  # fmt: skip
+    r.add("GET", "/v1/events", events.list_events, access=USER, tag="notifications",
+          errors=(400, 410))  # fmt: skip
     r.add("GET", "/v1/ws/notifications", notifications.notifications_socket, access=PUBLIC,
           tag="notifications")  # fmt: skip
     r.add("GET", "/v1/ws/health", notifications.health_socket, access=PUBLIC,

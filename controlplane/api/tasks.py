@@ -228,7 +228,7 @@ async def create_task(request: web.Request) -> CreatedTask:
         session.add(task)
         await session.flush()
         session.add_all(files)
-    request.app[EVENT_BUS].publish(task_event(task, EventType.TASK_CREATED))
+        await request.app[EVENT_BUS].record(session, task_event(task, EventType.TASK_CREATED))
     return CreatedTask(**view_of(task, files).model_dump())
 
 
@@ -330,5 +330,5 @@ async def delete_task(request: web.Request) -> DeletedTask:
             log.warning("task_container_not_removed", task_id=str(task.id), code=exc.code)
     async with database(request).transaction() as session:
         await session.exec(delete(Task).where(col(Task.id) == task.id))
-    request.app[EVENT_BUS].publish(task_event(task, EventType.TASK_DELETED))
+        await request.app[EVENT_BUS].record(session, task_event(task, EventType.TASK_DELETED))
     return DeletedTask(removed_task=view_of(task, files))

@@ -2,6 +2,14 @@
 
 Contract:
 
+- Durable events: with a log attached (:meth:`EventBus.attach`, done by the app),
+  :meth:`EventBus.record` writes an event in the caller's transaction (the
+  transactional outbox, :mod:`controlplane.events.store`) and :meth:`EventBus.publish`
+  writes it soon after in a transaction of its own. Subscribers then receive events
+  as the feed (:mod:`controlplane.events.feed`) reads them back from the log, each
+  carrying its ``cursor``, from every process that shares the database.
+- Without a log (unit tests, tools) the bus is purely in-process: both methods hand
+  the event straight to the subscribers, without a cursor.
 - :meth:`EventBus.publish` never blocks and never raises into the publisher. It may be
   called from the event loop's thread or from any other thread (it hops onto the
   loop). Events published before anyone subscribes are simply not seen.
@@ -33,9 +41,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.logging import get_logger
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
 log = get_logger(__name__)
 
@@ -58,6 +69,7 @@ class EventType(StrEnum):
     TASK_SUCCEEDED = "task_succeeded"
     TASK_FAILED = "task_failed"
     TASK_DELETED = "task_deleted"
+    TASK_REQUEUED = "task_requeued"
     NODE_UP = "node_up"
     NODE_DOWN = "node_down"
     NODE_DRAINING = "node_draining"
@@ -84,6 +96,8 @@ class Event:
     node_id: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=_now)
+    cursor: int | None = None
+    wire: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def type_name(self) -> str:
@@ -93,6 +107,8 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         """Seed 004's notification shape: type, the resource ids that apply, timestamp, data."""
         body: dict[str, Any] = {"type": self.type_name}
+        if self.cursor is not None:
+            body["cursor"] = self.cursor
         for key in ("deployment_id", "task_id", "node_id"):
             value = getattr(self, key)
             if value is not None:
@@ -103,6 +119,18 @@ class Event:
 
 
 EventFilter = Callable[[Event], bool]
+
+
+class EventLog(Protocol):
+    """Where a durable bus writes (the real one: :class:`controlplane.events.feed.EventFeed`)."""
+
+    async def record(self, session: AsyncSession, event: Event) -> int:
+        """Insert `event` in `session`'s transaction; its cursor."""
+        ...
+
+    def write_soon(self, event: Event) -> None:
+        """Queue `event` for a transaction of its own; never blocks."""
+        ...
 
 
 class Subscription:
@@ -191,6 +219,25 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.published = 0
+        self._log: EventLog | None = None
+
+    def attach(self, log: EventLog) -> None:
+        """Make events durable: from now on they are written to `log` and subscribers
+        get them as the feed reads them back (see module doc)."""
+        self._log = log
+
+    @property
+    def durable(self) -> bool:
+        """True when events go through the durable log."""
+        return self._log is not None
+
+    async def record(self, session: AsyncSession, event: Event) -> int | None:
+        """Write `event` in `session`'s transaction (it exists exactly when that commits);
+        its cursor. Without a log, hand it to the subscribers now (None)."""
+        if self._log is None:
+            self.publish(event)
+            return None
+        return await self._log.record(session, event)
 
     def subscribe(
         self,
@@ -210,7 +257,20 @@ class EventBus:
         return subscription
 
     def publish(self, event: Event) -> None:
-        """Hand `event` to every subscription; never blocks, never raises."""
+        """Write `event` to the log in a transaction of its own, soon (or, without a
+        log, hand it to every subscription now); never blocks, never raises. Prefer
+        :meth:`record` inside the transaction that makes the change."""
+        if self._log is not None:
+            try:
+                self._log.write_soon(event)
+            except Exception:
+                log.exception("event_publish_failed", type=str(event.type))
+            return
+        self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Hand `event` to every subscription now (the feed, for events read from the
+        log); never blocks, never raises."""
         try:
             loop = self._loop
             if loop is not None and threading.get_ident() != self._loop_thread:

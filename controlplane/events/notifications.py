@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,13 +44,19 @@ from controlplane.api.websocket_auth import (
     refuse_websocket,
     seed_echo,
 )
-from controlplane.events.bus import Event, EventBus
+from controlplane.events.bus import Event, EventBus, Subscription
+from controlplane.events.resume import CLOSE_RESUME, CursorExpired, EventStream, FellBehind
+from controlplane.events.store import EventStore
 
 MAX_MESSAGE_BYTES = 16 * 1024
 DEFAULT_TOPICS = frozenset({"deployments", "tasks"})
 ADMIN_TOPICS = ("nodes", "node:")
 KNOWN_TOPIC_KINDS = frozenset({"deployments", "deployment", "tasks", "task", "nodes", "node"})
 CLOSE_TOO_MANY = 4429
+LIVE_GRACE_SECONDS = 0.5
+# Events buffered per socket before it is caught up from the log instead (they are
+# shared objects: a full buffer costs a few hundred KiB).
+SOCKET_BUFFER = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,15 +147,52 @@ class NotificationSession:
 
 
 async def _pump_events(
-    socket: web.WebSocketResponse, session: NotificationSession, events: AsyncIterator[Event]
+    stream: EventStream, subscription: Subscription, first_message: asyncio.Event
 ) -> None:
-    async for event in events:
-        if session.wants(event):
-            await socket.send_json(event.to_json())
+    # Live events wait (buffered) for the client's first message, briefly: if it is a
+    # `subscribe` with `since`, the replay goes out before them, in cursor order.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(first_message.wait(), LIVE_GRACE_SECONDS)
+    seen_dropped = 0
+    while (event := await subscription.get()) is not None:
+        if subscription.dropped != seen_dropped:
+            # The buffer overflowed: what it lost is in the log, this event too.
+            seen_dropped = subscription.dropped
+            await stream.catch_up()
+            continue
+        await stream.send_live(event)
+
+
+def _since_of(message: dict[str, Any]) -> int | str | None:
+    """The `since` cursor of a subscribe message (None: none; str: what is wrong)."""
+    data = message.get("data")
+    raw = message.get("since", data.get("since") if isinstance(data, dict) else None)
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        return "since must be a cursor (a non-negative integer)"
+    return raw
+
+
+async def _resume(
+    socket: web.WebSocketResponse, stream: EventStream, since: int, echo: dict[str, Any]
+) -> None:
+    try:
+        await stream.resume(since)
+    except CursorExpired as exc:
+        await socket.send_json({**error_frame("cursor_expired", str(exc)), **echo})
+    except ValueError as exc:
+        await socket.send_json({**error_frame("invalid_cursor", str(exc)), **echo})
 
 
 async def _read_messages(
-    socket: web.WebSocketResponse, session: NotificationSession, max_per_second: int
+    socket: web.WebSocketResponse,
+    session: NotificationSession,
+    stream: EventStream,
+    max_per_second: int,
+    first_message: asyncio.Event,
 ) -> None:
     window_start, in_window = time.monotonic(), 0
     async for message in socket:
@@ -175,7 +217,17 @@ async def _read_messages(
         if not isinstance(data, dict):
             await socket.send_json(error_frame("invalid_json", "messages are JSON objects"))
             continue
-        await socket.send_json(session.reply(data))
+        since = (
+            _since_of(data) if (data.get("type") or data.get("command")) == "subscribe" else None
+        )
+        if isinstance(since, str):
+            await socket.send_json({**error_frame("invalid_cursor", since), **seed_echo(data)})
+            continue
+        reply = session.reply(data)
+        await socket.send_json(reply)
+        if since is not None and reply.get("type") == "subscribed":
+            await _resume(socket, stream, since, seed_echo(data))
+        first_message.set()
 
 
 async def serve_notifications(
@@ -183,6 +235,7 @@ async def serve_notifications(
     bus: EventBus,
     authenticate: Authenticate,
     limits: SocketLimits = SocketLimits(),
+    store: EventStore | None = None,
 ) -> web.WebSocketResponse:
     """Run one notifications connection until either side closes it."""
     socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
@@ -201,20 +254,39 @@ async def serve_notifications(
         )
         return socket
     session = NotificationSession(user)
-    subscription = bus.subscribe(lambda event: visible_to(event, user), name=name, maxsize=512)
-    pump = asyncio.create_task(_pump_events(socket, session, subscription))
+    subscription = bus.subscribe(
+        lambda event: visible_to(event, user), name=name, maxsize=SOCKET_BUFFER
+    )
+    owner = None if user.is_admin else str(user.id)
+    stream = EventStream(socket, store, session.wants, owner)
+    first_message = asyncio.Event()
+    pump = asyncio.create_task(_pump_events(stream, subscription, first_message))
+    reader = asyncio.create_task(
+        _read_messages(socket, session, stream, limits.max_messages_per_second, first_message)
+    )
     guard = asyncio.create_task(close_when_credential_ends(request, socket, authenticate))
     try:
-        await _read_messages(socket, session, limits.max_messages_per_second)
+        await asyncio.wait([pump, reader], return_when=asyncio.FIRST_COMPLETED)
     finally:
         # Unsubscribe before the first await: the handler may be cancelled here when the
         # peer has gone, and a leaked subscription would hold a place of the account's
         # socket cap forever.
         subscription.close()
+        behind = any(_fell_behind(task) for task in (pump, reader))
         pump.cancel()
+        reader.cancel()
         await cancel_and_wait(guard)
         # A send that failed because the peer went away is not an error worth raising.
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
-            await pump
+        for task in (pump, reader):
+            with contextlib.suppress(
+                asyncio.CancelledError, ConnectionError, RuntimeError, FellBehind
+            ):
+                await task
+        if behind:
+            await socket.close(code=CLOSE_RESUME, message=b"resume_from_cursor")
         await socket.close()
     return socket
+
+
+def _fell_behind(task: asyncio.Task[None]) -> bool:
+    return task.done() and not task.cancelled() and isinstance(task.exception(), FellBehind)

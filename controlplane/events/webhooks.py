@@ -48,6 +48,8 @@ SIGNATURE_HEADER = "X-Encedeus-Signature"
 TIMESTAMP_HEADER = "X-Encedeus-Timestamp"
 EVENT_HEADER = "X-Encedeus-Event"
 DELIVERY_HEADER = "X-Encedeus-Delivery"
+#: The idempotency key: the same on every attempt and every duplicate of one event.
+EVENT_ID_HEADER = "X-Encedeus-Event-Id"
 REFUSED = 0  # pseudo status: the transport refused to send (never retried)
 
 
@@ -81,6 +83,7 @@ class WebhookEndpoint:
     url: str
     secret: str = ""
     owner_id: str | None = None
+    key: str = "operator"  # the outbox's name for it: "operator" or the webhook's id
 
     def wants(self, event: Event) -> bool:
         """Global endpoints get everything; per-user ones only their owner's events."""
@@ -103,6 +106,7 @@ class Delivery:
     body: bytes
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     attempts: int = 0
+    event_id: str = ""
 
 
 class WebhookTransport(Protocol):
@@ -250,7 +254,7 @@ class WebhookDispatcher:
         """Send `delivery`, retrying with back-off; True when a receiver accepted it."""
         while delivery.attempts < self._retry.max_attempts:
             delivery.attempts += 1
-            status = await self._attempt(delivery)
+            status = await self.attempt(delivery)
             if status is not None and 200 <= status < 300:
                 self.delivered += 1
                 return True
@@ -264,7 +268,8 @@ class WebhookDispatcher:
         )
         return False
 
-    async def _attempt(self, delivery: Delivery) -> int | None:
+    async def attempt(self, delivery: Delivery) -> int | None:
+        """One POST of `delivery`: the status, REFUSED, or None without an answer."""
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -273,6 +278,8 @@ class WebhookDispatcher:
             EVENT_HEADER: delivery.event_type,
             DELIVERY_HEADER: delivery.id,
         }
+        if delivery.event_id:
+            headers[EVENT_ID_HEADER] = delivery.event_id
         if delivery.endpoint.secret:
             headers[SIGNATURE_HEADER] = sign(delivery.endpoint.secret, timestamp, delivery.body)
         transport = self._transport if delivery.endpoint.owner_id is None else self._owner_transport

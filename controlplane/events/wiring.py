@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
@@ -17,10 +18,14 @@ from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
+from controlplane.db.types import utcnow
 from controlplane.events.bus import EventBus
+from controlplane.events.feed import EventFeed
 from controlplane.events.mail_notifications import MailNotifier
+from controlplane.events.outbox import OutboxPolicy, WebhookOutbox, prune_finished
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.seed_rollouts import SeedRollouts
+from controlplane.events.store import Retention
 from controlplane.events.webhooks import (
     AiohttpWebhookTransport,
     RetryPolicy,
@@ -29,10 +34,20 @@ from controlplane.events.webhooks import (
     owner_webhook_policy,
 )
 from controlplane.ingress.table import app_url
-from controlplane.state import EVENT_BUS, MAIL_NOTIFIER, MAIL_OUTBOX, OWNER_WEBHOOKS, WEBHOOKS
+from controlplane.state import (
+    CONFIG,
+    EVENT_BUS,
+    EVENT_FEED,
+    MAIL_NOTIFIER,
+    MAIL_OUTBOX,
+    OWNER_WEBHOOKS,
+    WEBHOOK_OUTBOX,
+    WEBHOOKS,
+)
 
 log = get_logger(__name__)
 
+PRUNE_INTERVAL = 60.0
 _TRANSPORTS = web.AppKey("webhook_transports", tuple[AiohttpWebhookTransport, ...])
 
 
@@ -43,6 +58,8 @@ def install_events(
     (call after MAIL_OUTBOX is set and the storage and mail outbox contexts are
     registered, so that delivery stops before either does); returns the bus."""
     bus = EventBus()
+    app[EVENT_FEED] = EventFeed(database, bus)
+    app.cleanup_ctx.append(_follow_event_log)
     endpoints = []
     if config.webhook_url:
         endpoints.append(WebhookEndpoint(config.webhook_url, config.webhook_secret))
@@ -53,14 +70,20 @@ def install_events(
     app[EVENT_BUS] = bus
     app[OWNER_WEBHOOKS] = owners
     app[_TRANSPORTS] = (transport, owner_transport)
-    app[WEBHOOKS] = WebhookDispatcher(
-        bus,
-        endpoints,
-        transport,
-        owner_endpoints=owners,
-        owner_transport=owner_transport,
-        retry=RetryPolicy(max_attempts=config.webhook_max_attempts),
-        derive=SeedRollouts(config.domain_suffix, partial(app_url, config)).derive,
+    # The dispatcher signs and sends; the outbox decides what and when, from the log.
+    app[WEBHOOKS] = sender = WebhookDispatcher(
+        bus, endpoints, transport, owner_endpoints=owners, owner_transport=owner_transport
+    )
+    app[WEBHOOK_OUTBOX] = WebhookOutbox(
+        app[EVENT_FEED].store,
+        app[EVENT_FEED].wakeup,
+        sender,
+        endpoints[0] if endpoints else None,
+        OutboxPolicy(
+            dead_after=config.webhook_dead_after_seconds,
+            retry=RetryPolicy(cap=config.webhook_retry_max_delay_seconds),
+        ),
+        derive=lambda: SeedRollouts(config.domain_suffix, partial(app_url, config)).derive,
     )
     app.cleanup_ctx.append(_deliver_webhooks)
     if config.email_notifications:
@@ -69,12 +92,39 @@ def install_events(
     return bus
 
 
+async def _follow_event_log(app: web.Application) -> AsyncIterator[None]:
+    feed = app[EVENT_FEED]
+    await feed.start()
+    retention = Retention(app[CONFIG].event_retention_seconds)
+    loops = asyncio.create_task(feed.run(), name="event-log")
+    pruning = asyncio.create_task(_prune_forever(feed, retention), name="event-prune")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(pruning)
+        await cancel_and_wait(loops)
+        await feed.drain()
+
+
+async def _prune_forever(feed: EventFeed, retention: Retention) -> None:
+    while True:
+        try:
+            removed = await feed.store.prune(retention)
+            cutoff = utcnow() - timedelta(seconds=retention.seconds)
+            removed += await prune_finished(feed.store.database, cutoff)
+            if removed:
+                log.info("events_pruned", count=removed)
+        except Exception as exc:
+            log.warning("event_prune_failed", error=str(exc))
+        await asyncio.sleep(PRUNE_INTERVAL)
+
+
 async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
     dispatcher = app[WEBHOOKS]
     for endpoint in dispatcher.endpoints:
         if not endpoint.secret:
             log.warning("webhook_unsigned", url=endpoint.log_url, hint="set WEBHOOK_SECRET")
-    delivery = asyncio.create_task(dispatcher.run(), name="webhooks")
+    delivery = asyncio.create_task(app[WEBHOOK_OUTBOX].run(), name="webhooks")
     try:
         yield
     finally:

@@ -316,15 +316,16 @@ class Reconciler:
                         deployed_at=row.deployed_at,
                     )
                 )
-        for row in changed:
-            self._publish(
-                Event(
-                    EventType.DEPLOYMENT_STATUS_CHANGED,
-                    owner_id=str(row.user_id),
-                    deployment_id=str(row.id),
-                    data={"status": row.status, "app_name": row.app_name},
+            for row in changed:
+                await self._record(
+                    session,
+                    Event(
+                        EventType.DEPLOYMENT_STATUS_CHANGED,
+                        owner_id=str(row.user_id),
+                        deployment_id=str(row.id),
+                        data={"status": row.status, "app_name": row.app_name},
+                    ),
                 )
-            )
 
     async def _record_nodes(self, rows: Rows) -> None:
         """Write liveness changes at once, and each heard node's `last_seen` and host
@@ -357,13 +358,10 @@ class Reconciler:
         for node, values in updates:
             for name, value in values.items():
                 setattr(node, name, value)  # the cached row, as written
-        for node, values in updates:
-            if "status" in values:
-                kind = EventType.NODE_UP if values["status"] == "ready" else EventType.NODE_DOWN
-                self._publish(Event(kind, node_id=str(node.id), data={"name": node.name}))
 
     async def _write_nodes(self, updates: list[tuple[Node, dict[str, object]]]) -> None:
-        """One transaction; one executemany UPDATE per distinct set of columns."""
+        """One transaction; one executemany UPDATE per distinct set of columns, and the
+        node_up/node_down events of the status changes in it."""
         groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
         for node, values in updates:
             row = {f"new_{name}": value for name, value in values.items()}
@@ -378,10 +376,21 @@ class Reconciler:
                     .values({name: bindparam(f"new_{name}") for name in columns})
                 )
                 await connection.execute(statement, params)
+            for node, values in updates:
+                if "status" in values:
+                    up = values["status"] == "ready"
+                    kind = EventType.NODE_UP if up else EventType.NODE_DOWN
+                    event = Event(kind, node_id=str(node.id), data={"name": node.name})
+                    await self._record(session, event)
 
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
+
+    async def _record(self, session: AsyncSession, event: Event) -> None:
+        """Write `event` in `session`'s transaction (the change it describes)."""
+        if self.bus is not None:
+            await self.bus.record(session, event)
 
 
 def _error_code(codes: dict[str, str], world: World, deployment_id: str) -> str | None:

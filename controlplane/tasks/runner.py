@@ -156,8 +156,11 @@ class TaskRunner:
     async def _remove_server(self, node_id: str, server_id: str) -> None:
         await self._agents.remove_server(node_id, server_id, delete_data=True)
 
-    async def _transition(self, task_id: uuid.UUID, expected: str, **values: object) -> Task | None:
-        """Apply `values` if the task is still `expected`; the updated row or None."""
+    async def _transition(
+        self, task_id: uuid.UUID, expected: str, announce: EventType, **values: object
+    ) -> Task | None:
+        """Apply `values` if the task is still `expected` and record the `announce` event
+        in the same transaction; the updated row or None."""
         statement = (
             update(Task)
             .where(col(Task.id) == task_id, col(Task.status) == expected)
@@ -167,7 +170,10 @@ class TaskRunner:
             result = await session.exec(statement)
             if result.rowcount == 0:
                 return None
-            return await session.get(Task, task_id, populate_existing=True)
+            task = await session.get(Task, task_id, populate_existing=True)
+            if task is not None:
+                await self._bus.record(session, task_event(task, announce))
+            return task
 
     async def start(self, task: Task, *, avoid_nodes: frozenset[str] = frozenset()) -> Task:
         """Place and start a Pending task on a node not in `avoid_nodes`; returns it
@@ -195,6 +201,9 @@ class TaskRunner:
                 raise TaskStartError(
                     "the task was already started", code="task_started", status=409
                 )
+            started = await session.get(Task, task.id, populate_existing=True)
+            if started is not None:
+                await self._bus.record(session, task_event(started, EventType.TASK_STARTED))
 
         node_id = await self._placement.place(
             task.cpu_millis, task.memory_bytes, mark_running, avoid_nodes
@@ -210,7 +219,6 @@ class TaskRunner:
             ).all()
         if running is None:
             raise TaskStartError("the task was deleted", code="not_found", status=404)
-        self._bus.publish(task_event(running, EventType.TASK_STARTED))
         if running.attempts > 1:
             await self._remove_earlier_attempt(node_id, running.id)
         try:
@@ -243,11 +251,14 @@ class TaskRunner:
 
     async def fail(self, task_id: uuid.UUID, message: str) -> None:
         """Mark a Running task Failed with `message` (no-op if it already ended)."""
-        failed = await self._transition(
-            task_id, RUNNING, status=FAILED, error_message=message[:2000], finished_at=_now()
+        await self._transition(
+            task_id,
+            RUNNING,
+            EventType.TASK_FAILED,
+            status=FAILED,
+            error_message=message[:2000],
+            finished_at=_now(),
         )
-        if failed is not None:
-            self._bus.publish(task_event(failed, EventType.TASK_FAILED))
 
     async def finish(
         self, task_id: uuid.UUID, exit_code: int, oom_killed: bool, node_id: str | None = None
@@ -264,18 +275,17 @@ class TaskRunner:
         await self._keep_logs(task)
         status = SUCCEEDED if exit_code == 0 and not oom_killed else FAILED
         message = "killed: out of memory" if oom_killed else ""
-        ended = await self._transition(
+        kind = EventType.TASK_SUCCEEDED if status == SUCCEEDED else EventType.TASK_FAILED
+        await self._transition(
             task_id,
             RUNNING,
+            kind,
             status=status,
             exit_code=exit_code,
             oom_killed=oom_killed,
             error_message=message,
             finished_at=_now(),
         )
-        if ended is not None:
-            kind = EventType.TASK_SUCCEEDED if status == SUCCEEDED else EventType.TASK_FAILED
-            self._bus.publish(task_event(ended, kind))
 
     async def _keep_logs(self, task: Task) -> None:
         assert task.node_id is not None
@@ -364,6 +374,7 @@ class TaskRunner:
         await self._transition(
             task.id,
             RUNNING,
+            EventType.TASK_REQUEUED,
             status=PENDING,
             node_id=None,
             container_id="",

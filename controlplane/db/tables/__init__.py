@@ -24,6 +24,12 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     User,
 )
 from controlplane.db.tables.domains import CustomDomain  # noqa: E402
+from controlplane.db.tables.events import (  # noqa: E402
+    EventRecord,
+    MailMessage,
+    WebhookCursor,
+    WebhookDelivery,
+)
 from controlplane.db.tables.exec_sessions import ExecSession  # noqa: E402
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
@@ -39,7 +45,9 @@ __all__ = [
     "AuthSession",
     "CustomDomain",
     "Deployment",
+    "EventRecord",
     "ExecSession",
+    "MailMessage",
     "Node",
     "PasswordReset",
     "RefreshToken",
@@ -53,4 +61,6 @@ __all__ = [
     "TemplateRow",
     "User",
     "Webhook",
+    "WebhookCursor",
+    "WebhookDelivery",
 ]

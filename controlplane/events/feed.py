@@ -1,0 +1,101 @@
+"""The event log as the bus sees it: writes events (in the caller's transaction, or
+soon in one of their own) and reads them back in cursor order to hand them to the
+bus's subscribers, each serialised once.
+
+One :class:`EventFeed` per process. Its loops (:meth:`EventFeed.run`) are owned by the
+app: the writer of events published without a session, the wakeup's poll, and the
+tail that follows the log from the newest cursor at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from common.logging import get_logger
+from controlplane.db.engine import Database
+from controlplane.events.bus import Event, EventBus
+from controlplane.events.store import EventStore
+from controlplane.events.wakeup import EventWakeup, PollingWakeup
+
+log = get_logger(__name__)
+
+READ_BATCH = 1000
+WRITE_BATCH = 200
+
+
+def with_wire(event: Event) -> Event:
+    """`event` with its JSON text made (once, for every socket that sends it)."""
+    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")))
+
+
+class EventFeed:
+    """The bus's :class:`~controlplane.events.bus.EventLog` (see module doc)."""
+
+    def __init__(self, database: Database, bus: EventBus) -> None:
+        self.store = EventStore(database, on_commit=self._committed)
+        self.wakeup: EventWakeup = PollingWakeup(self.store.latest)
+        self._poller = self.wakeup if isinstance(self.wakeup, PollingWakeup) else None
+        self._bus = bus
+        self._unwritten: asyncio.Queue[Event] = asyncio.Queue()
+        self.cursor = 0
+        bus.attach(self)
+
+    def _committed(self, cursor: int) -> None:
+        self.wakeup.committed(cursor)
+
+    async def record(self, session: AsyncSession, event: Event) -> int:
+        return await self.store.record(session, event)
+
+    def write_soon(self, event: Event) -> None:
+        self._unwritten.put_nowait(event)
+
+    async def start(self) -> None:
+        """Begin at the newest cursor (call before :meth:`run`)."""
+        self.cursor = await self.store.latest()
+        self.wakeup.committed(self.cursor)
+
+    async def run(self) -> None:
+        """Write, poll and tail until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._write_forever())
+            if self._poller is not None:
+                group.create_task(self._poller.run())
+            group.create_task(self._tail_forever())
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._unwritten.get()]
+            while len(batch) < WRITE_BATCH and not self._unwritten.empty():
+                batch.append(self._unwritten.get_nowait())
+            try:
+                await self.store.record_now(batch)
+            except Exception:
+                log.exception("events_not_written", count=len(batch))
+
+    async def _tail_forever(self) -> None:
+        while True:
+            await self.wakeup.wait_beyond(self.cursor)
+            try:
+                events = await self.store.read_after(self.cursor, READ_BATCH)
+            except Exception as exc:
+                log.warning("event_tail_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            if not events:  # known through a poll racing a commit: look again shortly
+                await asyncio.sleep(0.05)
+            for event in events:
+                assert event.cursor is not None
+                self.cursor = event.cursor
+                self._bus.deliver(with_wire(event))
+
+    async def drain(self) -> None:
+        """Write what is queued (at shutdown)."""
+        pending: list[Event] = []
+        while not self._unwritten.empty():
+            pending.append(self._unwritten.get_nowait())
+        if pending:
+            await self.store.record_now(pending)

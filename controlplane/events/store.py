@@ -1,0 +1,186 @@
+"""The durable event log: events written in the transaction that makes the change
+they describe (a transactional outbox), read back in cursor order.
+
+Contract:
+
+- :meth:`EventStore.record` inserts an event in the caller's transaction. The event
+  exists for readers exactly when that transaction commits, and not at all when it
+  rolls back.
+- Cursors (``events.id``) become visible in increasing order, never out of order:
+  on PostgreSQL every transaction that records an event first takes one
+  transaction-scoped advisory lock (``pg_advisory_xact_lock``), so the id is taken
+  and committed before the next transaction may take one; SQLite serialises writers
+  already. A reader that saw cursor N may therefore never see a new event below N.
+  The lock is held until commit, so record events last in a transaction.
+- Rows older than the retention are pruned in batches, but never a row that a
+  webhook receiver still has to be served (below the lowest webhook cursor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, text
+from sqlalchemy import event as orm_events
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from controlplane.db.engine import Database
+from controlplane.db.tables.events import EventRecord, WebhookCursor
+from controlplane.db.types import utcnow
+from controlplane.events.bus import Event
+
+# An arbitrary constant: the one advisory lock key that serialises event inserts.
+EVENT_LOCK_KEY = 0x656E6365_76656E74 & 0x7FFFFFFFFFFFFFFF
+_LOCKED = "encedeus_event_lock"
+_HOOKED = "encedeus_event_hook"
+PRUNE_BATCH = 1000
+
+
+class CursorExpired(Exception):
+    """The cursor is older than the retained log: the reader must re-read state."""
+
+
+def to_record(event: Event) -> EventRecord:
+    """The row for `event`."""
+    return EventRecord(
+        type=event.type_name,
+        owner_id=event.owner_id,
+        deployment_id=event.deployment_id,
+        task_id=event.task_id,
+        node_id=event.node_id,
+        data=dict(event.data),
+        created_at=event.timestamp,
+    )
+
+
+def from_record(row: EventRecord) -> Event:
+    """The event of `row`, carrying its cursor."""
+    return Event(
+        row.type,
+        owner_id=row.owner_id,
+        deployment_id=row.deployment_id,
+        task_id=row.task_id,
+        node_id=row.node_id,
+        data=row.data,
+        timestamp=row.created_at,
+        cursor=row.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long events are kept."""
+
+    seconds: float = 24 * 3600
+
+
+class EventStore:
+    """Writes and reads the `events` table (see module doc)."""
+
+    def __init__(self, database: Database, on_commit: Callable[[int], None] | None = None) -> None:
+        self._db = database
+        self._on_commit = on_commit
+
+    @property
+    def database(self) -> Database:
+        """The database the log lives in."""
+        return self._db
+
+    async def record(self, session: AsyncSession, event: Event) -> int:
+        """Insert `event` in `session`'s transaction; its cursor. Readers in this process
+        are woken when the transaction commits."""
+        info = session.sync_session.info
+        if self._db.dialect == "postgresql" and not info.get(_LOCKED):
+            lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=EVENT_LOCK_KEY)
+            await session.exec(lock)  # type: ignore[call-overload]
+            info[_LOCKED] = True
+        row = to_record(event)
+        session.add(row)
+        await session.flush()
+        assert row.id is not None
+        cursor: int = row.id
+        info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
+        if not info.get(_HOOKED):
+            info[_HOOKED] = True
+            orm_events.listen(session.sync_session, "after_commit", self._committed)
+            orm_events.listen(session.sync_session, "after_rollback", _forget_lock)
+        return cursor
+
+    def _committed(self, sync_session: object) -> None:
+        info = getattr(sync_session, "info", {})
+        cursor = info.pop("encedeus_event_cursor", None)
+        info.pop(_LOCKED, None)
+        if cursor is not None and self._on_commit is not None:
+            self._on_commit(cursor)
+
+    async def record_now(self, events: Sequence[Event]) -> None:
+        """Write `events` in a transaction of their own."""
+        async with self._db.transaction() as session:
+            for item in events:
+                await self.record(session, item)
+
+    async def read_after(
+        self, cursor: int, limit: int = 500, *, owner_id: str | None = None
+    ) -> list[Event]:
+        """Up to `limit` events after `cursor`, oldest first (only `owner_id`'s when given)."""
+        query = select(EventRecord).where(col(EventRecord.id) > cursor)
+        if owner_id is not None:
+            query = query.where(col(EventRecord.owner_id) == owner_id)
+        query = query.order_by(col(EventRecord.id)).limit(limit)
+        async with self._db.session() as session:
+            rows = (await session.exec(query)).all()
+        return [from_record(row) for row in rows]
+
+    async def latest(self) -> int:
+        """The newest cursor (0 when the log is empty)."""
+        async with self._db.session() as session:
+            newest = (await session.exec(select(func.max(EventRecord.id)))).one()
+        return int(newest or 0)
+
+    async def check_cursor(self, cursor: int) -> None:
+        """Raise :class:`CursorExpired` when events after `cursor` may have been pruned.
+
+        `0` means "everything retained" and never expires. Pruning removes the oldest
+        rows only and always keeps the newest, so the retained log is every event after
+        ``min(id) - 1``: a cursor below that has lost events."""
+        if cursor <= 0:
+            return
+        async with self._db.session() as session:
+            oldest = (await session.exec(select(func.min(EventRecord.id)))).one()
+        if oldest is not None and cursor < oldest - 1:
+            raise CursorExpired(f"cursor {cursor} is older than the retained events")
+
+    async def prune(self, retention: Retention, now: datetime | None = None) -> int:
+        """Delete events older than `retention` in batches, keeping every row a webhook
+        receiver still needs; how many rows were deleted."""
+        cutoff = (now or utcnow()) - timedelta(seconds=retention.seconds)
+        removed = 0
+        while True:
+            async with self._db.transaction() as session:
+                needed = (await session.exec(select(func.min(WebhookCursor.cursor)))).one()
+                batch = (
+                    select(EventRecord.id)
+                    .where(col(EventRecord.created_at) < cutoff)
+                    .order_by(col(EventRecord.id))
+                    .limit(PRUNE_BATCH)
+                )
+                # The newest row stays: it tells expired cursors from valid ones.
+                newest = (await session.exec(select(func.max(EventRecord.id)))).one()
+                batch = batch.where(col(EventRecord.id) < (newest or 0))
+                if needed is not None:
+                    batch = batch.where(col(EventRecord.id) <= needed)
+                ids = list((await session.exec(batch)).all())
+                if ids:
+                    await session.exec(delete(EventRecord).where(col(EventRecord.id).in_(ids)))
+            removed += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                return removed
+
+
+def _forget_lock(sync_session: object) -> None:
+    info = getattr(sync_session, "info", {})
+    info.pop(_LOCKED, None)
+    info.pop("encedeus_event_cursor", None)
