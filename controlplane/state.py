@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from controlplane.api.metrics import ApiMetrics
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
+    from controlplane.db.notify import Notifier
     from controlplane.events.bus import EventBus
     from controlplane.events.mail_notifications import MailNotifier
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
+    from controlplane.leadership import Leadership
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
     from controlplane.repos.forge import ForgeClient
@@ -54,3 +56,7 @@ TASK_RUNNER: web.AppKey[TaskRunner] = web.AppKey("task_runner")
 SECRET_BOX: web.AppKey[SecretBox] = web.AppKey("secret_box")
 FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
 REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")
+# Several control planes (docs/high-availability.md): the NOTIFY fan-out and the
+# leader lease whose duties the components register.
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+LEADERSHIP: web.AppKey[Leadership] = web.AppKey("leadership")

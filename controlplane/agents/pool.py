@@ -127,6 +127,11 @@ class AgentPool:
         """Call `listener` (on the event loop, must not block) for every signal."""
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling `listener` (no-op when it is not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def _emit(self, signal: NodeSignal) -> None:
         for listener in self._listeners:
             try:

@@ -32,7 +32,13 @@ from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
 from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.events.bus import Event, EventBus, EventType
-from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
+from controlplane.placement import (
+    Fence,
+    PlacementApplier,
+    PlacementRefused,
+    Proposal,
+    task_claims,
+)
 from controlplane.reconciler.calls import AgentCalls
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
@@ -79,8 +85,12 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         placement: PlacementApplier | None = None,
         registry: RegistryCredentials | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.database = database
+        # With several control planes: the leader's epoch check, run in each write's
+        # own transaction so that a deposed leader's late writes are refused.
+        self._fence = fence
         self.pool = pool
         self.bus = bus
         self.interval = interval
@@ -252,7 +262,9 @@ class Reconciler:
                     session.add(replica)
 
         await self.placement.commit(
-            [self._proposal(rows, action) for action in added], before=bookkeeping
+            [self._proposal(rows, action) for action in added],
+            before=bookkeeping,
+            fence=self._fence,
         )
 
     def _proposal(self, rows: Rows, action: AddReplica) -> Proposal:
@@ -298,6 +310,8 @@ class Reconciler:
         if not changed:
             return
         async with self.database.transaction() as session:
+            if self._fence is not None:
+                await self._fence(session)
             for row in changed:
                 await session.exec(
                     update(Deployment)
@@ -344,6 +358,8 @@ class Reconciler:
         if not updates:
             return
         async with self.database.transaction() as session:
+            if self._fence is not None:
+                await self._fence(session)
             for node, values in updates:
                 await session.exec(update(Node).where(col(Node.id) == node.id).values(**values))
         for node, values in updates:

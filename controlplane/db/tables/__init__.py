@@ -23,6 +23,7 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     SshKey,
     User,
 )
+from controlplane.db.tables.cluster import Cluster  # noqa: E402
 from controlplane.db.tables.exec_sessions import ExecSession  # noqa: E402
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "AccountQuota",
     "ApiKey",
     "AuthSession",
+    "Cluster",
     "Deployment",
     "ExecSession",
     "Node",
