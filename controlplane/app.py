@@ -70,10 +70,10 @@ async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
     app[SERVER_KEYS].load(jwt_secret)
     app[SECRET_BOX].load(secrets_key)
     revision = await upgrade_database(config.resolved_database_url())
-    if app[DATABASE].dialect == "postgresql":
-        await check_shared_secrets(app[DATABASE], jwt_secret, secrets_key)
-    log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
     try:
+        if app[DATABASE].dialect == "postgresql":
+            await check_shared_secrets(app[DATABASE], jwt_secret, secrets_key)
+        log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
         yield
     finally:
         await app[DATABASE].close()

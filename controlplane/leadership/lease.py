@@ -88,6 +88,19 @@ async def _supervised(duty: Duty) -> None:
         await asyncio.sleep(1.0)
 
 
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` until they end. Python 3.11's `wait_for` can swallow a
+    cancellation that arrives as its inner future completes (a loop waiting for a
+    wake-up that was just set), so one cancel may not stop a loop: cancel again."""
+    while pending := [t for t in tasks if not t.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    for task in tasks:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("duty_ended_with_error", duty=task.get_name(), error=str(error))
+
+
 class _Duties:
     def __init__(self) -> None:
         self.all: list[Duty] = []
@@ -95,14 +108,12 @@ class _Duties:
     async def run(self, role: Role) -> None:
         """Run the duties of `role` until cancelled."""
         tasks = [
-            asyncio.create_task(_supervised(d), name=d.name)
-            for d in self.all
-            if d.role == role
+            asyncio.create_task(_supervised(d), name=d.name) for d in self.all if d.role == role
         ]
         try:
             await asyncio.Event().wait()
         finally:
-            await cancel_and_wait(*tasks)
+            await _stop(tasks)
 
 
 class SingleProcessLeadership:
@@ -197,6 +208,11 @@ class PostgresLeadership:
                 log.warning("leadership_campaign_failed", error=str(exc))
                 if connection is not None:
                     connection.terminate()
+            except BaseException:
+                # Cancelled (shutdown): a lock taken meanwhile must not outlive us.
+                if connection is not None:
+                    connection.terminate()
+                raise
             await asyncio.sleep(self._retry)
 
     async def _lead(self, connection: Any) -> None:
