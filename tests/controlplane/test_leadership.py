@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
 
+from controlplane.agents import AgentPool
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.notify import asyncpg_connect_args
 from controlplane.leadership import Duty, LeadershipLost, PostgresLeadership
 from controlplane.leadership.lease import SingleProcessLeadership
 from controlplane.placement import PlacementApplier
-from controlplane.agents import AgentPool
 
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -81,7 +81,8 @@ async def test_one_leader_then_takeover_and_the_deposed_epoch_is_refused(
         await _until(first.leading.is_set)
         second.start()
         await _until(second.following.is_set)
-        assert not second.leading.is_set() and not first.following.is_set()
+        assert not second.leading.is_set()
+        assert not first.following.is_set()
         deposed_epoch = first.leadership.epoch
         assert deposed_epoch is not None
         async with database.transaction() as session:

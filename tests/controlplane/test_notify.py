@@ -11,6 +11,7 @@ from sqlmodel import select
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.notify import (
     LocalNotifier,
+    Notifier,
     PayloadTooLarge,
     PostgresNotifier,
     asyncpg_connect_args,
@@ -24,6 +25,12 @@ TERMINATE_OTHER_BACKENDS = (
     .select_from(text("pg_stat_activity"))
     .where(text("datname = current_database() AND pid <> pg_backend_pid()"))
 )
+
+
+async def _notify_then_roll_back(database: Database, notifier: Notifier) -> None:
+    async with database.transaction() as session:
+        await notifier.notify(session, "encedeus_test", "rolled-back")
+        raise RuntimeError("abort")
 
 
 async def _received(queue: asyncio.Queue[str]) -> str:
@@ -47,9 +54,7 @@ async def test_a_notification_reaches_every_listener_after_commit_only(database_
             if isinstance(notifier, PostgresNotifier):
                 await asyncio.wait_for(notifier.connected.wait(), 5)
         with pytest.raises(RuntimeError):
-            async with database.transaction() as session:
-                await one.notify(session, "encedeus_test", "rolled-back")
-                raise RuntimeError("abort")
+            await _notify_then_roll_back(database, one)
         async with database.transaction() as session:
             await one.notify(session, "encedeus_test", "id-1")
         assert await _received(got_one) == "id-1"
