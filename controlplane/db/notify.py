@@ -24,6 +24,7 @@ after the commit, with the same contract.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -138,6 +139,18 @@ def asyncpg_connect_args(engine: AsyncEngine) -> dict[str, Any]:
     return dict(options)
 
 
+async def connect_dedicated(connect_args: dict[str, Any]) -> Any:
+    """`asyncpg.connect(**connect_args)` that leaves no open connection behind when
+    the caller is cancelled meanwhile (shutdown right after startup)."""
+    attempt = asyncio.ensure_future(asyncpg.connect(**connect_args))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            (await attempt).terminate()
+        raise
+
+
 class PostgresNotifier:
     """LISTEN/NOTIFY on a dedicated asyncpg connection, reconnecting with back-off."""
 
@@ -184,7 +197,7 @@ class PostgresNotifier:
         delay, first = initial, True
         while True:
             try:
-                connection = await asyncpg.connect(**self._connect_args)
+                connection = await connect_dedicated(self._connect_args)
             except _CONNECTION_ERRORS as exc:
                 log.warning("notify_connect_failed", error=str(exc))
             else:

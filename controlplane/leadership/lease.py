@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.cancellation import cancel_and_wait
 from common.logging import get_logger
+from controlplane.db.notify import connect_dedicated
 from controlplane.db.tables import Cluster
 from controlplane.db.tables.cluster import CLUSTER_ROW_ID
 
@@ -199,7 +200,7 @@ class PostgresLeadership:
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(**self._connect_args)
+                connection = await connect_dedicated(self._connect_args)
                 while True:
                     if await connection.fetchval("SELECT pg_try_advisory_lock($1)", LEASE_KEY):
                         return connection
