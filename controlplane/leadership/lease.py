@@ -182,18 +182,20 @@ class PostgresLeadership:
     async def run(self) -> None:
         while True:
             followers = asyncio.create_task(self._duties.run("follower"), name="follower-duties")
+            connection: Any = None
             try:
                 connection = await self._campaign()
-            finally:
                 await cancel_and_wait(followers)
-            try:
                 await self._lead(connection)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("leadership_lost", name=self.name, epoch=self._epoch, error=str(exc))
             finally:
+                # First, before any await: the lease must not outlive a cancellation.
+                if connection is not None:
+                    connection.terminate()
                 self._epoch = None
                 self.elected.clear()
-                connection.terminate()
+                await cancel_and_wait(followers)
 
     async def _campaign(self) -> Any:
         """Until this process holds the lock: the connection that holds it."""

@@ -95,7 +95,8 @@ async def test_one_leader_then_takeover_and_the_deposed_epoch_is_refused(
         await first.stop()
         took = await _until(second.leading.is_set)
         assert took < 5
-        assert second.leadership.epoch == deposed_epoch + 1
+        # (The first may have won the lease back once before it was stopped.)
+        assert (second.leadership.epoch or 0) > deposed_epoch
         assert not second.following.is_set()
 
         # A deposed leader that has not noticed yet (its epoch still set) is refused.
