@@ -1,8 +1,10 @@
 """The composition root: `build_app(config)` wires the control plane together.
 
-Start order (cleanup contexts, reversed on shutdown): storage (secret, migrations,
-database) → mail outbox worker → events (webhook delivery, mail notifications) →
-orchestration (agent pool, reconciler) → tasks → systemd readiness. Everything that
+Start order (cleanup contexts, reversed on shutdown): storage (secrets, migrations,
+the shared-secrets check, database) → NOTIFY listener → mail outbox worker → events
+(webhook delivery, mail notifications) → orchestration (agent pool) → tasks →
+leadership (the leader runs the reconciler and follows tasks; see
+docs/high-availability.md) → systemd readiness. Everything that
 uses the database is stopped before it closes. Components that need I/O to start are
 created empty here and filled by their cleanup context, since an application's keys
 cannot change once it runs.
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from common.login_throttle import LoginThrottle
 from controlplane.api.authentication import Authenticator
@@ -26,8 +29,14 @@ from controlplane.api.ui_assets import install_ui
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
+from controlplane.db.notify import asyncpg_connect_args, notifier_for
 from controlplane.events.wiring import install_events
 from controlplane.ingress.wiring import install_ingress
+from controlplane.leadership import Leadership, PostgresLeadership, SingleProcessLeadership
+from controlplane.leadership.shared_secrets import (
+    check_shared_secrets,
+    require_configured_secrets,
+)
 from controlplane.mail import MailOutbox, mailer_for, sender_of
 from controlplane.reconciler.wiring import install_orchestration
 from controlplane.repos.forge import ForgeClient
@@ -41,9 +50,11 @@ from controlplane.state import (
     DATABASE,
     FORGE_CLIENT,
     IMAGE_CHECKS,
+    LEADERSHIP,
     LOGIN_THROTTLE,
     MAIL_OUTBOX,
     METRICS,
+    NOTIFIER,
     RATE_LIMITER,
     REGISTRY_SECRETS,
     REPO_CHECK_LIMITER,
@@ -59,14 +70,46 @@ log = get_logger(__name__)
 
 async def _prepare_storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[SERVER_KEYS].load(await asyncio.to_thread(prepare_data_dir, config))
-    app[SECRET_BOX].load(await asyncio.to_thread(resolve_secrets_key, config))
+    require_configured_secrets(config)
+    jwt_secret = await asyncio.to_thread(prepare_data_dir, config)
+    secrets_key = await asyncio.to_thread(resolve_secrets_key, config)
+    app[SERVER_KEYS].load(jwt_secret)
+    app[SECRET_BOX].load(secrets_key)
     revision = await upgrade_database(config.resolved_database_url())
-    log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
     try:
+        if app[DATABASE].dialect == "postgresql":
+            await check_shared_secrets(app[DATABASE], jwt_secret, secrets_key)
+        log.info("database_ready", dialect=app[DATABASE].dialect, revision=revision)
         yield
     finally:
         await app[DATABASE].close()
+
+
+async def _run_notifier(app: web.Application) -> AsyncIterator[None]:
+    await app[NOTIFIER].start()
+    try:
+        yield
+    finally:
+        await app[NOTIFIER].close()
+
+
+async def _run_leadership(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[LEADERSHIP].run(), name="leadership")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)
+
+
+def _leadership_for(config: ControlPlaneConfig, database: Database) -> Leadership:
+    if database.dialect != "postgresql":
+        return SingleProcessLeadership()
+    return PostgresLeadership(
+        asyncpg_connect_args(database.engine),
+        name=config.instance_name or None,
+        retry_seconds=config.leader_retry_seconds,
+        probe_seconds=config.leader_probe_seconds,
+    )
 
 
 async def _run_mail_outbox(app: web.Application) -> AsyncIterator[None]:
@@ -96,7 +139,10 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     keys = ServerKeys()
     app[DATABASE] = database
     app[SERVER_KEYS] = keys
-    app[AUTHENTICATOR] = Authenticator(database, keys, config.api_key_cache_seconds)
+    app[AUTHENTICATOR] = authenticator = Authenticator(database, keys, config.api_key_cache_seconds)
+    app[NOTIFIER] = notifier = notifier_for(database.engine)
+    app[LEADERSHIP] = leadership = _leadership_for(config, database)
+    authenticator.follow(notifier)
     app[SECRET_BOX] = secrets = SecretBox()
     app[REGISTRY_SECRETS] = RegistryCredentials(secrets)
     app[IMAGE_CHECKS] = ImageChecks()
@@ -115,10 +161,12 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     install_refresh_cookie(app)
 
     app.cleanup_ctx.append(_prepare_storage)
+    app.cleanup_ctx.append(_run_notifier)
     app.cleanup_ctx.append(_run_mail_outbox)
     bus = install_events(app, config, database)
-    install_orchestration(app, config, database, bus)
+    install_orchestration(app, config, database, bus, (leadership, notifier))
     install_ingress(app, config, database)
-    install_tasks(app, database, bus)
+    install_tasks(app, database, bus, leadership)
+    app.cleanup_ctx.append(_run_leadership)
     app.cleanup_ctx.append(systemd_ctx)
     return app

@@ -145,6 +145,13 @@ class ControlPlaneConfig(BaseModel):
     # The data of a slot removed by scale-down is kept this long (docs/stateful.md).
     volume_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
+    # Several control planes on one PostgreSQL (docs/high-availability.md): how often a
+    # follower tries to take the leader lease, and how often the leader checks that its
+    # lease connection is alive (it stops acting at once when not). Failover takes
+    # about leader_retry_seconds after the leader's connection ends.
+    leader_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    leader_probe_seconds: float = Field(default=1.0, gt=0, le=60)
+    instance_name: str = ""  # this process in logs and the cluster row; default host:pid
     # Images deployments may use: prefixes of the full name (registry/repository, e.g.
     # "docker.io/library/", "registry.example.com/team/"). Empty: any image.
     image_allowlist: tuple[str, ...] = ()

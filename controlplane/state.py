@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from controlplane.api.metrics import ApiMetrics
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
+    from controlplane.db.notify import Notifier
     from controlplane.events.bus import EventBus
     from controlplane.events.feed import EventFeed
     from controlplane.events.mail_notifications import MailNotifier
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
     from controlplane.events.webhooks import WebhookDispatcher
     from controlplane.ingress.publisher import IngressPublisher
+    from controlplane.leadership import Leadership
     from controlplane.mail import MailOutbox
     from controlplane.reconciler.loop import Reconciler
     from controlplane.repos.forge import ForgeClient
@@ -66,3 +68,7 @@ FORGE_CLIENT: web.AppKey[ForgeClient] = web.AppKey("forge_client")
 #: One check of the forge (`PATCH /v1/repos`) per account per `repo_check_interval_seconds`.
 REPO_CHECK_LIMITER: web.AppKey[SlidingWindowLimiter] = web.AppKey("repo_check_limiter")
 REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets")
+# Several control planes (docs/high-availability.md): the NOTIFY fan-out and the
+# leader lease whose duties the components register.
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+LEADERSHIP: web.AppKey[Leadership] = web.AppKey("leadership")

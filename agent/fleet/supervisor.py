@@ -62,6 +62,7 @@ class Supervisor:
         self.default_pids = default_pids
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self._creating: set[str] = set()
+        self._finishing: set[asyncio.Future[ManagedServer]] = set()
         self.pulls = ImagePulls(self.runtime, tracker.hub)
         self.installer = ServerInstaller(
             self.runtime,
@@ -185,6 +186,16 @@ class Supervisor:
         return await self._create_now(spec, start)
 
     async def _create(self, spec: pb.ServerSpec) -> ManagedServer:
+        # Shielded: a caller that goes away (a control plane killed mid-call) must not
+        # leave a container Docker made but this agent never registered — its name
+        # would refuse every later CreateServer of the same id. The creation finishes
+        # and registers; the next CreateServer then finds it (ALREADY_EXISTS).
+        creation = asyncio.ensure_future(self._create_and_register(spec))
+        self._finishing.add(creation)
+        creation.add_done_callback(self._finishing.discard)
+        return await asyncio.shield(creation)
+
+    async def _create_and_register(self, spec: pb.ServerSpec) -> ManagedServer:
         spec = _copy(spec)
         # Collected here: the worker thread must not iterate a dict the loop mutates.
         taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}

@@ -5,6 +5,12 @@ Consumers (the reconciler, the task runner) read :meth:`AgentPool.observation` a
 :meth:`AgentPool.liveness`, call agents through :meth:`AgentPool.client`, and register
 a listener to hear about changes (a server changed state, a lifecycle event, a node
 going up or down) so that they can react at once instead of polling.
+
+With several control planes every process keeps its own pool, Watch streams included
+(docs/high-availability.md, "Views"): followers answer status, metrics and node views
+and reach agents for console, logs and commands without the leader. Only the leader's
+consumers act on the signals (they register while leading and remove their listener
+when they stop: :meth:`AgentPool.remove_listener`).
 """
 
 from __future__ import annotations
@@ -127,6 +133,11 @@ class AgentPool:
     def add_listener(self, listener: Listener) -> None:
         """Call `listener` (on the event loop, must not block) for every signal."""
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling `listener` (no-op when it is not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def _emit(self, signal: NodeSignal) -> None:
         for listener in self._listeners:

@@ -16,9 +16,11 @@ from pydantic import ConfigDict
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from common.logging import get_logger
 from controlplane.api.errors import Forbidden, Unauthorized
 from controlplane.api.schemas import Profile
 from controlplane.db.engine import Database
+from controlplane.db.notify import Notifier
 from controlplane.db.tables import ApiKey, AuthSession, User
 from controlplane.security.access_tokens import AccessTokenError, verify_access_token
 from controlplane.security.credentials import ServerKeys, looks_like_api_key
@@ -27,6 +29,10 @@ from controlplane.state import AUTHENTICATOR
 # last_used is written at most this often per key: a write per request would make
 # every authenticated read a database write.
 LAST_USED_WRITE_INTERVAL = 60.0
+#: NOTIFY channel of revocations: payload ``key:<api key id>`` or ``user:<user id>``.
+AUTH_CHANNEL = "encedeus_auth"
+
+log = get_logger(__name__)
 
 
 class CurrentUser(Profile):
@@ -95,7 +101,8 @@ class Authenticator:
 
     API-key lookups are cached for `cache_seconds` (per process). Anything that
     revokes a key or changes an account must call `forget_api_key` / `forget_user`
-    so that the change takes effect on the very next request.
+    so that the change takes effect on the very next request here, and within a
+    second on every other control plane once :meth:`follow` was called.
     """
 
     def __init__(self, database: Database, keys: ServerKeys, cache_seconds: float) -> None:
@@ -108,6 +115,7 @@ class Authenticator:
         # Bumped by every forget_*: a lookup that raced with a revocation must not
         # put the revoked key back into the cache.
         self._generation = 0
+        self._notifier: Notifier | None = None
 
     async def authenticate(self, token: str) -> CurrentUser:
         """The caller `token` proves, or Unauthorized."""
@@ -183,15 +191,51 @@ class Authenticator:
         async with self._db.transaction() as session:
             await session.exec(statement)
 
+    def follow(self, notifier: Notifier) -> None:
+        """Share revocations with every control plane of the database: each forget_*
+        is sent on :data:`AUTH_CHANNEL` (the id only) and every process, this one
+        included, drops its cached entries; a process whose listening connection was
+        lost drops its whole cache when it reconnects (it may have missed some)."""
+        self._notifier = notifier
+        notifier.listen(AUTH_CHANNEL, self._on_revocation)
+        notifier.on_reconnected(self._forget_everything)
+
+    def _on_revocation(self, payload: str) -> None:
+        kind, _, raw_id = payload.partition(":")
+        try:
+            which = uuid.UUID(raw_id)
+        except ValueError:
+            log.warning("auth_revocation_unreadable", payload=payload[:80])
+            return
+        if kind == "key":
+            self._forget_key_here(which)
+        elif kind == "user":
+            self._forget_user_here(which)
+
+    def _forget_everything(self) -> None:
+        self._generation += 1
+        self._api_keys.clear()
+
     def forget_api_key(self, key_id: uuid.UUID) -> None:
-        """Drop a key from the cache (call on revoke)."""
+        """Drop a key from the cache of every control plane (call on revoke)."""
+        self._forget_key_here(key_id)
+        if self._notifier is not None:
+            self._notifier.notify_soon(AUTH_CHANNEL, f"key:{key_id}")
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """Drop every cached key of a user in every control plane (call when the
+        account changes)."""
+        self._forget_user_here(user_id)
+        if self._notifier is not None:
+            self._notifier.notify_soon(AUTH_CHANNEL, f"user:{user_id}")
+
+    def _forget_key_here(self, key_id: uuid.UUID) -> None:
         self._generation += 1
         for token, entry in list(self._api_keys.items()):
             if entry.user.api_key_id == key_id:
                 del self._api_keys[token]
 
-    def forget_user(self, user_id: uuid.UUID) -> None:
-        """Drop every cached key of a user (call when the account changes)."""
+    def _forget_user_here(self, user_id: uuid.UUID) -> None:
         self._generation += 1
         for token, entry in list(self._api_keys.items()):
             if entry.user.id == user_id:

@@ -17,6 +17,8 @@ from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.cli.common_args import config_or_exit
 from controlplane.config import ControlPlaneConfig, unused_variables
 from controlplane.db.migrate import UnknownSchemaError
+from controlplane.leadership.serve_lock import DatabaseInUse, ServeLock, sqlite_file
+from controlplane.leadership.shared_secrets import SharedSecretsRefused
 
 log = get_logger(__name__)
 
@@ -50,15 +52,26 @@ async def _main(config: ControlPlaneConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    database_file = sqlite_file(config.resolved_database_url())
+    lock = None if database_file is None else ServeLock(database_file)
+    if lock is not None:
+        await asyncio.to_thread(config.data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(lock.acquire)
+    try:
+        await serve(config, stop)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 EXIT_UNKNOWN_SCHEMA = 3
+EXIT_REFUSED = 2
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until a signal; exit 2 on bad configuration, 3 when the database schema
-    is newer than the code (systemd must not restart either)."""
+    """Serve until a signal; exit 2 on bad configuration (including secrets that differ
+    from the database's, or a SQLite database another server holds), 3 when the
+    database schema is newer than the code (systemd must not restart either)."""
     config = config_or_exit(args)
     configure_logging(config.log_level)
     for name, hint in unused_variables(os.environ).items():
@@ -68,4 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except UnknownSchemaError as exc:
         log.error("refusing_to_start", reason=str(exc))
         return EXIT_UNKNOWN_SCHEMA
+    except (SharedSecretsRefused, DatabaseInUse) as exc:
+        log.error("refusing_to_start", reason=str(exc))
+        return EXIT_REFUSED
     return 0

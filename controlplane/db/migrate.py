@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import BigInteger, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from controlplane.db.engine import create_engine, dispose_engine
@@ -48,7 +49,18 @@ def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+# pg_advisory_xact_lock key that serialises migrations of control planes starting at
+# once on one PostgreSQL database ("migrate!").
+MIGRATION_LOCK_KEY = 0x6D69677261746521
+
+
 def _upgrade(conn: Connection, config: Config) -> str:
+    if conn.dialect.name == "postgresql":
+        # Held until this upgrade's transaction ends: a second control plane waits,
+        # then finds the schema at head and has nothing to do.
+        conn.execute(
+            select(func.pg_advisory_xact_lock(bindparam("key", MIGRATION_LOCK_KEY, BigInteger)))
+        )
     script = ScriptDirectory.from_config(config)
     known = {rev.revision for rev in script.walk_revisions()}
     current = _current(conn)

@@ -3,7 +3,14 @@
 (:class:`PlacementApplier`) that re-checks every proposal against what is already
 committed. The decisions themselves are pure, in :mod:`controlplane.scheduler`."""
 
-from controlplane.placement.applier import PlacementApplier, PlacementRefused, Proposal
+from controlplane.placement.applier import Fence, PlacementApplier, PlacementRefused, Proposal
 from controlplane.placement.claims import load_claims, task_claims
 
-__all__ = ["PlacementApplier", "PlacementRefused", "Proposal", "load_claims", "task_claims"]
+__all__ = [
+    "Fence",
+    "PlacementApplier",
+    "PlacementRefused",
+    "Proposal",
+    "load_claims",
+    "task_claims",
+]

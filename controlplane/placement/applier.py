@@ -11,7 +11,9 @@ race, the transaction is rolled back and :class:`PlacementRefused` names the los
 and why; the proposer plans again from a fresh snapshot (a move whose new place was
 refused must not half happen: its old replica would be forgotten with no new one).
 
-This process must be the only one placing (with several control planes, the leader).
+With several control planes, every commit takes a transaction-scoped advisory lock
+first, so commits are serial across processes too (a task started through any control
+plane places on the same commit point); the leader's commits also pass its `fence`.
 What later kinds of placement need — disk, quotas, a task queue — is checked here
 too, by extending the claims and the admission check, never beside it.
 """
@@ -22,6 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import BigInteger, bindparam, func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,6 +36,10 @@ from controlplane.reconciler.world import node_view
 from controlplane.scheduler import Claim, Snapshot, admit, snapshot_of
 
 Write = Callable[[AsyncSession], Awaitable[None]]
+#: Raises (e.g. LeadershipLost) to refuse a commit made by a deposed leader.
+Fence = Callable[[AsyncSession], Awaitable[None]]
+# pg_advisory_xact_lock key that serialises commits of every control plane ("placemnt").
+COMMIT_LOCK_KEY = 0x706C6163656D6E74
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +79,23 @@ class PlacementApplier:
         async with self._database.session() as session:
             return await self._snapshot_in(session)
 
-    async def commit(self, proposals: Sequence[Proposal], *, before: Write | None = None) -> None:
-        """Run `before`, then check every proposal against the committed claims and
-        write them, in one transaction, one commit at a time. Raises
-        :class:`PlacementRefused` (nothing written) when any no longer fits."""
+    async def commit(
+        self,
+        proposals: Sequence[Proposal],
+        *,
+        before: Write | None = None,
+        fence: Fence | None = None,
+    ) -> None:
+        """Run `fence` and `before`, then check every proposal against the committed
+        claims and write them, in one transaction, one commit at a time. Raises
+        :class:`PlacementRefused` (nothing written) when any no longer fits, and what
+        `fence` raises when it refuses."""
         async with self._lock, self._database.transaction() as session:
+            if self._database.dialect == "postgresql":
+                key = bindparam("key", COMMIT_LOCK_KEY, type_=BigInteger)
+                await session.exec(select(func.pg_advisory_xact_lock(key)))
+            if fence is not None:
+                await fence(session)
             if before is not None:
                 await before(session)
             if not proposals:

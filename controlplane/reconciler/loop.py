@@ -32,7 +32,13 @@ from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database
 from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
 from controlplane.events.bus import Event, EventBus, EventType
-from controlplane.placement import PlacementApplier, PlacementRefused, Proposal, task_claims
+from controlplane.placement import (
+    Fence,
+    PlacementApplier,
+    PlacementRefused,
+    Proposal,
+    task_claims,
+)
 from controlplane.reconciler.calls import AgentCalls
 from controlplane.reconciler.decide import decide
 from controlplane.reconciler.model import (
@@ -79,8 +85,12 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         placement: PlacementApplier | None = None,
         registry: RegistryCredentials | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.database = database
+        # With several control planes: the leader's epoch check, run in each write's
+        # own transaction so that a deposed leader's late writes are refused.
+        self._fence = fence
         self.pool = pool
         self.bus = bus
         self.interval = interval
@@ -257,7 +267,9 @@ class Reconciler:
                     session.add(replica)
 
         await self.placement.commit(
-            [self._proposal(rows, action) for action in added], before=bookkeeping
+            [self._proposal(rows, action) for action in added],
+            before=bookkeeping,
+            fence=self._fence,
         )
 
     def _proposal(self, rows: Rows, action: AddReplica) -> Proposal:
@@ -305,6 +317,8 @@ class Reconciler:
         if not changed:
             return
         async with self.database.transaction() as session:
+            if self._fence is not None:
+                await self._fence(session)
             for row in changed:
                 await session.exec(
                     update(Deployment)
@@ -368,6 +382,8 @@ class Reconciler:
             groups.setdefault(tuple(sorted(values)), []).append({"node_id": node.id, **row})
         table = Node.metadata.tables[str(Node.__tablename__)]
         async with self.database.transaction() as session:
+            if self._fence is not None:
+                await self._fence(session)
             connection = await session.connection()
             for columns, params in groups.items():
                 statement = (

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from common.cancellation import cancel_and_wait
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
 from controlplane.db.engine import Database
 from controlplane.events.bus import EventBus
+from controlplane.leadership import Duty, Leadership
 from controlplane.placement import PlacementApplier, PlacementRefused, Proposal
 from controlplane.scheduler import Claim, PlacementRequest, Snapshot, plan
 from controlplane.state import AGENT_POOL, RECONCILER, TASK_QUEUE, TASK_RUNNER
@@ -132,9 +132,13 @@ async def _commit_on(commit: TaskCommit, node_id: str, session: AsyncSession) ->
     await commit(session, node_id)
 
 
-def install_tasks(app: web.Application, database: Database, bus: EventBus) -> TaskRunner:
-    """Put the task runner on `app` and follow the agent pool's signals while it runs
-    (the pool is `app[AGENT_POOL]`, built by the orchestration component)."""
+def install_tasks(
+    app: web.Application, database: Database, bus: EventBus, leadership: Leadership
+) -> TaskRunner:
+    """Put the task runner on `app` and, while this process leads, follow the agent
+    pool's signals (the pool is `app[AGENT_POOL]`, built by the orchestration
+    component). Starting a task works through any control plane; following what its
+    container does is the leader's duty."""
 
     def pool() -> AgentPool:
         return app[AGENT_POOL]
@@ -146,25 +150,27 @@ def install_tasks(app: web.Application, database: Database, bus: EventBus) -> Ta
     placement = SchedulerTaskPlacement(applier)
     runner = TaskRunner(database, bus, agents, placement)
     app[TASK_RUNNER] = runner
-    app[TASK_QUEUE] = TaskQueue(database, runner, placement, bus)
-    app.cleanup_ctx.append(_follow_agents)
-    app.cleanup_ctx.append(_run_queue)
+    queue = TaskQueue(database, runner, placement, bus)
+    app[TASK_QUEUE] = queue
+
+    async def follow() -> None:
+        if AGENT_POOL in app:
+            await _follow_agents(runner, app[AGENT_POOL], queue.wake)
+
+    async def run_queue() -> None:
+        if AGENT_POOL in app:
+            await queue.run()
+
+    # No orchestration component in this application (e.g. an API-only test app):
+    # tasks can be created and read, starting them answers 503.
+    leadership.add_duty(Duty("tasks", follow))
+    leadership.add_duty(Duty("task-queue", run_queue))
     return runner
 
 
-async def _run_queue(app: web.Application) -> AsyncIterator[None]:
-    """The queue's loop, while the application runs (with agents to start tasks on)."""
-    if AGENT_POOL not in app:
-        yield
-        return
-    loop = asyncio.create_task(app[TASK_QUEUE].run(), name="task-queue")
-    try:
-        yield
-    finally:
-        await cancel_and_wait(loop)
-
-
-async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
+async def _follow_agents(
+    runner: TaskRunner, pool: AgentPool, wake_queue: Callable[[], None]
+) -> None:
     signals: asyncio.Queue[NodeSignal] = asyncio.Queue(maxsize=10_000)
 
     def listen(signal: NodeSignal) -> None:
@@ -174,18 +180,11 @@ async def _follow_agents(app: web.Application) -> AsyncIterator[None]:
             # The periodic sweep catches up on whatever was dropped.
             log.warning("task_signal_dropped", node_id=signal.node_id, kind=signal.kind)
 
-    if AGENT_POOL not in app:
-        # No orchestration component in this application (e.g. an API-only test app):
-        # tasks can be created and read, starting them answers 503.
-        yield
-        return
-    app[AGENT_POOL].add_listener(listen)
-    consume = _consume(signals, app[TASK_RUNNER], app[AGENT_POOL], app[TASK_QUEUE].wake)
-    loop = asyncio.create_task(consume, name="tasks")
+    pool.add_listener(listen)
     try:
-        yield
+        await _consume(signals, runner, pool, wake_queue)
     finally:
-        await cancel_and_wait(loop)
+        pool.remove_listener(listen)
 
 
 def _no_queue() -> None:

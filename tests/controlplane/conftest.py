@@ -33,6 +33,8 @@ POSTGRES_URL = os.environ.get(
     "postgresql+asyncpg://encedeus:encedeus@127.0.0.1:5432/encedeus_test",
 )
 TEST_JWT_SECRET = "test-secret-0123456789abcdef"
+# On PostgreSQL both shared secrets must be configured (docs/high-availability.md).
+TEST_SECRETS_KEY = "dGVzdC1zZWNyZXRzLWtleS0wMTIzNDU2Nzg5YWJjZGU="
 
 ConfigFactory = Callable[..., ControlPlaneConfig]
 
@@ -126,6 +128,7 @@ def make_config(database_url: str, tmp_path: Path) -> ConfigFactory:
             "data_dir": tmp_path / "data",
             "database_url": database_url,
             "jwt_secret": TEST_JWT_SECRET,
+            "secrets_key": TEST_SECRETS_KEY,
             "auth_rate_limit": 1000,
             # No test may reach the real forge: a closed loopback port unless it says.
             "forge_api_url": "http://127.0.0.1:9",

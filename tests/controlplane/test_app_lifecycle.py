@@ -34,7 +34,12 @@ async def test_the_database_closes_after_every_worker_that_uses_it(
     )
     try:
         await register(client)
-        running = {t.get_name() for t in asyncio.all_tasks()}
+        # On PostgreSQL the leader's duties start once the lease is taken.
+        for _ in range(100):
+            running = {t.get_name() for t in asyncio.all_tasks()}
+            if running >= DATABASE_USERS:
+                break
+            await asyncio.sleep(0.05)
         assert running >= DATABASE_USERS
     finally:
         await client.close()

@@ -10,9 +10,13 @@ from tests.controlplane.conftest import ConfigFactory, start_client
 pytestmark = pytest.mark.usefixtures("blocking_guard")
 
 
-async def test_accounts_keys_and_sessions_survive_a_restart(make_config: ConfigFactory) -> None:
-    # No jwt_secret given: the generated one must be persisted in the data dir.
-    config = make_config(jwt_secret="")
+async def test_accounts_keys_and_sessions_survive_a_restart(
+    make_config: ConfigFactory, database_url: str
+) -> None:
+    # No jwt_secret given: the generated one must be persisted in the data dir (on
+    # SQLite; PostgreSQL requires configured secrets, see test_shared_secrets.py).
+    sqlite = database_url.startswith("sqlite")
+    config = make_config(jwt_secret="") if sqlite else make_config()
     first = await start_client(config)
     try:
         account = await register(first)

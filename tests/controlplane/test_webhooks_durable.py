@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from controlplane.events.webhooks import EVENT_ID_HEADER
+from tests.controlplane.conftest import TEST_JWT_SECRET, TEST_SECRETS_KEY
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -74,6 +75,8 @@ async def test_every_event_reaches_a_receiver_that_was_down_across_a_sigkill(
         '  listen_address = "127.0.0.1"\n'
         f"  port = {port}\n"
         f'  database_url = "{database_url}"\n'
+        f'  jwt_secret = "{TEST_JWT_SECRET}"\n'
+        f'  secrets_key = "{TEST_SECRETS_KEY}"\n'
         f'  webhook_url = "http://127.0.0.1:{receiver_port}/hook"\n'
         "  webhook_retry_max_delay_seconds = 0.5\n"
         "}\n"

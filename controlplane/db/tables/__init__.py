@@ -23,6 +23,7 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     SshKey,
     User,
 )
+from controlplane.db.tables.cluster import Cluster  # noqa: E402
 from controlplane.db.tables.domains import CustomDomain  # noqa: E402
 from controlplane.db.tables.events import (  # noqa: E402
     EventRecord,
@@ -43,6 +44,7 @@ __all__ = [
     "AccountQuota",
     "ApiKey",
     "AuthSession",
+    "Cluster",
     "CustomDomain",
     "Deployment",
     "EventRecord",
