@@ -16,6 +16,7 @@ from agent.fleet.data_dir import ServerVolumes, chown_tree, prepare_data_dir
 from agent.runtime import IdMapping
 from agent.runtime.docker_wire import id_mapping_of
 from protos import agent_pb2 as pb
+from tests.fifo_support import finishes_within
 
 REMAPPED = {
     "SecurityOptions": ["name=seccomp,profile=default", "name=userns"],
@@ -101,3 +102,14 @@ def test_container_user_must_be_an_unprivileged_uid_and_gid(value: str) -> None:
 def test_container_user_defaults_to_988() -> None:
     assert AgentConfig().container_ids == (988, 988)
     assert AgentConfig(container_user="1000:100").container_ids == (1000, 100)
+
+
+def test_a_fifo_at_an_input_file_path_is_refused_without_blocking(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / "input.txt")
+    files = [pb.InputFile(path="input.txt", content=b"x")]
+    owner = (os.getuid(), os.getgid())
+    with pytest.raises(OSError, match="not a regular file"):
+        finishes_within(2.0, lambda: prepare_data_dir(data, files, owner), data / "input.txt")
+    assert stat.S_ISFIFO((data / "input.txt").lstat().st_mode)
