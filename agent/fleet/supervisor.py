@@ -12,6 +12,7 @@ from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.install import InstallFailed, ServerInstaller
+from agent.fleet.pull_grants import PullGrants
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
 from agent.fleet.spec import container_spec, validate_spec, volume_name
@@ -61,7 +62,8 @@ class Supervisor:
         self.default_pids = default_pids
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self._creating: set[str] = set()
-        self.pulls = ImagePulls(self.runtime, tracker.hub)
+        grants = PullGrants(volumes.agent_dir / "image-pull-grants.json")
+        self.pulls = ImagePulls(self.runtime, tracker.hub, grants)
         self.installer = ServerInstaller(
             self.runtime,
             volumes,
