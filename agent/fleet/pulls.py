@@ -49,6 +49,13 @@ def image_reference(spec: pb.ServerSpec) -> ImageReference:
         raise InvalidSpec(f"image {spec.image!r}: {exc}") from exc
 
 
+def _image_names(image: str, digest: str) -> list[str]:
+    """The names an image's pull grants are kept under: the spec's reference and the
+    repo@sha256 digest, each in one spelling (a pinned reference finds the record of
+    a pull by tag)."""
+    return [canonical(image), canonical(digest) if digest else ""]
+
+
 def credentials_of(spec: pb.ServerSpec) -> RegistryCredentials | None:
     auth = spec.registry_auth
     if not (auth.username or auth.password):
@@ -127,7 +134,7 @@ class ImagePulls:
         """Whether `credentials` may use the local copy of `image` (repo@sha256
         `digest`, "" when it never came from a registry)."""
         await self.grants.load()
-        return self.grants.allows([canonical(image), digest], credentials)
+        return self.grants.allows(_image_names(image, digest), credentials)
 
     def begin(
         self,
@@ -172,7 +179,7 @@ class ImagePulls:
         except PullFailed as exc:
             self._failed(pending, exc.code, str(exc))
             return
-        await self.grants.record([canonical(spec.image), digest], credentials_of(spec))
+        await self.grants.record(_image_names(spec.image, digest), credentials_of(spec))
         if self.pending.get(spec.id) is not pending:
             return  # cancelled meanwhile
         del self.pending[spec.id]

@@ -57,13 +57,16 @@ async def test_a_credentialed_pull_is_not_shared_with_specs_without_those_creden
         await _create(stub, guesser)
         failed = await wait_for_event(events, guesser.id, pb.LIFECYCLE_KIND_PULL_FAILED)
         assert failed.error_code == "registry_denied", failed.error_message
-        # No credentials, never (what tasks send): refused, saying why.
-        never = registry_spec(image, password=None)
-        never.pull_policy = pb.PULL_POLICY_NEVER
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await _create(stub, never)
-        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "other registry credentials" in str(refused.value.details())
+        # No credentials, never (what tasks send): refused, saying why; also when the
+        # image is named by the digest the owner's pull resolved.
+        pinned = (await stub.GetServer(pb.GetServerRequest(id=owner.id), metadata=AUTH)).status
+        for name in (image, pinned.image_digest):
+            never = registry_spec(name, password=None)
+            never.pull_policy = pb.PULL_POLICY_NEVER
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _create(stub, never)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, name
+            assert "other registry credentials" in str(refused.value.details())
         # CheckImage is no oracle: without the credentials it answers as the registry.
         assert await _check(stub, image, None) == pb.IMAGE_AVAILABILITY_DENIED
         assert await _check(stub, image, owner.registry_auth) == pb.IMAGE_AVAILABILITY_PRESENT
