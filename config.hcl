@@ -249,6 +249,11 @@ controlplane {
   # (or ending in ":") are prefixes of registry/repository, e.g. "docker.io/library/";
   # others name one registry, e.g. "ghcr.io". Empty: any image.
   image_allowlist = []
+  # Registries at loopback, private, link-local (169.254.169.254) or other non-public
+  # IP literals, and `localhost`, are refused (403 image_not_allowed) unless
+  # image_allowlist names them (e.g. "127.0.0.1:5000") or this is true (a lab or a
+  # local registry next to `encedeus up`).
+  image_registries_allow_private = false
 
   agent_ca_file                = ""
 

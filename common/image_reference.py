@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from common.outbound_policy import address_refusal, numeric_address
+
 DEFAULT_REGISTRY = "docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -84,3 +86,25 @@ def parse_image_reference(text: str) -> ImageReference:
     digest = match.group("digest") or ""
     tag = match.group("tag") or ("" if digest else "latest")
     return ImageReference(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+def registry_host(registry: str) -> str:
+    """The host part of a registry `host[:port]` (an IPv6 literal without brackets)."""
+    if registry.startswith("["):
+        return registry[1:].partition("]")[0]
+    return registry.rpartition(":")[0] if ":" in registry else registry
+
+
+def private_registry_refusal(reference: ImageReference) -> str | None:
+    """Why the registry of `reference` is not a public one, or None: `localhost`
+    names and IP literals that common.outbound_policy refuses for tenants (loopback,
+    private, link-local, CGNAT, unspecified...). Registry names that resolve to such
+    addresses are not judged here (that would need DNS)."""
+    host = registry_host(reference.registry).rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"registry {reference.registry!r} names the local host"
+    address = numeric_address(host)
+    if address is None:
+        return None
+    refusal = address_refusal(address)
+    return None if refusal is None else f"registry {reference.registry!r}: {refusal}"

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-Scope = Literal["console", "exec", "file-upload", "file-download"]
+Scope = Literal["console", "exec", "file-upload", "file-download", "file-relay"]
 SCOPES: frozenset[str] = frozenset(get_args(Scope))
 MAX_TTL_SECONDS = 600
 _ALGORITHM = "HS256"

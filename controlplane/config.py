@@ -155,6 +155,10 @@ class ControlPlaneConfig(BaseModel):
     # Images deployments may use: prefixes of the full name (registry/repository, e.g.
     # "docker.io/library/", "registry.example.com/team/"). Empty: any image.
     image_allowlist: tuple[str, ...] = ()
+    # Images from registries at loopback/private/link-local IP literals or `localhost`
+    # are refused (403) unless image_allowlist names them or this is true (a lab, a
+    # local registry of `encedeus up`).
+    image_registries_allow_private: bool = False
     # Copied onto every account when it is made; admins change it per account.
     default_quota: QuotaLimits = QuotaLimits()
 

@@ -1,9 +1,12 @@
 """Who may use the file API of a server on this node, and how failures answer.
 
 Every request carries a token the control plane signed with the node secret
-(`?token=` or `Authorization: Bearer`): scope `file-download` for reads (permission
-`file.read`), scope `file-upload` for anything that writes (permission `file.write`).
-A read-only grant has no `file.write`, so it can read and nothing else.
+(`?token=` or `Authorization: Bearer`). The control plane's relayed calls (list, stat
+and the small operations) take scope `file-relay`, with `file.read` to read and
+`file.write` to write. A signed transfer URL's token is bound to one operation and one
+path: scope `file-download` (with `file.read`) only downloads, scope `file-upload`
+(with `file.write`) only uploads (PUT, PATCH, HEAD), each only the path signed in its
+`details.path`. A read-only grant has no `file.write`, so it can read and nothing else.
 """
 
 from __future__ import annotations
@@ -14,14 +17,24 @@ from typing import Any, Literal
 from aiohttp import web
 
 from agent.config import NodeIdentity
-from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
+from common.tokens import Scope, ServerToken, TokenError, TokenExpiredError, verify_server_token
 
-Access = Literal["read", "write"]
-_SCOPE: dict[Access, Literal["file-download", "file-upload"]] = {
-    "read": "file-download",
-    "write": "file-upload",
+#: read/write: the control plane's relayed calls; download/upload: signed transfer URLs.
+Access = Literal["read", "write", "download", "upload"]
+_SCOPE: dict[Access, Literal["file-relay", "file-download", "file-upload"]] = {
+    "read": "file-relay",
+    "write": "file-relay",
+    "download": "file-download",
+    "upload": "file-upload",
 }
-_PERMISSION: dict[Access, str] = {"read": "file.read", "write": "file.write"}
+_PERMISSION: dict[Access, str] = {
+    "read": "file.read",
+    "write": "file.write",
+    "download": "file.read",
+    "upload": "file.write",
+}
+_FILE_SCOPES: tuple[Scope, ...] = ("file-relay", "file-download", "file-upload")
+_PATH_BOUND: frozenset[Access] = frozenset({"download", "upload"})
 
 
 class FileApiError(web.HTTPException):
@@ -46,9 +59,14 @@ def presented_token(request: web.Request) -> str:
 
 
 def authorize(
-    request: web.Request, identity: NodeIdentity, started_at: float, access: Access
+    request: web.Request,
+    identity: NodeIdentity,
+    started_at: float,
+    access: Access,
+    path: str | None = None,
 ) -> ServerToken:
-    """The verified token of this request for its server, or a 401/403 FileApiError."""
+    """The verified token of this request for its server, or a 401/403 FileApiError.
+    For a download or upload, `path` must be the path signed into the token."""
     token = presented_token(request)
     if not token:
         raise FileApiError(401, "token_required", "a signed file token is required")
@@ -63,12 +81,37 @@ def authorize(
     except TokenExpiredError as exc:
         raise FileApiError(401, "token_expired", str(exc)) from exc
     except TokenError as exc:
+        other = _scope_of(identity, token, started_at)
+        if other is not None and other != _SCOPE[access]:
+            raise FileApiError(
+                403, "wrong_operation", f"this token is good only for {other}"
+            ) from exc
         raise FileApiError(401, "invalid_token", str(exc)) from exc
     if claims.server_id != request.match_info["server_id"]:
         raise FileApiError(403, "wrong_server", "the token is for another server")
     if not claims.allows(_PERMISSION[access]):
         raise FileApiError(403, "read_only", "this grant may not write files")
+    if access in _PATH_BOUND and claims.details.get("path") != path:
+        raise FileApiError(403, "wrong_path", "the token is for another path")
     return claims
+
+
+def _scope_of(identity: NodeIdentity, token: str, started_at: float) -> Scope | None:
+    """The file scope `token` is valid for, if any (to answer 403, not 401, for a good
+    token used for another operation)."""
+    for scope in _FILE_SCOPES:
+        try:
+            verify_server_token(
+                identity.node_secret,
+                token,
+                node_id=identity.node_id,
+                scope=scope,
+                not_before=started_at,
+            )
+        except TokenError:
+            continue
+        return scope
+    return None
 
 
 _ERRNO_ANSWERS: dict[int, tuple[int, str]] = {

@@ -103,6 +103,31 @@ def open_beneath(root_fd: int, path: bytes, flags: int, mode: int = 0o644) -> in
     return _walk_open(root_fd, path, flags, mode)
 
 
+def open_regular_beneath(root_fd: int, path: bytes, flags: int, mode: int = 0o644) -> int:
+    """Open the regular file `path` beneath `root_fd` with `flags`; anything else there
+    (a FIFO, a device, a socket, a directory) is refused with EACCES and never opened,
+    so a tenant's mkfifo cannot block the calling thread.
+
+    With O_CREAT a missing file is created (O_EXCL, never through a final symlink);
+    an existing one is found with O_PATH first, checked with fstat and only then
+    reopened with `flags` through /proc/self/fd (the exact inode checked).
+    """
+    if flags & os.O_CREAT:
+        try:
+            return open_beneath(root_fd, path, flags | os.O_EXCL | os.O_NOFOLLOW, mode)
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+    path_fd = open_beneath(root_fd, path, os.O_PATH | (flags & os.O_NOFOLLOW))
+    try:
+        if not stat.S_ISREG(os.fstat(path_fd).st_mode):
+            raise OSError(errno.EACCES, "not a regular file", path)
+        reopen = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
+        return os.open(f"/proc/self/fd/{path_fd}", reopen | os.O_CLOEXEC | os.O_NOCTTY)
+    finally:
+        os.close(path_fd)
+
+
 def _components(path: bytes) -> list[bytes]:
     """The components of `path` as a stack: the next one is at the end."""
     return [part for part in reversed(path.split(b"/")) if part not in (b"", b".")]

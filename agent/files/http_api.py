@@ -1,7 +1,9 @@
 """The agent's HTTP file API: `/api/servers/{server_id}/files/...` (docs/protocols/files.md).
 
-Reads (`list`, `stat`, `download`) take a `file-download` token, everything that writes
-a `file-upload` token with `file.write`. Every operation runs in a worker thread on a
+`list`, `stat` and the small operations take the control plane's `file-relay` token
+(`file.write` to write); `download` and `upload` take a signed URL's `file-download` /
+`file-upload` token, valid for that operation on the one path it names
+(:mod:`agent.files.access`). Every operation runs in a worker thread on a
 :class:`ConfinedTree` of the server's directory, the one SFTP uses; writes are charged
 to the server's :class:`DiskQuota` (the class SFTP uses) before they happen and new
 entries belong to the container's user (:func:`agent.files.ownership.file_owner`).
@@ -81,9 +83,12 @@ class FileApi:
     # -- plumbing --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _files(self, request: web.Request, access: Access) -> AsyncIterator[ServerFiles]:
-        """The server's files, after the token is checked; OSErrors become API errors."""
-        authorize(request, self._identity, self._started_at, access)
+    async def _files(
+        self, request: web.Request, access: Access, path: str | None = None
+    ) -> AsyncIterator[ServerFiles]:
+        """The server's files, after the token is checked (for `access` to `path`, when
+        the token is bound to one); OSErrors become API errors."""
+        authorize(request, self._identity, self._started_at, access, path)
         server_id = request.match_info["server_id"]
         volume = self._volume_of(server_id)
         # Opened only when the agent made it: never a directory for an unknown id.
@@ -140,7 +145,7 @@ class FileApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         path = _required_query(request, "path")
-        async with self._files(request, "read") as files:
+        async with self._files(request, "download", path) as files:
             try:
                 return await send_file(request, files, path)
             except OSError as exc:
@@ -153,7 +158,7 @@ class FileApi:
         path = _required_query(request, "path")
         resume = request.method == "PATCH"
         offset = _offset(request) if resume else 0
-        async with self._files(request, "write") as files:
+        async with self._files(request, "upload", path) as files:
             quota = await self._quota(request)
             opened = await self._run(
                 path, lambda: files.open_write(path, truncate=not resume, create=not resume)
@@ -182,7 +187,7 @@ class FileApi:
     async def upload_offset(self, request: web.Request) -> web.Response:
         """HEAD: the bytes already stored, as `Upload-Offset` (404 when none)."""
         path = _required_query(request, "path")
-        async with self._files(request, "write") as files:
+        async with self._files(request, "upload", path) as files:
             entry = await self._run(path, lambda: files.stat(path))
         return web.Response(headers={"Upload-Offset": str(entry.size), "Cache-Control": "no-store"})
 
@@ -194,8 +199,8 @@ class FileApi:
         model: type[M],
         act: Callable[[ServerFiles, M, DiskQuota], Awaitable[dict[str, Any]]],
     ) -> web.Response:
-        body = await _body(request, model)
-        async with self._files(request, "write") as files:
+        async with self._files(request, "write") as files:  # the token before the body
+            body = await _body(request, model)
             quota = await self._quota(request)
             answer = await act(files, body, quota)
         return web.json_response(answer)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from agent.files.confine import open_beneath
+from agent.files.confine import open_regular_beneath
 from agent.fleet.data_dir import Owner
 from protos import agent_pb2 as pb
 
@@ -143,7 +143,9 @@ def edited_text(text: str, edit: pb.ConfigFileEdit) -> str:
 
 def _read_beneath(root: int, path: str) -> str | None:
     try:
-        fd = open_beneath(root, os.fsencode(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular_beneath(
+            root, os.fsencode(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as handle:
@@ -155,7 +157,7 @@ def _read_beneath(root: int, path: str) -> str | None:
 
 def _write_beneath(root: int, path: str, text: str, owner: Owner) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = open_beneath(root, os.fsencode(path), flags, 0o644)
+    fd = open_regular_beneath(root, os.fsencode(path), flags, 0o644)
     with os.fdopen(fd, "wb") as handle:
         handle.write(text.encode())
         os.fchown(handle.fileno(), *owner)

@@ -29,7 +29,7 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.files.confine import open_beneath
+from agent.files.confine import open_beneath, open_regular_beneath
 from agent.fleet.mounts import (
     mount_options,
     release_mount,
@@ -170,7 +170,7 @@ def _write_input_file(root: int, item: pb.InputFile, owner: Owner) -> None:
     parts = relative_file_path(item.path).parts
     for depth in range(1, len(parts)):
         _make_dir_beneath(root, parts[:depth], owner)
-    fd = open_beneath(
+    fd = open_regular_beneath(
         root, os.fsencode(item.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     )
     try:

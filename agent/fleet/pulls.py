@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.fleet.hub import WatchHub
+from agent.fleet.image_gc import canonical
+from agent.fleet.pull_grants import PullGrants
 from agent.fleet.server import ManagedServer
 from agent.runtime import ContainerRuntime, ContainerRuntimeError, ImageNotFound, InvalidSpec
 from agent.runtime.images import PullFailed, PullProgress, RegistryCredentials
@@ -45,6 +47,13 @@ def image_reference(spec: pb.ServerSpec) -> ImageReference:
         return parse_image_reference(spec.image)
     except InvalidReference as exc:
         raise InvalidSpec(f"image {spec.image!r}: {exc}") from exc
+
+
+def _image_names(image: str, digest: str) -> list[str]:
+    """The names an image's pull grants are kept under: the spec's reference and the
+    repo@sha256 digest, each in one spelling (a pinned reference finds the record of
+    a pull by tag)."""
+    return [canonical(image), canonical(digest) if digest else ""]
 
 
 def credentials_of(spec: pb.ServerSpec) -> RegistryCredentials | None:
@@ -87,28 +96,45 @@ class PendingPull:
 class ImagePulls:
     """The pending pulls of this node's servers (loop-thread only)."""
 
-    def __init__(self, runtime: ContainerRuntime, hub: WatchHub) -> None:
-        self.runtime, self.hub = runtime, hub
+    def __init__(self, runtime: ContainerRuntime, hub: WatchHub, grants: PullGrants) -> None:
+        self.runtime, self.hub, self.grants = runtime, hub, grants
         self.pending: dict[str, PendingPull] = {}
 
     async def resolve(self, spec: pb.ServerSpec) -> bool:
         """Whether `spec`'s image must be pulled first. When it need not, the local
         digest (if any) is written into the spec's labels. InvalidSpec for a bad
-        reference, ImageNotFound when it is missing and the policy forbids pulling."""
+        reference, ImageNotFound when it is missing (or present only from credentialed
+        pulls with other credentials, :mod:`agent.fleet.pull_grants`) and the policy
+        forbids pulling. A local copy the spec's credentials do not cover is pulled
+        again with them, so the registry decides."""
         reference = image_reference(spec)
         policy = spec.pull_policy
         if policy == pb.PULL_POLICY_ALWAYS:
             return True
         digest = await self.runtime.local_image_digest(reference, spec.image)
-        if digest is None:
+        usable = digest is not None and await self.local_copy_allowed(
+            spec.image, digest, credentials_of(spec)
+        )
+        if not usable:
             if policy == pb.PULL_POLICY_NEVER:
                 raise ImageNotFound(
                     f"image {spec.image!r} is not present on this node and its pull policy is never"
+                    if digest is None
+                    else f"image {spec.image!r} is on this node only from a pull with other "
+                    "registry credentials; with pull policy never it cannot be used"
                 )
             return True
         if digest:
             spec.labels[DIGEST_LABEL] = digest
         return False
+
+    async def local_copy_allowed(
+        self, image: str, digest: str, credentials: RegistryCredentials | None
+    ) -> bool:
+        """Whether `credentials` may use the local copy of `image` (repo@sha256
+        `digest`, "" when it never came from a registry)."""
+        await self.grants.load()
+        return self.grants.allows(_image_names(image, digest), credentials)
 
     def begin(
         self,
@@ -153,6 +179,7 @@ class ImagePulls:
         except PullFailed as exc:
             self._failed(pending, exc.code, str(exc))
             return
+        await self.grants.record(_image_names(spec.image, digest), credentials_of(spec))
         if self.pending.get(spec.id) is not pending:
             return  # cancelled meanwhile
         del self.pending[spec.id]

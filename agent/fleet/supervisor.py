@@ -13,6 +13,7 @@ from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.install import InstallFailed, ServerInstaller
+from agent.fleet.pull_grants import PullGrants
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import STATE_TO_PROTO, ManagedServer
 from agent.fleet.spec import container_spec, validate_spec, volume_name
@@ -63,7 +64,8 @@ class Supervisor:
         self.log_max_size, self.log_max_files = log_max_size, log_max_files
         self._creating: set[str] = set()
         self._finishing: set[asyncio.Future[ManagedServer]] = set()
-        self.pulls = ImagePulls(self.runtime, tracker.hub)
+        grants = PullGrants(volumes.agent_dir / "image-pull-grants.json")
+        self.pulls = ImagePulls(self.runtime, tracker.hub, grants)
         self.installer = ServerInstaller(
             self.runtime,
             volumes,

@@ -249,7 +249,15 @@ class AgentService(pb_grpc.AgentServicer):
         runtime = self.supervisor.runtime
         try:
             async with asyncio.timeout(timeout + 1):
-                present = await runtime.check_image(reference, request.image, credentials, timeout)
+                # Answer as a pull would: a local copy from a pull with other
+                # credentials is not "present" to this caller; the registry decides.
+                local = await runtime.local_image_digest(reference, request.image)
+                use_local = local is not None and await self.supervisor.pulls.local_copy_allowed(
+                    request.image, local, credentials
+                )
+                present = await runtime.check_image(
+                    reference, request.image, credentials, timeout, use_local=use_local
+                )
         except PullFailed as exc:
             return _verdict(_AVAILABILITY.get(exc.code, pb.IMAGE_AVAILABILITY_UNKNOWN), str(exc))
         except TimeoutError:

@@ -135,6 +135,8 @@ class DockerRuntime:
         image: str,
         credentials: RegistryCredentials | None,
         registry_seconds: float,
+        *,
+        use_local: bool = True,
     ) -> bool:
         loop = asyncio.get_running_loop()
         check = partial(
@@ -144,6 +146,7 @@ class DockerRuntime:
             image,
             credentials,
             registry_seconds,
+            use_local=use_local,
         )
         return await loop.run_in_executor(self._pool, check)
 

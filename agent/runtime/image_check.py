@@ -28,20 +28,17 @@ def image_available_blocking(
     image: str,
     credentials: RegistryCredentials | None,
     timeout: float,
+    *,
+    use_local: bool = True,
 ) -> bool:
-    """True when `image` is in the local store, False when it is not but the registry
-    serves its manifest (it can be pulled). Raises ImageUnknown, RegistryDenied or
+    """True when `image` is in the local store (looked at only when `use_local`), False
+    when it is not (or not looked at) but the registry serves its manifest (it can be
+    pulled). Raises ImageUnknown, RegistryDenied or
     RegistryUnreachable (a registry that does not answer within `timeout` seconds),
     or PullFailed for an answer none of those name. Blocking: run it in a thread."""
     api: Any = engine  # the raw GET: docker-py's helper takes no timeout
-    try:
-        api.inspect_image(image)
+    if use_local and _present(api, image):
         return True
-    except docker.errors.ImageNotFound:
-        pass
-    except docker.errors.APIError as exc:
-        if exc.status_code != 404:
-            raise PullFailed(f"the engine could not inspect {image!r}: {exc}") from exc
     auth: dict[str, Any] = {}
     if credentials is not None:
         auth = {
@@ -60,3 +57,15 @@ def image_available_blocking(
     if response.status_code >= 400:
         raise classify_pull_error(image, engine_error_text(response))
     return False
+
+
+def _present(api: Any, image: str) -> bool:
+    try:
+        api.inspect_image(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code != 404:
+            raise PullFailed(f"the engine could not inspect {image!r}: {exc}") from exc
+        return False

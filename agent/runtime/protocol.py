@@ -101,9 +101,12 @@ class ContainerRuntime(Protocol):
         image: str,
         credentials: RegistryCredentials | None,
         registry_seconds: float,
+        *,
+        use_local: bool = True,
     ) -> bool:
-        """True when `image` is present locally, False when it is not but its registry
-        serves the manifest with `credentials` (this call never pulls). ImageUnknown,
+        """True when `image` is present locally (only asked when `use_local`), False when
+        it is not but its registry serves the manifest with `credentials` (this call
+        never pulls). ImageUnknown,
         RegistryDenied, RegistryUnreachable (also: no answer within `registry_seconds`) or
         PullFailed."""
 

@@ -10,7 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
-from common.image_reference import ImageReference, InvalidReference, parse_image_reference
+from common.image_reference import (
+    ImageReference,
+    InvalidReference,
+    parse_image_reference,
+    private_registry_refusal,
+)
 from controlplane.api.context import settings
 from controlplane.api.deployment_schemas import (
     CreateDeployment,
@@ -48,11 +53,24 @@ def checked_image(request: web.Request, image: str) -> ImageReference:
         reference = parse_image_reference(image)
     except InvalidReference as exc:  # the schema checked it; kept for direct callers
         raise ValidationFailed(f"image: {exc}", details=[{"field": "body.image"}]) from None
-    allowlist = settings(request).image_allowlist
-    if allowlist and not any(allowed_by(reference, rule) for rule in allowlist):
+    config = settings(request)
+    allowlist = config.image_allowlist
+    listed = any(allowed_by(reference, rule) for rule in allowlist)
+    if allowlist and not listed:
         raise Forbidden(
             f"image {image!r} ({reference.name}) is not allowed here: the control plane's "
             f"image_allowlist admits only {', '.join(repr(r) for r in allowlist)}",
+            code="image_not_allowed",
+            details={"image": image, "name": reference.name, "allowlist": list(allowlist)},
+        )
+    private = private_registry_refusal(reference)
+    if private is not None and not listed and not config.image_registries_allow_private:
+        # The engine would connect where the tenant says: no probing of the nodes'
+        # own services, private networks or cloud metadata through image checks.
+        raise Forbidden(
+            f"image {image!r} is not allowed here: {private}; images from private or "
+            "local registries need the operator's image_allowlist to name them (or "
+            "image_registries_allow_private)",
             code="image_not_allowed",
             details={"image": image, "name": reference.name, "allowlist": list(allowlist)},
         )

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from common.outbound import OutboundPolicy
@@ -179,16 +180,22 @@ async def verify_domain_claim(request: web.Request) -> DomainInfo:
         nameservers=settings(request).domain_nameservers,
         policy=_check_policy(request),
     )
-    async with database(request).transaction() as session:
-        fresh = await session.get(CustomDomain, row.id)
-        if fresh is None:
-            raise NotFound("this deployment has no such domain", code="domain_not_found")
-        if verdict.verified:
-            fresh.state, fresh.verified_at, fresh.last_error = VERIFIED, utcnow(), None
-        else:
-            fresh.last_error = "; ".join(f"{kind}: {why}" for kind, why in verdict.reasons)[:1000]
-        session.add(fresh)
-        row = fresh
+    try:
+        async with database(request).transaction() as session:
+            fresh = await session.get(CustomDomain, row.id)
+            if fresh is None:
+                raise NotFound("this deployment has no such domain", code="domain_not_found")
+            if verdict.verified:
+                fresh.state, fresh.verified_at, fresh.last_error = VERIFIED, utcnow(), None
+            else:
+                reasons = (f"{kind}: {why}" for kind, why in verdict.reasons)
+                fresh.last_error = "; ".join(reasons)[:1000]
+            session.add(fresh)
+            row = fresh
+    except IntegrityError:
+        # Another deployment's verification of this name committed first (the
+        # partial unique index on verified domains).
+        raise Conflict("this domain is in use by another deployment", code="domain_taken") from None
     if not verdict.verified:
         raise Unprocessable(
             "the verification token was not found",

@@ -2,9 +2,10 @@
 
 Listing and small operations are relayed to the replica's agent over its HTTP port,
 each call carrying a token this control plane signs with the node's secret for just
-that call (scope `file-download` to read, `file-upload` to write, 60 seconds). Uploads
-and downloads never pass through here: `upload-url` and `download-url` answer a signed
-URL on the agent that the client uses directly. Who may do what is
+that call (scope `file-relay`, 60 seconds). Uploads and downloads never pass through
+here: `upload-url` and `download-url` answer a signed URL on the agent that the client
+uses directly, its token bound to that one operation (`file-upload` or
+`file-download`) and that one path. Who may do what is
 :func:`controlplane.api.remote.file_permissions`, the rule SFTP logins use: the owner
 and admins; anyone else gets 404, and a grant without `file.write` cannot write.
 """
@@ -68,7 +69,8 @@ class ReplicaFiles:
     user_id: str
     permissions: list[str]
 
-    def token(self, scope: Scope, ttl: int) -> str:
+    def token(self, scope: Scope, ttl: int, path: str | None = None) -> str:
+        """A token for this replica; `path` binds it to one path (transfer URLs)."""
         assert self.node.secret is not None
         return sign_server_token(
             self.node.secret,
@@ -78,6 +80,7 @@ class ReplicaFiles:
             permissions=self.permissions,
             scope=scope,
             ttl_seconds=ttl,
+            details=None if path is None else {"path": path},
         )
 
     def url(self, endpoint: str, query: dict[str, str]) -> str:
@@ -126,8 +129,9 @@ async def _relay(
     limits: aiohttp.ClientTimeout = RELAY_TIMEOUT,
 ) -> web.Response:
     """Call the agent's file API and answer what it answered (its errors included)."""
-    scope: Scope = "file-upload" if method == "POST" else "file-download"
-    headers = {"Authorization": f"Bearer {files.token(scope, RELAY_TOKEN_TTL)}"}
+    # Its own scope: a transfer URL's token (bound to one upload or download) is
+    # never good for these calls, nor theirs for a transfer.
+    headers = {"Authorization": f"Bearer {files.token('file-relay', RELAY_TOKEN_TTL)}"}
     url = files.url(endpoint, query or {})
     payload = body.model_dump() if body is not None else None
     try:
@@ -214,7 +218,7 @@ def _transfer(
 ) -> TransferUrl:
     if "\0" in path:
         raise ValidationFailed("path holds a NUL")
-    token = files.token(scope, TRANSFER_URL_TTL)
+    token = files.token(scope, TRANSFER_URL_TTL, path)
     return TransferUrl(
         url=files.url(endpoint, {"path": path, "token": token}),
         expires_at=datetime.now(UTC) + timedelta(seconds=TRANSFER_URL_TTL),

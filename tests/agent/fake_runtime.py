@@ -126,8 +126,10 @@ class FakeContainerRuntime:
         image: str,
         credentials: RegistryCredentials | None,
         registry_seconds: float,
+        *,
+        use_local: bool = True,
     ) -> bool:
-        if image in self.images:
+        if use_local and image in self.images:
             return True
         raise ImageUnknown(f"the fake engine has no registry to look {image} up in")
 

@@ -12,6 +12,7 @@ import yaml
 
 from agent.fleet.config_edits import apply_config_edits, edited_text, set_path
 from protos import agent_pb2 as pb
+from tests.fifo_support import finishes_within
 
 
 def edit(parser: str, values: dict[str, str], path: str = "f") -> pb.ConfigFileEdit:
@@ -108,3 +109,17 @@ def test_an_unreadable_file_is_reported_and_left_alone(tmp_path: Path) -> None:
     [problem] = apply_config_edits(str(data), [edit("yaml", {"a": "1"}, "c.yml")], (0, 0))
     assert problem.startswith("config file c.yml not edited:")
     assert (data / "c.yml").read_text() == "a: [unclosed\n"
+
+
+@pytest.mark.parametrize("parser", ["properties", "file"])
+def test_a_fifo_at_the_config_path_is_refused_without_blocking(tmp_path: Path, parser: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / "server.properties")
+    edits = [edit(parser, {"a": "1"}, "server.properties")]
+    owner = (os.getuid(), os.getgid())
+    problems = finishes_within(
+        2.0, lambda: apply_config_edits(str(data), edits, owner), data / "server.properties"
+    )
+    assert len(problems) == 1
+    assert "not a regular file" in problems[0]

@@ -17,6 +17,7 @@ from agent.fleet.data_dir import ServerVolumes, chown_tree, prepare_data_dir
 from agent.runtime import IdMapping
 from agent.runtime.docker_wire import id_mapping_of
 from protos import agent_pb2 as pb
+from tests.fifo_support import finishes_within
 
 REMAPPED = {
     "SecurityOptions": ["name=seccomp,profile=default", "name=userns"],
@@ -160,3 +161,14 @@ def test_chown_tree_does_not_follow_a_directory_swapped_for_a_symlink(
     assert (top / "a").stat().st_uid == 4321
     assert (top / "a" / "b").lstat().st_uid == 0  # the swapped-in link, made after listing
     assert outside.stat().st_uid == (outside / "secret").stat().st_uid == 0
+
+
+def test_a_fifo_at_an_input_file_path_is_refused_without_blocking(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / "input.txt")
+    files = [pb.InputFile(path="input.txt", content=b"x")]
+    owner = (os.getuid(), os.getgid())
+    with pytest.raises(OSError, match="not a regular file"):
+        finishes_within(2.0, lambda: prepare_data_dir(data, files, owner), data / "input.txt")
+    assert stat.S_ISFIFO((data / "input.txt").lstat().st_mode)

@@ -221,6 +221,14 @@ async def test_deployments_belong_to_their_owner(
     )
     assert duplicate.status == 409
     assert await error_code(duplicate) == "app_name_taken"
+    # The name is the app's hostname label: no other account may hold it either.
+    taken = await client.post(
+        "/v1/deployments",
+        json={"app_name": "private", "image": TEST_IMAGE, "replicas": 0},
+        headers=other.headers,
+    )
+    assert taken.status == 409
+    assert await error_code(taken) == "app_name_taken"
 
 
 async def test_unknown_image_fails_with_the_agents_reason(

@@ -4,6 +4,7 @@ that go straight to the agent."""
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,17 @@ async def test_owner_and_admin_reach_files_others_get_404(
         )
         async with http.get(got["url"], headers={"Range": "bytes=6-"}) as response:
             assert (response.status, await response.read()) == (206, b"files")
+        # The upload URL's token uploads that one path and does nothing else.
+        base, _, query = signed["url"].partition("/upload?")
+        token = dict(urllib.parse.parse_qsl(query))["token"]
+        async with http.post(f"{base}/delete?token={token}", json={"path": "/note.txt"}) as r:
+            assert (r.status, (await r.json())["error"]["code"]) == (403, "wrong_operation")
+        other = f"{base}/upload?path=/other.txt&token={token}"
+        async with http.put(other, data=b"x") as response:
+            assert (response.status, (await response.json())["error"]["code"]) == (
+                403,
+                "wrong_path",
+            )
 
     listing = await expect_json(await client.get(f"{files}?path=/", headers=admin.headers))
     assert "note.txt" in [e["name"] for e in listing["entries"]]

@@ -3,7 +3,8 @@
 A row is a claim of `domain` by `user_id` for `deployment_id`: pending until its
 owner proves control (a DNS TXT record or an HTTP token carrying `token`), verified
 after. Several accounts may hold pending claims of one name; only one verified claim
-of a name exists at a time (the API refuses a second with 409).
+of a name exists at a time: a partial unique index on `domain` where the state is
+verified holds it even for two verifications racing (the API maps it to 409).
 """
 
 from __future__ import annotations
@@ -11,15 +12,26 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from controlplane.db.types import UtcDateTime, new_id, utcnow
 
+VERIFIED_ONLY = text("state = 'verified'")
+
 
 class CustomDomain(SQLModel, table=True):
     __tablename__ = "custom_domains"
-    __table_args__ = (UniqueConstraint("deployment_id", "domain"),)
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "domain"),
+        Index(
+            "ux_custom_domains_verified_domain",
+            "domain",
+            unique=True,
+            sqlite_where=VERIFIED_ONLY,
+            postgresql_where=VERIFIED_ONLY,
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     deployment_id: uuid.UUID = Field(foreign_key="deployments.id", ondelete="CASCADE", index=True)

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, Uuid
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
 from controlplane.db.types import UtcDateTime, new_id, utcnow
@@ -72,10 +72,17 @@ class Node(SQLModel, table=True):
 class Deployment(SQLModel, table=True):
     """A long-running app of one owner. `generation` grows on each change of the
     container spec; `running` is what the owner asked for (start/stop), `status` what
-    the reconciler last derived (pending, running, updating, stopped, failed)."""
+    the reconciler last derived (pending, running, updating, stopped, failed).
+    `app_name` is unique across the installation: it is the app's hostname label
+    (`<app_name>.<suffix>`), held by exactly one deployment of one account."""
 
     __tablename__ = "deployments"
-    __table_args__ = (UniqueConstraint("user_id", "app_name"),)
+    # The older per-account constraint stays (implied by the global index): dropping it
+    # would make SQLite rebuild the table, and the rebuild's DROP cascades to replicas.
+    __table_args__ = (
+        UniqueConstraint("user_id", "app_name"),
+        Index("ux_deployments_app_name", "app_name", unique=True),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)

@@ -46,6 +46,7 @@ class FileAgent:
         scope: Scope,
         permissions: list[str] | None = None,
         server_id: str | None = None,
+        path: str | None = None,
     ) -> str:
         return sign_server_token(
             SECRET,
@@ -54,21 +55,24 @@ class FileAgent:
             server_id=server_id or self.server_id,
             permissions=READ_WRITE if permissions is None else permissions,
             scope=scope,
+            details=None if path is None else {"path": path},
         )
 
-    def auth(self, scope: Scope, permissions: list[str] | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(scope, permissions)}"}
+    def auth(
+        self, scope: Scope, permissions: list[str] | None = None, path: str | None = None
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(scope, permissions, path=path)}"}
 
     async def op(self, name: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST a small write operation; (status, JSON answer)."""
         async with self.http.post(
-            self.url(name), json=body, headers=self.auth("file-upload")
+            self.url(name), json=body, headers=self.auth("file-relay")
         ) as response:
             return response.status, await response.json()
 
     async def get(self, endpoint: str, **query: str) -> tuple[int, Any]:
         async with self.http.get(
-            self.url(endpoint), params=query, headers=self.auth("file-download")
+            self.url(endpoint), params=query, headers=self.auth("file-relay")
         ) as response:
             return response.status, await response.json()
 
@@ -77,14 +81,14 @@ class FileAgent:
             self.url("upload"),
             params={"path": path},
             data=streamed(data),
-            headers=self.auth("file-upload"),
+            headers=self.auth("file-upload", path=path),
         ) as response:
             return response.status, await response.json()
 
     async def download(self, path: str, headers: dict[str, str] | None = None) -> bytes:
         async with self.http.get(
             self.url("download"),
-            params={"path": path, "token": self.token("file-download")},
+            params={"path": path, "token": self.token("file-download", path=path)},
             headers=headers or {},
         ) as response:
             assert response.status in (200, 206), await response.text()

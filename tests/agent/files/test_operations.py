@@ -14,6 +14,7 @@ import zipfile
 import pytest
 from blockbuster import blockbuster_ctx
 
+from common.tokens import Scope
 from tests.agent.files.conftest import FileAgent, streamed
 
 CONTAINER_USER = (988, 988)  # the agent's default container_user
@@ -131,7 +132,7 @@ async def _interrupted_put(file_agent: FileAgent, path: str, sent: bytes, total:
     """A PUT that announces `total` bytes, sends only `sent`, and drops the connection."""
     host, port = file_agent.base.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    token = file_agent.token("file-upload")
+    token = file_agent.token("file-upload", path=path)
     writer.write(
         f"PUT /api/servers/{file_agent.server_id}/files/upload?path={path}&token={token} "
         f"HTTP/1.1\r\nHost: {host}\r\nContent-Length: {total}\r\n\r\n".encode()
@@ -146,7 +147,7 @@ async def _interrupted_put(file_agent: FileAgent, path: str, sent: bytes, total:
 async def test_an_interrupted_upload_resumes_where_its_bytes_end(file_agent: FileAgent) -> None:
     data = os.urandom(5 * 1024 * 1024)
     await _interrupted_put(file_agent, "big.bin", data[: 3 * 1024 * 1024 + 5], len(data))
-    headers = file_agent.auth("file-upload")
+    headers = file_agent.auth("file-upload", path="big.bin")
     url, query = file_agent.url("upload"), {"path": "big.bin"}
     stored = -1
     for _ in range(100):  # the agent writes what it received after the peer is gone
@@ -175,32 +176,34 @@ async def test_tokens_are_checked_for_scope_server_and_write_permission(
     file_agent: FileAgent,
 ) -> None:
     (file_agent.server_dir / "f.txt").write_text("keep")
-    read_only = file_agent.auth("file-upload", ["file.read"])
+    read_only = file_agent.auth("file-upload", ["file.read"], path="f.txt")
     url = file_agent.url("upload")
     async with file_agent.http.put(
         url, params={"path": "f.txt"}, data=b"overwritten", headers=read_only
     ) as response:
         assert (response.status, (await response.json())["error"]["code"]) == (403, "read_only")
     async with file_agent.http.post(
-        file_agent.url("delete"), json={"path": "f.txt"}, headers=read_only
+        file_agent.url("delete"),
+        json={"path": "f.txt"},
+        headers=file_agent.auth("file-relay", ["file.read"]),
     ) as response:
-        assert response.status == 403
+        assert (response.status, (await response.json())["error"]["code"]) == (403, "read_only")
     assert (file_agent.server_dir / "f.txt").read_text() == "keep"
     # A read-only grant still reads.
     async with file_agent.http.get(
-        file_agent.url("list"), headers=file_agent.auth("file-download", ["file.read"])
+        file_agent.url("list"), headers=file_agent.auth("file-relay", ["file.read"])
     ) as response:
         assert response.status == 200
 
-    download_scope = file_agent.auth("file-download")
+    download_scope = file_agent.auth("file-download", path="f.txt")
     async with file_agent.http.put(
         url, params={"path": "f.txt"}, data=b"x", headers=download_scope
     ) as response:
         assert (response.status, (await response.json())["error"]["code"]) == (
-            401,
-            "invalid_token",
+            403,
+            "wrong_operation",
         )
-    other = file_agent.token("file-download", server_id="another-server")
+    other = file_agent.token("file-relay", server_id="another-server")
     async with file_agent.http.get(
         file_agent.url("list"), headers={"Authorization": f"Bearer {other}"}
     ) as response:
@@ -209,9 +212,7 @@ async def test_tokens_are_checked_for_scope_server_and_write_permission(
         assert response.status == 401
     async with file_agent.http.get(
         file_agent.url("list", server_id="unknown"),
-        headers={
-            "Authorization": f"Bearer {file_agent.token('file-download', server_id='unknown')}"
-        },
+        headers={"Authorization": f"Bearer {file_agent.token('file-relay', server_id='unknown')}"},
     ) as response:
         assert (response.status, (await response.json())["error"]["code"]) == (
             404,
@@ -242,3 +243,40 @@ async def test_no_operation_blocks_the_event_loop(file_agent: FileAgent) -> None
             status, answer = await file_agent.op(name, body)
             assert status == 200, (name, answer)
     assert (root / "x" / "d" / "up.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("scope", "signed_path"), [("file-upload", "up.txt"), ("file-download", "up.txt")]
+)
+async def test_a_transfer_urls_token_does_one_operation_on_one_path(
+    file_agent: FileAgent, scope: Scope, signed_path: str
+) -> None:
+    """A signed URL's token (the kind a tenant holds for 10 minutes) is no general
+    grant: no small operation, no listing, no other path, no other transfer."""
+    for name in ("up.txt", "other.txt"):
+        (file_agent.server_dir / name).write_text("keep")
+    token = {"Authorization": f"Bearer {file_agent.token(scope, path=signed_path)}"}
+    for name, body in [
+        ("delete", {"path": "up.txt"}),
+        ("rename", {"source": "up.txt", "target": "moved.txt"}),
+        ("chmod", {"path": "up.txt", "mode": 0o777}),
+        ("mkdir", {"path": "d"}),
+    ]:
+        async with file_agent.http.post(file_agent.url(name), json=body, headers=token) as answer:
+            assert (answer.status, (await answer.json())["error"]["code"]) == (
+                403,
+                "wrong_operation",
+            ), name
+    async with file_agent.http.get(file_agent.url("list"), headers=token) as answer:
+        assert answer.status == 403
+    own = "upload" if scope == "file-upload" else "download"
+    method = "PUT" if own == "upload" else "GET"
+    async with file_agent.http.request(
+        method, file_agent.url(own), params={"path": "other.txt"}, data=b"x", headers=token
+    ) as answer:
+        assert (answer.status, (await answer.json())["error"]["code"]) == (403, "wrong_path")
+    async with file_agent.http.request(
+        method, file_agent.url(own), params={"path": signed_path}, data=b"x", headers=token
+    ) as answer:
+        assert answer.status in (200, 201)
+    assert (file_agent.server_dir / "other.txt").read_text() == "keep"

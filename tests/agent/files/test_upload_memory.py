@@ -40,7 +40,7 @@ async def test_a_512_mib_upload_keeps_memory_bounded(file_agent: FileAgent) -> N
             file_agent.url("upload"),
             params={"path": "big.bin"},
             data=_body(os.urandom(MiB), SIZE // MiB),
-            headers=file_agent.auth("file-upload"),
+            headers=file_agent.auth("file-upload", path="big.bin"),
         ) as response:
             answer = await response.json()
     finally:

@@ -1,0 +1,74 @@
+"""Migrations that change existing rows: run from the revision before them on both
+engines, with rows in place, and nothing is lost."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col
+
+from controlplane.db.engine import create_engine, dispose_engine
+from controlplane.db.migrate import alembic_config, upgrade_database
+from controlplane.db.tables import Deployment, User
+from controlplane.db.types import utcnow
+
+
+def _back_to(conn: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")  # the fixture may have migrated already
+    command.downgrade(config, revision)
+
+
+def _add_duplicate_app_names(conn: Connection) -> list[uuid.UUID]:
+    """Three accounts each with an app `shop` (created in this order) and one with
+    `shop-` plus the first 8 hex digits of the second one's id, taken already."""
+    now = utcnow()
+    users = [User(username=f"u{n}", email=f"u{n}@example.com", password_hash="x") for n in range(4)]
+    shops = [
+        Deployment(
+            user_id=users[n].id, app_name="shop", image="x", created_at=now + timedelta(seconds=n)
+        )
+        for n in range(3)
+    ]
+    squatter = Deployment(user_id=users[3].id, app_name=f"shop-{shops[1].id.hex[:8]}", image="x")
+    ids = [shop.id for shop in shops]
+    with Session(conn) as session:
+        session.add_all(users)
+        session.flush()
+        session.add_all([*shops, squatter])
+        session.commit()
+    return ids
+
+
+def _app_names(conn: Connection) -> dict[uuid.UUID, str]:
+    rows = conn.execute(select(col(Deployment.id), col(Deployment.app_name)))
+    return {row.id: row.app_name for row in rows}
+
+
+async def test_global_app_names_keep_the_oldest_and_rename_later_duplicates(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_back_to, "0014_cluster")
+            first, second, third = await conn.run_sync(_add_duplicate_app_names)
+    finally:
+        await dispose_engine(engine)
+    await upgrade_database(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(_app_names)
+    finally:
+        await dispose_engine(engine)
+    assert len(names) == 4
+    assert len(set(names.values())) == 4  # every row kept, every name unique
+    assert names[first] == "shop"
+    assert names[second] == f"shop-{second.hex[:9]}"  # the 8-digit name was taken
+    assert names[third] == f"shop-{third.hex[:8]}"
