@@ -264,7 +264,7 @@ def status(args: argparse.Namespace) -> int:
         f"{counts['ready']}/{counts['desired']} ready, restarts {answer['restart_count']}"
     )
     detail = client.call("GET", f"/v1/deployments/{deployment['id']}")
-    if detail.get("url") and detail.get("ports"):
+    if detail.get("url"):  # None when the app has no web port
         out(f"  url: {detail['url']}/")
     if detail.get("error_message"):
         out(f"  last error: {detail['error_message']}")

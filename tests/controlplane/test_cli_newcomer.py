@@ -15,6 +15,7 @@ from agent.daemon import RunningAgent
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, create_api_key, expect_json, register
 from tests.controlplane.cluster_support import eventually
+from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.test_cli_client import credentials, encedeus, url_of
 from tests.controlplane.test_deployments import cluster
 
@@ -128,3 +129,26 @@ async def test_login_without_a_terminal_or_a_password_says_how_to_give_one(
         assert await encedeus("login", "--url", url_of(api), account.username,
                               "--password-stdin") == 1  # fmt: skip
         assert "no password given" in capsys.readouterr().err
+
+
+async def test_only_apps_with_a_web_port_have_a_url_in_ls_status_and_the_api(
+    make_config: ConfigFactory, credentials: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = await start_client(make_config(domain_suffix="localhost", ingress_tls="off"))
+    try:
+        await _logged_in(api)
+        assert await encedeus("deploy", TEST_IMAGE, "--name", "web", "--port", "8080",
+                              "--replicas", "0", "-d") == 0  # fmt: skip
+        assert await encedeus("deploy", TEST_IMAGE, "--name", "worker",
+                              "--replicas", "0", "-d") == 0  # fmt: skip
+        capsys.readouterr()
+        assert await encedeus("ls") == 0
+        rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()[1:]}
+        assert "http://web.localhost" in rows["web"]
+        assert "localhost" not in rows["worker"]
+        assert await encedeus("status", "worker") == 0
+        assert "url:" not in capsys.readouterr().out
+        assert await encedeus("status", "web") == 0
+        assert "url: http://web.localhost" in capsys.readouterr().out
+    finally:
+        await api.close()
