@@ -135,5 +135,8 @@ _ERRNO_ANSWERS: dict[int, tuple[int, str]] = {
 def os_error_answer(exc: OSError, path: str) -> FileApiError:
     """The API error for an OSError raised while acting on `path` (never a host path)."""
     status, code = _ERRNO_ANSWERS.get(exc.errno or 0, (500, "file_error"))
-    message = exc.strerror or "file operation failed"
+    if exc.errno == errno.EXDEV:  # what the confinement (RESOLVE_BENEATH) answers
+        message = f"outside the server's directory: {path}"
+    else:
+        message = f"{exc.strerror or 'file operation failed'}: {path}"
     return FileApiError(status, code, message, {"path": path})

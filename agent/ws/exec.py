@@ -40,6 +40,9 @@ EOF_CHARACTER = b"\x04"  # what `stdin.close` types: the TTY's end-of-file (Ctrl
 SPENT_TOKENS_CAPACITY = 10_000
 _TERM = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 REPORT_ATTEMPTS = 3
+# How long the output side may take to send the rest and `exited` once input found the
+# command ended.
+OUTPUT_DRAIN_SECONDS = 5.0
 
 
 class ExecRefused(Exception):
@@ -167,6 +170,16 @@ class ExecSockets:
                 await ws.close(code=WSCloseCode.GOING_AWAY, message=b"agent shutting down")
 
 
+def _command_ended(incoming: asyncio.Task[bool]) -> bool:
+    """Whether the input side stopped because the command had ended."""
+    return (
+        incoming.done()
+        and not incoming.cancelled()
+        and incoming.exception() is None
+        and (incoming.result())
+    )
+
+
 class ExecSession:
     """One exec over one socket: authenticate, start the command, bridge it, say how
     it ended, report that to the control plane."""
@@ -253,6 +266,10 @@ class ExecSession:
         incoming = asyncio.create_task(self._pump_input(process))
         try:
             await asyncio.wait({output, incoming}, return_when=asyncio.FIRST_COMPLETED)
+            if not output.done() and _command_ended(incoming):
+                # Input met the ended command first: the output side still has the
+                # rest of the output and the `exited` frame to send.
+                await asyncio.wait({output}, timeout=OUTPUT_DRAIN_SECONDS)
         finally:
             if not output.done():
                 self.reason = "disconnected"
@@ -276,18 +293,21 @@ class ExecSession:
             await self.ws.send_str(json.dumps({"exited": True, "result": result}))
         await self.ws.close()
 
-    async def _pump_input(self, process: ExecProcess) -> None:
+    async def _pump_input(self, process: ExecProcess) -> bool:
+        """Client frames to the command until the client leaves (False) or a write
+        finds the command ended (True)."""
         async for message in self.ws:
             if message.type is not WSMsgType.TEXT:
                 if message.type is WSMsgType.ERROR:
-                    return
+                    return False
                 continue
             try:
                 await self._apply(process, json.loads(message.data))
             except (ValueError, TypeError, KeyError, binascii.Error) as exc:
                 await self.ws.send_str(error_frame("bad_frame", f"malformed frame: {exc}"))
             except NotRunning:
-                return  # the output side is about to say `exited`
+                return True  # the output side is about to say `exited`
+        return False
 
     async def _apply(self, process: ExecProcess, frame: Any) -> None:
         if not isinstance(frame, dict):

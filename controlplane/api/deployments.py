@@ -48,7 +48,7 @@ from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, ReleasedVolume, Replica
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event, EventType
-from controlplane.ingress.table import app_url
+from controlplane.ingress.table import app_url, web_port_index
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
 
@@ -81,7 +81,10 @@ async def record_event(request: web.Request, session: AsyncSession, event: Event
 
 def deployment_url(request: web.Request, deployment: Deployment) -> str | None:
     """Where the ingress serves the app (scheme and port included), when a domain
-    suffix is configured."""
+    suffix is configured and the app has a web port (None otherwise: the ingress has
+    no route for it)."""
+    if web_port_index(deployment) is None:
+        return None
     return app_url(settings(request), deployment.app_name)
 
 

@@ -139,10 +139,18 @@ async def create_template(request: web.Request) -> web.StreamResponse:
     imported egg). 409 when the id is taken; the answer lists import warnings."""
     template, warnings = await _template_of_request(request, request.query.get("id"))
     if template.id in await asyncio.to_thread(bundled_templates):
-        raise Conflict(f"{template.id!r} is a bundled template", code="template_exists")
+        raise Conflict(
+            f"{template.id!r} is a bundled template: import it under another id (?id=, "
+            "`encedeus templates import --id NEW FILE`)",
+            code="template_exists",
+        )
     async with database(request).transaction() as session:
         if await session.get(TemplateRow, template.id) is not None:
-            raise Conflict(f"template {template.id!r} exists", code="template_exists")
+            raise Conflict(
+                f"template {template.id!r} exists: import it under another id (?id=, "
+                "`encedeus templates import --id NEW FILE`) or replace it (--replace)",
+                code="template_exists",
+            )
         session.add(_row(template, warnings, request))
     return _answer(template, warnings, 201)
 

@@ -69,11 +69,28 @@ def deploy(args: argparse.Namespace) -> int:
             "username": args.registry_user,
             "password": registry_password(),
         }
-    created = client.call("POST", "/v1/deployments", body)
+    try:
+        created = client.call("POST", "/v1/deployments", body)
+    except ClientError as exc:
+        raise _explained(exc, body) from None
     out(f"Deployment {created['app_name']} created ({created['id']})")
     if args.detach:
         return 0
-    return wait_until_running(client, created["id"], args.timeout)
+    return wait_until_running(client, created["id"], args.timeout, created["app_name"])
+
+
+def _explained(exc: ClientError, body: Mapping[str, Any]) -> ClientError:
+    """A create error with what to do next: another --name, the template list."""
+    if exc.code == "app_name_taken":
+        return ClientError(
+            f"an app named {body['app_name']!r} exists: choose another with --name "
+            f"(HTTP {exc.status})",
+            status=exc.status,
+            code=exc.code,
+        )
+    if exc.code == "template_not_found":
+        return ClientError(f"{exc} (see `encedeus templates ls`)", status=exc.status, code=exc.code)
+    return exc
 
 
 def registry_password() -> str:
@@ -116,12 +133,17 @@ def _poll_status(
     return None
 
 
-def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) -> int:
-    """Poll the status until every replica is ready; 1 on failure or timeout."""
+def wait_until_running(
+    client: ApiClient, deployment_id: str, timeout: float, app_name: str = "APP"
+) -> int:
+    """Poll the status until every replica is ready; 1 on failure or timeout. The
+    deployment's error is printed as soon as the control plane records one; a final
+    one (status `failed`) ends the wait at once."""
     shown = ""
+    reported = ""
 
     def settled(status: Any) -> int | None:
-        nonlocal shown
+        nonlocal shown, reported
         replicas = status.get("replicas", {})
         ready, desired = int(replicas.get("ready", 0)), int(replicas.get("desired", 0))
         line = f"  {status.get('status', '?')}: {ready}/{desired} replicas ready"
@@ -131,17 +153,27 @@ def wait_until_running(client: ApiClient, deployment_id: str, timeout: float) ->
             out(line)
             shown = line
         if status.get("status") == "failed":
-            return _fail_with(client, deployment_id)
+            return _fail_with(client, deployment_id, app_name)
         if desired and ready >= desired:
             out("Running.")
             return 0
+        error = _recorded_error(client.call("GET", f"/v1/deployments/{deployment_id}"))
+        if error and error != reported:
+            out(f"  waiting: {error}; retrying (Ctrl-C to stop waiting; the deployment stays)")
+            reported = error
         return None
 
     code = _poll_status(client, deployment_id, timeout, settled)
     if code is None:
-        sys.stderr.write(f"error: not running after {timeout:g}s (see `encedeus logs`)\n")
-        return 1
+        return fail(f"not running after {timeout:g}s (see `encedeus status {app_name}`)")
     return code
+
+
+def _recorded_error(detail: Mapping[str, Any]) -> str:
+    """`message (code)` of the deployment's recorded error; empty when it has none."""
+    message = detail.get("error_message") or ""
+    code = detail.get("error_code")
+    return f"{message} ({code})" if message and code else message
 
 
 def wait_until_stopped(client: ApiClient, deployment_id: str, timeout: float) -> int:
@@ -160,12 +192,10 @@ def wait_until_stopped(client: ApiClient, deployment_id: str, timeout: float) ->
     return code
 
 
-def _fail_with(client: ApiClient, deployment_id: str) -> int:
+def _fail_with(client: ApiClient, deployment_id: str, app_name: str) -> int:
     detail = client.call("GET", f"/v1/deployments/{deployment_id}")
-    reason = detail.get("error_message") or "see `encedeus logs`"
-    code = f" ({detail['error_code']})" if detail.get("error_code") else ""
-    sys.stderr.write(f"error: the deployment failed{code}: {reason}\n")
-    return 1
+    reason = _recorded_error(detail) or f"see `encedeus status {app_name}`"
+    return fail(f"the deployment failed: {reason}")
 
 
 def list_deployments(args: argparse.Namespace) -> int:
@@ -234,7 +264,7 @@ def status(args: argparse.Namespace) -> int:
         f"{counts['ready']}/{counts['desired']} ready, restarts {answer['restart_count']}"
     )
     detail = client.call("GET", f"/v1/deployments/{deployment['id']}")
-    if detail.get("url") and detail.get("ports"):
+    if detail.get("url"):  # None when the app has no web port
         out(f"  url: {detail['url']}/")
     if detail.get("error_message"):
         out(f"  last error: {detail['error_message']}")
@@ -274,23 +304,43 @@ def _action(name: str) -> Any:
         client = client_for(args)
         deployment = resolve_deployment(client, args.deployment)
         answer = client.call("POST", f"/v1/deployments/{deployment['id']}/{name}")
+        if name == "stop" and not args.detach:  # its replicas get their stop timeout
+            out(f"stopping (up to {_stop_timeout(client, deployment):g}s)…")
+            return wait_until_stopped(client, deployment["id"], args.timeout)
         out((answer or {}).get("message") or f"{deployment['app_name']}: {name} requested")
         if args.detach:
             return 0
-        if name == "stop":
-            return wait_until_stopped(client, deployment["id"], args.timeout)
-        return wait_until_running(client, deployment["id"], args.timeout)
+        return wait_until_running(client, deployment["id"], args.timeout, deployment["app_name"])
 
     run.__doc__ = f"{name.capitalize()} a deployment."
     return run
 
 
+def _stop_timeout(client: ApiClient, deployment: Mapping[str, Any]) -> float:
+    """Seconds a replica is given to stop before it is killed (the deployment's
+    stop_timeout)."""
+    detail = client.call("GET", f"/v1/deployments/{deployment['id']}")
+    return float(detail.get("stop_timeout") or 0)
+
+
 def remove(args: argparse.Namespace) -> int:
-    """Delete a deployment and its containers."""
+    """Delete a deployment and its containers; its data too with --delete-data."""
     client = client_for(args)
     deployment = resolve_deployment(client, args.deployment)
-    answer = client.call("DELETE", f"/v1/deployments/{deployment['id']}")
-    out((answer or {}).get("message") or f"{deployment['app_name']} deleted")
+    query = {"delete_data": "true"} if args.delete_data else None
+    answer = client.call("DELETE", f"/v1/deployments/{deployment['id']}", query=query) or {}
+    name = deployment["app_name"]
+    out(answer.get("message") or f"{name} deleted")
+    if answer.get("data_deleted"):
+        out("Its data was deleted.")
+    elif args.delete_data:
+        out("Its data is deleted when every node that holds a copy is back.")
+    else:
+        out(
+            "Its data was kept on its nodes (an admin finds it under GET "
+            "/v1/nodes/NODE/orphaned-volumes); `encedeus rm --delete-data APP` deletes "
+            "an app's data with it."
+        )
     return 0
 
 
@@ -344,3 +394,6 @@ def add_commands(subparsers: Any) -> None:
 
     parser = add_command(subparsers, "rm", remove, "delete a deployment")
     parser.add_argument("deployment")
+    parser.add_argument(
+        "--delete-data", action="store_true", help="also delete the replicas' data directories"
+    )

@@ -26,11 +26,15 @@ from controlplane.client.credentials import (
 
 def _password(args: argparse.Namespace) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        if not (password := sys.stdin.readline().rstrip("\n")):
+            raise ClientError("no password given: stdin was empty")
+        return password
     if args.password:
         return str(args.password)
     if os.environ.get("ENCEDEUS_PASSWORD"):
         return os.environ["ENCEDEUS_PASSWORD"]
+    if not sys.stdin.isatty():  # no terminal to ask on: getpass would fail or echo
+        raise ClientError("no password given: use --password-stdin or ENCEDEUS_PASSWORD")
     return getpass.getpass("Password: ")
 
 

@@ -104,8 +104,17 @@ class ExecLoop:
         self.ws, self.resized = ws, resized
         self.selector = selectors.DefaultSelector()
         self.selector.register(ws, selectors.EVENT_READ, "socket")
-        self.selector.register(STDIN, selectors.EVENT_READ, "stdin")
         self.selector.register(resized, selectors.EVENT_READ, "resize")
+        try:
+            self.selector.register(STDIN, selectors.EVENT_READ, "stdin")
+        except (PermissionError, ValueError, OSError):  # /dev/null, a regular file
+            self._send_all_input()  # never blocks for long: it is read to its end
+
+    def _send_all_input(self) -> None:
+        """Send an unselectable stdin (a file, /dev/null) whole, then its end."""
+        while data := os.read(STDIN, 4096):
+            self.ws.send_json({"stdin": {"data": base64.b64encode(data).decode()}})
+        self.ws.send_json({"stdin": {"close": True}})
 
     def run(self) -> int:
         """The command's exit code (0-255)."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controlplane.client.commands import add_command, client_for, out
+from controlplane.client.commands import add_command, client_for, fail, out
 from controlplane.client.render import field, table
 
 # An egg or template file's suffix -> the Content-Type the API reads it as.
@@ -47,10 +47,16 @@ def import_template(args: argparse.Namespace) -> int:
     could not convert."""
     client = client_for(args)
     path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return fail(f"cannot read {args.file}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        return fail(f"cannot read {args.file}: not UTF-8 text")
     content_type = CONTENT_TYPES.get(path.suffix.lower(), "text/plain")
     method, url = ("PUT", f"/v1/templates/{args.id}") if args.replace else ("POST", "/v1/templates")
     query: dict[str, Any] = {"id": args.id} if args.id and not args.replace else {}
-    answer = client.send_text(method, url, path.read_text(encoding="utf-8"),
+    answer = client.send_text(method, url, text,
                               content_type=content_type, query=query)  # fmt: skip
     template = answer.get("template", {})
     out(f"Template {template.get('id')} version {template.get('version')} imported")

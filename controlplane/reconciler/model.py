@@ -23,6 +23,8 @@ LABEL_DEPLOYMENT = "encedeus.deployment"
 LABEL_REPLICA = "encedeus.replica"
 LABEL_GENERATION = "encedeus.generation"
 LABEL_NODE = "encedeus.node"
+# The deployment's app name, for people reading `docker ps`: informational, never an identity.
+LABEL_APP = "encedeus.app"
 
 
 @dataclass(frozen=True, slots=True)

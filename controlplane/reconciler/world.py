@@ -12,6 +12,7 @@ from typing import Any, cast
 from controlplane.agents import AgentPool
 from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.reconciler.model import (
+    LABEL_APP,
     LABEL_DEPLOYMENT,
     LABEL_GENERATION,
     LABEL_NODE,
@@ -229,6 +230,7 @@ def server_spec(
             LABEL_REPLICA: str(replica.id),
             LABEL_GENERATION: str(deployment.generation),
             LABEL_NODE: node_id,
+            LABEL_APP: deployment.app_name,
         },
         stop=pb.StopPolicy(
             command=deployment.stop_command,

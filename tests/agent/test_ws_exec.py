@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -173,3 +174,33 @@ async def test_a_stopped_server_is_refused_and_a_missing_one_is_404(agent: Runni
     async with aiohttp.ClientSession() as http:
         response = await http.get(exec_url(agent, "no-such-server"))
         assert response.status == 404
+
+
+async def _keep_typing(term: Terminal) -> None:
+    """A newline and the end of input, again and again until the socket closes."""
+    while True:
+        await term.type("\n")
+        await term.ws.send_json({"stdin": {"close": True}})
+        await asyncio.sleep(0.01)
+
+
+async def test_input_after_a_quick_exit_still_gets_the_exit_code(agent: RunningAgent) -> None:
+    """Stdin that outlives the command (a script piping input into `exec`) must not
+    cut the `exited` frame off: 10 sessions out of 10 end with the remote code."""
+    server = await started_server(agent)
+    command = ["sh", "-c", "exit 3"]
+    for _ in range(10):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(exec_url(agent, server)) as ws,
+        ):
+            await ws.send_json({"auth_token": exec_token(agent, server, command)})
+            term = Terminal(ws)
+
+            typing = asyncio.create_task(_keep_typing(term))
+            try:
+                assert await term.wait_exit() == 3
+            finally:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await typing

@@ -270,6 +270,7 @@ async def test_an_update_to_an_unknown_image_leaves_the_replica_running(
     await _wait_status(client, user, dep, _ready(1))
     labels = {"encedeus.deployment": dep}
     [before] = labelled_containers(labels, running_only=True)
+    assert before.labels["encedeus.app"] == "steady"  # for `docker ps` readers only
 
     await expect_json(
         await client.put(

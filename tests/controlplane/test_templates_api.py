@@ -152,7 +152,7 @@ async def test_a_deployment_from_a_template_keeps_what_it_resolved(
         "variables": {"GREETING": "hi", "SECRET_SEED": "42"},
     }  # fmt: skip
     user = await register(api)
-    body = {"app_name": "g", "template": "custom", "replicas": 0}
+    body = {"app_name": "g-user", "template": "custom", "replicas": 0}
     own = await expect_json(await api.post("/v1/deployments", json=body, headers=user.headers), 201)
     seen = await expect_json(await api.get(f"/v1/deployments/{own['id']}", headers=user.headers))
     assert seen["template"]["variables"] == {"GREETING": "hello"}  # SECRET_SEED is hidden

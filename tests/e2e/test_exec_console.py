@@ -124,3 +124,19 @@ def test_console_shows_history_sends_commands_and_leaves(
     client = ApiClient(stack.url, owner["ACCESS_TOKEN"])
     status = client.call("GET", f"/v1/deployments/{deployment}/status")
     assert status["replicas"]["ready"] == 1  # leaving does not stop the server
+
+
+def test_exec_from_a_script_without_a_terminal(stack: SingleHost, owner: dict[str, str]) -> None:
+    running_app(stack, owner, "scripted")
+
+    def run(*command: str, **stdin: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ENCEDEUS, "exec", "scripted", "--", *command],
+            env=owner, capture_output=True, text=True, timeout=60, **stdin,
+        )  # fmt: skip
+
+    closed = run("echo", "x", stdin=subprocess.DEVNULL)
+    assert (closed.returncode, closed.stdout.strip()) == (0, "x"), closed.stderr
+    for _ in range(3):  # input that outlives a quick command still gets its exit code
+        piped = run("sh", "-c", "exit 3", input="\n")
+        assert piped.returncode == 3, piped.stderr

@@ -48,6 +48,10 @@ async def test_list_stat_and_ranged_download(file_agent: FileAgent) -> None:
     assert len(os.listdir("/proc/self/fd")) <= open_fds + 2
     status, missing = await file_agent.get("stat", path="nope")
     assert (status, missing["error"]["code"]) == (404, "file_not_found")
+    assert missing["error"]["message"] == "No such file or directory: nope"  # names the path
+    status, outside = await file_agent.get("stat", path="../../etc/passwd")
+    assert (status, outside["error"]["code"]) == (403, "outside_server_directory")
+    assert outside["error"]["message"] == "outside the server's directory: ../../etc/passwd"
 
 
 async def test_upload_makes_files_the_container_owns(file_agent: FileAgent) -> None:
