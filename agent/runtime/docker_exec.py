@@ -184,11 +184,18 @@ async def open_docker_exec(
         resizing.cancel()
         await call(raw.close)
         raise ContainerRuntimeError(f"cannot attach to the exec: {exc}") from exc
-    await resizing
+    if not await resizing:
+        # The resize reached the engine before the TTY existed (a race the engine
+        # loses under load): the TTY exists now that the start answered.
+        await _initial_resize(call, api, exec_id, height, width)
     return DockerExec(call, api, exec_id, raw, reader, writer)
 
 
-async def _initial_resize(call: Call, api: Any, exec_id: str, height: int, width: int) -> None:
-    # A command that ends at once (or never starts) cannot be resized: not an error.
-    with contextlib.suppress(ContainerRuntimeError):
+async def _initial_resize(call: Call, api: Any, exec_id: str, height: int, width: int) -> bool:
+    """Whether the TTY took the size. A command that ends at once (or never starts)
+    cannot be resized: not an error."""
+    try:
         await call(api.exec_resize, exec_id, height=height, width=width)
+    except ContainerRuntimeError:
+        return False
+    return True

@@ -38,4 +38,4 @@ def test_agent_ports_never_share_a_port_with_a_default() -> None:
             busy.listen()
         ports = choose_agent_ports({}, prefer_defaults=True)
     assert ports["http"] != DEFAULT_AGENT_PORTS["http"]
-    assert len(set(ports.values())) == 3
+    assert len(set(ports.values())) == len(ports)  # every listener its own port
