@@ -257,7 +257,10 @@ class ServerVolumes:
         created = not data_dir.exists()
         self._sized(spec, resize=resize)
         prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec))
-        self._ready(spec, resize=resize)
+        if resize:
+            self.ready(spec)
+        else:
+            self._ready(spec, resize=False)
         return created
 
     def _sized(self, spec: pb.ServerSpec, *, resize: bool = True) -> None:

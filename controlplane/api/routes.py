@@ -97,7 +97,7 @@ def build_routes() -> ApiRoutes:
     r.add("POST", "/v1/repos", repos.add_repo, access=USER, status=201, tag="repos",
           errors=(409, 422, 502, 503))  # fmt: skip
     r.add("GET", "/v1/repos", repos.list_repos, access=USER, tag="repos")
-    r.add("PATCH", "/v1/repos", repos.check_repos, access=USER, tag="repos")
+    r.add("PATCH", "/v1/repos", repos.check_repos, access=USER, tag="repos", errors=(429,))
     r.add("GET", "/v1/repos/{id}", repos.get_repo, access=USER, tag="repos", errors=(404,))
     r.add("DELETE", "/v1/repos/{id}", repos.delete_repo, access=USER, tag="repos", errors=(404,))
 

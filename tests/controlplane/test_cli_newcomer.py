@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from agent.daemon import RunningAgent
 from tests.conftest import TEST_IMAGE
 from tests.controlplane.accounts_support import Account, create_api_key, expect_json, register
-from tests.controlplane.cluster_support import eventually
+from tests.controlplane.cluster_support import FAST, enrolled_agent, eventually
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.test_cli_client import credentials, encedeus, url_of
 from tests.controlplane.test_deployments import cluster
@@ -48,13 +49,27 @@ async def test_templates_import_of_a_missing_file_or_a_bundled_id_says_what_to_d
     assert "Template my-paper version" in capsys.readouterr().out
 
 
+@pytest.fixture
+async def open_cluster(
+    make_config: ConfigFactory, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient[Any, Any], Account, RunningAgent]]:
+    """`cluster` whose operator lets deployments name loopback registries."""
+    client = await start_client(make_config(**FAST, image_registries_allow_private=True))
+    try:
+        admin = await register(client)
+        async with enrolled_agent(client, admin, tmp_path / "agent", "node-a") as agent:
+            yield client, admin, agent
+    finally:
+        await client.close()
+
+
 @pytest.mark.docker
 async def test_deploy_prints_a_pull_error_while_it_waits_and_points_at_status(
-    cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
+    open_cluster: tuple[TestClient[Any, Any], Account, RunningAgent],
     credentials: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    client, admin, _ = cluster
+    client, admin, _ = open_cluster
 
     async def node_ready() -> bool:
         nodes = await expect_json(await client.get("/v1/nodes", headers=admin.headers))

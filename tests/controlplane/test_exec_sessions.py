@@ -156,7 +156,9 @@ async def recorded_session(client: TestClient[Any, Any], secret: str) -> tuple[s
         node = Node(name=f"n-{uuid.uuid4().hex[:6]}", status="ready", secret=secret)
         user = await session.get(User, uuid.UUID(owner.id))
         assert user is not None
-        deployment = Deployment(user_id=user.id, app_name="app", image=TEST_IMAGE)
+        deployment = Deployment(
+            user_id=user.id, app_name=f"app-{uuid.uuid4().hex[:8]}", image=TEST_IMAGE
+        )
         session.add_all([node, deployment])
         await session.flush()
         record = ExecSession(
