@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -243,15 +244,19 @@ async def get_deployment(request: web.Request) -> DeploymentDetails:
 async def save(request: web.Request, deployment: Deployment, values: dict[str, Any]) -> None:
     """Write `values` onto the caller's deployment and wake the reconciler."""
     values["updated_at"] = datetime.now(UTC)
-    async with database(request).transaction() as session:
-        row = await session.get(Deployment, deployment.id)
-        if row is None:
-            raise NotFound("no such deployment", code="deployment_not_found")
-        await enforce_quota(session, row.user_id, Claim.deployment_change(row.id, values))
-        for name, value in values.items():
-            setattr(row, name, value)
-            setattr(deployment, name, value)
-        session.add(row)
+    try:
+        async with database(request).transaction() as session:
+            row = await session.get(Deployment, deployment.id)
+            if row is None:
+                raise NotFound("no such deployment", code="deployment_not_found")
+            await enforce_quota(session, row.user_id, Claim.deployment_change(row.id, values))
+            for name, value in values.items():
+                setattr(row, name, value)
+                setattr(deployment, name, value)
+            session.add(row)
+    except StaleDataError:
+        # Deleted between the read and the write (a DELETE racing this change).
+        raise NotFound("no such deployment", code="deployment_not_found") from None
     wake_reconciler(request)
 
 
