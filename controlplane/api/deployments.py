@@ -242,7 +242,9 @@ async def get_deployment(request: web.Request) -> DeploymentDetails:
 
 
 async def save(request: web.Request, deployment: Deployment, values: dict[str, Any]) -> None:
-    """Write `values` onto the caller's deployment and wake the reconciler."""
+    """Write `values` onto the caller's deployment and wake the reconciler. A status
+    it changes (a stop, a kill) is announced as `deployment_status_changed` in the
+    same transaction: the reconciler only announces the statuses it derives itself."""
     values["updated_at"] = datetime.now(UTC)
     try:
         async with database(request).transaction() as session:
@@ -250,10 +252,23 @@ async def save(request: web.Request, deployment: Deployment, values: dict[str, A
             if row is None:
                 raise NotFound("no such deployment", code="deployment_not_found")
             await enforce_quota(session, row.user_id, Claim.deployment_change(row.id, values))
+            status_before = row.status
             for name, value in values.items():
                 setattr(row, name, value)
                 setattr(deployment, name, value)
             session.add(row)
+            if row.status != status_before:
+                await session.flush()  # a deletion racing this change fails here, first
+                await record_event(
+                    request,
+                    session,
+                    Event(
+                        EventType.DEPLOYMENT_STATUS_CHANGED,
+                        owner_id=str(row.user_id),
+                        deployment_id=str(row.id),
+                        data={"status": row.status, "app_name": row.app_name},
+                    ),
+                )
     except StaleDataError:
         # Deleted between the read and the write (a DELETE racing this change).
         raise NotFound("no such deployment", code="deployment_not_found") from None

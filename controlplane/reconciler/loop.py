@@ -300,29 +300,34 @@ class Reconciler:
     async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
         outcomes = CallOutcomes(self.calls.errors, self.calls.permanent)
         now = self._clock()
-        changed: list[Deployment] = []
+        changed: list[tuple[Deployment, str]] = []  # with the status it was read with
         for deployment_id, report in deployment_reports(world, actions, outcomes).items():
             row = rows.deployments[deployment_id]
             recorded = RecordedStatus(row.status, row.error_message, epoch_seconds(row.deployed_at))
             new = next_recorded(recorded, report, now)
             if new is None:
                 continue
+            read_status = row.status
             row.status, row.error_message = new.status, new.error_message
             if new.error_message:
                 row.error_code = (
                     _error_code(self.calls.codes, world, deployment_id) or row.error_code
                 )
             row.deployed_at = _at(new.deployed_at)
-            changed.append(row)
+            changed.append((row, read_status))
         if not changed:
             return
         async with self.database.transaction() as session:
             if self._fence is not None:
                 await self._fence(session)
-            for row in changed:
-                await session.exec(
+            written: list[Deployment] = []
+            for row, read_status in changed:
+                # Only over the status this pass read: a stop or an update the API
+                # wrote meanwhile wins, and the next pass derives from it.
+                result = await session.exec(
                     update(Deployment)
                     .where(col(Deployment.id) == row.id)
+                    .where(col(Deployment.status) == read_status)
                     .values(
                         status=row.status,
                         error_message=row.error_message,
@@ -330,7 +335,9 @@ class Reconciler:
                         deployed_at=row.deployed_at,
                     )
                 )
-            for row in changed:
+                if result.rowcount == 1:
+                    written.append(row)
+            for row in written:
                 await self._record(
                     session,
                     Event(

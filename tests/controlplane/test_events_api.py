@@ -4,6 +4,7 @@ endpoints, on both engines."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -131,3 +132,31 @@ async def test_deliveries_show_attempts_and_a_failed_one_can_be_replayed(
         assert (await api.post(replay, headers=alice.headers)).status == 409
         other = await register(api)
         assert (await api.get(deliveries, headers=other.headers)).status == 404
+
+
+async def test_a_rest_stop_announces_the_status_it_writes(api: TestClient[Any, Any]) -> None:
+    """The REST stop writes `stopped` itself (the reconciler then derives the same
+    status and says nothing): the change must still reach subscribers."""
+    alice = await register(api)
+    made = await api.post(
+        "/v1/deployments",
+        json={"app_name": f"stop-{uuid.uuid4().hex[:6]}", "image": "encedeus/busybox:latest"},
+        headers=alice.headers,
+    )
+    assert made.status == 201, await made.text()
+    deployment_id = (await made.json())["id"]
+    stopped = await api.post(f"/v1/deployments/{deployment_id}/stop", headers=alice.headers)
+    assert stopped.status == 200, await stopped.text()
+
+    async def announced() -> list[str]:
+        page = await (await api.get("/v1/events", headers=alice.headers)).json()
+        return [
+            e["data"]["status"]
+            for e in page["events"]
+            if e["type"] == "deployment_status_changed" and e["deployment_id"] == deployment_id
+        ]
+
+    # The reconciler may announce the `failed` (no node) it derived before the stop.
+    async with asyncio.timeout(5):
+        while (await announced())[-1:] != ["stopped"]:
+            await asyncio.sleep(0.05)
