@@ -8,6 +8,7 @@ import pytest
 
 from controlplane.scheduler import (
     NO_FEASIBLE_NODE,
+    BruteForceIndex,
     NodeCapacity,
     Placement,
     PlacementIndex,
@@ -130,6 +131,45 @@ def test_index_agrees_with_brute_force(strategy: str) -> None:
     slow = [p for r in requests for p in reference.place(r)]
     assert fast == slow
     assert len(fast) > 40
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_index_agrees_with_brute_force_until_the_cluster_is_full(seed: int) -> None:
+    """Hundreds of nodes (many blocks of the memory order), requests until nothing
+    fits: CPU, memory, disk and ports each run out first on some nodes, some requests
+    avoid nodes or need labels, and both strategies mix."""
+    rng = random.Random(seed)
+    nodes = [
+        node(
+            f"n{i:04d}",
+            cpu=rng.choice([500, 1000, 4000]),
+            mem_mi=rng.choice([256, 1024, 4096]),
+            disk_bytes=rng.choice([0, 1 << 30, 8 << 30]),
+            port_range=(30000, 30000 + rng.randint(0, 6)),
+            labels={"zone": rng.choice("ab")},
+            draining=rng.random() < 0.05,
+        )
+        for i in range(rng.randint(150, 400))
+    ]
+    snapshot = Snapshot(nodes=nodes)
+    fast, slow = PlacementIndex(snapshot), BruteForceIndex(snapshot)
+    placed = 0
+    for k in range(700):
+        r = PlacementRequest(
+            replica_ids=[f"d{k}r{i}" for i in range(rng.randint(1, 5))],
+            cpu_millis=rng.choice([0, 50, 250, 700]),
+            memory_bytes=rng.choice([16, 128, 512, 2048]) * MI,
+            disk_bytes=rng.choice([0, 0, 256 << 20, 2 << 30]),
+            port_count=rng.randint(0, 3),
+            constraints={"zone": "a"} if rng.random() < 0.2 else {},
+            strategy=rng.choice(["binpack", "binpack", "spread"]),
+            group=f"d{k % 50}",
+            avoid_nodes=frozenset(rng.sample([n.id for n in nodes], 3)),
+        )
+        answer = fast.place(r)
+        assert answer == slow.place(r), k
+        placed += len(answer.placements)
+    assert placed > 500
 
 
 class _ReferenceReplay:
