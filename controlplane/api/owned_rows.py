@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from aiohttp import web
 from sqlalchemy import delete, func
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from controlplane.api.context import current_user, database, path_uuid
 from controlplane.api.errors import Conflict, NotFound
@@ -34,9 +34,16 @@ async def page_of_own(
         return await fetch_page(session, statement, query)
 
 
-async def add_own(request: web.Request, row: OwnedRow, limit: int, noun: str) -> None:
+async def add_own(
+    request: web.Request,
+    row: OwnedRow,
+    limit: int,
+    noun: str,
+    along: Sequence[SQLModel] = (),
+) -> None:
     """Insert `row` unless its owner has `limit` rows of its table already (409
-    `too_many_<noun>`); the count and the insert share one transaction."""
+    `too_many_<noun>`); the count and the insert share one transaction, and so do the
+    rows `along` (what must exist from the moment `row` does)."""
     table = type(row)
     async with database(request).transaction() as session:
         count = await session.scalar(
@@ -45,6 +52,7 @@ async def add_own(request: web.Request, row: OwnedRow, limit: int, noun: str) ->
         if (count or 0) >= limit:
             raise Conflict(f"at most {limit} {noun} per account", code=f"too_many_{noun}")
         session.add(row)
+        session.add_all(along)
 
 
 async def delete_own(request: web.Request, table: type[OwnedRow], missing: NotFound) -> uuid.UUID:

@@ -70,10 +70,11 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
         description=body.description,
     )
     # Read before the webhook exists: it receives every event from its creation on.
+    # Its cursor is written with it: the outbox, seeing a webhook without one, would
+    # start it from a later event (and the two inserts would collide).
     start = await request.app[EVENT_FEED].store.latest()
-    await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks")
-    async with database(request).transaction() as session:
-        session.add(WebhookCursor(endpoint=str(hook.id), cursor=start))
+    cursor = WebhookCursor(endpoint=str(hook.id), cursor=start)
+    await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks", along=[cursor])
     request.app[OWNER_WEBHOOKS].forget(str(owner))
     request.app[WEBHOOK_OUTBOX].poke()
     return CreatedWebhook(**WebhookInfo.model_validate(hook, from_attributes=True).model_dump(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 import weakref
@@ -95,6 +96,12 @@ def _join(threads: list[threading.Thread], timeout: float) -> int:
     return sum(thread.is_alive() for thread in threads)
 
 
+# Ids of the Databases whose writer turn the current task (or its parent) holds.
+_turns_held: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "turns_held", default=frozenset()
+)
+
+
 class Database:
     """The control plane's database: one engine, sessions on demand.
 
@@ -105,6 +112,11 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # SQLite has one writer. Left to itself, each waiting connection polls the
+        # lock with growing sleeps (busy_timeout): under many concurrent writes some
+        # wait seconds, and past the timeout fail with "database is locked". This
+        # process's transactions take turns here instead, first come first served.
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -117,7 +129,24 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction that commits when the block succeeds."""
+        """A session in a transaction that commits when the block succeeds. On SQLite
+        the process's transactions run one at a time (a transaction opened inside
+        another, in the same task or one it started, does not wait for its turn)."""
+        held = _turns_held.get()
+        if self._writer is None or id(self) in held:
+            async with self._session_in_transaction() as session:
+                yield session
+            return
+        async with self._writer:
+            token = _turns_held.set(held | {id(self)})
+            try:
+                async with self._session_in_transaction() as session:
+                    yield session
+            finally:
+                _turns_held.reset(token)
+
+    @asynccontextmanager
+    async def _session_in_transaction(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
 

@@ -13,9 +13,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from controlplane.api import owned_rows
+from controlplane.api import webhooks as webhooks_api
+from controlplane.db.tables.events import WebhookCursor
 from controlplane.events.bus import Event, EventType
 from controlplane.events.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from controlplane.state import EVENT_BUS, WEBHOOKS
+from controlplane.state import DATABASE, EVENT_BUS, WEBHOOKS
 from tests.controlplane.accounts_support import error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
@@ -130,3 +133,27 @@ async def test_names_resolving_to_private_addresses_are_refused_at_delivery(
     api.app[EVENT_BUS].publish(Event(EventType.TASK_STARTED, owner_id=alice.id, task_id="t"))
     await wait_for(lambda: dispatcher.failed == 1)
     assert inbox.received == []
+
+
+async def test_a_new_webhook_has_its_cursor_when_the_outbox_first_sees_it(
+    api: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox starts a worker for a webhook as soon as the row is committed, and
+    the worker writes the webhook's cursor if there is none. The API must have
+    written it with the row: writing it after, it collided with the worker's (500)."""
+    alice = await register(api)
+    database = api.app[DATABASE]
+    real_add_own = owned_rows.add_own
+
+    async def add_then_outbox_looks(*args: Any, **kwargs: Any) -> None:
+        await real_add_own(*args, **kwargs)
+        hook = args[1]
+        async with database.transaction() as session:  # what the worker does
+            if await session.get(WebhookCursor, str(hook.id)) is None:
+                session.add(WebhookCursor(endpoint=str(hook.id), cursor=0))
+
+    monkeypatch.setattr(webhooks_api, "add_own", add_then_outbox_looks)
+    answer = await api.post(
+        "/v1/webhooks", json={"url": "https://hooks.example.com/x"}, headers=alice.headers
+    )
+    assert answer.status == 201, await answer.text()
