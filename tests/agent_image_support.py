@@ -4,6 +4,7 @@ the agent's own image built on it from `Dockerfile.agent`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -21,3 +22,17 @@ def debian_base_image() -> str:
         timeout=900,
     )
     return BASE_IMAGE
+
+
+@functools.cache
+def agent_image() -> str:
+    """Skyhook's image from Dockerfile.agent, built when this checkout's content hash
+    has none yet (scripts/build-agent-image.sh; blocking)."""
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-agent-image.sh")],
+        check=True,
+        timeout=900,
+        capture_output=True,
+        text=True,
+    )
+    return built.stdout.strip().splitlines()[-1]
