@@ -33,6 +33,12 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   exit 0
 fi
 mkdir -p "$CACHE_DIR"
+# One maker at a time per machine (several checkouts may run their suites at once).
+exec 9>"$CACHE_DIR/.agent-base.lock"
+flock 9
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  exit 0
+fi
 if [ ! -s "$TARBALL" ]; then
   command -v debootstrap >/dev/null || { log "debootstrap is missing (scripts/setup-system.sh)"; exit 1; }
   root=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")

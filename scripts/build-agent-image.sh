@@ -39,6 +39,8 @@ SOURCE_DATE_EPOCH=315532800 "$PY" -m pip wheel -q --no-deps --no-build-isolation
 "$PY" -m pip freeze --exclude-editable | grep -v '^encedeus' >"$work/constraints.txt"
 deps_key=$(cat "$ROOT/pyproject.toml" "$work/constraints.txt" | sha256sum | cut -c1-16)
 deps="$CACHE_DIR/wheelhouse-$deps_key"
+exec 9>"$CACHE_DIR/.wheelhouse.lock"
+flock 9  # one wheelhouse build at a time per machine
 if [ ! -d "$deps" ]; then
   log "building the dependency wheelhouse (once per dependency set)"
   rm -rf "$deps.partial"
@@ -49,6 +51,7 @@ if [ ! -d "$deps" ]; then
   mv "$deps.partial" "$deps"
 fi
 cp -r "$deps" "$work/context/deps"
+exec 9>&-
 
 tag=$(
   {
