@@ -61,6 +61,7 @@ SPEC_FIELDS = (
     "command",
     "env_vars",
     "ports",
+    "port_protocols",
     "cpu",
     "memory",
     "disk_bytes",
@@ -324,7 +325,10 @@ def _update_values(deployment: Deployment, body: UpdateDeployment) -> dict[str, 
                 code="ports_count_changed",
             )
         values["ports"] = [p.port for p in ports]
-        values["port_protocols"] = [p.protocol for p in ports]
+        protocols = [p.protocol for p in ports]
+        stored = [protocol_at(deployment.port_protocols, i) for i in range(len(ports))]
+        # A row from before protocols stores none: the same TCP ports are no change.
+        values["port_protocols"] = deployment.port_protocols if protocols == stored else protocols
     if body.replicas is not None:
         values["replicas"] = body.replicas
     return values

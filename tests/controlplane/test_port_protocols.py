@@ -41,6 +41,14 @@ async def test_ports_keep_their_protocols_and_integers_mean_tcp(api: Client) -> 
     shown = await expect_json(await api.get(path, headers=owner.headers))
     assert shown["ports"] == [8081, 25566, 9001, 27016]
     assert shown["port_protocols"] == ["tcp", "tcp", "udp", "tcp"]
+    assert shown["generation"] == 2
+    # A protocol alone is a change of the containers: a new generation.
+    same_numbers = [8081, 25566, 9001, {"port": 27016, "protocol": "udp"}]
+    await expect_json(await api.put(path, json={"ports": same_numbers}, headers=owner.headers))
+    shown = await expect_json(await api.get(path, headers=owner.headers))
+    assert (shown["port_protocols"][3], shown["generation"]) == ("udp", 3)
+    await expect_json(await api.put(path, json={"ports": same_numbers}, headers=owner.headers))
+    assert (await expect_json(await api.get(path, headers=owner.headers)))["generation"] == 3
 
 
 @pytest.mark.parametrize(
