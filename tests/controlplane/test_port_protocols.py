@@ -16,6 +16,7 @@ from controlplane.client.deployment_commands import port_argument, published_por
 from controlplane.db.tables import Deployment, Replica
 from controlplane.ingress.table import web_port_index
 from controlplane.reconciler.world import server_spec
+from controlplane.state import DATABASE
 from tests.controlplane.accounts_support import error_code, expect_json, register
 
 Client = TestClient[Any, Any]
@@ -89,6 +90,23 @@ async def test_a_bad_protocol_in_an_update_changes_nothing(api: Client) -> None:
     assert await error_code(refused) == "validation_error"
     kept = await expect_json(await api.get(path, headers=owner.headers))
     assert (kept["ports"], kept["port_protocols"], kept["generation"]) == ([53], ["udp"], 1)
+
+
+async def test_rows_from_before_protocols_keep_their_generation_for_the_same_ports(
+    api: Client,
+) -> None:
+    owner = await register(api)
+    created = await expect_json(await api.post("/v1/deployments", json={**BASE, "ports": [80]},
+                                               headers=owner.headers), 201)  # fmt: skip
+    async with api.app[DATABASE].transaction() as session:
+        row = await session.get(Deployment, uuid.UUID(created["id"]))
+        assert row is not None
+        row.port_protocols = []  # as migration 0017 leaves image-made rows
+        session.add(row)
+    path = f"/v1/deployments/{created['id']}"
+    await expect_json(await api.put(path, json={"ports": [80]}, headers=owner.headers))
+    shown = await expect_json(await api.get(path, headers=owner.headers))
+    assert (shown["port_protocols"], shown["generation"]) == (["tcp"], 1)
 
 
 def test_the_agent_gets_one_binding_per_protocol_on_one_host_port() -> None:
