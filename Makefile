@@ -3,14 +3,17 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test setup system venv ui ui-check lint typecheck protos check-protos pytest bench clean
+.PHONY: up test setup system agent-base venv ui ui-check lint typecheck protos check-protos pytest bench clean
 
 up: system venv ui ## start a control plane and a local agent on this machine
 	$(VENV)/bin/encedeus up
 
 test: setup lint ui-check typecheck check-protos pytest ## everything CI runs
 
-setup: system venv ui
+setup: system venv ui agent-base
+
+agent-base: system ## the Debian base image the agent's image builds on (debootstrap once per machine)
+	@bash scripts/agent-base-image.sh
 
 ui: venv ## build the web UI into controlplane/ui_dist (skipped when its sources did not change)
 	@bash scripts/build-ui.sh

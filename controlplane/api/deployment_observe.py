@@ -28,6 +28,7 @@ from controlplane.api.websocket_auth import (
     refuse_websocket,
 )
 from controlplane.db.tables import Deployment, Replica
+from controlplane.port_protocols import TCP, protocol_at
 from controlplane.reconciler.model import LABEL_GENERATION, ObservedServer
 from controlplane.reconciler.pulls import pull_view
 from controlplane.reconciler.status import observed_status
@@ -46,10 +47,12 @@ CLOSE_NOT_FOUND = 4404
 
 
 class PublishedPort(BaseModel):
-    """A container port and the port of the replica's node it is published on."""
+    """A container port and the port of the replica's node it is published on, for
+    `protocol` ("tcp", "udp" or "tcp+udp")."""
 
     container_port: int
     host_port: int
+    protocol: str = TCP
 
 
 class ReplicaStatus(BaseModel):
@@ -149,8 +152,14 @@ def _replica_status(
         node_id=str(replica.node_id) if replica.node_id else None,
         ports=[
             # 0: the container listens on its host port (templates' egg contract).
-            PublishedPort(container_port=container or host, host_port=host)
-            for container, host in zip(deployment.ports, replica.host_ports, strict=False)
+            PublishedPort(
+                container_port=container or host,
+                host_port=host,
+                protocol=protocol_at(deployment.port_protocols, index),
+            )
+            for index, (container, host) in enumerate(
+                zip(deployment.ports, replica.host_ports, strict=False)
+            )
         ],
         state=state,
         health=health,

@@ -13,11 +13,36 @@ from common.image_reference import parse_image_reference
 from common.quantities import parse_cpu_millis, parse_disk_bytes, parse_memory_bytes
 from controlplane.api.pagination import PageQuery, Pagination
 from controlplane.api.schemas import Request
+from controlplane.port_protocols import TCP, PortProtocol, carries_tcp
 
 APP_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 SIGNAL_PATTERN = r"^(SIG)?[A-Z0-9]+$"
 MAX_REPLICAS = 100
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class PortRequest(Request):
+    """A port with its transport protocol; a plain integer is a TCP port (seed 004)."""
+
+    port: Port
+    protocol: PortProtocol = TCP
+
+
+def _port_list(ports: list[int | PortRequest]) -> list[PortRequest]:
+    """The ports as PortRequests, repeats dropped; one number given with two different
+    protocols is refused (one host port serves both only as "tcp+udp")."""
+    chosen: dict[int, PortRequest] = {}
+    for item in ports:
+        port = item if isinstance(item, PortRequest) else PortRequest(port=item)
+        previous = chosen.setdefault(port.port, port)
+        if previous.protocol != port.protocol:
+            raise ValueError(
+                f"port {port.port} is given as {previous.protocol} and as {port.protocol}; "
+                'give it once with "protocol": "tcp+udp"'
+            )
+    return list(chosen.values())
+
+
 # Docker passes the environment as KEY=VALUE: a key may hold neither `=` nor NUL.
 EnvKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^=\x00]+$")]
 RestartPolicyName = Literal["always", "on-failure", "never"]
@@ -131,7 +156,7 @@ class CreateDeployment(DeploymentOptions):
     app_name: str = Field(min_length=1, max_length=63, pattern=APP_NAME_PATTERN)
     image: str | None = Field(default=None, min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
-    ports: list[Port] = Field(default_factory=list, max_length=16)
+    ports: list[Port | PortRequest] = Field(default_factory=list, max_length=16)
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     strategy: Literal["binpack", "spread"] = "spread"
     constraints: dict[str, str] = Field(default_factory=dict)
@@ -155,14 +180,24 @@ class CreateDeployment(DeploymentOptions):
 
     @model_validator(mode="after")
     def _http_port_is_a_port(self) -> CreateDeployment:
-        if self.http_port is not None and self.http_port not in self.all_ports():
+        ports = {p.port: p.protocol for p in self.port_requests()}
+        if self.http_port is not None and self.http_port not in ports:
             raise ValueError("http_port must be one of the deployment's ports")
+        if self.http_port is not None and not carries_tcp(ports[self.http_port]):
+            raise ValueError(f"http_port {self.http_port} must be a TCP port, not UDP only")
         return self
 
+    def port_requests(self) -> list[PortRequest]:
+        """`port` (TCP) and `ports` together, without repeats."""
+        return _port_list([*([self.port] if self.port else []), *self.ports])
+
     def all_ports(self) -> list[int]:
-        """`port` and `ports` together, without repeats."""
-        ports = ([self.port] if self.port else []) + list(self.ports)
-        return list(dict.fromkeys(ports))
+        """The container port numbers, in order."""
+        return [p.port for p in self.port_requests()]
+
+    def port_protocols(self) -> list[str]:
+        """The protocol of each of `all_ports`."""
+        return [p.protocol for p in self.port_requests()]
 
 
 class UpdateDeployment(DeploymentOptions):
@@ -170,11 +205,20 @@ class UpdateDeployment(DeploymentOptions):
     at a time. `ports` may change numbers but not how many there are."""
 
     image: str | None = Field(default=None, min_length=1, max_length=255)
-    ports: list[Port] | None = Field(default=None, max_length=16)
+    ports: list[Port | PortRequest] | None = Field(default=None, max_length=16)
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS)
     remove_registry_auth: bool = False
 
     _image = field_validator("image")(_image_reference)
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> UpdateDeployment:
+        self.port_requests()
+        return self
+
+    def port_requests(self) -> list[PortRequest] | None:
+        """The new ports with their protocols (None: unchanged)."""
+        return None if self.ports is None else _port_list(list(self.ports))
 
 
 class TemplateVariables(Request):
@@ -261,6 +305,9 @@ class DeploymentDetails(DeploymentSummary):
     user_id: uuid.UUID
     port: int | None
     ports: list[int]
+    port_protocols: list[str] = Field(
+        default_factory=list, description='"tcp", "udp" or "tcp+udp" for each of `ports`'
+    )
     http_port: int | None = None
     command: list[str]
     env_vars: dict[str, str]

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from common.quantities import parse_memory_bytes
+from common.quantities import parse_disk_bytes, parse_memory_bytes
 from controlplane.api.deployment_schemas import (
     CreateDeployment,
     DeploymentChanged,
@@ -46,13 +46,19 @@ def _resolve(
         ) from None
 
 
-def resolution_values(resolution: Resolution, extra_env: dict[str, str] | None) -> dict[str, Any]:
+def resolution_values(
+    resolution: Resolution, extra_env: dict[str, str] | None, *, take_disk: bool
+) -> dict[str, Any]:
     """The deployment columns a resolution sets; `extra_env` (the request's own
-    env_vars) is laid over the template's environment."""
+    env_vars) is laid over the template's environment. `take_disk`: the template's
+    disk size default becomes the deployment's disk (a create whose request gives
+    none; never an update, which would resize existing volumes)."""
     values: dict[str, Any] = {
         "image": resolution.image,
         "command": resolution.command,
         "env_vars": {**resolution.env, **(extra_env or {})},
+        "ports": resolution.ports,
+        "port_protocols": resolution.port_protocols,
         "stop_command": resolution.stop_command,
         "stop_signal": resolution.stop_signal,
         "stop_timeout": resolution.stop_timeout,
@@ -61,12 +67,16 @@ def resolution_values(resolution: Resolution, extra_env: dict[str, str] | None) 
     }
     if resolution.restart_policy is not None:
         values["restart_policy"] = resolution.restart_policy
+    if take_disk and resolution.disk:
+        values["disk"] = resolution.disk
+        values["disk_bytes"] = parse_disk_bytes(resolution.disk)
     return values
 
 
 async def template_values(request: web.Request, body: CreateDeployment) -> dict[str, Any]:
     """Resolve the request's template: the deployment columns to set, including the
-    ports (which the request's own `ports` may not add to)."""
+    ports (which the request's own `ports` may not add to) and, unless the request
+    gives `resources.disk`, the template's disk size default."""
     assert body.template is not None
     try:
         template, _, _ = await find_template(request, body.template)
@@ -76,9 +86,8 @@ async def template_values(request: web.Request, body: CreateDeployment) -> dict[
     resolution = _resolve(template, dict(body.variables or {}), body.image_label, memory)
     if body.all_ports():
         raise Unprocessable("a template names its own ports", code="template_ports")
-    values = resolution_values(resolution, body.env_vars)
-    values["ports"] = resolution.ports
-    return values
+    disk_given = bool(body.resources and body.resources.disk)
+    return resolution_values(resolution, body.env_vars, take_disk=not disk_given)
 
 
 async def update_variables(request: web.Request, body: TemplateVariables) -> DeploymentChanged:
@@ -99,9 +108,8 @@ async def update_variables(request: web.Request, body: TemplateVariables) -> Dep
     if len(resolution.ports) != len(deployment.ports):
         raise Unprocessable("the template's number of ports changed; create a new deployment",
                             code="ports_count_changed")  # fmt: skip
-    values = resolution_values(resolution, _own_env(deployment))
+    values = resolution_values(resolution, _own_env(deployment), take_disk=False)
     checked_image(request, str(values.get("image", deployment.image)))
-    values["ports"] = resolution.ports
     values["generation"] = deployment.generation + 1
     values["status"] = "updating"
     await save(request, deployment, values)

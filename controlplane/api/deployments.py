@@ -50,6 +50,7 @@ from controlplane.db.tables import Deployment, ReleasedVolume, Replica
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event, EventType
 from controlplane.ingress.table import app_url, web_port_index
+from controlplane.port_protocols import protocol_at
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, RECONCILER
 
@@ -60,6 +61,7 @@ SPEC_FIELDS = (
     "command",
     "env_vars",
     "ports",
+    "port_protocols",
     "cpu",
     "memory",
     "disk_bytes",
@@ -119,6 +121,7 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         user_id=d.user_id,
         port=d.ports[0] if d.ports else None,
         ports=list(d.ports),
+        port_protocols=[protocol_at(d.port_protocols, i) for i in range(len(d.ports))],
         http_port=d.http_port,
         command=list(d.command),
         env_vars={k: v for k, v in d.env_vars.items() if k not in hidden},
@@ -182,6 +185,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         app_name=body.app_name,
         image=body.image or "",
         ports=body.all_ports(),
+        port_protocols=body.port_protocols(),
         http_port=body.http_port,
         replicas=body.replicas,
         strategy=body.strategy,
@@ -328,13 +332,18 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
 
 def _update_values(deployment: Deployment, body: UpdateDeployment) -> dict[str, Any]:
     values = _options(body)
-    if body.ports is not None:
-        if len(body.ports) != len(deployment.ports):
+    ports = body.port_requests()
+    if ports is not None:
+        if len(ports) != len(deployment.ports):
             raise Unprocessable(
                 "the number of ports cannot change; create a new deployment",
                 code="ports_count_changed",
             )
-        values["ports"] = list(body.ports)
+        values["ports"] = [p.port for p in ports]
+        protocols = [p.protocol for p in ports]
+        stored = [protocol_at(deployment.port_protocols, i) for i in range(len(ports))]
+        # A row from before protocols stores none: the same TCP ports are no change.
+        values["port_protocols"] = deployment.port_protocols if protocols == stored else protocols
     if body.replicas is not None:
         values["replicas"] = body.replicas
     return values

@@ -39,6 +39,14 @@ def _default_name(image: str) -> str:
     return image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0] or "app"
 
 
+def port_argument(value: str) -> dict[str, Any]:
+    """`--port 25565`, `25565/udp` or `27015/tcp+udp` as a deployment port."""
+    number, slash, protocol = value.partition("/")
+    if not number.isdigit() or (slash and protocol not in ("tcp", "udp", "tcp+udp")):
+        raise argparse.ArgumentTypeError(f"{value!r} is not PORT or PORT/tcp|udp|tcp+udp")
+    return {"port": int(number), "protocol": protocol or "tcp"}
+
+
 def deploy(args: argparse.Namespace) -> int:
     """Create a deployment and (unless --detach) show progress until it runs."""
     client = client_for(args)
@@ -57,7 +65,7 @@ def deploy(args: argparse.Namespace) -> int:
     else:
         body["image"] = args.image
     if args.port:
-        body["port"] = args.port
+        body["ports"] = [args.port]
     if args.cpu or args.memory:
         body["resources"] = {k: v for k, v in (("cpu", args.cpu), ("memory", args.memory)) if v}
     if command := container_command(args):
@@ -275,7 +283,7 @@ def status(args: argparse.Namespace) -> int:
             ("NODE", lambda r: short_id(r.get("node_id"))),
             ("STATE", field("state")),
             ("HEALTH", field("health")),
-            ("PORTS", _ports),
+            ("PORTS", published_ports),
             ("SFTP LOGIN", lambda r: f"{username}.{str(r.get('id'))[:8]}"),
         ],
         sys.stdout,
@@ -283,10 +291,18 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ports(replica: Mapping[str, Any]) -> str:
-    """`30000->8080,...`: the node's port, then the container's."""
+def published_ports(replica: Mapping[str, Any]) -> str:
+    """`30000->8080,30001->25565/udp,...`: the node's port, then the container's (and
+    its protocol unless TCP)."""
     published = replica.get("ports") or []
-    return ",".join(f"{p['host_port']}->{p['container_port']}" for p in published) or "-"
+    return (
+        ",".join(
+            f"{p['host_port']}->{p['container_port']}"
+            + ("" if p.get("protocol", "tcp") == "tcp" else f"/{p['protocol']}")
+            for p in published
+        )
+        or "-"
+    )
 
 
 def scale(args: argparse.Namespace) -> int:
@@ -355,7 +371,8 @@ def add_commands(subparsers: Any) -> None:
     add_container_command_flags(parser)
     parser.add_argument("--name", help="app name (default: from the image)")
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--port", type=int, help="container port to publish")
+    parser.add_argument("--port", type=port_argument, metavar="PORT[/PROTOCOL]",
+                        help="container port to publish; /udp or /tcp+udp for UDP")  # fmt: skip
     parser.add_argument("--env", "-e", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--cpu", help='CPU, e.g. "500m" or "1"')
     parser.add_argument("--memory", help='memory, e.g. "128Mi"')

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.tables.orchestration import Deployment, Replica
+from controlplane.port_protocols import carries_tcp, protocol_at
 from controlplane.reconciler.world import observed_server
 from protos import agent_pb2 as pb
 
@@ -51,13 +52,17 @@ def app_url(config: ControlPlaneConfig, app_name: str) -> str | None:
 
 def web_port_index(deployment: Deployment) -> int | None:
     """Which of the deployment's ports is the web one: `http_port` when set (and
-    listed), else the first; None without ports."""
-    if not deployment.ports:
-        return None
+    listed, and TCP), else the first TCP one; None without a TCP port."""
+    tcp = [
+        index
+        for index in range(len(deployment.ports))
+        if carries_tcp(protocol_at(deployment.port_protocols, index))
+    ]
     wanted = deployment.http_port
-    if wanted and wanted in deployment.ports:
-        return list(deployment.ports).index(wanted)
-    return 0
+    for index in tcp:
+        if wanted and deployment.ports[index] == wanted:
+            return index
+    return tcp[0] if tcp else None
 
 
 def _upstream(replica: Replica, index: int, nodes: Mapping[str, NodeReach]) -> pb.Upstream | None:

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from controlplane.agents import AgentPool
 from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.port_protocols import port_bindings
 from controlplane.reconciler.model import (
     LABEL_APP,
     LABEL_DEPLOYMENT,
@@ -209,10 +210,7 @@ def server_spec(
 ) -> pb.ServerSpec:
     """What the agent must create for `replica` of `deployment` on `node_id`;
     `registry_password` is the opened password of the deployment's credentials."""
-    ports = [
-        pb.PortBinding(container_port=container, host_port=host, protocol="tcp")
-        for container, host in zip(deployment.ports, replica.host_ports, strict=False)
-    ]
+    ports = port_bindings(deployment.ports, deployment.port_protocols, replica.host_ports)
     spec = pb.ServerSpec(
         id=str(replica.id),
         image=pinned_image(deployment),
@@ -252,5 +250,5 @@ def server_spec(
                 server_address=deployment.registry_server,
             )
         )
-    apply_template_record(spec, deployment.template, replica.host_ports)
+    apply_template_record(spec, deployment.template)
     return spec

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common.quantities import parse_memory_bytes
+from common.quantities import parse_disk_bytes
 from controlplane.templates.rules import VariableRules, check_value
 
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -164,7 +164,7 @@ class Template(Strict):
     @classmethod
     def _disk(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_memory_bytes(value)
+            parse_disk_bytes(value)
         return value
 
     @model_validator(mode="after")

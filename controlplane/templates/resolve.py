@@ -6,11 +6,10 @@ running server until its owner asks (`PUT /v1/deployments/{id}/variables`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.quantities import parse_memory_bytes
 from controlplane.templates.model import PLACEHOLDER, Template
 from controlplane.templates.rules import check_value
 
@@ -31,18 +30,28 @@ class VariablesInvalid(ValueError):
 @dataclass(frozen=True)
 class Resolution:
     """What the deployment runs. `ports` are container ports, 0 meaning "the host
-    port it is given" (the egg contract); `record` is what the deployment stores
+    port it is given" (the egg contract), published with `port_protocols` ("tcp",
+    "udp" or "tcp+udp", as a deployment's own ports are); `disk` is the template's
+    disk size default ("" for none); `record` is what the deployment stores
     under `template` (id, version, values and the parts the agent applies)."""
 
     image: str
     command: list[str]
     env: dict[str, str]
     ports: list[int]
+    port_protocols: list[str]
     stop_command: str
     stop_signal: str
     stop_timeout: int
     restart_policy: str | None
+    disk: str = ""
     record: dict[str, Any] = field(default_factory=dict)
+
+
+def port_protocol(protocols: Sequence[str]) -> str:
+    """A template port's protocols as a deployment port's protocol: "tcp", "udp" or
+    "tcp+udp"."""
+    return "+".join(p for p in ("tcp", "udp") if p in protocols)
 
 
 def as_shell(startup: str) -> str:
@@ -106,10 +115,12 @@ def resolve_template(
         command=[] if template.egg else ["/bin/sh", "-c", startup],
         env=env,
         ports=ports,
+        port_protocols=[port_protocol(p.protocols) for p in template.ports],
         stop_command=template.stop.command,
         stop_signal=template.stop.signal,
         stop_timeout=template.stop.timeout_seconds,
         restart_policy=template.restart_policy,
+        disk=template.disk or "",
         record=_record(template, values, image_label),
     )
 
@@ -125,8 +136,6 @@ def _record(template: Template, values: dict[str, str], image_label: str | None)
         "egg": template.egg,
         "done_pattern": template.done,
         "data_mount_path": template.data_path,
-        "port_protocols": [list(p.protocols) for p in template.ports],
-        "disk_bytes": parse_memory_bytes(template.disk) if template.disk else 0,
         "config_files": [c.model_dump() for c in template.config_files],
         "install": template.install.model_dump() if template.install else None,
     }

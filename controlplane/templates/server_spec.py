@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from controlplane.templates.resolve import BIND_ADDRESS
@@ -12,21 +12,20 @@ from protos import agent_pb2 as pb
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
 
-def apply_template_record(
-    spec: pb.ServerSpec, record: Mapping[str, Any] | None, host_ports: Sequence[int]
-) -> None:
+def apply_template_record(spec: pb.ServerSpec, record: Mapping[str, Any] | None) -> None:
     """Fill `spec` from the deployment's stored template record (None: no template):
-    done pattern, data mount path, disk default, ports with their protocols, the
-    install script and the config-file edits (placeholders rendered). A container port
-    of 0 means the host port it was given (the egg contract), and SERVER_PORT is the
-    primary port inside the container."""
+    done pattern, data mount path, disk default (of rows made before it became the
+    deployment's own `resources.disk`), the install script and the config-file edits
+    (placeholders rendered). SERVER_PORT is the primary port inside the container
+    (its ports, protocols included, are the deployment's own: port_bindings)."""
     if not record:
         return
     spec.done_pattern = str(record.get("done_pattern") or "")
     spec.data_mount_path = str(record.get("data_mount_path") or "")
     if record.get("disk_bytes") and not spec.resources.disk_bytes:
         spec.resources.disk_bytes = int(record["disk_bytes"])
-    _apply_ports(spec, list(record.get("port_protocols") or []), host_ports)
+    if spec.ports and "SERVER_PORT" not in spec.env:
+        spec.env["SERVER_PORT"] = str(spec.ports[0].container_port)
     install = record.get("install")
     if install:
         spec.install.CopyFrom(
@@ -42,28 +41,6 @@ def apply_template_record(
         spec.config_files.append(
             pb.ConfigFileEdit(path=str(config["path"]), parser=str(config["parser"]), set=values)
         )
-
-
-def _apply_ports(
-    spec: pb.ServerSpec, protocols: list[list[str]], host_ports: Sequence[int]
-) -> None:
-    bindings = []
-    for index, port in enumerate(spec.ports):
-        container = port.container_port or (host_ports[index] if index < len(host_ports) else 0)
-        wanted = protocols[index] if index < len(protocols) else ["tcp"]
-        bindings += [
-            pb.PortBinding(
-                container_port=container,
-                host_port=port.host_port,
-                protocol=protocol,
-                host_ip=port.host_ip,
-            )
-            for protocol in wanted
-        ]
-    del spec.ports[:]
-    spec.ports.extend(bindings)
-    if bindings and "SERVER_PORT" not in spec.env:
-        spec.env["SERVER_PORT"] = str(bindings[0].container_port)
 
 
 def render(value: str, spec: pb.ServerSpec) -> str:

@@ -17,6 +17,7 @@ from agent.daemon import RunningAgent
 from common.tokens import sign_server_token
 from protos import agent_pb2 as pb
 from tests.agent.conftest import ECHO, SECRET, agent_in_background, make_config, spec
+from tests.agent.ws_support import next_frame
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_blocking_calls")]
 ORIGIN = "https://panel.example.test"
@@ -32,14 +33,6 @@ def token(agent: RunningAgent, server: str, scope: Any = "console", **kw: Any) -
         scope=scope,
         **kw,
     )
-
-
-async def next_frame(ws: aiohttp.ClientWebSocketResponse, event: str) -> list[Any]:
-    async with asyncio.timeout(10):
-        while True:
-            message = json.loads(await ws.receive_str())
-            if message["event"] == event:
-                return list(message["args"])
 
 
 @pytest.fixture

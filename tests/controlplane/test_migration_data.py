@@ -7,9 +7,9 @@ import uuid
 from datetime import timedelta
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
-from sqlmodel import Session, col
+from sqlmodel import SQLModel, col
 
 from controlplane.db.engine import create_engine, dispose_engine
 from controlplane.db.migrate import alembic_config, upgrade_database
@@ -37,12 +37,18 @@ def _add_duplicate_app_names(conn: Connection) -> list[uuid.UUID]:
     ]
     squatter = Deployment(user_id=users[3].id, app_name=f"shop-{shops[1].id.hex[:8]}", image="x")
     ids = [shop.id for shop in shops]
-    with Session(conn) as session:
-        session.add_all(users)
-        session.flush()
-        session.add_all([*shops, squatter])
-        session.commit()
+    _insert_as_of_revision(conn, [*users, *shops, squatter])
     return ids
+
+
+def _insert_as_of_revision(conn: Connection, rows: list[SQLModel]) -> None:
+    """Insert `rows` with only the columns their tables have at the database's current
+    (older) revision: columns added by later migrations do not exist there yet."""
+    for row in rows:
+        table = type(row).__table__  # type: ignore[attr-defined]
+        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+        names = [column.name for column in table.columns if column.name in present]
+        conn.execute(table.insert().values({name: getattr(row, name) for name in names}))
 
 
 def _app_names(conn: Connection) -> dict[uuid.UUID, str]:
@@ -72,3 +78,34 @@ async def test_global_app_names_keep_the_oldest_and_rename_later_duplicates(
     assert names[first] == "shop"
     assert names[second] == f"shop-{second.hex[:9]}"  # the 8-digit name was taken
     assert names[third] == f"shop-{third.hex[:8]}"
+
+
+def _add_template_deployments(conn: Connection) -> list[uuid.UUID]:
+    """A deployment whose template record holds its ports' protocols (as they were
+    kept before 0017), and one made from an image."""
+    user = User(username="owner", email="owner@example.com", password_hash="x")
+    record = {"id": "game", "port_protocols": [["tcp", "udp"], ["udp"], ["tcp"]]}
+    game = Deployment(user_id=user.id, app_name="game", image="x", ports=[0, 0, 0],
+                      template_id="game", template=record)  # fmt: skip
+    web = Deployment(user_id=user.id, app_name="web", image="x", ports=[80])
+    _insert_as_of_revision(conn, [user, game, web])
+    return [game.id, web.id]
+
+
+async def test_template_port_protocols_move_to_the_deployment(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_back_to, "0016_verified_domains_unique")
+            game, web = await conn.run_sync(_add_template_deployments)
+    finally:
+        await dispose_engine(engine)
+    await upgrade_database(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(col(Deployment.id), col(Deployment.port_protocols)))
+            protocols = {row.id: row.port_protocols for row in rows}
+    finally:
+        await dispose_engine(engine)
+    assert protocols == {game: ["tcp+udp", "udp", "tcp"], web: []}

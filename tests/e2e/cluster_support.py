@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -30,6 +30,7 @@ from tests.listeners import agent_listeners
 BIN = Path(sys.executable).parent
 SESSION_LABEL = ("encedeus.test", f"e2e-orch-{uuid.uuid4().hex[:12]}")
 PASSWORD = "correct-horse-9"
+AgentRunner = Literal["process", "container"]
 CONTROLPLANE_SETTINGS = {
     "node_grace_seconds": 3,
     "heartbeat_interval_ms": 250,
@@ -196,9 +197,11 @@ async def add_agent(
     name: str,
     port_range: tuple[int, int],
     extra: dict[str, object] | None = None,
+    runner: AgentRunner = "process",
 ) -> None:
     """Create the node, write the agent's config (`extra` settings added) with its join
-    token, start it."""
+    token, start it: as a `skyhook` process, or (`runner="container"`) as a container
+    of the agent's own image (tests/e2e/agent_container.py)."""
     created = await cluster.request("POST", "/v1/nodes", 201, json={"name": name})
     values: dict[str, object] = {
         "data_dir": str(cluster.root / name),
@@ -213,6 +216,13 @@ async def add_agent(
     config = write_config(cluster.root / f"{name}.hcl", "agent", values)
     process = Process([str(BIN / "skyhook"), "--config", str(config)],
                       cluster.root / f"{name}.log")  # fmt: skip
+    if runner == "container":
+        from tests.e2e.agent_container import AgentContainer  # it imports this module
+
+        process = AgentContainer(
+            command=[], log=cluster.root / f"{name}.log", name=f"skyhook-{SESSION_LABEL[1]}-{name}",
+            config=config, data_dir=cluster.root / name, labels=dict([SESSION_LABEL]),
+        )  # fmt: skip
     process.start()
     cluster.agents[name] = process
     cluster.node_ids[name] = created["id"]

@@ -90,6 +90,8 @@ class Deployment(SQLModel, table=True):
     image: str = Field(max_length=255)
     command: list[str] = Field(default_factory=list, sa_column=_json())
     ports: list[int] = Field(default_factory=list, sa_column=_json())
+    # "tcp", "udp" or "tcp+udp" for each of `ports` (controlplane/port_protocols.py).
+    port_protocols: list[str] = Field(default_factory=list, sa_column=_json())
     env_vars: dict[str, str] = Field(default_factory=dict, sa_column=_json())
     replicas: int = 1
     cpu: str = Field(default="100m", max_length=16)

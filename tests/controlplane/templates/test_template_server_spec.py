@@ -1,9 +1,15 @@
-"""A template-made deployment's additions to the ServerSpec (pure)."""
+"""A template-made deployment's ServerSpec (pure): the template resolved into the
+deployment's columns, then the spec every deployment gets (ports and protocols
+included) plus the template's additions."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
+from controlplane.api.deployment_templates import resolution_values
+from controlplane.db.tables import Deployment, Replica
+from controlplane.reconciler.world import server_spec
 from controlplane.templates.hcl import parse_template_hcl
 from controlplane.templates.resolve import resolve_template
 from controlplane.templates.server_spec import apply_template_record
@@ -12,17 +18,18 @@ from protos import agent_pb2 as pb
 BUNDLED = Path(__file__).parents[3] / "controlplane" / "templates" / "bundled"
 
 
-def spec_for(name: str, host_ports: list[int], **variables: str) -> pb.ServerSpec:
+def deployment_for(name: str, **variables: str) -> Deployment:
+    """The deployment a create from bundled template `name` stores (no disk asked)."""
     template = parse_template_hcl((BUNDLED / f"{name}.hcl").read_text())
     resolution = resolve_template(template, variables, image_label=None, memory_bytes=2**30)
-    spec = pb.ServerSpec(
-        id="s", image=resolution.image, command=resolution.command, env=resolution.env,
-        resources=pb.Resources(memory_bytes=2**30),
-        ports=[pb.PortBinding(container_port=c, host_port=h, protocol="tcp")
-               for c, h in zip(resolution.ports, host_ports, strict=True)],
-    )  # fmt: skip
-    apply_template_record(spec, resolution.record, host_ports)
-    return spec
+    values = resolution_values(resolution, None, take_disk=True)
+    return Deployment(user_id=uuid.uuid4(), app_name=name, memory_bytes=2**30, **values)
+
+
+def spec_for(name: str, host_ports: list[int], **variables: str) -> pb.ServerSpec:
+    deployment = deployment_for(name, **variables)
+    replica = Replica(deployment_id=deployment.id, ordinal=0, host_ports=host_ports)
+    return server_spec(deployment, replica, "node")
 
 
 def test_egg_ports_listen_on_their_host_port_for_each_protocol() -> None:
@@ -48,6 +55,9 @@ def test_config_file_placeholders_are_rendered_for_this_server() -> None:
     assert spec.install.script.startswith("set -e")
     assert not spec.install.network
     assert spec.resources.disk_bytes == 64 * 2**20
+    assert (deployment_for("sh-game").disk, deployment_for("sh-game").disk_bytes) == (
+        "64Mi", 64 * 2**20,
+    )  # fmt: skip
     assert list(spec.command) == ["/bin/sh", "-c",
                                   'exec sh ./server.sh "${WORLD_NAME}" ${MAX_PLAYERS}']  # fmt: skip
 
@@ -60,5 +70,18 @@ def test_fixed_container_ports_keep_their_number() -> None:
 
 def test_a_deployment_without_a_template_is_left_alone() -> None:
     spec = pb.ServerSpec(id="s", ports=[pb.PortBinding(container_port=80, host_port=30001)])
-    apply_template_record(spec, None, [30001])
+    apply_template_record(spec, None)
     assert [(p.container_port, p.protocol) for p in spec.ports] == [(80, "")]
+
+
+def test_a_template_disk_is_the_deployment_disk_unless_the_request_gives_one() -> None:
+    template = parse_template_hcl((BUNDLED / "sh-game.hcl").read_text())
+    resolution = resolve_template(template, {}, image_label=None, memory_bytes=2**30)
+    assert resolution.disk == "64Mi"
+    assert "disk" not in resolution_values(resolution, None, take_disk=False)
+
+
+def test_records_from_before_the_disk_column_keep_their_disk() -> None:
+    spec = pb.ServerSpec(id="s")
+    apply_template_record(spec, {"disk_bytes": 2**30})
+    assert spec.resources.disk_bytes == 2**30
