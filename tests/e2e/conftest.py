@@ -23,8 +23,13 @@ expect.set_options(timeout=WAIT_MS)
 @pytest.fixture(scope="session")
 def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleHost]:
     assert (DEFAULT_DIST / "index.html").is_file(), "the web UI is not built: run `make ui`"
-    data_dir = tmp_path_factory.mktemp("web-ui-e2e") / "encedeus"
-    extra = ("--advertise-host", "localhost")
+    base = tmp_path_factory.mktemp("web-ui-e2e")
+    # Every browser test signs in from 127.0.0.1: the per-address limit on sign-ins
+    # (10 a minute by default) would refuse a growing suite.
+    config = base / "config.hcl"
+    config.write_text("controlplane {\n  auth_rate_limit = 1000\n}\n", encoding="utf-8")
+    data_dir = base / "encedeus"
+    extra = ("--advertise-host", "localhost", "--config", str(config))
     yield from running_stack(data_dir, *extra, port_range="31740-31749")
 
 

@@ -142,7 +142,8 @@ def test_api_keys_and_nodes_pages(page: Page, ui_stack: SingleHost, tmp_path: Pa
 
 def test_another_accounts_server_is_not_found(page: Page, ui_stack: SingleHost) -> None:
     owner = register_account(ui_stack, "owner")
-    body = {"app_name": "private-game", "image": TEST_IMAGE, "command": ["sleep", "3600"]}
+    # No replica: the page's answer depends on the owner only, and nothing has to stop.
+    body = {"app_name": "private-game", "image": TEST_IMAGE, "replicas": 0}
     server_id = owner.client.call("POST", "/v1/deployments", body)["id"]
     stranger = register_account(ui_stack, "stranger")
     sign_in(page, stranger.username, stranger.password)
