@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test setup system agent-base venv ui ui-check lint typecheck protos check-protos pytest bench clean
+.PHONY: up test setup system agent-base venv ui ui-check lint typecheck protos check-protos pytest bench screenshot clean
 
 up: system venv ui ## start a control plane and a local agent on this machine
 	$(VENV)/bin/encedeus up
@@ -43,6 +43,10 @@ check-protos: venv ## fail when the committed generated code differs from a fres
 
 pytest: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshot: setup ## regenerate docs/img/server.png, the README's picture, from the browser walk of every page
+	mkdir -p docs/img
+	ENCEDEUS_README_SCREENSHOT=$(CURDIR)/docs/img/server.png $(PY) -m pytest tests/e2e/test_web_ui_pages.py -q
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

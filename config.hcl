@@ -29,10 +29,18 @@ agent {
     host = "0.0.0.0"
     port = 50051
   }
-  # Browser console WebSocket (/api/servers/{id}/ws) and GET /health.
+  # Browser console and exec WebSockets, the file API and GET /health. With
+  # cert_file and key_file (PEM) it serves https and wss, which a panel served over
+  # HTTPS needs (browsers block ws:// and http:// calls from https:// pages).
+  # public_url: how browsers reach this port (e.g. "https://node-a.example.net:8081",
+  # or a reverse proxy's URL); empty: https or http, advertise_host (for a wildcard
+  # host without it, this host's primary address) and the port.
   http {
-    host = "0.0.0.0"
-    port = 8081
+    host       = "0.0.0.0"
+    port       = 8081
+    cert_file  = ""
+    key_file   = ""
+    public_url = ""
   }
   # SFTP to each server's data directory.
   sftp {
@@ -40,7 +48,7 @@ agent {
     port = 2022
   }
   tls {
-    cert_file      = ""  # PEM; set both to serve gRPC over TLS
+    cert_file      = ""  # PEM; set both to serve gRPC over TLS (the http block has its own)
     key_file       = ""
     client_ca_file = ""  # PEM CA: also require client certificates it signed (mutual TLS)
   }
@@ -232,7 +240,8 @@ controlplane {
   # agents send heartbeats every heartbeat_interval_ms; the reconciler also runs every
   # reconcile_interval_seconds (besides reacting at once to changes). A crashed replica
   # restarts after base * 2^(n-1) seconds, at most cap. agent_ca_file (PEM) turns on
-  # TLS for the gRPC connections to agents.
+  # TLS for the gRPC connections to agents; it is also trusted, besides the system's
+  # CAs, for agents' HTTPS ports (file operations relayed to them).
   node_grace_seconds           = 20
   heartbeat_interval_ms        = 1000
   reconcile_interval_seconds   = 2

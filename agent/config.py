@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,6 +28,33 @@ class Listen(_Block):
 
     host: str = "0.0.0.0"
     port: int = Field(ge=0, le=65535)
+
+
+class HttpListen(Listen):
+    """The HTTP port (console and exec WebSockets, file API): https and wss when
+    `cert_file` and `key_file` are set. `public_url` is how browsers reach it (e.g.
+    "https://node-a.example.net:8081", or a reverse proxy's URL); empty: the scheme,
+    the advertised host and the bound port."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    public_url: str = ""
+
+    @model_validator(mode="after")
+    def _valid(self) -> HttpListen:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file must be set together")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("public_url must be an http:// or https:// URL with a host")
+            if parts.query or parts.fragment:
+                raise ValueError("public_url takes no query or fragment")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.cert_file)
 
 
 class PortRange(_Block):
@@ -126,10 +154,11 @@ class AgentConfig(_Block):
     controlplane_url: str = ""
     join_token: str = ""
     # The address the control plane and browsers use to reach this host; empty means
-    # the listen host, or loopback when that is a wildcard (a single-machine setup).
+    # the listen host. For a wildcard listen: loopback for gRPC and SFTP (a
+    # single-machine setup), the host's primary address for the browsers' HTTP URL.
     advertise_host: str = ""
     grpc: Listen = Listen(port=50051)
-    http: Listen = Listen(port=8081)
+    http: HttpListen = HttpListen(port=8081)
     sftp: Listen = Listen(port=2022)
     port_range: PortRange = PortRange()
     reserved: Reserved = Reserved()

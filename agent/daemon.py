@@ -1,7 +1,8 @@
 """Skyhook's composition root: build the parts, start them in order, stop in reverse.
 
 Order: engine → fingerprint → container network → tracker (re-attaches to existing
-containers) → gRPC → HTTP (console WebSocket, /health) → SFTP (`agent/sftp/`).
+containers) → HTTP (console and exec WebSockets, files, /health; https with
+http.cert_file) → gRPC → SFTP (`agent/sftp/`).
 Background loops live in one TaskGroup. Enrolment (no node secret yet) is the seam
 in `load_or_enrol`.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from agent import __version__
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
-from agent.enrolment import enrol
+from agent.enrolment import enrol, local_http_url
 from agent.files.ownership import disk_limit, file_owner, known_volume
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
@@ -146,6 +147,7 @@ def build_service(
     fingerprint: NodeFingerprint,
     started_at: float,
     ingress: CaddyProxy | None = None,
+    http_url: str = "",
 ) -> AgentService:
     facts = NodeFacts(
         node_id=identity.node_id,
@@ -158,6 +160,7 @@ def build_service(
             https_port=config.ingress.https_port,
         ),
         publish_address=config.publish_address,
+        http_url=http_url,
     )
     host = HostMonitor(Path(config.data_dir))
     return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress)
@@ -201,7 +204,6 @@ async def running_agent(
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     ingress = ingress_proxy(config)
-    service = build_service(config, identity, supervisor, fingerprint, started_at, ingress)
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
         network = await runtime.use_network(config.network)
@@ -221,6 +223,17 @@ async def running_agent(
                 proxying = tasks.create_task(ingress.run())
                 stack.callback(proxying.cancel)
             await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
+            control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
+            stack.push_async_callback(control_plane.close)
+            # Without a control plane (development, tests) exec ends go unreported.
+            reporter = control_plane if config.controlplane_url else None
+            # HTTP before gRPC: GetNodeInfo tells the URL of the bound HTTP port.
+            http = await start_http_server(config, identity, supervisor, started_at, reporter)
+            stack.push_async_callback(http.stop)
+            http_url = await asyncio.to_thread(local_http_url, config, http.port)
+            service = build_service(
+                config, identity, supervisor, fingerprint, started_at, ingress, http_url
+            )
             grpc = await start_grpc_server(
                 service,
                 secret=identity.node_secret,
@@ -229,12 +242,6 @@ async def running_agent(
                 tls=tls_files(config),
             )
             stack.push_async_callback(grpc.stop)
-            control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
-            stack.push_async_callback(control_plane.close)
-            # Without a control plane (development, tests) exec ends go unreported.
-            reporter = control_plane if config.controlplane_url else None
-            http = await start_http_server(config, identity, supervisor, started_at, reporter)
-            stack.push_async_callback(http.stop)
             sftp = SFTPService(
                 control_plane,
                 data_dir=Path(config.data_dir),
@@ -254,6 +261,7 @@ async def running_agent(
                 node_id=identity.node_id,
                 grpc=grpc.port,
                 http=http.port,
+                http_url=http_url,
                 sftp=sftp.port,
             )
             yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp)

@@ -9,6 +9,7 @@ Handlers use the accessors in :mod:`controlplane.api.context` where there is one
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -52,6 +53,8 @@ SERVER_KEYS: web.AppKey[ServerKeys] = web.AppKey("server_keys")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
+#: How the control plane checks agents' HTTPS certificates (file relays).
+AGENT_HTTP_TLS: web.AppKey[ssl.SSLContext] = web.AppKey("agent_http_tls")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 INGRESS: web.AppKey[IngressPublisher] = web.AppKey("ingress")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")

@@ -301,6 +301,7 @@ class NodeInfo(_message.Message):
     INGRESS_FIELD_NUMBER: _builtins.int
     PUBLISH_ADDRESS_FIELD_NUMBER: _builtins.int
     VOLUMES_FIELD_NUMBER: _builtins.int
+    HTTP_URL_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     started_at_ms: _builtins.int
     """tokens issued before this are refused"""
@@ -309,6 +310,11 @@ class NodeInfo(_message.Message):
     publish_address: _builtins.str
     """The host address container ports are published on; empty means every address
     (then the control plane reaches them at the host of the node's gRPC address).
+    """
+    http_url: _builtins.str
+    """Where browsers reach this agent's HTTP port ("https://host:port" with TLS): the
+    console, exec and file URLs the control plane hands out start with it. It
+    follows the agent's current settings; the address sent at enrolment may be older.
     """
     @_builtins.property
     def fingerprint(self) -> Global___Fingerprint: ...
@@ -335,10 +341,11 @@ class NodeInfo(_message.Message):
         ingress: Global___IngressInfo | None = ...,
         publish_address: _builtins.str = ...,
         volumes: _abc.Iterable[Global___VolumeInfo] | None = ...,
+        http_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "ingress", b"ingress", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "publish_address", b"publish_address", "started_at_ms", b"started_at_ms", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "host", b"host", "http_url", b"http_url", "ingress", b"ingress", "node_id", b"node_id", "port_range_end", b"port_range_end", "port_range_start", b"port_range_start", "publish_address", b"publish_address", "started_at_ms", b"started_at_ms", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

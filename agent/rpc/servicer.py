@@ -65,6 +65,7 @@ class NodeFacts:
     port_range: tuple[int, int]
     ingress: pb.IngressInfo | None = None
     publish_address: str = ""
+    http_url: str = ""  # where browsers reach the HTTP port (agent.enrolment.http_url)
 
 
 @contextlib.contextmanager
@@ -121,6 +122,7 @@ class AgentService(pb_grpc.AgentServicer):
             port_range_end=self.facts.port_range[1],
             ingress=self.facts.ingress,
             publish_address=self.facts.publish_address,
+            http_url=self.facts.http_url,
             volumes=await asyncio.to_thread(self.supervisor.volumes.listing),
         )
 

@@ -1,8 +1,11 @@
 """The agent's HTTP port: `GET /health`, the browser console and exec WebSockets
-and the file API."""
+and the file API; https and wss when the `http` block names a certificate, so that a
+panel served over HTTPS may open them (browsers block ws:// from https:// pages)."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from agent.files.ownership import disk_limit, file_owner, volume_of
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 from agent.ws.exec import ExecSockets
+from common.config import ConfigError
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 SOCKETS = web.AppKey("console_sockets", ConsoleSockets)
@@ -55,6 +59,21 @@ def build_http_app(
     return app
 
 
+def server_tls_context(config: AgentConfig) -> ssl.SSLContext:
+    """The HTTP port's TLS settings: the configured certificate chain and key, TLS
+    1.2 at least (blocking: reads the files). ConfigError when they cannot be used."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.http.cert_file, config.http.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"agent.http cert_file {config.http.cert_file!r} / key_file "
+            f"{config.http.key_file!r} cannot be used: {exc}"
+        ) from exc
+    return context
+
+
 async def start_http_server(
     config: AgentConfig,
     identity: NodeIdentity,
@@ -62,8 +81,8 @@ async def start_http_server(
     started_at: float,
     control_plane: ControlPlane | None = None,
 ) -> HttpEndpoint:
-    """Serve the HTTP port (0 = any free port). Exec sessions report their end to
-    `control_plane` (none: not reported)."""
+    """Serve the HTTP port (0 = any free port), over TLS when `http.cert_file` is set.
+    Exec sessions report their end to `control_plane` (none: not reported)."""
     sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
     exec_sockets = ExecSockets(config.console, identity, supervisor, started_at, control_plane)
     files = FileApi(
@@ -82,7 +101,8 @@ async def start_http_server(
         read_bufsize=1024 * 1024,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port)
+    tls = await asyncio.to_thread(server_tls_context, config) if config.http.tls else None
+    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=tls)
     await site.start()
     port = config.http.port
     for address in runner.addresses:

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from common.tokens import sign_server_token
 from controlplane.agents import AgentClient, AgentError
+from controlplane.agents.http_urls import agent_http_base, reported_http_url, socket_url
 from controlplane.api.context import current_user, database
 from controlplane.api.deployment_schemas import (
     CommandSent,
@@ -163,17 +164,20 @@ async def replica_and_node(
         raise NotFound("no such replica", code="replica_not_found")
     async with database(request).session() as session:
         node = await session.get(Node, replica.node_id)
-    if node is None or not node.secret or not node.http_address:
+    if node is None or not node.secret or not node_http_base(request, node):
         raise AgentUnavailable("the replica's node has no console address")
     return replica, node
 
 
-def agent_socket_url(node: Node, path: str) -> str:
-    """The ws(s):// URL of `path` on the node's HTTP port."""
-    address = node.http_address
-    base = address if "://" in address else f"ws://{address}"
-    base = base.replace("http://", "ws://").replace("https://", "wss://")
-    return f"{base.rstrip('/')}{path}"
+def node_http_base(request: web.Request, node: Node) -> str:
+    """The node's HTTP port as the browser reaches it (controlplane.agents.http_urls)."""
+    reported = reported_http_url(request.app[AGENT_POOL], str(node.id))
+    return agent_http_base(reported, node.http_address)
+
+
+def agent_socket_url(request: web.Request, node: Node, path: str) -> str:
+    """The ws:// or wss:// URL of `path` on the node's HTTP port."""
+    return socket_url(node_http_base(request, node), path)
 
 
 async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAccess:
@@ -190,7 +194,7 @@ async def console_access(request: web.Request, query: ConsoleQuery) -> ConsoleAc
         ttl_seconds=CONSOLE_TOKEN_TTL,
     )
     return ConsoleAccess(
-        url=agent_socket_url(node, f"/api/servers/{replica.id}/ws"),
+        url=agent_socket_url(request, node, f"/api/servers/{replica.id}/ws"),
         token=token,
         expires_at=datetime.now(UTC) + timedelta(seconds=CONSOLE_TOKEN_TTL),
         server_id=str(replica.id),

@@ -170,7 +170,7 @@ async def exec_access(request: web.Request, query: ExecQuery) -> ExecAccess:
         details={"command": query.command},
     )
     return ExecAccess(
-        url=agent_socket_url(node, f"/api/servers/{replica.id}/exec"),
+        url=agent_socket_url(request, node, f"/api/servers/{replica.id}/exec"),
         token=token,
         expires_at=record.created_at + timedelta(seconds=EXEC_TOKEN_TTL),
         session_id=record.id,

@@ -13,6 +13,7 @@ and admins; anyone else gets 404, and a grant without `file.write` cannot write.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,10 +35,11 @@ from common.file_operations import (
 )
 from common.tokens import Scope, sign_server_token
 from controlplane.api.context import current_user, database, path_uuid
-from controlplane.api.deployment_actions import AgentUnavailable
+from controlplane.api.deployment_actions import AgentUnavailable, node_http_base
 from controlplane.api.errors import Forbidden, NotFound, ValidationFailed
 from controlplane.api.remote import file_permissions
 from controlplane.db.tables import Deployment, Node, Replica
+from controlplane.state import AGENT_HTTP_TLS
 
 RELAY_TOKEN_TTL = 60
 TRANSFER_URL_TTL = 600
@@ -68,6 +70,8 @@ class ReplicaFiles:
     node: Node
     user_id: str
     permissions: list[str]
+    http_base: str  # the agent's HTTP port, agent_http_base
+    tls: ssl.SSLContext  # checks the agent's certificate when http_base is https
 
     def token(self, scope: Scope, ttl: int, path: str | None = None) -> str:
         """A token for this replica; `path` binds it to one path (transfer URLs)."""
@@ -84,10 +88,8 @@ class ReplicaFiles:
         )
 
     def url(self, endpoint: str, query: dict[str, str]) -> str:
-        address = self.node.http_address or ""
-        base = address if "://" in address else f"http://{address}"
         query_text = urllib.parse.urlencode(query)
-        return f"{base.rstrip('/')}/api/servers/{self.replica.id}/files/{endpoint}?{query_text}"
+        return f"{self.http_base}/api/servers/{self.replica.id}/files/{endpoint}?{query_text}"
 
 
 async def replica_files(request: web.Request, *, write: bool) -> ReplicaFiles:
@@ -114,9 +116,11 @@ async def replica_files(request: web.Request, *, write: bool) -> ReplicaFiles:
         node = await session.get(Node, replica.node_id)
     if write and "file.write" not in permissions:
         raise Forbidden("this grant is read-only", code="read_only")
-    if node is None or not node.secret or not node.http_address:
+    http_base = "" if node is None else node_http_base(request, node)
+    if node is None or not node.secret or not http_base:
         raise AgentUnavailable("the replica's node has no HTTP address")
-    return ReplicaFiles(replica, node, str(user.id), permissions)
+    tls = request.app[AGENT_HTTP_TLS]
+    return ReplicaFiles(replica, node, str(user.id), permissions, http_base, tls)
 
 
 async def _relay(
@@ -137,7 +141,7 @@ async def _relay(
     try:
         async with (
             aiohttp.ClientSession(timeout=limits) as http,
-            http.request(method, url, json=payload, headers=headers) as response,
+            http.request(method, url, json=payload, headers=headers, ssl=files.tls) as response,
         ):
             text = await response.text()
             status = response.status

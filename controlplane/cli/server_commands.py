@@ -103,7 +103,19 @@ def _add_up(subparsers: Any) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None, help=f"default: {DEFAULT_DATA_DIR_HELP}"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="control plane listen address")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="listen address of the control plane and the agent's browser "
+        "port (0.0.0.0: every address, for browsers on other machines)",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default="",
+        metavar="NAME",
+        help="the name or address other machines reach this one by "
+        "(default with --host 0.0.0.0: this host's primary address)",
+    )
     parser.add_argument("--port", type=int, default=3000, help="control plane port (0: any)")
     parser.add_argument("--port-range", type=port_range, default=(30000, 30999),
                         help="host ports for published container ports (START-END)")  # fmt: skip

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     options = UpOptions(
         data_dir=(args.data_dir or default_data_dir()).absolute(),
         host=args.host,
+        advertise_host=args.advertise_host,
         port=args.port,
         port_range=args.port_range,
         agent_labels=dict(args.agent_label),

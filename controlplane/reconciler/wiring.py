@@ -24,6 +24,7 @@ from aiohttp import web
 from sqlmodel import select
 
 from controlplane.agents import AgentPool, NodeEndpoint, grpc_client_factory
+from controlplane.agents.http_urls import agent_client_tls
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
@@ -32,7 +33,7 @@ from controlplane.events.bus import EventBus
 from controlplane.leadership import Duty, Leadership
 from controlplane.reconciler.loop import Reconciler
 from controlplane.reconciler.model import BackoffPolicy
-from controlplane.state import AGENT_POOL, RECONCILER, REGISTRY_SECRETS
+from controlplane.state import AGENT_HTTP_TLS, AGENT_POOL, RECONCILER, REGISTRY_SECRETS
 
 #: NOTIFY channel that wakes the leader's reconciler (empty payload).
 WAKE_CHANNEL = "encedeus_wake"
@@ -64,8 +65,9 @@ def install_orchestration(
     register their start/stop (call after the storage context is registered) and
     their duties with the leadership of `cluster`."""
     leadership, notifier = cluster
+    agent_ca = _read_ca(config.agent_ca_file)
     pool = AgentPool(
-        client_factory=grpc_client_factory(_read_ca(config.agent_ca_file)),
+        client_factory=grpc_client_factory(agent_ca),
         grace_seconds=config.node_grace_seconds,
         heartbeat_interval_ms=config.heartbeat_interval_ms,
     )
@@ -104,6 +106,7 @@ def install_orchestration(
         )
     )
     app[AGENT_POOL] = pool
+    app[AGENT_HTTP_TLS] = agent_client_tls(agent_ca)
     app[RECONCILER] = reconciler
     app.cleanup_ctx.append(_run_pool)
     return pool, reconciler

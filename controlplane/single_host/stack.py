@@ -22,18 +22,19 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from common.cancellation import cancel_and_wait
+from common.host_address import is_wildcard, primary_address
 from common.private_files import write_private_file
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.api.nodes import CreatedNode, CreateNode, register_node
 from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.config import ControlPlaneConfig
+from controlplane.single_host.addresses import UpAddresses, ui_origins, up_addresses
 from controlplane.single_host.state import (
     AdminCredentials,
     UpState,
@@ -62,6 +63,7 @@ class UpOptions:
 
     data_dir: Path
     host: str = "127.0.0.1"
+    advertise_host: str = ""  # how other machines reach this one (browsers: the UI, console)
     port: int = 3000
     port_range: tuple[int, int] = (30000, 30999)
     agent_labels: dict[str, str] = field(default_factory=dict)
@@ -193,18 +195,8 @@ async def stop_agent(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-def ui_origins(url: str) -> tuple[str, ...]:
-    """The origins the web UI served at `url` is loaded from: `url`'s own and, for
-    127.0.0.1, the same port on `localhost`."""
-    parsed = urlsplit(url)
-    origin = f"{parsed.scheme}://{parsed.netloc}"
-    if parsed.hostname == "127.0.0.1":
-        return origin, f"{parsed.scheme}://localhost:{parsed.port}"
-    return (origin,)
-
-
 def banner(
-    url: str,
+    addresses: UpAddresses,
     admin: AdminCredentials,
     data_dir: Path,
     state: UpState,
@@ -214,9 +206,10 @@ def banner(
     """What a newcomer needs to see (`client`: the command that runs the client)."""
     node_id, sftp_port = state.node_id, state.agent_ports.get("sftp", 2022)
     node_state = "ready" if ready else "not ready yet (see the agent log)"
+    url = addresses.local_url
     return (
         "\nEncedeus is running.\n"
-        f"  Web UI: {url}/\n"
+        f"  Web UI: {addresses.public_url}/\n"
         f"  Control plane: {url}\n"
         f"  Admin: {admin.username} / {admin.password}\n"
         f"  Credentials file: {data_dir / 'up.json'}\n"
@@ -248,8 +241,11 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
         port = runner.addresses[0][1]
-        local_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host
-        url = f"http://{local_host}:{port}"
+        wildcard = is_wildcard(options.host) and not options.advertise_host
+        primary = await asyncio.to_thread(primary_address) if wildcard else None
+        addresses = up_addresses(
+            options.host, options.advertise_host, (port, state.agent_ports["http"]), primary
+        )
         admin = await ensure_admin(runner.app, state)
         if duplicated := duplicated_ports(state.agent_ports):
             raise UpError(
@@ -258,7 +254,7 @@ async def run_up(options: UpOptions, stop: asyncio.Event, out: TextIO) -> int:
             )
         await _ensure_join_token(runner.app, options, state)
         await asyncio.to_thread(save_state, data_dir, state)
-        return await _run_agent(options, state, url, admin, stop, out)
+        return await _run_agent(options, state, addresses, admin, stop, out)
     finally:
         await runner.cleanup()
 
@@ -277,12 +273,13 @@ async def _ensure_join_token(app: web.Application, options: UpOptions, state: Up
 async def _run_agent(
     options: UpOptions,
     state: UpState,
-    url: str,
+    addresses: UpAddresses,
     admin: AdminCredentials,
     stop: asyncio.Event,
     out: TextIO,
 ) -> int:
     data_dir = options.data_dir
+    url = addresses.local_url
     config_path = data_dir / "agent.hcl"
     text = agent_config_text(
         data_dir=data_dir / "agent",
@@ -293,7 +290,9 @@ async def _run_agent(
         ports=state.agent_ports,
         port_range=options.port_range,
         labels=options.agent_labels,
-        ui_origins=ui_origins(url),
+        ui_origins=ui_origins(url, addresses.public_url),
+        http_host=addresses.agent_http_host,
+        http_public_url=addresses.agent_http_url,
     )
     await asyncio.to_thread(write_private_file, config_path, text)
     agent = await start_agent(agent_command(config_path), data_dir / "agent.log")
@@ -303,7 +302,7 @@ async def _run_agent(
             state.join_token = ""  # spent: the agent has enrolled
             await asyncio.to_thread(save_state, data_dir, state)
         if ready is not None:
-            out.write(banner(url, admin, data_dir, state, ready, options.client_command))
+            out.write(banner(addresses, admin, data_dir, state, ready, options.client_command))
             out.flush()
             await _unless_interrupted(agent, stop, stop.wait())
         if agent.returncode is not None and not stop.is_set():

@@ -142,11 +142,15 @@ def agent_config_text(
     join_token: str = "",
     legacy_identity: tuple[str, str] | None = None,
     ui_origins: tuple[str, ...] = (),
+    http_host: str = "127.0.0.1",
+    http_public_url: str = "",
 ) -> str:
     """The `agent { }` block for the local agent (JSON strings are valid HCL strings).
 
     `ui_origins`: the web UI's origins, the only ones whose pages may open the console
     socket (`console.ws_allowed_origins`); none leaves the agent's default (any).
+    `http_host`: where the agent's HTTP port (console, files) listens, and
+    `http_public_url` how browsers reach it (empty: the agent's own default).
 
     With `join_token` the agent enrols itself and keeps its identity in `node_file`;
     `legacy_identity` (node id, secret) is the identity an older `up` enrolled with.
@@ -160,9 +164,12 @@ def agent_config_text(
             f"  node_secret = {_hcl_string(legacy_identity[1])}\n"
         )
     label_lines = "".join(f"    {_hcl_string(k)} = {_hcl_string(v)}\n" for k, v in labels.items())
+    hosts = {"grpc": "127.0.0.1", "http": http_host, "sftp": "127.0.0.1"}
+    public = f"    public_url = {_hcl_string(http_public_url)}\n" if http_public_url else ""
     listen = "".join(
-        f'  {name} {{\n    host = "127.0.0.1"\n    port = {ports[name]}\n  }}\n'
-        for name in ("grpc", "http", "sftp")
+        f"  {name} {{\n    host = {_hcl_string(host)}\n    port = {ports[name]}\n"
+        f"{public if name == 'http' else ''}  }}\n"
+        for name, host in hosts.items()
     )
     # The ingress role: Caddy on loopback; containers publish on loopback too.
     ingress = (

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig, load_agent_config
+from agent.enrolment import http_url
 from controlplane.cli import build_parser
 from controlplane.config import ControlPlaneConfig
 from controlplane.ingress.table import app_url
-from controlplane.single_host.stack import UpOptions, controlplane_config, ui_origins
+from controlplane.single_host.addresses import public_host, ui_origins, up_addresses
+from controlplane.single_host.stack import UpOptions, controlplane_config
 from controlplane.single_host.state import (
     UpState,
     agent_config_text,
@@ -139,3 +141,60 @@ def test_port_range_flag_is_checked(bad: str, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["up", "--port-range", bad])
     assert "START-END" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "advertise", "primary", "ui", "agent_url"),
+    [
+        # On loopback (the default) everything stays on 127.0.0.1.
+        ("127.0.0.1", "", "192.0.2.7", "http://127.0.0.1:3000", "http://127.0.0.1:8081"),
+        # `--host 0.0.0.0`: browsers get this host's primary address, never loopback.
+        ("0.0.0.0", "", "192.0.2.7", "http://192.0.2.7:3000", "http://192.0.2.7:8081"),
+        ("0.0.0.0", "panel.example.net", "192.0.2.7", "http://panel.example.net:3000",
+         "http://panel.example.net:8081"),
+        ("::", "fd00::5", None, "http://[fd00::5]:3000", "http://[fd00::5]:8081"),
+        ("198.51.100.3", "", None, "http://198.51.100.3:3000", "http://198.51.100.3:8081"),
+        # No address but loopback: what else could it say.
+        ("0.0.0.0", "", None, "http://127.0.0.1:3000", "http://127.0.0.1:8081"),
+    ],
+)  # fmt: skip
+def test_up_hands_browsers_an_address_they_can_reach(
+    tmp_path: Path, host: str, advertise: str, primary: str | None, ui: str, agent_url: str
+) -> None:
+    addresses = up_addresses(host, advertise, (3000, 8081), primary)
+    assert addresses.public_url == ui
+    assert addresses.local_url == ("http://127.0.0.1:3000" if host in ("0.0.0.0", "::")
+                                   else f"http://{host}:3000")  # fmt: skip
+    # The agent's browser port listens where the control plane does, and says so.
+    path = tmp_path / "agent.hcl"
+    path.write_text(
+        agent_config_text(
+            data_dir=tmp_path,
+            node_file=agent_node_file(tmp_path),
+            controlplane_url=addresses.local_url,
+            ports={"grpc": 1, "http": 8081, "sftp": 3, "ingress": 4, "ingress_https": 5},
+            port_range=(31000, 31010),
+            labels={},
+            ui_origins=ui_origins(addresses.local_url, addresses.public_url),
+            http_host=addresses.agent_http_host,
+            http_public_url=addresses.agent_http_url,
+        )
+    )
+    config = load_agent_config(path)
+    assert config.http.host == host
+    # What the agent hands out for the console, exec and files (agent.enrolment).
+    assert http_url(config.http, 8081, config.advertise_host, primary) == agent_url
+    assert config.grpc.host == "127.0.0.1"  # the control plane is on this machine
+    assert ui.removesuffix("/") in config.console.ws_allowed_origins
+    assert "http://127.0.0.1:3000" in config.console.ws_allowed_origins or host == "198.51.100.3"
+
+
+def test_the_public_host() -> None:
+    assert public_host("0.0.0.0", "", "192.0.2.7") == "192.0.2.7"
+    assert public_host("0.0.0.0", "node-a", "192.0.2.7") == "node-a"
+    assert public_host("127.0.0.1", "", "192.0.2.7") == "127.0.0.1"
+
+
+def test_up_takes_the_advertised_host() -> None:
+    args = build_parser().parse_args(["up", "--host", "0.0.0.0", "--advertise-host", "node-a"])
+    assert (args.host, args.advertise_host) == ("0.0.0.0", "node-a")

@@ -26,7 +26,8 @@ START_TIMEOUT = 90.0
 
 @dataclass
 class SingleHost:
-    """A running `encedeus up`: its URL, admin credentials, data dir and process."""
+    """A running `encedeus up`: its URL, admin credentials, data dir and process, and
+    the web UI's URL it printed for browsers."""
 
     url: str
     admin_username: str
@@ -34,6 +35,13 @@ class SingleHost:
     data_dir: Path
     process: subprocess.Popen[str]
     output: list[str]
+
+    @property
+    def ui_url(self) -> str:
+        for line in self.output:
+            if match := re.search(r"Web UI: (\S+?)/?$", line):
+                return match.group(1)
+        raise AssertionError(f"no web UI URL in {self.output}")
 
 
 def _read_banner(process: subprocess.Popen[str], output: list[str]) -> tuple[str, str, str]:

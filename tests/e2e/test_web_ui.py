@@ -4,8 +4,11 @@ in (kept over a reload), create a server from the bundled `sh-game` template (a 
 error shown beside its field first), a console command typed in the page answered in
 the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
 agent, CORS) and downloaded byte-identical, stop and start with the buttons, delete.
-A wrong password shows the error; the account and nodes pages work, also at 375 px.
-Screenshots land in each test's temporary folder.
+A wrong password shows the error; another account's server is "not found"; a session
+ended elsewhere goes back to sign-in; the account and nodes pages work, also at 375 px.
+Screenshots land in each test's temporary folder; every page is walked (screenshots,
+accessibility) in test_web_ui_pages.py. The system and the browser are shared by the
+whole suite (tests/e2e/conftest.py).
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -13,75 +16,34 @@ Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-sy
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import FilePayload, Page, WebSocket, expect
 
-from controlplane.api.ui_assets import DEFAULT_DIST
-from tests.e2e.single_host_support import SingleHost, running_stack
+from tests.conftest import TEST_IMAGE
+from tests.e2e.single_host_support import SingleHost
+from tests.e2e.web_ui_support import register_account, sign_in, sign_in_by_api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--no-first-run"]
-WAIT_MS = 60_000
-expect.set_options(timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleHost]:
-    assert (DEFAULT_DIST / "index.html").is_file(), "the web UI is not built: run `make ui`"
-    data_dir = tmp_path_factory.mktemp("web-ui-e2e") / "encedeus"
-    yield from running_stack(data_dir, port_range="31740-31749")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser, stack: SingleHost) -> Iterator[Page]:
-    context = browser.new_context(base_url=stack.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    try:
-        yield page
-    finally:
-        context.close()
-
-
-def sign_in(page: Page, account: str, password: str) -> None:
-    page.goto("/")
-    expect(page).to_have_url(re.compile(r"/login$"))
-    page.get_by_label("Email or username").fill(account)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def test_a_wrong_password_shows_the_error(page: Page, stack: SingleHost, tmp_path: Path) -> None:
-    sign_in(page, stack.admin_username, "not-the-password")
+def test_a_wrong_password_shows_the_error(page: Page, ui_stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, ui_stack.admin_username, "not-the-password")
     expect(page.get_by_role("alert")).to_contain_text(re.compile("invalid", re.IGNORECASE))
     expect(page).to_have_url(re.compile(r"/login$"))
     page.screenshot(path=tmp_path / "login-error.png")
 
 
-def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path: Path) -> None:
-    sign_in(page, stack.admin_username, stack.admin_password)
+def test_a_server_from_create_to_delete(page: Page, ui_stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, ui_stack.admin_username, ui_stack.admin_password)
     expect(page.get_by_role("heading", name="Servers")).to_be_visible()
     # A second tab on the list: it learns of the new server from the notifications
     # socket, with no reload (the shared refresh cookie signs it in).
     watcher = page.context.new_page()
     watcher.goto("/servers")
-    expect(watcher.get_by_text("No servers yet.")).to_be_visible()  # loaded, before the create
+    expect(watcher.get_by_role("heading", name="Servers")).to_be_visible()
+    expect(watcher.get_by_text("Loading…")).to_have_count(0)  # loaded, before the create
     page.get_by_role("link", name="New server").click()
 
     page.get_by_label("Name", exact=True).fill("ui-game")
@@ -100,10 +62,14 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     # (the refresh token is in an HttpOnly cookie).
     assert page.evaluate("() => localStorage.length + sessionStorage.length") == 0
     assert "encedeus_refresh" not in page.evaluate("() => document.cookie")
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
     page.reload()
     expect(page.get_by_role("heading", name="ui-game")).to_be_visible()
     terminal = page.get_by_test_id("terminal")
     expect(terminal).to_contain_text("is ready for players", timeout=120_000)
+    # The console socket goes to the address `up` advertises for browsers.
+    assert any(socket.url.startswith("ws://localhost:") for socket in sockets)
 
     listed = watcher.get_by_role("list", name="Servers").get_by_role(
         "link", name=re.compile("ui-game")
@@ -145,8 +111,8 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     page.screenshot(path=tmp_path / "servers-after-delete.png")
 
 
-def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path) -> None:
-    sign_in(page, stack.admin_username, stack.admin_password)
+def test_api_keys_and_nodes_pages(page: Page, ui_stack: SingleHost, tmp_path: Path) -> None:
+    sign_in(page, ui_stack.admin_username, ui_stack.admin_password)
     page.get_by_role("link", name="Account").click()
     page.get_by_label("Key name").fill("ui-key")
     page.get_by_role("button", name="Create key").click()
@@ -172,3 +138,38 @@ def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path)
     page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"
+
+
+def test_another_accounts_server_is_not_found(page: Page, ui_stack: SingleHost) -> None:
+    owner = register_account(ui_stack, "owner")
+    # No replica: the page's answer depends on the owner only, and nothing has to stop.
+    body = {"app_name": "private-game", "image": TEST_IMAGE, "replicas": 0}
+    server_id = owner.client.call("POST", "/v1/deployments", body)["id"]
+    stranger = register_account(ui_stack, "stranger")
+    sign_in(page, stranger.username, stranger.password)
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    page.goto(f"/servers/{server_id}")
+    expect(page.get_by_role("alert")).to_have_text("Server not found.")
+    expect(page.get_by_role("heading", name="private-game")).to_have_count(0)
+    owner.client.call("DELETE", f"/v1/deployments/{server_id}")
+
+
+def test_an_ended_session_goes_back_to_sign_in(page: Page, ui_stack: SingleHost) -> None:
+    """The session is revoked elsewhere (a password change ends every other session):
+    the next page the browser opens finds its access token refused and its refresh
+    cookie spent, and shows the sign-in page."""
+    account = register_account(ui_stack, "leaver")
+    sign_in(page, account.username, account.password)
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    elsewhere = sign_in_by_api(ui_stack, account.username, account.password)
+    new_password = f"{account.password}-2"
+    elsewhere.call(
+        "PUT",
+        "/v1/user/password",
+        {"current_password": account.password, "new_password": new_password},
+    )
+    page.get_by_role("link", name="Account").click()  # an in-app navigation, no reload
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    page.goto("/account")  # and a fresh load: the cookie no longer signs in
+    expect(page).to_have_url(re.compile(r"/login$"))

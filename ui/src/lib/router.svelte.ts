@@ -17,10 +17,3 @@ export function navigate(path: string, replace = false): void {
 addEventListener("popstate", () => {
   route.path = location.pathname;
 });
-
-/** The parameter of `/prefix/<param>` in `path`, or null. */
-export function paramAfter(path: string, prefix: string): string | null {
-  if (!path.startsWith(prefix)) return null;
-  const rest = path.slice(prefix.length);
-  return rest && !rest.includes("/") ? decodeURIComponent(rest) : null;
-}
