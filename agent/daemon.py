@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 
 from agent import __version__
+from agent.backups.restic import ResticRepository
+from agent.backups.volume_backups import VolumeBackups
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol
@@ -54,6 +56,7 @@ class RunningAgent:
     grpc: GrpcEndpoint
     http: HttpEndpoint
     sftp: SFTPService | None = None
+    backups: VolumeBackups | None = None
 
 
 async def load_or_enrol(config: AgentConfig) -> NodeIdentity:
@@ -112,6 +115,23 @@ def build_supervisor(
     )
 
 
+def backup_repository(config: AgentConfig, identity: NodeIdentity) -> ResticRepository:
+    """The configured fleet repository, or this node's own under its data directory."""
+    backups, data_dir = config.backups, Path(config.data_dir)
+    if not backups.repository:
+        return ResticRepository.of_node(data_dir, identity.node_id, backups.restic_binary)
+    return ResticRepository(
+        backups.repository,
+        identity=ResticRepository.identity_of(backups.repository),
+        cache_dir=data_dir / "restic-cache",
+        password=backups.password,
+        password_file=Path(backups.password_file) if backups.password_file else None,
+        binary=backups.restic_binary,
+        env=backups.env,
+        options=backups.options,
+    )
+
+
 def ingress_proxy(config: AgentConfig) -> CaddyProxy | None:
     """This node's Caddy when it has the ingress role."""
     ingress = config.ingress
@@ -146,6 +166,7 @@ def build_service(
     fingerprint: NodeFingerprint,
     started_at: float,
     ingress: CaddyProxy | None = None,
+    backups: VolumeBackups | None = None,
 ) -> AgentService:
     facts = NodeFacts(
         node_id=identity.node_id,
@@ -160,7 +181,7 @@ def build_service(
         publish_address=config.publish_address,
     )
     host = HostMonitor(Path(config.data_dir))
-    return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress)
+    return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress, backups)
 
 
 def tls_files(config: AgentConfig) -> TlsFiles | None:
@@ -201,7 +222,8 @@ async def running_agent(
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     ingress = ingress_proxy(config)
-    service = build_service(config, identity, supervisor, fingerprint, started_at, ingress)
+    backups = VolumeBackups(supervisor, backup_repository(config, identity))
+    service = build_service(config, identity, supervisor, fingerprint, started_at, ingress, backups)
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
         network = await runtime.use_network(config.network)
@@ -233,7 +255,9 @@ async def running_agent(
             stack.push_async_callback(control_plane.close)
             # Without a control plane (development, tests) exec ends go unreported.
             reporter = control_plane if config.controlplane_url else None
-            http = await start_http_server(config, identity, supervisor, started_at, reporter)
+            http = await start_http_server(
+                config, identity, supervisor, started_at, reporter, backups
+            )
             stack.push_async_callback(http.stop)
             sftp = SFTPService(
                 control_plane,
@@ -256,7 +280,7 @@ async def running_agent(
                 http=http.port,
                 sftp=sftp.port,
             )
-            yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp)
+            yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp, backups)
     finally:
         supervisor.tracker.sampler.close()
         await supervisor.installer.close()
