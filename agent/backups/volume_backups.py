@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from agent.backups.restic import ResticRepository
+from agent.backups.restic import ResticError, ResticRepository
 from agent.fleet.spec import volume_name
 from agent.fleet.supervisor import Supervisor
 from agent.runtime import NotRunning
@@ -37,6 +37,10 @@ _RESTIC_TIME = re.compile(r"^(.*?T[0-9:]+)(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 
 class BackupUnreachable(Exception):
     """The snapshot lives in a repository this node does not use."""
+
+
+class NothingToBackUp(Exception):
+    """The volume holds no file (restic keeps no empty snapshot)."""
 
 
 class VolumeBackups:
@@ -70,6 +74,10 @@ class VolumeBackups:
             if request.settle_ms:
                 await asyncio.sleep(request.settle_ms / 1000)
             summary = await self.repository.backup(directory, tags=tags, excludes=excludes)
+        except ResticError as exc:
+            if "snapshot is empty" in str(exc):
+                raise NothingToBackUp("the volume holds nothing to back up") from exc
+            raise
         finally:
             await self._console(request.server_id, request.after_commands)
         snapshot = summary.snapshot

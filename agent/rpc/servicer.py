@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 
 from agent.backups.restic import ResticError
-from agent.backups.volume_backups import BackupUnreachable, VolumeBackups
+from agent.backups.volume_backups import BackupUnreachable, NothingToBackUp, VolumeBackups
 from agent.fleet.hub import WatchHub
 from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
@@ -54,6 +54,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (BackupUnreachable, grpc.StatusCode.FAILED_PRECONDITION),
+    (NothingToBackUp, grpc.StatusCode.FAILED_PRECONDITION),
     (ResticError, grpc.StatusCode.INTERNAL),
     (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
 ]

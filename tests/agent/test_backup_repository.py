@@ -157,3 +157,22 @@ async def test_secrets_stay_out_of_argv_and_errors(tmp_path: Path) -> None:
     assert f"RESTIC_PASSWORD={PASSWORD}" in env
     assert PASSWORD not in str(failure.value)
     assert "s3cr3t" not in str(failure.value)
+
+
+def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> None:
+    """A container may leave `world -> /somewhere` in its volume: restoring a backup
+    that holds `world/` replaces the link, and nothing is written where it pointed."""
+    outside, volume, staging = tmp_path / "outside", tmp_path / "volume", tmp_path / "staging"
+    for directory in (outside, volume, staging / "world"):
+        directory.mkdir(parents=True)
+    (outside / "precious").write_text("host file")
+    (volume / "world").symlink_to(outside)
+    (volume / "logs").symlink_to(outside / "precious")
+    (staging / "world" / "precious").write_text("from the backup")
+    (staging / "logs").write_text("log")
+    _move_into(staging, volume, wipe=False)
+    assert (outside / "precious").read_text() == "host file"
+    assert not (volume / "world").is_symlink()
+    assert (volume / "world" / "precious").read_text() == "from the backup"
+    assert not (volume / "logs").is_symlink()
+    assert sorted(p.name for p in outside.iterdir()) == ["precious"]
