@@ -251,6 +251,7 @@ controlplane {
   reconcile_interval_seconds   = 2
   # The data of a slot removed by scale-down is kept (and listed) this long.
   volume_grace_seconds         = 604800
+  backup_schedule_interval_seconds = 30  # how often the leader starts scheduled backups that are due
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
 

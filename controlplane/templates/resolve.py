@@ -129,4 +129,5 @@ def _record(template: Template, values: dict[str, str], image_label: str | None)
         "disk_bytes": parse_memory_bytes(template.disk) if template.disk else 0,
         "config_files": [c.model_dump() for c in template.config_files],
         "install": template.install.model_dump() if template.install else None,
+        "backup": template.backup.model_dump(),
     }
