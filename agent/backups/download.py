@@ -19,7 +19,7 @@ import zlib
 from aiohttp import web
 
 from agent.backups.restic import ResticError
-from agent.backups.volume_backups import VolumeBackups
+from agent.backups.volume_backups import BackupUnreachable, VolumeBackups
 from agent.config import NodeIdentity
 from agent.files.access import FileApiError, presented_token
 from common.logging import get_logger
@@ -66,7 +66,7 @@ class BackupDownloads:
         claims = self._authorize(request)
         try:
             self._backups.check_repository(str(claims.details.get("repository", "")))
-        except Exception as exc:
+        except BackupUnreachable as exc:
             raise FileApiError(409, "backup_unreachable", str(exc)) from exc
         dump = self._backups.repository.dump(request.match_info["snapshot_id"])
         async with contextlib.aclosing(dump) as chunks:

@@ -11,11 +11,12 @@ line, so neither shows in `ps`; errors name the repository by its :attr:`identit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import secrets
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,49 @@ def _without_credentials(url: str) -> str:
     return _USERINFO_PASSWORD.sub(r"\1@", url)
 
 
+class RepositoryTurns:
+    """Who may use the repository now, within this agent: any number of commands at
+    once, or one that needs it alone (forget/prune: restic refuses its exclusive lock
+    while another lock is held, and restic 0.14 cannot wait for one). A waiting
+    exclusive command goes before shared ones that arrive after it."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._sharing = 0
+        self._exclusive_waiting = 0
+        self._exclusive_held = False
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._exclusive_held and not self._exclusive_waiting
+            )
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._sharing -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._exclusive_waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._exclusive_held and not self._sharing)
+            finally:
+                self._exclusive_waiting -= 1
+            self._exclusive_held = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive_held = False
+                self._changed.notify_all()
+
+
 class ResticRepository:
     """A restic repository: `url` with its password (`password` or `password_file`),
     initialised on first use. `identity` names it to the control plane: backups in the
@@ -85,9 +129,7 @@ class ResticRepository:
         self._options = [f"-o={key}={value}" for key, value in sorted((options or {}).items())]
         self._ready = asyncio.Lock()
         self._initialised = False
-        #: Held by commands that need the repository alone (forget/prune) and shared by
-        #: every other: restic refuses an exclusive lock while any other lock is held.
-        self.exclusive = asyncio.Lock()
+        self._turns = RepositoryTurns()
 
     @classmethod
     def of_node(cls, data_dir: Path, node_id: str, binary: str = "restic") -> ResticRepository:
@@ -144,7 +186,8 @@ class ResticRepository:
     async def run(self, command: str, *args: str, cwd: Path | None = None) -> bytes:
         """Run restic to completion; its stdout, or ResticError with its stderr."""
         await self.ensure_initialised()
-        return await self._run(command, *args, cwd=cwd)
+        async with self._turns.shared():
+            return await self._run(command, *args, cwd=cwd)
 
     async def _run(self, command: str, *args: str, cwd: Path | None = None) -> bytes:
         process = await self.start(command, *args, cwd=cwd)
@@ -218,8 +261,9 @@ class ResticRepository:
 
     async def forget(self, snapshot_id: str) -> None:
         """Forget the snapshot and prune the data nothing else uses."""
-        async with self.exclusive:
-            await self.run("forget", "--prune", snapshot_id)
+        await self.ensure_initialised()
+        async with self._turns.exclusive():
+            await self._run("forget", "--prune", snapshot_id)
 
     async def dump(
         self, snapshot_id: str, chunk_bytes: int = 256 * 1024
@@ -227,20 +271,21 @@ class ResticRepository:
         """The snapshot's files as a tar stream, in chunks. ResticError (before the
         first chunk when restic fails at once) when restic fails."""
         await self.ensure_initialised()
-        process = await self.start("dump", "--archive", "tar", snapshot_id, "/")
-        assert process.stdout is not None
-        assert process.stderr is not None
-        errors = asyncio.ensure_future(process.stderr.read())
-        try:
-            while chunk := await process.stdout.read(chunk_bytes):
-                yield chunk
-            if await process.wait() != 0:
-                raise ResticError("dump", self.error_text(await errors))
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            errors.cancel()
+        async with self._turns.shared():
+            process = await self.start("dump", "--archive", "tar", snapshot_id, "/")
+            assert process.stdout is not None
+            assert process.stderr is not None
+            errors = asyncio.ensure_future(process.stderr.read())
+            try:
+                while chunk := await process.stdout.read(chunk_bytes):
+                    yield chunk
+                if await process.wait() != 0:
+                    raise ResticError("dump", self.error_text(await errors))
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                errors.cancel()
 
 
 def _summary_of(out: bytes) -> dict[str, Any]:

@@ -158,14 +158,23 @@ class BackupOperations:
                 wipe=wipe,
             )
             answer = await slot.client.restore_backup(request)
-        except (BackupProblem, AgentError) as exc:
-            error = exc.message if isinstance(exc, AgentError) else str(exc)
-            await self.record(backup, EventType.RESTORE_FAILED, wipe=wipe, restore_error=error)
-            raise exc if isinstance(exc, BackupProblem) else BackupProblem(exc.code, error) from exc
+        except BackupProblem as problem:
+            await self.record(
+                backup, EventType.RESTORE_FAILED, wipe=wipe, restore_error=str(problem)
+            )
+            raise
+        except AgentError as exc:
+            await self.record(
+                backup, EventType.RESTORE_FAILED, wipe=wipe, restore_error=exc.message
+            )
+            raise BackupProblem(exc.code, exc.message) from exc
         await self.record(
             backup, EventType.RESTORE_COMPLETED, wipe=wipe, restarted=answer.restarted
         )
         return answer.restarted
+
+    async def _restore_failed(self, backup: Backup, wipe: bool, error: str) -> None:
+        await self.record(backup, EventType.RESTORE_FAILED, wipe=wipe, restore_error=error)
 
     async def delete(self, backup: Backup) -> None:
         """Forget the snapshot (when there is one) in its repository, then the row."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.backups.restic import ResticError, ResticRepository
+from agent.backups.restic import RepositoryTurns, ResticError, ResticRepository
 from agent.backups.volume_backups import _move_into
 from tests.sshd_support import OpenSshServer, openssh_server
 
@@ -176,3 +176,36 @@ def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> 
     assert (volume / "world" / "precious").read_text() == "from the backup"
     assert not (volume / "logs").is_symlink()
     assert sorted(p.name for p in outside.iterdir()) == ["precious"]
+
+
+async def test_forget_waits_for_the_commands_using_the_repository() -> None:
+    """restic 0.14 cannot wait for a lock: a prune started while a backup holds one
+    fails. The agent makes it wait its turn, and new commands wait behind it."""
+    turns = RepositoryTurns()
+    order: list[str] = []
+    backup_may_end = asyncio.Event()
+
+    async def backup() -> None:
+        async with turns.shared():
+            order.append("backup")
+            await backup_may_end.wait()
+        order.append("backup done")
+
+    async def forget() -> None:
+        async with turns.exclusive():
+            order.append("forget")
+
+    async def later_backup() -> None:
+        async with turns.shared():
+            order.append("later backup")
+
+    running = asyncio.create_task(backup())
+    await asyncio.sleep(0)
+    forgetting = asyncio.create_task(forget())
+    await asyncio.sleep(0)
+    later = asyncio.create_task(later_backup())
+    await asyncio.sleep(0.01)
+    assert order == ["backup"]
+    backup_may_end.set()
+    await asyncio.gather(running, forgetting, later)
+    assert order == ["backup", "backup done", "forget", "later backup"]
