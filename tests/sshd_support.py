@@ -5,11 +5,12 @@ line (:attr:`OpenSshServer.ssh_command`) that tools like restic's `sftp:` backen
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,3 +93,14 @@ def openssh_server(directory: Path) -> Iterator[OpenSshServer]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def running_openssh(directory: Path) -> AsyncIterator[OpenSshServer]:
+    """:func:`openssh_server` for async tests: started and stopped in a thread."""
+    server = openssh_server(directory)
+    started = await asyncio.to_thread(server.__enter__)
+    try:
+        yield started
+    finally:
+        await asyncio.to_thread(server.__exit__, None, None, None)

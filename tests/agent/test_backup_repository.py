@@ -15,7 +15,7 @@ import pytest
 
 from agent.backups.restic import RepositoryTurns, ResticError, ResticRepository
 from agent.backups.volume_backups import _move_into
-from tests.sshd_support import OpenSshServer, openssh_server
+from tests.sshd_support import OpenSshServer, running_openssh
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -93,12 +93,8 @@ async def test_forget_removes_the_snapshot(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def sshd(tmp_path: Path) -> AsyncIterator[OpenSshServer]:
-    server = await asyncio.to_thread(lambda: openssh_server(tmp_path / "sshd"))
-    started = await asyncio.to_thread(server.__enter__)
-    try:
-        yield started
-    finally:
-        await asyncio.to_thread(server.__exit__, None, None, None)
+    async with running_openssh(tmp_path / "sshd") as server:
+        yield server
 
 
 async def test_sftp_repository_on_openssh(tmp_path: Path, sshd: OpenSshServer) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import io
 import tarfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from agent.daemon import RunningAgent
 from common.tokens import sign_server_token
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
-from tests.agent.conftest import AUTH, ECHO, SECRET, spec
+from tests.agent.conftest import AUTH, ECHO, SECRET, agent_in_background, make_config, spec
+from tests.sshd_support import running_openssh
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_blocking_calls")]
 
@@ -198,3 +200,45 @@ async def test_download_token_is_bound_to_its_backup(
             metadata=AUTH,
         )
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_fleet_repository_on_sftp_is_shared_by_the_agents(tmp_path: Path) -> None:
+    """Two agents configured with one `sftp:` repository on a real OpenSSH server: a
+    backup one takes is restored into a server of the other."""
+    async with running_openssh(tmp_path / "sshd") as sshd:
+        backups = {
+            "repository": f"sftp:root@127.0.0.1:{tmp_path / 'fleet-repo'}",
+            "password": "fleet password 1",
+            "options": {"sftp.command": sshd.ssh_command},
+        }
+        configs = [
+            make_config(tmp_path / name, f"node-{name}-{uuid.uuid4().hex[:6]}", backups=backups)
+            for name in ("a", "b")
+        ]
+        async with agent_in_background(configs[0]) as a, agent_in_background(configs[1]) as b:
+            source, target = spec("sleep 60"), spec("sleep 60")
+            source.files.append(pb.InputFile(path="world/level.dat", content=b"the world"))
+            async with (
+                grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc.port}") as to_a,
+                grpc.aio.insecure_channel(f"127.0.0.1:{b.grpc.port}") as to_b,
+            ):
+                stub_a, stub_b = pb_grpc.AgentStub(to_a), pb_grpc.AgentStub(to_b)
+                await stub_a.CreateServer(pb.CreateServerRequest(spec=source), metadata=AUTH)
+                await stub_b.CreateServer(pb.CreateServerRequest(spec=target), metadata=AUTH)
+                backup = await stub_a.CreateBackup(
+                    pb.CreateBackupRequest(server_id=source.id, backup_id="b-fleet"),
+                    metadata=AUTH,
+                )
+                assert backup.repository == f"restic:{backups['repository']}"
+                restored = await stub_b.RestoreBackup(
+                    pb.RestoreBackupRequest(
+                        server_id=target.id,
+                        snapshot_id=backup.snapshot_id,
+                        repository=backup.repository,
+                    ),
+                    metadata=AUTH,
+                )
+            assert not restored.restarted  # it was not running
+            level = Path(b.config.data_dir) / "volumes" / target.id / "world" / "level.dat"
+            assert await asyncio.to_thread(level.read_bytes) == b"the world"
+        assert await asyncio.to_thread((tmp_path / "fleet-repo" / "config").exists)
