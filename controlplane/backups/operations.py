@@ -205,6 +205,26 @@ class BackupOperations:
         except AgentError as exc:
             raise BackupProblem("agent_error", exc.message) from exc
 
+    async def latest_reachable(
+        self, deployment_id: uuid.UUID, ordinal: int, node_id: uuid.UUID
+    ) -> Backup | None:
+        """The slot's newest completed backup that `node_id` can read (a fleet
+        repository's, or that node's own): what a move after node loss restores. Its
+        age is `utcnow() - completed_at`."""
+        async with self.database.session() as session:
+            rows = (
+                await session.exec(
+                    select(Backup)
+                    .where(
+                        col(Backup.deployment_id) == deployment_id,
+                        col(Backup.ordinal) == ordinal,
+                        col(Backup.state) == COMPLETED,
+                    )
+                    .order_by(col(Backup.completed_at).desc())
+                )
+            ).all()
+        return next((b for b in rows if reachable_from(b.repository, node_id)), None)
+
     async def apply_retention(self, deployment_id: uuid.UUID, ordinal: int) -> list[uuid.UUID]:
         """Delete the slot's completed backups the policy lets go; the ids deleted
         (a backup whose node is away now stays for the next time)."""

@@ -158,3 +158,26 @@ async def test_schedule_fails_backups_a_stopped_control_plane_left(
     assert (row.id, row.state) == (old.id, "failed")
     assert row.error is not None
     assert "stopped" in row.error
+
+
+async def test_latest_backup_reachable_from_another_node(harness: ReconcilerHarness) -> None:
+    """What a move after node loss restores: the newest completed backup the new node
+    can read, i.e. in a fleet repository, not in the lost node's own."""
+    deployment, replica = await _placed(harness)
+    operations = BackupOperations(harness.database, harness.pool, harness.bus)
+    other_node = uuid.uuid4()
+    fleet = await operations.run_backup((await _pending(harness, deployment)).id)
+    assert fleet is not None
+    fleet.repository = "restic:sftp:backup@10.0.0.5:/srv/restic"
+    async with harness.database.transaction() as session:
+        session.add(fleet)
+    own = await operations.run_backup((await _pending(harness, deployment)).id)
+    assert own is not None
+    found = await operations.latest_reachable(uuid.UUID(deployment), 0, other_node)
+    assert found is not None
+    assert found.id == fleet.id  # the newer one is in the lost node's own repository
+    assert replica.node_id is not None
+    here = await operations.latest_reachable(uuid.UUID(deployment), 0, replica.node_id)
+    assert here is not None
+    assert here.id == own.id
+    assert await operations.latest_reachable(uuid.UUID(deployment), 1, other_node) is None
