@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import tarfile
 import uuid
 from pathlib import Path
@@ -242,3 +243,35 @@ async def test_a_fleet_repository_on_sftp_is_shared_by_the_agents(tmp_path: Path
             level = Path(b.config.data_dir) / "volumes" / target.id / "world" / "level.dat"
             assert await asyncio.to_thread(level.read_bytes) == b"the world"
         assert await asyncio.to_thread((tmp_path / "fleet-repo" / "config").exists)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loop mounts need root")
+async def test_restore_into_a_volume_with_a_disk_limit_keeps_owners(
+    agent: RunningAgent, stub: pb_grpc.AgentAsyncStub
+) -> None:
+    """A volume with a disk limit is a filesystem of its own: the staged files are
+    copied in (not renamed) and keep their owners."""
+    server = spec(
+        "mkdir -p /data/world && echo saved > /data/world/level.dat && echo ready; " + ECHO,
+        stop=pb.StopPolicy(command="stop"),
+    )
+    server.volume_id = f"v{server.id}"
+    server.resources.disk_bytes = 32 << 20
+    await stub.CreateServer(pb.CreateServerRequest(spec=server, start=True), metadata=AUTH)
+    await _wait_log(stub, server.id, "ready")
+    volume = Path(agent.config.data_dir) / "volumes" / server.volume_id
+    original = await asyncio.to_thread(_checksums, volume)
+    backup = await stub.CreateBackup(
+        pb.CreateBackupRequest(server_id=server.id, backup_id="b-img"), metadata=AUTH
+    )
+    assert backup.files == 1
+    await asyncio.to_thread(_tamper, volume, "new")
+    await stub.RestoreBackup(
+        pb.RestoreBackupRequest(
+            server_id=server.id, snapshot_id=backup.snapshot_id, repository=backup.repository,
+            wipe=True,
+        ),
+        metadata=AUTH,
+    )  # fmt: skip
+    assert await asyncio.to_thread(_checksums, volume) == original  # contents and owners
+    assert original["world/level.dat"][1] == 988  # the container's user, not root
