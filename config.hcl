@@ -125,6 +125,19 @@ agent {
     storage_dir  = ""
   }
 
+  # Backups of servers' volumes with restic (docs/stateful.md). Empty repository: a
+  # repository of this node's own at <data_dir>/backups, its password made by the
+  # agent (<data_dir>/backups.key). Or one restic repository for the whole fleet
+  # (then a move after node loss can restore the latest backup on another node):
+  backups {
+    restic_binary = "restic"
+    repository    = ""   # e.g. "sftp:backup@10.0.0.5:/srv/restic", "s3:s3.example.net/bucket"
+    password      = ""   # or password_file; passed to restic through its environment
+    password_file = ""
+    env           = {}   # e.g. { AWS_ACCESS_KEY_ID = "...", AWS_SECRET_ACCESS_KEY = "..." }
+    options       = {}   # restic -o options, e.g. { "sftp.command" = "ssh -i /etc/skyhook/backup_key backup@10.0.0.5 -s sftp" }
+  }
+
   watchdog                    = true  # WATCHDOG=1 to systemd when WatchdogSec is set
   log_level                   = "info"
 }
@@ -247,6 +260,7 @@ controlplane {
   reconcile_interval_seconds   = 2
   # The data of a slot removed by scale-down is kept (and listed) this long.
   volume_grace_seconds         = 604800
+  backup_schedule_interval_seconds = 30  # how often the leader starts scheduled backups that are due
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
 

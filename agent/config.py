@@ -144,6 +144,32 @@ class Ingress(_Block):
     storage_dir: str = ""
 
 
+class Backups(_Block):
+    """Where restic keeps this node's backups (docs/stateful.md). Empty `repository`:
+    a repository of this node's own at `<data_dir>/backups`, with a password the agent
+    makes (`<data_dir>/backups.key`). Otherwise any restic repository URL
+    (`sftp:user@host:/path`, `s3:...`, `rest:...`) shared by the fleet, with its
+    `password` or `password_file`. Secrets reach restic through its environment or a
+    file, never its command line, and are never logged."""
+
+    restic_binary: str = "restic"
+    repository: str = ""
+    password: str = ""
+    password_file: str = ""
+    # Extra environment for restic (e.g. AWS_ACCESS_KEY_ID for an S3 repository).
+    env: dict[str, str] = {}
+    # restic `-o key=value` options (e.g. sftp.command); not for secrets.
+    options: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _password_for_shared(self) -> Backups:
+        if self.repository and not (self.password or self.password_file):
+            raise ValueError("a backup repository needs a password or password_file")
+        if self.password and self.password_file:
+            raise ValueError("set password or password_file, not both")
+        return self
+
+
 class AgentConfig(_Block):
     """The validated agent block."""
 
@@ -189,6 +215,7 @@ class AgentConfig(_Block):
     # The host address container ports are published on (e.g. a private interface, so
     # that web apps are reachable only through the ingress); empty: every address.
     publish_address: str = ""
+    backups: Backups = Backups()
 
     @field_validator("container_user")
     @classmethod

@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 
 from agent import __version__
+from agent.backups.restic import ResticRepository
+from agent.backups.volume_backups import VolumeBackups
 from agent.config import AgentConfig, NodeIdentity, load_identity
 from agent.controlplane_client import HttpControlPlane
 from agent.enrolment import enrol, local_http_url
@@ -55,6 +57,7 @@ class RunningAgent:
     grpc: GrpcEndpoint
     http: HttpEndpoint
     sftp: SFTPService | None = None
+    backups: VolumeBackups | None = None
 
 
 async def load_or_enrol(config: AgentConfig) -> NodeIdentity:
@@ -113,6 +116,23 @@ def build_supervisor(
     )
 
 
+def backup_repository(config: AgentConfig, identity: NodeIdentity) -> ResticRepository:
+    """The configured fleet repository, or this node's own under its data directory."""
+    backups, data_dir = config.backups, Path(config.data_dir)
+    if not backups.repository:
+        return ResticRepository.of_node(data_dir, identity.node_id, backups.restic_binary)
+    return ResticRepository(
+        backups.repository,
+        identity=ResticRepository.identity_of(backups.repository),
+        cache_dir=data_dir / "restic-cache",
+        password=backups.password,
+        password_file=Path(backups.password_file) if backups.password_file else None,
+        binary=backups.restic_binary,
+        env=backups.env,
+        options=backups.options,
+    )
+
+
 def ingress_proxy(config: AgentConfig) -> CaddyProxy | None:
     """This node's Caddy when it has the ingress role."""
     ingress = config.ingress
@@ -148,6 +168,7 @@ def build_service(
     started_at: float,
     ingress: CaddyProxy | None = None,
     http_url: str = "",
+    backups: VolumeBackups | None = None,
 ) -> AgentService:
     facts = NodeFacts(
         node_id=identity.node_id,
@@ -163,7 +184,7 @@ def build_service(
         http_url=http_url,
     )
     host = HostMonitor(Path(config.data_dir))
-    return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress)
+    return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress, backups)
 
 
 def tls_files(config: AgentConfig) -> TlsFiles | None:
@@ -204,6 +225,7 @@ async def running_agent(
     )
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
     ingress = ingress_proxy(config)
+    backups = VolumeBackups(supervisor, backup_repository(config, identity))
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
         network = await runtime.use_network(config.network)
@@ -228,11 +250,13 @@ async def running_agent(
             # Without a control plane (development, tests) exec ends go unreported.
             reporter = control_plane if config.controlplane_url else None
             # HTTP before gRPC: GetNodeInfo tells the URL of the bound HTTP port.
-            http = await start_http_server(config, identity, supervisor, started_at, reporter)
+            http = await start_http_server(
+                config, identity, supervisor, started_at, reporter, backups
+            )
             stack.push_async_callback(http.stop)
             http_url = await asyncio.to_thread(local_http_url, config, http.port)
             service = build_service(
-                config, identity, supervisor, fingerprint, started_at, ingress, http_url
+                config, identity, supervisor, fingerprint, started_at, ingress, http_url, backups
             )
             grpc = await start_grpc_server(
                 service,
@@ -264,7 +288,7 @@ async def running_agent(
                 http_url=http_url,
                 sftp=sftp.port,
             )
-            yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp)
+            yield RunningAgent(config, identity, started_at, supervisor, grpc, http, sftp, backups)
     finally:
         supervisor.tracker.sampler.close()
         await supervisor.installer.close()

@@ -248,6 +248,30 @@ class SimAgentService(pb_grpc.AgentServicer):
         await self._node(context)
         return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
 
+    async def CreateBackup(
+        self, request: pb.CreateBackupRequest, context: Context
+    ) -> pb.BackupResult:
+        node, _ = await self._server(context, request.server_id)
+        snapshot = f"{request.backup_id.encode().hex():0>64}"[:64]
+        return pb.BackupResult(
+            snapshot_id=snapshot,
+            repository=f"node:{node.node_id}",
+            checksum=f"sha256:{snapshot}",
+            time_ms=_now_ms(),
+        )
+
+    async def RestoreBackup(
+        self, request: pb.RestoreBackupRequest, context: Context
+    ) -> pb.RestoreBackupResponse:
+        _, server = await self._server(context, request.server_id)
+        return pb.RestoreBackupResponse(restarted=server.status.state == pb.SERVER_STATE_RUNNING)
+
+    async def DeleteBackup(
+        self, request: pb.DeleteBackupRequest, context: Context
+    ) -> pb.DeleteBackupResponse:
+        await self._node(context)
+        return pb.DeleteBackupResponse(deleted=True)
+
     async def RemoveServer(
         self, request: pb.RemoveServerRequest, context: Context
     ) -> pb.RemoveServerResponse:

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-Scope = Literal["console", "exec", "file-upload", "file-download", "file-relay"]
+Scope = Literal["console", "exec", "file-upload", "file-download", "file-relay", "backup-download"]
 SCOPES: frozenset[str] = frozenset(get_args(Scope))
 MAX_TTL_SECONDS = 600
 _ALGORITHM = "HS256"

@@ -26,6 +26,7 @@ from controlplane.api.metrics import ApiMetrics
 from controlplane.api.refresh_cookie import install_refresh_cookie
 from controlplane.api.routes import build_routes
 from controlplane.api.ui_assets import install_ui
+from controlplane.backups.wiring import install_backups
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
 from controlplane.db.migrate import upgrade_database
@@ -164,7 +165,8 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app.cleanup_ctx.append(_run_notifier)
     app.cleanup_ctx.append(_run_mail_outbox)
     bus = install_events(app, config, database)
-    install_orchestration(app, config, database, bus, (leadership, notifier))
+    pool, _ = install_orchestration(app, config, database, bus, (leadership, notifier))
+    install_backups(app, config, database, pool, (bus, leadership))
     install_ingress(app, config, database)
     install_tasks(app, database, bus, leadership)
     app.cleanup_ctx.append(_run_leadership)

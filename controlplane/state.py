@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from controlplane.api.endpoints import ApiRoutes
     from controlplane.api.image_checks import ImageChecks
     from controlplane.api.metrics import ApiMetrics
+    from controlplane.backups.runner import BackupRunner
     from controlplane.config import ControlPlaneConfig
     from controlplane.db.engine import Database
     from controlplane.db.notify import Notifier
@@ -75,3 +76,4 @@ REGISTRY_SECRETS: web.AppKey[RegistryCredentials] = web.AppKey("registry_secrets
 # leader lease whose duties the components register.
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 LEADERSHIP: web.AppKey[Leadership] = web.AppKey("leadership")
+BACKUPS: web.AppKey[BackupRunner] = web.AppKey("backups")

@@ -1728,3 +1728,178 @@ class CheckImageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckImageResponse: _TypeAlias = CheckImageResponse  # noqa: Y015
+
+@_typing.final
+class CreateBackupRequest(_message.Message):
+    """---- backups (docs/stateful.md) ----------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    BACKUP_ID_FIELD_NUMBER: _builtins.int
+    IGNORE_FIELD_NUMBER: _builtins.int
+    BEFORE_COMMANDS_FIELD_NUMBER: _builtins.int
+    AFTER_COMMANDS_FIELD_NUMBER: _builtins.int
+    SETTLE_MS_FIELD_NUMBER: _builtins.int
+    server_id: _builtins.str
+    backup_id: _builtins.str
+    """the control plane's id, tagged on the snapshot"""
+    settle_ms: _builtins.int
+    """wait after the before commands"""
+    @_builtins.property
+    def ignore(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """restic exclude patterns; "/x" = x at the volume's top"""
+
+    @_builtins.property
+    def before_commands(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """console lines before the snapshot"""
+
+    @_builtins.property
+    def after_commands(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """console lines after it"""
+
+    def __init__(
+        self,
+        *,
+        server_id: _builtins.str = ...,
+        backup_id: _builtins.str = ...,
+        ignore: _abc.Iterable[_builtins.str] | None = ...,
+        before_commands: _abc.Iterable[_builtins.str] | None = ...,
+        after_commands: _abc.Iterable[_builtins.str] | None = ...,
+        settle_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_commands", b"after_commands", "backup_id", b"backup_id", "before_commands", b"before_commands", "ignore", b"ignore", "server_id", b"server_id", "settle_ms", b"settle_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateBackupRequest: _TypeAlias = CreateBackupRequest  # noqa: Y015
+
+@_typing.final
+class BackupResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    CHECKSUM_FIELD_NUMBER: _builtins.int
+    TIME_MS_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    repository: _builtins.str
+    """Names the repository: "node:<node id>" for a node's own, "restic:<url without
+    password>" for a configured one. A snapshot is reachable from every node whose
+    repository has the same name.
+    """
+    size_bytes: _builtins.int
+    """bytes of the files backed up"""
+    files: _builtins.int
+    checksum: _builtins.str
+    """"sha256:<restic tree id>": the same for the same content"""
+    time_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        repository: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        files: _builtins.int = ...,
+        checksum: _builtins.str = ...,
+        time_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checksum", b"checksum", "files", b"files", "repository", b"repository", "size_bytes", b"size_bytes", "snapshot_id", b"snapshot_id", "time_ms", b"time_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackupResult: _TypeAlias = BackupResult  # noqa: Y015
+
+@_typing.final
+class RestoreBackupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    WIPE_FIELD_NUMBER: _builtins.int
+    server_id: _builtins.str
+    snapshot_id: _builtins.str
+    repository: _builtins.str
+    wipe: _builtins.bool
+    def __init__(
+        self,
+        *,
+        server_id: _builtins.str = ...,
+        snapshot_id: _builtins.str = ...,
+        repository: _builtins.str = ...,
+        wipe: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository", "server_id", b"server_id", "snapshot_id", b"snapshot_id", "wipe", b"wipe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreBackupRequest: _TypeAlias = RestoreBackupRequest  # noqa: Y015
+
+@_typing.final
+class RestoreBackupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESTARTED_FIELD_NUMBER: _builtins.int
+    restarted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        restarted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["restarted", b"restarted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreBackupResponse: _TypeAlias = RestoreBackupResponse  # noqa: Y015
+
+@_typing.final
+class DeleteBackupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
+    REPOSITORY_FIELD_NUMBER: _builtins.int
+    snapshot_id: _builtins.str
+    repository: _builtins.str
+    def __init__(
+        self,
+        *,
+        snapshot_id: _builtins.str = ...,
+        repository: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["repository", b"repository", "snapshot_id", b"snapshot_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBackupRequest: _TypeAlias = DeleteBackupRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBackupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBackupResponse: _TypeAlias = DeleteBackupResponse  # noqa: Y015

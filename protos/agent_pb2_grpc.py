@@ -119,6 +119,21 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.CheckImageResponse.FromString,
                 _registered_method=True)
+        self.CreateBackup = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/CreateBackup',
+                request_serializer=protos_dot_agent__pb2.CreateBackupRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.BackupResult.FromString,
+                _registered_method=True)
+        self.RestoreBackup = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/RestoreBackup',
+                request_serializer=protos_dot_agent__pb2.RestoreBackupRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.RestoreBackupResponse.FromString,
+                _registered_method=True)
+        self.DeleteBackup = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/DeleteBackup',
+                request_serializer=protos_dot_agent__pb2.DeleteBackupRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.DeleteBackupResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -256,6 +271,37 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBackup(self, request, context):
+        """Back up the server's volume with restic into this node's backup repository (the
+        fleet's, when one is configured), tagged with deployment, volume and backup id;
+        `before_commands` are written to its console first when it runs (e.g. save-off,
+        save-all), `after_commands` once the snapshot is taken, whatever happened. Answers
+        when the snapshot is written. NOT_FOUND for an unknown server, INTERNAL when
+        restic fails (its message, secrets removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreBackup(self, request, context):
+        """Put a snapshot's files back into the server's volume: the server is stopped
+        first when it runs and started again afterwards; with `wipe` the volume is
+        emptied first, otherwise what the snapshot holds replaces the same names at the
+        top of the volume and other entries stay. FAILED_PRECONDITION when `repository`
+        is not this node's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBackup(self, request, context):
+        """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
+        when `repository` is not this node's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +389,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.CheckImage,
                     request_deserializer=protos_dot_agent__pb2.CheckImageRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.CheckImageResponse.SerializeToString,
+            ),
+            'CreateBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBackup,
+                    request_deserializer=protos_dot_agent__pb2.CreateBackupRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.BackupResult.SerializeToString,
+            ),
+            'RestoreBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreBackup,
+                    request_deserializer=protos_dot_agent__pb2.RestoreBackupRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.RestoreBackupResponse.SerializeToString,
+            ),
+            'DeleteBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBackup,
+                    request_deserializer=protos_dot_agent__pb2.DeleteBackupRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.DeleteBackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -804,6 +865,87 @@ class Agent:
             '/encedeus.agent.v1.Agent/CheckImage',
             protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
             protos_dot_agent__pb2.CheckImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/CreateBackup',
+            protos_dot_agent__pb2.CreateBackupRequest.SerializeToString,
+            protos_dot_agent__pb2.BackupResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/RestoreBackup',
+            protos_dot_agent__pb2.RestoreBackupRequest.SerializeToString,
+            protos_dot_agent__pb2.RestoreBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/DeleteBackup',
+            protos_dot_agent__pb2.DeleteBackupRequest.SerializeToString,
+            protos_dot_agent__pb2.DeleteBackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

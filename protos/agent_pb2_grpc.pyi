@@ -89,6 +89,25 @@ class AgentStub:
     the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
     without it answer UNIMPLEMENTED.
     """
+    CreateBackup: _grpc.UnaryUnaryMultiCallable[_agent_pb2.CreateBackupRequest, _agent_pb2.BackupResult]
+    """Back up the server's volume with restic into this node's backup repository (the
+    fleet's, when one is configured), tagged with deployment, volume and backup id;
+    `before_commands` are written to its console first when it runs (e.g. save-off,
+    save-all), `after_commands` once the snapshot is taken, whatever happened. Answers
+    when the snapshot is written. NOT_FOUND for an unknown server, INTERNAL when
+    restic fails (its message, secrets removed).
+    """
+    RestoreBackup: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RestoreBackupRequest, _agent_pb2.RestoreBackupResponse]
+    """Put a snapshot's files back into the server's volume: the server is stopped
+    first when it runs and started again afterwards; with `wipe` the volume is
+    emptied first, otherwise what the snapshot holds replaces the same names at the
+    top of the volume and other entries stay. FAILED_PRECONDITION when `repository`
+    is not this node's.
+    """
+    DeleteBackup: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteBackupRequest, _agent_pb2.DeleteBackupResponse]
+    """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
+    when `repository` is not this node's.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -147,6 +166,25 @@ class AgentAsyncStub(AgentStub):
     registry serves the manifest with `registry_auth`. Always OK: the verdict is in
     the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
     without it answer UNIMPLEMENTED.
+    """
+    CreateBackup: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateBackupRequest, _agent_pb2.BackupResult]  # type: ignore[assignment]
+    """Back up the server's volume with restic into this node's backup repository (the
+    fleet's, when one is configured), tagged with deployment, volume and backup id;
+    `before_commands` are written to its console first when it runs (e.g. save-off,
+    save-all), `after_commands` once the snapshot is taken, whatever happened. Answers
+    when the snapshot is written. NOT_FOUND for an unknown server, INTERNAL when
+    restic fails (its message, secrets removed).
+    """
+    RestoreBackup: _aio.UnaryUnaryMultiCallable[_agent_pb2.RestoreBackupRequest, _agent_pb2.RestoreBackupResponse]  # type: ignore[assignment]
+    """Put a snapshot's files back into the server's volume: the server is stopped
+    first when it runs and started again afterwards; with `wipe` the volume is
+    emptied first, otherwise what the snapshot holds replaces the same names at the
+    top of the volume and other entries stay. FAILED_PRECONDITION when `repository`
+    is not this node's.
+    """
+    DeleteBackup: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteBackupRequest, _agent_pb2.DeleteBackupResponse]  # type: ignore[assignment]
+    """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
+    when `repository` is not this node's.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -305,6 +343,43 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         registry serves the manifest with `registry_auth`. Always OK: the verdict is in
         the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
         without it answer UNIMPLEMENTED.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateBackup(
+        self,
+        request: _agent_pb2.CreateBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.BackupResult, _abc.Awaitable[_agent_pb2.BackupResult]]:
+        """Back up the server's volume with restic into this node's backup repository (the
+        fleet's, when one is configured), tagged with deployment, volume and backup id;
+        `before_commands` are written to its console first when it runs (e.g. save-off,
+        save-all), `after_commands` once the snapshot is taken, whatever happened. Answers
+        when the snapshot is written. NOT_FOUND for an unknown server, INTERNAL when
+        restic fails (its message, secrets removed).
+        """
+
+    @_abc_1.abstractmethod
+    def RestoreBackup(
+        self,
+        request: _agent_pb2.RestoreBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.RestoreBackupResponse, _abc.Awaitable[_agent_pb2.RestoreBackupResponse]]:
+        """Put a snapshot's files back into the server's volume: the server is stopped
+        first when it runs and started again afterwards; with `wipe` the volume is
+        emptied first, otherwise what the snapshot holds replaces the same names at the
+        top of the volume and other entries stay. FAILED_PRECONDITION when `repository`
+        is not this node's.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteBackup(
+        self,
+        request: _agent_pb2.DeleteBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DeleteBackupResponse, _abc.Awaitable[_agent_pb2.DeleteBackupResponse]]:
+        """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
+        when `repository` is not this node's.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

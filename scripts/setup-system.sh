@@ -8,6 +8,7 @@ PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshp
   docker-registry apache2-utils curl nginx caddy dnsmasq wrk e2fsprogs util-linux mount chromium
   debootstrap)
 want_pg="${WANT_POSTGRES:-1}"
+PACKAGES+=(restic)  # the agent's backups (docs/stateful.md)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

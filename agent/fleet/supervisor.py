@@ -320,6 +320,20 @@ class Supervisor:
         async with asyncio.timeout(timeout + KILL_GRACE_SECONDS):
             await server.wait_exit(exits)
 
+    @contextlib.asynccontextmanager
+    async def held_stopped(self, server_id: str) -> AsyncIterator[bool]:
+        """Stop the server when it runs and keep every other operation on it waiting
+        while the body runs (yields whether it ran); start it again after a body that
+        succeeded, when it ran before. A body that fails leaves it stopped."""
+        server = self.get(server_id)
+        async with server.lock:
+            running = server.machine.state is not lm.State.OFFLINE
+            if running:
+                await self._stop(server)
+            yield running
+            if running:
+                await self._start(server)
+
     async def restart(self, server_id: str) -> ManagedServer:
         server = self.get(server_id)
         async with server.lock:

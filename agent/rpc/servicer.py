@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
+from agent.backups.restic import ResticError
+from agent.backups.volume_backups import BackupUnreachable, NothingToBackUp, VolumeBackups
 from agent.fleet.hub import WatchHub
 from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
@@ -51,6 +53,9 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
     (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (BackupUnreachable, grpc.StatusCode.FAILED_PRECONDITION),
+    (NothingToBackUp, grpc.StatusCode.FAILED_PRECONDITION),
+    (ResticError, grpc.StatusCode.INTERNAL),
     (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
 ]
 
@@ -95,9 +100,11 @@ class AgentService(pb_grpc.AgentServicer):
         host: HostMonitor,
         facts: NodeFacts,
         ingress: CaddyProxy | None = None,
+        backups: VolumeBackups | None = None,
     ) -> None:
         self.supervisor, self.hub, self.host, self.facts = supervisor, hub, host, facts
         self.ingress = ingress
+        self.backups = backups
 
     async def _run(self, context: Context, operation: Awaitable[T]) -> T:
         try:
@@ -269,6 +276,30 @@ class AgentService(pb_grpc.AgentServicer):
         if present:
             return _verdict(pb.IMAGE_AVAILABILITY_PRESENT, "")
         return _verdict(pb.IMAGE_AVAILABILITY_PULLABLE, "")
+
+    async def CreateBackup(
+        self, request: pb.CreateBackupRequest, context: Context
+    ) -> pb.BackupResult:
+        backups = await self._volume_backups(context)
+        return await self._run(context, backups.create(request))
+
+    async def RestoreBackup(
+        self, request: pb.RestoreBackupRequest, context: Context
+    ) -> pb.RestoreBackupResponse:
+        backups = await self._volume_backups(context)
+        return await self._run(context, backups.restore(request))
+
+    async def DeleteBackup(
+        self, request: pb.DeleteBackupRequest, context: Context
+    ) -> pb.DeleteBackupResponse:
+        backups = await self._volume_backups(context)
+        return await self._run(context, backups.delete(request))
+
+    async def _volume_backups(self, context: Context) -> VolumeBackups:
+        if self.backups is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this agent takes no backups")
+        assert self.backups is not None
+        return self.backups
 
     async def _heartbeat(self, interval: float) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from agent.backups.download import BackupDownloads
+from agent.backups.volume_backups import VolumeBackups
 from agent.config import AgentConfig, NodeIdentity
 from agent.controlplane_client import ControlPlane
 from agent.files.cors import FileCors
@@ -46,7 +48,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_http_app(
-    sockets: ConsoleSockets, supervisor: Supervisor, exec_sockets: ExecSockets, files: FileApi
+    sockets: ConsoleSockets,
+    supervisor: Supervisor,
+    exec_sockets: ExecSockets,
+    files: FileApi,
+    downloads: BackupDownloads | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
@@ -55,6 +61,8 @@ def build_http_app(
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
     app.router.add_get("/api/servers/{server_id}/exec", exec_sockets.handle)
     files.add_routes(app)
+    if downloads is not None:
+        downloads.add_routes(app)
     FileCors(sockets.limits.ws_allowed_origins).install(app)
     return app
 
@@ -80,9 +88,11 @@ async def start_http_server(
     supervisor: Supervisor,
     started_at: float,
     control_plane: ControlPlane | None = None,
+    backups: VolumeBackups | None = None,
 ) -> HttpEndpoint:
     """Serve the HTTP port (0 = any free port), over TLS when `http.cert_file` is set.
-    Exec sessions report their end to `control_plane` (none: not reported)."""
+    Exec sessions report their end to `control_plane` (none: not reported); backups
+    of `backups` are downloadable."""
     sockets = ConsoleSockets(config.console, identity, supervisor, started_at)
     exec_sockets = ExecSockets(config.console, identity, supervisor, started_at, control_plane)
     files = FileApi(
@@ -96,7 +106,13 @@ async def start_http_server(
     # A request body is buffered up to read_bufsize before the socket is paused: with
     # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
     runner = web.AppRunner(
-        build_http_app(sockets, supervisor, exec_sockets, files),
+        build_http_app(
+            sockets,
+            supervisor,
+            exec_sockets,
+            files,
+            None if backups is None else BackupDownloads(identity, started_at, backups),
+        ),
         access_log=None,
         read_bufsize=1024 * 1024,
     )

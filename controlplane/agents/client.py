@@ -25,6 +25,9 @@ MAX_STOP_SECONDS = 3600
 STOPPING_CALLS = frozenset(
     {"StopServer", "RestartServer", "RemoveServer", "RecreateServer", "ReinstallServer"}
 )
+# restic reads or writes a whole volume: the calls wait as long as a backup may take.
+BACKUP_SECONDS = 6 * 3600
+BACKUP_CALLS = frozenset({"CreateBackup", "RestoreBackup", "DeleteBackup"})
 
 
 class AgentError(Exception):
@@ -97,6 +100,18 @@ class AgentClient(Protocol):
         """Whether the node has `image` or its registry serves it with `auth` (the
         registry's answer bounded by `timeout_ms`); `unimplemented` from older agents."""
 
+    async def create_backup(self, request: pb.CreateBackupRequest) -> pb.BackupResult:
+        """Snapshot a server's volume with restic (console commands around it); answers
+        once it is written. `failed_precondition` for an empty volume."""
+
+    async def restore_backup(self, request: pb.RestoreBackupRequest) -> pb.RestoreBackupResponse:
+        """Put a snapshot back into the server's volume (stopped meanwhile, started
+        again when it ran). `failed_precondition` when the snapshot's repository is
+        not the node's."""
+
+    async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
+        """Forget the snapshot and prune its data."""
+
     async def close(self) -> None:
         """Close the channel; further calls fail."""
 
@@ -132,6 +147,7 @@ class GrpcAgentClient:
     async def _unary(self, method: str, request: object) -> object:
         call = getattr(self._stub, method)
         timeout = self._timeout + (MAX_STOP_SECONDS if method in STOPPING_CALLS else 0)
+        timeout += BACKUP_SECONDS if method in BACKUP_CALLS else 0
         try:
             return await call(request, metadata=self._metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -204,6 +220,21 @@ class GrpcAgentClient:
         result = await self._unary("CheckImage", request)
         assert isinstance(result, pb.CheckImageResponse)
         return result
+
+    async def create_backup(self, request: pb.CreateBackupRequest) -> pb.BackupResult:
+        result = await self._unary("CreateBackup", request)
+        assert isinstance(result, pb.BackupResult)
+        return result
+
+    async def restore_backup(self, request: pb.RestoreBackupRequest) -> pb.RestoreBackupResponse:
+        result = await self._unary("RestoreBackup", request)
+        assert isinstance(result, pb.RestoreBackupResponse)
+        return result
+
+    async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
+        result = await self._unary("DeleteBackup", request)
+        assert isinstance(result, pb.DeleteBackupResponse)
+        return result.deleted
 
     async def get_logs(
         self, server_id: str, *, tail: int, follow: bool

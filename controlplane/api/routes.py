@@ -9,6 +9,7 @@ from __future__ import annotations
 from controlplane.api import (
     api_keys,
     auth,
+    backups,
     deployment_actions,
     deployment_observe,
     deployment_templates,
@@ -136,6 +137,27 @@ def _template_routes(r: ApiRoutes) -> None:
           errors=(404, 409))  # fmt: skip
 
 
+def _backup_routes(r: ApiRoutes, d: str) -> None:
+    """A deployment's backups and backup policy (owner or admin)."""
+    b = f"{d}/backups/{{backup_id}}"
+    r.add("POST", f"{d}/backups", backups.create_backup, access=USER, status=202,
+          tag="backups", errors=(400, 404, 409, 503))  # fmt: skip
+    r.add("GET", f"{d}/backups", backups.list_backups, access=USER, tag="backups",
+          errors=(404,))  # fmt: skip
+    r.add("GET", b, backups.get_backup, access=USER, tag="backups", errors=(404,))
+    r.add("PATCH", b, backups.change_backup, access=USER, tag="backups", errors=(404,))
+    r.add("DELETE", b, backups.delete_backup, access=USER, tag="backups",
+          errors=(404, 409, 503))  # fmt: skip
+    r.add("POST", f"{b}/restore", backups.restore_backup, access=USER, status=202,
+          tag="backups", errors=(404, 409, 503))  # fmt: skip
+    r.add("GET", f"{b}/download", backups.download_backup, access=USER, tag="backups",
+          errors=(404, 409, 503))  # fmt: skip
+    r.add("GET", f"{d}/backup-policy", backups.get_backup_policy, access=USER, tag="backups",
+          errors=(404,))  # fmt: skip
+    r.add("PUT", f"{d}/backup-policy", backups.put_backup_policy, access=USER, tag="backups",
+          errors=(404,))  # fmt: skip
+
+
 def _orchestration_routes(r: ApiRoutes) -> None:
     """Nodes (admin, plus the agent's enrolment), deployments (owner only), and the
     agent-facing /v1/remote calls (node secret)."""
@@ -216,6 +238,7 @@ def _orchestration_routes(r: ApiRoutes) -> None:
     ):
         r.add("POST", f"{f}/{operation}", operate, access=USER, tag="files",
               errors=(403, 404, 409, 413, 422, 502, 503, 507))  # fmt: skip
+    _backup_routes(r, d)
     r.add("GET", f"{d}/status", deployment_observe.deployment_status, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/orphaned-volumes", volumes.deployment_orphaned_volumes, access=USER,

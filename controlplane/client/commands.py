@@ -97,8 +97,9 @@ def container_command(args: argparse.Namespace) -> list[str] | None:
 
 def register(subparsers: Any) -> None:
     """Add login, register, deploy, ls, logs, scale, stop, start, restart, rm, exec,
-    console, files, tasks, nodes, domains to the `encedeus` argument parser."""
+    console, files, tasks, nodes, domains, backups to the `encedeus` argument parser."""
     from controlplane.client import (
+        backup_commands,
         deployment_commands,
         domain_commands,
         file_commands,
@@ -117,6 +118,7 @@ def register(subparsers: Any) -> None:
     node_commands.add_commands(subparsers)
     template_commands.add_commands(subparsers)
     domain_commands.add_commands(subparsers)
+    backup_commands.add_commands(subparsers)
 
 
 def resolve_deployment(client: ApiClient, name_or_id: str) -> dict[str, Any]:

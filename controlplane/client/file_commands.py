@@ -69,20 +69,26 @@ def get_file(args: argparse.Namespace) -> int:
     base = _files_path(client, app, args.replica)
     signed = client.call("GET", f"{base}/download-url", query={"path": path})
     local = args.local or posixpath.basename(path.rstrip("/")) or "download"
-    request = Request(signed["url"], headers={"User-Agent": "encedeus-cli"})  # noqa: S310
+    if download_to(signed["url"], local):
+        out(f"{path} -> {local} ({os.path.getsize(local)} bytes)")
+    return 0
+
+
+def download_to(url: str, local: str) -> bool:
+    """Stream a signed agent URL into the file `local` (`-`: stdout; then False)."""
+    request = Request(url, headers={"User-Agent": "encedeus-cli"})  # noqa: S310
     try:
         with urlopen(request, timeout=TRANSFER_TIMEOUT) as response:  # noqa: S310
             if local == "-":
                 shutil.copyfileobj(response, sys.stdout.buffer, CHUNK)
-                return 0
+                return False
             with open(local, "wb") as target:
                 shutil.copyfileobj(response, target, CHUNK)
     except HTTPError as exc:
         raise error_from(exc) from None
     except (URLError, OSError) as exc:
         raise ClientError(f"download failed: {exc}") from None
-    out(f"{path} -> {local} ({os.path.getsize(local)} bytes)")
-    return 0
+    return True
 
 
 def put_file(args: argparse.Namespace) -> int:

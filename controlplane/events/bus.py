@@ -74,6 +74,10 @@ class EventType(StrEnum):
     NODE_DOWN = "node_down"
     NODE_DRAINING = "node_draining"
     NODE_DELETED = "node_deleted"
+    BACKUP_COMPLETED = "backup_completed"
+    BACKUP_FAILED = "backup_failed"
+    RESTORE_COMPLETED = "restore_completed"
+    RESTORE_FAILED = "restore_failed"
     TEST = "test"
 
 

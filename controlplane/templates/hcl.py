@@ -2,7 +2,7 @@
 
 The format (docs/templates.md has a complete example): top-level attributes `id`,
 `version`, `name`, `description`, `images`, `startup`, `egg`, `data_path`, `disk`,
-`done`; blocks `stop { }`, `install { }`, and labelled blocks `variable "ENV" { }`
+`done`; blocks `stop { }`, `install { }`, `backup { }`, and labelled blocks `variable "ENV" { }`
 (with a `rules { }` block), `config_file "path" { }` and `port "name" { }`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.config import ConfigError, parse_hcl
-from controlplane.templates.model import Template, done_pattern, literal_of
+from controlplane.templates.model import BackupCommands, Template, done_pattern, literal_of
 
 _HEREDOC = re.compile(r"^<<(-?)([A-Za-z_][A-Za-z0-9_]*)\n(.*?)\n?[ \t]*\2$", re.DOTALL)
 _LABELLED = {"variable": ("variables", "env"), "config_file": ("config_files", "path"),
@@ -141,7 +141,7 @@ def _attributes(values: dict[str, Any], indent: str) -> list[str]:
 def template_to_hcl(template: Template) -> str:
     """The template written as HCL that :func:`parse_template_hcl` reads back equal."""
     data = template.model_dump(exclude_defaults=False)
-    blocks = {"variables", "config_files", "ports", "stop", "install"}
+    blocks = {"variables", "config_files", "ports", "stop", "install", "backup"}
     top = {k: v for k, v in data.items() if k not in blocks}
     literal = literal_of(top["done"])
     top["done"] = (literal if literal is not None else "regex:" + top["done"]) or None
@@ -149,6 +149,8 @@ def template_to_hcl(template: Template) -> str:
     lines += ["", "stop {", *_attributes(data["stop"], "  "), "}"]
     if data["install"] is not None:
         lines += ["", "install {", *_attributes(data["install"], "  "), "}"]
+    if template.backup != BackupCommands():
+        lines += ["", "backup {", *_attributes(data["backup"], "  "), "}"]
     for variable in data["variables"]:
         rules = {k: v for k, v in variable.pop("rules").items() if v is not None}
         lines += ["", f"variable {_literal(variable.pop('env'))} {{"]

@@ -88,6 +88,16 @@ class StopSpec(Strict):
         return self
 
 
+class BackupCommands(Strict):
+    """Console lines around a backup, so the files are consistent (a game server's
+    `save-off` + `save-all` before, `save-on` after); `settle_seconds` is how long to
+    wait after the `before` lines for the server to finish writing."""
+
+    before: list[str] = Field(default_factory=list, max_length=16)
+    after: list[str] = Field(default_factory=list, max_length=16)
+    settle_seconds: int = Field(default=0, ge=0, le=300)
+
+
 class ConfigFile(Strict):
     """Edits applied before each start to `path` (relative to the data directory).
     `set` maps a key — a dotted path for yaml/json, `section.key` for ini, the key for
@@ -142,6 +152,7 @@ class Template(Strict):
     ports: list[PortWanted] = Field(default_factory=list, max_length=16)
     disk: str | None = None
     restart_policy: Literal["always", "on-failure", "never"] | None = None
+    backup: BackupCommands = Field(default_factory=BackupCommands)
 
     @field_validator("images")
     @classmethod

@@ -138,4 +138,5 @@ def _record(template: Template, values: dict[str, str], image_label: str | None)
         "data_mount_path": template.data_path,
         "config_files": [c.model_dump() for c in template.config_files],
         "install": template.install.model_dump() if template.install else None,
+        "backup": template.backup.model_dump(),
     }

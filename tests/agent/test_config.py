@@ -47,6 +47,20 @@ def test_nested_blocks_and_bad_values(tmp_path: Path) -> None:
     assert load_agent_config(path).grpc.port == 7
 
 
+def test_a_backup_repository_needs_one_password(tmp_path: Path) -> None:
+    path = tmp_path / "c.hcl"
+    path.write_text('agent {\n  backups {\n    repository = "sftp:b@h:/r"\n  }\n}\n')
+    with pytest.raises(ConfigError, match="needs a password"):
+        load_agent_config(path)
+    path.write_text(
+        'agent {\n  backups {\n    repository = "s3:h/b"\n    password = "p"\n'
+        '    password_file = "/k"\n  }\n}\n'
+    )
+    with pytest.raises(ConfigError, match="not both"):
+        load_agent_config(path)
+    assert load_agent_config(REPO / "config.hcl").backups.repository == ""  # the node's own
+
+
 def test_identity_from_config_or_file(tmp_path: Path) -> None:
     config = AgentConfig(data_dir=str(tmp_path))
     assert load_identity(config) is None

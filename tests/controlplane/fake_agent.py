@@ -43,6 +43,10 @@ class FakeAgent:
         not_found, as a real agent still pulling or creating does)."""
         self.create_entered = asyncio.Event()
         """Set when a CreateServer call has arrived."""
+        self.snapshots: dict[str, pb.CreateBackupRequest] = {}
+        """snapshot id -> the CreateBackup that made it (a backup is taken at once)."""
+        self.restores: list[pb.RestoreBackupRequest] = []
+        self.repository = f"node:{node_id}"
         self._changed = asyncio.Event()
 
     # ---- what the host does on its own -----------------------------------
@@ -224,6 +228,35 @@ class FakeAgent:
     ) -> pb.CheckImageResponse:
         self._record("CheckImage")
         return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
+
+    async def create_backup(self, request: pb.CreateBackupRequest) -> pb.BackupResult:
+        self._record("CreateBackup", request.server_id)
+        self._server(request.server_id)
+        snapshot = f"{len(self.snapshots) + 1:064x}"
+        self.snapshots[snapshot] = request
+        return pb.BackupResult(
+            snapshot_id=snapshot,
+            repository=self.repository,
+            size_bytes=1024,
+            files=1,
+            checksum=f"sha256:{snapshot}",
+            time_ms=_now_ms(),
+        )
+
+    async def restore_backup(self, request: pb.RestoreBackupRequest) -> pb.RestoreBackupResponse:
+        self._record("RestoreBackup", request.server_id)
+        server = self._server(request.server_id)
+        if request.repository != self.repository or request.snapshot_id not in self.snapshots:
+            raise AgentError("failed_precondition", "the backup is not in this node's repository")
+        self.restores.append(request)
+        return pb.RestoreBackupResponse(restarted=server.status.state == pb.SERVER_STATE_RUNNING)
+
+    async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
+        self._record("DeleteBackup")
+        if request.repository != self.repository:
+            raise AgentError("failed_precondition", "the backup is not in this node's repository")
+        self.snapshots.pop(request.snapshot_id, None)
+        return True
 
     async def close(self) -> None:
         self.closed = True

@@ -103,3 +103,31 @@ async def test_the_watch_stream_opens_with_a_heartbeat_of_every_server(
 async def test_node_info_names_the_port_range(client: AgentClient) -> None:
     info = await client.get_node_info()
     assert (info.port_range_start, info.port_range_end) == (30000, 30999)
+
+
+async def test_backups_are_taken_restored_and_deleted_in_their_repository(
+    client: AgentClient,
+) -> None:
+    server = _server()
+    server.files.append(pb.InputFile(path="world.dat", content=b"the world"))
+    created = await client.create_server(server, start=True)
+    backup = await client.create_backup(
+        pb.CreateBackupRequest(server_id=created.spec.id, backup_id="b1")
+    )
+    assert backup.snapshot_id
+    assert backup.repository.startswith("node:")
+    assert backup.checksum.startswith("sha256:")
+    elsewhere = pb.RestoreBackupRequest(
+        server_id=created.spec.id, snapshot_id=backup.snapshot_id, repository="node:other"
+    )
+    assert await _refusal(client.restore_backup(elsewhere)) == "failed_precondition"
+    here = pb.RestoreBackupRequest(
+        server_id=created.spec.id, snapshot_id=backup.snapshot_id, repository=backup.repository
+    )
+    assert (await client.restore_backup(here)).restarted
+    gone = pb.DeleteBackupRequest(snapshot_id=backup.snapshot_id, repository="node:other")
+    assert await _refusal(client.delete_backup(gone)) == "failed_precondition"
+    mine = pb.DeleteBackupRequest(snapshot_id=backup.snapshot_id, repository=backup.repository)
+    assert await client.delete_backup(mine)
+    unknown = pb.CreateBackupRequest(server_id="t-unknown", backup_id="b2")
+    assert await _refusal(client.create_backup(unknown)) == "not_found"

@@ -110,6 +110,15 @@ class FakeAgent:
     async def get_stats(self, server_id: str) -> pb.ServerStats:
         raise NotImplementedError
 
+    async def create_backup(self, request: pb.CreateBackupRequest) -> pb.BackupResult:
+        raise NotImplementedError
+
+    async def restore_backup(self, request: pb.RestoreBackupRequest) -> pb.RestoreBackupResponse:
+        raise NotImplementedError
+
+    async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
+        raise NotImplementedError
+
 
 def _heartbeat(*servers: pb.ServerStatus) -> pb.WatchEvent:
     return pb.WatchEvent(

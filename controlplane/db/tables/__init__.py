@@ -23,6 +23,7 @@ from controlplane.db.tables.accounts import (  # noqa: E402
     SshKey,
     User,
 )
+from controlplane.db.tables.backups import Backup, BackupPolicy  # noqa: E402
 from controlplane.db.tables.cluster import Cluster  # noqa: E402
 from controlplane.db.tables.domains import CustomDomain  # noqa: E402
 from controlplane.db.tables.events import (  # noqa: E402
@@ -44,6 +45,8 @@ __all__ = [
     "AccountQuota",
     "ApiKey",
     "AuthSession",
+    "Backup",
+    "BackupPolicy",
     "Cluster",
     "CustomDomain",
     "Deployment",

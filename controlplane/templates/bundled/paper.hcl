@@ -17,6 +17,12 @@ stop {
   timeout_seconds = 30
 }
 
+backup {
+  before         = ["save-off", "save-all flush"]
+  after          = ["save-on"]
+  settle_seconds = 2
+}
+
 install {
   image = "ghcr.io/pterodactyl/installers:alpine"
   entrypoint = "ash"

@@ -17,6 +17,10 @@ stop {
   timeout_seconds = 10
 }
 
+backup {
+  before = ["save"]
+}
+
 port "game" {
   protocols = ["tcp"]
 }
