@@ -35,7 +35,9 @@ if ! docker info >/dev/null 2>&1; then
       rm -f "$pidfile"
     fi
   done
-  nohup dockerd --ip-masq=false >/var/log/encedeus/dockerd.log 2>&1 &
+  # setsid: its own session, so that ending the shell (or job) that ran this script
+  # never takes the engine down with it.
+  setsid nohup dockerd --ip-masq=false >>/var/log/encedeus/dockerd.log 2>&1 < /dev/null &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/encedeus/dockerd.log"; exit 1; }
 fi
@@ -107,7 +109,7 @@ mv "$REGISTRY_DIR/config.yml.new" "$REGISTRY_DIR/config.yml"
 registry_status() { curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY_ADDR/v2/" 2>/dev/null || true; }
 if [ "$(registry_status)" != 401 ]; then
   log "starting the test registry on $REGISTRY_ADDR"
-  nohup docker-registry serve "$REGISTRY_DIR/config.yml" >/var/log/encedeus/registry.log 2>&1 &
+  setsid nohup docker-registry serve "$REGISTRY_DIR/config.yml" >>/var/log/encedeus/registry.log 2>&1 < /dev/null &
   for _ in $(seq 1 40); do [ "$(registry_status)" = 401 ] && break; sleep 0.25; done
   [ "$(registry_status)" = 401 ] || { log "the registry did not start; see /var/log/encedeus/registry.log"; exit 1; }
 fi
