@@ -165,7 +165,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app.cleanup_ctx.append(_run_mail_outbox)
     bus = install_events(app, config, database)
     install_orchestration(app, config, database, bus, (leadership, notifier))
-    install_ingress(app, config, database)
+    install_ingress(app, config, database, (leadership, notifier))
     install_tasks(app, database, bus, leadership)
     app.cleanup_ctx.append(_run_leadership)
     app.cleanup_ctx.append(systemd_ctx)
