@@ -167,7 +167,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     bus = install_events(app, config, database)
     pool, _ = install_orchestration(app, config, database, bus, (leadership, notifier))
     install_backups(app, config, database, pool, (bus, leadership))
-    install_ingress(app, config, database)
+    install_ingress(app, config, database, (leadership, notifier))
     install_tasks(app, database, bus, leadership)
     app.cleanup_ctx.append(_run_leadership)
     app.cleanup_ctx.append(systemd_ctx)

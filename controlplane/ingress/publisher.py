@@ -6,6 +6,12 @@ node came or went) and at least every `interval` seconds (deployments stopped,
 deleted or renamed through the API). A new table gets a new version; every ingress
 node whose heartbeat reports another version (an older table, or 0 after its Caddy
 restarted empty) gets the table again — so drift heals within a heartbeat or two.
+
+With several control planes only the leader publishes: :meth:`lead` is a leader duty
+(see :mod:`controlplane.ingress.wiring`). Every process keeps its own agent streams,
+so a new leader knows at once which table each ingress serves; it mints a new version
+and sends it to all of them. A change made through a follower (a custom domain added
+or removed) reaches the leader over NOTIFY (:data:`INGRESS_CHANNEL`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
+from controlplane.db.notify import Notifier
 from controlplane.db.tables import CustomDomain, Deployment, Node, Replica
 from controlplane.ingress.table import NodeReach, build_routes, node_reach
 from protos import agent_pb2 as pb
@@ -28,11 +35,14 @@ from protos import agent_pb2 as pb
 log = get_logger(__name__)
 # A node that did not take a table is not asked again sooner than this.
 RETRY_SECONDS = 1.0
+#: NOTIFY channel that wakes the leader's publisher (empty payload).
+INGRESS_CHANNEL = "encedeus_ingress"
 
 
 class IngressPublisher:
-    """Owns the routing table; :meth:`run` until cancelled. :meth:`changed` (also a
-    pool listener) asks for a rebuild now."""
+    """Owns the routing table; :meth:`lead` until cancelled. :meth:`changed` asks the
+    leader's publisher for a rebuild now; this process's own pool signals wake only
+    this process's publisher (the leader's pool sees every node too)."""
 
     def __init__(
         self,
@@ -42,20 +52,35 @@ class IngressPublisher:
         *,
         interval: float = 1.0,
         ask_url: str = "",
+        notifier: Notifier | None = None,
     ) -> None:
         self.database, self.pool, self.config = database, pool, config
-        self.interval, self.ask_url = interval, ask_url
+        self.interval, self.ask_url, self.notifier = interval, ask_url, notifier
         self.table = pb.RouteTable()
         self._wake = asyncio.Event()
         self._sent: dict[str, tuple[int, float]] = {}
         pool.add_listener(self._on_signal)
 
     def _on_signal(self, signal: NodeSignal) -> None:
-        self.changed()
+        self.wake_here()
 
     def changed(self) -> None:
-        """Rebuild and push as soon as possible (callable from any coroutine)."""
+        """Rebuild and push as soon as possible, on whichever control plane leads
+        (callable from any coroutine)."""
+        self.wake_here()
+        if self.notifier is not None:
+            self.notifier.notify_soon(INGRESS_CHANNEL, "")
+
+    def wake_here(self) -> None:
+        """Wake this process's publisher only (what a wake notification does)."""
         self._wake.set()
+
+    async def lead(self) -> None:
+        """Publish until cancelled, from a fresh start: a table that another leader may
+        have superseded meanwhile is never sent again under its old version."""
+        self.table = pb.RouteTable()
+        self._sent.clear()
+        await self.run()
 
     async def run(self) -> None:
         while True:

@@ -1,16 +1,19 @@
-"""Puts the ingress publisher on the application, after the agent pool exists."""
+"""Puts the ingress publisher on the application, after the agent pool exists.
+
+Only the leader pushes routing tables: the publisher is a leader duty of
+:mod:`controlplane.leadership`, and any process's :meth:`IngressPublisher.changed`
+wakes the leader's publisher through NOTIFY on PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
-from common.cancellation import cancel_and_wait
 from controlplane.config import ControlPlaneConfig
 from controlplane.db.engine import Database
-from controlplane.ingress.publisher import IngressPublisher
+from controlplane.db.notify import Notifier
+from controlplane.ingress.publisher import INGRESS_CHANNEL, IngressPublisher
+from controlplane.leadership import Duty, Leadership
 from controlplane.state import AGENT_POOL, INGRESS
 
 
@@ -26,22 +29,26 @@ def default_ask_url(config: ControlPlaneConfig) -> str:
     return f"http://{host}:{config.port}/v1/ingress/ask"
 
 
-def install_ingress(app: web.Application, config: ControlPlaneConfig, database: Database) -> None:
-    """Create the publisher under INGRESS (call after install_orchestration)."""
+def install_ingress(
+    app: web.Application,
+    config: ControlPlaneConfig,
+    database: Database,
+    cluster: tuple[Leadership, Notifier],
+) -> IngressPublisher:
+    """Create the publisher under INGRESS and register it as a leader duty of
+    `cluster`'s leadership (call after install_orchestration, before the leadership
+    runs)."""
+    leadership, notifier = cluster
     publisher = IngressPublisher(
         database,
         app[AGENT_POOL],
         config,
         interval=config.reconcile_interval_seconds,
         ask_url=default_ask_url(config),
+        notifier=notifier if database.dialect == "postgresql" else None,
     )
+    notifier.listen(INGRESS_CHANNEL, lambda _payload: publisher.wake_here())
+    notifier.on_reconnected(publisher.wake_here)  # wake-ups may have been missed
+    leadership.add_duty(Duty("ingress-publisher", publisher.lead))
     app[INGRESS] = publisher
-    app.cleanup_ctx.append(_run_ingress)
-
-
-async def _run_ingress(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[INGRESS].run(), name="ingress-publisher")
-    try:
-        yield
-    finally:
-        await cancel_and_wait(task)
+    return publisher

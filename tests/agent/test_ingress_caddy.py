@@ -130,3 +130,71 @@ async def test_websockets_and_streamed_responses_pass_through(tmp_path: Path) ->
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await upstream.cleanup()
+
+
+class _CountingUpstream:
+    """An upstream that answers a round of `size` requests only once all of them are
+    in flight (so the proxy must hold `size` connections to it at once), and records
+    the client address of every connection they came on."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.peers: set[tuple[str, int]] = set()
+        self._arrived = 0
+        self._full = asyncio.Event()
+
+    def next_round(self) -> None:
+        self._arrived = 0
+        self._full = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        assert request.transport is not None
+        self.peers.add(request.transport.get_extra_info("peername")[:2])
+        self._arrived += 1
+        if self._arrived == self.size:
+            self._full.set()
+        await asyncio.wait_for(self._full.wait(), 10)
+        return web.Response(text="ok")
+
+
+async def test_upstream_connections_are_reused_at_fifty_concurrent_requests(
+    tmp_path: Path,
+) -> None:
+    """Caddy's default idle pool (32 per upstream) would close 18 of 50 connections
+    after each round and dial them again: every round after the first reuses all."""
+    concurrency = 50
+    upstream = _CountingUpstream(concurrency)
+    app = web.Application()
+    app.router.add_get("/", upstream.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        host, upstream_port = runner.addresses[0][:2]
+        route = pb.Route(
+            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{host}:{upstream_port}")]
+        )
+        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def fetch() -> int:
+                url = f"http://127.0.0.1:{port}/"
+                async with session.get(url, headers={"Host": "a.test"}) as response:
+                    await response.read()
+                    return response.status
+
+            for _ in range(3):
+                upstream.next_round()
+                statuses = await asyncio.gather(*(fetch() for _ in range(concurrency)))
+                assert statuses == [200] * concurrency
+                # Caddy pools a connection just after the client saw the answer's end.
+                await asyncio.sleep(0.2)
+        assert len(upstream.peers) == concurrency
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await runner.cleanup()

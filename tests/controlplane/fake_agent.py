@@ -47,6 +47,11 @@ class FakeAgent:
         """snapshot id -> the CreateBackup that made it (a backup is taken at once)."""
         self.restores: list[pb.RestoreBackupRequest] = []
         self.repository = f"node:{node_id}"
+        self.ingress = False
+        """Whether the node has the ingress role (set before the pool connects)."""
+        self.tables: list[pb.RouteTable] = []
+        """Every routing table ApplyRoutes received, in order."""
+        self.routes_version = 0
         self._changed = asyncio.Event()
 
     # ---- what the host does on its own -----------------------------------
@@ -98,7 +103,9 @@ class FakeAgent:
     async def get_node_info(self) -> pb.NodeInfo:
         self._record("GetNodeInfo")
         start, end = self.port_range
-        return pb.NodeInfo(node_id=self.node_id, port_range_start=start, port_range_end=end)
+        info = pb.NodeInfo(node_id=self.node_id, port_range_start=start, port_range_end=end)
+        info.ingress.enabled = self.ingress
+        return info
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         self._record("CreateServer", spec.id)
@@ -212,7 +219,10 @@ class FakeAgent:
             yield pb.WatchEvent(
                 time_ms=_now_ms(),
                 seq=seq,
-                heartbeat=pb.Heartbeat(servers=[s.status for s in self.servers.values()]),
+                heartbeat=pb.Heartbeat(
+                    servers=[s.status for s in self.servers.values()],
+                    routes_version=self.routes_version,
+                ),
             )
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # arrives as the wait ends, and the pool's close then waits forever.
@@ -221,7 +231,12 @@ class FakeAgent:
                     await self._changed.wait()
 
     async def apply_routes(self, table: pb.RouteTable) -> int:
-        raise AgentError("failed_precondition", "this node has no ingress role")
+        if not self.ingress:
+            raise AgentError("failed_precondition", "this node has no ingress role")
+        self._record("ApplyRoutes")
+        self.tables.append(table)
+        self.routes_version = table.version
+        return table.version
 
     async def check_image(
         self, image: str, auth: pb.RegistryAuth | None, timeout_ms: int

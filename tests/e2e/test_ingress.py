@@ -188,13 +188,18 @@ def test_caddy_restarted_empty_gets_every_route_back(
     assert caddy_of(cluster, "edge").pid != caddy.pid
 
 
-def _cli(cluster: Cluster, *argv: str) -> str:
-    """Run the real `encedeus` client against the cluster; its stdout."""
+def _run_cli(cluster: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `encedeus` client against the cluster."""
     env = {**os.environ, "ENCEDEUS_URL": cluster.url, "ENCEDEUS_TOKEN": cluster.token,
            "ENCEDEUS_CREDENTIALS": str(cluster.root / "credentials.json")}  # fmt: skip
-    done = subprocess.run(
+    return subprocess.run(
         [str(BIN / "encedeus"), *argv], capture_output=True, text=True, env=env, check=False
     )
+
+
+def _cli(cluster: Cluster, *argv: str) -> str:
+    """Run the real `encedeus` client against the cluster; its stdout (exit 0 only)."""
+    done = _run_cli(cluster, *argv)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -277,14 +282,25 @@ def test_pending_domain_tokens_are_served_for_their_domain_and_checked_safely(
     cluster, ingress = ingress_cluster
     created = asyncio.run(_deploy(cluster, "token"))
     domains = f"/v1/deployments/{created['id']}/domains"
-    claim = asyncio.run(cluster.request("POST", domains, 201, json={"domain": "tok.example"}))
+    # Claimed with the client, which says how to prove it.
+    added = _cli(cluster, "domains", "add", "token", "tok.example")
+    assert "tok.example: pending_verification" in added
+    (claim,) = asyncio.run(cluster.request("GET", domains))["domains"]
     token = claim["verification"]["token"]
     path = claim["verification"]["http_path"]
     assert path == f"/.well-known/encedeus/{token}"
+    assert f"_encedeus.tok.example  =  {token}" in added
+    assert f"HTTP at {path}" in added
     # The ingress serves the token for its own domain only.
     served = _until(lambda: (a := ingress.get("tok.example", path)).status == 200 and a)
     assert served.body == token
     assert ingress.get("other.example", path).status == 404
+    # Neither proof is there (no TXT record; the HTTP check may not reach loopback):
+    # the client fails with the reason and the claim stays pending.
+    refused = _run_cli(cluster, "domains", "verify", "token", "tok.example")
+    assert refused.returncode != 0
+    assert "verification token was not found (HTTP 422)" in refused.stderr, refused.stderr
+    assert "pending_verification" in _cli(cluster, "domains", "ls", "token")
     private = OutboundPolicy(allow_private=True, timeout_seconds=5)
     assert "404" in asyncio.run(http_proof("localhost", token, private, ingress.http_port))
 
@@ -308,6 +324,11 @@ def test_pending_domain_tokens_are_served_for_their_domain_and_checked_safely(
             await runner.cleanup()
         return allowed, refused
 
-    allowed, refused = asyncio.run(check())
+    allowed, refused_loopback = asyncio.run(check())
     assert allowed == ""
-    assert "refused" in refused.lower()
+    assert "refused" in refused_loopback.lower()
+
+    # Removed with the client: its token is not served any more, at once.
+    _cli(cluster, "domains", "rm", "token", "tok.example")
+    assert asyncio.run(cluster.request("GET", domains))["domains"] == []
+    _until(lambda: ingress.get("tok.example", path).status == 404, timeout=3)

@@ -206,3 +206,49 @@ def test_up_says_when_its_port_is_taken(tmp_path: Path) -> None:
         )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "is another `encedeus up` running?" in done.stderr
+
+
+def _curl(url: str) -> tuple[int, str]:
+    """(status, body) of one GET with the real curl, which resolves `*.localhost` to
+    loopback itself (no DNS, no hosts file); status 0 when nothing answered."""
+    done = subprocess.run(
+        ["curl", "-sS", "-m", "5", "-o", "-", "-w", "\n%{http_code}", url],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    body, _, code = done.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+@pytest.mark.usefixtures("session_containers_removed")
+def test_up_serves_a_web_app_at_its_localhost_url(tmp_path: Path) -> None:
+    """One machine, no DNS: the banner names the ingress port, a web app deployed on
+    `encedeus up` answers at http://<app>.localhost:<port>/ at once, and its URL in
+    the API and `encedeus status` is that one."""
+    host = start_up(tmp_path / "encedeus", port_range=PORT_RANGE)
+    try:
+        apps = next(line for line in host.output if "Apps: " in line)
+        found = re.search(r"Apps: http://<app>\.localhost:(\d+)/", apps)
+        assert found, apps
+        port = int(found.group(1))
+        body = {"username": "webber", "email": "web@example.com", "password": "webber-pw-1"}
+        account = ApiClient(host.url).call("POST", "/v1/auth/register", body)
+        user = ApiClient(host.url, account["access_token"])
+        page = 'echo "hello from web" > /tmp/index.html && exec httpd -f -p 8080 -h /tmp'
+        created = user.call(
+            "POST",
+            "/v1/deployments",
+            {"app_name": "web", "image": TEST_IMAGE, "command": page, "ports": [8080]},
+        )
+        url = f"http://web.localhost:{port}"
+        assert created["url"] == url
+        wait_running(user, created["id"])
+        deadline = time.monotonic() + 10
+        while (answer := _curl(url + "/")) != (200, "hello from web\n"):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.2)
+        assert _curl(f"http://nothing.localhost:{port}/")[0] == 404
+        credentials = tmp_path / "credentials"
+        cli(credentials, "login", "--url", host.url, "webber", "--password", "webber-pw-1")
+        assert url in cli(credentials, "status", "web")
+    finally:
+        stop_up(host)
