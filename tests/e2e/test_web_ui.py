@@ -3,7 +3,9 @@ against a whole system (`encedeus up`: control plane, agent, the real dockerd): 
 in (kept over a reload), create a server from the bundled `sh-game` template (a rule
 error shown beside its field first), a console command typed in the page answered in
 the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
-agent, CORS) and downloaded byte-identical, stop and start with the buttons, delete.
+agent, CORS) and downloaded byte-identical, a shell (exec) typed into and left with
+its exit code, a text file edited in the page and read back from the node, a file
+renamed and deleted, stop and start with the buttons, delete from the settings.
 A wrong password shows the error; the account and nodes pages work, also at 375 px.
 Screenshots land in each test's temporary folder.
 
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Locator, Page, expect, sync_playwright
 
 from controlplane.api.ui_assets import DEFAULT_DIST
 from tests.e2e.single_host_support import SingleHost, running_stack
@@ -119,6 +121,17 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     expect(cpu_points).not_to_have_text("0")
     page.screenshot(path=tmp_path / "server.png", full_page=True)
 
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Shell").click()
+    page.get_by_role("button", name="Open shell").click()
+    expect(page.get_by_test_id("shell-state")).to_contain_text("Connected")
+    shell = page.get_by_test_id("shell-terminal")
+    shell.click()
+    page.keyboard.type("echo shell-$((6*7))\n")
+    expect(shell).to_contain_text("shell-42")
+    page.keyboard.type("exit 3\n")
+    expect(page.get_by_test_id("shell-state")).to_contain_text("exit code 3")
+
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Files").click()
     payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
     page.get_by_label("Upload files").set_input_files(
         files=FilePayload(name="upload.bin", mimeType="application/octet-stream", buffer=payload)
@@ -130,6 +143,14 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     downloaded = download_info.value
     assert downloaded.suggested_filename == "upload.bin"
     assert Path(downloaded.path()).read_bytes() == payload
+    edit_a_text_file(page, listing)
+    page.get_by_role("button", name="Rename upload.bin").click()
+    page.get_by_label("New name for upload.bin").fill("renamed.bin")
+    page.get_by_role("button", name="Save name").click()
+    expect(listing).to_contain_text("renamed.bin")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete renamed.bin").click()
+    expect(listing).not_to_contain_text("renamed.bin")
 
     status = page.locator("[data-status]").first
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -138,11 +159,31 @@ def test_a_server_from_create_to_delete(page: Page, stack: SingleHost, tmp_path:
     expect(status).to_have_attribute("data-status", "running")
     expect(terminal).to_contain_text("Saved count=0, stopping")
 
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Settings").click()
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete server").click()
     expect(page).to_have_url(re.compile(r"/servers$"))
     expect(page.get_by_text("ui-game")).to_have_count(0)
     page.screenshot(path=tmp_path / "servers-after-delete.png")
+
+
+def edit_a_text_file(page: Page, listing: Locator) -> None:
+    """Edit a file in the plain editor, save it (straight to the agent) and download
+    what the node stored."""
+    page.get_by_label("Upload files").set_input_files(
+        files=FilePayload(name="motd.txt", mimeType="text/plain", buffer=b"before\n")
+    )
+    expect(listing).to_contain_text("motd.txt")
+    page.get_by_role("button", name="Edit motd.txt").click()
+    editor = page.get_by_label("Contents of /motd.txt")
+    expect(editor).to_have_value("before\n")
+    editor.fill("after: édité\n")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+    page.get_by_role("button", name="Close editor").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download motd.txt").click()
+    assert Path(download_info.value.path()).read_text("utf-8") == "after: édité\n"
 
 
 def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path) -> None:

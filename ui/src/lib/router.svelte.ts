@@ -1,3 +1,5 @@
+export { matchRoute, type RouteEntry } from "./routing";
+
 // A tiny history-API router: the control plane answers every non-API path with
 // index.html (controlplane/api/ui_assets.py), so deep links and reloads work.
 
@@ -11,16 +13,14 @@ export function navigate(path: string, replace = false): void {
   if (path === route.path) return;
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
-  route.path = path;
+  route.path = location.pathname; // without the query (`?token=` of a reset link)
 }
 
 addEventListener("popstate", () => {
   route.path = location.pathname;
 });
 
-/** The parameter of `/prefix/<param>` in `path`, or null. */
-export function paramAfter(path: string, prefix: string): string | null {
-  if (!path.startsWith(prefix)) return null;
-  const rest = path.slice(prefix.length);
-  return rest && !rest.includes("/") ? decodeURIComponent(rest) : null;
+/** The value of the query parameter `name` of the current address ("" when absent). */
+export function queryParam(name: string): string {
+  return new URLSearchParams(location.search).get(name) ?? "";
 }
