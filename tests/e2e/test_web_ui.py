@@ -6,7 +6,9 @@ the terminal, the CPU graph filling from live stats, a file uploaded (straight t
 agent, CORS) and downloaded byte-identical, a shell (exec) typed into and left with
 its exit code, a text file edited in the page and read back from the node, a file
 renamed and deleted, stop and start with the buttons, delete from the settings.
-A wrong password shows the error; the account and nodes pages work, also at 375 px.
+A wrong password shows the error; the account and nodes pages work, also at 375 px. A
+new account changes its password and signs in with it, runs a task with an uploaded
+input file (live log, exit code), and an administrator disables it.
 Screenshots land in each test's temporary folder.
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
@@ -22,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, FilePayload, Locator, Page, expect, sync_playwright
 
 from controlplane.api.ui_assets import DEFAULT_DIST
+from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import SingleHost, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -189,7 +192,7 @@ def edit_a_text_file(page: Page, listing: Locator) -> None:
 def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path) -> None:
     sign_in(page, stack.admin_username, stack.admin_password)
     page.get_by_role("link", name="Account").click()
-    page.get_by_label("Key name").fill("ui-key")
+    page.get_by_label("Key name", exact=True).fill("ui-key")
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_test_id("new-api-key")
     expect(secret).to_have_value(re.compile(r"^enc_"))
@@ -213,3 +216,56 @@ def test_api_keys_and_nodes_pages(page: Page, stack: SingleHost, tmp_path: Path)
     page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"
+
+
+def test_a_new_account_changes_its_password_runs_a_task_and_an_admin_disables_it(
+    page: Page, stack: SingleHost, tmp_path: Path
+) -> None:
+    page.goto("/register")
+    page.get_by_label("Username").fill("ui-member")
+    page.get_by_label("Email").fill("ui-member@example.com")
+    page.get_by_label("Password").fill("first-password")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+
+    page.get_by_role("link", name="Account").click()
+    page.get_by_label("Current password", exact=True).fill("first-password")
+    page.get_by_label("New password", exact=True).fill("second-password")
+    page.get_by_label("New password again").fill("second-password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status").filter(has_text="Password changed")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "ui-member", "first-password")
+    expect(page.get_by_role("alert")).to_contain_text(re.compile("invalid", re.IGNORECASE))
+    page.get_by_label("Password").fill("second-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+
+    # A task with an uploaded input file: run, its live log, its exit code.
+    page.get_by_role("link", name="Tasks").click()
+    page.get_by_label("Image").fill(TEST_IMAGE)
+    page.get_by_label("Command (run by sh -c; optional)").fill("cat input.txt; exit 7")
+    page.get_by_label("Input files to upload").set_input_files(
+        files=FilePayload(name="input.txt", mimeType="text/plain", buffer=b"from-the-browser\n")
+    )
+    page.get_by_role("button", name="Create task").click()
+    expect(page).to_have_url(re.compile(r"/tasks/[0-9a-f-]{36}$"))
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_test_id("task-log")).to_contain_text("from-the-browser")
+    expect(page.get_by_test_id("task-status")).to_have_text("Failed")
+    expect(page.get_by_test_id("task-exit-code")).to_have_text("7")
+    page.screenshot(path=tmp_path / "task.png", full_page=True)
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, stack.admin_username, stack.admin_password)
+    page.get_by_role("link", name="Users").click()
+    member = (
+        page.get_by_role("list", name="Users").get_by_role("listitem").filter(has_text="ui-member")
+    )
+    page.once("dialog", lambda dialog: dialog.accept())
+    member.get_by_role("button", name="Disable ui-member").click()
+    expect(member.get_by_test_id("disabled")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "ui-member", "second-password")
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/login$"))

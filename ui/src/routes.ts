@@ -23,13 +23,18 @@ export interface PageRoute extends RouteEntry {
 export const ROUTES: readonly PageRoute[] = [
   { pattern: "/login", access: "public", load: async () => login },
   { pattern: "/register", access: "public", load: async () => register },
+  { pattern: "/forgot-password", access: "public", load: () => import("./pages/ForgotPassword.svelte") },
+  { pattern: "/reset-password", access: "public", load: () => import("./pages/ResetPassword.svelte") },
   { pattern: "/servers", access: "user", nav: "Servers", load: () => import("./pages/Servers.svelte") },
   { pattern: "/servers/new", access: "user", load: () => import("./pages/CreateServer.svelte") },
   { pattern: "/servers/:id/:tab?", access: "user", load: () => import("./pages/Server.svelte") },
   { pattern: "/tasks", access: "user", nav: "Tasks", load: () => import("./pages/Tasks.svelte") },
   { pattern: "/tasks/:id", access: "user", load: () => import("./pages/Task.svelte") },
+  { pattern: "/webhooks", access: "user", nav: "Webhooks", load: () => import("./pages/Webhooks.svelte") },
   { pattern: "/account", access: "user", nav: "Account", load: () => import("./pages/Account.svelte") },
   { pattern: "/admin/nodes", access: "admin", nav: "Nodes", load: () => import("./pages/Nodes.svelte") },
+  { pattern: "/admin/users", access: "admin", nav: "Users", load: () => import("./pages/AdminUsers.svelte") },
+  { pattern: "/admin/templates", access: "admin", nav: "Templates", load: () => import("./pages/AdminTemplates.svelte") },
 ];
 
 /** Where a signed-in account lands (and where unknown paths go). */

@@ -44,6 +44,12 @@ class Session {
     this.emit();
   }
 
+  /** The account changed (profile saved): the same session, new details. */
+  setUser(user: TokenResponse["user"]): void {
+    this.user = user;
+    this.emit();
+  }
+
   clear(): void {
     this.accessToken = null;
     this.user = null;

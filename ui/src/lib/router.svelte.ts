@@ -13,14 +13,9 @@ export function navigate(path: string, replace = false): void {
   if (path === route.path) return;
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
-  route.path = location.pathname; // without the query (`?token=` of a reset link)
+  route.path = location.pathname; // without a query or fragment
 }
 
 addEventListener("popstate", () => {
   route.path = location.pathname;
 });
-
-/** The value of the query parameter `name` of the current address ("" when absent). */
-export function queryParam(name: string): string {
-  return new URLSearchParams(location.search).get(name) ?? "";
-}
