@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { portsText, replicasProblem, sftpLogin } from "./replicas";
+import { portsText, replicasProblem, sftpCommand, sftpLogin } from "./replicas";
 
 describe("replicas", () => {
   it("shows the SFTP login and ports as the API defines them", () => {
@@ -8,6 +8,10 @@ describe("replicas", () => {
       "31000 → 80, 31001 → 25565",
     );
     expect(portsText([])).toBe("none");
+    expect(sftpCommand("al.3f2a9c1e", "node.example.com:2022")).toBe("sftp -P 2022 al.3f2a9c1e@node.example.com");
+    expect(sftpCommand("al.3f2a9c1e", "[::1]:2222")).toBe("sftp -P 2222 al.3f2a9c1e@[::1]");
+    expect(sftpCommand("al.3f2a9c1e", null)).toBeNull();
+    expect(sftpCommand("al.3f2a9c1e", "no-port")).toBeNull();
   });
 
   it("checks the replica count", () => {

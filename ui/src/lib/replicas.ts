@@ -5,6 +5,7 @@ export interface ReplicaStatus {
   ordinal: number;
   volume_id: string;
   node_id: string | null;
+  sftp_address: string | null;
   ports: { container_port: number; host_port: number }[];
   state: string;
   health: string;
@@ -25,6 +26,15 @@ export interface DeploymentStatus {
  * id>` (docs/protocols/sftp.md), the same wherever the slot runs. */
 export function sftpLogin(username: string, volumeId: string): string {
   return `${username}.${volumeId.slice(0, 8)}`;
+}
+
+/** The `sftp` command that opens a slot's files: the node's advertised SFTP address
+ * (`host:port`, `[v6]:port`) and the login; null when the node has no address. */
+export function sftpCommand(login: string, address: string | null): string | null {
+  const match = /^(\[[^\]]+\]|[^:]+):([0-9]+)$/.exec(address ?? "");
+  if (!match) return null;
+  const host = (match[1] ?? "").replace(/^\[(.*)\]$/, "$1");
+  return `sftp -P ${match[2]} ${login}@${host.includes(":") ? `[${host}]` : host}`;
 }
 
 /** Ports as `host → container` text ("25565 → 25565/tcp" style, without protocol). */
