@@ -5,14 +5,14 @@ error shown beside its field first), a console command typed in the page answere
 the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
 agent, CORS) and downloaded byte-identical, a shell (exec) typed into and left with
 its exit code, a text file edited in the page and read back from the node, a file
-renamed and deleted, stop and start with the buttons, delete from the settings. A
-wrong password shows the error; another account's server is "not found"; a session
-ended elsewhere goes back to sign-in; the account and nodes pages work, also at
-375 px. A new account changes its password and signs in with it, runs a task with an
-uploaded input file (live log, exit code), and an administrator disables it.
-Screenshots land in each test's temporary folder; every page is walked (screenshots,
-accessibility) in test_web_ui_pages.py. The system and the browser are shared by the
-whole suite (tests/e2e/conftest.py).
+renamed and deleted, a backup made and seen completed, stop and start with the
+buttons, delete from the settings. A wrong password shows the error; another
+account's server is "not found"; a session ended elsewhere goes back to sign-in; the
+account and nodes pages work, also at 375 px. A new account changes its password and
+signs in with it, runs a task with an uploaded input file (live log, exit code), and
+an administrator disables it. Screenshots land in each test's temporary folder; every
+page is walked (screenshots, accessibility) in test_web_ui_pages.py. The system and
+the browser are shared by the whole suite (tests/e2e/conftest.py).
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -119,6 +119,15 @@ def test_a_server_from_create_to_delete(page: Page, ui_stack: SingleHost, tmp_pa
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete renamed.bin").click()
     expect(listing).not_to_contain_text("renamed.bin")
+
+    # A backup: made in the page, seen completed when its event arrives (no reload).
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Backups").click()
+    page.get_by_label("Backup name (optional)").fill("ui-backup")
+    page.get_by_role("button", name="Create backup").click()
+    backups = page.get_by_role("list", name="Backups").get_by_role("listitem")
+    made = backups.filter(has_text="ui-backup").locator("[data-backup-state]")
+    expect(made).to_have_attribute("data-backup-state", "completed")
+    expect(backups.filter(has_text="ui-backup")).to_contain_text("sha256:")
 
     status = page.locator("[data-status]").first
     page.get_by_role("button", name="Stop", exact=True).click()

@@ -25,6 +25,7 @@ from playwright.sync_api import Page, ViewportSize, expect
 from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import SingleHost
 from tests.e2e.web_ui_support import (
+    backup_of,
     create_game_server,
     server_tabs,
     sign_in,
@@ -45,6 +46,7 @@ def walk_server(ui_stack: SingleHost) -> Iterator[str]:
     """A running game server of the admin's, for the pages that show one."""
     admin = sign_in_by_api(ui_stack, ui_stack.admin_username, ui_stack.admin_password)
     server_id = create_game_server(admin, "minecraft-lobby")
+    backup_of(admin, server_id, "before-update", locked=True)
     yield server_id
     admin.call("DELETE", f"/v1/deployments/{server_id}")
 
@@ -82,6 +84,9 @@ def settle_console(page: Page) -> None:
 #: page's name (its pattern, and a server tab's name after it).
 SETTLED: dict[str, Callable[[Page], None]] = {
     "server-console": settle_console,
+    "server-backups": lambda page: expect(
+        page.get_by_role("list", name="Backups").locator('[data-backup-state="completed"]')
+    ).to_have_count(1),
     "server-files": lambda page: expect(
         page.get_by_role("list", name="Files in this folder")
     ).to_be_visible(),

@@ -107,6 +107,18 @@ def create_game_server(client: ApiClient, name: str, timeout: float = 120.0) -> 
     raise AssertionError(f"{name} is not running: {status}")
 
 
+def backup_of(client: ApiClient, server_id: str, name: str, locked: bool = False) -> str:
+    """A completed backup of the server's files; its id."""
+    path = f"/v1/deployments/{server_id}/backups"
+    backup: dict[str, Any] = client.call("POST", path, {"name": name, "locked": locked})
+    deadline = time.monotonic() + 60.0
+    while backup["state"] not in ("completed", "failed") and time.monotonic() < deadline:
+        time.sleep(0.3)
+        backup = client.call("GET", f"{path}/{backup['id']}")
+    assert backup["state"] == "completed", backup
+    return str(backup["id"])
+
+
 def sign_in(page: Page, account: str, password: str) -> None:
     """Sign in through the login page (the app sends a signed-out visitor there)."""
     page.goto("/")

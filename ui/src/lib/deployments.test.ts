@@ -36,6 +36,7 @@ describe("server tabs", () => {
   it("knows each tab and refuses others", () => {
     expect(serverTab(undefined)).toBe("");
     expect(serverTab("files")).toBe("files");
-    expect(serverTab("backups")).toBeNull();
+    expect(serverTab("backups")).toBe("backups");
+    expect(serverTab("graphs")).toBeNull();
   });
 });

@@ -56,6 +56,7 @@ export const SERVER_TABS = [
   { tab: "", label: "Console" },
   { tab: "shell", label: "Shell" },
   { tab: "files", label: "Files" },
+  { tab: "backups", label: "Backups" },
   { tab: "replicas", label: "Replicas" },
   { tab: "logs", label: "Logs" },
   { tab: "domains", label: "Domains" },
