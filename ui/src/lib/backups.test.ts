@@ -5,7 +5,7 @@ import {
   formatSize,
   policyBody,
   policyForm,
-  restoreNotice,
+  eventNotice,
   type Backup,
   type BackupPolicy,
 } from "./backups";
@@ -41,13 +41,15 @@ describe("applyBackupEvent", () => {
   });
 });
 
-describe("restoreNotice", () => {
-  it("says what a restore did", () => {
-    expect(restoreNotice({ type: "restore_completed", data: { name: "n", wipe: true, restarted: true } }))
+describe("eventNotice", () => {
+  it("says what a backup or restore did", () => {
+    expect(eventNotice({ type: "backup_completed", data: { name: "n" } })).toBe("Backed up n.");
+    expect(eventNotice({ type: "backup_failed", data: { name: "n" } })).toBe("Backing up n failed.");
+    expect(eventNotice({ type: "restore_completed", data: { name: "n", wipe: true, restarted: true } }))
       .toBe("Restored n (folder emptied first); the server was started again.");
-    expect(restoreNotice({ type: "restore_failed", data: { name: "n", restore_error: "disk full" } }))
+    expect(eventNotice({ type: "restore_failed", data: { name: "n", restore_error: "disk full" } }))
       .toBe("Restoring n failed: disk full");
-    expect(restoreNotice({ type: "backup_completed", data: {} })).toBe("");
+    expect(eventNotice({ type: "deployment_status_changed", data: {} })).toBe("");
   });
 });
 

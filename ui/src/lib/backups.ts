@@ -116,9 +116,11 @@ export function applyBackupEvent(list: Backup[], event: BackupEvent): Backup[] |
   );
 }
 
-/** What a restore event says, or "" for other events. */
-export function restoreNotice(event: BackupEvent): string {
+/** What a backup or restore event says, or "" for other events. */
+export function eventNotice(event: BackupEvent): string {
   const name = typeof event.data.name === "string" ? event.data.name : "the backup";
+  if (event.type === "backup_completed") return `Backed up ${name}.`;
+  if (event.type === "backup_failed") return `Backing up ${name} failed.`;
   if (event.type === "restore_completed") {
     const wiped = event.data.wipe ? " (folder emptied first)" : "";
     return `Restored ${name}${wiped}${event.data.restarted ? "; the server was started again" : ""}.`;
