@@ -174,6 +174,9 @@ controlplane {
   access_token_ttl_seconds   = 900   # JWT access tokens
   refresh_token_ttl_days     = 30    # a session unused this long ends
   password_reset_ttl_minutes = 30    # lifetime of a mailed reset token
+  # The web UI's address as people reach it; reset mails link to
+  # <public_url>/reset-password#token=… (empty: the mail carries the token only).
+  # public_url = "https://panel.example.com"
   max_request_bytes          = 1048576  # larger bodies get 413
   # Per client address and endpoint, on login, register, forgot- and reset-password.
   auth_rate_limit          = 10

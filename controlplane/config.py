@@ -68,6 +68,9 @@ class ControlPlaneConfig(BaseModel):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
     password_reset_ttl_minutes: int = Field(default=30, ge=1, le=1440)
+    # The web UI's address as people reach it ("https://panel.example.com"): reset mails
+    # then link to its reset page with the token. Empty: the mail carries the token only.
+    public_url: str = Field(default="", max_length=2000, pattern=r"^(https?://[^\s#?]+)?$")
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     auth_rate_limit: int = Field(default=10, ge=1)
     auth_rate_window_seconds: int = Field(default=60, ge=1)

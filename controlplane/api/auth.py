@@ -218,17 +218,25 @@ async def forgot_password(request: web.Request, body: ForgotPasswordRequest) -> 
             mail_outbox(request).post(
                 user.email,
                 "Encedeus password reset",
-                _reset_mail(user.username, token, config.password_reset_ttl_minutes),
+                _reset_mail(
+                    user.username, token, config.password_reset_ttl_minutes, config.public_url
+                ),
             )
     return MessageResponse(message=FORGOT_PASSWORD_ANSWER)
 
 
-def _reset_mail(username: str, token: str, minutes: int) -> str:
+def _reset_mail(username: str, token: str, minutes: int, public_url: str) -> str:
+    """The reset mail: the token, and with `public_url` a link to the web UI's reset page
+    carrying it in the fragment (never sent to a server, so no access log keeps it)."""
+    link = (
+        f"Or open {public_url.rstrip('/')}/reset-password#token={token}\n\n" if public_url else ""
+    )
     return (
         f"Hello {username},\n\n"
         "Someone asked to reset the password of your Encedeus account. If it was you,\n"
         f"use this token within {minutes} minutes:\n\n"
         f"Token: {token}\n\n"
+        f"{link}"
         "If it was not you, ignore this message; your password has not changed.\n"
     )
 

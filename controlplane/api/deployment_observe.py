@@ -7,17 +7,19 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from sqlmodel import col, select
 
 from common.cancellation import cancel_and_wait
 from controlplane.agents import AgentError
 from controlplane.api.authentication import CURRENT_USER
-from controlplane.api.context import authenticator
+from controlplane.api.context import authenticator, database
 from controlplane.api.deployment_actions import agent_for, deployment_replicas
 from controlplane.api.deployment_schemas import LogsQuery
 from controlplane.api.deployments import owned_deployment
@@ -27,7 +29,7 @@ from controlplane.api.websocket_auth import (
     close_when_credential_ends,
     refuse_websocket,
 )
-from controlplane.db.tables import Deployment, Replica
+from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.port_protocols import TCP, protocol_at
 from controlplane.reconciler.model import LABEL_GENERATION, ObservedServer
 from controlplane.reconciler.pulls import pull_view
@@ -64,6 +66,9 @@ class ReplicaStatus(BaseModel):
     """The slot's data: its directory and SFTP login (`<username>.<first 8 chars>`),
     the same whichever replica runs the slot (docs/stateful.md)."""
     node_id: str | None
+    sftp_address: str | None = Field(
+        default=None, description="host:port of the SFTP server of the replica's node"
+    )
     ports: list[PublishedPort]
     state: str
     health: str
@@ -179,6 +184,19 @@ def _replica_status(
     return view, observed, heard
 
 
+async def _add_sftp_addresses(request: web.Request, instances: list[ReplicaStatus]) -> None:
+    """Where each replica's files are reachable over SFTP: its node's advertised address
+    (the login is `<username>.<volume>`, docs/protocols/sftp.md)."""
+    node_ids = {uuid.UUID(i.node_id) for i in instances if i.node_id}
+    if not node_ids:
+        return
+    statement = select(Node.id, Node.sftp_address).where(col(Node.id).in_(node_ids))
+    async with database(request).session() as session:
+        addresses = {str(node_id): address for node_id, address in await session.exec(statement)}
+    for instance in instances:
+        instance.sftp_address = addresses.get(instance.node_id or "") or None
+
+
 def _overall_health(deployment: Deployment, instances: list[ReplicaStatus]) -> str:
     if not deployment.running:
         return "stopped"  # stopped on purpose: nothing is degraded
@@ -197,6 +215,7 @@ async def deployment_status(request: web.Request) -> DeploymentStatusView:
     replicas = await deployment_replicas(request, deployment)
     seen = [_replica_status(request, deployment, r) for r in replicas]
     instances = [view for view, _, _ in seen]
+    await _add_sftp_addresses(request, instances)
     heard = [h for _, _, h in seen if h is not None]
     status = observed_status(
         desired_deployment(deployment),

@@ -78,6 +78,8 @@ def build_routes() -> ApiRoutes:
     r.add("PUT", "/v1/users/@me", profile.update_profile, access=USER, tag="users",
           errors=(409,))  # fmt: skip
     r.add("GET", "/v1/users/{id}", users.get_user, access=ADMIN, tag="users")
+    r.add("PATCH", "/v1/users/{id}", users.change_user, access=ADMIN, tag="users",
+          errors=(404, 409))  # fmt: skip
     r.add("GET", "/v1/users/{id}/quota", quotas.get_quota, access=USER, tag="users",
           errors=(403, 404))  # fmt: skip
     r.add("PUT", "/v1/users/{id}/quota", quotas.set_quota, access=ADMIN, tag="users",

@@ -112,3 +112,15 @@ def test_seed_variables_that_are_not_read_are_named() -> None:
     unused = unused_variables(env)
     assert list(unused) == ["REDIS_URL"]
     assert "DATABASE_URL" in unused["REDIS_URL"]
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://panel.example.com", "panel.example.com", "https://x/#a", "https://a b"]
+)
+def test_public_url_must_be_an_http_address(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "config.hcl"
+    path.write_text(f'controlplane {{\n  public_url = "{value}"\n}}\n')
+    with pytest.raises(ConfigError, match="public_url"):
+        load_config(path, environ={})
+    path.write_text('controlplane {\n  public_url = "https://panel.example.com"\n}\n')
+    assert load_config(path, environ={}).public_url == "https://panel.example.com"

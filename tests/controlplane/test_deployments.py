@@ -99,6 +99,11 @@ async def test_deployment_lifecycle(
     )
     assert {i["node_id"] for i in status["instances"]} == {agent.identity.node_id}
     assert status["health"] == "healthy"
+    node = await expect_json(
+        await client.get(f"/v1/nodes/{agent.identity.node_id}", headers=user.headers)
+    )
+    assert node["sftp_address"]
+    assert {i["sftp_address"] for i in status["instances"]} == {node["sftp_address"]}
     detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
     assert detail["status"] == "running"
 

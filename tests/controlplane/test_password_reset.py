@@ -123,3 +123,36 @@ async def test_email_from_name_is_the_senders_display_name(
     finally:
         await client.close()
     assert mail["From"] == "Container Engine <cp@example.com>"
+
+
+async def test_the_mail_links_to_the_web_uis_reset_page_when_public_url_is_set(
+    make_config: ConfigFactory, smtp: tuple[Inbox, int]
+) -> None:
+    """With `public_url` the mail carries a link to the UI's reset page, the token in
+    the fragment (kept out of every server's access log); without it, no link."""
+    inbox, port = smtp
+    config = make_config(
+        smtp_host="127.0.0.1", smtp_port=port, public_url="https://panel.example.com/"
+    )
+    client = await start_client(config)
+    try:
+        account = await register(client)
+        await client.post("/v1/auth/forgot-password", json={"email": account.email})
+        mail = await inbox.next()
+    finally:
+        await client.close()
+    body = mail.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    token = _token(mail)
+    assert f"Or open https://panel.example.com/reset-password#token={token}\r\n" in body.decode()
+
+
+async def test_without_public_url_the_mail_has_no_link(
+    client: Client, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    account = await register(client)
+    await client.post("/v1/auth/forgot-password", json={"email": account.email})
+    body = (await inbox.next()).get_payload(decode=True)
+    assert isinstance(body, bytes)
+    assert "reset-password" not in body.decode()

@@ -3,12 +3,16 @@ against a whole system (`encedeus up`: control plane, agent, the real dockerd): 
 in (kept over a reload), create a server from the bundled `sh-game` template (a rule
 error shown beside its field first), a console command typed in the page answered in
 the terminal, the CPU graph filling from live stats, a file uploaded (straight to the
-agent, CORS) and downloaded byte-identical, stop and start with the buttons, delete.
-A wrong password shows the error; another account's server is "not found"; a session
-ended elsewhere goes back to sign-in; the account and nodes pages work, also at 375 px.
-Screenshots land in each test's temporary folder; every page is walked (screenshots,
-accessibility) in test_web_ui_pages.py. The system and the browser are shared by the
-whole suite (tests/e2e/conftest.py).
+agent, CORS) and downloaded byte-identical, a shell (exec) typed into and left with
+its exit code, a text file edited in the page and read back from the node, a file
+renamed and deleted, a backup made and seen completed, stop and start with the
+buttons, delete from the settings. A wrong password shows the error; another
+account's server is "not found"; a session ended elsewhere goes back to sign-in; the
+account and nodes pages work, also at 375 px. A new account changes its password and
+signs in with it, runs a task with an uploaded input file (live log, exit code), and
+an administrator disables it. Screenshots land in each test's temporary folder; every
+page is walked (screenshots, accessibility) in test_web_ui_pages.py. The system and
+the browser are shared by the whole suite (tests/e2e/conftest.py).
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -19,7 +23,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import FilePayload, Page, WebSocket, expect
+from playwright.sync_api import FilePayload, Locator, Page, WebSocket, expect
 
 from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import SingleHost
@@ -85,6 +89,17 @@ def test_a_server_from_create_to_delete(page: Page, ui_stack: SingleHost, tmp_pa
     expect(cpu_points).not_to_have_text("0")
     page.screenshot(path=tmp_path / "server.png", full_page=True)
 
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Shell").click()
+    page.get_by_role("button", name="Open shell").click()
+    expect(page.get_by_test_id("shell-state")).to_contain_text("Connected")
+    shell = page.get_by_test_id("shell-terminal")
+    shell.click()
+    page.keyboard.type("echo shell-$((6*7))\n")
+    expect(shell).to_contain_text("shell-42")
+    page.keyboard.type("exit 3\n")
+    expect(page.get_by_test_id("shell-state")).to_contain_text("exit code 3")
+
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Files").click()
     payload = bytes(range(256)) * 1024  # 256 KiB, every byte value
     page.get_by_label("Upload files").set_input_files(
         files=FilePayload(name="upload.bin", mimeType="application/octet-stream", buffer=payload)
@@ -96,6 +111,23 @@ def test_a_server_from_create_to_delete(page: Page, ui_stack: SingleHost, tmp_pa
     downloaded = download_info.value
     assert downloaded.suggested_filename == "upload.bin"
     assert Path(downloaded.path()).read_bytes() == payload
+    edit_a_text_file(page, listing)
+    page.get_by_role("button", name="Rename upload.bin").click()
+    page.get_by_label("New name for upload.bin").fill("renamed.bin")
+    page.get_by_role("button", name="Save name").click()
+    expect(listing).to_contain_text("renamed.bin")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete renamed.bin").click()
+    expect(listing).not_to_contain_text("renamed.bin")
+
+    # A backup: made in the page, seen completed when its event arrives (no reload).
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Backups").click()
+    page.get_by_label("Backup name (optional)").fill("ui-backup")
+    page.get_by_role("button", name="Create backup").click()
+    backups = page.get_by_role("list", name="Backups").get_by_role("listitem")
+    made = backups.filter(has_text="ui-backup").locator("[data-backup-state]")
+    expect(made).to_have_attribute("data-backup-state", "completed")
+    expect(backups.filter(has_text="ui-backup")).to_contain_text("sha256:")
 
     status = page.locator("[data-status]").first
     page.get_by_role("button", name="Stop", exact=True).click()
@@ -104,17 +136,37 @@ def test_a_server_from_create_to_delete(page: Page, ui_stack: SingleHost, tmp_pa
     expect(status).to_have_attribute("data-status", "running")
     expect(terminal).to_contain_text("Saved count=0, stopping")
 
+    page.get_by_role("navigation", name="Server").get_by_role("link", name="Settings").click()
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete server").click()
     expect(page).to_have_url(re.compile(r"/servers$"))
     expect(page.get_by_text("ui-game")).to_have_count(0)
     page.screenshot(path=tmp_path / "servers-after-delete.png")
 
 
+def edit_a_text_file(page: Page, listing: Locator) -> None:
+    """Edit a file in the plain editor, save it (straight to the agent) and download
+    what the node stored."""
+    page.get_by_label("Upload files").set_input_files(
+        files=FilePayload(name="motd.txt", mimeType="text/plain", buffer=b"before\n")
+    )
+    expect(listing).to_contain_text("motd.txt")
+    page.get_by_role("button", name="Edit motd.txt").click()
+    editor = page.get_by_label("Contents of /motd.txt")
+    expect(editor).to_have_value("before\n")
+    editor.fill("after: édité\n")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+    page.get_by_role("button", name="Close editor").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download motd.txt").click()
+    assert Path(download_info.value.path()).read_text("utf-8") == "after: édité\n"
+
+
 def test_api_keys_and_nodes_pages(page: Page, ui_stack: SingleHost, tmp_path: Path) -> None:
     sign_in(page, ui_stack.admin_username, ui_stack.admin_password)
     page.get_by_role("link", name="Account").click()
-    page.get_by_label("Key name").fill("ui-key")
+    page.get_by_label("Key name", exact=True).fill("ui-key")
     page.get_by_role("button", name="Create key").click()
     secret = page.get_by_test_id("new-api-key")
     expect(secret).to_have_value(re.compile(r"^enc_"))
@@ -172,4 +224,57 @@ def test_an_ended_session_goes_back_to_sign_in(page: Page, ui_stack: SingleHost)
     expect(page).to_have_url(re.compile(r"/login$"))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     page.goto("/account")  # and a fresh load: the cookie no longer signs in
+    expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_a_new_account_changes_its_password_runs_a_task_and_an_admin_disables_it(
+    page: Page, ui_stack: SingleHost, tmp_path: Path
+) -> None:
+    page.goto("/register")
+    page.get_by_label("Username").fill("ui-member")
+    page.get_by_label("Email").fill("ui-member@example.com")
+    page.get_by_label("Password").fill("first-password")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+
+    page.get_by_role("link", name="Account").click()
+    page.get_by_label("Current password", exact=True).fill("first-password")
+    page.get_by_label("New password", exact=True).fill("second-password")
+    page.get_by_label("New password again").fill("second-password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("status").filter(has_text="Password changed")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "ui-member", "first-password")
+    expect(page.get_by_role("alert")).to_contain_text(re.compile("invalid", re.IGNORECASE))
+    page.get_by_label("Password").fill("second-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+
+    # A task with an uploaded input file: run, its live log, its exit code.
+    page.get_by_role("link", name="Tasks").click()
+    page.get_by_label("Image").fill(TEST_IMAGE)
+    page.get_by_label("Command (run by sh -c; optional)").fill("cat input.txt; exit 7")
+    page.get_by_label("Input files to upload").set_input_files(
+        files=FilePayload(name="input.txt", mimeType="text/plain", buffer=b"from-the-browser\n")
+    )
+    page.get_by_role("button", name="Create task").click()
+    expect(page).to_have_url(re.compile(r"/tasks/[0-9a-f-]{36}$"))
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_test_id("task-log")).to_contain_text("from-the-browser")
+    expect(page.get_by_test_id("task-status")).to_have_text("Failed")
+    expect(page.get_by_test_id("task-exit-code")).to_have_text("7")
+    page.screenshot(path=tmp_path / "task.png", full_page=True)
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, ui_stack.admin_username, ui_stack.admin_password)
+    page.get_by_role("link", name="Users").click()
+    member = (
+        page.get_by_role("list", name="Users").get_by_role("listitem").filter(has_text="ui-member")
+    )
+    page.once("dialog", lambda dialog: dialog.accept())
+    member.get_by_role("button", name="Disable ui-member").click()
+    expect(member.get_by_test_id("disabled")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "ui-member", "second-password")
+    expect(page.get_by_role("alert")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/login$"))

@@ -1,5 +1,5 @@
 """Every page of the web UI, walked in a real browser: the page table
-(ui/src/lib/routes.ts) is read, so a page added there is walked too. Each page is
+(ui/src/routes.ts) is read, so a page added there is walked too. Each page is
 screenshotted light, dark and 375 px wide into an artifacts folder (its path is
 printed), must not scroll sideways at 375 px, and gets an axe-core scan in light and
 dark: no serious or critical violations.
@@ -22,10 +22,12 @@ from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
 from playwright.sync_api import Page, ViewportSize, expect
 
+from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import SingleHost
 from tests.e2e.web_ui_support import (
-    UiRoute,
+    backup_of,
     create_game_server,
+    server_tabs,
     sign_in,
     sign_in_by_api,
     ui_routes,
@@ -44,23 +46,51 @@ def walk_server(ui_stack: SingleHost) -> Iterator[str]:
     """A running game server of the admin's, for the pages that show one."""
     admin = sign_in_by_api(ui_stack, ui_stack.admin_username, ui_stack.admin_password)
     server_id = create_game_server(admin, "minecraft-lobby")
+    backup_of(admin, server_id, "before-update", locked=True)
     yield server_id
     admin.call("DELETE", f"/v1/deployments/{server_id}")
 
 
-def sample_parameters(walk_server: str) -> dict[str, str]:
-    """A real value for every parameterised page. A new page with a parameter fails
-    the walk until it gets one here."""
-    return {"/servers/:id": f"/servers/{walk_server}"}
+@pytest.fixture(scope="module")
+def walk_task(ui_stack: SingleHost) -> Iterator[str]:
+    """A task of the admin's that ran, for the task page."""
+    admin = sign_in_by_api(ui_stack, ui_stack.admin_username, ui_stack.admin_password)
+    body = {"name": "nightly-report", "image": TEST_IMAGE, "command": "echo report done"}
+    task_id = str(admin.call("POST", "/v1/tasks", body)["id"])
+    admin.call("POST", f"/v1/tasks/{task_id}")
+    yield task_id
+    admin.call("DELETE", f"/v1/tasks/{task_id}")
 
 
-def settle_server_page(page: Page) -> None:
+def sample_urls(walk_server: str, walk_task: str) -> dict[str, dict[str, str]]:
+    """Real addresses, by screenshot name, for every parameterised page: every tab of
+    the server page. A new page with a parameter fails the walk until it gets some."""
+    server = f"/servers/{walk_server}"
+    return {
+        "/servers/:id/:tab?": {
+            f"server-{tab or 'console'}": f"{server}/{tab}" if tab else server
+            for tab in server_tabs()
+        },
+        "/tasks/:id": {"task": f"/tasks/{walk_task}"},
+    }
+
+
+def settle_console(page: Page) -> None:
     expect(page.get_by_test_id("terminal")).to_contain_text("is ready for players")
     expect(page.get_by_test_id("graph-CPU-points")).not_to_have_text(re.compile(r"^[01]$"))
 
 
-#: What "this page has finished loading" means beyond the generic checks.
-SETTLED: dict[str, Callable[[Page], None]] = {"/servers/:id": settle_server_page}
+#: What "this page has finished loading" means beyond the generic checks, by the
+#: page's name (its pattern, and a server tab's name after it).
+SETTLED: dict[str, Callable[[Page], None]] = {
+    "server-console": settle_console,
+    "server-backups": lambda page: expect(
+        page.get_by_role("list", name="Backups").locator('[data-backup-state="completed"]')
+    ).to_have_count(1),
+    "server-files": lambda page: expect(
+        page.get_by_role("list", name="Files in this folder")
+    ).to_be_visible(),
+}
 
 
 def serious_violations(page: Page, where: str) -> list[str]:
@@ -79,28 +109,27 @@ def slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "root"
 
 
-def visit(page: Page, route: UiRoute, url: str, artifacts: Path) -> list[str]:
+def visit(page: Page, name: str, url: str, artifacts: Path) -> list[str]:
     """Open the page, screenshot it three ways, scan it twice; the problems found."""
-    name = slug(route.path)
     page.set_viewport_size(DESKTOP)
     page.emulate_media(color_scheme="light")
     page.goto(url)
     expect(page.locator("main h1").first).to_be_visible()
     expect(page.get_by_text("Loading…", exact=True)).to_have_count(0)
-    if settle := SETTLED.get(route.path):
+    if settle := SETTLED.get(name):
         settle(page)
     problems: list[str] = []
     page.screenshot(path=artifacts / f"{name}-light.png", full_page=True)
-    problems += serious_violations(page, f"{route.path} (light)")
+    problems += serious_violations(page, f"{url} (light)")
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=artifacts / f"{name}-dark.png", full_page=True)
-    problems += serious_violations(page, f"{route.path} (dark)")
+    problems += serious_violations(page, f"{url} (dark)")
     page.emulate_media(color_scheme="light")
     page.set_viewport_size(NARROW)
     page.screenshot(path=artifacts / f"{name}-375.png", full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     if width > NARROW["width"]:
-        problems.append(f"{route.path}: scrolls sideways at 375 px ({width} px wide)")
+        problems.append(f"{url}: scrolls sideways at 375 px ({width} px wide)")
     page.set_viewport_size(DESKTOP)
     return problems
 
@@ -124,6 +153,7 @@ def test_every_page_light_dark_narrow_and_accessible(
     page: Page,
     ui_stack: SingleHost,
     walk_server: str,
+    walk_task: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     # ENCEDEUS_UI_ARTIFACTS keeps them somewhere that outlives pytest's rotation of
@@ -133,16 +163,17 @@ def test_every_page_light_dark_narrow_and_accessible(
     artifacts.mkdir(parents=True, exist_ok=True)
     print(f"\nUI screenshots: {artifacts}")
     routes = ui_routes()
-    samples = sample_parameters(walk_server)
+    samples = sample_urls(walk_server, walk_task)
     missing = [r.path for r in routes if r.parameters and r.path not in samples]
-    assert not missing, f"give the walk a sample value for {missing} (sample_parameters)"
+    assert not missing, f"give the walk sample addresses for {missing} (sample_urls)"
     problems: list[str] = []
     for route in (r for r in routes if r.access == "public"):
-        problems += visit(page, route, route.path, artifacts)
+        problems += visit(page, slug(route.path), route.path, artifacts)
     sign_in(page, ui_stack.admin_username, ui_stack.admin_password)
     expect(page.get_by_role("heading", name="Servers")).to_be_visible()
     for route in (r for r in routes if r.access != "public"):
-        problems += visit(page, route, samples.get(route.path, route.path), artifacts)
-        if route.path == "/servers/:id":
-            readme_screenshot(page, artifacts)
+        for name, url in samples.get(route.path, {slug(route.path): route.path}).items():
+            problems += visit(page, name, url, artifacts)
+            if name == "server-console":
+                readme_screenshot(page, artifacts)
     assert not problems, "\n".join(problems)

@@ -44,6 +44,12 @@ class Session {
     this.emit();
   }
 
+  /** The account changed (profile saved): the same session, new details. */
+  setUser(user: TokenResponse["user"]): void {
+    this.user = user;
+    this.emit();
+  }
+
   clear(): void {
     this.accessToken = null;
     this.user = null;
@@ -64,15 +70,28 @@ export const session = new Session();
 
 const COOKIE_MODE = { "X-Refresh-Cookie": "1" };
 
-async function send(method: string, path: string, body?: unknown, token?: string | null) {
+/** A body sent as it is (a form, text), with its type; FormData sets its own. */
+export class RawBody {
+  constructor(
+    readonly data: BodyInit,
+    readonly contentType?: string,
+  ) {}
+}
+
+async function send(
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string | null,
+  signal?: AbortSignal,
+) {
   const headers: Record<string, string> = { Accept: "application/json", ...COOKIE_MODE };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body instanceof RawBody) {
+    if (body.contentType) headers["Content-Type"] = body.contentType;
+  } else if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  return fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const data = body instanceof RawBody ? body.data : body === undefined ? undefined : JSON.stringify(body);
+  return fetch(path, { method, headers, body: data, signal });
 }
 
 async function parse<T>(response: Response): Promise<T> {
@@ -120,6 +139,27 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return parse<T>(response);
 }
 
+/** Read a streamed text answer (a task's log with `follow`) as the signed-in user,
+ * handing each decoded piece to `chunk` until it ends or `signal` aborts. */
+export async function apiStream(path: string, chunk: (text: string) => void, signal: AbortSignal) {
+  let response = await send("GET", path, undefined, session.accessToken, signal);
+  if (response.status === 401 && (await refreshSession())) {
+    response = await send("GET", path, undefined, session.accessToken, signal);
+  }
+  if (!response.ok || !response.body) return parse<unknown>(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    chunk(value);
+  }
+}
+
+/** Sign-in pages: a public call (no account) answered with JSON or the envelope. */
+export async function publicApi<T>(path: string, body: unknown): Promise<T> {
+  return parse<T>(await send("POST", path, body));
+}
+
 export async function login(account: string, password: string): Promise<void> {
   const field = account.includes("@") ? "email" : "username";
   const response = await send("POST", "/v1/auth/login", { [field]: account, password });
@@ -137,6 +177,13 @@ export async function logout(): Promise<void> {
   } finally {
     session.clear();
   }
+}
+
+/** What to show for a failed call: the API's message, or that it could not be reached. */
+export function messageOf(error: unknown): string {
+  if (error instanceof ApiError) return error.message;
+  if (error instanceof Error) return error.message;
+  return String(error);
 }
 
 /** The messages of a validation error's details, keyed by field path without `body.`

@@ -1,42 +1,25 @@
 import { describe, expect, it, vi } from "vitest";
-import { CommandHistory, ConsoleClient, type SocketLike } from "./console";
+import { CommandHistory, ConsoleClient } from "./console";
+import { FakeSocket } from "./fake-socket";
 
-class FakeSocket implements SocketLike {
-  readyState = 0;
-  sent: { event: string; args: unknown[] }[] = [];
-  onopen: ((event: Event) => void) | null = null;
-  onmessage: ((event: MessageEvent) => void) | null = null;
-  onclose: ((event: CloseEvent) => void) | null = null;
-  closedWith: number | undefined;
-
-  constructor(readonly url: string) {}
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as { event: string; args: unknown[] });
-  }
-  close(code?: number): void {
-    this.closedWith = code;
-  }
-  opened(): void {
-    this.readyState = 1;
-    this.onopen?.({} as Event);
-  }
+class ConsoleSocket extends FakeSocket {
   frame(event: string, ...args: unknown[]): void {
-    this.onmessage?.({ data: JSON.stringify({ event, args }) } as MessageEvent);
+    this.receive({ event, args });
   }
 }
 
 async function connected() {
-  const sockets: FakeSocket[] = [];
+  const sockets: ConsoleSocket[] = [];
   let tokens = 0;
   const access = vi.fn(async () => ({ url: "ws://agent/ws", token: `t${++tokens}` }));
   const on = { line: vi.fn(), status: vi.fn(), stats: vi.fn(), error: vi.fn(), connected: vi.fn() };
   const client = new ConsoleClient(access, (url) => {
-    const socket = new FakeSocket(url);
+    const socket = new ConsoleSocket(url);
     sockets.push(socket);
     return socket;
   }, on);
   await client.connect();
-  const socket = sockets[0] as FakeSocket;
+  const socket = sockets[0] as ConsoleSocket;
   socket.opened();
   return { client, socket, on, access };
 }
@@ -94,16 +77,16 @@ describe("ConsoleClient", () => {
 
 describe("ConsoleClient reconnecting", () => {
   it("replaces its socket and ignores the old one's close", async () => {
-    const sockets: FakeSocket[] = [];
+    const sockets: ConsoleSocket[] = [];
     const on = { connected: vi.fn(), error: vi.fn() };
     const client = new ConsoleClient(async () => ({ url: "ws://a", token: "t" }), (url) => {
-      const socket = new FakeSocket(url);
+      const socket = new ConsoleSocket(url);
       sockets.push(socket);
       return socket;
     }, on);
     await client.connect();
     await client.connect();
-    const [first, second] = sockets as [FakeSocket, FakeSocket];
+    const [first, second] = sockets as [ConsoleSocket, ConsoleSocket];
     expect(first.closedWith).toBe(1000);
     first.onclose?.({ code: 1006 } as CloseEvent);
     expect(on.connected).not.toHaveBeenCalled();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, cpuCores, memoryBytes, type DeploymentSummary } from "./deployments";
+import { applyEvent, cpuCores, memoryBytes, serverTab, type DeploymentSummary } from "./deployments";
 
 const web: DeploymentSummary = {
   id: "a", app_name: "web", image: "i", status: "pending", url: null, replicas: 1,
@@ -29,5 +29,14 @@ describe("quantities", () => {
     expect(memoryBytes("128Mi")).toBe(128 * 2 ** 20);
     expect(memoryBytes("1G")).toBe(1e9);
     expect(memoryBytes("junk")).toBe(0);
+  });
+});
+
+describe("server tabs", () => {
+  it("knows each tab and refuses others", () => {
+    expect(serverTab(undefined)).toBe("");
+    expect(serverTab("files")).toBe("files");
+    expect(serverTab("backups")).toBe("backups");
+    expect(serverTab("graphs")).toBeNull();
   });
 });

@@ -13,6 +13,8 @@ export interface DeploymentSummary {
 
 export interface DeploymentDetails extends DeploymentSummary {
   resources: Record<string, string>;
+  env_vars: Record<string, string>;
+  ports: number[];
   error_message: string | null;
   template: Record<string, unknown> | null;
 }
@@ -46,4 +48,25 @@ export function memoryBytes(quantity: string | undefined): number {
   const match = /^(\d+(?:\.\d+)?)([KMGT]i?)?$/.exec(quantity ?? "");
   if (!match) return 0;
   return Number(match[1]) * (match[2] ? (MEMORY_UNITS[match[2]] ?? 1) : 1);
+}
+
+/** The tabs of a server's page, each at `/servers/<id>/<tab>` (the console at
+ * `/servers/<id>`). */
+export const SERVER_TABS = [
+  { tab: "", label: "Console" },
+  { tab: "shell", label: "Shell" },
+  { tab: "files", label: "Files" },
+  { tab: "backups", label: "Backups" },
+  { tab: "replicas", label: "Replicas" },
+  { tab: "logs", label: "Logs" },
+  { tab: "domains", label: "Domains" },
+  { tab: "settings", label: "Settings" },
+] as const;
+
+export type ServerTab = (typeof SERVER_TABS)[number]["tab"];
+
+/** The tab a path parameter names ("" for the console), or null for an unknown one. */
+export function serverTab(param: string | undefined): ServerTab | null {
+  const found = SERVER_TABS.find((t) => t.tab === (param ?? ""));
+  return found ? found.tab : null;
 }

@@ -52,3 +52,39 @@ function uploadError(text: string, status: number): string {
     return `upload failed (HTTP ${status})`;
   }
 }
+
+/** The largest file the plain editor opens (bigger ones are downloaded instead). */
+export const EDIT_LIMIT_BYTES = 1024 * 1024;
+
+/** `bytes` as text for the editor, or null when they are not UTF-8 text (a NUL byte,
+ * or invalid UTF-8): saving such a file back as text would corrupt it. */
+export function textOf(bytes: Uint8Array): string | null {
+  if (bytes.includes(0)) return null;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+const ARCHIVE = /\.(tar\.gz|tgz|tar\.bz2|tar\.xz|tar|zip)$/i;
+
+/** Whether `name` is an archive the agent's decompress reads (tar, any compression, or zip). */
+export function isArchive(name: string): boolean {
+  return ARCHIVE.test(name);
+}
+
+/** A default archive path in `dir` for compressing `names`: `<name>.<format>` for one
+ * entry, `archive.<format>` for several. */
+export function archivePath(dir: string, names: string[], format: "tar.gz" | "zip"): string {
+  const base = names.length === 1 ? (names[0] ?? "archive") : "archive";
+  return joinPath(dir, `${base}.${format}`);
+}
+
+/** The problem with a new name for an entry (no slashes, not `.`/`..`, not empty), or "". */
+export function nameProblem(name: string): string {
+  if (!name.trim()) return "a name is required";
+  if (name.includes("/")) return "a name cannot contain /";
+  if (name === "." || name === "..") return "not a usable name";
+  return "";
+}

@@ -1,3 +1,5 @@
+export { matchRoute, type RouteEntry } from "./routing";
+
 // A tiny history-API router: the control plane answers every non-API path with
 // index.html (controlplane/api/ui_assets.py), so deep links and reloads work.
 
@@ -11,7 +13,7 @@ export function navigate(path: string, replace = false): void {
   if (path === route.path) return;
   if (replace) history.replaceState(null, "", path);
   else history.pushState(null, "", path);
-  route.path = path;
+  route.path = location.pathname; // without a query or fragment
 }
 
 addEventListener("popstate", () => {
