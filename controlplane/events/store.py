@@ -12,6 +12,9 @@ Contract:
   and committed before the next transaction may take one; SQLite serialises writers
   already. A reader that saw cursor N may therefore never see a new event below N.
   The lock is held until commit, so record events last in a transaction.
+- With a notifier (PostgreSQL), every recorded event also sends ``NOTIFY
+  encedeus_events, '<its id>'`` in the same transaction: every process learns of it
+  when it commits (:class:`controlplane.events.wakeup.NotifiedWakeup`).
 - Rows older than the retention are pruned in batches, but never a row that a
   webhook receiver still has to be served (below the lowest webhook cursor).
 """
@@ -28,9 +31,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from controlplane.db.engine import Database
+from controlplane.db.notify import Notifier
 from controlplane.db.tables.events import EventRecord, WebhookCursor
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event
+from controlplane.events.wakeup import EVENTS_CHANNEL
 
 # An arbitrary constant: the one advisory lock key that serialises event inserts.
 EVENT_LOCK_KEY = 0x656E6365_76656E74 & 0x7FFFFFFFFFFFFFFF
@@ -80,9 +85,15 @@ class Retention:
 class EventStore:
     """Writes and reads the `events` table (see module doc)."""
 
-    def __init__(self, database: Database, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        on_commit: Callable[[int], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self._db = database
         self._on_commit = on_commit
+        self._notifier = notifier
 
     @property
     def database(self) -> Database:
@@ -102,6 +113,8 @@ class EventStore:
         await session.flush()
         assert row.id is not None
         cursor: int = row.id
+        if self._notifier is not None:
+            await self._notifier.notify(session, EVENTS_CHANNEL, str(cursor))
         info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
         if not info.get(_HOOKED):
             info[_HOOKED] = True

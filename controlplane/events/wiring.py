@@ -40,6 +40,7 @@ from controlplane.state import (
     EVENT_FEED,
     MAIL_NOTIFIER,
     MAIL_OUTBOX,
+    NOTIFIER,
     OWNER_WEBHOOKS,
     WEBHOOK_OUTBOX,
     WEBHOOKS,
@@ -58,7 +59,7 @@ def install_events(
     (call after MAIL_OUTBOX is set and the storage and mail outbox contexts are
     registered, so that delivery stops before either does); returns the bus."""
     bus = EventBus()
-    app[EVENT_FEED] = EventFeed(database, bus)
+    app[EVENT_FEED] = EventFeed(database, bus, app[NOTIFIER])
     app.cleanup_ctx.append(_follow_event_log)
     endpoints = []
     if config.webhook_url:
