@@ -30,8 +30,8 @@ WRITE_BATCH = 200
 
 
 def with_wire(event: Event) -> Event:
-    """`event` with its JSON text made (once, for every socket that sends it)."""
-    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")))
+    """`event` with its JSON made, as UTF-8 (once, for every socket that sends it)."""
+    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")).encode())
 
 
 class EventFeed:

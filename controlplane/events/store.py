@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import delete, func, insert, text
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -108,11 +108,10 @@ class EventStore:
             lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=EVENT_LOCK_KEY)
             await session.exec(lock)  # type: ignore[call-overload]
             info[_LOCKED] = True
-        row = to_record(event)
-        session.add(row)
-        await session.flush()
-        assert row.id is not None
-        cursor: int = row.id
+        # A Core INSERT ... RETURNING, not an ORM flush: this runs under the event lock.
+        values = to_record(event).model_dump(exclude={"id"})
+        inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
+        cursor: int = (await session.exec(inserted)).scalar_one()
         if self._notifier is not None:
             await self._notifier.notify(session, EVENTS_CHANNEL, str(cursor))
         info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
