@@ -88,13 +88,7 @@ class MailNotifier:
             self.following.clear()
 
     async def _cursor(self) -> int:
-        async with self._db.transaction() as session:
-            row = await session.get(WebhookCursor, MAIL_CURSOR)
-            if row is not None:
-                return row.cursor
-            newest = await self._store.latest()
-            session.add(WebhookCursor(endpoint=MAIL_CURSOR, cursor=newest))
-            return newest
+        return await self._store.follower_cursor(MAIL_CURSOR)
 
     async def _mail(self, events: list[Event]) -> int:
         """Write the mails of `events` and move the cursor past them, in one transaction."""

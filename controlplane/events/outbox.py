@@ -202,14 +202,7 @@ class _Worker:
             await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
 
     async def _cursor(self) -> int:
-        key = self._endpoint.key
-        async with self._db.transaction() as session:
-            row = await session.get(WebhookCursor, key)
-            if row is not None:
-                return row.cursor
-            newest = await self._store.latest()
-            session.add(WebhookCursor(endpoint=key, cursor=newest))
-            return newest
+        return await self._store.follower_cursor(self._endpoint.key)
 
     async def _skip_to(self, cursor: int) -> int:
         """Nothing for this receiver up to `cursor`: move on (written now and then)."""

@@ -152,6 +152,17 @@ class EventStore:
             newest = (await session.exec(select(func.max(EventRecord.id)))).one()
         return int(newest or 0)
 
+    async def follower_cursor(self, key: str) -> int:
+        """The cursor of the log follower `key` (a webhook receiver, the mail notifier)
+        in ``webhook_cursors``; a new follower's row starts at the newest event."""
+        async with self._db.transaction() as session:
+            row = await session.get(WebhookCursor, key)
+            if row is not None:
+                return row.cursor
+            newest = await self.latest()
+            session.add(WebhookCursor(endpoint=key, cursor=newest))
+            return newest
+
     async def check_cursor(self, cursor: int) -> None:
         """Raise :class:`CursorExpired` when events after `cursor` may have been pruned.
 
