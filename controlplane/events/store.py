@@ -13,8 +13,9 @@ Contract:
   already. A reader that saw cursor N may therefore never see a new event below N.
   The lock is held until commit, so record events last in a transaction.
 - With a notifier (PostgreSQL), every recorded event also sends ``NOTIFY
-  encedeus_events, '<its id>'`` in the same transaction: every process learns of it
-  when it commits (:class:`controlplane.events.wakeup.NotifiedWakeup`).
+  encedeus_events, '<its id>'`` in the same transaction (lock, insert and NOTIFY are
+  one statement: the lock is held until commit, so every round trip counts): every
+  process learns of it when it commits (:class:`controlplane.events.wakeup.NotifiedWakeup`).
 - Rows older than the retention are pruned in batches, but never a row that a
   webhook receiver still has to be served (below the lowest webhook cursor).
 """
@@ -24,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, insert, text
+from sqlalchemy import String, cast, delete, func, insert, literal
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,7 +41,6 @@ from controlplane.events.wakeup import EVENTS_CHANNEL
 
 # An arbitrary constant: the one advisory lock key that serialises event inserts.
 EVENT_LOCK_KEY = 0x656E6365_76656E74 & 0x7FFFFFFFFFFFFFFF
-_LOCKED = "encedeus_event_lock"
 _HOOKED = "encedeus_event_hook"
 PRUNE_BATCH = 1000
 
@@ -104,16 +105,12 @@ class EventStore:
         """Insert `event` in `session`'s transaction; its cursor. Readers in this process
         are woken when the transaction commits."""
         info = session.sync_session.info
-        if self._db.dialect == "postgresql" and not info.get(_LOCKED):
-            lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=EVENT_LOCK_KEY)
-            await session.exec(lock)  # type: ignore[call-overload]
-            info[_LOCKED] = True
-        # A Core INSERT ... RETURNING, not an ORM flush: this runs under the event lock.
         values = to_record(event).model_dump(exclude={"id"})
-        inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
-        cursor: int = (await session.exec(inserted)).scalar_one()
-        if self._notifier is not None:
-            await self._notifier.notify(session, EVENTS_CHANNEL, str(cursor))
+        if self._db.dialect == "postgresql":
+            cursor = await self._insert_locked(session, values)
+        else:
+            inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
+            cursor = (await session.exec(inserted)).scalar_one()
         info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
         if not info.get(_HOOKED):
             info[_HOOKED] = True
@@ -121,10 +118,26 @@ class EventStore:
             orm_events.listen(session.sync_session, "after_rollback", _forget_lock)
         return cursor
 
+    async def _insert_locked(self, session: AsyncSession, values: dict[str, Any]) -> int:
+        """One round trip, as the lock is held until commit: take the event lock (it
+        stacks within a transaction), then insert (the id is drawn after the lock is
+        held: the row comes from a SELECT that takes it) and, with a notifier, NOTIFY
+        the id (what ``PostgresNotifier.notify`` sends, folded into the statement)."""
+        table = EventRecord.__table__  # type: ignore[attr-defined]
+        locked = select(func.pg_advisory_xact_lock(EVENT_LOCK_KEY).label("locked")).subquery()
+        row = select(
+            *(literal(value, type_=table.c[name].type) for name, value in values.items())
+        ).select_from(locked)
+        returned: list[Any] = [table.c.id]
+        if self._notifier is not None:
+            returned.append(func.pg_notify(EVENTS_CHANNEL, cast(table.c.id, String)))
+        statement = insert(table).from_select(list(values), row).returning(*returned)
+        result = await session.exec(statement)
+        return int(result.scalar_one())
+
     def _committed(self, sync_session: object) -> None:
         info = getattr(sync_session, "info", {})
         cursor = info.pop("encedeus_event_cursor", None)
-        info.pop(_LOCKED, None)
         if cursor is not None and self._on_commit is not None:
             self._on_commit(cursor)
 
@@ -205,5 +218,4 @@ class EventStore:
 
 def _forget_lock(sync_session: object) -> None:
     info = getattr(sync_session, "info", {})
-    info.pop(_LOCKED, None)
     info.pop("encedeus_event_cursor", None)
