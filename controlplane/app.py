@@ -1,9 +1,9 @@
 """The composition root: `build_app(config)` wires the control plane together.
 
 Start order (cleanup contexts, reversed on shutdown): storage (secrets, migrations,
-the shared-secrets check, database) → NOTIFY listener → mail outbox worker → events
-(webhook delivery, mail notifications) → orchestration (agent pool) → tasks →
-leadership (the leader runs the reconciler and follows tasks; see
+the shared-secrets check, database) → NOTIFY listener → mail outbox writer → event
+feed → orchestration (agent pool) → tasks → leadership (the leader runs the
+reconciler, follows tasks, delivers webhooks and mail and prunes events; see
 docs/high-availability.md) → systemd readiness. Everything that
 uses the database is stopped before it closes. Components that need I/O to start are
 created empty here and filled by their cleanup context, since an application's keys
@@ -33,7 +33,12 @@ from controlplane.db.migrate import upgrade_database
 from controlplane.db.notify import asyncpg_connect_args, notifier_for
 from controlplane.events.wiring import install_events
 from controlplane.ingress.wiring import install_ingress
-from controlplane.leadership import Leadership, PostgresLeadership, SingleProcessLeadership
+from controlplane.leadership import (
+    Duty,
+    Leadership,
+    PostgresLeadership,
+    SingleProcessLeadership,
+)
 from controlplane.leadership.shared_secrets import (
     check_shared_secrets,
     require_configured_secrets,
@@ -114,7 +119,10 @@ def _leadership_for(config: ControlPlaneConfig, database: Database) -> Leadershi
 
 
 async def _run_mail_outbox(app: web.Application) -> AsyncIterator[None]:
-    async with app[MAIL_OUTBOX].running():
+    # Every process writes the mails it posts; on PostgreSQL only the leader sends
+    # them (the "mail-delivery" duty), on SQLite the one process does both.
+    shared = app[DATABASE].dialect == "postgresql"
+    async with app[MAIL_OUTBOX].running(deliver=not shared):
         yield
 
 
@@ -153,7 +161,9 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
         anonymous_ttl_seconds=config.forge_anonymous_cache_seconds,
     )
     app[REPO_CHECK_LIMITER] = SlidingWindowLimiter(1, config.repo_check_interval_seconds)
-    app[MAIL_OUTBOX] = MailOutbox(mailer_for(config), sender_of(config), database)
+    app[MAIL_OUTBOX] = mail = MailOutbox(mailer_for(config), sender_of(config), database)
+    if database.dialect == "postgresql":
+        leadership.add_duty(Duty("mail-delivery", mail.deliver))
 
     routes = build_routes()
     app[ROUTES] = routes

@@ -91,8 +91,11 @@ class MailOutbox:
     written to the `mail_outbox` table at once (by the worker's writer), sent from
     there, retried with back-off (a failed send does not hold up the others) and
     marked `dead` after SEND_ATTEMPTS; what a stopped or killed process left pending
-    is sent by the next one. Without a database it is an in-memory queue. On shutdown
-    the worker sends what is due, within a time limit.
+    is sent by the next one. Writing (:meth:`write`, every process) and sending
+    (:meth:`deliver`, the leader's duty when several control planes share the
+    database) are separate loops; :meth:`run` is both. Without a database it is an
+    in-memory queue. On shutdown the worker writes what was posted and (when it
+    delivers) sends what is due, within a time limit.
     """
 
     def __init__(self, mailer: Mailer, sender: str, database: Database | None = None) -> None:
@@ -100,13 +103,14 @@ class MailOutbox:
         self._sender = sender
         self._db = database
         self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
-        self._posted = asyncio.Event()
+        self._queued = asyncio.Event()  # posted, not written yet
+        self._posted = asyncio.Event()  # written: the deliverer has work
         self.retry_base = RETRY_BASE_SECONDS
 
     def post(self, to: str, subject: str, body: str) -> None:
         """Queue a plain-text mail to `to`."""
         self._queue.put_nowait((to, subject, body))
-        self._posted.set()
+        self._queued.set()
 
     def _message(self, to: str, subject: str, body: str) -> EmailMessage:
         message = EmailMessage()
@@ -125,21 +129,48 @@ class MailOutbox:
             log.warning("mail_send_failed", to=message["To"], error=str(exc))
             return str(exc) or type(exc).__name__
 
+    def wake(self) -> None:
+        """Messages were written to the table (by another writer): send them now."""
+        self._posted.set()
+
     async def run(self) -> None:
-        """Send queued messages until cancelled."""
+        """Write and send queued messages until cancelled (one process: both halves)."""
         if self._db is None:
             while True:
                 await self._send_in_memory(await self._queue.get())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.write())
+            group.create_task(self.deliver())
+
+    async def write(self) -> None:
+        """Write posted messages to the table until cancelled (every process)."""
         while True:
-            await self._write_posted()
+            await self._queued.wait()
+            self._queued.clear()
+            try:
+                await self._write_posted()
+            except Exception as exc:  # a database blip: keep them, try again shortly
+                log.warning("mail_not_written", error=str(exc))
+                await asyncio.sleep(1.0)
+                self._queued.set()
+                continue
+            self._posted.set()
+
+    async def deliver(self) -> None:
+        """Send the table's due messages until cancelled (with several control
+        planes, the leader only: :mod:`controlplane.leadership`)."""
+        while True:
+            self._posted.clear()
             due = await self._send_due()
             _raise_if_cancelled()
             if not due:
-                self._posted.clear()
-                # wait_for, not asyncio.timeout: on Python 3.11 a cancel that meets the
-                # deadline would be swallowed with the TimeoutError.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._posted.wait(), POLL_SECONDS)
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for may swallow a
+                # cancel that meets the deadline.
+                posted = asyncio.ensure_future(self._posted.wait())
+                try:
+                    await asyncio.wait([posted], timeout=POLL_SECONDS)
+                finally:
+                    posted.cancel()
 
     async def _send_in_memory(self, mail: tuple[str, str, str]) -> None:
         for attempt in range(1, SEND_ATTEMPTS + 1):
@@ -154,9 +185,15 @@ class MailOutbox:
         posted = []
         while not self._queue.empty():
             posted.append(self._queue.get_nowait())
-        if posted:
+        if not posted:
+            return
+        try:
             async with self._db.transaction() as session:
                 session.add_all(MailMessage(to=to, subject=s, body=b) for to, s, b in posted)
+        except BaseException:
+            for mail in posted:  # not written: they stay queued
+                self._queue.put_nowait(mail)
+            raise
 
     async def _send_due(self) -> int:
         """Send the messages that are due; how many there were."""
@@ -190,25 +227,31 @@ class MailOutbox:
         return len(due)
 
     @contextlib.asynccontextmanager
-    async def running(self, drain_timeout: float = 5.0) -> AsyncIterator[None]:
-        """Run the worker for the duration of the block, then send what is due (within
-        `drain_timeout`) and stop it."""
-        worker = asyncio.create_task(self.run(), name="mail-outbox")
+    async def running(
+        self, drain_timeout: float = 5.0, *, deliver: bool = True
+    ) -> AsyncIterator[None]:
+        """Run the worker for the duration of the block, then write what was posted and
+        send what is due (within `drain_timeout`) and stop it. With `deliver=False`
+        (a database shared by several control planes) only write: the leader runs
+        :meth:`deliver`."""
+        work = self.run() if deliver or self._db is None else self.write()
+        worker = asyncio.create_task(work, name="mail-outbox")
         try:
             yield
         finally:
             await cancel_and_wait(worker)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_timeout):
-                    await self._drain()
+                    await self._drain(deliver)
 
-    async def _drain(self) -> None:
+    async def _drain(self, deliver: bool) -> None:
         if self._db is None:
             while not self._queue.empty():
                 await self._send_in_memory(self._queue.get_nowait())
             return
         await self._write_posted()
-        await self._send_due()
+        if deliver:
+            await self._send_due()
 
 
 def _raise_if_cancelled() -> None:

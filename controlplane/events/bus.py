@@ -101,7 +101,7 @@ class Event:
     data: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=_now)
     cursor: int | None = None
-    wire: str | None = field(default=None, compare=False, repr=False)
+    wire: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def type_name(self) -> str:

@@ -3,8 +3,9 @@ soon in one of their own) and reads them back in cursor order to hand them to th
 bus's subscribers, each serialised once.
 
 One :class:`EventFeed` per process. Its loops (:meth:`EventFeed.run`) are owned by the
-app: the writer of events published without a session, the wakeup's poll, and the
-tail that follows the log from the newest cursor at start.
+app: the writer of events published without a session, the wakeup's poll (SQLite's
+mechanism; a safety net beside NOTIFY on PostgreSQL), and the tail that follows the
+log from the newest cursor at start.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.db.engine import Database
+from controlplane.db.notify import Notifier
 from controlplane.events.bus import Event, EventBus
 from controlplane.events.store import EventStore
-from controlplane.events.wakeup import EventWakeup, PollingWakeup
+from controlplane.events.wakeup import NotifiedWakeup, PollingWakeup
 
 log = get_logger(__name__)
 
@@ -28,17 +30,23 @@ WRITE_BATCH = 200
 
 
 def with_wire(event: Event) -> Event:
-    """`event` with its JSON text made (once, for every socket that sends it)."""
-    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")))
+    """`event` with its JSON made, as UTF-8 (once, for every socket that sends it)."""
+    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")).encode())
 
 
 class EventFeed:
     """The bus's :class:`~controlplane.events.bus.EventLog` (see module doc)."""
 
-    def __init__(self, database: Database, bus: EventBus) -> None:
-        self.store = EventStore(database, on_commit=self._committed)
-        self.wakeup: EventWakeup = PollingWakeup(self.store.latest)
-        self._poller = self.wakeup if isinstance(self.wakeup, PollingWakeup) else None
+    def __init__(self, database: Database, bus: EventBus, notifier: Notifier | None = None) -> None:
+        # NOTIFY wakes every process on PostgreSQL; SQLite has one process, which
+        # polls (its own commits wake it at once either way).
+        announce = notifier if database.dialect == "postgresql" else None
+        self.store = EventStore(database, on_commit=self._committed, notifier=announce)
+        self.wakeup: PollingWakeup = (
+            NotifiedWakeup(self.store.latest, announce)
+            if announce is not None
+            else PollingWakeup(self.store.latest)
+        )
         self._bus = bus
         self._unwritten: asyncio.Queue[Event] = asyncio.Queue()
         self.cursor = 0
@@ -62,8 +70,7 @@ class EventFeed:
         """Write, poll and tail until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write_forever())
-            if self._poller is not None:
-                group.create_task(self._poller.run())
+            group.create_task(self.wakeup.run())
             group.create_task(self._tail_forever())
 
     async def _write_forever(self) -> None:

@@ -1,18 +1,34 @@
 """E-mail to the owner when one of their tasks ends or a deployment fails (opt-in:
 `controlplane { email_notifications = true }`). Mails go through the control plane's
-mail outbox (SMTP, or the log without an SMTP host)."""
+mail outbox (SMTP, or the log without an SMTP host).
+
+:class:`MailNotifier` follows the event log on the leader only (a leader duty), from a
+cursor kept in ``webhook_cursors`` (row :data:`MAIL_CURSOR`): each batch's mails are
+written to the mail outbox in the transaction that moves the cursor, so every event is
+mailed exactly once across restarts and failovers, and events not yet looked at are
+not pruned. The first time it starts at the newest event."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from common.logging import get_logger
-from controlplane.db.engine import Database
 from controlplane.db.tables import User
-from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.db.tables.events import MailMessage, WebhookCursor
+from controlplane.events.bus import Event, EventType
+from controlplane.events.store import EventStore
+from controlplane.events.wakeup import EventWakeup
 from controlplane.mail import MailOutbox
 
 log = get_logger(__name__)
+
+#: The mail notifier's row in `webhook_cursors` (webhook ids are UUIDs: no clash).
+MAIL_CURSOR = "mail-notifications"
+BATCH = 200
+IDLE_SECONDS = 2.0
 
 
 def mail_for(event: Event) -> tuple[str, str] | None:
@@ -42,37 +58,67 @@ def mail_for(event: Event) -> tuple[str, str] | None:
 
 
 class MailNotifier:
-    """Consumes the bus and posts the mails of :func:`mail_for` to the owners."""
+    """Mails the owners of the events :func:`mail_for` picks (see the module doc)."""
 
-    def __init__(self, bus: EventBus, outbox: MailOutbox, database: Database) -> None:
-        self._bus = bus
+    def __init__(self, store: EventStore, wakeup: EventWakeup, outbox: MailOutbox) -> None:
+        self._store = store
+        self._db = store.database
+        self._wakeup = wakeup
         self._outbox = outbox
-        self._db = database
         self.sent = 0
-
-    async def _address_of(self, owner_id: str) -> str | None:
-        try:
-            key = uuid.UUID(owner_id)
-        except ValueError:
-            return None
-        async with self._db.session() as session:
-            user = await session.get(User, key)
-        return user.email if user is not None and user.is_active else None
+        self.following = asyncio.Event()
 
     async def run(self) -> None:
         """Until cancelled."""
-        async with self._bus.subscribe(
-            lambda e: e.owner_id is not None and mail_for(e) is not None, name="mail"
-        ) as events:
-            async for event in events:
+        cursor = await self._cursor()
+        self.following.set()
+        try:
+            while True:
+                events = await self._store.read_after(cursor, BATCH)
+                if events:
+                    cursor = await self._mail(events)
+                    continue
+                # asyncio.wait, not wait_for (Python 3.11 may swallow a cancel).
+                woken = asyncio.ensure_future(self._wakeup.wait_beyond(cursor))
+                try:
+                    await asyncio.wait([woken], timeout=IDLE_SECONDS)
+                finally:
+                    woken.cancel()
+        finally:
+            self.following.clear()
+
+    async def _cursor(self) -> int:
+        return await self._store.follower_cursor(MAIL_CURSOR)
+
+    async def _mail(self, events: list[Event]) -> int:
+        """Write the mails of `events` and move the cursor past them, in one transaction."""
+        last = events[-1].cursor
+        assert last is not None
+        written = 0
+        async with self._db.transaction() as session:
+            for event in events:
                 mail = mail_for(event)
                 if mail is None or event.owner_id is None:
                     continue
-                try:
-                    address = await self._address_of(event.owner_id)
-                except Exception:
-                    log.exception("mail_owner_lookup_failed", owner_id=event.owner_id)
-                    continue
+                address = await _address_of(session, event.owner_id)
                 if address:
-                    self._outbox.post(address, *mail)
-                    self.sent += 1
+                    session.add(MailMessage(to=address, subject=mail[0], body=mail[1]))
+                    written += 1
+            row = await session.get(WebhookCursor, MAIL_CURSOR)
+            if row is None:
+                session.add(WebhookCursor(endpoint=MAIL_CURSOR, cursor=last))
+            else:
+                row.cursor = last
+        if written:
+            self.sent += written
+            self._outbox.wake()
+        return last
+
+
+async def _address_of(session: AsyncSession, owner_id: str) -> str | None:
+    try:
+        key = uuid.UUID(owner_id)
+    except ValueError:
+        return None
+    user = await session.get(User, key)
+    return user.email if user is not None and user.is_active else None

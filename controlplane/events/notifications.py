@@ -57,6 +57,7 @@ LIVE_GRACE_SECONDS = 0.5
 # Events buffered per socket before it is caught up from the log instead (they are
 # shared objects: a full buffer costs a few hundred KiB).
 SOCKET_BUFFER = 4096
+LIVE_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,12 @@ async def _pump_events(
             seen_dropped = subscription.dropped
             await stream.catch_up()
             continue
-        await stream.send_live(event)
+        # What queued up meanwhile goes out with it, in one write.
+        batch = [event]
+        while len(batch) < LIVE_BATCH and (more := subscription.get_nowait()) is not None:
+            batch.append(more)
+        # (A None taken here is the end marker: the next get() ends the loop anyway.)
+        await stream.send_live(batch)
 
 
 def _since_of(message: dict[str, Any]) -> int | str | None:
@@ -238,7 +244,8 @@ async def serve_notifications(
     store: EventStore | None = None,
 ) -> web.WebSocketResponse:
     """Run one notifications connection until either side closes it."""
-    socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES)
+    # No permessage-deflate: events go out as frames made once for every socket.
+    socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES, compress=False)
     await socket.prepare(request)
     user = await authenticate_websocket(request, socket, authenticate)
     if user is None:
@@ -258,7 +265,7 @@ async def serve_notifications(
         lambda event: visible_to(event, user), name=name, maxsize=SOCKET_BUFFER
     )
     owner = None if user.is_admin else str(user.id)
-    stream = EventStream(socket, store, session.wants, owner)
+    stream = EventStream(request.transport, store, session.wants, owner)
     first_message = asyncio.Event()
     pump = asyncio.create_task(_pump_events(stream, subscription, first_message))
     reader = asyncio.create_task(

@@ -71,7 +71,10 @@ def event_id_of(event: Event, derived: bool) -> str:
 
 
 class WebhookOutbox:
-    """The delivery workers (see module doc); :meth:`run` until cancelled."""
+    """The delivery workers (see module doc); :meth:`run` until cancelled.
+
+    `followers`: keys of `webhook_cursors` rows that are not receivers' (the mail
+    notifier's) and are kept; every other row without a receiver is deleted."""
 
     def __init__(
         self,
@@ -81,8 +84,10 @@ class WebhookOutbox:
         operator: WebhookEndpoint | None,
         policy: OutboxPolicy,
         derive: Callable[[], Deriver] | None = None,
+        followers: frozenset[str] = frozenset(),
     ) -> None:
         self._store = store
+        self._followers = followers
         self._db: Database = store.database
         self._wakeup = wakeup
         self._sender = sender
@@ -141,7 +146,9 @@ class WebhookOutbox:
         await self._forget_gone(set(wanted))
 
     async def _forget_gone(self, keys: set[str]) -> None:
-        # A receiver that is gone must not hold back the pruning of the log.
+        # A receiver that is gone must not hold back the pruning of the log (the other
+        # followers' cursors are not receivers').
+        keys = keys | self._followers
         async with self._db.transaction() as session:
             gone = delete(WebhookCursor).where(col(WebhookCursor.endpoint).not_in(keys))
             await session.exec(gone)
@@ -195,14 +202,7 @@ class _Worker:
             await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
 
     async def _cursor(self) -> int:
-        key = self._endpoint.key
-        async with self._db.transaction() as session:
-            row = await session.get(WebhookCursor, key)
-            if row is not None:
-                return row.cursor
-            newest = await self._store.latest()
-            session.add(WebhookCursor(endpoint=key, cursor=newest))
-            return newest
+        return await self._store.follower_cursor(self._endpoint.key)
 
     async def _skip_to(self, cursor: int) -> int:
         """Nothing for this receiver up to `cursor`: move on (written now and then)."""

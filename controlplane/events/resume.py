@@ -5,6 +5,9 @@ Contract of :class:`EventStream` (one per connection):
 
 - Every event sent carries its ``cursor``; they go out in cursor order, each at most
   once: a live event at or below the highest cursor sent is skipped.
+- Events are written to the connection's transport as ready WebSocket frames, the
+  events of a batch (live events that queued up, a page of a replay) in one write,
+  and each event's JSON is made once for every socket (by the feed).
 - :meth:`EventStream.resume` replays, in order, every event after ``since`` that the
   connection wants (the same visibility and topic rules as live events), except those
   already sent live on this connection, then live events continue with no gap: the
@@ -21,9 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-
-from aiohttp import web
+import struct
+from collections.abc import Callable, Sequence
 
 from controlplane.events.bus import Event
 from controlplane.events.store import CursorExpired, EventStore
@@ -33,6 +35,10 @@ CLOSE_RESUME = 4408
 MAX_BEHIND = 10_000
 SEND_TIMEOUT = 10.0
 PAGE = 500
+#: Bytes the kernel has not taken yet past which a send waits (up to SEND_TIMEOUT).
+HIGH_WATER_BYTES = 1 << 20
+DRAIN_POLL_SECONDS = 0.05
+_FIN_TEXT = 0x81
 _TRACKED_BEFORE_RESUME = 10_000
 
 
@@ -43,6 +49,7 @@ class FellBehind(Exception):
 class EventStream:
     """What one connection has sent, and the replays that fill its gaps (module doc).
 
+    `transport` is the upgraded connection's (None: it is gone).
     `wants` says whether the connection wants an event (visibility and topics);
     `owner_id` narrows log reads to one account's events (None: every event, for
     administrators).
@@ -50,7 +57,7 @@ class EventStream:
 
     def __init__(
         self,
-        socket: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
         store: EventStore | None,
         wants: Callable[[Event], bool],
         owner_id: str | None,
@@ -58,7 +65,7 @@ class EventStream:
         max_behind: int = MAX_BEHIND,
         send_timeout: float = SEND_TIMEOUT,
     ) -> None:
-        self._socket = socket
+        self._transport = transport
         self._store = store
         self._wants = wants
         self._owner_id = owner_id
@@ -69,18 +76,24 @@ class EventStream:
         # Cursors sent live before the first resume, so a replay does not repeat them.
         self._sent_live: set[int] | None = set()
 
-    async def send_live(self, event: Event) -> None:
-        """Send `event` unless it was sent already or is not wanted."""
+    async def send_live(self, events: Sequence[Event]) -> None:
+        """Send those of `events` that were not sent already and are wanted, in one
+        write."""
         async with self._lock:
-            if event.cursor is not None and event.cursor <= self.last:
-                return
-            if not self._wants(event):
-                return
-            await self._send(event)
-            if event.cursor is not None:
-                self.last = event.cursor
-                if self._sent_live is not None and len(self._sent_live) < _TRACKED_BEFORE_RESUME:
-                    self._sent_live.add(event.cursor)
+            frames = []
+            for event in events:
+                if event.cursor is not None and event.cursor <= self.last:
+                    continue
+                if not self._wants(event):
+                    continue
+                frames.append(text_frame(wire_of(event)))
+                if event.cursor is not None:
+                    self.last = event.cursor
+                    sent_live = self._sent_live
+                    if sent_live is not None and len(sent_live) < _TRACKED_BEFORE_RESUME:
+                        sent_live.add(event.cursor)
+            if frames:
+                await self._write(frames)
 
     async def resume(self, since: int) -> None:
         """Replay what the connection missed after `since` (see module doc). Raises
@@ -108,6 +121,7 @@ class EventStream:
         sent = 0
         while True:
             page = await self._store.read_after(cursor, PAGE, owner_id=self._owner_id)
+            frames = []
             for event in page:
                 assert event.cursor is not None
                 cursor = event.cursor
@@ -116,16 +130,49 @@ class EventStream:
                 sent += 1
                 if sent > self._max_behind:
                     raise FellBehind(f"more than {self._max_behind} events behind")
-                await self._send(event)
+                frames.append(text_frame(wire_of(event)))
+            if frames:
+                await self._write(frames)
             if len(page) < PAGE:
                 return cursor
 
-    async def _send(self, event: Event) -> None:
-        text = event.wire or json.dumps(event.to_json(), separators=(",", ":"))
-        try:
-            await asyncio.wait_for(self._socket.send_str(text), self._send_timeout)
-        except TimeoutError:
-            raise FellBehind(f"the socket took no data for {self._send_timeout} s") from None
+    async def _write(self, frames: list[bytes]) -> None:
+        # Whole frames, written synchronously: they never interleave with the frames
+        # aiohttp writes for the socket's other messages (replies, pings, close).
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the notifications socket is closed")
+        transport.write(b"".join(frames))
+        if transport.get_write_buffer_size() <= HIGH_WATER_BYTES:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._send_timeout
+        while transport.get_write_buffer_size() > HIGH_WATER_BYTES:
+            if loop.time() > deadline or transport.is_closing():
+                raise FellBehind(f"the socket took no data for {self._send_timeout} s")
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+
+def wire_of(event: Event) -> bytes:
+    """The event's JSON as UTF-8 (made once by the feed for every socket; here only for
+    events that did not come through it)."""
+    if event.wire is not None:
+        return event.wire
+    return json.dumps(event.to_json(), separators=(",", ":")).encode()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """`payload` as one unmasked, uncompressed WebSocket text frame (RFC 6455 5.2;
+    a server's frames are never masked, and a frame without RSV1 is uncompressed even
+    where permessage-deflate was negotiated, RFC 7692 6)."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", _FIN_TEXT, length)
+    elif length < 65536:
+        header = struct.pack("!BBH", _FIN_TEXT, 126, length)
+    else:
+        header = struct.pack("!BBQ", _FIN_TEXT, 127, length)
+    return header + payload
 
 
 __all__ = ["CLOSE_RESUME", "CursorExpired", "EventStream", "FellBehind"]

@@ -12,6 +12,10 @@ Contract:
   and committed before the next transaction may take one; SQLite serialises writers
   already. A reader that saw cursor N may therefore never see a new event below N.
   The lock is held until commit, so record events last in a transaction.
+- With a notifier (PostgreSQL), every recorded event also sends ``NOTIFY
+  encedeus_events, '<its id>'`` in the same transaction (lock, insert and NOTIFY are
+  one statement: the lock is held until commit, so every round trip counts): every
+  process learns of it when it commits (:class:`controlplane.events.wakeup.NotifiedWakeup`).
 - Rows older than the retention are pruned in batches, but never a row that a
   webhook receiver still has to be served (below the lowest webhook cursor).
 """
@@ -21,20 +25,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, text
+from sqlalchemy import String, cast, delete, func, insert, literal
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from controlplane.db.engine import Database
+from controlplane.db.notify import Notifier
 from controlplane.db.tables.events import EventRecord, WebhookCursor
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event
+from controlplane.events.wakeup import EVENTS_CHANNEL
 
 # An arbitrary constant: the one advisory lock key that serialises event inserts.
 EVENT_LOCK_KEY = 0x656E6365_76656E74 & 0x7FFFFFFFFFFFFFFF
-_LOCKED = "encedeus_event_lock"
 _HOOKED = "encedeus_event_hook"
 PRUNE_BATCH = 1000
 
@@ -80,9 +86,15 @@ class Retention:
 class EventStore:
     """Writes and reads the `events` table (see module doc)."""
 
-    def __init__(self, database: Database, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        on_commit: Callable[[int], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self._db = database
         self._on_commit = on_commit
+        self._notifier = notifier
 
     @property
     def database(self) -> Database:
@@ -93,15 +105,12 @@ class EventStore:
         """Insert `event` in `session`'s transaction; its cursor. Readers in this process
         are woken when the transaction commits."""
         info = session.sync_session.info
-        if self._db.dialect == "postgresql" and not info.get(_LOCKED):
-            lock = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=EVENT_LOCK_KEY)
-            await session.exec(lock)  # type: ignore[call-overload]
-            info[_LOCKED] = True
-        row = to_record(event)
-        session.add(row)
-        await session.flush()
-        assert row.id is not None
-        cursor: int = row.id
+        values = to_record(event).model_dump(exclude={"id"})
+        if self._db.dialect == "postgresql":
+            cursor = await self._insert_locked(session, values)
+        else:
+            inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
+            cursor = (await session.exec(inserted)).scalar_one()
         info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
         if not info.get(_HOOKED):
             info[_HOOKED] = True
@@ -109,10 +118,26 @@ class EventStore:
             orm_events.listen(session.sync_session, "after_rollback", _forget_lock)
         return cursor
 
+    async def _insert_locked(self, session: AsyncSession, values: dict[str, Any]) -> int:
+        """One round trip, as the lock is held until commit: take the event lock (it
+        stacks within a transaction), then insert (the id is drawn after the lock is
+        held: the row comes from a SELECT that takes it) and, with a notifier, NOTIFY
+        the id (what ``PostgresNotifier.notify`` sends, folded into the statement)."""
+        table = EventRecord.__table__  # type: ignore[attr-defined]
+        locked = select(func.pg_advisory_xact_lock(EVENT_LOCK_KEY).label("locked")).subquery()
+        row = select(
+            *(literal(value, type_=table.c[name].type) for name, value in values.items())
+        ).select_from(locked)
+        returned: list[Any] = [table.c.id]
+        if self._notifier is not None:
+            returned.append(func.pg_notify(EVENTS_CHANNEL, cast(table.c.id, String)))
+        statement = insert(table).from_select(list(values), row).returning(*returned)
+        result = await session.exec(statement)
+        return int(result.scalar_one())
+
     def _committed(self, sync_session: object) -> None:
         info = getattr(sync_session, "info", {})
         cursor = info.pop("encedeus_event_cursor", None)
-        info.pop(_LOCKED, None)
         if cursor is not None and self._on_commit is not None:
             self._on_commit(cursor)
 
@@ -139,6 +164,17 @@ class EventStore:
         async with self._db.session() as session:
             newest = (await session.exec(select(func.max(EventRecord.id)))).one()
         return int(newest or 0)
+
+    async def follower_cursor(self, key: str) -> int:
+        """The cursor of the log follower `key` (a webhook receiver, the mail notifier)
+        in ``webhook_cursors``; a new follower's row starts at the newest event."""
+        async with self._db.transaction() as session:
+            row = await session.get(WebhookCursor, key)
+            if row is not None:
+                return row.cursor
+            newest = await self.latest()
+            session.add(WebhookCursor(endpoint=key, cursor=newest))
+            return newest
 
     async def check_cursor(self, cursor: int) -> None:
         """Raise :class:`CursorExpired` when events after `cursor` may have been pruned.
@@ -182,5 +218,4 @@ class EventStore:
 
 def _forget_lock(sync_session: object) -> None:
     info = getattr(sync_session, "info", {})
-    info.pop(_LOCKED, None)
     info.pop("encedeus_event_cursor", None)

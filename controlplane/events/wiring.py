@@ -1,5 +1,6 @@
-"""The events component in the application: the bus, and webhook delivery in the
-background (owned by a cleanup context).
+"""The events component in the application: the bus and the feed that follows the
+log (every process, owned by a cleanup context), and the leader duties: webhook
+delivery, mail notifications and event pruning.
 
 Other components publish with ``request.app[EVENT_BUS].publish(Event(...))`` or keep a
 reference to the bus they get at build time.
@@ -21,7 +22,7 @@ from controlplane.db.engine import Database
 from controlplane.db.types import utcnow
 from controlplane.events.bus import EventBus
 from controlplane.events.feed import EventFeed
-from controlplane.events.mail_notifications import MailNotifier
+from controlplane.events.mail_notifications import MAIL_CURSOR, MailNotifier
 from controlplane.events.outbox import OutboxPolicy, WebhookOutbox, prune_finished
 from controlplane.events.owner_webhooks import DatabaseOwnerEndpoints
 from controlplane.events.seed_rollouts import SeedRollouts
@@ -34,12 +35,14 @@ from controlplane.events.webhooks import (
     owner_webhook_policy,
 )
 from controlplane.ingress.table import app_url
+from controlplane.leadership import Duty
 from controlplane.state import (
-    CONFIG,
     EVENT_BUS,
     EVENT_FEED,
+    LEADERSHIP,
     MAIL_NOTIFIER,
     MAIL_OUTBOX,
+    NOTIFIER,
     OWNER_WEBHOOKS,
     WEBHOOK_OUTBOX,
     WEBHOOKS,
@@ -55,10 +58,12 @@ def install_events(
     app: web.Application, config: ControlPlaneConfig, database: Database
 ) -> EventBus:
     """Put the bus, the webhook dispatcher and (if enabled) the mail notifier on `app`
-    (call after MAIL_OUTBOX is set and the storage and mail outbox contexts are
-    registered, so that delivery stops before either does); returns the bus."""
+    and register their leader duties — webhook delivery, mail notifications, event
+    pruning — with ``app[LEADERSHIP]`` (call after MAIL_OUTBOX and LEADERSHIP are set
+    and the storage and mail outbox contexts are registered, so that the feed stops
+    before either does); returns the bus."""
     bus = EventBus()
-    app[EVENT_FEED] = EventFeed(database, bus)
+    feed = app[EVENT_FEED] = EventFeed(database, bus, app[NOTIFIER])
     app.cleanup_ctx.append(_follow_event_log)
     endpoints = []
     if config.webhook_url:
@@ -74,9 +79,10 @@ def install_events(
     app[WEBHOOKS] = sender = WebhookDispatcher(
         bus, endpoints, transport, owner_endpoints=owners, owner_transport=owner_transport
     )
-    app[WEBHOOK_OUTBOX] = WebhookOutbox(
-        app[EVENT_FEED].store,
-        app[EVENT_FEED].wakeup,
+    followers = frozenset({MAIL_CURSOR}) if config.email_notifications else frozenset()
+    app[WEBHOOK_OUTBOX] = outbox = WebhookOutbox(
+        feed.store,
+        feed.wakeup,
         sender,
         endpoints[0] if endpoints else None,
         OutboxPolicy(
@@ -84,26 +90,33 @@ def install_events(
             retry=RetryPolicy(cap=config.webhook_retry_max_delay_seconds),
         ),
         derive=lambda: SeedRollouts(config.domain_suffix, partial(app_url, config)).derive,
+        followers=followers,
     )
-    app.cleanup_ctx.append(_deliver_webhooks)
+    for endpoint in endpoints:
+        if not endpoint.secret:
+            log.warning("webhook_unsigned", url=endpoint.log_url, hint="set WEBHOOK_SECRET")
+    leadership = app[LEADERSHIP]
+    leadership.add_duty(Duty("webhook-delivery", outbox.run))
+    retention = Retention(config.event_retention_seconds)
+    leadership.add_duty(Duty("event-pruning", partial(_prune_forever, feed, retention)))
     if config.email_notifications:
-        app[MAIL_NOTIFIER] = MailNotifier(bus, app[MAIL_OUTBOX], database)
-        app.cleanup_ctx.append(_mail_notifications)
+        app[MAIL_NOTIFIER] = notifier = MailNotifier(feed.store, feed.wakeup, app[MAIL_OUTBOX])
+        leadership.add_duty(Duty("mail-notifications", notifier.run))
     return bus
 
 
 async def _follow_event_log(app: web.Application) -> AsyncIterator[None]:
     feed = app[EVENT_FEED]
     await feed.start()
-    retention = Retention(app[CONFIG].event_retention_seconds)
     loops = asyncio.create_task(feed.run(), name="event-log")
-    pruning = asyncio.create_task(_prune_forever(feed, retention), name="event-prune")
     try:
         yield
     finally:
-        await cancel_and_wait(pruning)
         await cancel_and_wait(loops)
         await feed.drain()
+        for transport in app[_TRANSPORTS]:
+            await transport.close()
+        app[EVENT_BUS].close()
 
 
 async def _prune_forever(feed: EventFeed, retention: Retention) -> None:
@@ -117,26 +130,3 @@ async def _prune_forever(feed: EventFeed, retention: Retention) -> None:
         except Exception as exc:
             log.warning("event_prune_failed", error=str(exc))
         await asyncio.sleep(PRUNE_INTERVAL)
-
-
-async def _deliver_webhooks(app: web.Application) -> AsyncIterator[None]:
-    dispatcher = app[WEBHOOKS]
-    for endpoint in dispatcher.endpoints:
-        if not endpoint.secret:
-            log.warning("webhook_unsigned", url=endpoint.log_url, hint="set WEBHOOK_SECRET")
-    delivery = asyncio.create_task(app[WEBHOOK_OUTBOX].run(), name="webhooks")
-    try:
-        yield
-    finally:
-        await cancel_and_wait(delivery)
-        for transport in app[_TRANSPORTS]:
-            await transport.close()
-        app[EVENT_BUS].close()
-
-
-async def _mail_notifications(app: web.Application) -> AsyncIterator[None]:
-    notifier = asyncio.create_task(app[MAIL_NOTIFIER].run(), name="mail-notifications")
-    try:
-        yield
-    finally:
-        await cancel_and_wait(notifier)

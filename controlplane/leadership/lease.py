@@ -65,6 +65,10 @@ class Leadership(Protocol):
     def add_duty(self, duty: Duty) -> None:
         """Run `duty` whenever this process has its role (register before `run`)."""
 
+    @property
+    def running_duties(self) -> frozenset[str]:
+        """The names of the duties running now."""
+
     async def fence(self, session: AsyncSession) -> None:
         """In `session`'s transaction: LeadershipLost unless this process leads with
         the cluster's current epoch (holds the epoch row until the commit)."""
@@ -105,15 +109,18 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 class _Duties:
     def __init__(self) -> None:
         self.all: list[Duty] = []
+        self.running: frozenset[str] = frozenset()
 
     async def run(self, role: Role) -> None:
         """Run the duties of `role` until cancelled."""
         tasks = [
             asyncio.create_task(_supervised(d), name=d.name) for d in self.all if d.role == role
         ]
+        self.running = frozenset(task.get_name() for task in tasks)
         try:
             await asyncio.Event().wait()
         finally:
+            self.running = frozenset()
             await _stop(tasks)
 
 
@@ -130,6 +137,10 @@ class SingleProcessLeadership:
 
     def add_duty(self, duty: Duty) -> None:
         self._duties.all.append(duty)
+
+    @property
+    def running_duties(self) -> frozenset[str]:
+        return self._duties.running
 
     async def fence(self, session: AsyncSession) -> None:
         return None
@@ -167,6 +178,10 @@ class PostgresLeadership:
 
     def add_duty(self, duty: Duty) -> None:
         self._duties.all.append(duty)
+
+    @property
+    def running_duties(self) -> frozenset[str]:
+        return self._duties.running
 
     async def fence(self, session: AsyncSession) -> None:
         mine = self._epoch

@@ -31,6 +31,8 @@ async def test_owner_is_mailed_when_a_task_ends(
     client = await start_client(config)
     try:
         alice = await register(client)
+        # The notifier follows the log from the newest event when it first starts.
+        await asyncio.wait_for(client.app[MAIL_NOTIFIER].following.wait(), 10)
         bus = client.app[EVENT_BUS]
         bus.publish(Event(EventType.TASK_STARTED, owner_id=alice.id, task_id="t0"))
         data = {"name": "nightly", "status": "Failed", "exit_code": 3}

@@ -1,7 +1,9 @@
 """Two control planes on one real PostgreSQL and two real agents on the real dockerd
 (issue 10, "Several control planes"): deploy through A, read through B; revoke an API
 key through A and it fails on B within 1 s; SIGKILL the leader in the middle of a
-scale-up and the other takes over, finishes the scale-up, and creates no replica twice.
+scale-up and the other takes over, finishes the scale-up, and creates no replica twice,
+while a client that follows the survivor's notifications with its cursor receives
+every event of the deployment that the log holds, in order, none twice.
 
 The failover time (leader killed → the survivor holds the lease with the next epoch)
 is measured and printed (`-s` shows it).
@@ -10,6 +12,7 @@ is measured and printed (`-s` shows it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -23,6 +26,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from common.cancellation import cancel_and_wait
 from common.ports import free_ports
 from tests.conftest import TEST_IMAGE
 from tests.e2e.cluster_support import (
@@ -101,6 +105,24 @@ class Pair:
             await connection.close()
         return bool(found == count)
 
+    async def newest_cursor(self) -> int:
+        connection = await asyncpg.connect(self.database)
+        try:
+            return int(await connection.fetchval("SELECT coalesce(max(id), 0) FROM events"))
+        finally:
+            await connection.close()
+
+    async def deployment_events(self, deployment_id: str) -> list[int]:
+        """The cursors of every event of the deployment in the log, in order."""
+        connection = await asyncpg.connect(self.database)
+        try:
+            rows = await connection.fetch(
+                "SELECT id FROM events WHERE deployment_id = $1 ORDER BY id", deployment_id
+            )
+        finally:
+            await connection.close()
+        return [int(row["id"]) for row in rows]
+
     async def leader(self) -> tuple[str, int]:
         connection = await asyncpg.connect(self.database)
         try:
@@ -140,6 +162,45 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             member.controlplane.stop()
         remove_session_containers()
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class Follower:
+    """A notifications client of one control plane that resumes from its cursor."""
+
+    def __init__(self, member: Cluster, since: int) -> None:
+        self._member = member
+        self.cursor = since
+        self.events: list[dict[str, Any]] = []
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        url = self._member.url.replace("http", "ws", 1) + "/v1/ws/notifications"
+        async with aiohttp.ClientSession() as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.ws_connect(url, headers=self._member.headers) as socket:
+                        await self._follow(socket)
+                await asyncio.sleep(0.1)
+
+    async def _follow(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        await socket.send_json({"type": "subscribe", "topics": ["deployments"],
+                                "since": self.cursor})  # fmt: skip
+        async for message in socket:
+            frame = message.json()
+            if frame.get("type") == "subscribed":
+                self.subscribed.set()
+            elif "cursor" in frame:
+                assert frame["cursor"] > self.cursor, "an event out of order or repeated"
+                self.cursor = frame["cursor"]
+                self.events.append(frame)
+            else:
+                assert frame.get("type") not in ("error",), frame
+
+    async def received_up_to(self, cursor: int) -> bool:
+        return self.cursor >= cursor
+
+    def cursors_of(self, deployment_id: str) -> list[int]:
+        return [e["cursor"] for e in self.events if e.get("deployment_id") == deployment_id]
 
 
 async def _ready(member: Cluster, deployment_id: str, count: int, timeout: float) -> Any:
@@ -198,6 +259,11 @@ async def test_killing_the_leader_mid_scale_up_loses_nothing_and_duplicates_noth
 ) -> None:
     name, epoch = await pair.leader()
     leader, survivor = (pair.a, pair.b) if name == "cp-a" else (pair.b, pair.a)
+    # A client follows the survivor's notifications from the newest cursor, resuming
+    # with its last cursor whenever its socket ends.
+    follower = Follower(survivor, await pair.newest_cursor())
+    following = asyncio.create_task(follower.run())
+    await asyncio.wait_for(follower.subscribed.wait(), 10)
     body = {"app_name": "ha-scale", "image": TEST_IMAGE, "command": LOOP, "replicas": 1,
             "stop_timeout": 2}  # fmt: skip
     created = await survivor.request("POST", "/v1/deployments", 201, json=body)
@@ -228,6 +294,11 @@ async def test_killing_the_leader_mid_scale_up_loses_nothing_and_duplicates_noth
     assert len(containers) == wanted
     assert all(count == 1 for count in containers.values()), containers
     await survivor.request("DELETE", f"/v1/deployments/{deployment_id}")
-    # TODO(issue 10, durable events): once events are rows with cursors, follow B's
-    # notifications WebSocket with a cursor through the failover and assert that no
-    # event is lost and none is repeated (the events table is another change).
+    # The client following the survivor with its cursor got every event of the
+    # deployment the log holds, in order, none twice, across the failover.
+    logged = await pair.deployment_events(deployment_id)
+    await eventually(lambda: follower.received_up_to(logged[-1]), timeout=15, interval=0.05)
+    received = follower.cursors_of(deployment_id)
+    print(f"{len(received)} events of the deployment followed through the failover")
+    assert received == logged
+    await cancel_and_wait(following)
