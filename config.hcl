@@ -238,6 +238,9 @@ controlplane {
   reconcile_interval_seconds   = 2
   # The data of a slot removed by scale-down is kept (and listed) this long.
   volume_grace_seconds         = 604800
+  # How often the leader deletes due volumes (released past their grace, stale copies)
+  # on every node that holds a copy.
+  volume_sweep_interval_seconds = 300
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
 

@@ -248,6 +248,12 @@ class SimAgentService(pb_grpc.AgentServicer):
         await self._node(context)
         return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
 
+    async def DeleteVolume(
+        self, request: pb.DeleteVolumeRequest, context: Context
+    ) -> pb.DeleteVolumeResponse:
+        await self._node(context)
+        return pb.DeleteVolumeResponse(deleted=False)  # simulated nodes keep no data
+
     async def RemoveServer(
         self, request: pb.RemoveServerRequest, context: Context
     ) -> pb.RemoveServerResponse:

@@ -119,6 +119,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.CheckImageResponse.FromString,
                 _registered_method=True)
+        self.DeleteVolume = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/DeleteVolume',
+                request_serializer=protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -256,6 +261,17 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteVolume(self, request, context):
+        """Delete a volume's data on this node: its data directory (unmounting its image
+        first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+        server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+        that is no volume name. Deleting a volume that is not here answers deleted=false
+        (idempotent). Agents without it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +359,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.CheckImage,
                     request_deserializer=protos_dot_agent__pb2.CheckImageRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.CheckImageResponse.SerializeToString,
+            ),
+            'DeleteVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVolume,
+                    request_deserializer=protos_dot_agent__pb2.DeleteVolumeRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.DeleteVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -804,6 +825,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/CheckImage',
             protos_dot_agent__pb2.CheckImageRequest.SerializeToString,
             protos_dot_agent__pb2.CheckImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/DeleteVolume',
+            protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
+            protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

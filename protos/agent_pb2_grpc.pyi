@@ -89,6 +89,13 @@ class AgentStub:
     the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
     without it answer UNIMPLEMENTED.
     """
+    DeleteVolume: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteVolumeRequest, _agent_pb2.DeleteVolumeResponse]
+    """Delete a volume's data on this node: its data directory (unmounting its image
+    first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+    server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+    that is no volume name. Deleting a volume that is not here answers deleted=false
+    (idempotent). Agents without it answer UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -147,6 +154,13 @@ class AgentAsyncStub(AgentStub):
     registry serves the manifest with `registry_auth`. Always OK: the verdict is in
     the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
     without it answer UNIMPLEMENTED.
+    """
+    DeleteVolume: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteVolumeRequest, _agent_pb2.DeleteVolumeResponse]  # type: ignore[assignment]
+    """Delete a volume's data on this node: its data directory (unmounting its image
+    first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+    server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+    that is no volume name. Deleting a volume that is not here answers deleted=false
+    (idempotent). Agents without it answer UNIMPLEMENTED.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -305,6 +319,19 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         registry serves the manifest with `registry_auth`. Always OK: the verdict is in
         the response (`timeout_ms` bounds the registry's answer; 0 = 3 s). Agents
         without it answer UNIMPLEMENTED.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteVolume(
+        self,
+        request: _agent_pb2.DeleteVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DeleteVolumeResponse, _abc.Awaitable[_agent_pb2.DeleteVolumeResponse]]:
+        """Delete a volume's data on this node: its data directory (unmounting its image
+        first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+        server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+        that is no volume name. Deleting a volume that is not here answers deleted=false
+        (idempotent). Agents without it answer UNIMPLEMENTED.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

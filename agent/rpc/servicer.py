@@ -17,6 +17,7 @@ from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
+from agent.fleet.volume_deletion import VolumeInUse, delete_volume
 from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.rpc import convert
 from agent.runtime import (
@@ -50,6 +51,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
     (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
+    (VolumeInUse, grpc.StatusCode.FAILED_PRECONDITION),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
 ]
@@ -267,6 +269,13 @@ class AgentService(pb_grpc.AgentServicer):
         if present:
             return _verdict(pb.IMAGE_AVAILABILITY_PRESENT, "")
         return _verdict(pb.IMAGE_AVAILABILITY_PULLABLE, "")
+
+    async def DeleteVolume(
+        self, request: pb.DeleteVolumeRequest, context: Context
+    ) -> pb.DeleteVolumeResponse:
+        in_use = self.supervisor.volumes_in_use()
+        operation = delete_volume(self.supervisor.volumes, request.volume_id, in_use)
+        return pb.DeleteVolumeResponse(deleted=await self._run(context, operation))
 
     async def _heartbeat(self, interval: float) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.

@@ -97,6 +97,10 @@ class AgentClient(Protocol):
         """Whether the node has `image` or its registry serves it with `auth` (the
         registry's answer bounded by `timeout_ms`); `unimplemented` from older agents."""
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        """Delete a volume's data on the node (False: it held none); `failed_precondition`
+        while a server there uses it, `unimplemented` from older agents."""
+
     async def close(self) -> None:
         """Close the channel; further calls fail."""
 
@@ -204,6 +208,11 @@ class GrpcAgentClient:
         result = await self._unary("CheckImage", request)
         assert isinstance(result, pb.CheckImageResponse)
         return result
+
+    async def delete_volume(self, volume_id: str) -> bool:
+        result = await self._unary("DeleteVolume", pb.DeleteVolumeRequest(volume_id=volume_id))
+        assert isinstance(result, pb.DeleteVolumeResponse)
+        return result.deleted
 
     async def get_logs(
         self, server_id: str, *, tail: int, follow: bool

@@ -33,6 +33,7 @@ from controlplane.leadership import Duty, Leadership
 from controlplane.reconciler.loop import Reconciler
 from controlplane.reconciler.model import BackoffPolicy
 from controlplane.state import AGENT_POOL, RECONCILER, REGISTRY_SECRETS
+from controlplane.volumes.sweep import VolumeSweep
 
 #: NOTIFY channel that wakes the leader's reconciler (empty payload).
 WAKE_CHANNEL = "encedeus_wake"
@@ -96,6 +97,14 @@ def install_orchestration(
         await reconciler.run()
 
     leadership.add_duty(Duty("reconciler", reconcile))
+    sweep = VolumeSweep(
+        database,
+        pool,
+        grace_seconds=config.volume_grace_seconds,
+        interval=config.volume_sweep_interval_seconds,
+        fence=leadership.fence,
+    )
+    leadership.add_duty(Duty("volume-sweep", sweep.run))
     leadership.add_duty(
         Duty(
             "agent-streams",

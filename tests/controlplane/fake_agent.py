@@ -32,6 +32,8 @@ class FakeAgent:
         self.node_id = node_id
         self.port_range = port_range
         self.servers: dict[str, pb.Server] = {}
+        self.volumes: set[str] = set()
+        """Volume ids of the data directories on this node (reported in NodeInfo)."""
         self.calls: list[tuple[str, str]] = []
         self.refusals: dict[str, AgentError] = {}
         """method name -> the error that call answers (e.g. an image it lacks)."""
@@ -94,7 +96,10 @@ class FakeAgent:
     async def get_node_info(self) -> pb.NodeInfo:
         self._record("GetNodeInfo")
         start, end = self.port_range
-        return pb.NodeInfo(node_id=self.node_id, port_range_start=start, port_range_end=end)
+        volumes = [pb.VolumeInfo(id=v) for v in sorted(self.volumes)]
+        return pb.NodeInfo(
+            node_id=self.node_id, port_range_start=start, port_range_end=end, volumes=volumes
+        )
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         self._record("CreateServer", spec.id)
@@ -112,6 +117,7 @@ class FakeAgent:
         )
         server = pb.Server(spec=spec, status=status)
         self.servers[spec.id] = server
+        self.volumes.add(spec.volume_id or spec.id)
         self._set_state(server, run=start)
         return self._copy(server)
 
@@ -160,8 +166,10 @@ class FakeAgent:
 
     async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
         self._record("RemoveServer", server_id)
-        self._server(server_id)
+        removed = self._server(server_id)
         del self.servers[server_id]
+        if delete_data:
+            self.volumes.discard(removed.spec.volume_id or server_id)
         self._changed.set()
         return True
 
@@ -224,6 +232,14 @@ class FakeAgent:
     ) -> pb.CheckImageResponse:
         self._record("CheckImage")
         return pb.CheckImageResponse(availability=pb.IMAGE_AVAILABILITY_PRESENT)
+
+    async def delete_volume(self, volume_id: str) -> bool:
+        self._record("DeleteVolume", volume_id)
+        if any((s.spec.volume_id or s.spec.id) == volume_id for s in self.servers.values()):
+            raise AgentError("failed_precondition", f"volume {volume_id} is in use")
+        held = volume_id in self.volumes
+        self.volumes.discard(volume_id)
+        return held
 
     async def close(self) -> None:
         self.closed = True

@@ -103,3 +103,15 @@ async def test_the_watch_stream_opens_with_a_heartbeat_of_every_server(
 async def test_node_info_names_the_port_range(client: AgentClient) -> None:
     info = await client.get_node_info()
     assert (info.port_range_start, info.port_range_end) == (30000, 30999)
+
+
+async def test_a_volume_in_use_is_kept_and_a_free_one_deleted_once(client: AgentClient) -> None:
+    server = _server()
+    server.volume_id = f"v{server.id}"
+    await client.create_server(server, start=False)
+    assert await _refusal(client.delete_volume(server.volume_id)) == "failed_precondition"
+    await client.remove_server(server.id)
+    assert server.volume_id in {v.id for v in (await client.get_node_info()).volumes}
+    assert await client.delete_volume(server.volume_id)
+    assert not await client.delete_volume(server.volume_id)
+    assert server.volume_id not in {v.id for v in (await client.get_node_info()).volumes}

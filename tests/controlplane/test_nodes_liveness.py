@@ -61,6 +61,9 @@ class FakeAgent:
     ) -> pb.CheckImageResponse:
         return pb.CheckImageResponse()
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        return False
+
     async def close(self) -> None:
         self.closed = True
 

@@ -130,6 +130,10 @@ class Deployment(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     # The container port the ingress routes to; None: the first of `ports`.
     http_port: int | None = None
+    # When its node is lost (docs/stateful.md): "wait" for it (and with
+    # `move_after_seconds`, move after that long) or "move" at once.
+    on_node_loss: str = Field(default="move", max_length=8)
+    move_after_seconds: int | None = None
 
 
 class Replica(SQLModel, table=True):
