@@ -60,6 +60,10 @@ class EventType(StrEnum):
     DEPLOYMENT_STATUS_CHANGED = "deployment_status_changed"
     DEPLOYMENT_DELETED = "deployment_deleted"
     REPLICA_STATUS_CHANGED = "replica_status_changed"
+    # A slot moved after its node was lost (docs/stateful.md): its data restored from a
+    # backup, or started without it.
+    REPLICA_RESTORED = "replica_restored"
+    REPLICA_STARTED_EMPTY = "replica_started_empty"
     # Seed 004's rollout vocabulary, for webhooks only (events/seed_rollouts.py).
     DEPLOYMENT_STARTED = "deployment_started"
     DEPLOYMENT_COMPLETED = "deployment_completed"

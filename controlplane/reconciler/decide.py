@@ -6,10 +6,12 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
 
 - Slots ``0..replicas-1`` each have one replica; missing ones are placed (through the
   scheduler's :class:`PlacementIndex`, shared by the whole pass), extra ones removed.
-- A replica whose node is down or gone moves to a live node as a new replica of the
-  same slot, with the slot's volume id (its data directory and SFTP login); the stale
-  copy on the old node is an orphan (no row owns its id) and is removed when that
-  node reports again.
+- A replica whose node is down waits for it when its deployment says
+  `on_node_loss = "wait"` (until `move_after`, if set); otherwise (`move`, or a node
+  that is gone) it moves to a live node as a new replica of the same slot, with the
+  slot's volume id (its data directory and SFTP login) and its latest backup to
+  restore there first (`AddReplica.restore`); the stale container on the old node is
+  an orphan (no row owns its id) and is removed when that node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
 - Voluntary disruptions (rolling update to a new generation, moving off a draining
@@ -40,6 +42,7 @@ from controlplane.reconciler.model import (
     StartServer,
     StopServer,
     Unschedulable,
+    WaitForNode,
     World,
 )
 from controlplane.scheduler import (
@@ -212,7 +215,9 @@ class _DeploymentPass:
         )
         self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
 
-    def _move(self, replica: DesiredReplica, *, remove_old: bool = False) -> bool:
+    def _move(
+        self, replica: DesiredReplica, *, remove_old: bool = False, restore: bool = False
+    ) -> bool:
         # The slot moves under a new replica id: the old container keeps its id on the
         # old node (where it is an orphan from now on), and the two never share a name.
         where = self._place(avoid=replica.node_id)
@@ -225,7 +230,7 @@ class _DeploymentPass:
         volume = replica.volume_id or replica.id
         self.actions.append(ForgetReplica(replica.id))
         self.actions.append(
-            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume)
+            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume, restore)
         )
         self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
         return True
@@ -234,7 +239,10 @@ class _DeploymentPass:
         d = self.deployment
         view = self._view(replica)
         if view is None or view.status == "down":
-            if d.running and not self._move(replica):
+            if view is not None and replica.node_id is not None and self._waits(view):
+                move_at = self._move_at(view)
+                self.actions.append(WaitForNode(d.id, replica.ordinal, replica.node_id, move_at))
+            elif d.running and not self._move(replica, restore=True):
                 self.actions.append(Unschedulable(d.id, replica.ordinal, "no_feasible_node"))
             return
         if view.servers is None:
@@ -252,6 +260,17 @@ class _DeploymentPass:
                 self.disruption_allowed = False
             return
         self._container(replica, view.capacity.id, observed)
+
+    def _move_at(self, view: NodeView) -> float | None:
+        after, since = self.deployment.move_after, view.down_since
+        return None if after is None or since is None else since + after
+
+    def _waits(self, view: NodeView) -> bool:
+        """The slot waits for its down node (`wait`, and `move_after` not yet over)."""
+        if self.deployment.on_node_loss != "wait":
+            return False
+        move_at = self._move_at(view)
+        return move_at is None or self.now < move_at
 
     def _container(self, replica: DesiredReplica, node_id: str, observed: ObservedServer) -> None:
         d = self.deployment

@@ -17,6 +17,9 @@ RESTART_POLICIES: frozenset[str] = frozenset({"always", "on-failure", "never"})
 NodeStatus = Literal["pending", "ready", "down", "draining"]
 ObservedState = Literal["pulling", "offline", "starting", "running", "stopping"]
 ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
+# What a slot does when its node is lost (docs/stateful.md).
+NodeLossPolicy = Literal["wait", "move"]
+NODE_LOSS_POLICIES: frozenset[str] = frozenset({"wait", "move"})
 
 # Labels every replica container carries; the replica id is the container's identity.
 LABEL_DEPLOYMENT = "encedeus.deployment"
@@ -46,6 +49,10 @@ class DesiredDeployment:
     constraints: Mapping[str, str] = field(default_factory=dict)
     run_since: float = 0.0
     """When the owner last asked it to run: exits before that were stops, not crashes."""
+    on_node_loss: NodeLossPolicy = "move"
+    move_after: float | None = None
+    """With `wait`: move a slot whose node has been down this many seconds (None: wait
+    for the node however long it takes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,8 @@ class NodeView:
     capacity: NodeCapacity
     status: NodeStatus
     servers: Mapping[str, ObservedServer] | None = None
+    down_since: float | None = None
+    """When a down node was last heard from (None: not down, or never heard)."""
 
     def for_placement(self) -> NodeCapacity:
         """The node as placement sees it: it takes new work only when ready and
@@ -197,6 +206,9 @@ class AddReplica:
     node_id: str
     host_ports: tuple[int, ...]
     volume_id: str = ""  # the slot's volume, carried over by a move; "": the replica id
+    restore: bool = False
+    """The slot's data was lost with its node: restore its latest backup on `node_id`
+    before the container is created (controlplane/reconciler/node_loss.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +242,17 @@ class Unschedulable:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class WaitForNode:
+    """The slot waits for its lost node (`on_node_loss = "wait"`), until `move_at` when
+    the deployment has a `move_after` (None: for as long as it takes)."""
+
+    deployment_id: str
+    ordinal: int
+    node_id: str
+    move_at: float | None = None
+
+
 AgentAction = CreateServer | StartServer | StopServer | RemoveServer | RecreateServer
-StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable
+StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable | WaitForNode
 Action = AgentAction | StateAction

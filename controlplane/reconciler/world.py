@@ -19,6 +19,7 @@ from controlplane.reconciler.model import (
     LABEL_REPLICA,
     DesiredDeployment,
     DesiredReplica,
+    NodeLossPolicy,
     NodeStatus,
     NodeView,
     ObservedHealth,
@@ -96,6 +97,8 @@ def desired_deployment(row: Deployment) -> DesiredDeployment:
         strategy=cast(Strategy, row.strategy),
         constraints=dict(row.constraints),
         run_since=row.run_since.timestamp(),
+        on_node_loss=cast(NodeLossPolicy, row.on_node_loss),
+        move_after=None if row.move_after_seconds is None else float(row.move_after_seconds),
     )
 
 
@@ -146,7 +149,11 @@ def node_view(row: Node, pool: AgentPool) -> NodeView:
             for server_id, s in observation.servers.items()
             if LABEL_REPLICA in s.labels
         }
-    return NodeView(capacity=capacity, status=status, servers=servers)
+    down_since = None
+    if status == "down":
+        heard = pool.liveness.last_heard(str(row.id))
+        down_since = heard if heard is not None else epoch_seconds(row.last_seen)
+    return NodeView(capacity=capacity, status=status, servers=servers, down_since=down_since)
 
 
 def world_of(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TypeVar
 
 from controlplane.reconciler import (
@@ -27,6 +28,7 @@ from controlplane.reconciler.model import (
     StartServer,
     StopServer,
     Unschedulable,
+    WaitForNode,
 )
 from controlplane.scheduler import NodeCapacity
 
@@ -139,9 +141,24 @@ def test_replicas_of_a_down_node_move_to_a_live_one() -> None:
     actions = run(w)
     assert actions == [
         ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", (), "v0"),
+        AddReplica("new0", "d1", 0, "b", (), "v0", restore=True),  # its data was lost
         CreateServer("b", "new0", "d1", True),
     ]
+
+
+def test_a_slot_that_waits_for_its_lost_node_stays_until_move_after() -> None:
+    lost = replace(node("a", None, status="down"), down_since=NOW - 50)
+    slots = [replica("r0", 0, "a", volume_id="v0"), replica("r1", 1, "b")]
+    nodes = [lost, node("b", {"r1": running("r1")})]
+    forever = world(slots, nodes, deployment(on_node_loss="wait"))
+    assert run(forever) == [WaitForNode("d1", 0, "a", None)]
+    for_a_while = world(slots, nodes, deployment(on_node_loss="wait", move_after=60.0))
+    assert run(for_a_while) == [WaitForNode("d1", 0, "a", NOW + 10)]
+    moved = run(for_a_while, now=NOW + 10)
+    assert of(moved, AddReplica) == [AddReplica("new0", "d1", 0, "b", (), "v0", restore=True)]
+    # A node that is gone (deleted) is not waited for.
+    gone = world([slots[0]], nodes[1:], deployment(replicas=1, on_node_loss="wait"))
+    assert of(run(gone), AddReplica) == [AddReplica("new0", "d1", 0, "b", (), "v0", restore=True)]
 
 
 def test_stale_copy_on_a_returning_node_is_removed() -> None:

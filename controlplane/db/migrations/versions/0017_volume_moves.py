@@ -1,5 +1,6 @@
 """volume moves: deployments.on_node_loss / move_after_seconds (what a slot does when
-its node is lost) and volume_copies (copies the sweep found and deleted)
+its node is lost), replicas.restore_state / restore_note (whether a slot moved after
+node loss got its data back) and volume_copies (copies the sweep found and deleted)
 
 Existing deployments keep today's behaviour (`move`).
 
@@ -42,9 +43,17 @@ def upgrade() -> None:
             sa.Column("on_node_loss", sa.String(8), nullable=False, server_default="move")
         )
         batch.add_column(sa.Column("move_after_seconds", sa.Integer(), nullable=True))
+    with op.batch_alter_table("replicas") as batch:
+        batch.add_column(
+            sa.Column("restore_state", sa.String(16), nullable=False, server_default="")
+        )
+        batch.add_column(sa.Column("restore_note", sa.String(1000), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("replicas") as batch:
+        batch.drop_column("restore_note")
+        batch.drop_column("restore_state")
     with op.batch_alter_table("deployments") as batch:
         batch.drop_column("move_after_seconds")
         batch.drop_column("on_node_loss")
