@@ -124,6 +124,11 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
                 _registered_method=True)
+        self.SendVolume = channel.unary_stream(
+                '/encedeus.agent.v1.Agent/SendVolume',
+                request_serializer=protos_dot_agent__pb2.SendVolumeRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.TransferProgress.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -272,6 +277,21 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendVolume(self, request, context):
+        """Stream a volume's data to another agent (a move between two live nodes,
+        docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+        `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+        `token` the control plane signed for the target; the target checks the SHA-256 of
+        what arrived and installs it as the volume. Progress as it goes, then one message
+        with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+        running server uses the volume, NOT_FOUND when this node has no such volume,
+        ABORTED when the target refused or the stream broke (the message says why; the
+        source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -364,6 +384,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.DeleteVolume,
                     request_deserializer=protos_dot_agent__pb2.DeleteVolumeRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.DeleteVolumeResponse.SerializeToString,
+            ),
+            'SendVolume': grpc.unary_stream_rpc_method_handler(
+                    servicer.SendVolume,
+                    request_deserializer=protos_dot_agent__pb2.SendVolumeRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.TransferProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -852,6 +877,33 @@ class Agent:
             '/encedeus.agent.v1.Agent/DeleteVolume',
             protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
             protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/SendVolume',
+            protos_dot_agent__pb2.SendVolumeRequest.SerializeToString,
+            protos_dot_agent__pb2.TransferProgress.FromString,
             options,
             channel_credentials,
             insecure,

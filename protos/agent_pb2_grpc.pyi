@@ -96,6 +96,17 @@ class AgentStub:
     that is no volume name. Deleting a volume that is not here answers deleted=false
     (idempotent). Agents without it answer UNIMPLEMENTED.
     """
+    SendVolume: _grpc.UnaryStreamMultiCallable[_agent_pb2.SendVolumeRequest, _agent_pb2.TransferProgress]
+    """Stream a volume's data to another agent (a move between two live nodes,
+    docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+    `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+    `token` the control plane signed for the target; the target checks the SHA-256 of
+    what arrived and installs it as the volume. Progress as it goes, then one message
+    with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+    running server uses the volume, NOT_FOUND when this node has no such volume,
+    ABORTED when the target refused or the stream broke (the message says why; the
+    source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -161,6 +172,17 @@ class AgentAsyncStub(AgentStub):
     server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
     that is no volume name. Deleting a volume that is not here answers deleted=false
     (idempotent). Agents without it answer UNIMPLEMENTED.
+    """
+    SendVolume: _aio.UnaryStreamMultiCallable[_agent_pb2.SendVolumeRequest, _agent_pb2.TransferProgress]  # type: ignore[assignment]
+    """Stream a volume's data to another agent (a move between two live nodes,
+    docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+    `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+    `token` the control plane signed for the target; the target checks the SHA-256 of
+    what arrived and installs it as the volume. Progress as it goes, then one message
+    with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+    running server uses the volume, NOT_FOUND when this node has no such volume,
+    ABORTED when the target refused or the stream broke (the message says why; the
+    source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -332,6 +354,23 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
         server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
         that is no volume name. Deleting a volume that is not here answers deleted=false
         (idempotent). Agents without it answer UNIMPLEMENTED.
+        """
+
+    @_abc_1.abstractmethod
+    def SendVolume(
+        self,
+        request: _agent_pb2.SendVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.TransferProgress], _abc.AsyncIterator[_agent_pb2.TransferProgress]]:
+        """Stream a volume's data to another agent (a move between two live nodes,
+        docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+        `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+        `token` the control plane signed for the target; the target checks the SHA-256 of
+        what arrived and installs it as the volume. Progress as it goes, then one message
+        with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+        running server uses the volume, NOT_FOUND when this node has no such volume,
+        ABORTED when the target refused or the stream broke (the message says why; the
+        source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

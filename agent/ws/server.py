@@ -1,5 +1,5 @@
-"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets
-and the file API."""
+"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets,
+the file API and volumes streamed here by other agents (moves)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from agent.files.ownership import disk_limit, file_owner, volume_of
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 from agent.ws.exec import ExecSockets
+from agent.ws.volume_receiver import VolumeReceiver
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 SOCKETS = web.AppKey("console_sockets", ConsoleSockets)
@@ -42,7 +43,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_http_app(
-    sockets: ConsoleSockets, supervisor: Supervisor, exec_sockets: ExecSockets, files: FileApi
+    sockets: ConsoleSockets,
+    supervisor: Supervisor,
+    exec_sockets: ExecSockets,
+    files: FileApi,
+    transfers: VolumeReceiver | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
@@ -51,6 +56,8 @@ def build_http_app(
     app.router.add_get("/api/servers/{server_id}/ws", sockets.handle)
     app.router.add_get("/api/servers/{server_id}/exec", exec_sockets.handle)
     files.add_routes(app)
+    if transfers is not None:
+        transfers.add_routes(app)
     FileCors(sockets.limits.ws_allowed_origins).install(app)
     return app
 
@@ -74,10 +81,11 @@ async def start_http_server(
         disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
         volume_of=lambda server_id: volume_of(supervisor, server_id),
     )
+    transfers = VolumeReceiver(identity, supervisor.volumes, started_at, supervisor.volumes_in_use)
     # A request body is buffered up to read_bufsize before the socket is paused: with
     # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
     runner = web.AppRunner(
-        build_http_app(sockets, supervisor, exec_sockets, files),
+        build_http_app(sockets, supervisor, exec_sockets, files, transfers),
         access_log=None,
         read_bufsize=1024 * 1024,
     )
