@@ -34,6 +34,8 @@ class FakeAgent:
         self.servers: dict[str, pb.Server] = {}
         self.volumes: set[str] = set()
         """Volume ids of the data directories on this node (reported in NodeInfo)."""
+        self.peers: dict[str, FakeAgent] = {}
+        """Other fake agents by HTTP address, for SendVolume."""
         self.calls: list[tuple[str, str]] = []
         self.refusals: dict[str, AgentError] = {}
         """method name -> the error that call answers (e.g. an image it lacks)."""
@@ -240,6 +242,21 @@ class FakeAgent:
         held = volume_id in self.volumes
         self.volumes.discard(volume_id)
         return held
+
+    async def send_volume(
+        self, volume_id: str, target_address: str, token: str
+    ) -> AsyncIterator[pb.TransferProgress]:
+        """Hands the volume to the fake agent registered at `target_address` in
+        :attr:`peers` (no data: fakes keep none)."""
+        self._record("SendVolume", volume_id)
+        if volume_id not in self.volumes:
+            raise AgentError("not_found", f"no volume {volume_id}")
+        target = self.peers.get(target_address)
+        if target is None:
+            raise AgentError("aborted", "the target agent cannot be reached")
+        yield pb.TransferProgress(bytes_sent=1, volume_bytes=1)
+        target.volumes.add(volume_id)
+        yield pb.TransferProgress(bytes_sent=1, volume_bytes=1, done=True, sha256="0" * 64)
 
     async def close(self) -> None:
         self.closed = True
