@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from controlplane.security.secrets import SecretBox
     from controlplane.tasks.queue import TaskQueue
     from controlplane.tasks.runner import TaskRunner
+    from controlplane.volumes.moves import SlotMover
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
@@ -53,6 +54,7 @@ AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MAIL_OUTBOX: web.AppKey[MailOutbox] = web.AppKey("mail_outbox")
 AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+SLOT_MOVER: web.AppKey[SlotMover] = web.AppKey("slot_mover")
 INGRESS: web.AppKey[IngressPublisher] = web.AppKey("ingress")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
 EVENT_FEED: web.AppKey[EventFeed] = web.AppKey("event_feed")

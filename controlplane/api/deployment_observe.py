@@ -87,6 +87,11 @@ class ReplicaStatus(BaseModel):
         description="after a move on node loss: restored (a backup), empty (none) or pending",
     )
     data_note: str | None = None
+    transfer: dict[str, Any] | None = Field(
+        default=None,
+        description="a move to another node: target_node_id, phase (stopping, transferring,"
+        " starting, failed), bytes_sent, volume_bytes, updated_at, error",
+    )
 
 
 class DeploymentError(BaseModel):
@@ -194,6 +199,7 @@ def _replica_status(
         move_at=move_at,
         data=replica.restore_state or None,
         data_note=replica.restore_note,
+        transfer=replica.transfer,
     )
     return view, observed, heard
 

@@ -19,6 +19,7 @@ from controlplane.api import (
     files,
     health,
     metrics,
+    moves,
     nodes,
     notifications,
     openapi,
@@ -220,6 +221,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/orphaned-volumes", volumes.deployment_orphaned_volumes, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
+    r.add("POST", f"{d}/replicas/{{ordinal}}/move", moves.move_replica, access=USER,
+          status=202, tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/logs", deployment_observe.deployment_logs, access=USER,

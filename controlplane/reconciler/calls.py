@@ -210,7 +210,8 @@ class AgentCalls:
             _call_key(action), action.node_id, generation, self._clock(), permanent=permanent
         )
 
-    def _registry_password(self, deployment: Deployment) -> str | None:
+    def registry_password(self, deployment: Deployment) -> str | None:
+        """The opened password of the deployment's registry credentials, if any."""
         sealed = deployment.registry_password_sealed
         if sealed is None or self.registry is None:
             return None
@@ -226,7 +227,7 @@ class AgentCalls:
         if isinstance(action, CreateServer | RecreateServer):
             replica = rows.replicas[replica_id]
             deployment = rows.deployments[str(replica.deployment_id)]
-            password = self._registry_password(deployment)
+            password = self.registry_password(deployment)
             spec = server_spec(deployment, replica, node_id, password)
         if isinstance(action, RecreateServer):
             try:

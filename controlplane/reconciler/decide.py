@@ -14,10 +14,14 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
   an orphan (no row owns its id) and is removed when that node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
-- Voluntary disruptions (rolling update to a new generation, moving off a draining
-  node) happen one at a time per deployment, and only while every other replica is
-  ready, so each replacement is healthy before the next starts.
+- Voluntary disruptions (rolling update to a new generation) happen one at a time per
+  deployment, and only while every other replica is ready, so each replacement is
+  healthy before the next starts. Slots on a draining node stay until the drain moves
+  them with their data, one at a time (controlplane/volumes/drain.py).
 - A crashed replica restarts under its restart policy after a growing, capped delay.
+- A slot that is being moved to another live node with its data (a transfer,
+  `transfer_until` in the future) is left alone, its containers included: the mover
+  stops, starts and removes them itself (controlplane/volumes/moves.py).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def decide(
     by_deployment: dict[str, list[DesiredReplica]] = defaultdict(list)
     for replica in world.replicas:
         by_deployment[replica.deployment_id].append(replica)
-    actions: list[Action] = _orphans(world)
+    actions: list[Action] = _orphans(world, now)
     for deployment in world.deployments.values():
         pass_ = _DeploymentPass(world, deployment, index, now, policy, new_id)
         actions.extend(pass_.run(by_deployment.get(deployment.id, [])))
@@ -100,12 +104,18 @@ def _snapshot(world: World) -> Snapshot:
     return snapshot_of(nodes, [*replica_claims(world), *world.claims])
 
 
-def _orphans(world: World) -> list[Action]:
+def _moving(replica: DesiredReplica, now: float) -> bool:
+    return replica.transfer_until is not None and now < replica.transfer_until
+
+
+def _orphans(world: World, now: float) -> list[Action]:
     owner = {replica.id: replica for replica in world.replicas}
     actions: list[Action] = []
     for node_id, view in world.nodes.items():
         for server_id in view.servers or {}:
             replica = owner.get(server_id)
+            if replica is not None and _moving(replica, now):
+                continue  # the mover's, on the source and the target
             if (
                 replica is None
                 or replica.node_id != node_id
@@ -151,7 +161,9 @@ class _DeploymentPass:
         )
         for ordinal in range(d.replicas):
             slot = slots.get(ordinal)
-            if slot is not None:
+            if slot is not None and _moving(slot, self.now):
+                self.disruption_allowed = False
+            elif slot is not None:
                 self._replica(slot)
             elif d.running:
                 self._add(ordinal)
@@ -252,13 +264,8 @@ class _DeploymentPass:
             if d.running:
                 self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, True))
             return
-        if view.status == "draining" and d.running:
-            # Nowhere to go: it keeps running on the draining node rather than not at all.
-            if (not observed.ready or self.disruption_allowed) and self._move(
-                replica, remove_old=True
-            ):
-                self.disruption_allowed = False
-            return
+        # On a draining node it keeps running until the drain moves it away with its
+        # data (controlplane/volumes/drain.py): never a move that leaves the data behind.
         self._container(replica, view.capacity.id, observed)
 
     def _move_at(self, view: NodeView) -> float | None:

@@ -20,6 +20,8 @@ ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
 # What a slot does when its node is lost (docs/stateful.md).
 NodeLossPolicy = Literal["wait", "move"]
 NODE_LOSS_POLICIES: frozenset[str] = frozenset({"wait", "move"})
+#: How long a move's mark on a replica holds the reconciler off without an update.
+TRANSFER_LEASE_SECONDS = 60.0
 
 # Labels every replica container carries; the replica id is the container's identity.
 LABEL_DEPLOYMENT = "encedeus.deployment"
@@ -75,6 +77,9 @@ class DesiredReplica:
     handled_exit_ms: int = 0
     backoff_until: float | None = None
     start_issued_at: float | None = None
+    transfer_until: float | None = None
+    """A move to another live node runs (controlplane/volumes/moves.py): the slot is
+    the mover's until then (None: no move)."""
 
 
 @dataclass(frozen=True, slots=True)

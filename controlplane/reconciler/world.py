@@ -17,6 +17,7 @@ from controlplane.reconciler.model import (
     LABEL_GENERATION,
     LABEL_NODE,
     LABEL_REPLICA,
+    TRANSFER_LEASE_SECONDS,
     DesiredDeployment,
     DesiredReplica,
     NodeLossPolicy,
@@ -116,7 +117,18 @@ def desired_replica(row: Replica) -> DesiredReplica:
         handled_exit_ms=row.handled_exit_ms,
         backoff_until=epoch_seconds(row.backoff_until),
         start_issued_at=epoch_seconds(row.start_issued_at),
+        transfer_until=_transfer_until(row.transfer),
     )
+
+
+def _transfer_until(mark: Mapping[str, Any] | None) -> float | None:
+    """Until when a move's mark holds the slot (None: no move under way)."""
+    if not mark or mark.get("phase") in (None, "failed"):
+        return None
+    try:
+        return float(mark.get("updated_at", 0)) + TRANSFER_LEASE_SECONDS
+    except (TypeError, ValueError):
+        return None
 
 
 def node_view(row: Node, pool: AgentPool) -> NodeView:

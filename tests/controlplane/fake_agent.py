@@ -268,11 +268,14 @@ class FakeFleet:
 
     def __init__(self) -> None:
         self.agents: dict[str, FakeAgent] = {}
+        self.addresses: dict[str, FakeAgent] = {}
+        """The agents by HTTP address (SendVolume's target), shared as their `peers`."""
 
     def agent(self, node_id: str) -> FakeAgent:
         """The node's agent (made on first use)."""
         if node_id not in self.agents:
             self.agents[node_id] = FakeAgent(node_id)
+            self.agents[node_id].peers = self.addresses
         return self.agents[node_id]
 
     def client_for(self, endpoint: NodeEndpoint) -> AgentClient:

@@ -29,6 +29,8 @@ from controlplane.reconciler.model import BackoffPolicy, Unschedulable, WaitForN
 from controlplane.tasks.queue import TaskQueue
 from controlplane.tasks.runner import TaskRunner
 from controlplane.tasks.wiring import PoolTaskAgents, SchedulerTaskPlacement
+from controlplane.volumes.drain import NodeDrain
+from controlplane.volumes.moves import SlotMover
 from tests.controlplane.fake_agent import FakeFleet
 
 MI = 2**20
@@ -66,6 +68,15 @@ class ReconcilerHarness:
             orphan_grace_seconds=GRACE_SECONDS,
         )
         self.queue = TaskQueue(database, self.runner, self.placement, self.bus)
+        self.mover = SlotMover(
+            database,
+            self.pool,
+            self.reconciler.placement,
+            self.bus,
+            wake=self.reconciler.wake,
+            hold=self.reconciler.paused,
+        )
+        self.drain_duty = NodeDrain(database, self.mover, interval=60.0, retry_after=0.0)
         self.user_id = uuid.uuid4()
 
     async def start(self) -> None:
@@ -93,8 +104,9 @@ class ReconcilerHarness:
         node = Node(
             name=name,
             status="ready",
-            secret=f"secret-{name}",
+            secret=f"secret-{name}-{'0' * 32}",  # signs transfer tokens (HS256: 32+)
             grpc_address=f"fake-{name}:1",
+            http_address=f"fake-{name}:2",
             cpu_millis=cpu_millis,
             memory_bytes=memory_bytes,
             **fields,
@@ -102,7 +114,7 @@ class ReconcilerHarness:
         async with self.database.transaction() as session:
             session.add(node)
         node_id = str(node.id)
-        self.fleet.agent(node_id)
+        self.fleet.addresses[node.http_address] = self.fleet.agent(node_id)
         self.reconciler.wake()
         await self.reconciler.reconcile_once()  # connects the pool to the new node
         await self.until(lambda: self.node_reporting(node_id))

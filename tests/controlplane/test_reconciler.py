@@ -245,18 +245,29 @@ def test_rolling_update_replaces_one_ready_replica_at_a_time() -> None:
     assert run(w3) == [RecreateServer("a", "r1", "d1")]
 
 
-def test_draining_moves_one_replica_at_a_time() -> None:
+def test_slots_on_a_draining_node_are_left_to_the_drain() -> None:
+    """The drain moves them with their data (controlplane/volumes/drain.py); the
+    reconciler never moves them without it."""
     w = world(
         [replica("r0", 0, "a"), replica("r1", 1, "a")],
         [node("a", {"r0": running("r0"), "r1": running("r1")}, status="draining"), node("b", {})],
     )
-    actions = run(w)
-    assert actions == [
-        RemoveServer("a", "r0"),
-        ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", (), "r0"),  # a slot from before volume ids
-        CreateServer("b", "new0", "d1", True),
-    ]
+    assert run(w) == []
+
+
+def test_a_moving_slot_is_left_alone_until_its_mark_runs_out() -> None:
+    """Its containers too: the mover stops, starts and removes them itself."""
+    moving = replica("r0", 0, "a", transfer_until=NOW + 30)
+    w = world(
+        [moving],
+        [
+            node("a", {"r0": running("r0", state="offline", exited=True)}),
+            node("b", {"r0": running("r0")}),
+        ],
+        deployment(1),
+    )
+    assert run(w) == []
+    assert of(run(w, now=NOW + 31), RemoveServer) == [RemoveServer("b", "r0")]
 
 
 def test_unschedulable_slots_are_reported() -> None:

@@ -173,6 +173,10 @@ class Replica(SQLModel, table=True):
     # says which backup, or why none (controlplane/reconciler/node_loss.py).
     restore_state: str = Field(default="", max_length=16)
     restore_note: str | None = Field(default=None, max_length=1000)
+    # A move to another live node under way or failed (controlplane/volumes/moves.py):
+    # target_node_id, phase (stopping, transferring, starting, failed), bytes_sent,
+    # volume_bytes, updated_at (epoch seconds), error. None: no move.
+    transfer: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
 
     @property
     def slot_volume(self) -> uuid.UUID:

@@ -1,6 +1,7 @@
 """volume moves: deployments.on_node_loss / move_after_seconds (what a slot does when
 its node is lost), replicas.restore_state / restore_note (whether a slot moved after
-node loss got its data back) and volume_copies (copies the sweep found and deleted)
+node loss got its data back), replicas.transfer (a move between live nodes under
+way, or how it failed) and volume_copies (copies the sweep found and deleted)
 
 Existing deployments keep today's behaviour (`move`).
 
@@ -48,10 +49,12 @@ def upgrade() -> None:
             sa.Column("restore_state", sa.String(16), nullable=False, server_default="")
         )
         batch.add_column(sa.Column("restore_note", sa.String(1000), nullable=True))
+        batch.add_column(sa.Column("transfer", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("replicas") as batch:
+        batch.drop_column("transfer")
         batch.drop_column("restore_note")
         batch.drop_column("restore_state")
     with op.batch_alter_table("deployments") as batch:
