@@ -150,6 +150,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("POST", "/v1/nodes/{id}/drain", nodes.drain_node, access=ADMIN, tag="nodes",
           errors=(404,))  # fmt: skip
+    r.add("DELETE", "/v1/nodes/{id}/drain", nodes.undrain_node, access=ADMIN, tag="nodes",
+          errors=(404,))  # fmt: skip
     r.add("GET", "/v1/nodes/{id}/orphaned-volumes", volumes.node_orphaned_volumes,
           access=ADMIN, tag="nodes", errors=(404,))  # fmt: skip
     r.add("POST", "/v1/remote/sftp/auth", remote.sftp_auth, access=PUBLIC, tag="remote",

@@ -6,10 +6,11 @@ replica, away from the source) and its host ports; mark the replica as moving
 fresh, see `DesiredReplica.transfer_until`); stop the slot on the source; have the
 source agent stream its volume to the target agent (`SendVolume`, authorised by a
 `transfer` token signed with the target's secret; compressed, SHA-256 checked by the
-target); create and start it on the target and wait until it runs; commit the new
-place through the placement commit point; and only then remove the source container
-and delete the source copy. A failure at any step before the commit removes what the
-target got and starts the slot again where it was: it keeps running there, and the
+target); remove the source's container (its data stays); create and start it on the
+target and wait until it runs; commit the new place through the placement commit
+point; and only then delete the source's copy of the data. A failure at any step
+before the commit removes what the target got and makes the slot run again where it
+was (its container made again if it was removed): it keeps running there, and the
 error is kept on the replica (`transfer.error`) and sent as `replica_move_failed`.
 Progress goes to the row (at most every second) and to the event feed
 (`replica_transfer_progress`).
@@ -179,8 +180,10 @@ class SlotMover:
             try:
                 was_running = await self._stop_source(plan)
                 await self._transfer(plan)
-                await self._start_on_target(plan)
+                # Before the target's: one engine may serve both nodes (container
+                # names are replica ids). The source's data stays until the commit.
                 await self.pool.client(plan.source).remove_server(replica_id)
+                await self._start_on_target(plan)
                 await self._commit(plan)
             except (AgentError, PlacementRefused, TimeoutError, MoveFailed) as exc:
                 message = _reason(exc)
@@ -282,11 +285,26 @@ class SlotMover:
         target = str(plan.target.id)
         await self._quietly(target, lambda c: c.remove_server(replica_id, delete_data=True))
         await self._quietly(target, lambda c: c.delete_volume(volume))
-        if was_running:  # (a removed source container is made again by the reconciler)
-            await self._quietly(plan.source, lambda c: c.start_server(replica_id))
+        await self._quietly(plan.source, lambda c: self._restart_source(c, plan, was_running))
         await self._mark(plan, phase="failed", error=message)
         await self._record(plan, EventType.REPLICA_MOVE_FAILED, {"error": message})
         self._wake()
+
+    async def _restart_source(self, client: AgentClient, plan: MovePlan, running: bool) -> None:
+        """The slot where it was, as it was: its container made again if it was
+        removed already (its data is still there), started if it ran."""
+        try:
+            await client.get_server(str(plan.replica.id))
+        except AgentError as exc:
+            if exc.code != "not_found":
+                raise
+            spec = server_spec(
+                plan.deployment, plan.replica, plan.source, self._password_of(plan.deployment)
+            )
+            await client.create_server(spec, start=running)
+            return
+        if running:
+            await client.start_server(str(plan.replica.id))
 
     async def _quietly(
         self, node_id: str, call: Callable[[AgentClient], Awaitable[object]]
