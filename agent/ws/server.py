@@ -3,6 +3,7 @@ the file API and volumes streamed here by other agents (moves)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,7 @@ async def start_http_server(
         volume_of=lambda server_id: volume_of(supervisor, server_id),
     )
     transfers = VolumeReceiver(identity, supervisor.volumes, started_at, supervisor.volumes_in_use)
+    await asyncio.to_thread(transfers.discard_leftovers)  # transfers cut off by a crash
     # A request body is buffered up to read_bufsize before the socket is paused: with
     # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
     runner = web.AppRunner(

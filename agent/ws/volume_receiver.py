@@ -58,6 +58,12 @@ class VolumeReceiver:
         self._used_tokens: set[str] = set()
         self._receiving: set[str] = set()
 
+    def discard_leftovers(self) -> None:
+        """At start: what transfers cut off by the agent's end left (blocking)."""
+        if self.staging.is_dir():
+            for leftover in self.staging.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_put(TRANSFER_ROUTE, self.receive)
 

@@ -156,4 +156,9 @@ async def test_killing_the_target_mid_stream_leaves_the_source_running_and_intac
         assert checksums(volume_dir) == written
     finally:
         cluster.agents[target].start()
+
+        async def restarted_clean() -> bool:  # the cut-off stream left nothing behind
+            return not any(staging.iterdir())
+
+        await eventually(restarted_clean, timeout=60)
         await wait_node_status(cluster, target, "ready")
