@@ -94,3 +94,22 @@ async def test_move_after_without_a_policy_needs_a_waiting_deployment(
     refused = await api.post("/v1/deployments", json=body, headers=user.headers)
     assert refused.status == 422
     assert await error_code(refused) == "move_after_needs_wait"
+
+
+async def test_moving_a_slot_that_is_not_there_is_a_clear_error(api: TestClient[Any, Any]) -> None:
+    user, other = await register(api), await register(api)
+    made = await _create(api, user, app_name="empty")  # no replicas
+    path = f"/v1/deployments/{made['id']}/replicas"
+    for ordinal, status, code in [
+        ("0", 404, "replica_not_found"),
+        ("x", 404, "replica_not_found"),
+    ]:
+        answer = await api.post(f"{path}/{ordinal}/move", json={}, headers=user.headers)
+        assert answer.status == status
+        assert await error_code(answer) == code
+    foreign = await api.post(f"{path}/0/move", json={}, headers=other.headers)
+    assert foreign.status == 404
+    assert await error_code(foreign) == "deployment_not_found"
+    bad = await api.post(f"{path}/0/move", json={"node_id": "nope"}, headers=user.headers)
+    assert bad.status == 400
+    assert await error_code(bad) == "validation_error"
