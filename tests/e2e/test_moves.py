@@ -162,3 +162,40 @@ async def test_killing_the_target_mid_stream_leaves_the_source_running_and_intac
 
         await eventually(restarted_clean, timeout=60)
         await wait_node_status(cluster, target, "ready")
+
+
+async def test_a_waiting_slot_stays_with_its_lost_node_and_comes_back_with_its_files(
+    two_agent_cluster: Cluster,
+) -> None:
+    cluster = two_agent_cluster
+    before = await _server(cluster, "waits", 2 * MIB, on_node_loss="wait")
+    node = _name(cluster, before["node_id"])
+    volume_dir = cluster.root / node / "volumes" / before["volume_id"]
+    written = checksums(volume_dir)
+    cluster.agents[node].kill()
+    try:
+        await wait_node_status(cluster, node, "down")
+
+        async def lost() -> Any:
+            now = await _instance(cluster, before["deployment_id"])
+            return now if now["state"] == "node_lost" else None
+
+        waiting = await lost() or await eventually(lost, timeout=20)
+        await asyncio.sleep(2)  # several reconcile passes: nothing moves
+        now = await _instance(cluster, before["deployment_id"])
+        assert (now["id"], now["node_id"], now["state"]) == (
+            before["id"],
+            waiting["node_id"],
+            "node_lost",
+        )
+    finally:
+        cluster.agents[node].start()
+        await wait_node_status(cluster, node, "ready")
+
+    async def back() -> Any:
+        now = await _instance(cluster, before["deployment_id"])
+        return now if now["state"] == "running" else None
+
+    after = await eventually(back, timeout=60)
+    assert (after["id"], after["node_id"], after["data"]) == (before["id"], before["node_id"], None)
+    assert checksums(volume_dir) == written
