@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,11 @@ def checksums(root: Path) -> dict[str, str]:
     }
 
 
-async def _server(cluster: Cluster, name: str, size: int, **fields: Any) -> dict[str, Any]:
-    """A one-replica deployment that wrote its world; its running instance."""
+async def _server(
+    cluster: Cluster, made: list[str], name: str, size: int, **fields: Any
+) -> dict[str, Any]:
+    """A one-replica deployment that wrote its world (its id added to `made`); its
+    running instance."""
     body = {
         "app_name": name,
         "image": TEST_IMAGE,
@@ -48,6 +52,7 @@ async def _server(cluster: Cluster, name: str, size: int, **fields: Any) -> dict
         **fields,
     }
     created = await cluster.request("POST", "/v1/deployments", 201, json=body)
+    made.append(created["id"])
 
     async def written() -> Any:
         status = await cluster.request("GET", f"/v1/deployments/{created['id']}/status")
@@ -60,6 +65,18 @@ async def _server(cluster: Cluster, name: str, size: int, **fields: Any) -> dict
 
     found: dict[str, Any] = await eventually(written, timeout=60)
     return found
+
+
+@pytest.fixture
+async def deployments(two_agent_cluster: Cluster) -> AsyncIterator[list[str]]:
+    """Ids of the deployments a test made: deleted with their data afterwards (the
+    cluster is shared; a later drain would move them all)."""
+    made: list[str] = []
+    yield made
+    for deployment_id in made:
+        await two_agent_cluster.request(
+            "DELETE", f"/v1/deployments/{deployment_id}?delete_data=true"
+        )
 
 
 def _name(cluster: Cluster, node_id: str | None) -> str:
@@ -82,10 +99,12 @@ async def _sftp_checksum(cluster: Cluster, node: str, login: str, tmp: Path) -> 
 
 
 async def test_files_survive_a_drain_with_their_checksums_and_sftp_login(
-    two_agent_cluster: Cluster, tmp_path: Path
+    two_agent_cluster: Cluster, deployments: list[str], tmp_path: Path
 ) -> None:
     cluster = two_agent_cluster
-    before = await _server(cluster, "drained-world", 8 * MIB, resources={"disk": "64Mi"})
+    before = await _server(
+        cluster, deployments, "drained-world", 8 * MIB, resources={"disk": "64Mi"}
+    )
     source = _name(cluster, before["node_id"])
     target = "node-b" if source == "node-a" else "node-a"
     volume = before["volume_id"]
@@ -122,10 +141,10 @@ async def test_files_survive_a_drain_with_their_checksums_and_sftp_login(
 
 
 async def test_killing_the_target_mid_stream_leaves_the_source_running_and_intact(
-    two_agent_cluster: Cluster,
+    two_agent_cluster: Cluster, deployments: list[str]
 ) -> None:
     cluster = two_agent_cluster
-    before = await _server(cluster, "interrupted", 384 * MIB)
+    before = await _server(cluster, deployments, "interrupted", 384 * MIB)
     source = _name(cluster, before["node_id"])
     target = "node-b" if source == "node-a" else "node-a"
     volume_dir = cluster.root / source / "volumes" / before["volume_id"]
@@ -165,10 +184,10 @@ async def test_killing_the_target_mid_stream_leaves_the_source_running_and_intac
 
 
 async def test_a_waiting_slot_stays_with_its_lost_node_and_comes_back_with_its_files(
-    two_agent_cluster: Cluster,
+    two_agent_cluster: Cluster, deployments: list[str]
 ) -> None:
     cluster = two_agent_cluster
-    before = await _server(cluster, "waits", 2 * MIB, on_node_loss="wait")
+    before = await _server(cluster, deployments, "waits", 2 * MIB, on_node_loss="wait")
     node = _name(cluster, before["node_id"])
     volume_dir = cluster.root / node / "volumes" / before["volume_id"]
     written = checksums(volume_dir)
