@@ -4,12 +4,13 @@ engines, with rows in place, and nothing is lost."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import Column, MetaData, Table, inspect, select
 from sqlalchemy.engine import Connection
-from sqlmodel import Session, col
+from sqlmodel import SQLModel, col
 
 from controlplane.db.engine import create_engine, dispose_engine
 from controlplane.db.migrate import alembic_config, upgrade_database
@@ -37,12 +38,22 @@ def _add_duplicate_app_names(conn: Connection) -> list[uuid.UUID]:
     ]
     squatter = Deployment(user_id=users[3].id, app_name=f"shop-{shops[1].id.hex[:8]}", image="x")
     ids = [shop.id for shop in shops]
-    with Session(conn) as session:
-        session.add_all(users)
-        session.flush()
-        session.add_all([*shops, squatter])
-        session.commit()
+    _insert_as_of_now(conn, users)
+    _insert_as_of_now(conn, [*shops, squatter])
     return ids
+
+
+def _insert_as_of_now(conn: Connection, rows: Sequence[SQLModel]) -> None:
+    """Insert model `rows` with only the columns their table has at the database's
+    revision (today's model may have columns that later migrations add)."""
+    model = type(rows[0]).__table__  # type: ignore[attr-defined]
+    present = {c["name"] for c in inspect(conn).get_columns(model.name)}
+    columns = [c for c in model.columns if c.name in present]
+    # A table of those columns alone: the model's own would add its later columns'
+    # defaults to the INSERT.
+    then = Table(model.name, MetaData(), *(Column(c.name, c.type) for c in columns))
+    values = [{c.name: getattr(row, c.key) for c in columns} for row in rows]
+    conn.execute(then.insert().values(values))
 
 
 def _app_names(conn: Connection) -> dict[uuid.UUID, str]:
