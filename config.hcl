@@ -264,6 +264,9 @@ controlplane {
   # The data of a slot removed by scale-down is kept (and listed) this long.
   volume_grace_seconds         = 604800
   backup_schedule_interval_seconds = 30  # how often the leader starts scheduled backups that are due
+  # How often the leader deletes due volumes (released past their grace, stale copies)
+  # on every node that holds a copy.
+  volume_sweep_interval_seconds = 300
   restart_backoff_base_seconds = 1
   restart_backoff_cap_seconds  = 60
 

@@ -15,6 +15,7 @@ same way, as for a host that lost power.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -271,6 +272,18 @@ class SimAgentService(pb_grpc.AgentServicer):
     ) -> pb.DeleteBackupResponse:
         await self._node(context)
         return pb.DeleteBackupResponse(deleted=True)
+
+    async def DeleteVolume(
+        self, request: pb.DeleteVolumeRequest, context: Context
+    ) -> pb.DeleteVolumeResponse:
+        await self._node(context)
+        return pb.DeleteVolumeResponse(deleted=False)  # simulated nodes keep no data
+
+    async def SendVolume(
+        self, request: pb.SendVolumeRequest, context: Context
+    ) -> AsyncIterator[pb.TransferProgress]:
+        await self._node(context)  # simulated nodes keep no data: an empty stream
+        yield pb.TransferProgress(done=True, sha256=hashlib.sha256(b"").hexdigest())
 
     async def RemoveServer(
         self, request: pb.RemoveServerRequest, context: Context

@@ -16,7 +16,11 @@ from typing import Any, Literal, get_args
 
 import jwt
 
-Scope = Literal["console", "exec", "file-upload", "file-download", "file-relay", "backup-download"]
+# `transfer`: one agent streams a volume to another (aud = the receiving node,
+# `server` = the volume id, details.transfer_id names the one transfer).
+Scope = Literal[
+    "console", "exec", "file-upload", "file-download", "file-relay", "backup-download", "transfer"
+]
 SCOPES: frozenset[str] = frozenset(get_args(Scope))
 MAX_TTL_SECONDS = 600
 _ALGORITHM = "HS256"

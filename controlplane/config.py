@@ -149,6 +149,8 @@ class ControlPlaneConfig(BaseModel):
     volume_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
     # How often the leader looks for scheduled backups that are due (docs/stateful.md).
     backup_schedule_interval_seconds: float = Field(default=30.0, gt=0)
+    # How often the leader sweeps the nodes for due volume copies (docs/stateful.md).
+    volume_sweep_interval_seconds: float = Field(default=300.0, gt=0)
     agent_ca_file: str = ""  # PEM bundle: dial agents' gRPC with TLS when set
     # Several control planes on one PostgreSQL (docs/high-availability.md): how often a
     # follower tries to take the leader lease, and how often the leader checks that its

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from controlplane.security.secrets import SecretBox
     from controlplane.tasks.queue import TaskQueue
     from controlplane.tasks.runner import TaskRunner
+    from controlplane.volumes.moves import SlotMover
 
 CONFIG: web.AppKey[ControlPlaneConfig] = web.AppKey("config")
 ROUTES: web.AppKey[ApiRoutes] = web.AppKey("routes")
@@ -57,6 +58,7 @@ AGENT_POOL: web.AppKey[AgentPool] = web.AppKey("agent_pool")
 #: How the control plane checks agents' HTTPS certificates (file relays).
 AGENT_HTTP_TLS: web.AppKey[ssl.SSLContext] = web.AppKey("agent_http_tls")
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+SLOT_MOVER: web.AppKey[SlotMover] = web.AppKey("slot_mover")
 INGRESS: web.AppKey[IngressPublisher] = web.AppKey("ingress")
 EVENT_BUS: web.AppKey[EventBus] = web.AppKey("event_bus")
 EVENT_FEED: web.AppKey[EventFeed] = web.AppKey("event_feed")

@@ -1903,3 +1903,100 @@ class DeleteBackupResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteBackupResponse: _TypeAlias = DeleteBackupResponse  # noqa: Y015
+
+@_typing.final
+class DeleteVolumeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUME_ID_FIELD_NUMBER: _builtins.int
+    volume_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        volume_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["volume_id", b"volume_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteVolumeRequest: _TypeAlias = DeleteVolumeRequest  # noqa: Y015
+
+@_typing.final
+class DeleteVolumeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    """false: the node held no such volume"""
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteVolumeResponse: _TypeAlias = DeleteVolumeResponse  # noqa: Y015
+
+@_typing.final
+class SendVolumeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUME_ID_FIELD_NUMBER: _builtins.int
+    TARGET_ADDRESS_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    volume_id: _builtins.str
+    target_address: _builtins.str
+    """the target agent's HTTP host:port"""
+    token: _builtins.str
+    """scope "transfer", signed for the target node"""
+    def __init__(
+        self,
+        *,
+        volume_id: _builtins.str = ...,
+        target_address: _builtins.str = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_address", b"target_address", "token", b"token", "volume_id", b"volume_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendVolumeRequest: _TypeAlias = SendVolumeRequest  # noqa: Y015
+
+@_typing.final
+class TransferProgress(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_SENT_FIELD_NUMBER: _builtins.int
+    VOLUME_BYTES_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    bytes_sent: _builtins.int
+    """compressed bytes on the wire so far"""
+    volume_bytes: _builtins.int
+    """what the volume holds (uncompressed), for a percentage"""
+    done: _builtins.bool
+    sha256: _builtins.str
+    """with done: the digest of the stream, checked by the target"""
+    def __init__(
+        self,
+        *,
+        bytes_sent: _builtins.int = ...,
+        volume_bytes: _builtins.int = ...,
+        done: _builtins.bool = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_sent", b"bytes_sent", "done", b"done", "sha256", b"sha256", "volume_bytes", b"volume_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferProgress: _TypeAlias = TransferProgress  # noqa: Y015

@@ -134,6 +134,16 @@ class AgentStub:
                 request_serializer=protos_dot_agent__pb2.DeleteBackupRequest.SerializeToString,
                 response_deserializer=protos_dot_agent__pb2.DeleteBackupResponse.FromString,
                 _registered_method=True)
+        self.DeleteVolume = channel.unary_unary(
+                '/encedeus.agent.v1.Agent/DeleteVolume',
+                request_serializer=protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
+                _registered_method=True)
+        self.SendVolume = channel.unary_stream(
+                '/encedeus.agent.v1.Agent/SendVolume',
+                request_serializer=protos_dot_agent__pb2.SendVolumeRequest.SerializeToString,
+                response_deserializer=protos_dot_agent__pb2.TransferProgress.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -302,6 +312,32 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteVolume(self, request, context):
+        """Delete a volume's data on this node: its data directory (unmounting its image
+        first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+        server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+        that is no volume name. Deleting a volume that is not here answers deleted=false
+        (idempotent). Agents without it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendVolume(self, request, context):
+        """Stream a volume's data to another agent (a move between two live nodes,
+        docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+        `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+        `token` the control plane signed for the target; the target checks the SHA-256 of
+        what arrived and installs it as the volume. Progress as it goes, then one message
+        with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+        running server uses the volume, NOT_FOUND when this node has no such volume,
+        ABORTED when the target refused or the stream broke (the message says why; the
+        source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -404,6 +440,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.DeleteBackup,
                     request_deserializer=protos_dot_agent__pb2.DeleteBackupRequest.FromString,
                     response_serializer=protos_dot_agent__pb2.DeleteBackupResponse.SerializeToString,
+            ),
+            'DeleteVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVolume,
+                    request_deserializer=protos_dot_agent__pb2.DeleteVolumeRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.DeleteVolumeResponse.SerializeToString,
+            ),
+            'SendVolume': grpc.unary_stream_rpc_method_handler(
+                    servicer.SendVolume,
+                    request_deserializer=protos_dot_agent__pb2.SendVolumeRequest.FromString,
+                    response_serializer=protos_dot_agent__pb2.TransferProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -946,6 +992,60 @@ class Agent:
             '/encedeus.agent.v1.Agent/DeleteBackup',
             protos_dot_agent__pb2.DeleteBackupRequest.SerializeToString,
             protos_dot_agent__pb2.DeleteBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/DeleteVolume',
+            protos_dot_agent__pb2.DeleteVolumeRequest.SerializeToString,
+            protos_dot_agent__pb2.DeleteVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/encedeus.agent.v1.Agent/SendVolume',
+            protos_dot_agent__pb2.SendVolumeRequest.SerializeToString,
+            protos_dot_agent__pb2.TransferProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,6 +108,24 @@ class AgentStub:
     """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
     when `repository` is not this node's.
     """
+    DeleteVolume: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteVolumeRequest, _agent_pb2.DeleteVolumeResponse]
+    """Delete a volume's data on this node: its data directory (unmounting its image
+    first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+    server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+    that is no volume name. Deleting a volume that is not here answers deleted=false
+    (idempotent). Agents without it answer UNIMPLEMENTED.
+    """
+    SendVolume: _grpc.UnaryStreamMultiCallable[_agent_pb2.SendVolumeRequest, _agent_pb2.TransferProgress]
+    """Stream a volume's data to another agent (a move between two live nodes,
+    docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+    `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+    `token` the control plane signed for the target; the target checks the SHA-256 of
+    what arrived and installs it as the volume. Progress as it goes, then one message
+    with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+    running server uses the volume, NOT_FOUND when this node has no such volume,
+    ABORTED when the target refused or the stream broke (the message says why; the
+    source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
@@ -185,6 +203,24 @@ class AgentAsyncStub(AgentStub):
     DeleteBackup: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteBackupRequest, _agent_pb2.DeleteBackupResponse]  # type: ignore[assignment]
     """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
     when `repository` is not this node's.
+    """
+    DeleteVolume: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteVolumeRequest, _agent_pb2.DeleteVolumeResponse]  # type: ignore[assignment]
+    """Delete a volume's data on this node: its data directory (unmounting its image
+    first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+    server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+    that is no volume name. Deleting a volume that is not here answers deleted=false
+    (idempotent). Agents without it answer UNIMPLEMENTED.
+    """
+    SendVolume: _aio.UnaryStreamMultiCallable[_agent_pb2.SendVolumeRequest, _agent_pb2.TransferProgress]  # type: ignore[assignment]
+    """Stream a volume's data to another agent (a move between two live nodes,
+    docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+    `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+    `token` the control plane signed for the target; the target checks the SHA-256 of
+    what arrived and installs it as the volume. Progress as it goes, then one message
+    with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+    running server uses the volume, NOT_FOUND when this node has no such volume,
+    ABORTED when the target refused or the stream broke (the message says why; the
+    source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
     """
 
 class AgentServicer(metaclass=_abc_1.ABCMeta):
@@ -380,6 +416,36 @@ class AgentServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agent_pb2.DeleteBackupResponse, _abc.Awaitable[_agent_pb2.DeleteBackupResponse]]:
         """Forget a snapshot and prune the data no other snapshot uses. FAILED_PRECONDITION
         when `repository` is not this node's.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteVolume(
+        self,
+        request: _agent_pb2.DeleteVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DeleteVolumeResponse, _abc.Awaitable[_agent_pb2.DeleteVolumeResponse]]:
+        """Delete a volume's data on this node: its data directory (unmounting its image
+        first, and deleting the image) and its ownership marker. FAILED_PRECONDITION when a
+        server on this node (or a pull for one) still uses it; INVALID_ARGUMENT for an id
+        that is no volume name. Deleting a volume that is not here answers deleted=false
+        (idempotent). Agents without it answer UNIMPLEMENTED.
+        """
+
+    @_abc_1.abstractmethod
+    def SendVolume(
+        self,
+        request: _agent_pb2.SendVolumeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agent_pb2.TransferProgress], _abc.AsyncIterator[_agent_pb2.TransferProgress]]:
+        """Stream a volume's data to another agent (a move between two live nodes,
+        docs/stateful.md): a tar of the volume, compressed with zstd, sent to
+        `PUT http://<target_address>/api/volumes/<volume_id>/transfer` with the transfer
+        `token` the control plane signed for the target; the target checks the SHA-256 of
+        what arrived and installs it as the volume. Progress as it goes, then one message
+        with done=true and the digest the target confirmed. FAILED_PRECONDITION while a
+        running server uses the volume, NOT_FOUND when this node has no such volume,
+        ABORTED when the target refused or the stream broke (the message says why; the
+        source copy is untouched either way). Agents without it answer UNIMPLEMENTED.
         """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

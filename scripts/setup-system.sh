@@ -6,7 +6,7 @@ set -euo pipefail
 TEST_IMAGE="${ENCEDEUS_TEST_IMAGE:-encedeus/busybox:latest}"
 PACKAGES=(docker.io busybox-static postgresql openssh-server openssh-client sshpass iproute2 procps
   docker-registry apache2-utils curl nginx caddy dnsmasq wrk e2fsprogs util-linux mount chromium
-  debootstrap)
+  debootstrap zstd tar)
 want_pg="${WANT_POSTGRES:-1}"
 PACKAGES+=(restic)  # the agent's backups (docs/stateful.md)
 

@@ -332,6 +332,10 @@ class ServerVolumes:
         with contextlib.suppress(OSError):
             data_dir.rmdir()
 
+    def holds(self, volume: str) -> bool:
+        """Whether this node has any data of `volume` (its directory or its image)."""
+        return self.path(volume).exists() or self.images.has(volume)
+
     def delete(self, volume: str) -> None:
         """Unmount and delete a volume's data directory and its ownership marker."""
         data_dir = self.path(volume)

@@ -111,6 +111,19 @@ class Supervisor:
             p.spec.image for p in self.pulls.pending.values()
         ]
 
+    def volumes_in_use(self) -> set[str]:
+        """The volumes of every server here, of every pull and create under way."""
+        used = {volume_name(s.spec) for s in self._every_server()}
+        return used | self._creating  # a create's volume may still be named by its id
+
+    def running_volumes(self) -> set[str]:
+        """The volumes of the servers not offline (running, starting, stopping)."""
+        return {
+            volume_name(s.spec)
+            for s in self._every_server()
+            if s.status().state not in (pb.SERVER_STATE_OFFLINE, pb.SERVER_STATE_PULLING)
+        }
+
     def _every_server(self) -> list[ManagedServer | PendingPull]:
         found: list[ManagedServer | PendingPull] = []
         for server in self.servers.values():

@@ -19,8 +19,10 @@ from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
+from agent.fleet.volume_deletion import VolumeInUse, delete_volume
 from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.rpc import convert
+from agent.rpc.volume_sending import TransferFailed, VolumeBusy, send_volume
 from agent.runtime import (
     AlreadyExists,
     ContainerRuntimeError,
@@ -52,6 +54,9 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
     (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
+    (VolumeInUse, grpc.StatusCode.FAILED_PRECONDITION),
+    (VolumeBusy, grpc.StatusCode.FAILED_PRECONDITION),
+    (TransferFailed, grpc.StatusCode.ABORTED),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (BackupUnreachable, grpc.StatusCode.FAILED_PRECONDITION),
     (NothingToBackUp, grpc.StatusCode.FAILED_PRECONDITION),
@@ -300,6 +305,29 @@ class AgentService(pb_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this agent takes no backups")
         assert self.backups is not None
         return self.backups
+
+    async def DeleteVolume(
+        self, request: pb.DeleteVolumeRequest, context: Context
+    ) -> pb.DeleteVolumeResponse:
+        in_use = self.supervisor.volumes_in_use()
+        operation = delete_volume(self.supervisor.volumes, request.volume_id, in_use)
+        return pb.DeleteVolumeResponse(deleted=await self._run(context, operation))
+
+    async def SendVolume(
+        self, request: pb.SendVolumeRequest, context: Context
+    ) -> AsyncIterator[pb.TransferProgress]:
+        progress = send_volume(self.supervisor, request)
+        while True:
+            try:
+                with _status_of_errors():
+                    message = await anext(progress)
+            except StopAsyncIteration:
+                return
+            except _Abort as abort:
+                log.info("rpc_refused", code=abort.code.name, message=abort.message)
+                await context.abort(abort.code, abort.message)
+                raise
+            yield message
 
     async def _heartbeat(self, interval: float) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.

@@ -1,6 +1,7 @@
-"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets
-and the file API; https and wss when the `http` block names a certificate, so that a
-panel served over HTTPS may open them (browsers block ws:// from https:// pages)."""
+"""The agent's HTTP port: `GET /health`, the browser console and exec WebSockets,
+the file API, backup downloads and volumes streamed here by other agents (moves);
+https and wss when the `http` block names a certificate, so that a panel served over
+HTTPS may open them (browsers block ws:// from https:// pages)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agent.files.ownership import disk_limit, file_owner, volume_of
 from agent.fleet.supervisor import Supervisor
 from agent.ws.console import ConsoleSockets
 from agent.ws.exec import ExecSockets
+from agent.ws.volume_receiver import VolumeReceiver
 from common.config import ConfigError
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
@@ -53,6 +55,7 @@ def build_http_app(
     exec_sockets: ExecSockets,
     files: FileApi,
     downloads: BackupDownloads | None = None,
+    transfers: VolumeReceiver | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
@@ -63,6 +66,8 @@ def build_http_app(
     files.add_routes(app)
     if downloads is not None:
         downloads.add_routes(app)
+    if transfers is not None:
+        transfers.add_routes(app)
     FileCors(sockets.limits.ws_allowed_origins).install(app)
     return app
 
@@ -103,6 +108,8 @@ async def start_http_server(
         disk_limit_of=lambda server_id: disk_limit(supervisor, server_id),
         volume_of=lambda server_id: volume_of(supervisor, server_id),
     )
+    transfers = VolumeReceiver(identity, supervisor.volumes, started_at, supervisor.volumes_in_use)
+    await asyncio.to_thread(transfers.discard_leftovers)  # transfers cut off by a crash
     # A request body is buffered up to read_bufsize before the socket is paused: with
     # the default 64 KiB an upload pauses and resumes its socket every 128 KiB.
     runner = web.AppRunner(
@@ -112,6 +119,7 @@ async def start_http_server(
             exec_sockets,
             files,
             None if backups is None else BackupDownloads(identity, started_at, backups),
+            transfers,
         ),
         access_log=None,
         read_bufsize=1024 * 1024,

@@ -112,6 +112,17 @@ class AgentClient(Protocol):
     async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
         """Forget the snapshot and prune its data."""
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        """Delete a volume's data on the node (False: it held none); `failed_precondition`
+        while a server there uses it, `unimplemented` from older agents."""
+
+    def send_volume(
+        self, volume_id: str, target_address: str, token: str
+    ) -> AsyncIterator[pb.TransferProgress]:
+        """Stream a stopped volume to the agent at `target_address` (its HTTP port) with
+        a transfer `token` signed for it: progress, then done with the digest the target
+        checked. `aborted` when the target refused or the stream broke."""
+
     async def close(self) -> None:
         """Close the channel; further calls fail."""
 
@@ -236,6 +247,11 @@ class GrpcAgentClient:
         assert isinstance(result, pb.DeleteBackupResponse)
         return result.deleted
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        result = await self._unary("DeleteVolume", pb.DeleteVolumeRequest(volume_id=volume_id))
+        assert isinstance(result, pb.DeleteVolumeResponse)
+        return result.deleted
+
     async def get_logs(
         self, server_id: str, *, tail: int, follow: bool
     ) -> AsyncIterator[pb.LogLine]:
@@ -244,6 +260,21 @@ class GrpcAgentClient:
         try:
             async for line in call:
                 yield line
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def send_volume(
+        self, volume_id: str, target_address: str, token: str
+    ) -> AsyncIterator[pb.TransferProgress]:
+        request = pb.SendVolumeRequest(
+            volume_id=volume_id, target_address=target_address, token=token
+        )
+        call = self._stub.SendVolume(request, metadata=self._metadata)
+        try:
+            async for progress in call:
+                yield progress
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from exc
         finally:

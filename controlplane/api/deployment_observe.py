@@ -87,6 +87,19 @@ class ReplicaStatus(BaseModel):
         default=None, description="template install: installing, installed or failed"
     )
     install_exit_code: int | None = None
+    move_at: datetime | None = None
+    """While its node is lost (`state` node_lost) and the deployment waits with a
+    `move_after`: when the slot moves to another node."""
+    data: str | None = Field(
+        default=None,
+        description="after a move on node loss: restored (a backup), empty (none) or pending",
+    )
+    data_note: str | None = None
+    transfer: dict[str, Any] | None = Field(
+        default=None,
+        description="a move to another node: target_node_id, phase (stopping, transferring,"
+        " starting, failed), bytes_sent, volume_bytes, updated_at, error",
+    )
 
 
 class DeploymentError(BaseModel):
@@ -142,12 +155,29 @@ def _observed(
     return observation.servers.get(str(replica.id)), observation.last_heartbeat
 
 
+def _node_lost(
+    request: web.Request, deployment: Deployment, replica: Replica
+) -> tuple[bool, datetime | None]:
+    """Whether the replica's node is down, and when a waiting slot moves (if it does)."""
+    pool = request.app.get(AGENT_POOL)
+    if pool is None or replica.node_id is None or pool.state(str(replica.node_id)) != "down":
+        return False, None
+    heard = pool.liveness.last_heard(str(replica.node_id))
+    after = deployment.move_after_seconds
+    if deployment.on_node_loss != "wait" or after is None or heard is None:
+        return True, None
+    return True, datetime.fromtimestamp(heard + after, UTC)
+
+
 def _replica_status(
     request: web.Request, deployment: Deployment, replica: Replica
 ) -> tuple[ReplicaStatus, ObservedServer | None, float | None]:
     status, heard = _observed(request, replica)
+    lost, move_at = _node_lost(request, deployment, replica)
+    if lost:
+        status = None  # its last report is not what runs now
     observed = observed_server(status) if status else None
-    state = observed.state if observed else "unknown"
+    state = "node_lost" if lost else observed.state if observed else "unknown"
     health = observed.health if observed else "unknown"
     generation = status.labels.get(LABEL_GENERATION) if status else None
     view = ReplicaStatus(
@@ -180,6 +210,10 @@ def _replica_status(
         image_digest=(status.image_digest or None) if status else None,
         install_state=status.install_state or None if status else None,
         install_exit_code=status.install_exit_code if status and status.install_state else None,
+        move_at=move_at,
+        data=replica.restore_state or None,
+        data_note=replica.restore_note,
+        transfer=replica.transfer,
     )
     return view, observed, heard
 

@@ -46,6 +46,24 @@ def _port_list(ports: list[int | PortRequest]) -> list[PortRequest]:
 # Docker passes the environment as KEY=VALUE: a key may hold neither `=` nor NUL.
 EnvKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^=\x00]+$")]
 RestartPolicyName = Literal["always", "on-failure", "never"]
+NodeLossPolicyName = Literal["wait", "move"]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_MOVE_AFTER_SECONDS = 30 * 86400
+
+
+def duration_seconds(value: int | str) -> int:
+    """Seconds of a duration: a number of seconds, or digits and a unit ("90s", "10m",
+    "2h", "1d"); ValueError for anything else or beyond 30 days."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text[:-1].isdigit() or text[-1:] not in DURATION_UNITS or not text.isascii():
+            raise ValueError("a duration is digits and a unit: s, m, h or d (e.g. 10m)")
+        value = int(text[:-1]) * DURATION_UNITS[text[-1]]
+    if not 0 <= value <= MAX_MOVE_AFTER_SECONDS:
+        raise ValueError(f"a duration is 0 to {MAX_MOVE_AFTER_SECONDS} seconds (30d)")
+    return value
+
+
 StatusName = Literal["pending", "running", "updating", "stopped", "failed"]
 
 
@@ -136,6 +154,21 @@ class DeploymentOptions(Request):
     pull_policy: PullPolicyName | None = None
     # An update with `null` keeps the stored credentials; `{}` is refused.
     registry_auth: RegistryAuth | None = None
+    # When a slot's node is lost (docs/stateful.md): wait for it (and with
+    # `move_after`, a duration, move after that long; 0: never) or move at once.
+    on_node_loss: NodeLossPolicyName | None = None
+    move_after: Annotated[int, Field(strict=True)] | str | None = None
+
+    @field_validator("move_after")
+    @classmethod
+    def _move_after_is_a_duration(cls, value: int | str | None) -> int | str | None:
+        return None if value is None else duration_seconds(value)
+
+    @model_validator(mode="after")
+    def _move_after_needs_wait(self) -> DeploymentOptions:
+        if self.move_after and self.on_node_loss == "move":
+            raise ValueError("move_after goes with on_node_loss = wait")
+        return self
 
     def command_list(self) -> list[str] | None:
         """The command as argv: a string runs under `sh -c`."""
@@ -323,6 +356,8 @@ class DeploymentDetails(DeploymentSummary):
     )
     strategy: str
     constraints: dict[str, str]
+    on_node_loss: str
+    move_after_seconds: int | None = None
     generation: int
     deployed_at: datetime | None
     error_message: str | None

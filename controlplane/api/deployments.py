@@ -135,6 +135,8 @@ def _details(request: web.Request, d: Deployment) -> DeploymentDetails:
         template=_template_summary(d.template, hidden),
         strategy=d.strategy,
         constraints=dict(d.constraints),
+        on_node_loss=d.on_node_loss,
+        move_after_seconds=d.move_after_seconds,
         generation=d.generation,
         deployed_at=d.deployed_at,
         error_message=d.error_message,
@@ -174,6 +176,12 @@ def _options(body: CreateDeployment | UpdateDeployment) -> dict[str, Any]:
     for name in ("restart_policy", "stop_command", "stop_signal", "stop_timeout", "run_as_root"):
         if getattr(body, name) is not None:
             values[name] = getattr(body, name)
+    if body.on_node_loss is not None:
+        values["on_node_loss"] = body.on_node_loss
+        if body.on_node_loss == "move":
+            values["move_after_seconds"] = None
+    if body.move_after is not None:
+        values["move_after_seconds"] = int(body.move_after) or None  # 0: never
     return values
 
 
@@ -190,7 +198,13 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
         replicas=body.replicas,
         strategy=body.strategy,
         constraints=dict(body.constraints),
+        # A template's server keeps its world: it waits for its node unless told.
+        on_node_loss=body.on_node_loss or ("wait" if body.template else "move"),
     )
+    if body.move_after and deployment.on_node_loss != "wait":
+        raise Unprocessable(
+            "move_after goes with on_node_loss = wait", code="move_after_needs_wait"
+        )
     options = {**_options(body), **image_values(request, body, deployment.id)}
     if body.template is not None:
         options = {**options, **await template_values(request, body)}
@@ -332,6 +346,10 @@ async def update_deployment(request: web.Request, body: UpdateDeployment) -> Dep
 
 def _update_values(deployment: Deployment, body: UpdateDeployment) -> dict[str, Any]:
     values = _options(body)
+    if body.move_after and values.get("on_node_loss", deployment.on_node_loss) != "wait":
+        raise Unprocessable(
+            "move_after goes with on_node_loss = wait", code="move_after_needs_wait"
+        )
     ports = body.port_requests()
     if ports is not None:
         if len(ports) != len(deployment.ports):

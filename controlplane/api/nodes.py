@@ -281,12 +281,23 @@ async def delete_node(request: web.Request, query: DeleteNodeQuery) -> NodeDelet
 
 
 async def drain_node(request: web.Request) -> NodeInfo:
-    """Take no new work; running replicas move off one at a time, health-gated."""
+    """Take no new work; its slots move off with their data, one at a time
+    (controlplane/volumes/drain.py)."""
     node = await _get(request)
     async with database(request).transaction() as session:
         await session.exec(update(Node).where(col(Node.id) == node.id).values(draining=True))
         await record_node_event(request, session, EventType.NODE_DRAINING, node)
     node.draining = True
+    wake_reconciler(request)
+    return node_info(_live(request, node))
+
+
+async def undrain_node(request: web.Request) -> NodeInfo:
+    """Take new work again (a drain under way stops after the slot it is moving)."""
+    node = await _get(request)
+    async with database(request).transaction() as session:
+        await session.exec(update(Node).where(col(Node.id) == node.id).values(draining=False))
+    node.draining = False
     wake_reconciler(request)
     return node_info(_live(request, node))
 

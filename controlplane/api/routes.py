@@ -20,6 +20,7 @@ from controlplane.api import (
     files,
     health,
     metrics,
+    moves,
     nodes,
     notifications,
     openapi,
@@ -173,6 +174,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(404,))  # fmt: skip
     r.add("POST", "/v1/nodes/{id}/drain", nodes.drain_node, access=ADMIN, tag="nodes",
           errors=(404,))  # fmt: skip
+    r.add("DELETE", "/v1/nodes/{id}/drain", nodes.undrain_node, access=ADMIN, tag="nodes",
+          errors=(404,))  # fmt: skip
     r.add("GET", "/v1/nodes/{id}/orphaned-volumes", volumes.node_orphaned_volumes,
           access=ADMIN, tag="nodes", errors=(404,))  # fmt: skip
     r.add("POST", "/v1/remote/sftp/auth", remote.sftp_auth, access=PUBLIC, tag="remote",
@@ -245,6 +248,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/orphaned-volumes", volumes.deployment_orphaned_volumes, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
+    r.add("POST", f"{d}/replicas/{{ordinal}}/move", moves.move_replica, access=USER,
+          status=202, tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
     r.add("GET", f"{d}/logs", deployment_observe.deployment_logs, access=USER,

@@ -60,6 +60,14 @@ class EventType(StrEnum):
     DEPLOYMENT_STATUS_CHANGED = "deployment_status_changed"
     DEPLOYMENT_DELETED = "deployment_deleted"
     REPLICA_STATUS_CHANGED = "replica_status_changed"
+    # A slot moved after its node was lost (docs/stateful.md): its data restored from a
+    # backup, or started without it.
+    REPLICA_RESTORED = "replica_restored"
+    REPLICA_STARTED_EMPTY = "replica_started_empty"
+    # A slot moved to another live node with its data (docs/stateful.md, "Transfers").
+    REPLICA_TRANSFER_PROGRESS = "replica_transfer_progress"
+    REPLICA_MOVED = "replica_moved"
+    REPLICA_MOVE_FAILED = "replica_move_failed"
     # Seed 004's rollout vocabulary, for webhooks only (events/seed_rollouts.py).
     DEPLOYMENT_STARTED = "deployment_started"
     DEPLOYMENT_COMPLETED = "deployment_completed"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from common.logging import get_logger
 from controlplane.agents import AgentError, AgentPool
@@ -35,6 +35,8 @@ from controlplane.security.secrets import SecretUnreadable
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
+# Runs before every create of a replica (the restore after node loss).
+BeforeCreate = Callable[[Replica, Deployment, str], Awaitable[None]]
 AGENT_CONCURRENCY = 16
 # Agent answers that retrying the same call cannot change (bad spec, unknown image).
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
@@ -85,9 +87,11 @@ class AgentCalls:
         clock: Callable[[], float],
         on_finished: Callable[[], None],
         registry: RegistryCredentials | None = None,
+        before_create: BeforeCreate | None = None,
     ) -> None:
         self.pool = pool
         self.registry = registry
+        self.before_create = before_create
         self.codes: dict[str, str] = {}  # the stable code of each replica's last error
         # Replicas whose create/recreate answered "pulling": (call key, node, generation).
         self.pulling: dict[str, tuple[tuple[str, str], str, int]] = {}
@@ -206,7 +210,8 @@ class AgentCalls:
             _call_key(action), action.node_id, generation, self._clock(), permanent=permanent
         )
 
-    def _registry_password(self, deployment: Deployment) -> str | None:
+    def registry_password(self, deployment: Deployment) -> str | None:
+        """The opened password of the deployment's registry credentials, if any."""
         sealed = deployment.registry_password_sealed
         if sealed is None or self.registry is None:
             return None
@@ -222,7 +227,7 @@ class AgentCalls:
         if isinstance(action, CreateServer | RecreateServer):
             replica = rows.replicas[replica_id]
             deployment = rows.deployments[str(replica.deployment_id)]
-            password = self._registry_password(deployment)
+            password = self.registry_password(deployment)
             spec = server_spec(deployment, replica, node_id, password)
         if isinstance(action, RecreateServer):
             try:
@@ -245,6 +250,8 @@ class AgentCalls:
                 return None
         if isinstance(action, CreateServer | RecreateServer):
             start = action.start if isinstance(action, CreateServer) else deployment.running
+            if self.before_create is not None:
+                await self.before_create(replica, deployment, node_id)
             try:
                 began = time.perf_counter()
                 server = await client.create_server(spec, start=start)

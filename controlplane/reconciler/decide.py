@@ -6,16 +6,22 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
 
 - Slots ``0..replicas-1`` each have one replica; missing ones are placed (through the
   scheduler's :class:`PlacementIndex`, shared by the whole pass), extra ones removed.
-- A replica whose node is down or gone moves to a live node as a new replica of the
-  same slot, with the slot's volume id (its data directory and SFTP login); the stale
-  copy on the old node is an orphan (no row owns its id) and is removed when that
-  node reports again.
+- A replica whose node is down waits for it when its deployment says
+  `on_node_loss = "wait"` (until `move_after`, if set); otherwise (`move`, or a node
+  that is gone) it moves to a live node as a new replica of the same slot, with the
+  slot's volume id (its data directory and SFTP login) and its latest backup to
+  restore there first (`AddReplica.restore`); the stale container on the old node is
+  an orphan (no row owns its id) and is removed when that node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
-- Voluntary disruptions (rolling update to a new generation, moving off a draining
-  node) happen one at a time per deployment, and only while every other replica is
-  ready, so each replacement is healthy before the next starts.
+- Voluntary disruptions (rolling update to a new generation) happen one at a time per
+  deployment, and only while every other replica is ready, so each replacement is
+  healthy before the next starts. Slots on a draining node stay until the drain moves
+  them with their data, one at a time (controlplane/volumes/drain.py).
 - A crashed replica restarts under its restart policy after a growing, capped delay.
+- A slot that is being moved to another live node with its data (a transfer,
+  `transfer_until` in the future) is left alone, its containers included: the mover
+  stops, starts and removes them itself (controlplane/volumes/moves.py).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from controlplane.reconciler.model import (
     StartServer,
     StopServer,
     Unschedulable,
+    WaitForNode,
     World,
 )
 from controlplane.scheduler import (
@@ -65,7 +72,7 @@ def decide(
     by_deployment: dict[str, list[DesiredReplica]] = defaultdict(list)
     for replica in world.replicas:
         by_deployment[replica.deployment_id].append(replica)
-    actions: list[Action] = _orphans(world)
+    actions: list[Action] = _orphans(world, now)
     for deployment in world.deployments.values():
         pass_ = _DeploymentPass(world, deployment, index, now, policy, new_id)
         actions.extend(pass_.run(by_deployment.get(deployment.id, [])))
@@ -97,12 +104,18 @@ def _snapshot(world: World) -> Snapshot:
     return snapshot_of(nodes, [*replica_claims(world), *world.claims])
 
 
-def _orphans(world: World) -> list[Action]:
+def _moving(replica: DesiredReplica, now: float) -> bool:
+    return replica.transfer_until is not None and now < replica.transfer_until
+
+
+def _orphans(world: World, now: float) -> list[Action]:
     owner = {replica.id: replica for replica in world.replicas}
     actions: list[Action] = []
     for node_id, view in world.nodes.items():
         for server_id in view.servers or {}:
             replica = owner.get(server_id)
+            if replica is not None and _moving(replica, now):
+                continue  # the mover's, on the source and the target
             if (
                 replica is None
                 or replica.node_id != node_id
@@ -148,7 +161,9 @@ class _DeploymentPass:
         )
         for ordinal in range(d.replicas):
             slot = slots.get(ordinal)
-            if slot is not None:
+            if slot is not None and _moving(slot, self.now):
+                self.disruption_allowed = False
+            elif slot is not None:
                 self._replica(slot)
             elif d.running:
                 self._add(ordinal)
@@ -212,7 +227,9 @@ class _DeploymentPass:
         )
         self.actions.append(CreateServer(node_id, replica_id, self.deployment.id, start=True))
 
-    def _move(self, replica: DesiredReplica, *, remove_old: bool = False) -> bool:
+    def _move(
+        self, replica: DesiredReplica, *, remove_old: bool = False, restore: bool = False
+    ) -> bool:
         # The slot moves under a new replica id: the old container keeps its id on the
         # old node (where it is an orphan from now on), and the two never share a name.
         where = self._place(avoid=replica.node_id)
@@ -225,7 +242,7 @@ class _DeploymentPass:
         volume = replica.volume_id or replica.id
         self.actions.append(ForgetReplica(replica.id))
         self.actions.append(
-            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume)
+            AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume, restore)
         )
         self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
         return True
@@ -234,7 +251,10 @@ class _DeploymentPass:
         d = self.deployment
         view = self._view(replica)
         if view is None or view.status == "down":
-            if d.running and not self._move(replica):
+            if view is not None and replica.node_id is not None and self._waits(view):
+                move_at = self._move_at(view)
+                self.actions.append(WaitForNode(d.id, replica.ordinal, replica.node_id, move_at))
+            elif d.running and not self._move(replica, restore=True):
                 self.actions.append(Unschedulable(d.id, replica.ordinal, "no_feasible_node"))
             return
         if view.servers is None:
@@ -244,14 +264,20 @@ class _DeploymentPass:
             if d.running:
                 self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, True))
             return
-        if view.status == "draining" and d.running:
-            # Nowhere to go: it keeps running on the draining node rather than not at all.
-            if (not observed.ready or self.disruption_allowed) and self._move(
-                replica, remove_old=True
-            ):
-                self.disruption_allowed = False
-            return
+        # On a draining node it keeps running until the drain moves it away with its
+        # data (controlplane/volumes/drain.py): never a move that leaves the data behind.
         self._container(replica, view.capacity.id, observed)
+
+    def _move_at(self, view: NodeView) -> float | None:
+        after, since = self.deployment.move_after, view.down_since
+        return None if after is None or since is None else since + after
+
+    def _waits(self, view: NodeView) -> bool:
+        """The slot waits for its down node (`wait`, and `move_after` not yet over)."""
+        if self.deployment.on_node_loss != "wait":
+            return False
+        move_at = self._move_at(view)
+        return move_at is None or self.now < move_at
 
     def _container(self, replica: DesiredReplica, node_id: str, observed: ObservedServer) -> None:
         d = self.deployment

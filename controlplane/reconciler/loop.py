@@ -48,8 +48,10 @@ from controlplane.reconciler.model import (
     BackoffPolicy,
     ForgetReplica,
     RecordCrash,
+    WaitForNode,
     World,
 )
+from controlplane.reconciler.node_loss import RESTORE_PENDING, LatestBackupRestore, SlotRestore
 from controlplane.reconciler.pulls import PULL_KINDS, PullReports
 from controlplane.reconciler.status import (
     CallOutcomes,
@@ -86,6 +88,7 @@ class Reconciler:
         placement: PlacementApplier | None = None,
         registry: RegistryCredentials | None = None,
         fence: Fence | None = None,
+        latest_backup: LatestBackupRestore | None = None,
     ) -> None:
         self.database = database
         # With several control planes: the leader's epoch check, run in each write's
@@ -101,7 +104,11 @@ class Reconciler:
         self._next_deadline: float | None = None
         self._node_written: set[str] = set()  # nodes whose last_seen was written
         self._nodes_written_at = float("-inf")
-        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge, registry)
+        # Slots moved after node loss: their latest backup, before their first create.
+        self.restore = SlotRestore(database, latest_backup, bus=bus, fence=fence)
+        self.calls = AgentCalls(
+            pool, self.backoff, clock, self._nudge, registry, self.restore.before_create
+        )
         self.placement = placement or PlacementApplier(database, pool)
         self.pulls = PullReports(self.calls, self._publish, clock)
         self.passes = 0
@@ -204,12 +211,13 @@ class Reconciler:
             log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
         await self._record_statuses(rows, world, actions)
         await self._record_nodes(rows)
-        self._next_deadline = self._earliest_deadline(rows, now)
+        self._next_deadline = self._earliest_deadline(rows, now, actions)
         self.passes += 1
         return actions
 
-    def _earliest_deadline(self, rows: Rows, now: float) -> float | None:
+    def _earliest_deadline(self, rows: Rows, now: float, actions: list[Action]) -> float | None:
         deadlines = [r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until]
+        deadlines += [a.move_at for a in actions if isinstance(a, WaitForNode) and a.move_at]
         if (retry := self.calls.failed.next_retry(now)) is not None:
             deadlines.append(retry)
         return min(deadlines, default=None)
@@ -291,6 +299,7 @@ class Reconciler:
                 node_id=uuid.UUID(action.node_id),
                 host_ports=list(action.host_ports),
                 volume_id=uuid.UUID(action.volume_id or action.replica_id),
+                restore_state=RESTORE_PENDING if action.restore else "",
             )
             session.add(replica)
             rows.replicas[action.replica_id] = replica

@@ -17,6 +17,11 @@ RESTART_POLICIES: frozenset[str] = frozenset({"always", "on-failure", "never"})
 NodeStatus = Literal["pending", "ready", "down", "draining"]
 ObservedState = Literal["pulling", "offline", "starting", "running", "stopping"]
 ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
+# What a slot does when its node is lost (docs/stateful.md).
+NodeLossPolicy = Literal["wait", "move"]
+NODE_LOSS_POLICIES: frozenset[str] = frozenset({"wait", "move"})
+#: How long a move's mark on a replica holds the reconciler off without an update.
+TRANSFER_LEASE_SECONDS = 60.0
 
 # Labels every replica container carries; the replica id is the container's identity.
 LABEL_DEPLOYMENT = "encedeus.deployment"
@@ -46,6 +51,10 @@ class DesiredDeployment:
     constraints: Mapping[str, str] = field(default_factory=dict)
     run_since: float = 0.0
     """When the owner last asked it to run: exits before that were stops, not crashes."""
+    on_node_loss: NodeLossPolicy = "move"
+    move_after: float | None = None
+    """With `wait`: move a slot whose node has been down this many seconds (None: wait
+    for the node however long it takes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,9 @@ class DesiredReplica:
     handled_exit_ms: int = 0
     backoff_until: float | None = None
     start_issued_at: float | None = None
+    transfer_until: float | None = None
+    """A move to another live node runs (controlplane/volumes/moves.py): the slot is
+    the mover's until then (None: no move)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,8 @@ class NodeView:
     capacity: NodeCapacity
     status: NodeStatus
     servers: Mapping[str, ObservedServer] | None = None
+    down_since: float | None = None
+    """When a down node was last heard from (None: not down, or never heard)."""
 
     def for_placement(self) -> NodeCapacity:
         """The node as placement sees it: it takes new work only when ready and
@@ -197,6 +211,9 @@ class AddReplica:
     node_id: str
     host_ports: tuple[int, ...]
     volume_id: str = ""  # the slot's volume, carried over by a move; "": the replica id
+    restore: bool = False
+    """The slot's data was lost with its node: restore its latest backup on `node_id`
+    before the container is created (controlplane/reconciler/node_loss.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +247,17 @@ class Unschedulable:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class WaitForNode:
+    """The slot waits for its lost node (`on_node_loss = "wait"`), until `move_at` when
+    the deployment has a `move_after` (None: for as long as it takes)."""
+
+    deployment_id: str
+    ordinal: int
+    node_id: str
+    move_at: float | None = None
+
+
 AgentAction = CreateServer | StartServer | StopServer | RemoveServer | RecreateServer
-StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable
+StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable | WaitForNode
 Action = AgentAction | StateAction

@@ -33,7 +33,10 @@ from controlplane.events.bus import EventBus
 from controlplane.leadership import Duty, Leadership
 from controlplane.reconciler.loop import Reconciler
 from controlplane.reconciler.model import BackoffPolicy
-from controlplane.state import AGENT_HTTP_TLS, AGENT_POOL, RECONCILER, REGISTRY_SECRETS
+from controlplane.state import AGENT_HTTP_TLS, AGENT_POOL, RECONCILER, REGISTRY_SECRETS, SLOT_MOVER
+from controlplane.volumes.drain import NodeDrain
+from controlplane.volumes.moves import SlotMover
+from controlplane.volumes.sweep import VolumeSweep
 
 #: NOTIFY channel that wakes the leader's reconciler (empty payload).
 WAKE_CHANNEL = "encedeus_wake"
@@ -98,6 +101,27 @@ def install_orchestration(
         await reconciler.run()
 
     leadership.add_duty(Duty("reconciler", reconcile))
+    sweep = VolumeSweep(
+        database,
+        pool,
+        grace_seconds=config.volume_grace_seconds,
+        interval=config.volume_sweep_interval_seconds,
+        fence=leadership.fence,
+    )
+    leadership.add_duty(Duty("volume-sweep", sweep.run))
+    mover = SlotMover(
+        database,
+        pool,
+        reconciler.placement,
+        bus,
+        fence=leadership.fence,
+        password_of=reconciler.calls.registry_password,
+        wake=reconciler.wake,
+        hold=reconciler.paused,
+    )
+    drain = NodeDrain(database, mover, interval=config.reconcile_interval_seconds)
+    leadership.add_duty(Duty("drain", drain.run))
+    app[SLOT_MOVER] = mover
     leadership.add_duty(
         Duty(
             "agent-streams",
@@ -137,4 +161,5 @@ async def _run_pool(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app[SLOT_MOVER].close()
         await pool.close()

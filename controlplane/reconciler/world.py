@@ -18,8 +18,10 @@ from controlplane.reconciler.model import (
     LABEL_GENERATION,
     LABEL_NODE,
     LABEL_REPLICA,
+    TRANSFER_LEASE_SECONDS,
     DesiredDeployment,
     DesiredReplica,
+    NodeLossPolicy,
     NodeStatus,
     NodeView,
     ObservedHealth,
@@ -97,6 +99,8 @@ def desired_deployment(row: Deployment) -> DesiredDeployment:
         strategy=cast(Strategy, row.strategy),
         constraints=dict(row.constraints),
         run_since=row.run_since.timestamp(),
+        on_node_loss=cast(NodeLossPolicy, row.on_node_loss),
+        move_after=None if row.move_after_seconds is None else float(row.move_after_seconds),
     )
 
 
@@ -114,7 +118,18 @@ def desired_replica(row: Replica) -> DesiredReplica:
         handled_exit_ms=row.handled_exit_ms,
         backoff_until=epoch_seconds(row.backoff_until),
         start_issued_at=epoch_seconds(row.start_issued_at),
+        transfer_until=_transfer_until(row.transfer),
     )
+
+
+def _transfer_until(mark: Mapping[str, Any] | None) -> float | None:
+    """Until when a move's mark holds the slot (None: no move under way)."""
+    if not mark or mark.get("phase") in (None, "failed"):
+        return None
+    try:
+        return float(mark.get("updated_at", 0)) + TRANSFER_LEASE_SECONDS
+    except (TypeError, ValueError):
+        return None
 
 
 def node_view(row: Node, pool: AgentPool) -> NodeView:
@@ -147,7 +162,11 @@ def node_view(row: Node, pool: AgentPool) -> NodeView:
             for server_id, s in observation.servers.items()
             if LABEL_REPLICA in s.labels
         }
-    return NodeView(capacity=capacity, status=status, servers=servers)
+    down_since = None
+    if status == "down":
+        heard = pool.liveness.last_heard(str(row.id))
+        down_since = heard if heard is not None else epoch_seconds(row.last_seen)
+    return NodeView(capacity=capacity, status=status, servers=servers, down_since=down_since)
 
 
 def world_of(

@@ -32,6 +32,10 @@ class FakeAgent:
         self.node_id = node_id
         self.port_range = port_range
         self.servers: dict[str, pb.Server] = {}
+        self.volumes: set[str] = set()
+        """Volume ids of the data directories on this node (reported in NodeInfo)."""
+        self.peers: dict[str, FakeAgent] = {}
+        """Other fake agents by HTTP address, for SendVolume."""
         self.calls: list[tuple[str, str]] = []
         self.refusals: dict[str, AgentError] = {}
         """method name -> the error that call answers (e.g. an image it lacks)."""
@@ -103,7 +107,10 @@ class FakeAgent:
     async def get_node_info(self) -> pb.NodeInfo:
         self._record("GetNodeInfo")
         start, end = self.port_range
-        info = pb.NodeInfo(node_id=self.node_id, port_range_start=start, port_range_end=end)
+        volumes = [pb.VolumeInfo(id=v) for v in sorted(self.volumes)]
+        info = pb.NodeInfo(
+            node_id=self.node_id, port_range_start=start, port_range_end=end, volumes=volumes
+        )
         info.ingress.enabled = self.ingress
         return info
 
@@ -123,6 +130,7 @@ class FakeAgent:
         )
         server = pb.Server(spec=spec, status=status)
         self.servers[spec.id] = server
+        self.volumes.add(spec.volume_id or spec.id)
         self._set_state(server, run=start)
         return self._copy(server)
 
@@ -171,8 +179,10 @@ class FakeAgent:
 
     async def remove_server(self, server_id: str, *, delete_data: bool = False) -> bool:
         self._record("RemoveServer", server_id)
-        self._server(server_id)
+        removed = self._server(server_id)
         del self.servers[server_id]
+        if delete_data:
+            self.volumes.discard(removed.spec.volume_id or server_id)
         self._changed.set()
         return True
 
@@ -273,6 +283,29 @@ class FakeAgent:
         self.snapshots.pop(request.snapshot_id, None)
         return True
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        self._record("DeleteVolume", volume_id)
+        if any((s.spec.volume_id or s.spec.id) == volume_id for s in self.servers.values()):
+            raise AgentError("failed_precondition", f"volume {volume_id} is in use")
+        held = volume_id in self.volumes
+        self.volumes.discard(volume_id)
+        return held
+
+    async def send_volume(
+        self, volume_id: str, target_address: str, token: str
+    ) -> AsyncIterator[pb.TransferProgress]:
+        """Hands the volume to the fake agent registered at `target_address` in
+        :attr:`peers` (no data: fakes keep none)."""
+        self._record("SendVolume", volume_id)
+        if volume_id not in self.volumes:
+            raise AgentError("not_found", f"no volume {volume_id}")
+        target = self.peers.get(target_address)
+        if target is None:
+            raise AgentError("aborted", "the target agent cannot be reached")
+        yield pb.TransferProgress(bytes_sent=1, volume_bytes=1)
+        target.volumes.add(volume_id)
+        yield pb.TransferProgress(bytes_sent=1, volume_bytes=1, done=True, sha256="0" * 64)
+
     async def close(self) -> None:
         self.closed = True
 
@@ -283,11 +316,14 @@ class FakeFleet:
 
     def __init__(self) -> None:
         self.agents: dict[str, FakeAgent] = {}
+        self.addresses: dict[str, FakeAgent] = {}
+        """The agents by HTTP address (SendVolume's target), shared as their `peers`."""
 
     def agent(self, node_id: str) -> FakeAgent:
         """The node's agent (made on first use)."""
         if node_id not in self.agents:
             self.agents[node_id] = FakeAgent(node_id)
+            self.agents[node_id].peers = self.addresses
         return self.agents[node_id]
 
     def client_for(self, endpoint: NodeEndpoint) -> AgentClient:

@@ -25,10 +25,12 @@ from controlplane.db.tables import Deployment, Node, Replica, User
 from controlplane.db.tables.tasks import Task
 from controlplane.events.bus import EventBus
 from controlplane.reconciler.loop import Reconciler
-from controlplane.reconciler.model import BackoffPolicy, Unschedulable
+from controlplane.reconciler.model import BackoffPolicy, Unschedulable, WaitForNode
 from controlplane.tasks.queue import TaskQueue
 from controlplane.tasks.runner import TaskRunner
 from controlplane.tasks.wiring import PoolTaskAgents, SchedulerTaskPlacement
+from controlplane.volumes.drain import NodeDrain
+from controlplane.volumes.moves import SlotMover
 from tests.controlplane.fake_agent import FakeFleet
 
 MI = 2**20
@@ -66,6 +68,15 @@ class ReconcilerHarness:
             orphan_grace_seconds=GRACE_SECONDS,
         )
         self.queue = TaskQueue(database, self.runner, self.placement, self.bus)
+        self.mover = SlotMover(
+            database,
+            self.pool,
+            self.reconciler.placement,
+            self.bus,
+            wake=self.reconciler.wake,
+            hold=self.reconciler.paused,
+        )
+        self.drain_duty = NodeDrain(database, self.mover, interval=60.0, retry_after=0.0)
         self.user_id = uuid.uuid4()
 
     async def start(self) -> None:
@@ -93,8 +104,9 @@ class ReconcilerHarness:
         node = Node(
             name=name,
             status="ready",
-            secret=f"secret-{name}",
+            secret=f"secret-{name}-{'0' * 32}",  # signs transfer tokens (HS256: 32+)
             grpc_address=f"fake-{name}:1",
+            http_address=f"fake-{name}:2",
             cpu_millis=cpu_millis,
             memory_bytes=memory_bytes,
             **fields,
@@ -102,7 +114,7 @@ class ReconcilerHarness:
         async with self.database.transaction() as session:
             session.add(node)
         node_id = str(node.id)
-        self.fleet.agent(node_id)
+        self.fleet.addresses[node.http_address] = self.fleet.agent(node_id)
         self.reconciler.wake()
         await self.reconciler.reconcile_once()  # connects the pool to the new node
         await self.until(lambda: self.node_reporting(node_id))
@@ -168,14 +180,14 @@ class ReconcilerHarness:
 
     async def settle(self, max_passes: int = 30) -> int:
         """Reconcile until two passes in a row do nothing (but report unschedulable
-        slots); the number of passes."""
+        or waiting slots); the number of passes."""
         quiet = 0
         for passes in range(1, max_passes + 1):
             actions = await self.reconciler.reconcile_once()
             await self.reconciler.idle()
             for _ in range(5):  # let the watch streams deliver what the calls changed
                 await asyncio.sleep(0)
-            busy = [a for a in actions if not isinstance(a, Unschedulable)]
+            busy = [a for a in actions if not isinstance(a, Unschedulable | WaitForNode)]
             quiet = 0 if busy else quiet + 1
             if quiet == 2:
                 return passes

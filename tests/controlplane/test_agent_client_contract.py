@@ -131,3 +131,15 @@ async def test_backups_are_taken_restored_and_deleted_in_their_repository(
     assert await client.delete_backup(mine)
     unknown = pb.CreateBackupRequest(server_id="t-unknown", backup_id="b2")
     assert await _refusal(client.create_backup(unknown)) == "not_found"
+
+
+async def test_a_volume_in_use_is_kept_and_a_free_one_deleted_once(client: AgentClient) -> None:
+    server = _server()
+    server.volume_id = f"v{server.id}"
+    await client.create_server(server, start=False)
+    assert await _refusal(client.delete_volume(server.volume_id)) == "failed_precondition"
+    await client.remove_server(server.id)
+    assert server.volume_id in {v.id for v in (await client.get_node_info()).volumes}
+    assert await client.delete_volume(server.volume_id)
+    assert not await client.delete_volume(server.volume_id)
+    assert server.volume_id not in {v.id for v in (await client.get_node_info()).volumes}

@@ -61,6 +61,15 @@ class FakeAgent:
     ) -> pb.CheckImageResponse:
         return pb.CheckImageResponse()
 
+    async def delete_volume(self, volume_id: str) -> bool:
+        return False
+
+    async def send_volume(
+        self, volume_id: str, target_address: str, token: str
+    ) -> AsyncIterator[pb.TransferProgress]:
+        raise AgentError("unimplemented", "not used by the pool")
+        yield pb.TransferProgress()
+
     async def close(self) -> None:
         self.closed = True
 

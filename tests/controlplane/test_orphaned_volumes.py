@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from controlplane.api.volumes import orphaned_on
 from controlplane.db.tables import ReleasedVolume, Replica
+from controlplane.volumes.orphans import orphaned_on
 from protos import agent_pb2 as pb
 
 NODE_A, NODE_B = uuid.uuid4(), uuid.uuid4()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TypeVar
 
 from controlplane.reconciler import (
@@ -27,6 +28,7 @@ from controlplane.reconciler.model import (
     StartServer,
     StopServer,
     Unschedulable,
+    WaitForNode,
 )
 from controlplane.scheduler import NodeCapacity
 
@@ -139,9 +141,24 @@ def test_replicas_of_a_down_node_move_to_a_live_one() -> None:
     actions = run(w)
     assert actions == [
         ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", (), "v0"),
+        AddReplica("new0", "d1", 0, "b", (), "v0", restore=True),  # its data was lost
         CreateServer("b", "new0", "d1", True),
     ]
+
+
+def test_a_slot_that_waits_for_its_lost_node_stays_until_move_after() -> None:
+    lost = replace(node("a", None, status="down"), down_since=NOW - 50)
+    slots = [replica("r0", 0, "a", volume_id="v0"), replica("r1", 1, "b")]
+    nodes = [lost, node("b", {"r1": running("r1")})]
+    forever = world(slots, nodes, deployment(on_node_loss="wait"))
+    assert run(forever) == [WaitForNode("d1", 0, "a", None)]
+    for_a_while = world(slots, nodes, deployment(on_node_loss="wait", move_after=60.0))
+    assert run(for_a_while) == [WaitForNode("d1", 0, "a", NOW + 10)]
+    moved = run(for_a_while, now=NOW + 10)
+    assert of(moved, AddReplica) == [AddReplica("new0", "d1", 0, "b", (), "v0", restore=True)]
+    # A node that is gone (deleted) is not waited for.
+    gone = world([slots[0]], nodes[1:], deployment(replicas=1, on_node_loss="wait"))
+    assert of(run(gone), AddReplica) == [AddReplica("new0", "d1", 0, "b", (), "v0", restore=True)]
 
 
 def test_stale_copy_on_a_returning_node_is_removed() -> None:
@@ -228,18 +245,29 @@ def test_rolling_update_replaces_one_ready_replica_at_a_time() -> None:
     assert run(w3) == [RecreateServer("a", "r1", "d1")]
 
 
-def test_draining_moves_one_replica_at_a_time() -> None:
+def test_slots_on_a_draining_node_are_left_to_the_drain() -> None:
+    """The drain moves them with their data (controlplane/volumes/drain.py); the
+    reconciler never moves them without it."""
     w = world(
         [replica("r0", 0, "a"), replica("r1", 1, "a")],
         [node("a", {"r0": running("r0"), "r1": running("r1")}, status="draining"), node("b", {})],
     )
-    actions = run(w)
-    assert actions == [
-        RemoveServer("a", "r0"),
-        ForgetReplica("r0"),
-        AddReplica("new0", "d1", 0, "b", (), "r0"),  # a slot from before volume ids
-        CreateServer("b", "new0", "d1", True),
-    ]
+    assert run(w) == []
+
+
+def test_a_moving_slot_is_left_alone_until_its_mark_runs_out() -> None:
+    """Its containers too: the mover stops, starts and removes them itself."""
+    moving = replica("r0", 0, "a", transfer_until=NOW + 30)
+    w = world(
+        [moving],
+        [
+            node("a", {"r0": running("r0", state="offline", exited=True)}),
+            node("b", {"r0": running("r0")}),
+        ],
+        deployment(1),
+    )
+    assert run(w) == []
+    assert of(run(w, now=NOW + 31), RemoveServer) == [RemoveServer("b", "r0")]
 
 
 def test_unschedulable_slots_are_reported() -> None:

@@ -128,15 +128,24 @@ async def test_a_draining_node_is_emptied_one_replica_at_a_time(
     n1, n2, deployment_id = await _two_nodes_two_replicas(harness)
     n3 = await harness.add_node("n3")
     await harness.drain(n1, n2)
+    await harness.settle()
+    assert len(harness.fleet.calls("CreateServer")) == 2  # the reconciler moves nothing
 
-    await harness.reconciler.reconcile_once()
-    await harness.reconciler.idle()
-    assert len(harness.fleet.calls("CreateServer")) == 3  # two at first, one move
+    assert await harness.drain_duty.drain_once()  # one slot, with its data
+    replicas = await harness.replicas(deployment_id)
+    assert sorted(str(r.node_id) for r in replicas).count(n3) == 1
+    assert await harness.drain_duty.drain_once()
+    assert not await harness.drain_duty.drain_once()  # nothing left
     await harness.settle()
 
-    assert [str(r.node_id) for r in await harness.replicas(deployment_id)] == [n3, n3]
+    replicas = await harness.replicas(deployment_id)
+    assert [str(r.node_id) for r in replicas] == [n3, n3]
+    assert harness.fleet.agent(n3).running() == {str(r.id) for r in replicas}
     assert harness.fleet.agent(n1).servers == {}
     assert harness.fleet.agent(n2).servers == {}
+    volumes = {str(r.volume_id) for r in replicas}
+    assert volumes <= harness.fleet.agent(n3).volumes  # the data went along ...
+    assert not volumes & (harness.fleet.agent(n1).volumes | harness.fleet.agent(n2).volumes)
 
 
 async def test_agent_reports_are_decided_on_the_rows_already_loaded(

@@ -1,19 +1,34 @@
-"""The one running system and the one browser that every web UI test shares
-(session-scoped: `encedeus up` and chromium start once for the whole browser suite).
+"""Session-wide systems the end-to-end tests share, each made once per session:
 
-The stack runs with `--advertise-host localhost`: the UI is used at the URL it prints
-for browsers (http://localhost:PORT), and the console and file URLs the control plane
-hands out name that host too, proving the advertised address end to end on loopback.
+- the one running system and the one browser of every web UI test (`encedeus up` and
+  chromium). The stack runs with `--advertise-host localhost`: the UI is used at the
+  URL it prints for browsers (http://localhost:PORT), and the console and file URLs
+  the control plane hands out name that host too, proving the advertised address end
+  to end on loopback;
+- the one two-agent cluster every two-agent test shares (a control plane and agents
+  `node-a` and `node-b` as processes on loopback, the real dockerd), with the short
+  liveness timings of tests/e2e/cluster_support.py: a test that kills, freezes or
+  drains a node brings it back before it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from controlplane.api.ui_assets import DEFAULT_DIST
+from tests.e2e.cluster_support import (
+    Cluster,
+    add_agent,
+    remove_session_containers,
+    sign_in_admin,
+    start_controlplane,
+    wait_healthy,
+)
 from tests.e2e.single_host_support import SingleHost, running_stack
 from tests.e2e.web_ui_support import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 
@@ -57,3 +72,24 @@ def page(ui_browser: Browser, ui_stack: SingleHost) -> Iterator[Page]:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session")
+def two_agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root: Path = tmp_path_factory.mktemp("cluster")
+    running = start_controlplane(root)
+
+    async def assemble() -> None:
+        await wait_healthy(running)
+        await sign_in_admin(running)
+        await add_agent(running, "node-a", (31200, 31399))
+        await add_agent(running, "node-b", (31400, 31599))
+
+    try:
+        asyncio.run(assemble())
+        yield running
+    finally:
+        for agent in running.agents.values():
+            agent.stop()
+        running.controlplane.stop()
+        remove_session_containers()

@@ -38,7 +38,7 @@ from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
 from controlplane.db.tables.repos import Repo  # noqa: E402
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
 from controlplane.db.tables.templates import TemplateRow  # noqa: E402
-from controlplane.db.tables.volumes import ReleasedVolume  # noqa: E402
+from controlplane.db.tables.volumes import ReleasedVolume, VolumeCopy  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "TaskLog",
     "TemplateRow",
     "User",
+    "VolumeCopy",
     "Webhook",
     "WebhookCursor",
     "WebhookDelivery",

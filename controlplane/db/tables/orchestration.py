@@ -132,6 +132,10 @@ class Deployment(SQLModel, table=True):
     error_code: str | None = Field(default=None, max_length=64)
     # The container port the ingress routes to; None: the first of `ports`.
     http_port: int | None = None
+    # When its node is lost (docs/stateful.md): "wait" for it (and with
+    # `move_after_seconds`, move after that long) or "move" at once.
+    on_node_loss: str = Field(default="move", max_length=8)
+    move_after_seconds: int | None = None
 
 
 class Replica(SQLModel, table=True):
@@ -166,6 +170,15 @@ class Replica(SQLModel, table=True):
     start_issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    # A replica placed after its slot's node was lost: "pending" until its latest
+    # backup was restored ("restored") or there was none ("empty"); `restore_note`
+    # says which backup, or why none (controlplane/reconciler/node_loss.py).
+    restore_state: str = Field(default="", max_length=16)
+    restore_note: str | None = Field(default=None, max_length=1000)
+    # A move to another live node under way or failed (controlplane/volumes/moves.py):
+    # target_node_id, phase (stopping, transferring, starting, failed), bytes_sent,
+    # volume_bytes, updated_at (epoch seconds), error. None: no move.
+    transfer: dict[str, Any] | None = Field(default=None, sa_column=_json(nullable=True))
 
     @property
     def slot_volume(self) -> uuid.UUID:

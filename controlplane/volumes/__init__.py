@@ -1,0 +1,1 @@
+"""A slot's data on the nodes: orphan listings, the sweep of due copies, moves."""
