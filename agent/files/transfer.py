@@ -13,20 +13,46 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.abc import AbstractStreamWriter
 
 from agent.files.operations import ServerFiles
 from agent.sftp.file_io import pwrite_all
 
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
 UPLOAD_CHUNK = 1024 * 1024
+
+
+def _write_chunk(fd: int, data: bytearray, position: int, digest: Hash | None) -> None:
+    pwrite_all(fd, data, position)
+    if digest is not None:
+        digest.update(data)
 
 
 async def receive_body(
     request: web.Request, fd: int, offset: int, charge: Callable[[int, int], None]
 ) -> int:
     """Write the request body to `fd` from `offset`; returns the end offset.
+
+    `charge(start, length)` is called on the loop before each chunk is written (it
+    raises to refuse the chunk: e.g. the disk limit)."""
+    return await write_stream(request.content, fd, offset, charge)
+
+
+async def write_stream(
+    stream: StreamReader,
+    fd: int,
+    offset: int,
+    charge: Callable[[int, int], None] | None = None,
+    digest: Hash | None = None,
+) -> int:
+    """Write what `stream` (a request's or a response's body) holds to `fd` from
+    `offset`, feeding `digest` (if any) in order; returns the end offset. Chunks are
+    written (and hashed) in a worker thread while the next one is read.
 
     `charge(start, length)` is called on the loop before each chunk is written (it
     raises to refuse the chunk: e.g. the disk limit)."""
@@ -38,14 +64,15 @@ async def receive_body(
     async def flush() -> None:
         nonlocal pending, buffer, position
         data, buffer = buffer, bytearray()  # handed over whole: no copy
-        charge(position, len(data))
+        if charge is not None:
+            charge(position, len(data))
         if pending is not None:
             await pending
-        pending = loop.run_in_executor(None, pwrite_all, fd, data, position)
+        pending = loop.run_in_executor(None, _write_chunk, fd, data, position, digest)
         position += len(data)
 
     try:
-        async for piece in request.content.iter_chunked(UPLOAD_CHUNK):
+        async for piece in stream.iter_chunked(UPLOAD_CHUNK):
             buffer += piece
             if len(buffer) >= UPLOAD_CHUNK:
                 await flush()

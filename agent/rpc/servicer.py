@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 from agent.fleet.hub import WatchHub
+from agent.fleet.inputs import InputUnavailable
 from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
@@ -50,6 +51,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (NotRunning, grpc.StatusCode.FAILED_PRECONDITION),
     (InstallFailed, grpc.StatusCode.FAILED_PRECONDITION),
+    (InputUnavailable, grpc.StatusCode.UNAVAILABLE),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ContainerRuntimeError, grpc.StatusCode.INTERNAL),
 ]
