@@ -211,10 +211,11 @@ async def _create_with_inputs(
 ) -> CreatedTask:
     release_tag = ""
     if spec.repo is not None and spec.release_asset is not None:
-        inputs, release_tag = await with_release_asset(
+        inputs[:], release_tag = await with_release_asset(
             request, spec.repo, spec.release_asset, spec.tag, inputs
         )
-    # Everything in the store first (the staged ones are discarded if this fails).
+    # Everything in the store first, in place: the caller discards what `inputs` holds
+    # in the store when this fails.
     for index, item in enumerate(inputs):
         if item.stored is None:
             inputs[index] = replace(item, content=b"", stored=await store.store(item.content))

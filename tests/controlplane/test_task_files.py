@@ -144,3 +144,21 @@ async def test_staged_files_a_dead_request_left_are_swept(api: TestClient[Any, A
     async with api.app[DATABASE].session() as session:
         left = (await session.exec(select(TaskFile.id))).all()
     assert list(left) == [fresh.id]
+
+
+async def test_inline_files_stored_for_a_task_its_quota_refuses_are_discarded(
+    api: TestClient[Any, Any],
+) -> None:
+    admin = await register(api)  # the first account is the admin
+    owner = await register(api)
+    limited = await api.put(
+        f"/v1/users/{owner.id}/quota", json={"memory_bytes": 1024**2}, headers=admin.headers
+    )
+    assert limited.status == 200, await limited.text()
+    refused = await api.post(
+        "/v1/tasks",
+        json={"image": TEST_IMAGE, "files": [{"path": "a.txt", "content": "alpha"}]},
+        headers=owner.headers,
+    )
+    assert refused.status == 403, await refused.text()
+    assert await counts(api) == (0, 0)
