@@ -221,12 +221,13 @@ controlplane {
   notification_messages_per_second = 20
 
   # Task input files fetched from URLs: http(s) only, public addresses only unless
-  # allowed here; each file at most task_fetch_max_bytes, all inputs of a task at most
-  # task_input_max_bytes (they travel to the agent in one gRPC message).
+  # allowed here; each file at most task_fetch_max_bytes (a fetched file is held in
+  # memory). All inputs of a task at most task_input_max_bytes (4 GiB): uploads are
+  # streamed into the database in chunks, and the agent streams them from there.
   task_fetch_allow_private   = false
   task_fetch_max_bytes       = 3145728
   task_fetch_timeout_seconds = 30
-  task_input_max_bytes       = 3145728
+  task_input_max_bytes       = 4294967296
   # Private networks that task URLs and per-account webhooks may reach anyway (an
   # internal mirror, say), e.g. ["10.1.2.0/24"]; see "Outbound requests" in
   # docs/architecture.md.

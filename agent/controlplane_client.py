@@ -8,6 +8,9 @@ shared envelope `{"error": {"code", "message", "details"}}`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -17,6 +20,10 @@ import aiohttp
 SFTP_AUTH_PATH = "/v1/remote/sftp/auth"
 ENROLL_PATH = "/v1/nodes/enroll"
 EXEC_END_PATH = "/v1/remote/exec-sessions/{session_id}/end"
+TASK_FILE_PREFIX = "/v1/remote/task-files/"
+# A task input file may be GiBs: no total deadline, but the control plane must keep
+# sending (seconds without a byte).
+INPUT_READ_TIMEOUT = 60.0
 PERMISSION_FILE_READ = "file.read"
 PERMISSION_FILE_WRITE = "file.write"
 
@@ -93,9 +100,24 @@ class ControlPlane(Protocol):
         (None if unknown) and why it ended (`exited`, `disconnected`, `failed: ...`)."""
         ...
 
+    def task_input(self, source: str) -> AbstractAsyncContextManager[aiohttp.StreamReader]:
+        """The body of a task's input file named by a CreateServer `source` (a path
+        under /v1/remote/task-files/), streamed; errors while it is read, too, come
+        out as ControlPlaneError."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the object is unusable afterwards."""
         ...
+
+
+def _error_of(status: int, answer: object) -> ControlPlaneError:
+    """The ControlPlaneError for a non-200 answer (its JSON envelope, if any)."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return ControlPlaneError(
+        status, str(error.get("code", "http_error")), str(error.get("message", ""))
+    )
 
 
 class HttpControlPlane:
@@ -115,13 +137,16 @@ class HttpControlPlane:
             await self._session.close()
             self._session = None
 
-    async def _post(self, path: str, body: dict[str, Any], *, bearer: str) -> dict[str, Any]:
-        """POST JSON and return the JSON answer, or raise ControlPlaneError."""
+    def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _post(self, path: str, body: dict[str, Any], *, bearer: str) -> dict[str, Any]:
+        """POST JSON and return the JSON answer, or raise ControlPlaneError."""
         headers = {"Authorization": f"Bearer {bearer}"}
         try:
-            async with self._session.post(
+            async with self._http().post(
                 self.base_url + path, json=body, headers=headers
             ) as response:
                 status = response.status
@@ -132,11 +157,7 @@ class HttpControlPlane:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ControlPlaneError(0, "unreachable", str(exc) or type(exc).__name__) from exc
         if status != 200:
-            error = answer.get("error") if isinstance(answer, dict) else None
-            error = error if isinstance(error, dict) else {}
-            raise ControlPlaneError(
-                status, str(error.get("code", "http_error")), str(error.get("message", ""))
-            )
+            raise _error_of(status, answer)
         if not isinstance(answer, dict):
             raise ControlPlaneError(status, "bad_answer", "expected a JSON object")
         return answer
@@ -170,6 +191,28 @@ class HttpControlPlane:
         body = {"started_at": started_at, "exit_code": exit_code, "reason": reason[:200]}
         path = EXEC_END_PATH.format(session_id=quote(session_id, safe=""))
         await self._post(path, body, bearer=self.node_secret)
+
+    @contextlib.asynccontextmanager
+    async def task_input(self, source: str) -> AsyncIterator[aiohttp.StreamReader]:
+        if not source.startswith(TASK_FILE_PREFIX) or "?" in source or "#" in source:
+            raise ControlPlaneError(0, "bad_source", f"not a task input file: {source!r}")
+        headers = {"Authorization": f"Bearer {self.node_secret}"}
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=INPUT_READ_TIMEOUT
+        )
+        try:
+            async with self._http().get(
+                self.base_url + source, headers=headers, timeout=timeout
+            ) as response:
+                if response.status != 200:
+                    try:
+                        answer = await response.json(content_type=None)
+                    except ValueError:
+                        answer = None
+                    raise _error_of(response.status, answer)
+                yield response.content
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ControlPlaneError(0, "unreachable", str(exc) or type(exc).__name__) from exc
 
     async def enroll(self, join_token: str, registration: dict[str, Any]) -> tuple[str, str]:
         answer = await self._post(

@@ -27,6 +27,7 @@ from agent.files.ownership import disk_limit, file_owner, known_volume
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.hub import WatchHub
 from agent.fleet.image_gc import ImageCollector
+from agent.fleet.inputs import InputSource, clear_staging
 from agent.fleet.spec import MANAGED_LABEL, NODE_LABEL
 from agent.fleet.supervisor import Supervisor
 from agent.fleet.tracker import ServerTracker
@@ -93,8 +94,10 @@ def build_supervisor(
     runtime: ContainerRuntime,
     fingerprint: NodeFingerprint,
     volumes: ServerVolumes,
+    inputs: InputSource | None = None,
 ) -> Supervisor:
-    """The core: stats sampler, Watch hub, server tracker and the supervisor over them."""
+    """The core: stats sampler, Watch hub, server tracker and the supervisor over them
+    (fetching task input files from `inputs`)."""
     tracker = ServerTracker(
         runtime,
         StatsSampler(fingerprint.memory_bytes, config.disk_usage_interval_seconds),
@@ -113,6 +116,7 @@ def build_supervisor(
         log_max_size=config.log_max_size,
         log_max_files=config.log_max_files,
         publish_address=config.publish_address,
+        inputs=inputs,
     )
 
 
@@ -216,6 +220,7 @@ async def running_agent(
     )
     # Before the tracker re-attaches and anything can start a container.
     await asyncio.to_thread(volumes.restore)
+    await asyncio.to_thread(clear_staging, volumes.agent_dir)
     fingerprint = await asyncio.to_thread(
         node_fingerprint,
         volumes.agent_dir,
@@ -223,7 +228,10 @@ async def running_agent(
         __version__,
         config.reserved.disk_bytes,
     )
-    supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes)
+    # Connects lazily; closed by the exit stack below.
+    control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
+    inputs = control_plane if config.controlplane_url else None
+    supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes, inputs)
     ingress = ingress_proxy(config)
     backups = VolumeBackups(supervisor, backup_repository(config, identity))
     try:
@@ -245,7 +253,6 @@ async def running_agent(
                 proxying = tasks.create_task(ingress.run())
                 stack.callback(proxying.cancel)
             await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
-            control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
             stack.push_async_callback(control_plane.close)
             # Without a control plane (development, tests) exec ends go unreported.
             reporter = control_plane if config.controlplane_url else None

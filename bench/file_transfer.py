@@ -131,6 +131,7 @@ def _signed(base: str, node_id: str, endpoint: str, scope: str, path: str) -> st
         server_id=server_id,
         permissions=["file.read", "file.write"],
         scope="file-upload" if scope == "upload" else "file-download",
+        details={"path": path},  # signed URLs are bound to one path
     )
     return f"{base}/files/{endpoint}?{urlencode({'path': path, 'token': token})}"
 

@@ -97,8 +97,9 @@ class ControlPlaneConfig(BaseModel):
     outbound_allowed_networks: tuple[IPvAnyNetwork, ...] = ()
     task_fetch_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1)
     task_fetch_timeout_seconds: float = Field(default=30.0, gt=0)
-    # All input files of one task; they travel in one gRPC message to the agent.
-    task_input_max_bytes: int = Field(default=3 * 1024 * 1024, ge=1)
+    # All input files of one task together. They are streamed into the database in
+    # chunks and fetched from there by the agent, so GiBs work in bounded memory.
+    task_input_max_bytes: int = Field(default=4 * 1024**3, ge=1)
     domain_suffix: str = ""
     # Ingress (docs/ingress.md): how the ingress nodes serve apps. "acme": automatic
     # HTTPS with public certificates (on-demand for custom domains, gated by

@@ -543,21 +543,35 @@ class InputFile(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """relative to the data directory"""
     content: _builtins.bytes
+    """the bytes, unless `source` is set"""
     mode: _builtins.int
     """default 0644"""
+    source: _builtins.str
+    """Large files stay out of the message: the agent GETs `source` (a path on its
+    control plane, e.g. /v1/remote/task-files/<id>, with its node secret) and checks
+    `size` and `sha256` (hex) before the file is placed. See docs/protocols/grpc.md.
+    """
+    size: _builtins.int
+    sha256: _builtins.str
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
         content: _builtins.bytes = ...,
         mode: _builtins.int = ...,
+        source: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "mode", b"mode", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "mode", b"mode", "path", b"path", "sha256", b"sha256", "size", b"size", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

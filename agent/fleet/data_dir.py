@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 from agent.files.confine import open_beneath, open_regular_beneath
+from agent.fleet.inputs import StagedInputs, copy_staged
 from agent.fleet.mounts import (
     mount_options,
     release_mount,
@@ -146,11 +147,19 @@ def chown_tree(top: Path, owner: Owner) -> None:
 # ---- creation -------------------------------------------------------------------------
 
 
-def prepare_data_dir(data_dir: Path, files: list[pb.InputFile], owner: Owner) -> bool:
+def prepare_data_dir(
+    data_dir: Path, files: list[pb.InputFile], owner: Owner, staged: StagedInputs | None = None
+) -> bool:
     """Create the data directory (0750, given to `owner`) and write the input files,
     each owned by `owner`, resolved beneath the directory (a symlink in it that
-    points out is refused). True when the directory was created now (so a failed
-    create may remove it while it is still empty)."""
+    points out is refused): their `content`, or for a `source` file its copy staged
+    by :func:`agent.fleet.inputs.stage_inputs` (`staged`, by path; InvalidSpec when
+    missing). True when the directory was created now (so a failed create may remove
+    it while it is still empty)."""
+    staged = staged or {}
+    missing = [item.path for item in files if item.source and item.path not in staged]
+    if missing:
+        raise InvalidSpec(f"input files {missing} were not fetched")
     created = not data_dir.exists()
     data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
     if created:
@@ -160,13 +169,13 @@ def prepare_data_dir(data_dir: Path, files: list[pb.InputFile], owner: Owner) ->
     root = os.open(data_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for item in files:
-            _write_input_file(root, item, owner)
+            _write_input_file(root, item, owner, staged.get(item.path))
     finally:
         os.close(root)
     return created
 
 
-def _write_input_file(root: int, item: pb.InputFile, owner: Owner) -> None:
+def _write_input_file(root: int, item: pb.InputFile, owner: Owner, staged: Path | None) -> None:
     parts = relative_file_path(item.path).parts
     for depth in range(1, len(parts)):
         _make_dir_beneath(root, parts[:depth], owner)
@@ -174,6 +183,8 @@ def _write_input_file(root: int, item: pb.InputFile, owner: Owner) -> None:
         root, os.fsencode(item.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     )
     try:
+        if staged is not None:
+            copy_staged(staged, fd)
         view = memoryview(item.content)
         while view:
             view = view[os.write(fd, view) :]
@@ -248,15 +259,18 @@ class ServerVolumes:
             if entry.is_dir(follow_symlinks=False):
                 secure_mount(Path(entry.path))
 
-    def prepare(self, spec: pb.ServerSpec, *, resize: bool = True) -> bool:
-        """Before creating `spec`'s container: the directory with its input files, owned
-        and mounted as the module says; True when the directory was created now.
-        Without `resize` an image keeps its size (a rolling update prepares while the
-        old container still uses the mount; the create after it resizes)."""
+    def prepare(
+        self, spec: pb.ServerSpec, *, resize: bool = True, staged: StagedInputs | None = None
+    ) -> bool:
+        """Before creating `spec`'s container: the directory with its input files (those
+        fetched by `source` from `staged`), owned and mounted as the module says; True
+        when the directory was created now. Without `resize` an image keeps its size (a
+        rolling update prepares while the old container still uses the mount; the
+        create after it resizes)."""
         data_dir = self.path(volume_name(spec))
         created = not data_dir.exists()
         self._sized(spec, resize=resize)
-        prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec))
+        prepare_data_dir(data_dir, list(spec.files), self.owner_of(spec), staged)
         if resize:
             self.ready(spec)
         else:

@@ -22,6 +22,7 @@ MIN_MEMORY_BYTES = 6 * 1024 * 1024  # the engine refuses less
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CONFIG_PARSERS = ("properties", "ini", "file", "yaml", "json")
 SIGNAL = re.compile(r"^(SIG)?[A-Z0-9+-]{1,12}$|^[0-9]{1,2}$")
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def container_name(server_id: str) -> str:
@@ -84,6 +85,8 @@ def validate_spec(spec: pb.ServerSpec, cpu_count: int, port_range: tuple[int, in
         seen.add((port.host_port, protocol))
     for item in spec.files:
         relative_file_path(item.path)
+        if item.source and (item.content or not SHA256_HEX.fullmatch(item.sha256)):
+            raise InvalidSpec(f"input file {item.path}: a source needs a sha256 and no content")
     if spec.HasField("install") and not (spec.install.image and spec.install.script):
         raise InvalidSpec("an install script needs an image and a script")
     for edit in spec.config_files:

@@ -12,6 +12,13 @@ from functools import partial
 from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
+from agent.fleet.inputs import (
+    InputSource,
+    StagedInputs,
+    discard_staged,
+    stage_inputs,
+    staging_dir,
+)
 from agent.fleet.install import InstallFailed, ServerInstaller
 from agent.fleet.pull_grants import PullGrants
 from agent.fleet.pulls import ImagePulls, PendingPull
@@ -54,8 +61,10 @@ class Supervisor:
         log_max_size: str = "10m",
         log_max_files: int = 3,
         publish_address: str = "",
+        inputs: InputSource | None = None,
     ) -> None:
         self.tracker = tracker
+        self.inputs = inputs  # where CreateServer's `source` input files come from
         self.publish_address = publish_address
         self.runtime = tracker.runtime
         self.volumes = volumes
@@ -212,9 +221,13 @@ class Supervisor:
 
     async def _create_and_register(self, spec: pb.ServerSpec) -> ManagedServer:
         spec = _copy(spec)
-        # Collected here: the worker thread must not iterate a dict the loop mutates.
-        taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}
-        created_dir = await asyncio.to_thread(self._prepare_host, spec, taken)
+        staged = await stage_inputs(spec, self.inputs, staging_dir(self.volumes.agent_dir))
+        try:
+            # Collected here: the worker thread must not iterate a dict the loop mutates.
+            taken = {p.host_port for other in self.servers.values() for p in other.spec.ports}
+            created_dir = await asyncio.to_thread(self._prepare_host, spec, taken, staged)
+        finally:
+            await asyncio.to_thread(discard_staged, staged)
         try:
             info = await self.runtime.create(
                 container_spec(
@@ -240,11 +253,11 @@ class Supervisor:
         self.tracker.publish(server, pb.LIFECYCLE_KIND_CREATED)
         return server
 
-    def _prepare_host(self, spec: pb.ServerSpec, taken: set[int]) -> bool:
+    def _prepare_host(self, spec: pb.ServerSpec, taken: set[int], staged: StagedInputs) -> bool:
         """Host ports and the data directory for `spec`, in one worker-thread hop
         (blocking); True when the directory was created now."""
         self._choose_ports(spec, taken)
-        return self.volumes.prepare(spec)
+        return self.volumes.prepare(spec, staged=staged)
 
     def _choose_ports(self, spec: pb.ServerSpec, taken: set[int]) -> None:
         """Give every port without a host port a free one from the node's range (blocking)."""

@@ -15,6 +15,7 @@ import grpc.aio
 from agent.backups.restic import ResticError
 from agent.backups.volume_backups import BackupUnreachable, NothingToBackUp, VolumeBackups
 from agent.fleet.hub import WatchHub
+from agent.fleet.inputs import InputUnavailable
 from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
@@ -57,6 +58,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (VolumeInUse, grpc.StatusCode.FAILED_PRECONDITION),
     (VolumeBusy, grpc.StatusCode.FAILED_PRECONDITION),
     (TransferFailed, grpc.StatusCode.ABORTED),
+    (InputUnavailable, grpc.StatusCode.UNAVAILABLE),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (BackupUnreachable, grpc.StatusCode.FAILED_PRECONDITION),
     (NothingToBackUp, grpc.StatusCode.FAILED_PRECONDITION),

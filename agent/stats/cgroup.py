@@ -2,15 +2,22 @@
 
 Files are opened once and re-read with pread at offset 0 (cgroupfs regenerates the
 content on each read): open/close per sample would double the cost at 50 containers.
+`memory.stat`, whose generation costs the kernel more than the other files (a quarter
+of a 1 Hz sample of 100 containers here), is re-read at most every
+MEMORY_STAT_INTERVAL seconds: its inactive page cache moves slowly, the usage it is
+subtracted from is read on every sample.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
+MEMORY_STAT_INTERVAL = 5.0
 
 
 def cgroup_version(root: Path = CGROUP_ROOT) -> int:
@@ -38,8 +45,17 @@ def _stat_value(fd: int, key: bytes) -> int:
 class CgroupReader:
     """Open cgroup files of one container process; close() when the container stops."""
 
-    def __init__(self, pid: int, root: Path = CGROUP_ROOT, proc: Path = PROC) -> None:
+    def __init__(
+        self,
+        pid: int,
+        root: Path = CGROUP_ROOT,
+        proc: Path = PROC,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.version = cgroup_version(root)
+        self._clock = clock
+        self._inactive, self._inactive_at = 0, float("-inf")
         paths = self._paths(proc / str(pid) / "cgroup", root)
         self._fds: list[int] = []
         try:
@@ -76,11 +92,14 @@ class CgroupReader:
         }
 
     def memory_bytes(self) -> int:
-        """Memory in use minus reclaimable page cache (what `docker stats` shows)."""
+        """Memory in use minus reclaimable page cache (what `docker stats` shows); the
+        page cache figure is at most MEMORY_STAT_INTERVAL seconds old."""
         usage = _read_int(self._usage)
-        key = b"inactive_file" if self.version == 2 else b"total_inactive_file"
-        inactive = _stat_value(self._stat, key)
-        return max(usage - inactive, 0)
+        now = self._clock()
+        if now - self._inactive_at >= MEMORY_STAT_INTERVAL:
+            key = b"inactive_file" if self.version == 2 else b"total_inactive_file"
+            self._inactive, self._inactive_at = _stat_value(self._stat, key), now
+        return max(usage - self._inactive, 0)
 
     def cpu_ns(self) -> int:
         """Total CPU time the container has used, in nanoseconds."""
@@ -107,7 +126,7 @@ class NetDevReader:
             name, _, rest = line.partition(b":")
             if not rest or name.strip() == b"lo":
                 continue
-            fields = rest.split()
+            fields = rest.split(None, 9)  # no further: the rest is never used
             rx += int(fields[0])
             tx += int(fields[8])
         return rx, tx

@@ -19,11 +19,11 @@ from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
-from agent.ws.admission import SocketAdmission, origin_allowed
+from agent.ws.gate import SocketGate
 from common.cancellation import cancel_and_wait
 from common.json_input import load_untrusted_json
 from common.logging import get_logger
-from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_server_token
+from common.tokens import ServerToken, TokenError, TokenExpiredError
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -56,9 +56,9 @@ def stats_payload(stats: pb.ServerStats) -> str:
 
 
 class ConsoleSockets:
-    """Accepts console sockets: checks Origin, the unauthenticated sockets of the
-    client's address and the server's cap of authenticated sockets (see
-    :mod:`agent.ws.admission`), then runs one `ConsoleSession` per socket."""
+    """Accepts console sockets through the shared gate (:mod:`agent.ws.gate`: Origin,
+    the server's cap, the client address's unauthenticated sockets, tokens of scope
+    `console`), then runs one `ConsoleSession` per socket."""
 
     def __init__(
         self,
@@ -69,55 +69,21 @@ class ConsoleSockets:
         *,
         expiry_warning_seconds: float = EXPIRY_WARNING_SECONDS,
     ) -> None:
-        self.limits, self.identity = limits, identity
-        self.supervisor, self.started_at = supervisor, started_at
+        self.limits, self.supervisor = limits, supervisor
         self.expiry_warning_seconds = expiry_warning_seconds  # `token expiring` lead time
-        self.admission = SocketAdmission(
-            limits.ws_max_unauthenticated_per_address, limits.ws_max_sockets_per_server
+        self.gate = SocketGate(
+            "console", limits, identity, supervisor, started_at, what="console sockets"
         )
-        self._open: set[web.WebSocketResponse] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        server_id = request.match_info["server_id"]
-        if not origin_allowed(request.headers.get("Origin"), self.limits.ws_allowed_origins):
-            raise web.HTTPForbidden(text="origin not allowed")
-        try:
-            self.supervisor.get(server_id)
-        except ContainerRuntimeError as exc:
-            raise web.HTTPNotFound(text=str(exc)) from exc
-        if self.admission.server_full(server_id):
-            raise web.HTTPTooManyRequests(text="too many console sockets for this server")
-        address = request.remote or ""
-        ws = web.WebSocketResponse(max_msg_size=self.limits.ws_max_message_bytes, heartbeat=30)
-        # Counted before the handshake awaits, so simultaneous connects cannot all pass.
-        if not self.admission.open(ws, address):
-            raise web.HTTPTooManyRequests(
-                text="too many unauthenticated console sockets from this address"
-            )
-        self._open.add(ws)
-        try:
-            await ws.prepare(request)
+        max_bytes = self.limits.ws_max_message_bytes
+        async with self.gate.admitted(request, max_message_bytes=max_bytes) as ws:
+            server_id, address = request.match_info["server_id"], request.remote or ""
             await ConsoleSession(self, ws, server_id, address).run()
-        finally:
-            self._open.discard(ws)
-            self.admission.close(ws, address, server_id)
         return ws
 
-    def verify(self, token: str, server_id: str) -> ServerToken:
-        claims = verify_server_token(
-            self.identity.node_secret,
-            token,
-            node_id=self.identity.node_id,
-            scope="console",
-            not_before=self.started_at,
-        )
-        if claims.server_id != server_id:
-            raise TokenError("token is for another server")
-        return claims
-
     async def close_all(self) -> None:
-        for ws in list(self._open):
-            await ws.close(code=1001, message=b"agent shutting down")
+        await self.gate.close_all()
 
 
 class ConsoleSession:
@@ -238,14 +204,14 @@ class ConsoleSession:
 
     async def _auth(self, token: str) -> None:
         try:
-            claims = self.owner.verify(token, self.server_id)
+            claims = self.owner.gate.verify(token, self.server_id)
         except TokenExpiredError:
             await self.send("token expired")
             return
         except TokenError as exc:
             await self.send("jwt error", str(exc))
             return
-        if not self.owner.admission.authenticate(self.ws, self.address, self.server_id):
+        if not self.owner.gate.authenticate(self.ws, self.address, self.server_id):
             await self.send("daemon error", "too many console sockets for this server")
             await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
             return

@@ -25,10 +25,10 @@ from agent.config import Console, NodeIdentity
 from agent.controlplane_client import ControlPlane, ControlPlaneError
 from agent.fleet.supervisor import Supervisor
 from agent.runtime import ContainerRuntimeError, ExecProcess, NotRunning
-from agent.ws.admission import origin_allowed
+from agent.ws.gate import SocketGate
 from common.cancellation import cancel_and_wait
 from common.logging import get_logger
-from common.tokens import ServerToken, TokenError, verify_server_token
+from common.tokens import ServerToken, TokenError
 
 log = get_logger(__name__)
 EXEC_PERMISSION = "exec"
@@ -111,8 +111,9 @@ def error_frame(code: str, message: str) -> str:
 
 
 class ExecSockets:
-    """Accepts exec sockets (Origin and per-server cap as the console), then runs one
-    :class:`ExecSession` per socket."""
+    """Accepts exec sockets through the shared gate (:mod:`agent.ws.gate`: Origin, the
+    server's cap, the client address's unauthenticated sockets, tokens of scope `exec`
+    with permission `exec`), then runs one :class:`ExecSession` per socket."""
 
     def __init__(
         self,
@@ -122,52 +123,22 @@ class ExecSockets:
         started_at: float,
         control_plane: ControlPlane | None,
     ) -> None:
-        self.limits, self.identity = limits, identity
-        self.supervisor, self.started_at = supervisor, started_at
+        self.limits, self.supervisor = limits, supervisor
         self.control_plane = control_plane
         self.spent = SpentTokens()
-        self._open: dict[str, set[web.WebSocketResponse]] = {}
+        self.gate = SocketGate(
+            "exec", limits, identity, supervisor, started_at,
+            what="exec sockets", permission=EXEC_PERMISSION,
+        )  # fmt: skip
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        server_id = request.match_info["server_id"]
-        if not origin_allowed(request.headers.get("Origin"), self.limits.ws_allowed_origins):
-            raise web.HTTPForbidden(text="origin not allowed")
-        try:
-            self.supervisor.get(server_id)
-        except ContainerRuntimeError as exc:
-            raise web.HTTPNotFound(text=str(exc)) from exc
-        sockets = self._open.setdefault(server_id, set())
-        if len(sockets) >= self.limits.ws_max_sockets_per_server:
-            raise web.HTTPTooManyRequests(text="too many exec sockets for this server")
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30)
-        sockets.add(ws)  # counted before the handshake awaits (see console.py)
-        try:
-            await ws.prepare(request)
-            await ExecSession(self, ws, server_id).run()
-        finally:
-            sockets.discard(ws)
-            if not sockets:
-                self._open.pop(server_id, None)
+        async with self.gate.admitted(request, max_message_bytes=MAX_MESSAGE_BYTES) as ws:
+            server_id, address = request.match_info["server_id"], request.remote or ""
+            await ExecSession(self, ws, server_id, address).run()
         return ws
 
-    def verify(self, token: str, server_id: str) -> ServerToken:
-        claims = verify_server_token(
-            self.identity.node_secret,
-            token,
-            node_id=self.identity.node_id,
-            scope="exec",
-            not_before=self.started_at,
-        )
-        if claims.server_id != server_id:
-            raise TokenError("token is for another server")
-        if not claims.allows(EXEC_PERMISSION):
-            raise TokenError(f"token lacks permission {EXEC_PERMISSION!r}")
-        return claims
-
     async def close_all(self) -> None:
-        for sockets in list(self._open.values()):
-            for ws in list(sockets):
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"agent shutting down")
+        await self.gate.close_all()
 
 
 def _command_ended(incoming: asyncio.Task[bool]) -> bool:
@@ -184,8 +155,10 @@ class ExecSession:
     """One exec over one socket: authenticate, start the command, bridge it, say how
     it ended, report that to the control plane."""
 
-    def __init__(self, owner: ExecSockets, ws: web.WebSocketResponse, server_id: str) -> None:
-        self.owner, self.ws, self.server_id = owner, ws, server_id
+    def __init__(
+        self, owner: ExecSockets, ws: web.WebSocketResponse, server_id: str, address: str
+    ) -> None:
+        self.owner, self.ws, self.server_id, self.address = owner, ws, server_id, address
         self.started_at: float | None = None
         self.exit_code: int | None = None
         self.reason = "failed: no command was started"
@@ -228,9 +201,11 @@ class ExecSession:
         except (ValueError, KeyError, TypeError) as exc:
             raise ExecRefused("bad_frame", f"malformed auth frame: {exc}") from None
         try:
-            token = self.owner.verify(raw_token, self.server_id)
+            token = self.owner.gate.verify(raw_token, self.server_id)
         except TokenError as exc:
             raise ExecRefused("invalid_token", str(exc)) from None
+        if not self.owner.gate.authenticate(self.ws, self.address, self.server_id):
+            raise ExecRefused("too_many_sockets", "too many exec sockets for this server")
         command = token.details.get("command")
         if not (isinstance(command, list) and command and all(isinstance(w, str) for w in command)):
             raise ExecRefused("invalid_token", "the token names no command")

@@ -28,6 +28,14 @@ STOPPING_CALLS = frozenset(
 # restic reads or writes a whole volume: the calls wait as long as a backup may take.
 BACKUP_SECONDS = 6 * 3600
 BACKUP_CALLS = frozenset({"CreateBackup", "RestoreBackup", "DeleteBackup"})
+# A CreateServer whose input files the agent fetches first (task inputs, up to GiBs)
+# may take as long as they need at no less than this rate, beyond the usual deadline.
+MIN_INPUT_BYTES_PER_SECOND = 16 * 1024 * 1024
+
+
+def input_fetch_seconds(spec: pb.ServerSpec) -> float:
+    """The time `spec`'s fetched input files may take to arrive on the node."""
+    return sum(item.size for item in spec.files if item.source) / MIN_INPUT_BYTES_PER_SECOND
 
 
 class AgentError(Exception):
@@ -155,10 +163,10 @@ class GrpcAgentClient:
         self._timeout = timeout
         self.address = address
 
-    async def _unary(self, method: str, request: object) -> object:
+    async def _unary(self, method: str, request: object, extra_seconds: float = 0.0) -> object:
         call = getattr(self._stub, method)
         timeout = self._timeout + (MAX_STOP_SECONDS if method in STOPPING_CALLS else 0)
-        timeout += BACKUP_SECONDS if method in BACKUP_CALLS else 0
+        timeout += extra_seconds + (BACKUP_SECONDS if method in BACKUP_CALLS else 0)
         try:
             return await call(request, metadata=self._metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -170,7 +178,8 @@ class GrpcAgentClient:
         return result
 
     async def create_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
-        return await self._server("CreateServer", pb.CreateServerRequest(spec=spec, start=start))
+        request = pb.CreateServerRequest(spec=spec, start=start)
+        return await self._server("CreateServer", request, input_fetch_seconds(spec))
 
     async def recreate_server(self, spec: pb.ServerSpec, *, start: bool) -> pb.Server:
         request = pb.CreateServerRequest(spec=spec, start=start)
@@ -195,8 +204,8 @@ class GrpcAgentClient:
     async def get_server(self, server_id: str) -> pb.Server:
         return await self._server("GetServer", pb.GetServerRequest(id=server_id))
 
-    async def _server(self, method: str, request: object) -> pb.Server:
-        result = await self._unary(method, request)
+    async def _server(self, method: str, request: object, extra_seconds: float = 0.0) -> pb.Server:
+        result = await self._unary(method, request, extra_seconds)
         assert isinstance(result, pb.Server)
         return result
 

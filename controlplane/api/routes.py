@@ -29,6 +29,7 @@ from controlplane.api import (
     remote,
     repos,
     ssh_keys,
+    task_files,
     tasks,
     templates,
     users,
@@ -182,6 +183,8 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           errors=(401, 404))  # fmt: skip
     r.add("POST", "/v1/remote/exec-sessions/{id}/end", exec_sessions.end_exec_session,
           access=PUBLIC, tag="remote", errors=(401, 404, 409))  # fmt: skip
+    r.add("GET", "/v1/remote/task-files/{id}", task_files.fetch_task_file, access=PUBLIC,
+          tag="remote", errors=(401, 404))  # fmt: skip
 
     d = "/v1/deployments/{id}"
     r.add("POST", "/v1/deployments", deployments.create_deployment, access=USER, status=201,

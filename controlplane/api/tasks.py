@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
@@ -19,11 +21,13 @@ from controlplane.api.context import current_user, database, path_uuid, settings
 from controlplane.api.errors import ApiError, Conflict, NotFound, Unprocessable
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.repos import with_release_asset
-from controlplane.api.task_requests import read_task_request
+from controlplane.api.task_requests import discard_stored, read_task_request
 from controlplane.db.tables.tasks import FAILED, PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_QUEUE, TASK_RUNNER
+from controlplane.tasks.input_store import InputStore
+from controlplane.tasks.inputs import InputFile, TaskSpec
 from controlplane.tasks.queue import queue_positions
 from controlplane.tasks.runner import TaskRunner, task_event
 
@@ -157,7 +161,7 @@ def view_of(task: Task, files: list[TaskFile], position: int | None = None) -> T
 
 async def _owned_task(request: web.Request, *, with_files: bool) -> tuple[Task, list[TaskFile]]:
     """The caller's task named by the path (404 otherwise) and, when `with_files`, its
-    files (empty otherwise): they carry their content, and the status route is polled."""
+    files (empty otherwise: the status route is polled)."""
     task_id = path_uuid(request)
     owner = current_user(request).id
     async with database(request).session() as session:
@@ -190,13 +194,31 @@ def _runner(request: web.Request) -> TaskRunner:
 async def create_task(request: web.Request) -> CreatedTask:
     """Create a task from JSON or a multipart form (image, command, env, resources,
     input files uploaded or fetched from http(s) URLs, a watched repo's release asset).
-    It stays Pending until started."""
+    It stays Pending until started. Uploads are streamed into the input store; if the
+    task is not created, nothing of them is kept."""
+    store = InputStore(database(request))
+    await store.sweep_staged()
     spec, inputs = await read_task_request(request, settings(request))
+    try:
+        return await _create_with_inputs(request, store, spec, inputs)
+    except BaseException:
+        await discard_stored(request, inputs)
+        raise
+
+
+async def _create_with_inputs(
+    request: web.Request, store: InputStore, spec: TaskSpec, inputs: list[InputFile]
+) -> CreatedTask:
     release_tag = ""
     if spec.repo is not None and spec.release_asset is not None:
-        inputs, release_tag = await with_release_asset(
+        inputs[:], release_tag = await with_release_asset(
             request, spec.repo, spec.release_asset, spec.tag, inputs
         )
+    # Everything in the store first, in place: the caller discards what `inputs` holds
+    # in the store when this fails.
+    for index, item in enumerate(inputs):
+        if item.stored is None:
+            inputs[index] = replace(item, content=b"", stored=await store.store(item.content))
     task = Task(
         user_id=current_user(request).id,
         name=spec.name,
@@ -211,25 +233,28 @@ async def create_task(request: web.Request) -> CreatedTask:
         release_tag=release_tag,
         retries=spec.retries,
     )
-    files = [
-        TaskFile(
-            task_id=task.id,
-            path=item.path,
-            mode=item.mode,
-            size=len(item.content),
-            mime_type=item.mime_type[:255],
-            source_url=item.source_url,
-            content=item.content,
-        )
-        for item in inputs
-    ]
     async with database(request).transaction() as session:
         await enforce_quota(session, task.user_id, Claim.of(task))
         session.add(task)
         await session.flush()
-        session.add_all(files)
+        files = [await _adopt(session, store, task.id, item) for item in inputs]
         await request.app[EVENT_BUS].record(session, task_event(task, EventType.TASK_CREATED))
     return CreatedTask(**view_of(task, files).model_dump())
+
+
+async def _adopt(
+    session: AsyncSession, store: InputStore, task_id: uuid.UUID, item: InputFile
+) -> TaskFile:
+    assert item.stored is not None
+    return await store.adopt(
+        session,
+        item.stored.id,
+        task_id,
+        path=item.path,
+        mode=item.mode,
+        mime_type=item.mime_type[:255],
+        source_url=item.source_url,
+    )
 
 
 async def list_tasks(request: web.Request, query: TaskListQuery) -> TaskList:
@@ -244,7 +269,8 @@ async def list_tasks(request: web.Request, query: TaskListQuery) -> TaskList:
         files = (await session.exec(select(TaskFile).where(col(TaskFile.task_id).in_(ids)))).all()
     by_task: dict[uuid.UUID, list[TaskFile]] = {}
     for item in files:
-        by_task.setdefault(item.task_id, []).append(item)
+        if item.task_id is not None:
+            by_task.setdefault(item.task_id, []).append(item)
     positions = await queue_positions(database(request), tasks)
     views = [
         view_of(t, sorted(by_task.get(t.id, []), key=lambda f: f.path), positions.get(t.id))

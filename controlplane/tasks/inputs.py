@@ -2,7 +2,10 @@
 
 :class:`TaskSpec` validates the JSON (or the `task` part of a multipart form).
 :func:`gather_inputs` turns inline contents, uploaded parts and fetched URLs into
-:class:`InputFile` values with safe relative paths, within the size limits.
+:class:`InputFile` values with safe relative paths, within the size limits. Uploaded
+parts are streamed into the input store as they arrive (`stored`); inline contents
+and fetched URLs are small (the request body's and `task_fetch_max_bytes`' caps) and
+are stored when the task is created.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from common.outbound import OutboundPolicy, fetch_bytes
 from common.quantities import parse_cpu_millis, parse_memory_bytes
+from controlplane.tasks.input_store import StoredFile
 
 MAX_FILES = 32
 MAX_PATH = 255
@@ -158,13 +162,19 @@ class TaskSpec(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class InputFile:
-    """A file to place at `path` (relative, normalised) in the working directory."""
+    """A file to place at `path` (relative, normalised) in the working directory: its
+    bytes are `content`, or, once in the input store, the file `stored`."""
 
     path: str
-    content: bytes
+    content: bytes = b""
     mode: int = 0o644
     mime_type: str = ""
     source_url: str = ""
+    stored: StoredFile | None = None
+
+    @property
+    def size(self) -> int:
+        return self.stored.size if self.stored is not None else len(self.content)
 
 
 def safe_relative_path(name: str) -> str:
@@ -247,7 +257,7 @@ def check_inputs(files: Sequence[InputFile], max_total_bytes: int) -> None:
         if item.path in seen:
             raise InputError(f"two input files at {item.path!r}", status=400)
         seen.add(item.path)
-        total += len(item.content)
+        total += item.size
     if total > max_total_bytes:
         raise InputError(
             f"input files total {total} bytes, more than the {max_total_bytes} allowed",

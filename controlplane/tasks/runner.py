@@ -96,8 +96,24 @@ class TaskPlacement(Protocol):
         ...
 
 
+TASK_FILE_SOURCE = "/v1/remote/task-files/{file_id}"
+
+
+def input_file(item: TaskFile) -> pb.InputFile:
+    """An input file as the agent gets it: never its bytes (they may be GiBs) but
+    where the agent fetches them from its control plane, with their size and digest."""
+    return pb.InputFile(
+        path=item.path,
+        mode=item.mode,
+        source=TASK_FILE_SOURCE.format(file_id=item.id),
+        size=item.size,
+        sha256=item.sha256,
+    )
+
+
 def server_spec(task: Task, files: Sequence[TaskFile]) -> pb.ServerSpec:
-    """The agent's container spec for `task` with its input files."""
+    """The agent's container spec for `task` with its input files (fetched by the
+    agent from `GET /v1/remote/task-files/{id}` while it creates the container)."""
     return pb.ServerSpec(
         id=str(task.id),
         image=task.image,
@@ -106,7 +122,7 @@ def server_spec(task: Task, files: Sequence[TaskFile]) -> pb.ServerSpec:
         resources=pb.Resources(memory_bytes=task.memory_bytes, cpu_millis=task.cpu_millis),
         labels={LABEL_TASK: str(task.id), LABEL_OWNER: str(task.user_id)},
         network_disabled=task.network_disabled,
-        files=[pb.InputFile(path=f.path, content=f.content, mode=f.mode) for f in files],
+        files=[input_file(f) for f in files],
         open_stdin=False,
         # Tasks run images already on the node: a pull would outlive the task's
         # placement (deployments pull; see docs/api.md).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.stats.cgroup import CgroupReader, NetDevReader, cgroup_version
+from agent.stats.cgroup import MEMORY_STAT_INTERVAL, CgroupReader, NetDevReader, cgroup_version
 
 HEADER = "Inter-|   Receive  |  Transmit\n face |bytes packets ...|bytes packets ...\n"
 # Per interface: 8 receive fields (bytes first), then 8 transmit fields (bytes first).
@@ -50,6 +50,25 @@ def test_cgroup_v2(tmp_path: Path) -> None:
     reader = CgroupReader(7, root, proc)
     assert reader.memory_bytes() == 8388608 - 1048576
     assert reader.cpu_ns() == 2_500_000
+    reader.close()
+
+
+def test_memory_stat_is_read_again_only_after_its_interval(tmp_path: Path) -> None:
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    write(root / "cgroup.controllers", "memory\n")
+    write(proc / "7" / "cgroup", "0::/c\n")
+    write(root / "c" / "memory.current", "1000\n")
+    write(root / "c" / "memory.stat", "inactive_file 100\n")
+    write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    now = [50.0]
+    reader = CgroupReader(7, root, proc, clock=lambda: now[0])
+    assert reader.memory_bytes() == 900
+    write(root / "c" / "memory.current", "2000\n")
+    write(root / "c" / "memory.stat", "inactive_file 700\n")
+    now[0] += MEMORY_STAT_INTERVAL - 0.1
+    assert reader.memory_bytes() == 1900  # usage is fresh, the page cache figure kept
+    now[0] += 0.1
+    assert reader.memory_bytes() == 1300
     reader.close()
 
 

@@ -3,17 +3,19 @@ engines, with rows in place, and nothing is lost."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import timedelta
 
 from alembic import command
-from sqlalchemy import inspect, select
+from sqlalchemy import Integer, LargeBinary, String, Uuid, column, inspect, select, table
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel, col
+from sqlmodel import Session, SQLModel, col
+from sqlmodel import select as select_rows
 
 from controlplane.db.engine import create_engine, dispose_engine
 from controlplane.db.migrate import alembic_config, upgrade_database
-from controlplane.db.tables import Deployment, User
+from controlplane.db.tables import Deployment, Task, TaskFile, TaskFileChunk, User
 from controlplane.db.types import utcnow
 
 
@@ -109,3 +111,66 @@ async def test_template_port_protocols_move_to_the_deployment(database_url: str)
     finally:
         await dispose_engine(engine)
     assert protocols == {game: ["tcp+udp", "udp", "tcp"], web: []}
+
+
+def _add_task_with_inline_files(conn: Connection) -> uuid.UUID:
+    """A task (0019 schema) with two files whose bytes are in task_files.content."""
+    user = User(username="tasker", email="tasker@example.com", password_hash="x")
+    with Session(conn) as session:
+        session.add(user)
+        session.flush()
+        task = Task(user_id=user.id, image="img")
+        session.add(task)
+        session.commit()
+        task_id = task.id
+    old_files = table(
+        "task_files",
+        *(column(name, kind) for name, kind in (
+            ("id", Uuid()), ("task_id", Uuid()), ("path", String()), ("mode", Integer()),
+            ("size", Integer()), ("mime_type", String()), ("source_url", String()),
+            ("content", LargeBinary()),
+        )),
+    )  # fmt: skip
+    for path, content in (("a.txt", b"alpha"), ("empty", b"")):
+        conn.execute(
+            old_files.insert().values(
+                id=uuid.uuid4(), task_id=task_id, path=path, mode=0o644, size=len(content),
+                mime_type="", source_url="", content=content,
+            )
+        )  # fmt: skip
+    return task_id
+
+
+def _task_file_bytes(conn: Connection, task_id: uuid.UUID) -> dict[str, tuple[bytes, str]]:
+    with Session(conn) as session:
+        files = session.exec(select_rows(TaskFile).where(col(TaskFile.task_id) == task_id)).all()
+    found: dict[str, tuple[bytes, str]] = {}
+    for item in files:
+        chunks = conn.execute(
+            select(col(TaskFileChunk.data))
+            .where(col(TaskFileChunk.file_id) == item.id)
+            .order_by(col(TaskFileChunk.seq))
+        ).scalars()
+        found[item.path] = (b"".join(bytes(c) for c in chunks), item.sha256)
+    return found
+
+
+async def test_task_file_contents_move_into_chunks_with_their_digest(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_back_to, "0019_volume_moves")
+            task_id = await conn.run_sync(_add_task_with_inline_files)
+    finally:
+        await dispose_engine(engine)
+    await upgrade_database(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(_task_file_bytes, task_id)
+    finally:
+        await dispose_engine(engine)
+    assert found == {
+        "a.txt": (b"alpha", hashlib.sha256(b"alpha").hexdigest()),
+        "empty": (b"", hashlib.sha256(b"").hexdigest()),
+    }

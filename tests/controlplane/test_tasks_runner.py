@@ -101,7 +101,7 @@ async def new_task(database: Database) -> Task:
     async with database.transaction() as session:
         session.add(task)
         await session.flush()
-        session.add(TaskFile(task_id=task.id, path="in.txt", content=b"x", size=1))
+        session.add(TaskFile(task_id=task.id, path="in.txt", size=1, sha256="ab" * 32))
     return task
 
 
@@ -128,7 +128,11 @@ async def test_start_then_exit_event_succeeds_and_keeps_logs(
     await runner.start(task)
     spec = agents.created[0]
     assert spec.labels[LABEL_TASK] == str(task.id)
-    assert [(f.path, f.content) for f in spec.files] == [("in.txt", b"x")]
+    # The bytes stay out of the message: the agent fetches them by their source.
+    assert [(f.path, f.content, f.size, f.sha256) for f in spec.files] == [
+        ("in.txt", b"", 1, "ab" * 32)
+    ]
+    assert spec.files[0].source.startswith("/v1/remote/task-files/")
     assert (await reload(database, task)).status == "Running"
 
     await runner.on_lifecycle(NODE, exited(task, 0))

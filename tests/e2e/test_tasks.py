@@ -1,19 +1,25 @@
 """Tasks on the real system (`encedeus up`: control plane + agent + dockerd): input
-files uploaded and fetched land in the working directory, success keeps the logs after
-the container is gone, failure records the exit code, delete removes the container."""
+files uploaded and fetched land in the working directory (a 512 MiB one with the
+memory of both processes bounded), success keeps the logs after the container is
+gone, failure records the exit code, delete removes the container."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 
 from controlplane.client.api import ApiClient, ClientError, UploadFile
@@ -25,6 +31,8 @@ from tests.e2e.single_host_support import SESSION_LABEL, SingleHost, running_sta
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 WEBHOOK_SECRET = "e2e-webhook-secret"
+MiB = 1024 * 1024
+BIG_INPUT = 512 * MiB
 
 
 @dataclass
@@ -250,3 +258,75 @@ def test_tasks_wait_in_the_queue_for_room_and_start_in_order(
     assert done["status"] == "Succeeded", done
     assert wait_finished(user, first)["finished_at"] <= done["started_at"]
     assert task_logs(user, second) == "second\n"
+
+
+class PeakRss:
+    """The highest RSS of each process seen while it samples (every 20 ms, in a thread)."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self.processes = processes
+        self.baseline = {name: p.memory_info().rss for name, p in processes.items()}
+        self.peak = dict(self.baseline)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for name, process in self.processes.items():
+                self.peak[name] = max(self.peak[name], process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self) -> dict[str, int]:
+        return {name: self.peak[name] - self.baseline[name] for name in self.processes}
+
+
+def _random_file(path: Path, size: int) -> str:
+    """Write `size` random bytes to `path`; their sha256."""
+    digest = hashlib.sha256()
+    block = os.urandom(MiB)
+    with path.open("wb") as out:
+        for index in range(size // MiB):
+            piece = index.to_bytes(8, "big") + block[8:]  # no two blocks alike
+            out.write(piece)
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def test_a_512_mib_input_reaches_the_task_with_memory_bounded_on_both_sides(
+    stack: SingleHost, user: ApiClient, tmp_path: Path
+) -> None:
+    source = tmp_path / "big.bin"
+    sha256 = _random_file(source, BIG_INPUT)
+    control_plane = psutil.Process(stack.process.pid)
+    (agent,) = [
+        p for p in control_plane.children(recursive=True) if "skyhook" in " ".join(p.cmdline())
+    ]
+    spec = {"image": TEST_IMAGE, "command": "wc -c < in/big.bin; sha256sum in/big.bin"}
+    with PeakRss({"control plane": control_plane, "agent": agent}) as rss:
+        upload = subprocess.run(
+            ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {user.token}",
+             "--form-string", f"task={json.dumps(spec)}",
+             "-F", f"files=@{source};filename=in/big.bin", f"{stack.url}/v1/tasks"],
+            capture_output=True, check=False, timeout=300,
+        )  # fmt: skip
+        assert upload.returncode == 0, upload.stdout + upload.stderr
+        created = json.loads(upload.stdout)
+        assert [(f["path"], f["size"]) for f in created["files"]] == [("in/big.bin", BIG_INPUT)]
+        user.call("POST", f"/v1/tasks/{created['id']}")
+        status = wait_finished(user, created["id"], timeout=300)
+    assert status["status"] == "Succeeded", status
+    assert task_logs(user, created["id"]).split() == [str(BIG_INPUT), sha256, "in/big.bin"]
+    growth = rss.growth()
+    assert all(grown < 64 * MiB for grown in growth.values()), {
+        name: f"{grown / MiB:.0f} MiB" for name, grown in growth.items()
+    }
+    # The staged copy on the node is gone once the file is in place.
+    assert not any((stack.data_dir / "agent" / "inputs").glob("*"))
+    user.call("DELETE", f"/v1/tasks/{created['id']}")

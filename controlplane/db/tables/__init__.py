@@ -36,7 +36,7 @@ from controlplane.db.tables.exec_sessions import ExecSession  # noqa: E402
 from controlplane.db.tables.orchestration import Deployment, Node, Replica  # noqa: E402
 from controlplane.db.tables.quotas import AccountQuota  # noqa: E402
 from controlplane.db.tables.repos import Repo  # noqa: E402
-from controlplane.db.tables.tasks import Task, TaskFile, TaskLog  # noqa: E402
+from controlplane.db.tables.tasks import Task, TaskFile, TaskFileChunk, TaskLog  # noqa: E402
 from controlplane.db.tables.templates import TemplateRow  # noqa: E402
 from controlplane.db.tables.volumes import ReleasedVolume, VolumeCopy  # noqa: E402
 from controlplane.db.tables.webhooks import Webhook  # noqa: E402
@@ -62,6 +62,7 @@ __all__ = [
     "SshKey",
     "Task",
     "TaskFile",
+    "TaskFileChunk",
     "TaskLog",
     "TemplateRow",
     "User",

@@ -70,18 +70,27 @@ class Task(SQLModel, table=True):
 
 
 class TaskFile(SQLModel, table=True):
-    """An input file, placed at `path` (relative) in the task's working directory."""
+    """An input file, placed at `path` (relative) in the task's working directory.
+
+    Its bytes are the rows of :class:`TaskFileChunk` (controlplane/tasks/input_store.py).
+    A file still being received, or received for a request that has not created its
+    task yet, is *staged*: `task_id` is NULL until the task's creation adopts it (a
+    staged file older than a day is swept away).
+    """
 
     __tablename__ = "task_files"
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
-    task_id: uuid.UUID = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
-    path: str = Field(max_length=255)
+    task_id: uuid.UUID | None = Field(
+        default=None, foreign_key="tasks.id", ondelete="CASCADE", index=True
+    )
+    path: str = Field(default="", max_length=255)
     mode: int = 0o644
-    size: int = 0
+    size: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(default="", max_length=64)  # hex digest of the whole file
     mime_type: str = Field(default="", max_length=255)
     source_url: str = Field(default="", max_length=2000)
-    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
     def describe(self) -> dict[str, Any]:
         """The public view (no content)."""
@@ -92,6 +101,17 @@ class TaskFile(SQLModel, table=True):
             "mime_type": self.mime_type,
             "source_url": self.source_url or None,
         }
+
+
+class TaskFileChunk(SQLModel, table=True):
+    """Bytes `seq` (0, 1, ...) of an input file, in order; every chunk but the last
+    is full (controlplane/tasks/input_store.py's CHUNK_BYTES when written)."""
+
+    __tablename__ = "task_file_chunks"
+
+    file_id: uuid.UUID = Field(foreign_key="task_files.id", ondelete="CASCADE", primary_key=True)
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class TaskLog(SQLModel, table=True):
