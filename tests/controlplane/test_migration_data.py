@@ -8,7 +8,19 @@ import uuid
 from datetime import timedelta
 
 from alembic import command
-from sqlalchemy import Integer, LargeBinary, String, Uuid, column, inspect, select, table
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    column,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, SQLModel, col
 from sqlmodel import select as select_rows
@@ -45,12 +57,15 @@ def _add_duplicate_app_names(conn: Connection) -> list[uuid.UUID]:
 
 def _insert_as_of_revision(conn: Connection, rows: list[SQLModel]) -> None:
     """Insert `rows` with only the columns their tables have at the database's current
-    (older) revision: columns added by later migrations do not exist there yet."""
+    (older) revision: columns added by later migrations do not exist there yet. A
+    table of those columns alone: the model's own would add its later columns'
+    defaults to the INSERT."""
     for row in rows:
-        table = type(row).__table__  # type: ignore[attr-defined]
-        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
-        names = [column.name for column in table.columns if column.name in present]
-        conn.execute(table.insert().values({name: getattr(row, name) for name in names}))
+        model = type(row).__table__  # type: ignore[attr-defined]
+        present = {column["name"] for column in inspect(conn).get_columns(model.name)}
+        columns = [c for c in model.columns if c.name in present]
+        then = Table(model.name, MetaData(), *(Column(c.name, c.type) for c in columns))
+        conn.execute(then.insert().values({c.name: getattr(row, c.key) for c in columns}))
 
 
 def _app_names(conn: Connection) -> dict[uuid.UUID, str]:
