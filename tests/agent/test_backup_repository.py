@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.backups.placing import move_into
 from agent.backups.restic import RepositoryTurns, ResticError, ResticRepository
-from agent.backups.volume_backups import _move_into
 from tests.sshd_support import OpenSshServer, running_openssh
 
 PASSWORD = "correct horse battery staple 42"
@@ -52,7 +52,7 @@ async def _round_trip(repository: ResticRepository, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     await repository.restore(summary.snapshot.id, staging)
-    await asyncio.to_thread(_move_into, staging, volume, True)
+    await asyncio.to_thread(move_into, staging, volume, True)
     after = await asyncio.to_thread(_checksums, volume)
     expected = {k: v for k, v in before.items() if not k.startswith("logs/")}
     assert after == expected
@@ -166,7 +166,7 @@ def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> 
     (volume / "logs").symlink_to(outside / "precious")
     (staging / "world" / "precious").write_text("from the backup")
     (staging / "logs").write_text("log")
-    _move_into(staging, volume, wipe=False)
+    move_into(staging, volume, wipe=False)
     assert (outside / "precious").read_text() == "host file"
     assert not (volume / "world").is_symlink()
     assert (volume / "world" / "precious").read_text() == "from the backup"
