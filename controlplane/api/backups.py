@@ -26,7 +26,7 @@ from controlplane.api.files import TRANSFER_URL_TTL, TransferUrl
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.backups.cron import CronError, parse_cron
-from controlplane.backups.operations import BackupProblem, reachable_from
+from controlplane.backups.operations import BackupProblem, reachable_from, set_locked
 from controlplane.backups.runner import BackupRunner
 from controlplane.db.tables import Backup, BackupPolicy, Deployment, Node
 from controlplane.db.tables.backups import COMPLETED, PENDING, RUNNING
@@ -192,12 +192,12 @@ async def get_backup(request: web.Request) -> BackupInfo:
 async def change_backup(request: web.Request, body: ChangeBackup) -> BackupInfo:
     """Lock (kept by retention, refused by delete) or unlock a backup."""
     _, backup = await _backup(request)
-    async with database(request).transaction() as session:
-        row = await session.get(Backup, backup.id)
-        if row is None:
-            raise NotFound("this deployment has no such backup", code="backup_not_found")
-        row.locked = body.locked
-        session.add(row)
+    try:
+        row = await set_locked(database(request), backup.id, body.locked)
+    except BackupProblem as problem:
+        raise _problem(problem) from None
+    if row is None:
+        raise NotFound("this deployment has no such backup", code="backup_not_found")
     return _info(row)
 
 
