@@ -25,7 +25,9 @@ from common.private_files import write_private_file
 
 #: How much of restic's stderr an error carries.
 ERROR_TAIL_BYTES = 2000
-_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
+# Up to the authority's last "@", as Go's url.Parse (restic) reads it: a password may
+# hold "@" or ":".
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*):[^/]*@")
 
 
 class ResticError(Exception):

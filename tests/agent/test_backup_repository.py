@@ -155,6 +155,24 @@ async def test_secrets_stay_out_of_argv_and_errors(tmp_path: Path) -> None:
     assert "s3cr3t" not in str(failure.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("rest:https://backup:s3cr3t@127.0.0.1:8000/repo", "s3cr3t"),
+        ("rest:https://backup:s3@cr3t@127.0.0.1:8000/repo", "cr3t"),  # Go takes the last @
+        ("rest:https://backup:s3:cr@3t@127.0.0.1/", "3t"),
+        ("s3:https://key:s3cr3t@127.0.0.1:9000/bucket/repo", "s3cr3t"),
+        ("rest:https://backup:p%40ss@127.0.0.1/", "p%40ss"),
+    ],
+)
+def test_a_repository_identity_holds_no_password(url: str, secret: str) -> None:
+    """The identity is shown to every account (a backup's `repository`) and signed
+    into download tokens: none of the URL's password, whatever characters it has."""
+    identity = ResticRepository.identity_of(url)
+    assert secret not in identity
+    assert identity.endswith("127.0.0.1" + url.split("127.0.0.1", 1)[1])
+
+
 def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> None:
     """A container may leave `world -> /somewhere` in its volume: restoring a backup
     that holds `world/` replaces the link, and nothing is written where it pointed."""
