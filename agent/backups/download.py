@@ -6,7 +6,7 @@ server whose `details.snapshot` is this snapshot (`details.filename` names the
 download). Compression runs in worker threads, never on the event loop; an error
 restic reports before the first byte is answered in the error envelope, one after it
 cuts the stream short (the gzip trailer is then missing, so no client takes it for
-whole).
+whole), as does a client that accepts nothing for :data:`STALL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from common.tokens import ServerToken, TokenError, TokenExpiredError, verify_ser
 log = get_logger(__name__)
 ROUTE = "/api/servers/{server_id}/backups/{snapshot_id}/download"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: A download whose client accepts no byte for this long is cut off.
+STALL_SECONDS = 60.0
 
 
 class BackupDownloads:
@@ -78,15 +80,27 @@ class BackupDownloads:
             await response.prepare(request)
             compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip format
             try:
-                await response.write(await asyncio.to_thread(compressor.compress, first))
+                await _write(response, await asyncio.to_thread(compressor.compress, first))
                 async for chunk in chunks:
-                    await response.write(await asyncio.to_thread(compressor.compress, chunk))
+                    await _write(response, await asyncio.to_thread(compressor.compress, chunk))
             except ResticError as exc:
                 log.warning("backup_download_failed", error=str(exc))
                 return response  # without the gzip trailer: the client sees it cut short
+            except TimeoutError:
+                log.warning("backup_download_stalled", seconds=STALL_SECONDS)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
         await response.write(await asyncio.to_thread(compressor.flush))
         await response.write_eof()
         return response
+
+
+async def _write(response: web.StreamResponse, data: bytes) -> None:
+    """Send `data`; TimeoutError when the client takes none of it for STALL_SECONDS
+    (restic's dump, and its lock on the repository, end with the download)."""
+    async with asyncio.timeout(STALL_SECONDS):
+        await response.write(data)
 
 
 def _headers(claims: ServerToken) -> dict[str, str]:

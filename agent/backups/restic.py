@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import signal
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,11 @@ from common.private_files import write_private_file
 
 #: How much of restic's stderr an error carries.
 ERROR_TAIL_BYTES = 2000
-_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
+#: How long restic may take to remove its lock when asked to stop.
+STOP_SECONDS = 10.0
+# Up to the authority's last "@", as Go's url.Parse (restic) reads it: a password may
+# hold "@" or ":".
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:]*):[^/]*@")
 
 
 class ResticError(Exception):
@@ -194,9 +199,7 @@ class ResticRepository:
         try:
             out, err = await process.communicate()
         except asyncio.CancelledError:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await _stop(process)
             raise
         if process.returncode != 0:
             raise ResticError(command, self.error_text(err))
@@ -263,29 +266,51 @@ class ResticRepository:
         """Forget the snapshot and prune the data nothing else uses."""
         await self.ensure_initialised()
         async with self._turns.exclusive():
+            # Locks of restic processes that died without removing them (an agent
+            # killed mid-command) would refuse every forget: `unlock` removes only
+            # those (no other command of this agent runs now).
+            await self._run("unlock")
             await self._run("forget", "--prune", snapshot_id)
 
     async def dump(
         self, snapshot_id: str, chunk_bytes: int = 256 * 1024
     ) -> AsyncGenerator[bytes, None]:
         """The snapshot's files as a tar stream, in chunks. ResticError (before the
-        first chunk when restic fails at once) when restic fails."""
+        first chunk when restic fails at once) when restic fails.
+
+        Takes no turn (:class:`RepositoryTurns`): its pace is its reader's, a client
+        of the download, who must not make a forget wait, and every other account's
+        backups behind that forget. restic's own lock still keeps the snapshot: a
+        forget meanwhile fails (and is tried again later) instead of waiting."""
         await self.ensure_initialised()
-        async with self._turns.shared():
-            process = await self.start("dump", "--archive", "tar", snapshot_id, "/")
-            assert process.stdout is not None
-            assert process.stderr is not None
-            errors = asyncio.ensure_future(process.stderr.read())
-            try:
-                while chunk := await process.stdout.read(chunk_bytes):
-                    yield chunk
-                if await process.wait() != 0:
-                    raise ResticError("dump", self.error_text(await errors))
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-                errors.cancel()
+        process = await self.start("dump", "--archive", "tar", snapshot_id, "/")
+        assert process.stdout is not None
+        assert process.stderr is not None
+        errors = asyncio.ensure_future(process.stderr.read())
+        try:
+            while chunk := await process.stdout.read(chunk_bytes):
+                yield chunk
+            if await process.wait() != 0:
+                raise ResticError("dump", self.error_text(await errors))
+        finally:
+            await _stop(process)
+            await process.stdout.read()  # to its end: the pipe closes
+            await errors
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """End restic the way that lets it remove its lock from the repository (SIGINT);
+    SIGKILL only when it has not ended after STOP_SECONDS (its lock then stays,
+    stale, until the next forget's `unlock`)."""
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        async with asyncio.timeout(STOP_SECONDS):
+            await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 def _summary_of(out: bytes) -> dict[str, Any]:

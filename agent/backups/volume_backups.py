@@ -6,14 +6,13 @@ snapshot's root, tagged `encedeus.deployment=`, `encedeus.volume=` and
 `encedeus.backup=`. A restore never lets restic write into the volume itself (a
 container may have left symbolic links there that restic would follow out of it): the
 snapshot is restored into a staging directory of the agent's own, and its top-level
-entries are then moved into the volume, each replacing the entry of the same name.
+entries are then moved into the volume, each replacing the entry of the same name,
+without ever following a link in the volume (:mod:`agent.backups.placing`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import secrets
 import shutil
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from agent.backups.placing import LOST_AND_FOUND, move_into
 from agent.backups.restic import ResticError, ResticRepository
 from agent.fleet.spec import volume_name
 from agent.fleet.supervisor import Supervisor
@@ -30,8 +30,6 @@ from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 DEPLOYMENT_LABEL = "encedeus.deployment"
-#: ext4's own directory at the top of a volume with a disk limit (its image).
-LOST_AND_FOUND = "lost+found"
 _RESTIC_TIME = re.compile(r"^(.*?T[0-9:]+)(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")
 
 
@@ -111,7 +109,7 @@ class VolumeBackups:
         try:
             async with self.supervisor.held_stopped(request.server_id) as running:
                 await self.repository.restore(request.snapshot_id, staging)
-                await asyncio.to_thread(_move_into, staging, directory, request.wipe)
+                await asyncio.to_thread(move_into, staging, directory, request.wipe)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         log.info("backup_restored", server=request.server_id, snapshot=request.snapshot_id[:8])
@@ -143,45 +141,3 @@ def _time_ms(stamp: str) -> int:
 def _make_private_dir(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.mkdir(mode=0o700)
-
-
-def _remove_entry(path: Path) -> None:
-    """Remove `path` without following it when it is a link (blocking)."""
-    if path.is_symlink() or not path.is_dir():
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    else:
-        shutil.rmtree(path)
-
-
-def _move_into(staging: Path, directory: Path, wipe: bool) -> None:
-    """Move the staged entries into `directory`, each replacing its namesake; with
-    `wipe`, every other entry (but ext4's lost+found) goes first (blocking)."""
-    staged = {entry.name for entry in staging.iterdir()}
-    for entry in list(directory.iterdir()):
-        if entry.name in staged or (wipe and entry.name != LOST_AND_FOUND):
-            _remove_entry(entry)
-    for name in sorted(staged):
-        source, target = staging / name, directory / name
-        try:
-            os.rename(source, target)
-        except OSError:
-            # Another filesystem (a volume with a disk limit is an image of its own).
-            if source.is_dir() and not source.is_symlink():
-                shutil.copytree(source, target, symlinks=True)
-            else:
-                shutil.copy2(source, target, follow_symlinks=False)
-            _copy_owners(source, target)
-
-
-def _copy_owners(source: Path, target: Path) -> None:
-    """Give every entry under `target` the owner of its namesake under `source`
-    (copies do not keep owners; the server's user must own its files) (blocking)."""
-    pairs = [(source, target)]
-    if source.is_dir() and not source.is_symlink():
-        for root, dirs, files in os.walk(source):
-            relative = Path(root).relative_to(source)
-            pairs += [(Path(root) / n, target / relative / n) for n in (*dirs, *files)]
-    for original, copy in pairs:
-        info = original.lstat()
-        os.lchown(copy, info.st_uid, info.st_gid)

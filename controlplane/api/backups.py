@@ -19,14 +19,14 @@ from sqlmodel import col, select
 
 from common.tokens import sign_server_token
 from controlplane.api.context import current_user, database, path_uuid
-from controlplane.api.deployment_actions import AgentUnavailable
+from controlplane.api.deployment_actions import AgentUnavailable, node_http_base
 from controlplane.api.errors import ApiError, Conflict, NotFound, ValidationFailed
 from controlplane.api.exec_sessions import exec_deployment
 from controlplane.api.files import TRANSFER_URL_TTL, TransferUrl
 from controlplane.api.pagination import PageQuery, Pagination, fetch_page
 from controlplane.api.schemas import MessageResponse, Request
 from controlplane.backups.cron import CronError, parse_cron
-from controlplane.backups.operations import BackupProblem, reachable_from
+from controlplane.backups.operations import BackupProblem, reachable_from, set_locked
 from controlplane.backups.runner import BackupRunner
 from controlplane.db.tables import Backup, BackupPolicy, Deployment, Node
 from controlplane.db.tables.backups import COMPLETED, PENDING, RUNNING
@@ -192,12 +192,12 @@ async def get_backup(request: web.Request) -> BackupInfo:
 async def change_backup(request: web.Request, body: ChangeBackup) -> BackupInfo:
     """Lock (kept by retention, refused by delete) or unlock a backup."""
     _, backup = await _backup(request)
-    async with database(request).transaction() as session:
-        row = await session.get(Backup, backup.id)
-        if row is None:
-            raise NotFound("this deployment has no such backup", code="backup_not_found")
-        row.locked = body.locked
-        session.add(row)
+    try:
+        row = await set_locked(database(request), backup.id, body.locked)
+    except BackupProblem as problem:
+        raise _problem(problem) from None
+    if row is None:
+        raise NotFound("this deployment has no such backup", code="backup_not_found")
     return _info(row)
 
 
@@ -237,13 +237,15 @@ async def restore_backup(request: web.Request, body: RestoreBackup) -> RestoreSt
 
 
 async def download_backup(request: web.Request) -> TransferUrl:
-    """A signed URL on the agent that streams the backup as a .tar.gz (GET)."""
+    """A signed URL on the agent that streams the backup as a .tar.gz (GET), at the
+    URL the agent reports (https when it serves TLS), as console and file URLs are."""
     deployment, backup = await _backup(request)
     if backup.state != COMPLETED or not backup.snapshot_id:
         raise Conflict(f"the backup is {backup.state}, not completed", code="backup_not_ready")
     async with database(request).session() as session:
         node = await session.get(Node, backup.node_id) if backup.node_id else None
-    if node is None or not node.secret or not node.http_address:
+    http_base = node_http_base(request, node) if node is not None else ""
+    if node is None or not node.secret or not http_base:
         raise AgentUnavailable("the node that holds the backup is gone")
     token = sign_server_token(
         node.secret,
@@ -259,10 +261,8 @@ async def download_backup(request: web.Request) -> TransferUrl:
             "filename": f"{deployment.app_name}-{backup.name}",
         },
     )
-    address = node.http_address
-    base = address if "://" in address else f"http://{address}"
     url = (
-        f"{base.rstrip('/')}/api/servers/{backup.volume_id or backup.id}/backups/"
+        f"{http_base}/api/servers/{backup.volume_id or backup.id}/backups/"
         f"{backup.snapshot_id}/download?token={token}"
     )
     expires = datetime.now(UTC) + timedelta(seconds=TRANSFER_URL_TTL)

@@ -11,14 +11,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from common.logging import get_logger
 from controlplane.agents import AgentClient, AgentError, AgentPool
 from controlplane.backups.retention import BackupAge, Retention, expired
 from controlplane.db.engine import Database
 from controlplane.db.tables import Backup, BackupPolicy, Deployment, Replica
-from controlplane.db.tables.backups import COMPLETED, FAILED, RUNNING
+from controlplane.db.tables.backups import COMPLETED, DELETING, FAILED, RUNNING
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event, EventBus, EventType
 from protos import agent_pb2 as pb
@@ -177,13 +177,43 @@ class BackupOperations:
         await self.record(backup, EventType.RESTORE_FAILED, wipe=wipe, restore_error=error)
 
     async def delete(self, backup: Backup) -> None:
-        """Forget the snapshot (when there is one) in its repository, then the row."""
-        if backup.snapshot_id and backup.repository:
-            await self._forget(backup)
+        """Forget the snapshot (when there is one) in its repository, then the row.
+
+        The row is first claimed `deleting` in one conditional UPDATE, only while it is
+        unlocked and still in the state `backup` was read in (completed or failed):
+        a lock set before the claim wins (BackupProblem `backup_locked`, nothing
+        forgotten), a lock asked for after it is refused (see :func:`set_locked`). A
+        forget that fails puts the row back as it was."""
+        await self._claim_for_deletion(backup)
+        try:
+            if backup.snapshot_id and backup.repository:
+                await self._forget(backup)
+        except BaseException:
+            async with self.database.transaction() as session:
+                await session.exec(
+                    update(Backup).where(col(Backup.id) == backup.id).values(state=backup.state)
+                )
+            raise
         async with self.database.transaction() as session:
             row = await session.get(Backup, backup.id)
             if row is not None:
                 await session.delete(row)
+
+    async def _claim_for_deletion(self, backup: Backup) -> None:
+        if backup.state not in (COMPLETED, FAILED):
+            raise BackupProblem("backup_in_progress", "the backup is still being taken")
+        async with self.database.transaction() as session:
+            claimed = await session.exec(
+                update(Backup)
+                .where(
+                    col(Backup.id) == backup.id,
+                    col(Backup.state) == backup.state,
+                    col(Backup.locked).is_(False),
+                )
+                .values(state=DELETING)
+            )
+        if claimed.rowcount != 1:
+            raise BackupProblem("backup_locked", "the backup is locked (or changed meanwhile)")
 
     async def _forget(self, backup: Backup) -> None:
         node_id = backup.node_id
@@ -253,6 +283,22 @@ class BackupOperations:
                 continue
             deleted.append(by_id[backup_id].id)
         return deleted
+
+
+async def set_locked(database: Database, backup_id: uuid.UUID, locked: bool) -> Backup | None:
+    """Lock or unlock the backup; None when it is gone. BackupProblem
+    `backup_deleting` when a delete has claimed it (one conditional UPDATE, so a
+    lock is never reported set on a backup being forgotten)."""
+    async with database.transaction() as session:
+        changed = await session.exec(
+            update(Backup)
+            .where(col(Backup.id) == backup_id, col(Backup.state) != DELETING)
+            .values(locked=locked)
+        )
+        row = await session.get(Backup, backup_id)
+    if row is not None and changed.rowcount != 1:
+        raise BackupProblem("backup_deleting", "the backup is being deleted")
+    return row
 
 
 def backup_request(

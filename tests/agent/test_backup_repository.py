@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.backups.placing import move_into
 from agent.backups.restic import RepositoryTurns, ResticError, ResticRepository
-from agent.backups.volume_backups import _move_into
 from tests.sshd_support import OpenSshServer, running_openssh
 
 PASSWORD = "correct horse battery staple 42"
@@ -52,7 +52,7 @@ async def _round_trip(repository: ResticRepository, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     await repository.restore(summary.snapshot.id, staging)
-    await asyncio.to_thread(_move_into, staging, volume, True)
+    await asyncio.to_thread(move_into, staging, volume, True)
     after = await asyncio.to_thread(_checksums, volume)
     expected = {k: v for k, v in before.items() if not k.startswith("logs/")}
     assert after == expected
@@ -155,6 +155,24 @@ async def test_secrets_stay_out_of_argv_and_errors(tmp_path: Path) -> None:
     assert "s3cr3t" not in str(failure.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("rest:https://backup:s3cr3t@127.0.0.1:8000/repo", "s3cr3t"),
+        ("rest:https://backup:s3@cr3t@127.0.0.1:8000/repo", "cr3t"),  # Go takes the last @
+        ("rest:https://backup:s3:cr@3t@127.0.0.1/", "3t"),
+        ("s3:https://key:s3cr3t@127.0.0.1:9000/bucket/repo", "s3cr3t"),
+        ("rest:https://backup:p%40ss@127.0.0.1/", "p%40ss"),
+    ],
+)
+def test_a_repository_identity_holds_no_password(url: str, secret: str) -> None:
+    """The identity is shown to every account (a backup's `repository`) and signed
+    into download tokens: none of the URL's password, whatever characters it has."""
+    identity = ResticRepository.identity_of(url)
+    assert secret not in identity
+    assert identity.endswith("127.0.0.1" + url.split("127.0.0.1", 1)[1])
+
+
 def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> None:
     """A container may leave `world -> /somewhere` in its volume: restoring a backup
     that holds `world/` replaces the link, and nothing is written where it pointed."""
@@ -166,7 +184,7 @@ def test_restore_never_writes_through_links_the_volume_holds(tmp_path: Path) -> 
     (volume / "logs").symlink_to(outside / "precious")
     (staging / "world" / "precious").write_text("from the backup")
     (staging / "logs").write_text("log")
-    _move_into(staging, volume, wipe=False)
+    move_into(staging, volume, wipe=False)
     assert (outside / "precious").read_text() == "host file"
     assert not (volume / "world").is_symlink()
     assert (volume / "world" / "precious").read_text() == "from the backup"

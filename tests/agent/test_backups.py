@@ -18,6 +18,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from agent.backups import download
 from agent.daemon import RunningAgent
 from common.tokens import sign_server_token
 from protos import agent_pb2 as pb
@@ -160,6 +161,66 @@ async def test_backup_restore_download_delete(
     status, _, body = await _download(agent, server.id, backup.snapshot_id, token)
     assert status == 404
     assert b"backup_not_found" in body
+
+
+async def _delete_when_free(stub: pb_grpc.AgentAsyncStub, backup: pb.BackupResult) -> None:
+    """DeleteBackup, tried again while restic reports the repository locked."""
+    request = pb.DeleteBackupRequest(snapshot_id=backup.snapshot_id, repository=backup.repository)
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await stub.DeleteBackup(request, metadata=AUTH)
+                return
+            except grpc.aio.AioRpcError as exc:
+                details = exc.details() or ""
+            assert "locked" in details, details
+            await asyncio.sleep(0.5)
+
+
+async def test_a_stalled_download_holds_up_no_other_accounts_backup(
+    agent: RunningAgent, stub: pb_grpc.AgentAsyncStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that starts a download and stops reading, its connection open, makes no
+    other backup on the node wait (a forget meanwhile fails at once and is tried
+    again, rather than queueing every later backup behind it), and is cut off once it
+    has taken nothing for STALL_SECONDS, which ends restic's lock."""
+    monkeypatch.setattr(download, "STALL_SECONDS", 2.0)
+    big = spec("head -c 24000000 /dev/urandom > /data/big; echo ready; " + ECHO)
+    other = spec("echo theirs > /data/theirs; echo ready; " + ECHO)
+    for server in (big, other):
+        await stub.CreateServer(pb.CreateServerRequest(spec=server, start=True), metadata=AUTH)
+        await _wait_log(stub, server.id, "ready")
+    backup = await stub.CreateBackup(
+        pb.CreateBackupRequest(server_id=big.id, backup_id="b-big"), metadata=AUTH
+    )
+    token = _download_token(agent, big.id, backup.snapshot_id, backup.repository)
+    url = (
+        f"http://127.0.0.1:{agent.http.port}/api/servers/{big.id}/backups/"
+        f"{backup.snapshot_id}/download"
+    )
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as http,
+        http.get(url, params={"token": token}) as response,
+    ):
+        assert response.status == 200
+        assert await response.content.readexactly(2) == b"\x1f\x8b"  # then reads no more
+        deleting = asyncio.ensure_future(
+            stub.DeleteBackup(
+                pb.DeleteBackupRequest(
+                    snapshot_id=backup.snapshot_id, repository=backup.repository
+                ),
+                metadata=AUTH,
+            )
+        )
+        async with asyncio.timeout(30):
+            theirs = await stub.CreateBackup(
+                pb.CreateBackupRequest(server_id=other.id, backup_id="b-theirs"), metadata=AUTH
+            )
+        assert theirs.files == 1
+        try:
+            await deleting  # refused (restic's lock), or done once the download was cut off
+        except grpc.aio.AioRpcError:
+            await _delete_when_free(stub, backup)
 
 
 async def test_download_token_is_bound_to_its_backup(

@@ -50,6 +50,9 @@ class FakeAgent:
         self.snapshots: dict[str, pb.CreateBackupRequest] = {}
         """snapshot id -> the CreateBackup that made it (a backup is taken at once)."""
         self.restores: list[pb.RestoreBackupRequest] = []
+        self.hold_deletes: asyncio.Event | None = None
+        """When set, DeleteBackup waits for this event (a forget + prune in flight)."""
+        self.delete_entered = asyncio.Event()
         self.repository = f"node:{node_id}"
         self.ingress = False
         """Whether the node has the ingress role (set before the pool connects)."""
@@ -278,6 +281,9 @@ class FakeAgent:
 
     async def delete_backup(self, request: pb.DeleteBackupRequest) -> bool:
         self._record("DeleteBackup")
+        self.delete_entered.set()
+        if self.hold_deletes is not None:
+            await self.hold_deletes.wait()
         if request.repository != self.repository:
             raise AgentError("failed_precondition", "the backup is not in this node's repository")
         self.snapshots.pop(request.snapshot_id, None)

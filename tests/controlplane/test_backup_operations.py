@@ -4,6 +4,7 @@ the leader's schedule, restores only where the backup is reachable."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,7 +14,12 @@ import pytest
 from sqlmodel import col, select
 
 from controlplane.agents import AgentError
-from controlplane.backups.operations import BackupOperations, BackupProblem, reachable_from
+from controlplane.backups.operations import (
+    BackupOperations,
+    BackupProblem,
+    reachable_from,
+    set_locked,
+)
 from controlplane.backups.runner import STALE_AFTER, BackupRunner, BackupSchedule
 from controlplane.db.tables import Backup, BackupPolicy, Replica
 from controlplane.db.types import utcnow
@@ -105,6 +111,67 @@ async def test_retention_deletes_through_the_agent_and_keeps_locked(
     agent = harness.fleet.agent(str(replica.node_id))
     assert len(agent.snapshots) == 2
     assert [m for m, _ in agent.calls].count("DeleteBackup") == 2
+
+
+async def _three_backups(
+    harness: ReconcilerHarness, operations: BackupOperations, deployment: str
+) -> list[Backup]:
+    taken = [await operations.run_backup((await _pending(harness, deployment)).id) for _ in "abc"]
+    assert all(b is not None for b in taken)
+    return [b for b in taken if b is not None]
+
+
+async def test_a_lock_taken_while_retention_runs_keeps_the_backup(
+    harness: ReconcilerHarness,
+) -> None:
+    """Retention forgets backups one at a time through the agent (a prune can take
+    minutes): a backup locked meanwhile is kept, not forgotten with the rest."""
+    deployment, replica = await _placed(harness)
+    operations = BackupOperations(harness.database, harness.pool, harness.bus)
+    oldest, middle, newest = await _three_backups(harness, operations, deployment)
+    async with harness.database.transaction() as session:
+        session.add(BackupPolicy(deployment_id=uuid.UUID(deployment), keep_last=1))
+    agent = harness.fleet.agent(str(replica.node_id))
+    agent.hold_deletes = asyncio.Event()
+    retention = asyncio.create_task(operations.apply_retention(uuid.UUID(deployment), 0))
+    await agent.delete_entered.wait()  # forgetting the oldest
+    locked = await set_locked(harness.database, middle.id, True)
+    assert locked is not None
+    assert locked.locked
+    agent.hold_deletes.set()
+    assert await retention == [oldest.id]
+    rows = {r.id: r for r in await _rows(harness, deployment)}
+    assert set(rows) == {middle.id, newest.id}
+    assert (rows[middle.id].locked, rows[middle.id].state) == (True, "completed")
+    assert middle.snapshot_id in agent.snapshots
+
+
+async def test_a_backup_being_deleted_cannot_be_locked_and_a_failed_delete_keeps_it(
+    harness: ReconcilerHarness,
+) -> None:
+    """Once a delete has claimed a backup, a lock is refused (409 backup_deleting),
+    never reported set on a backup that is then forgotten; a forget the agent refuses
+    leaves the backup as it was, lockable again."""
+    deployment, replica = await _placed(harness)
+    operations = BackupOperations(harness.database, harness.pool, harness.bus)
+    first, second, _ = await _three_backups(harness, operations, deployment)
+    agent = harness.fleet.agent(str(replica.node_id))
+    agent.hold_deletes = asyncio.Event()
+    deleting = asyncio.create_task(operations.delete(first))
+    await agent.delete_entered.wait()
+    with pytest.raises(BackupProblem) as refused:
+        await set_locked(harness.database, first.id, True)
+    assert refused.value.code == "backup_deleting"
+    agent.hold_deletes.set()
+    await deleting
+    assert first.id not in {r.id for r in await _rows(harness, deployment)}
+    agent.refusals["DeleteBackup"] = AgentError("internal", "prune failed")
+    with pytest.raises(BackupProblem):
+        await operations.delete(second)
+    kept = await set_locked(harness.database, second.id, True)
+    assert kept is not None
+    assert (kept.state, kept.locked) == ("completed", True)
+    assert second.snapshot_id in agent.snapshots
 
 
 async def test_restore_only_where_the_backup_is_reachable(harness: ReconcilerHarness) -> None:

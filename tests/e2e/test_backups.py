@@ -5,8 +5,10 @@ events; the CLI; another account gets 404."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sqlite3
 import subprocess
 import tarfile
 import time
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from controlplane.client.api import ApiClient, ClientError
+from controlplane.config import SQLITE_FILE
 from tests.conftest import TEST_IMAGE
 from tests.e2e.single_host_support import ENCEDEUS, SingleHost, running_stack
 from tests.e2e.test_sftp import account, exec_in, running_replica
@@ -74,6 +77,15 @@ def _cli(host: SingleHost, client: ApiClient, *words: str, cwd: Path) -> str:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _node_http_address(stack: SingleHost, address: str) -> str:
+    """Set the local node's enrolment http_address in the database; the old one."""
+    path = stack.data_dir / "controlplane" / SQLITE_FILE
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db, db:
+        (old,) = db.execute("SELECT http_address FROM nodes").fetchone()
+        db.execute("UPDATE nodes SET http_address = ?", (address,))
+    return str(old)
 
 
 def test_backup_change_restore_download(stack: SingleHost, tmp_path: Path) -> None:
@@ -135,6 +147,16 @@ def test_backup_change_restore_download(stack: SingleHost, tmp_path: Path) -> No
         line.split()[1].removeprefix("./"): line.split()[0] for line in original.splitlines()
     }
     assert downloaded == expected
+    # An enrolment address from before the agent served TLS or had a public URL: the
+    # URL handed out is the one the agent reports (no token sent where it is not).
+    enrolled = _node_http_address(stack, "127.0.0.1:1")
+    try:
+        url = owner.call("GET", f"{base}/backups/{backup['id']}/download")["url"]
+        assert not url.startswith("http://127.0.0.1:1/")
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (loopback)
+            assert response.read(2) == b"\x1f\x8b"  # gzip
+    finally:
+        _node_http_address(stack, enrolled)
 
     # A locked backup is not deleted; unlocked, it is (and its snapshot with it).
     owner.call("PATCH", f"{base}/backups/{backup['id']}", {"locked": True})

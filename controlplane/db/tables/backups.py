@@ -4,9 +4,9 @@ deployment's backup policy: schedule, retention, ignore patterns, console comman
 
 A backup row is written `pending` before its agent is asked, becomes `running`, then
 `completed` (with the snapshot, its repository, size and checksum) or `failed` (with
-the error). `repository` names where the snapshot is: a node's own repository
-(`node:<id>`) is reachable from that node only, a fleet repository from every node
-that uses it.
+the error); a delete claims an unlocked one as `deleting` first. `repository` names
+where the snapshot is: a node's own repository (`node:<id>`) is reachable from that
+node only, a fleet repository from every node that uses it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from sqlmodel import Field, SQLModel
 from controlplane.db.types import UtcDateTime, new_id, utcnow
 
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+#: Being forgotten in its repository: no longer lockable, restorable or downloadable.
+DELETING = "deleting"
 
 
 class Backup(SQLModel, table=True):
