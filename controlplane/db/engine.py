@@ -96,9 +96,20 @@ def _join(threads: list[threading.Thread], timeout: float) -> int:
     return sum(thread.is_alive() for thread in threads)
 
 
-# Ids of the Databases whose writer turn the current task (or its parent) holds.
-_turns_held: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "turns_held", default=frozenset()
+class _Turn:
+    """One transaction's writer turn; `active` until that transaction ends."""
+
+    __slots__ = ("active", "database")
+
+    def __init__(self, database: int) -> None:
+        self.database = database
+        self.active = True
+
+
+# The writer turns the current task (or the task that started it) holds. A task
+# started inside a transaction inherits them, but only while that transaction lasts.
+_turns_held: contextvars.ContextVar[tuple[_Turn, ...]] = contextvars.ContextVar(
+    "turns_held", default=()
 )
 
 
@@ -133,16 +144,18 @@ class Database:
         the process's transactions run one at a time (a transaction opened inside
         another, in the same task or one it started, does not wait for its turn)."""
         held = _turns_held.get()
-        if self._writer is None or id(self) in held:
+        if self._writer is None or any(t.active and t.database == id(self) for t in held):
             async with self._session_in_transaction() as session:
                 yield session
             return
         async with self._writer:
-            token = _turns_held.set(held | {id(self)})
+            turn = _Turn(id(self))
+            token = _turns_held.set((*held, turn))
             try:
                 async with self._session_in_transaction() as session:
                     yield session
             finally:
+                turn.active = False
                 _turns_held.reset(token)
 
     @asynccontextmanager

@@ -39,3 +39,38 @@ async def test_a_writer_waits_for_a_slow_one_past_busy_timeout(
         count = (await session.exec(text("SELECT count(*) FROM t"))).one()  # type: ignore[call-overload]
     assert tuple(count) == (7,)
     await db.close()
+
+
+async def test_a_task_started_in_a_transaction_waits_its_turn_once_that_one_ended(
+    tmp_path: Path,
+) -> None:
+    """A task started inside a transaction shares its turn while it lasts, and only
+    then: outliving it, the task's own transactions queue like everyone's."""
+    db = Database(create_engine(f"sqlite+aiosqlite:///{tmp_path / 'inherit.db'}"))
+    async with db.transaction() as session:
+        await session.exec(text("CREATE TABLE t (n INTEGER)"))  # type: ignore[call-overload]
+    go = asyncio.Event()
+    order: list[str] = []
+
+    async def outliving() -> None:
+        await go.wait()
+        async with db.transaction() as session:
+            order.append("child")
+            await session.exec(text("INSERT INTO t VALUES (1)"))  # type: ignore[call-overload]
+
+    async with db.transaction():
+        child = asyncio.create_task(outliving())
+    other_started = asyncio.Event()
+
+    async def other() -> None:
+        async with db.transaction() as session:
+            other_started.set()
+            order.append("other")
+            go.set()
+            await asyncio.sleep(0.05)  # the child must not write meanwhile
+            order.append("other done")
+            await session.exec(text("INSERT INTO t VALUES (2)"))  # type: ignore[call-overload]
+
+    await asyncio.gather(other(), child)
+    assert order == ["other", "other done", "child"]
+    await db.close()
