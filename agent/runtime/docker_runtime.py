@@ -202,7 +202,9 @@ class DockerRuntime:
             if type(exc) is ContainerRuntimeError:  # the engine's 500s here are bad specs
                 raise InvalidSpec(str(exc)) from exc
             raise
-        return await self.inspect(str(created["Id"]))
+        # No inspect: a container just created is what its spec says (an inspect was a
+        # round trip to the engine on every start, for nothing the caller needed).
+        return ContainerInfo.just_created(str(created["Id"]), spec)
 
     async def start(self, container_id: str) -> None:
         await self._call(self._client.api.start, container_id, what=container_id)

@@ -128,7 +128,9 @@ class ContainerRuntime(Protocol):
         Until it is called, containers join the engine's default bridge."""
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec."""
+        """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec.
+        The info returned is the spec's (status "created", no pid), without asking the
+        engine again."""
 
     async def start(self, container_id: str) -> None:
         """Start; starting a running container is a no-op."""

@@ -148,20 +148,7 @@ class FakeContainerRuntime:
             raise ImageNotFound.of(spec.image)
         if any(info.name == spec.name for info in self.containers.values()):
             raise AlreadyExists(f"the name {spec.name} is taken")
-        info = ContainerInfo(
-            id=f"{next(self._ids):064x}",
-            name=spec.name,
-            labels=dict(spec.labels),
-            status="created",
-            pid=0,
-            created_at_ms=_now_ms(),
-            started_at_ms=0,
-            finished_at_ms=0,
-            exit_code=0,
-            oom_killed=False,
-            ip_address="",
-            memory_limit_bytes=spec.memory_bytes,
-        )
+        info = ContainerInfo.just_created(f"{next(self._ids):064x}", spec)
         self.containers[info.id] = info
         self._emit(info, "create")
         return info
