@@ -153,13 +153,14 @@ class FakeContainerRuntime:
         self._emit(info, "create")
         return info
 
-    async def start(self, container_id: str) -> None:
+    async def start(self, container_id: str) -> ContainerInfo:
         info = self._find(container_id)
         if info.running:
-            return
+            return info
         started = replace(info, status="running", pid=4242, started_at_ms=_now_ms())
         self.containers[info.id] = started
         self._emit(started, "start")
+        return started
 
     async def signal(self, container_id: str, signal: str) -> None:
         info = self._find(container_id)
