@@ -300,8 +300,8 @@ class Supervisor:
         # Attach before starting so that not one line of output is missed.
         await self.tracker.ensure_attached(server)
         server.start_requested_ms = int(time.time() * 1000)
-        await self.runtime.start(server.container_id)
-        await self.tracker.observe_start(server)
+        started = await self.runtime.start(server.container_id)
+        await self.tracker.observe_start(server, started)
 
     async def _apply_config_edits(self, server: ManagedServer) -> None:
         if not server.spec.config_files:

@@ -202,10 +202,21 @@ class DockerRuntime:
             if type(exc) is ContainerRuntimeError:  # the engine's 500s here are bad specs
                 raise InvalidSpec(str(exc)) from exc
             raise
-        return await self.inspect(str(created["Id"]))
+        # No inspect: a container just created is what its spec says (an inspect was a
+        # round trip to the engine on every start, for nothing the caller needed).
+        return ContainerInfo.just_created(str(created["Id"]), spec)
 
-    async def start(self, container_id: str) -> None:
-        await self._call(self._client.api.start, container_id, what=container_id)
+    async def start(self, container_id: str) -> ContainerInfo:
+        api = self._client.api
+
+        def start_and_read() -> dict[str, Any]:
+            # One hop to the pool for both: on a loaded machine each hop (a thread and
+            # the event loop waking up) cost more than the inspect itself.
+            api.start(container_id)
+            attrs: dict[str, Any] = api.inspect_container(container_id)
+            return attrs
+
+        return container_info(await self._call(start_and_read, what=container_id))
 
     async def signal(self, container_id: str, signal: str) -> None:
         await self._call(self._client.api.kill, container_id, signal=signal, what=container_id)

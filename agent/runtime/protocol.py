@@ -128,10 +128,13 @@ class ContainerRuntime(Protocol):
         Until it is called, containers join the engine's default bridge."""
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
-        """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec."""
+        """Create (not start). ImageNotFound, AlreadyExists (name taken), InvalidSpec.
+        The info returned is the spec's (status "created", no pid), without asking the
+        engine again."""
 
-    async def start(self, container_id: str) -> None:
-        """Start; starting a running container is a no-op."""
+    async def start(self, container_id: str) -> ContainerInfo:
+        """Start; starting a running container is a no-op. Returns the container as the
+        engine reports it just after (read in the same call, not a second one)."""
 
     async def signal(self, container_id: str, signal: str) -> None:
         """Send `signal` (e.g. "SIGTERM"). NotRunning when it is not running."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -105,6 +106,25 @@ class ContainerInfo:
     @property
     def running(self) -> bool:
         return self.status in ("running", "paused", "restarting")
+
+    @classmethod
+    def just_created(cls, container_id: str, spec: ContainerSpec) -> ContainerInfo:
+        """A container the engine has just created from `spec`: status "created", never
+        started; `created_at_ms` is now."""
+        return cls(
+            id=container_id,
+            name=spec.name,
+            labels=dict(spec.labels),
+            status="created",
+            pid=0,
+            created_at_ms=time.time_ns() // 1_000_000,
+            started_at_ms=0,
+            finished_at_ms=0,
+            exit_code=0,
+            oom_killed=False,
+            ip_address="",
+            memory_limit_bytes=spec.memory_bytes,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ are handed to the pool without waiting for them.
 
 Each hop to the pool costs a thread wake-up, a wake-up of the event loop and GIL
 hand-overs; on a download that cost more CPU than the reads themselves. So read-ahead
-reads whole CHUNKs (several client requests' worth) per hop.
+reads whole CHUNKs (several client requests' worth) per hop, and writes that continue
+one another (an upload: OpenSSH sends 32 KiB each) are gathered into one pwritev of
+up to CHUNK bytes per hop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from typing import Any
 
 CHUNK = 1024 * 1024  # bytes per pread in the pool: one thread hop serves several reads
 READ_AHEAD = 2  # chunks read ahead of the ones a sequential read is served from
@@ -30,17 +34,33 @@ def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
         offset += written
 
 
+def pwritev_all(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Write the concatenation of `pieces` at `offset`, in as few syscalls as the
+    kernel allows (pwritev may write less than asked)."""
+    views = [memoryview(piece) for piece in pieces]
+    while views:
+        written = os.pwritev(fd, views, offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            del views[0]
+        if views and written:
+            views[0] = views[0][written:]
+
+
 class OpenFile:
     """A regular file a client opened; `fd` is owned and closed by `close`.
 
     Reads: a read that continues where the previous one ended is served from CHUNK-sized
     blocks read in the pool, READ_AHEAD of them ahead of the read (only on files opened
     read-only, so no read-ahead is ever stale against this session's own writes); any
-    other read drops the read-ahead and reads just what it asks for. Writes: up to
-    WRITE_BEHIND run at once (one at a time with O_APPEND); a write's error is raised by
-    a later `write`, `settle` or `close`. `close` waits for all work in flight before
-    closing the fd, so the fd number is never reused under a pread or pwrite still
-    running.
+    other read drops the read-ahead and reads just what it asks for. Writes: a write
+    that continues the one before joins it until CHUNK bytes are gathered (not with
+    O_APPEND), then they go to the pool as one; up to WRITE_BEHIND run at once (one at
+    a time with O_APPEND); a write's error is raised by a later `write`, `settle`,
+    `close` or read. A read of a writable file waits for every write before it. `close` waits for
+    all work in flight before closing the fd, so the fd number is never reused under a
+    pread or pwrite still running.
     """
 
     def __init__(
@@ -57,6 +77,9 @@ class OpenFile:
         self._next_read = 0  # where a sequential read continues
         self._stray: list[Future[bytes]] = []  # dropped read-aheads still running
         self._writes: deque[Future[None]] = deque()
+        self._gathered: list[bytes] = []  # contiguous writes not handed to the pool yet
+        self._gathered_at = 0  # their offset
+        self._gathered_len = 0
         self._closed = False
 
     async def read(self, offset: int, size: int) -> bytes:
@@ -70,6 +93,8 @@ class OpenFile:
         (into the SSH packet being sealed).
         """
         if self.writable or offset != self._next_read or size <= 0:
+            if self.writable:
+                await self.settle()  # the session reads its own writes, never stale bytes
             self._drop_read_ahead()
             future = self._executor.submit(os.pread, self.fd, size, offset)
             data: bytes | memoryview = await asyncio.wrap_future(future)
@@ -98,13 +123,37 @@ class OpenFile:
     async def write(self, offset: int, data: bytes) -> None:
         while self._writes and self._writes[0].done():
             self._writes.popleft().result()  # an earlier write's error surfaces here
+        if self.append:
+            await self._submit(pwrite_all, data, offset)
+            return
+        if self._gathered and offset != self._gathered_at + self._gathered_len:
+            await self._submit_gathered()
+        if not self._gathered:
+            self._gathered_at = offset
+        self._gathered.append(bytes(data))  # bytes already: no copy; a caller's buffer: one
+        self._gathered_len += len(data)
+        if self._gathered_len >= CHUNK:
+            await self._submit_gathered()
+
+    async def _submit_gathered(self) -> None:
+        pieces, offset = self._gathered, self._gathered_at
+        self._gathered, self._gathered_len = [], 0
+        if len(pieces) == 1:
+            await self._submit(pwrite_all, pieces[0], offset)
+        else:
+            await self._submit(pwritev_all, pieces, offset)
+
+    async def _submit(self, write: Callable[[int, Any, int], None], data: Any, offset: int) -> None:
         while len(self._writes) >= self._write_depth:
             await asyncio.wrap_future(self._writes.popleft())
-        self._writes.append(self._executor.submit(pwrite_all, self.fd, data, offset))
+        self._writes.append(self._executor.submit(write, self.fd, data, offset))
 
     async def settle(self) -> None:
-        """Wait for every write in flight; raise the first one's error."""
+        """Write what was gathered, wait for every write in flight; raise the first
+        one's error."""
         error: BaseException | None = None
+        if self._gathered:
+            await self._submit_gathered()
         while self._writes:
             try:
                 await asyncio.wrap_future(self._writes.popleft())

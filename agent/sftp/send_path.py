@@ -14,6 +14,9 @@ hands the pieces to the connection, which joins them once to seal the packet and
 once more to prefix its length (wire.LeanServerConnection._send_sealed). Packets
 carry up to the client's maximum packet size across response boundaries, as
 OpenSSH's sshd does, instead of ending each response with a small packet of its own.
+Responses written in one turn of the event loop go out together at its end: an
+upload's write requests arrive several per received chunk, and their status replies
+(28 bytes each) were one SSH packet, one encryption and one send() call apiece.
 
 Built on asyncssh's channel, session and SFTP handler internals (private
 attributes, as of 2.24); anything outside the case handled here (an encoding set on
@@ -56,8 +59,12 @@ class LeanChannel(SSHServerChannel[bytes]):
     """asyncssh's server channel, queuing and sending data without copying it.
 
     The send buffer holds read-only memoryviews instead of bytearrays; window,
-    water marks, EOF and close are asyncssh's own accounting, unchanged.
+    water marks, EOF and close are asyncssh's own accounting, unchanged. Data written
+    is sent at the end of the event loop's turn (call_soon), with whatever else was
+    written in that turn.
     """
+
+    _flush_scheduled = False
 
     def write(self, data: Any, datatype: Any = None) -> None:
         if self._encoding:
@@ -76,6 +83,12 @@ class LeanChannel(SSHServerChannel[bytes]):
             if part:
                 queue.append((view := _frozen(part), datatype))
                 self._send_buf_len += len(view)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_written)
+
+    def _flush_written(self) -> None:
+        self._flush_scheduled = False
         self._flush_send_buf()
 
     def _flush_send_buf(self) -> None:

@@ -148,31 +148,19 @@ class FakeContainerRuntime:
             raise ImageNotFound.of(spec.image)
         if any(info.name == spec.name for info in self.containers.values()):
             raise AlreadyExists(f"the name {spec.name} is taken")
-        info = ContainerInfo(
-            id=f"{next(self._ids):064x}",
-            name=spec.name,
-            labels=dict(spec.labels),
-            status="created",
-            pid=0,
-            created_at_ms=_now_ms(),
-            started_at_ms=0,
-            finished_at_ms=0,
-            exit_code=0,
-            oom_killed=False,
-            ip_address="",
-            memory_limit_bytes=spec.memory_bytes,
-        )
+        info = ContainerInfo.just_created(f"{next(self._ids):064x}", spec)
         self.containers[info.id] = info
         self._emit(info, "create")
         return info
 
-    async def start(self, container_id: str) -> None:
+    async def start(self, container_id: str) -> ContainerInfo:
         info = self._find(container_id)
         if info.running:
-            return
+            return info
         started = replace(info, status="running", pid=4242, started_at_ms=_now_ms())
         self.containers[info.id] = started
         self._emit(started, "start")
+        return started
 
     async def signal(self, container_id: str, signal: str) -> None:
         info = self._find(container_id)

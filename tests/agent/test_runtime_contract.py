@@ -97,11 +97,14 @@ async def test_create_start_and_names_taken_once(runtime: ContainerRuntime, run_
     assert created.labels[RUN_LABEL] == run_id
     with pytest.raises(AlreadyExists):
         await runtime.create(spec)
-    await runtime.start(created.id)
-    await runtime.start(created.id)  # a no-op when running
+    started = await runtime.start(created.id)  # the container as it is once started
+    assert (started.id, started.running) == (created.id, True)
+    assert started.pid > 0
+    again = await runtime.start(created.id)  # a no-op when running
+    assert again.started_at_ms == started.started_at_ms
     running = await runtime.inspect(created.id)
     assert running.running
-    assert running.started_at_ms > 0
+    assert running.started_at_ms == started.started_at_ms > 0
 
 
 async def test_a_killed_container_dies_with_its_signal_s_code(

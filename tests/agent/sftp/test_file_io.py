@@ -6,10 +6,11 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.sftp.file_io import CHUNK, OpenFile
+from agent.sftp.file_io import CHUNK, OpenFile, pwritev_all
 
 
 @pytest.fixture
@@ -71,3 +72,49 @@ async def test_reads_across_read_ahead_chunks(tmp_path: Path, pool: ThreadPoolEx
     assert await handle.read(CHUNK - 3, 6) == payload[CHUNK - 3 : CHUNK + 3]
     assert await handle.read(CHUNK + 3, 2 * CHUNK) == payload[CHUNK + 3 : 3 * CHUNK + 3]
     await handle.close()
+
+
+class _CountingPool(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(4)
+        self.submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+async def test_contiguous_writes_go_to_the_pool_together(tmp_path: Path) -> None:
+    """An upload's 32 KiB writes cost one thread hop per CHUNK, not one each; a jump,
+    a read and the close write what was gathered, so nothing is lost or read stale."""
+    blocks = [os.urandom(32 * 1024) for _ in range(2 * CHUNK // (32 * 1024))]
+    with _CountingPool() as pool:
+        fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+        handle = OpenFile(fd, 0, True, pool)
+        for index, block in enumerate(blocks):
+            await handle.write(index * len(block), block)
+        assert pool.submitted <= 2  # 2 MiB in 32 KiB writes: two hops
+        await handle.write(5, b"jump")  # not contiguous: what was gathered goes first
+        await handle.write(len(blocks) * 32 * 1024, b"tail")
+        assert await handle.read(5, 4) == b"jump"  # gathered writes land before a read
+        await handle.write(7, b"late")
+        await handle.close()
+    expected = bytearray(b"".join(blocks) + b"tail")
+    expected[5:9] = b"jump"
+    expected[7:11] = b"late"
+    assert (tmp_path / "f").read_bytes() == expected
+
+
+def test_pwritev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.pwritev
+
+    def at_most_five(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:5]], offset)
+
+    monkeypatch.setattr(os, "pwritev", at_most_five)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        pwritev_all(fd, [b"abc", b"defghij", b"", b"klmnopq"], 2)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"\0\0abcdefghijklmnopq"

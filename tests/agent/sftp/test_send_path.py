@@ -5,7 +5,7 @@ Downloads by the OpenSSH client are in test_openssh_client.py."""
 from __future__ import annotations
 
 import os
-from typing import cast
+from typing import Any, cast
 
 import asyncssh
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from agent.sftp.file_io import CHUNK
 from agent.sftp.send_path import LeanChannel, _frozen
 from agent.sftp.session import ConfinedSFTPServer
+from agent.sftp.wire import LeanServerConnection
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
 
 
@@ -98,3 +99,26 @@ async def test_download_across_key_exchanges(world: World) -> None:
     ):
         for _ in range(2):  # about seven key exchanges
             assert await _read(remote, len(payload), 0) == payload
+
+
+async def test_replies_of_one_turn_share_a_packet(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload's status replies, written in one turn of the event loop, leave as one
+    SSH packet (one encryption, one send) rather than one each."""
+    sealed: list[int] = []
+    real = LeanServerConnection._send_sealed
+
+    def counting(self: LeanServerConnection, *args: Any) -> None:
+        sealed.append(1)
+        real(self, *args)
+
+    payload = os.urandom(4 * 1024 * 1024)
+    conn, sftp = await asyncssh_sftp(world)
+    async with conn:
+        monkeypatch.setattr(LeanServerConnection, "_send_sealed", counting)
+        async with sftp.open("/up.bin", "wb", block_size=32 * 1024) as remote:
+            await remote.write(payload)  # 128 writes, many in flight at once
+        monkeypatch.undo()
+    assert (world.server_dir(world.alice_server) / "up.bin").read_bytes() == payload
+    assert len(sealed) < 128 // 2
