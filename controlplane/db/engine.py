@@ -19,10 +19,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
+from controlplane.db.sqlite_driver import one_hop_connect
 
 log = get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_POOL_SIZE = 16
 # How long dispose_engine() waits for SQLite worker threads to finish their queues.
 WORKER_STOP_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000 + 5
 
@@ -52,7 +54,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     async def connect() -> aiosqlite.Connection:
-        connection = aiosqlite.connect(*args, **options)
+        connection = one_hop_connect(*args, **options)
         # The attribute SQLAlchemy's own aiosqlite dialect uses (aiosqlite >= 0.22);
         # daemon, as there, so a stuck query never holds up interpreter exit.
         worker = connection._thread
@@ -60,7 +62,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
         workers.add(worker)
         return await connection
 
-    engine = create_async_engine(url, async_creator=connect, **kwargs)
+    # Enough pooled connections for the readers of a busy process: a connection
+    # beyond the pool is opened (a thread, a file, the pragmas) and closed per use.
+    pooling = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
+    engine = create_async_engine(url, async_creator=connect, **{**pooling, **kwargs})
     # The arguments SQLAlchemy itself would pass to the driver for this URL.
     args, options = engine.dialect.create_connect_args(engine.url)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
