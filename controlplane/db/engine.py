@@ -7,8 +7,8 @@ import contextvars
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiosqlite
@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.db.sqlite_driver import one_hop_connect
+from controlplane.db.writer_turns import WriterTurns
 
 log = get_logger(__name__)
 
@@ -107,6 +108,26 @@ _turns_held: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
 )
 
 
+# Whether the current task's transactions go ahead of the queue (writes_go_first).
+_first_in_line: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "first_in_line", default=False
+)
+
+
+@contextmanager
+def writes_go_first() -> Iterator[None]:
+    """Inside the block, the current task's SQLite transactions (and those of tasks
+    it starts) wait only for the turn in progress and for other such transactions,
+    not for the ordinary queue: for code that holds a lock others wait on (the
+    reconciler's pass and its pause), so that they wait for one transaction, not for
+    every writer queued meanwhile."""
+    token = _first_in_line.set(True)
+    try:
+        yield
+    finally:
+        _first_in_line.reset(token)
+
+
 class Database:
     """The control plane's database: one engine, sessions on demand.
 
@@ -121,7 +142,7 @@ class Database:
         # lock with growing sleeps (busy_timeout): under many concurrent writes some
         # wait seconds, and past the timeout fail with "database is locked". This
         # process's transactions take turns here instead, first come first served.
-        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._writer = WriterTurns() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -135,20 +156,23 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits when the block succeeds. On SQLite
-        the process's transactions run one at a time (a transaction opened inside
-        another, in the same task or one it started, does not wait for its turn)."""
+        the process's transactions run one at a time, in arrival order (a transaction
+        opened inside another, in the same task or one it started, does not wait for
+        its turn), except that those opened inside :func:`writes_go_first` go ahead
+        of the others."""
         held = _turns_held.get()
         if self._writer is None or id(self) in held:
             async with self._session_in_transaction() as session:
                 yield session
             return
-        async with self._writer:
-            token = _turns_held.set(held | {id(self)})
-            try:
-                async with self._session_in_transaction() as session:
-                    yield session
-            finally:
-                _turns_held.reset(token)
+        await self._writer.acquire(first=_first_in_line.get())
+        token = _turns_held.set(held | {id(self)})
+        try:
+            async with self._session_in_transaction() as session:
+                yield session
+        finally:
+            _turns_held.reset(token)
+            self._writer.release()
 
     @asynccontextmanager
     async def _session_in_transaction(self) -> AsyncIterator[AsyncSession]:
