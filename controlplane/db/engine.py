@@ -119,8 +119,9 @@ def writes_go_first() -> Iterator[None]:
     """Inside the block, the current task's SQLite transactions (and those of tasks
     it starts) wait only for the turn in progress and for other such transactions,
     not for the ordinary queue: for code that holds a lock others wait on (the
-    reconciler's pass and its pause), so that they wait for one transaction, not for
-    every writer queued meanwhile."""
+    reconciler's pause around a deletion), so that they wait for one transaction,
+    not for every writer queued meanwhile. The reconciler's own pass stays in the
+    queue: waiting there, it records the statuses of many deployments at once."""
     token = _first_in_line.set(True)
     try:
         yield

@@ -171,8 +171,7 @@ class Reconciler:
         """One level-triggered pass; returns the actions it took."""
         async with self._lock:
             try:
-                with writes_go_first():
-                    return await self._pass()
+                return await self._pass()
             except BaseException:
                 self._desired_changed = True  # the cached rows may be half updated
                 raise
