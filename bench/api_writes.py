@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 import aiosqlite
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from api_throughput import stop, wait_for_address
