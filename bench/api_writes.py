@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 import aiosqlite
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).parent))
 from api_throughput import stop, wait_for_address
@@ -37,6 +37,8 @@ from api_throughput import stop, wait_for_address
 CLIENTS = 40
 SECONDS = 20.0
 JWT_SECRET = "bench-secret-0123456789abcdef"  # noqa: S105 (throwaway server)
+# PostgreSQL control planes must be given their secrets key (base64 of 32 bytes).
+SECRETS_KEY = "YmVuY2gtc2VjcmV0cy1rZXktMDEyMzQ1Njc4OWFiY2Q="
 POSTGRES_URL = os.environ.get(
     "ENCEDEUS_BENCH_POSTGRES_URL",
     "postgresql+asyncpg://encedeus:encedeus@127.0.0.1:5432/encedeus_test",
@@ -264,7 +266,7 @@ def wait_for_address_in(reader: Any, process: subprocess.Popen[str]) -> str:
 
 
 async def one_engine(engine: str, seconds: float) -> dict[str, Any]:
-    env = {**os.environ, "JWT_SECRET": JWT_SECRET}
+    env = {**os.environ, "JWT_SECRET": JWT_SECRET, "ENCEDEUS_SECRETS_KEY": SECRETS_KEY}
     with tempfile.TemporaryDirectory() as tmp:
         database_url, dsn = "", ""
         if engine == "postgresql":

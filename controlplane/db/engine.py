@@ -7,8 +7,8 @@ import contextvars
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiosqlite
@@ -19,10 +19,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
+from controlplane.db.sqlite_driver import one_hop_connect
+from controlplane.db.writer_turns import WriterTurns
 
 log = get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_POOL_SIZE = 16
 # How long dispose_engine() waits for SQLite worker threads to finish their queues.
 WORKER_STOP_SECONDS = SQLITE_BUSY_TIMEOUT_MS / 1000 + 5
 
@@ -52,7 +55,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     workers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     async def connect() -> aiosqlite.Connection:
-        connection = aiosqlite.connect(*args, **options)
+        connection = one_hop_connect(*args, **options)
         # The attribute SQLAlchemy's own aiosqlite dialect uses (aiosqlite >= 0.22);
         # daemon, as there, so a stuck query never holds up interpreter exit.
         worker = connection._thread
@@ -60,7 +63,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
         workers.add(worker)
         return await connection
 
-    engine = create_async_engine(url, async_creator=connect, **kwargs)
+    # Enough pooled connections for the readers of a busy process: a connection
+    # beyond the pool is opened (a thread, a file, the pragmas) and closed per use.
+    pooling = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
+    engine = create_async_engine(url, async_creator=connect, **{**pooling, **kwargs})
     # The arguments SQLAlchemy itself would pass to the driver for this URL.
     args, options = engine.dialect.create_connect_args(engine.url)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -113,6 +119,27 @@ _turns_held: contextvars.ContextVar[tuple[_Turn, ...]] = contextvars.ContextVar(
 )
 
 
+# Whether the current task's transactions go ahead of the queue (writes_go_first).
+_first_in_line: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "first_in_line", default=False
+)
+
+
+@contextmanager
+def writes_go_first() -> Iterator[None]:
+    """Inside the block, the current task's SQLite transactions (and those of tasks
+    it starts) wait only for the turn in progress and for other such transactions,
+    not for the ordinary queue: for code that holds a lock others wait on (the
+    reconciler's pause around a deletion), so that they wait for one transaction,
+    not for every writer queued meanwhile. The reconciler's own pass stays in the
+    queue: waiting there, it records the statuses of many deployments at once."""
+    token = _first_in_line.set(True)
+    try:
+        yield
+    finally:
+        _first_in_line.reset(token)
+
+
 class Database:
     """The control plane's database: one engine, sessions on demand.
 
@@ -127,7 +154,7 @@ class Database:
         # lock with growing sleeps (busy_timeout): under many concurrent writes some
         # wait seconds, and past the timeout fail with "database is locked". This
         # process's transactions take turns here instead, first come first served.
-        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._writer = WriterTurns() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -141,22 +168,25 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits when the block succeeds. On SQLite
-        the process's transactions run one at a time (a transaction opened inside
-        another, in the same task or one it started, does not wait for its turn)."""
+        the process's transactions run one at a time, in arrival order (a transaction
+        opened inside another, in the same task or one it started, does not wait for
+        its turn), except that those opened inside :func:`writes_go_first` go ahead
+        of the others."""
         held = _turns_held.get()
         if self._writer is None or any(t.active and t.database == id(self) for t in held):
             async with self._session_in_transaction() as session:
                 yield session
             return
-        async with self._writer:
-            turn = _Turn(id(self))
-            token = _turns_held.set((*held, turn))
-            try:
-                async with self._session_in_transaction() as session:
-                    yield session
-            finally:
-                turn.active = False
-                _turns_held.reset(token)
+        await self._writer.acquire(first=_first_in_line.get())
+        turn = _Turn(id(self))
+        token = _turns_held.set((*held, turn))
+        try:
+            async with self._session_in_transaction() as session:
+                yield session
+        finally:
+            turn.active = False
+            _turns_held.reset(token)
+            self._writer.release()
 
     @asynccontextmanager
     async def _session_in_transaction(self) -> AsyncIterator[AsyncSession]:

@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
-from controlplane.db.engine import Database
+from controlplane.db.engine import Database, writes_go_first
 from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
 from controlplane.events.bus import Event, EventBus, EventType
 from controlplane.placement import (
@@ -160,10 +160,13 @@ class Reconciler:
         """No pass runs and no agent call of a pass is in flight inside the block: for
         API changes that act on agents themselves (deleting a deployment), so that a
         pass that loaded the rows before the change cannot recreate what it removes."""
+        # Whoever waits for this lock also waits for the block's transactions: they
+        # go ahead of the other writers (on SQLite).
         async with self._lock:
             await self.idle()
             try:
-                yield
+                with writes_go_first():
+                    yield
             finally:
                 self._desired_changed = True  # the block changed rows behind the cache
 
