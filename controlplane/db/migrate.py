@@ -79,8 +79,22 @@ def _upgrade(conn: Connection, config: Config) -> str:
 async def _upgrade_async(url: str) -> str:
     engine = create_engine(url)
     try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(_upgrade, alembic_config())
+        async with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite's batch mode rebuilds a table to alter it (copy, drop, rename):
+                # with foreign keys on, the drop cascades to every row that references
+                # the table (a deployments rebuild deleted every replica). Off for the
+                # migration (it only takes effect outside a transaction), checked after.
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await conn.commit()
+            async with conn.begin():
+                revision = await conn.run_sync(_upgrade, alembic_config())
+                if sqlite:
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+            return revision
     finally:
         await dispose_engine(engine)
 
