@@ -172,7 +172,9 @@ class EventStore:
             row = await session.get(WebhookCursor, key)
             if row is not None:
                 return row.cursor
-            newest = await self.latest()
+            # In this session: a second one would need a second connection while this
+            # holds one (many new followers at once exhausted the pool: 30 s stalls).
+            newest = int((await session.exec(select(func.max(EventRecord.id)))).one() or 0)
             session.add(WebhookCursor(endpoint=key, cursor=newest))
             return newest
 

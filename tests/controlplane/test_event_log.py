@@ -129,3 +129,18 @@ async def test_finished_deliveries_and_mails_are_pruned_pending_ones_stay(
         mails = (await session.exec(select(MailMessage.status))).all()
     assert list(left) == ["pending"]
     assert list(mails) == ["pending"]
+
+
+async def test_a_new_follower_gets_its_cursor_on_one_connection(database_url: str) -> None:
+    """Many followers start at once (a webhook per account): each may hold only the one
+    connection its transaction has, or the pool runs dry and every one of them waits."""
+    await upgrade_database(database_url)
+    single = Database(create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=2))
+    try:
+        store = EventStore(single)
+        await store.record_now([Event("test", owner_id="o")])
+        newest = await store.latest()
+        async with asyncio.timeout(10):
+            assert await store.follower_cursor("fresh-follower") == newest
+    finally:
+        await single.close()
