@@ -1,8 +1,8 @@
 """What a slot does when its node is lost (`on_node_loss`), through the reconciler
 harness: `wait` keeps it on its node (no second copy anywhere) until the node is back
-or `move_after` has passed; `move` places it elsewhere at once. A moved slot's container is created stopped, the
-restore hook puts its latest backup back, and only then does it start; its row and an
-event say whether it got one or started empty."""
+or `move_after` has passed; `move` places it elsewhere at once. A moved slot's
+container is created stopped, the restore hook puts its latest backup back, and only
+then does it start; its row and an event say whether it got one or started empty."""
 
 from __future__ import annotations
 
