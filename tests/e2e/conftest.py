@@ -85,7 +85,9 @@ def two_agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
         await sign_in_admin(running)
         # One fleet repository both agents read (a move after node loss restores
         # from it): a local directory, as shared storage would be.
-        fleet = {"backups": {"repository": str(root / "fleet-backups"), "password": "e2e-fleet"}}
+        fleet: dict[str, object] = {
+            "backups": {"repository": str(root / "fleet-backups"), "password": "e2e-fleet"}
+        }
         await add_agent(running, "node-a", (31200, 31399), fleet)
         await add_agent(running, "node-b", (31400, 31599), fleet)
 
