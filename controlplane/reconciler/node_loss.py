@@ -151,6 +151,7 @@ class SlotRestore:
         self.retry, self._clock = retry, clock
         self._on_finished = on_finished
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._deployment_of: dict[str, str] = {}  # replica -> deployment, while running
         self._done: set[str] = set()  # replicas with an outcome (a cached row may lag)
         self._failures: dict[str, tuple[int, float]] = {}  # replica -> (count, retry at)
         self.errors: dict[str, str] = {}
@@ -170,6 +171,7 @@ class SlotRestore:
         )
         task = asyncio.create_task(self._run(replica, deployment, target), name="restore")
         self._tasks[replica_id] = task
+        self._deployment_of[replica_id] = target.deployment_id
         task.add_done_callback(lambda _: self._ended(replica_id))
 
     def next_retry(self) -> float | None:
@@ -187,6 +189,13 @@ class SlotRestore:
         """Cancel the restores still running (the reconciler stops)."""
         await cancel_and_wait(*self._tasks.values())
 
+    async def cancel_of(self, deployment_id: str) -> None:
+        """Cancel the restores of `deployment_id`'s slots (it is being deleted: its
+        containers must not wait behind a restore that may take minutes)."""
+        await cancel_and_wait(
+            *(t for r, t in self._tasks.items() if self._deployment_of.get(r) == deployment_id)
+        )
+
     async def idle(self) -> None:
         """Wait until no restore runs (tests)."""
         while self._tasks:
@@ -194,6 +203,7 @@ class SlotRestore:
 
     def _ended(self, replica_id: str) -> None:
         self._tasks.pop(replica_id, None)
+        self._deployment_of.pop(replica_id, None)
         if self._on_finished is not None:
             self._on_finished()
 

@@ -164,3 +164,17 @@ async def test_a_long_restore_runs_off_the_reconcilers_passes(
     (row,) = await harness.replicas(deployment_id)
     assert row.restore_state == "restored"
     assert str(row.id) in target.running()
+
+
+async def test_deleting_the_deployment_cancels_its_restore(harness: ReconcilerHarness) -> None:
+    _, n2, deployment_id, _ = await _backed_up_then_lost(harness)
+    target = harness.fleet.agent(n2)
+    target.hold_restores = asyncio.Event()  # never set: only a cancel ends it
+    for _ in range(3):
+        await harness.reconciler.reconcile_once()
+        await harness.reconciler.idle()
+    await asyncio.wait_for(target.restore_entered.wait(), 2)
+    await asyncio.wait_for(harness.reconciler.restore.cancel_of(deployment_id), 1)
+    await asyncio.wait_for(harness.reconciler.restore.idle(), 1)
+    (row,) = await harness.replicas(deployment_id)
+    assert row.restore_state == "restoring"  # no outcome recorded for a cancelled one
