@@ -233,7 +233,7 @@ class Reconciler:
         deadlines += [a.move_at for a in actions if isinstance(a, WaitForNode) and a.move_at]
         if (retry := self.calls.failed.next_retry(now)) is not None:
             deadlines.append(retry)
-        if (retry := self.restore.next_retry()) is not None:
+        if (retry := self.restore.next_retry(now)) is not None:
             deadlines.append(retry)
         return min(deadlines, default=None)
 

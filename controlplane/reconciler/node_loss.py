@@ -174,9 +174,10 @@ class SlotRestore:
         self._deployment_of[replica_id] = target.deployment_id
         task.add_done_callback(lambda _: self._ended(replica_id))
 
-    def next_retry(self) -> float | None:
-        """When the earliest failed restore may be tried again (None: none waits)."""
-        return min((at for _, at in self._failures.values()), default=None)
+    def next_retry(self, now: float) -> float | None:
+        """When the earliest failed restore waiting after `now` may be tried again
+        (None: none waits)."""
+        return min((at for _, at in self._failures.values() if at > now), default=None)
 
     def keep_only(self, replica_ids: Collection[str]) -> None:
         """Forget what is known of replicas that no longer exist."""

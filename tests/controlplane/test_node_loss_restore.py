@@ -124,6 +124,10 @@ async def test_a_failed_restore_keeps_the_slot_stopped_and_says_so_then_retries(
     assert deployment.status != "running"
     assert "repository locked" in (deployment.error_message or "")
 
+    restores = harness.reconciler.restore
+    # The pass wakes for the retry, and never spins on one that is already due.
+    assert restores.next_retry(time.time() - 1) is not None
+    assert restores.next_retry(time.time() + 1) is None
     del target.refusals["RestoreBackup"]
     await asyncio.sleep(0.25)  # the retry is due
     await harness.settle()
