@@ -26,6 +26,7 @@ from controlplane.api.metrics import ApiMetrics
 from controlplane.api.refresh_cookie import install_refresh_cookie
 from controlplane.api.routes import build_routes
 from controlplane.api.ui_assets import install_ui
+from controlplane.backups.after_node_loss import LatestBackupOnNewNode
 from controlplane.backups.wiring import install_backups
 from controlplane.config import ControlPlaneConfig, prepare_data_dir
 from controlplane.db.engine import Database, create_engine
@@ -175,8 +176,10 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     app.cleanup_ctx.append(_run_notifier)
     app.cleanup_ctx.append(_run_mail_outbox)
     bus = install_events(app, config, database)
-    pool, _ = install_orchestration(app, config, database, bus, (leadership, notifier))
-    install_backups(app, config, database, pool, (bus, leadership))
+    pool, reconciler = install_orchestration(app, config, database, bus, (leadership, notifier))
+    backups = install_backups(app, config, database, pool, (bus, leadership))
+    # A slot moved after node loss gets its latest reachable backup (docs/stateful.md).
+    reconciler.restore.hook = LatestBackupOnNewNode(backups.operations)
     install_ingress(app, config, database, (leadership, notifier))
     install_tasks(app, database, bus, leadership)
     app.cleanup_ctx.append(_run_leadership)

@@ -92,7 +92,8 @@ class ReplicaStatus(BaseModel):
     `move_after`: when the slot moves to another node."""
     data: str | None = Field(
         default=None,
-        description="after a move on node loss: restored (a backup), empty (none) or pending",
+        description="after a move on node loss: pending, restoring, restore_failed (the"
+        " server stays stopped until its data is back), restored (a backup) or empty (none)",
     )
     data_note: str | None = None
     transfer: dict[str, Any] | None = Field(

@@ -384,6 +384,8 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
     deployment = await owned_deployment(request)
     reconciler = request.app.get(RECONCILER)
     async with reconciler.paused() if reconciler else contextlib.nullcontext():
+        if reconciler is not None:  # a restore after node loss holds its container
+            await reconciler.restore.cancel_of(str(deployment.id))
         async with database(request).session() as session:
             replicas = (
                 await session.exec(

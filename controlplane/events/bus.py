@@ -64,6 +64,7 @@ class EventType(StrEnum):
     # backup, or started without it.
     REPLICA_RESTORED = "replica_restored"
     REPLICA_STARTED_EMPTY = "replica_started_empty"
+    REPLICA_RESTORE_FAILED = "replica_restore_failed"
     # A slot moved to another live node with its data (docs/stateful.md, "Transfers").
     REPLICA_TRANSFER_PROGRESS = "replica_transfer_progress"
     REPLICA_MOVED = "replica_moved"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from common.logging import get_logger
 from controlplane.agents import AgentError, AgentPool
@@ -35,8 +35,6 @@ from controlplane.security.secrets import SecretUnreadable
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
-# Runs before every create of a replica (the restore after node loss).
-BeforeCreate = Callable[[Replica, Deployment, str], Awaitable[None]]
 AGENT_CONCURRENCY = 16
 # Agent answers that retrying the same call cannot change (bad spec, unknown image).
 PERMANENT_ERRORS = frozenset({"failed_precondition", "invalid_argument"})
@@ -87,11 +85,9 @@ class AgentCalls:
         clock: Callable[[], float],
         on_finished: Callable[[], None],
         registry: RegistryCredentials | None = None,
-        before_create: BeforeCreate | None = None,
     ) -> None:
         self.pool = pool
         self.registry = registry
-        self.before_create = before_create
         self.codes: dict[str, str] = {}  # the stable code of each replica's last error
         # Replicas whose create/recreate answered "pulling": (call key, node, generation).
         self.pulling: dict[str, tuple[tuple[str, str], str, int]] = {}
@@ -250,8 +246,6 @@ class AgentCalls:
                 return None
         if isinstance(action, CreateServer | RecreateServer):
             start = action.start if isinstance(action, CreateServer) else deployment.running
-            if self.before_create is not None:
-                await self.before_create(replica, deployment, node_id)
             try:
                 began = time.perf_counter()
                 server = await client.create_server(spec, start=start)

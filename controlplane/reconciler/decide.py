@@ -10,7 +10,9 @@ twice in a row) repeats harmless work at worst. Rules, per deployment:
   `on_node_loss = "wait"` (until `move_after`, if set); otherwise (`move`, or a node
   that is gone) it moves to a live node as a new replica of the same slot, with the
   slot's volume id (its data directory and SFTP login) and its latest backup to
-  restore there first (`AddReplica.restore`); the stale container on the old node is
+  restore there first (`AddReplica.restore`): its container is created stopped, the
+  restore is asked for (`RestoreData`, carried out off the pass) and the container
+  starts only once the restore has an outcome. The stale container on the old node is
   an orphan (no row owns its id) and is removed when that node reports again.
 - A container on a node whose replica is assigned elsewhere, or that no replica owns,
   is removed: never two copies of one replica running for long.
@@ -43,6 +45,7 @@ from controlplane.reconciler.model import (
     RecordCrash,
     RecreateServer,
     RemoveServer,
+    RestoreData,
     StartServer,
     StopServer,
     Unschedulable,
@@ -244,7 +247,8 @@ class _DeploymentPass:
         self.actions.append(
             AddReplica(moved, self.deployment.id, replica.ordinal, node_id, ports, volume, restore)
         )
-        self.actions.append(CreateServer(node_id, moved, self.deployment.id, start=True))
+        # With data to restore it is created stopped: the restore comes first.
+        self.actions.append(CreateServer(node_id, moved, self.deployment.id, not restore))
         return True
 
     def _replica(self, replica: DesiredReplica) -> None:
@@ -262,7 +266,13 @@ class _DeploymentPass:
         observed = view.servers.get(replica.id)
         if observed is None:
             if d.running:
-                self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, True))
+                start = not replica.awaiting_data
+                self.actions.append(CreateServer(view.capacity.id, replica.id, d.id, start))
+            return
+        if replica.awaiting_data:
+            # Stopped until its backup is back; nothing else touches it meanwhile.
+            if not observed.pulling:
+                self.actions.append(RestoreData(view.capacity.id, replica.id))
             return
         # On a draining node it keeps running until the drain moves it away with its
         # data (controlplane/volumes/drain.py): never a move that leaves the data behind.

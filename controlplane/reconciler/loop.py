@@ -48,6 +48,7 @@ from controlplane.reconciler.model import (
     BackoffPolicy,
     ForgetReplica,
     RecordCrash,
+    RestoreData,
     WaitForNode,
     World,
 )
@@ -104,11 +105,12 @@ class Reconciler:
         self._next_deadline: float | None = None
         self._node_written: set[str] = set()  # nodes whose last_seen was written
         self._nodes_written_at = float("-inf")
-        # Slots moved after node loss: their latest backup, before their first create.
-        self.restore = SlotRestore(database, latest_backup, bus=bus, fence=fence)
-        self.calls = AgentCalls(
-            pool, self.backoff, clock, self._nudge, registry, self.restore.before_create
+        # Slots moved after node loss: their latest backup, restored off the passes
+        # into their stopped container before it first starts.
+        self.restore = SlotRestore(
+            database, latest_backup, bus=bus, fence=fence, on_finished=self.wake, clock=clock
         )
+        self.calls = AgentCalls(pool, self.backoff, clock, self._nudge, registry)
         self.placement = placement or PlacementApplier(database, pool)
         self.pulls = PullReports(self.calls, self._publish, clock)
         self.passes = 0
@@ -154,6 +156,7 @@ class Reconciler:
                     log.exception("reconcile_failed")
         finally:
             await self.calls.cancel()
+            await self.restore.cancel()
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -210,6 +213,7 @@ class Reconciler:
             self.wake()
             return []
         self.calls.dispatch(rows, [a for a in actions if isinstance(a, AgentAction)])
+        self._request_restores(rows, actions, now)
         if actions:
             log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
         await self._record_statuses(rows, world, actions)
@@ -218,10 +222,21 @@ class Reconciler:
         self.passes += 1
         return actions
 
+    def _request_restores(self, rows: Rows, actions: list[Action], now: float) -> None:
+        """Hand the pass's RestoreData to the restore runner (it runs them off the pass)."""
+        self.restore.keep_only(rows.replicas.keys())
+        for action in actions:
+            if isinstance(action, RestoreData):
+                replica = rows.replicas[action.replica_id]
+                deployment = rows.deployments[str(replica.deployment_id)]
+                self.restore.request(replica, deployment, action.node_id, now)
+
     def _earliest_deadline(self, rows: Rows, now: float, actions: list[Action]) -> float | None:
         deadlines = [r.backoff_until.timestamp() for r in rows.replicas.values() if r.backoff_until]
         deadlines += [a.move_at for a in actions if isinstance(a, WaitForNode) and a.move_at]
         if (retry := self.calls.failed.next_retry(now)) is not None:
+            deadlines.append(retry)
+        if (retry := self.restore.next_retry(now)) is not None:
             deadlines.append(retry)
         return min(deadlines, default=None)
 
@@ -310,7 +325,8 @@ class Reconciler:
         return Proposal(action.replica_id, claim, write)
 
     async def _record_statuses(self, rows: Rows, world: World, actions: list[Action]) -> None:
-        outcomes = CallOutcomes(self.calls.errors, self.calls.permanent)
+        errors = {**self.calls.errors, **self.restore.errors}  # a failed restore too
+        outcomes = CallOutcomes(errors, self.calls.permanent)
         now = self._clock()
         changed: list[tuple[Deployment, str]] = []  # with the status it was read with
         for deployment_id, report in deployment_reports(world, actions, outcomes).items():

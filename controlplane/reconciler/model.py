@@ -20,6 +20,11 @@ ObservedHealth = Literal["none", "starting", "healthy", "unhealthy"]
 # What a slot does when its node is lost (docs/stateful.md).
 NodeLossPolicy = Literal["wait", "move"]
 NODE_LOSS_POLICIES: frozenset[str] = frozenset({"wait", "move"})
+# A slot moved after node loss: the state of its data (`replicas.restore_state`;
+# "" for every other replica). The first three keep its container stopped.
+RESTORE_PENDING, RESTORING, RESTORE_FAILED = "pending", "restoring", "restore_failed"
+RESTORED, STARTED_EMPTY = "restored", "empty"
+AWAITING_DATA: frozenset[str] = frozenset({RESTORE_PENDING, RESTORING, RESTORE_FAILED})
 #: How long a move's mark on a replica holds the reconciler off without an update.
 TRANSFER_LEASE_SECONDS = 60.0
 
@@ -80,6 +85,10 @@ class DesiredReplica:
     transfer_until: float | None = None
     """A move to another live node runs (controlplane/volumes/moves.py): the slot is
     the mover's until then (None: no move)."""
+    awaiting_data: bool = False
+    """Moved after node loss, its latest backup is not restored yet: its container is
+    created stopped and is not started until the restore has an outcome
+    (controlplane/reconciler/node_loss.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +248,16 @@ class RecordCrash:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreData:
+    """Restore the latest backup of a slot moved after node loss into its (stopped,
+    created) container's volume on `node_id`; carried out off the pass
+    (controlplane/reconciler/node_loss.py), at most once at a time per replica."""
+
+    node_id: str
+    replica_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unschedulable:
     """No node can take the replica slot now; shown in the deployment's status."""
 
@@ -259,5 +278,5 @@ class WaitForNode:
 
 
 AgentAction = CreateServer | StartServer | StopServer | RemoveServer | RecreateServer
-StateAction = AddReplica | ForgetReplica | RecordCrash | Unschedulable | WaitForNode
+StateAction = AddReplica | ForgetReplica | RecordCrash | RestoreData | Unschedulable | WaitForNode
 Action = AgentAction | StateAction

@@ -13,6 +13,7 @@ from controlplane.agents import AgentPool
 from controlplane.db.tables import Deployment, Node, Replica
 from controlplane.port_protocols import port_bindings
 from controlplane.reconciler.model import (
+    AWAITING_DATA,
     LABEL_APP,
     LABEL_DEPLOYMENT,
     LABEL_GENERATION,
@@ -119,6 +120,7 @@ def desired_replica(row: Replica) -> DesiredReplica:
         backoff_until=epoch_seconds(row.backoff_until),
         start_issued_at=epoch_seconds(row.start_issued_at),
         transfer_until=_transfer_until(row.transfer),
+        awaiting_data=row.restore_state in AWAITING_DATA,
     )
 
 

@@ -53,6 +53,9 @@ class FakeAgent:
         self.hold_deletes: asyncio.Event | None = None
         """When set, DeleteBackup waits for this event (a forget + prune in flight)."""
         self.delete_entered = asyncio.Event()
+        self.hold_restores: asyncio.Event | None = None
+        """When set, RestoreBackup waits for this event (a restore that takes long)."""
+        self.restore_entered = asyncio.Event()
         self.repository = f"node:{node_id}"
         self.ingress = False
         """Whether the node has the ingress role (set before the pool connects)."""
@@ -274,6 +277,9 @@ class FakeAgent:
     async def restore_backup(self, request: pb.RestoreBackupRequest) -> pb.RestoreBackupResponse:
         self._record("RestoreBackup", request.server_id)
         server = self._server(request.server_id)
+        self.restore_entered.set()
+        if self.hold_restores is not None:
+            await self.hold_restores.wait()
         if request.repository != self.repository or request.snapshot_id not in self.snapshots:
             raise AgentError("failed_precondition", "the backup is not in this node's repository")
         self.restores.append(request)

@@ -25,7 +25,7 @@ from controlplane.db.tables import Deployment, Node, Replica, User
 from controlplane.db.tables.tasks import Task
 from controlplane.events.bus import EventBus
 from controlplane.reconciler.loop import Reconciler
-from controlplane.reconciler.model import BackoffPolicy, Unschedulable, WaitForNode
+from controlplane.reconciler.model import BackoffPolicy, RestoreData, Unschedulable, WaitForNode
 from controlplane.tasks.queue import TaskQueue
 from controlplane.tasks.runner import TaskRunner
 from controlplane.tasks.wiring import PoolTaskAgents, SchedulerTaskPlacement
@@ -180,14 +180,17 @@ class ReconcilerHarness:
 
     async def settle(self, max_passes: int = 30) -> int:
         """Reconcile until two passes in a row do nothing (but report unschedulable
-        or waiting slots); the number of passes."""
+        or waiting slots, or ask for a restore, which runs off the pass and is waited
+        for here); the number of passes."""
         quiet = 0
         for passes in range(1, max_passes + 1):
             actions = await self.reconciler.reconcile_once()
             await self.reconciler.idle()
+            await self.reconciler.restore.idle()
             for _ in range(5):  # let the watch streams deliver what the calls changed
                 await asyncio.sleep(0)
-            busy = [a for a in actions if not isinstance(a, Unschedulable | WaitForNode)]
+            quiet_kinds = Unschedulable | WaitForNode | RestoreData
+            busy = [a for a in actions if not isinstance(a, quiet_kinds)]
             quiet = 0 if busy else quiet + 1
             if quiet == 2:
                 return passes

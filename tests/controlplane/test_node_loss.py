@@ -1,17 +1,18 @@
 """What a slot does when its node is lost (`on_node_loss`), through the reconciler
 harness: `wait` keeps it on its node (no second copy anywhere) until the node is back
-or `move_after` has passed; `move` places it elsewhere at once. A moved slot asks the
-restore hook for its latest backup before its first create, and says in its row and
-as an event whether it got one or started empty."""
+or `move_after` has passed; `move` places it elsewhere at once. A moved slot's
+container is created stopped, the restore hook puts its latest backup back, and only
+then does it start; its row and an event say whether it got one or started empty."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controlplane.events.bus import Event, Subscription
 from controlplane.reconciler.model import WaitForNode
-from controlplane.reconciler.node_loss import RestoreOutcome, RestoreTarget
+from controlplane.reconciler.node_loss import BackupChoice, RestoreTarget
 from tests.controlplane.reconciler_harness import ReconcilerHarness
 
 
@@ -70,7 +71,7 @@ async def test_wait_with_move_after_moves_once_it_has_passed(harness: Reconciler
     assert str(row.node_id) == n2
     assert row.volume_id == before.volume_id  # the slot's identity moved with it
     assert row.restore_state == "empty"
-    assert "no backup to restore" in (row.restore_note or "")
+    assert "no completed backup" in (row.restore_note or "")
 
 
 async def test_move_starts_elsewhere_at_once_and_says_it_started_empty(
@@ -90,30 +91,37 @@ async def test_move_starts_elsewhere_at_once_and_says_it_started_empty(
     assert "started without its data" in event.data["message"]
 
 
-async def test_the_restore_hook_runs_before_the_first_create_on_the_new_node(
+async def test_the_restore_runs_between_a_stopped_create_and_the_first_start(
     harness: ReconcilerHarness,
 ) -> None:
-    asked: list[tuple[RestoreTarget, int]] = []
+    asked: list[tuple[RestoreTarget, list[tuple[str, str]], set[str]]] = []
+    taken = datetime.now(UTC) - timedelta(minutes=3)
 
     class OneBackup:
-        async def restore_latest_backup(self, target: RestoreTarget) -> RestoreOutcome:
-            creates = len(harness.fleet.calls("CreateServer"))
-            asked.append((target, creates))
-            return RestoreOutcome(restored=True, backup_id="b-42")
+        async def latest_backup(self, target: RestoreTarget) -> BackupChoice | None:
+            return BackupChoice("b-42-backup", "nightly", taken)
+
+        async def restore(self, target: RestoreTarget, backup: BackupChoice) -> None:
+            agent = harness.fleet.agent(target.node_id)
+            asked.append((target, list(agent.calls), agent.running()))
 
     harness.reconciler.restore.hook = OneBackup()
     events = harness.bus.subscribe()
     _, n2, deployment_id = await _one_slot_on_a_lost_node(harness)
-    creates_before = len(harness.fleet.calls("CreateServer"))
     await harness.settle()
     (row,) = await harness.replicas(deployment_id)
-    ((target, creates),) = asked
+    ((target, calls, running),) = asked
     assert (target.node_id, target.volume_id, target.ordinal) == (n2, str(row.volume_id), 0)
-    assert creates == creates_before  # before the container was made
-    assert (row.restore_state, row.restore_note) == (
-        "restored",
-        "its node was lost: restored backup b-42",
-    )
-    assert len(_events(events, "replica_restored")) == 1
+    assert ("CreateServer", str(row.id)) in calls  # its container exists, stopped
+    assert ("StartServer", str(row.id)) not in calls
+    assert running == set()
+    assert harness.fleet.agent(n2).running() == {str(row.id)}  # started afterwards
+    assert row.restore_state == "restored"
+    assert row.restore_note is not None
+    assert "restored backup 'nightly' (b-42-bac)" in row.restore_note
+    assert "3 min old" in row.restore_note
+    (event,) = _events(events, "replica_restored")
+    assert event.data["backup_id"] == "b-42-backup"
+    assert 170 <= event.data["backup_age_seconds"] <= 200
     await harness.settle()
-    assert len(asked) == 1  # once per move, not per create
+    assert len(asked) == 1  # once per move

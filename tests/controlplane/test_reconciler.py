@@ -25,6 +25,7 @@ from controlplane.reconciler.model import (
     RecordCrash,
     RecreateServer,
     RemoveServer,
+    RestoreData,
     StartServer,
     StopServer,
     Unschedulable,
@@ -142,8 +143,22 @@ def test_replicas_of_a_down_node_move_to_a_live_one() -> None:
     assert actions == [
         ForgetReplica("r0"),
         AddReplica("new0", "d1", 0, "b", (), "v0", restore=True),  # its data was lost
-        CreateServer("b", "new0", "d1", True),
+        CreateServer("b", "new0", "d1", False),  # stopped: its backup comes back first
     ]
+
+
+def test_a_slot_awaiting_its_data_is_restored_before_anything_starts_it() -> None:
+    waiting = replica("r0", 0, "b", awaiting_data=True)
+    missing = world([waiting], [node("b", {})], deployment(replicas=1))
+    assert run(missing) == [CreateServer("b", "r0", "d1", False)]
+    created = ObservedServer(id="r0", state="offline", generation=1)
+    stopped = world([waiting], [node("b", {"r0": created})], deployment(replicas=1))
+    assert run(stopped) == [RestoreData("b", "r0")]  # never StartServer meanwhile
+    pulling = replace(created, pulling=True)
+    assert run(world([waiting], [node("b", {"r0": pulling})], deployment(replicas=1))) == []
+    done = replica("r0", 0, "b")
+    after = run(world([done], [node("b", {"r0": created})], deployment(replicas=1)))
+    assert StartServer("b", "r0") in after
 
 
 def test_a_slot_that_waits_for_its_lost_node_stays_until_move_after() -> None:

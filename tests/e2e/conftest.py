@@ -7,8 +7,9 @@
   to end on loopback;
 - the one two-agent cluster every two-agent test shares (a control plane and agents
   `node-a` and `node-b` as processes on loopback, the real dockerd), with the short
-  liveness timings of tests/e2e/cluster_support.py: a test that kills, freezes or
-  drains a node brings it back before it ends.
+  liveness timings of tests/e2e/cluster_support.py and one fleet backup repository
+  (a restic repository in a directory both agents read): a test that kills, freezes
+  or drains a node brings it back before it ends.
 """
 
 from __future__ import annotations
@@ -82,8 +83,13 @@ def two_agent_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     async def assemble() -> None:
         await wait_healthy(running)
         await sign_in_admin(running)
-        await add_agent(running, "node-a", (31200, 31399))
-        await add_agent(running, "node-b", (31400, 31599))
+        # One fleet repository both agents read (a move after node loss restores
+        # from it): a local directory, as shared storage would be.
+        fleet: dict[str, object] = {
+            "backups": {"repository": str(root / "fleet-backups"), "password": "e2e-fleet"}
+        }
+        await add_agent(running, "node-a", (31200, 31399), fleet)
+        await add_agent(running, "node-b", (31400, 31599), fleet)
 
     try:
         asyncio.run(assemble())

@@ -2,7 +2,8 @@
 two-agent cluster: files written in a server survive a drain with the same checksums
 and the same SFTP login, a limited volume (a loop image) included; killing the target
 agent in the middle of a transfer leaves the server running where it was, its files
-intact."""
+intact; a slot that waits for its lost node comes back with its files, and one that
+moves runs on the other agent with its last backup's files (the fleet repository)."""
 
 from __future__ import annotations
 
@@ -218,3 +219,48 @@ async def test_a_waiting_slot_stays_with_its_lost_node_and_comes_back_with_its_f
     after = await eventually(back, timeout=60)
     assert (after["id"], after["node_id"], after["data"]) == (before["id"], before["node_id"], None)
     assert checksums(volume_dir) == written
+
+
+async def _completed_backup(cluster: Cluster, deployment_id: str, name: str) -> dict[str, Any]:
+    base = f"/v1/deployments/{deployment_id}/backups"
+    await cluster.request("POST", base, 202, json={"name": name})
+
+    async def completed() -> Any:
+        (backup,) = (await cluster.request("GET", base))["backups"]
+        assert backup["state"] in ("pending", "running", "completed"), backup
+        return backup if backup["state"] == "completed" else None
+
+    found: dict[str, Any] = await eventually(completed, timeout=60)
+    return found
+
+
+async def test_a_moving_slot_runs_elsewhere_with_its_last_backups_files(
+    two_agent_cluster: Cluster, deployments: list[str]
+) -> None:
+    cluster = two_agent_cluster
+    before = await _server(cluster, deployments, "restores", 2 * MIB, on_node_loss="move")
+    node = _name(cluster, before["node_id"])
+    other = next(n for n in cluster.node_ids if n != node)
+    lost_dir = cluster.root / node / "volumes" / before["volume_id"]
+    backed_up = checksums(lost_dir)
+    backup = await _completed_backup(cluster, before["deployment_id"], "before-loss")
+    assert backup["repository"].startswith("restic:")  # the fleet's: readable elsewhere
+    (lost_dir / "after-backup.txt").write_text("written after the backup, lost with the node")
+    cluster.agents[node].kill()
+    try:
+        await wait_node_status(cluster, node, "down")
+
+        async def moved() -> Any:
+            now = await _instance(cluster, before["deployment_id"])
+            there = now["node_id"] == cluster.node_ids[other]
+            return now if there and now["state"] == "running" else None
+
+        after = await eventually(moved, timeout=90)
+    finally:
+        cluster.agents[node].start()
+        await wait_node_status(cluster, node, "ready")
+    assert (after["volume_id"], after["data"]) == (before["volume_id"], "restored")
+    assert f"restored backup 'before-loss' ({backup['id'][:8]})" in after["data_note"]
+    assert " old" in after["data_note"]  # how old the restored data is
+    arrived = checksums(cluster.root / other / "volumes" / before["volume_id"])
+    assert arrived == backed_up  # the backup's world, not a new one, nothing after it

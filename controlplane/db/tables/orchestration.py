@@ -170,9 +170,10 @@ class Replica(SQLModel, table=True):
     start_issued_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_error: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    # A replica placed after its slot's node was lost: "pending" until its latest
-    # backup was restored ("restored") or there was none ("empty"); `restore_note`
-    # says which backup, or why none (controlplane/reconciler/node_loss.py).
+    # A replica placed after its slot's node was lost: "pending", then "restoring" or
+    # "restore_failed" (its container stays stopped) until its latest backup was
+    # restored ("restored") or there was none ("empty"); `restore_note` says which
+    # backup and how old, or why none (controlplane/reconciler/node_loss.py).
     restore_state: str = Field(default="", max_length=16)
     restore_note: str | None = Field(default=None, max_length=1000)
     # A move to another live node under way or failed (controlplane/volumes/moves.py):
