@@ -19,8 +19,10 @@ import hashlib
 import http.client
 import json
 import os
+import ssl
 import struct
 import subprocess
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +59,26 @@ def frame(kind: bytes, payload: bytes) -> bytes:
     return FRAME_HEADER.pack(kind, len(payload)) + payload
 
 
+def target_connection(address: str) -> tuple[http.client.HTTPConnection, str]:
+    """A connection to the target agent's HTTP port and the path prefix before its
+    routes. `address` is what the target enrolled with: `http(s)://host:port[/prefix]`,
+    or `host:port` from older agents (plain http). https is checked against the
+    system's certificate authorities."""
+    parts = urllib.parse.urlsplit(address if "://" in address else f"http://{address}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TransferFailed(f"the target agent's address is not usable: {address!r}")
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port or 443, timeout=CONNECT_TIMEOUT,
+            context=ssl.create_default_context(),
+        )  # fmt: skip
+    else:
+        connection = http.client.HTTPConnection(
+            parts.hostname, parts.port or 80, timeout=CONNECT_TIMEOUT
+        )
+    return connection, parts.path.rstrip("/")
+
+
 class VolumeSender:
     """Streams `data_dir` to the agent at `target_address` (see the module docstring)."""
 
@@ -74,10 +96,7 @@ class VolumeSender:
 
     def run(self) -> tuple[int, str]:
         """Send everything; (bytes sent, hex SHA-256) as the target confirmed them."""
-        host, _, port = self.target_address.rpartition(":")
-        connection = http.client.HTTPConnection(
-            host.strip("[]"), int(port), timeout=CONNECT_TIMEOUT
-        )
+        connection, prefix = target_connection(self.target_address)
         tar = subprocess.Popen(  # noqa: S603
             ["tar", "-C", str(self.data_dir), "--numeric-owner", "-cf", "-", "."],  # noqa: S607
             stdout=subprocess.PIPE,
@@ -91,7 +110,7 @@ class VolumeSender:
         )
         tar.stdout.close()  # zstd holds it: tar sees SIGPIPE if zstd dies
         try:
-            return self._stream(connection, tar, zstd)
+            return self._stream(connection, prefix, tar, zstd)
         finally:
             for process in (zstd, tar):
                 if process.poll() is None:
@@ -105,11 +124,12 @@ class VolumeSender:
     def _stream(
         self,
         connection: http.client.HTTPConnection,
+        prefix: str,
         tar: subprocess.Popen[bytes],
         zstd: subprocess.Popen[bytes],
     ) -> tuple[int, str]:
         assert zstd.stdout is not None
-        path = TRANSFER_ROUTE.format(volume_id=self.volume_id)
+        path = prefix + TRANSFER_ROUTE.format(volume_id=self.volume_id)
         try:
             connection.putrequest("PUT", path, skip_accept_encoding=True)
             connection.putheader("Authorization", f"Bearer {self.token}")
