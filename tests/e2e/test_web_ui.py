@@ -11,9 +11,10 @@ account's server is "not found"; a session ended elsewhere goes back to sign-in;
 account page works; on the nodes page a node is added (join token and agent config
 shown once), the running node drained and undrained, the added one deleted; also at
 375 px. A new account changes its password and signs in with it, runs a task with an
-uploaded input file (live log, exit code), and an administrator disables it. Screenshots land in each test's temporary folder; every
-page is walked (screenshots, accessibility) in test_web_ui_pages.py. The system and
-the browser are shared by the whole suite (tests/e2e/conftest.py).
+uploaded input file (live log, exit code), and an administrator disables it.
+Screenshots land in each test's temporary folder; every page is walked (screenshots,
+accessibility) in test_web_ui_pages.py. The system and the browser are shared by the
+whole suite (tests/e2e/conftest.py).
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
