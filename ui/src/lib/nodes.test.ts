@@ -88,12 +88,13 @@ describe("HostStatsRing", () => {
     expect(ring.series("load")[1][0]).toBe(0.06);
   });
 
-  it("skips a sample not newer than the last", () => {
+  it("skips a sample less than half a poll after the last (an event's re-read)", () => {
     const ring = new HostStatsRing();
     ring.push(stats(1), 100);
-    ring.push(stats(2), 100);
+    ring.push(stats(2), 100 + POLL_SECONDS / 2 - 0.1);
     ring.push(stats(3), 99);
-    expect(ring.series("cpu")).toEqual([[100], [1]]);
+    ring.push(stats(4), 100 + POLL_SECONDS / 2);
+    expect(ring.series("cpu")).toEqual([[100, 100 + POLL_SECONDS / 2], [1, 4]]);
   });
 });
 

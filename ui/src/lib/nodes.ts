@@ -156,10 +156,12 @@ export interface HostPoint {
 export class HostStatsRing {
   private ring = new Ring<HostPoint>(Math.ceil(WINDOW_SECONDS / POLL_SECONDS) + 1);
 
-  /** Add the stats seen at `time` (seconds); a time not after the last is skipped. */
+  /** Add the stats seen at `time` (seconds). Node events re-read the list between
+   * polls: a sample less than half a poll after the last is skipped, so the ring
+   * keeps spanning the graphs' window. */
   push(stats: HostStats, time: number): void {
     const newest = this.ring.toArray().at(-1);
-    if (newest && time <= newest.time) return;
+    if (newest && time < newest.time + POLL_SECONDS / 2) return;
     this.ring.push({ time, cpu: stats.cpu_percent, memory: stats.memory_used_bytes, load: stats.load1 });
   }
 
