@@ -8,11 +8,13 @@ its exit code, a text file edited in the page and read back from the node, a fil
 renamed and deleted, a backup made and seen completed, stop and start with the
 buttons, delete from the settings. A wrong password shows the error; another
 account's server is "not found"; a session ended elsewhere goes back to sign-in; the
-account and nodes pages work, also at 375 px. A new account changes its password and
-signs in with it, runs a task with an uploaded input file (live log, exit code), and
-an administrator disables it. Screenshots land in each test's temporary folder; every
-page is walked (screenshots, accessibility) in test_web_ui_pages.py. The system and
-the browser are shared by the whole suite (tests/e2e/conftest.py).
+account page works; on the nodes page a node is added (join token and agent config
+shown once), the running node drained and undrained, the added one deleted; also at
+375 px. A new account changes its password and signs in with it, runs a task with an
+uploaded input file (live log, exit code), and an administrator disables it.
+Screenshots land in each test's temporary folder; every page is walked (screenshots,
+accessibility) in test_web_ui_pages.py. The system and the browser are shared by the
+whole suite (tests/e2e/conftest.py).
 
 Never `playwright install`: the browser is `/usr/bin/chromium` (scripts/setup-system.sh).
 """
@@ -179,9 +181,9 @@ def test_api_keys_and_nodes_pages(page: Page, ui_stack: SingleHost, tmp_path: Pa
     expect(page.get_by_text("No API keys.")).to_be_visible()
 
     page.get_by_role("link", name="Nodes").click()
-    expect(
-        page.get_by_role("list", name="Nodes").locator('[data-node-status="ready"]')
-    ).to_have_count(1)
+    nodes = page.get_by_role("list", name="Nodes")
+    expect(nodes.locator('[data-node-status="ready"]')).to_have_count(1)
+    check_nodes_page(page, ui_stack)
     page.emulate_media(color_scheme="dark")
     page.screenshot(path=tmp_path / "nodes-dark.png")
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
@@ -190,6 +192,41 @@ def test_api_keys_and_nodes_pages(page: Page, ui_stack: SingleHost, tmp_path: Pa
     page.screenshot(path=tmp_path / "nodes-375.png", full_page=True)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways at 375 px ({width} px wide)"
+
+
+def check_nodes_page(page: Page, ui_stack: SingleHost) -> None:
+    """Add a node (token and agent config shown once), drain and undrain the running
+    node, delete the added one."""
+    page.get_by_label("Node name").fill("ui-node")
+    page.get_by_label("First port").fill("31000")
+    page.get_by_label("Last port").fill("31099")
+    page.get_by_role("button", name="Add node").click()
+    token = page.get_by_test_id("join-token")
+    expect(token).to_have_value(re.compile(r"^encjoin_"))
+    snippet = page.get_by_test_id("agent-snippet").input_value()
+    assert f'join_token       = "{token.input_value()}"' in snippet
+    assert f'controlplane_url = "{ui_stack.ui_url}"' in snippet
+    assert "start = 31000" in snippet
+    assert "end   = 31099" in snippet
+    page.get_by_role("button", name="Done").click()
+    expect(token).to_have_count(0)  # shown once
+    nodes = page.get_by_role("list", name="Nodes")
+    added = nodes.get_by_role("listitem", name="ui-node")
+    expect(added.locator('[data-node-status="pending"]')).to_have_count(1)
+
+    running = nodes.get_by_role("listitem").filter(has=page.locator('[data-node-status="ready"]'))
+    page.once("dialog", lambda dialog: dialog.accept())
+    running.get_by_role("button", name=re.compile("^Drain ")).click()
+    expect(nodes.locator('[data-node-status="draining"]')).to_have_count(1)
+    nodes.get_by_role("button", name=re.compile("^Undrain ")).click()
+    expect(nodes.locator('[data-node-status="ready"]')).to_have_count(1)
+
+    added.get_by_role("button", name="Delete ui-node").click()
+    page.get_by_role("group", name="Delete ui-node").get_by_role(
+        "button", name="Delete node"
+    ).click()
+    expect(page.get_by_role("status").filter(has_text="Node deleted")).to_be_visible()
+    expect(added).to_have_count(0)
 
 
 def test_another_accounts_server_is_not_found(page: Page, ui_stack: SingleHost) -> None:

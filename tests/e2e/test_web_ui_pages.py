@@ -80,10 +80,19 @@ def settle_console(page: Page) -> None:
     expect(page.get_by_test_id("graph-CPU-points")).not_to_have_text(re.compile(r"^[01]$"))
 
 
+def open_node_details(page: Page) -> None:
+    """The running node's fingerprint and host graphs open, so they are scanned too."""
+    node = page.get_by_role("list", name="Nodes").get_by_role("listitem").first
+    node.locator("summary").click()
+    expect(node.get_by_text("Docker", exact=True)).to_be_visible()
+    expect(node.get_by_test_id("graph-CPU-points")).not_to_have_text("0")
+
+
 #: What "this page has finished loading" means beyond the generic checks, by the
 #: page's name (its pattern, and a server tab's name after it).
 SETTLED: dict[str, Callable[[Page], None]] = {
     "server-console": settle_console,
+    "admin-nodes": open_node_details,
     "server-backups": lambda page: expect(
         page.get_by_role("list", name="Backups").locator('[data-backup-state="completed"]')
     ).to_have_count(1),

@@ -22,15 +22,48 @@ export interface StatsPoint {
 
 export const WINDOW_SECONDS = 600;
 
-export class StatsRing {
-  private points: (StatsPoint | undefined)[];
+/** The newest `capacity` items pushed, oldest first: memory never grows past it. */
+export class Ring<T> {
+  private items: (T | undefined)[];
   private next = 0;
   private count = 0;
+
+  constructor(readonly capacity: number) {
+    if (capacity < 1) throw new RangeError("capacity must be at least 1");
+    this.items = new Array<T | undefined>(capacity);
+  }
+
+  push(item: T): void {
+    this.items[this.next] = item;
+    this.next = (this.next + 1) % this.capacity;
+    this.count = Math.min(this.count + 1, this.capacity);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The kept items, oldest first. */
+  toArray(): T[] {
+    const start = (this.next - this.count + this.capacity) % this.capacity;
+    const out: T[] = [];
+    for (let i = 0; i < this.count; i++) out.push(this.items[(start + i) % this.capacity] as T);
+    return out;
+  }
+
+  /** Columns as uPlot wants them: [times, values of `key`]. */
+  columns<K extends keyof T>(time: (item: T) => number, key: K): [number[], number[]] {
+    const items = this.toArray();
+    return [items.map(time), items.map((item) => Number(item[key]))];
+  }
+}
+
+export class StatsRing {
+  private ring: Ring<StatsPoint>;
   private last: { time: number; rx: number; tx: number } | null = null;
 
   constructor(readonly capacity: number = WINDOW_SECONDS) {
-    if (capacity < 1) throw new RangeError("capacity must be at least 1");
-    this.points = new Array<StatsPoint | undefined>(capacity);
+    this.ring = new Ring<StatsPoint>(capacity);
   }
 
   /** Add a sample taken at `time` (seconds); network counters become rates. */
@@ -48,30 +81,22 @@ export class StatsRing {
       tx: previous ? rate(tx, previous.tx) : 0,
     };
     this.last = { time, rx, tx };
-    this.points[this.next] = point;
-    this.next = (this.next + 1) % this.capacity;
-    this.count = Math.min(this.count + 1, this.capacity);
+    this.ring.push(point);
     return point;
   }
 
   get size(): number {
-    return this.count;
+    return this.ring.size;
   }
 
   /** The kept points, oldest first. */
   toArray(): StatsPoint[] {
-    const start = (this.next - this.count + this.capacity) % this.capacity;
-    const out: StatsPoint[] = [];
-    for (let i = 0; i < this.count; i++) {
-      out.push(this.points[(start + i) % this.capacity] as StatsPoint);
-    }
-    return out;
+    return this.ring.toArray();
   }
 
   /** Columns as uPlot wants them: [times, values of `key`]. */
   series(key: "cpu" | "memory" | "rx" | "tx"): [number[], number[]] {
-    const points = this.toArray();
-    return [points.map((p) => p.time), points.map((p) => p[key])];
+    return this.ring.columns((p) => p.time, key);
   }
 }
 
