@@ -78,9 +78,12 @@ async def test_routes_follow_start_scale_failure_move_and_stop(
     await asyncio.wait_for(_restarted(harness, edge, 3), 10)  # after its back-off
     await _routed_within(edge, lambda r: len(r.upstreams) == 3)
 
-    # The node drains: the replicas move to another one, and the table with them.
+    # The node drains: the replicas move to another one (the drain duty moves one
+    # slot at a time, with its data), and the table with them.
     await harness.add_node("other")
     await harness.drain(str(replicas[0].node_id))
+    while await harness.drain_duty.drain_once():
+        pass
     await harness.settle()
     await _routed_within(
         edge,
