@@ -4,7 +4,7 @@ client that does not trust it get nothing; GetNodeInfo tells the https URL."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +23,7 @@ from common.tokens import sign_server_token
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.agent.conftest import AUTH, ECHO, SECRET, agent_in_background, make_config, spec
+from tests.agent.ws_support import next_frame
 from tests.tls_support import Authority
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_blocking_calls")]
@@ -74,12 +75,16 @@ async def test_https_and_wss_for_a_client_that_trusts_the_certificate(
         wss = f"wss://127.0.0.1:{agent.http.port}/api/servers/{server.id}/ws"
         async with http.ws_connect(wss, ssl=trusting(certificate[2])) as ws:
             await ws.send_json({"event": "auth", "args": [token]})
+            await next_frame(ws, "auth success")
+            # The command once the server reads its input (sent earlier, it could be
+            # lost before the console attached, and the stats frames kept the loop
+            # below from ever timing out).
+            while await next_frame(ws, "console output") != ["booted"]:
+                pass
             await ws.send_json({"event": "send command", "args": ["over-tls"]})
-            seen: list[str] = []
-            while "got over-tls" not in seen:
-                frame = json.loads(await ws.receive_str(timeout=10))
-                if frame["event"] == "console output":
-                    seen.extend(frame["args"])
+            async with asyncio.timeout(10):
+                while await next_frame(ws, "console output") != ["got over-tls"]:
+                    pass
 
 
 async def test_plain_http_and_untrusting_clients_get_nothing(agent: RunningAgent) -> None:
