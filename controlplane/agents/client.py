@@ -10,7 +10,7 @@ snake_case `code` (``not_found``, ``already_exists``, ``failed_precondition``,
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -163,6 +163,18 @@ class GrpcAgentClient:
         self._timeout = timeout
         self.address = address
 
+    async def _streamed(self, method: str, request: object) -> AsyncIterator[Any]:
+        """The messages of server-streaming call `method`, failures as AgentError; the
+        call is cancelled when the caller stops reading."""
+        call = getattr(self._stub, method)(request, metadata=self._metadata)
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc) from exc
+        finally:
+            call.cancel()
+
     async def _unary(self, method: str, request: object, extra_seconds: float = 0.0) -> object:
         call = getattr(self._stub, method)
         timeout = self._timeout + (MAX_STOP_SECONDS if method in STOPPING_CALLS else 0)
@@ -265,14 +277,8 @@ class GrpcAgentClient:
         self, server_id: str, *, tail: int, follow: bool
     ) -> AsyncIterator[pb.LogLine]:
         request = pb.GetLogsRequest(id=server_id, tail=tail, follow=follow)
-        call = self._stub.GetLogs(request, metadata=self._metadata)
-        try:
-            async for line in call:
-                yield line
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from exc
-        finally:
-            call.cancel()
+        async for line in self._streamed("GetLogs", request):
+            yield line
 
     async def send_volume(
         self, volume_id: str, target_address: str, token: str
@@ -280,25 +286,13 @@ class GrpcAgentClient:
         request = pb.SendVolumeRequest(
             volume_id=volume_id, target_address=target_address, token=token
         )
-        call = self._stub.SendVolume(request, metadata=self._metadata)
-        try:
-            async for progress in call:
-                yield progress
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from exc
-        finally:
-            call.cancel()
+        async for progress in self._streamed("SendVolume", request):
+            yield progress
 
     async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
         request = pb.WatchRequest(heartbeat_interval_ms=heartbeat_interval_ms)
-        call = self._stub.Watch(request, metadata=self._metadata)
-        try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as exc:
-            raise _error(exc) from exc
-        finally:
-            call.cancel()
+        async for event in self._streamed("Watch", request):
+            yield event
 
     async def close(self) -> None:
         await self._channel.close(None)
