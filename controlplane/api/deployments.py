@@ -48,7 +48,12 @@ from controlplane.api.nodes import wake_reconciler
 from controlplane.api.pagination import fetch_page
 from controlplane.db.tables import Deployment, ReleasedVolume, Replica
 from controlplane.db.types import utcnow
-from controlplane.events.bus import Event, EventType
+from controlplane.events.bus import Event
+from controlplane.events.deployment_events import (
+    deployment_created,
+    deployment_deleted,
+    deployment_status_changed,
+)
 from controlplane.ingress.table import app_url, web_port_index
 from controlplane.port_protocols import protocol_at
 from controlplane.quota_enforcement import Claim, enforce_quota
@@ -219,16 +224,7 @@ async def create_deployment(request: web.Request, body: CreateDeployment) -> Cre
             session.add(deployment)
             # Flushed first: a taken name fails here, before the event lock is taken.
             await session.flush()
-            await record_event(
-                request,
-                session,
-                Event(
-                    EventType.DEPLOYMENT_CREATED,
-                    owner_id=str(user.id),
-                    deployment_id=str(deployment.id),
-                    data={"app_name": deployment.app_name, "status": deployment.status},
-                ),
-            )
+            await record_event(request, session, deployment_created(deployment))
     except IntegrityError:
         raise Conflict("an app with that name exists", code="app_name_taken") from None
     wake_reconciler(request)
@@ -277,16 +273,7 @@ async def save(request: web.Request, deployment: Deployment, values: dict[str, A
             session.add(row)
             if row.status != status_before:
                 await session.flush()  # a deletion racing this change fails here, first
-                await record_event(
-                    request,
-                    session,
-                    Event(
-                        EventType.DEPLOYMENT_STATUS_CHANGED,
-                        owner_id=str(row.user_id),
-                        deployment_id=str(row.id),
-                        data={"status": row.status, "app_name": row.app_name},
-                    ),
-                )
+                await record_event(request, session, deployment_status_changed(row))
     except StaleDataError:
         # Deleted between the read and the write (a DELETE racing this change).
         raise NotFound("no such deployment", code="deployment_not_found") from None
@@ -398,16 +385,7 @@ async def delete_deployment(request: web.Request, query: DeleteQuery) -> Deleted
                 for replica in replicas:
                     await session.merge(ReleasedVolume.of(replica, deployment.user_id, utcnow()))
             await session.exec(delete(Deployment).where(col(Deployment.id) == deployment.id))
-            await record_event(
-                request,
-                session,
-                Event(
-                    EventType.DEPLOYMENT_DELETED,
-                    owner_id=str(deployment.user_id),
-                    deployment_id=str(deployment.id),
-                    data={"app_name": deployment.app_name},
-                ),
-            )
+            await record_event(request, session, deployment_deleted(deployment))
     wake_reconciler(request)
     return DeletedDeployment(
         message="Deployment deleted successfully",

@@ -11,6 +11,7 @@ from controlplane.api import (
     auth,
     backups,
     deployment_actions,
+    deployment_logs,
     deployment_observe,
     deployment_templates,
     deployments,
@@ -255,7 +256,7 @@ def _orchestration_routes(r: ApiRoutes) -> None:
           status=202, tag="deployments", errors=(404, 409))  # fmt: skip
     r.add("GET", f"{d}/metrics", deployment_observe.deployment_metrics, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
-    r.add("GET", f"{d}/logs", deployment_observe.deployment_logs, access=USER,
+    r.add("GET", f"{d}/logs", deployment_logs.deployment_logs, access=USER,
           tag="deployments", errors=(404,))  # fmt: skip
-    r.add("GET", f"{d}/logs/stream", deployment_observe.deployment_logs_stream,
+    r.add("GET", f"{d}/logs/stream", deployment_logs.deployment_logs_stream,
           access=SOCKET_USER, tag="deployments", errors=(404,))  # fmt: skip

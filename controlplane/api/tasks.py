@@ -26,10 +26,11 @@ from controlplane.db.tables.tasks import FAILED, PENDING, Task, TaskFile
 from controlplane.events.bus import EventType
 from controlplane.quota_enforcement import Claim, enforce_quota
 from controlplane.state import AGENT_POOL, EVENT_BUS, TASK_QUEUE, TASK_RUNNER
+from controlplane.tasks.contract import task_event
 from controlplane.tasks.input_store import InputStore
 from controlplane.tasks.inputs import InputFile, TaskSpec
 from controlplane.tasks.queue import queue_positions
-from controlplane.tasks.runner import TaskRunner, task_event
+from controlplane.tasks.runner import TaskRunner
 
 log = get_logger(__name__)
 

@@ -32,6 +32,7 @@ from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database, writes_go_first
 from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
 from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.events.deployment_events import deployment_status_changed
 from controlplane.placement import (
     Fence,
     PlacementApplier,
@@ -366,15 +367,7 @@ class Reconciler:
                 if result.rowcount == 1:
                     written.append(row)
             for row in written:
-                await self._record(
-                    session,
-                    Event(
-                        EventType.DEPLOYMENT_STATUS_CHANGED,
-                        owner_id=str(row.user_id),
-                        deployment_id=str(row.id),
-                        data={"status": row.status, "app_name": row.app_name},
-                    ),
-                )
+                await self._record(session, deployment_status_changed(row))
 
     async def _record_nodes(self, rows: Rows) -> None:
         """Write liveness changes at once, and each heard node's `last_seen` and host

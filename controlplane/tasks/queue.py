@@ -28,7 +28,8 @@ from controlplane.db.tables.tasks import FAILED, PENDING, Task
 from controlplane.events.bus import EventBus, EventType, Subscription
 from controlplane.scheduler import Snapshot
 from controlplane.tasks.backfill import QueuedTask, can_ever_fit, order_queue
-from controlplane.tasks.runner import TaskRunner, TaskStartError, task_event
+from controlplane.tasks.contract import TaskStartError, task_event
+from controlplane.tasks.runner import TaskRunner
 
 log = get_logger(__name__)
 

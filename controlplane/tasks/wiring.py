@@ -23,8 +23,9 @@ from controlplane.leadership import Duty, Leadership
 from controlplane.placement import PlacementApplier, PlacementRefused, Proposal
 from controlplane.scheduler import Claim, PlacementRequest, Snapshot, plan
 from controlplane.state import AGENT_POOL, RECONCILER, TASK_QUEUE, TASK_RUNNER
+from controlplane.tasks.contract import TaskCommit
 from controlplane.tasks.queue import TaskQueue
-from controlplane.tasks.runner import TaskCommit, TaskRunner
+from controlplane.tasks.runner import TaskRunner
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -38,7 +39,7 @@ ApplierSource = Callable[[], PlacementApplier]
 
 
 class PoolTaskAgents:
-    """:class:`~controlplane.tasks.runner.TaskAgents` over the control plane's agent pool
+    """:class:`~controlplane.tasks.contract.TaskAgents` over the control plane's agent pool
     (looked up on use: the pool is built by another component)."""
 
     def __init__(self, pool: PoolSource) -> None:
@@ -76,7 +77,7 @@ class PoolTaskAgents:
 
 
 class SchedulerTaskPlacement:
-    """:class:`~controlplane.tasks.runner.TaskPlacement` on the one placement path: a
+    """:class:`~controlplane.tasks.contract.TaskPlacement` on the one placement path: a
     node is proposed from the committed capacity snapshot (the same one deployments
     are placed on) and committed at the placement commit point, which refuses it when
     a replica or another task took the room meanwhile; then it proposes again."""

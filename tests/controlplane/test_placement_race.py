@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from controlplane.reconciler.world import Rows
-from controlplane.tasks.runner import TaskStartError
+from controlplane.tasks.contract import TaskStartError
 from tests.controlplane.reconciler_harness import MI, ReconcilerHarness
 
 NODE_MEMORY = 256 * MI

@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from controlplane.db.tables.tasks import FAILED, RUNNING, SUCCEEDED, Task
 from controlplane.tasks import wiring
-from controlplane.tasks.runner import TaskStartError, server_spec
+from controlplane.tasks.contract import TaskStartError, server_spec
 from tests.controlplane.reconciler_harness import GRACE_SECONDS, MI, ReconcilerHarness
 
 

@@ -15,14 +15,14 @@ from controlplane.db.tables.tasks import Task, TaskFile, TaskLog
 from controlplane.events.bus import EventBus
 from controlplane.quotas import QuotaLimits
 from controlplane.tasks import runner as runner_module
-from controlplane.tasks.runner import (
+from controlplane.tasks.contract import (
     LABEL_TASK,
     TaskAgents,
     TaskCommit,
     TaskPlacement,
-    TaskRunner,
     TaskStartError,
 )
+from controlplane.tasks.runner import TaskRunner
 from protos import agent_pb2 as pb
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
