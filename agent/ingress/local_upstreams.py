@@ -60,11 +60,11 @@ def is_local_address(host: str) -> bool:
     except ValueError:
         return False
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        try:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((str(ip), 0))
-        except OSError:
-            return False
+    except OSError:  # not ours, or no IPv6 on this host
+        return False
     return True
 
 
