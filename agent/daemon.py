@@ -140,7 +140,7 @@ def backup_repository(config: AgentConfig, identity: NodeIdentity) -> ResticRepo
 
 def ingress_proxy(config: AgentConfig, supervisor: Supervisor) -> CaddyProxy | None:
     """This node's Caddy when it has the ingress role; it dials this node's own
-    replicas at their containers' addresses."""
+    replicas at their containers' addresses unless told not to."""
     ingress = config.ingress
     if not ingress.enabled:
         return None
@@ -152,6 +152,8 @@ def ingress_proxy(config: AgentConfig, supervisor: Supervisor) -> CaddyProxy | N
         storage_dir=ingress.storage_dir or str(config.ingress_dir / "tls"),
         bind_host=ingress.listen_host,
     )
+    if not ingress.dial_containers:
+        return CaddyProxy(ingress.caddy_binary, settings, config.ingress_dir)
     return CaddyProxy(
         ingress.caddy_binary,
         settings,
