@@ -123,6 +123,9 @@ agent {
     https_port   = 443
     admin_socket = ""
     storage_dir  = ""
+    # This node's own replicas are dialled at their container's address on the
+    # bridge, not through Docker's port proxy (docs/ingress.md).
+    dial_containers = true
   }
 
   # Backups of servers' volumes with restic (docs/stateful.md). Empty repository: a

@@ -133,7 +133,9 @@ class Ingress(_Block):
     by the agent) on `http_port`/`https_port` of `listen_host`, with its admin API on
     `admin_socket` (default `<data_dir>/ingress/admin.sock`; a unix socket because
     the admin API has no authentication). `storage_dir` keeps only TLS state and may
-    be shared by every ingress host (default `<data_dir>/ingress/tls`)."""
+    be shared by every ingress host (default `<data_dir>/ingress/tls`).
+    `dial_containers`: this node's own replicas are dialled at their container's
+    address, not through Docker's port proxy (docs/ingress.md)."""
 
     enabled: bool = False
     caddy_binary: str = "caddy"
@@ -142,6 +144,7 @@ class Ingress(_Block):
     https_port: int = Field(default=443, ge=1, le=65535)
     admin_socket: str = ""
     storage_dir: str = ""
+    dial_containers: bool = True
 
 
 class Backups(_Block):

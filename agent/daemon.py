@@ -33,6 +33,7 @@ from agent.fleet.supervisor import Supervisor
 from agent.fleet.tracker import ServerTracker
 from agent.ingress.caddy import CaddyProxy
 from agent.ingress.caddy_config import CaddySettings
+from agent.ingress.local_upstreams import follow_servers, published_ports
 from agent.rpc.server import GrpcEndpoint, TlsFiles, start_grpc_server
 from agent.rpc.servicer import AgentService, NodeFacts
 from agent.runtime import ContainerRuntime, DockerRuntime
@@ -137,8 +138,9 @@ def backup_repository(config: AgentConfig, identity: NodeIdentity) -> ResticRepo
     )
 
 
-def ingress_proxy(config: AgentConfig) -> CaddyProxy | None:
-    """This node's Caddy when it has the ingress role."""
+def ingress_proxy(config: AgentConfig, supervisor: Supervisor) -> CaddyProxy | None:
+    """This node's Caddy when it has the ingress role; it dials this node's own
+    replicas at their containers' addresses unless told not to."""
     ingress = config.ingress
     if not ingress.enabled:
         return None
@@ -150,7 +152,14 @@ def ingress_proxy(config: AgentConfig) -> CaddyProxy | None:
         storage_dir=ingress.storage_dir or str(config.ingress_dir / "tls"),
         bind_host=ingress.listen_host,
     )
-    return CaddyProxy(ingress.caddy_binary, settings, config.ingress_dir)
+    if not ingress.dial_containers:
+        return CaddyProxy(ingress.caddy_binary, settings, config.ingress_dir)
+    return CaddyProxy(
+        ingress.caddy_binary,
+        settings,
+        config.ingress_dir,
+        local_ports=lambda: published_ports(supervisor.servers.values()),
+    )
 
 
 def image_collector(config: AgentConfig, supervisor: Supervisor) -> ImageCollector:
@@ -232,7 +241,7 @@ async def running_agent(
     control_plane = HttpControlPlane(config.controlplane_url, identity.node_secret)
     inputs = control_plane if config.controlplane_url else None
     supervisor = build_supervisor(config, identity, runtime, fingerprint, volumes, inputs)
-    ingress = ingress_proxy(config)
+    ingress = ingress_proxy(config, supervisor)
     backups = VolumeBackups(supervisor, backup_repository(config, identity))
     try:
         # Before the tracker re-attaches: servers created from now on join this network.
@@ -252,6 +261,10 @@ async def running_agent(
             if ingress is not None:
                 proxying = tasks.create_task(ingress.run())
                 stack.callback(proxying.cancel)
+                following = tasks.create_task(
+                    follow_servers(supervisor.tracker.hub, ingress.refresh)
+                )
+                stack.callback(following.cancel)
             await supervisor.tracker.ready.wait()  # re-attached before anyone can ask
             stack.push_async_callback(control_plane.close)
             # Without a control plane (development, tests) exec ends go unreported.

@@ -2,10 +2,11 @@
 
 `value`: requests/s of `GET /` (a 1 KiB page) on a web container through this
 project's ingress — the agent's Caddy (`agent/ingress/`) configured with a one-route
-table, exactly the config `caddy_config` gives production — driven by `wrk` with 50
+table, exactly the config production gets: the upstream is the container's published
+port on this node, which the agent dials at the container's own address
+(`ingress_dials`; agent/ingress/local_upstreams.py) — driven by `wrk` with 50
 connections. `reference`: the same load straight to the same container's published
-port, in the same run. Both paths meet the same backend through the same Docker port
-proxy; the ingress path adds only the ingress.
+port (through Docker's port proxy), in the same run.
 
 Two backends, each measured on both paths:
 
@@ -14,18 +15,18 @@ Two backends, each measured on both paths:
   `encedeus/busybox:latest` plus this host's `caddy` binary and the libraries it links
   (nothing pulled from a registry).
 - `close`: busybox httpd, which closes every connection: every request costs a new
-  connection on both paths, and the proxy pays one more than wrk does.
+  connection on both paths.
 
 Each path gets a warm-up run, then ROUNDS alternating runs; the best round of each
 counts. `ratio` = value / reference; `p99_added_ms` = the ingress's p99 minus the
 direct p99. The 1-minute load average before and after is part of the figure: the
 machine is shared. Goals: ratio >= 0.7 and p99_added_ms <= 2.
 
-`cpu_us_per_request`: CPU time (user + system, from /proc) per request of each server
-process over the measured rounds of each path — the ingress Caddy, the backend, and
-Docker's port proxy. It does not depend on how busy the machine is, and it bounds the
-ratio on a host whose cores are all busy: the client, the port proxy and the backend
-cost the same on both paths, the ingress path adds the ingress's share.
+`cpu_us_per_request`: CPU time (user + system) per request of each process over the
+measured rounds of each path — the ingress Caddy, the backend, Docker's port proxy
+(from /proc) and the client, wrk (from getrusage). It depends far less on how busy the
+machine is than requests/s, and `cpu_ratio` (direct total / ingress path total) is
+the ratio a host whose cores are all busy with this load would see.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.ingress.caddy import CaddyProxy
 from agent.ingress.caddy_config import CaddySettings
+from agent.ingress.local_upstreams import PublishedPort
 from common.ports import free_ports
 from protos import agent_pb2 as pb
 
@@ -83,12 +86,19 @@ def _seconds(value: str, unit: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One wrk run: requests/s, p99 seconds, requests made, CPU ticks of each process."""
+    """One wrk run: requests/s, p99 seconds, requests made, CPU ticks of each process
+    (`client`: wrk itself)."""
 
     rps: float
     p99: float
     requests: int
-    ticks: dict[str, int]
+    ticks: dict[str, float]
+
+
+def children_ticks() -> float:
+    """User + system clock ticks of this process's reaped children (wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * os.sysconf("SC_CLK_TCK")
 
 
 def cpu_ticks(pid: int) -> int:
@@ -103,6 +113,7 @@ def run_wrk(
     """One wrk run, with the CPU ticks `pids` spent meanwhile; refuses runs with
     non-2xx answers."""
     before = {name: cpu_ticks(pid) for name, pid in (pids or {}).items()}
+    client = children_ticks()
     headers = ["-H", f"Host: {host}"] if host else []
     result = subprocess.run(
         [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}", "--latency", *headers, url],
@@ -114,7 +125,10 @@ def run_wrk(
     if "Socket errors" in out:
         # Timeouts under a loaded 2-core machine are reported, not fatal.
         print(out, file=sys.stderr)
-    ticks = {name: cpu_ticks(pid) - before[name] for name, pid in (pids or {}).items()}
+    ticks: dict[str, float] = {
+        name: cpu_ticks(pid) - before[name] for name, pid in (pids or {}).items()
+    }
+    ticks["client"] = children_ticks() - client
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
@@ -170,7 +184,7 @@ def wait_ok(url: str, host: str = "") -> None:
 
 
 def _per_request(runs: list[Run]) -> dict[str, float]:
-    """CPU microseconds per request of each process over `runs`."""
+    """CPU microseconds per request of each process (and of wrk) over `runs`."""
     requests = sum(run.requests for run in runs)
     tick = 1e6 / os.sysconf("SC_CLK_TCK")
     return {
@@ -189,6 +203,7 @@ def compare(wrk: str, direct: str, through: str, pids: dict[str, int]) -> dict[s
         ingress_runs.append(run_wrk(wrk, through, DURATION, HOST, pids=pids))
     best_direct = max(direct_runs, key=lambda run: run.rps)
     best_ingress = max(ingress_runs, key=lambda run: run.rps)
+    direct_cpu, ingress_cpu = _per_request(direct_runs), _per_request(ingress_runs)
     return {
         "value": round(best_ingress.rps, 1),
         "reference": round(best_direct.rps, 1),
@@ -196,11 +211,15 @@ def compare(wrk: str, direct: str, through: str, pids: dict[str, int]) -> dict[s
         "p99_ms": round(best_ingress.p99 * 1000, 2),
         "reference_p99_ms": round(best_direct.p99 * 1000, 2),
         "p99_added_ms": round((best_ingress.p99 - best_direct.p99) * 1000, 2),
-        "cpu_us_per_request": {
-            "direct": _per_request(direct_runs),
-            "through_ingress": _per_request(ingress_runs),
-        },
+        "cpu_us_per_request": {"direct": direct_cpu, "through_ingress": ingress_cpu},
+        # The ratio a machine whose cores are all busy with this load would see.
+        "cpu_ratio": round(sum(direct_cpu.values()) / sum(ingress_cpu.values()), 3),
     }
+
+
+def container_ip(container: str) -> str:
+    inspect = ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", container]
+    return subprocess.run(inspect, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def server_pids(container: str, port: int, ingress: int) -> dict[str, int]:
@@ -226,7 +245,11 @@ async def measure(wrk: str, root: Path, backend: Backend) -> dict[str, object]:
     settings = CaddySettings(
         f"unix/{root / 'admin.sock'}", http_port, https_port, str(root / "tls"), "127.0.0.1"
     )
-    proxy = CaddyProxy(shutil.which("caddy") or "caddy", settings, root)
+    # The container is this node's own, as the agent sees its servers: the ingress
+    # dials its address on the bridge, as in production (agent/ingress/local_upstreams.py).
+    address = await asyncio.to_thread(container_ip, container)
+    local = [PublishedPort("127.0.0.1", direct_port, f"{address}:8080")]
+    proxy = CaddyProxy(shutil.which("caddy") or "caddy", settings, root, lambda: local)
     running = asyncio.create_task(proxy.run())
     try:
         await asyncio.wait_for(proxy.ready.wait(), 15)
@@ -238,7 +261,9 @@ async def measure(wrk: str, root: Path, backend: Backend) -> dict[str, object]:
         await asyncio.to_thread(wait_ok, through, HOST)
         assert proxy.process is not None
         pids = await asyncio.to_thread(server_pids, container, direct_port, proxy.process.pid)
-        return await asyncio.to_thread(compare, wrk, direct, through, pids)
+        figures = await asyncio.to_thread(compare, wrk, direct, through, pids)
+        figures["ingress_dials"] = proxy.dials.get(upstream.address, upstream.address)
+        return figures
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -13,18 +13,26 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from agent.ingress.caddy_config import CaddySettings, caddy_config
+from agent.ingress.local_upstreams import PublishedPort, direct_dials
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
 READY_TIMEOUT = 15.0
 RESTART_DELAY_MAX = 5.0
+# Go's collector at its default (GOGC=100) runs every ~4 MB allocated: about every
+# 200 proxied requests, a tenth or so of Caddy's CPU per request (bench/ingress.py).
+# 400 lets the heap grow to five times what is live (a few MB for a small table);
+# the soft limit brings collections back well before a large table's heap could
+# grow out of bounds. The agent's own GOGC / GOMEMLIMIT, when set, are passed on.
+GO_RUNTIME_ENV = {"GOGC": "400", "GOMEMLIMIT": "512MiB"}
 
 
 class IngressUnavailable(Exception):
@@ -34,11 +42,24 @@ class IngressUnavailable(Exception):
 class CaddyProxy:
     """Owns one Caddy process. :meth:`run` starts it and restarts it whenever it dies
     (until cancelled, which stops it); :meth:`apply` replaces the routing table.
-    `routes_version` is the version of the table Caddy serves right now."""
+    `routes_version` is the version of the table Caddy serves right now.
 
-    def __init__(self, binary: str, settings: CaddySettings, run_dir: Path) -> None:
+    Upstreams that are `local_ports()` of this node are dialled at their container's
+    address; :meth:`refresh` renders the table again when those changed."""
+
+    def __init__(
+        self,
+        binary: str,
+        settings: CaddySettings,
+        run_dir: Path,
+        local_ports: Callable[[], Iterable[PublishedPort]] = tuple,
+    ) -> None:
         self.binary, self.settings, self.run_dir = binary, settings, run_dir
+        self.local_ports = local_ports
         self.routes_version = 0
+        # What Caddy serves: the table and the container addresses it dials for it.
+        self._table: pb.RouteTable | None = None
+        self._dials: dict[str, str] = {}
         self.ready = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
@@ -81,10 +102,42 @@ class CaddyProxy:
         if not self.ready.is_set():
             raise IngressUnavailable("caddy is not running")
         async with self._lock:
-            await self._load(caddy_config(table, self.settings))
+            await self._render(table)
             self.routes_version = table.version
-        log.info("ingress_routes_applied", version=table.version, routes=len(table.routes))
+        log.info(
+            "ingress_routes_applied",
+            version=table.version,
+            routes=len(table.routes),
+            direct=len(self._dials),
+        )
         return table.version
+
+    @property
+    def dials(self) -> dict[str, str]:
+        """Upstream address -> the container address Caddy dials for it, right now."""
+        return dict(self._dials)
+
+    async def refresh(self) -> None:
+        """Render the table Caddy serves again if the container addresses of its local
+        upstreams changed (a container started, exited or went). Never raises: a Caddy
+        that is down comes back empty and gets the whole table again anyway."""
+        async with self._lock:
+            table = self._table
+            if table is None or not self.ready.is_set():
+                return
+            if direct_dials(table, self.local_ports()) == self._dials:
+                return
+            try:
+                await self._render(table)
+            except IngressUnavailable as exc:
+                log.warning("ingress_refresh_failed", error=str(exc))
+                return
+        log.info("ingress_local_upstreams_changed", version=table.version, direct=self._dials)
+
+    async def _render(self, table: pb.RouteTable) -> None:
+        dials = direct_dials(table, self.local_ports())
+        await self._load(caddy_config(table, self.settings, dials))
+        self._table, self._dials = table, dials
 
     async def run(self) -> None:
         """Keep Caddy running until cancelled."""
@@ -118,6 +171,7 @@ class CaddyProxy:
     async def _run_once(self) -> None:
         bootstrap, log_path = await self._prepare()
         env = {
+            **{name: os.environ.get(name, value) for name, value in GO_RUNTIME_ENV.items()},
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.run_dir),
             "XDG_CONFIG_HOME": str(self.run_dir / "config"),
@@ -148,7 +202,7 @@ class CaddyProxy:
             await self._stop()
         finally:
             self.ready.clear()
-            self.routes_version = 0
+            self.routes_version, self._table, self._dials = 0, None, {}
 
     async def _wait_admin(self) -> None:
         assert self.process is not None

@@ -9,6 +9,7 @@ patched alone under `/id/...` of the admin API.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +49,12 @@ def _plain(status: int, body: str) -> dict[str, Any]:
     }
 
 
-def _proxy(route: pb.Route) -> dict[str, Any]:
+def _proxy(route: pb.Route, dials: Mapping[str, str]) -> dict[str, Any]:
     return {
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": upstream.address} for upstream in route.upstreams],
+        "upstreams": [
+            {"dial": dials.get(upstream.address, upstream.address)} for upstream in route.upstreams
+        ],
         "load_balancing": {
             "selection_policy": {"policy": "round_robin"},
             # A dial that fails is retried on another replica instead of failing
@@ -66,8 +69,6 @@ def _proxy(route: pb.Route) -> dict[str, Any]:
                 "unhealthy_status": [502, 503, 504],
             }
         },
-        # Streaming responses (server-sent events, long polls) are not buffered.
-        "flush_interval": -1,
         "transport": {
             "protocol": "http",
             # Given at all, keep_alive replaces every default: restate Caddy's.
@@ -80,16 +81,19 @@ def _proxy(route: pb.Route) -> dict[str, Any]:
     }
 
 
-def route_handler(route: pb.Route) -> dict[str, Any]:
-    """What a request for one of the route's hosts gets."""
+def route_handler(route: pb.Route, dials: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a request for one of the route's hosts gets; `dials` maps an upstream
+    address to the one Caddy dials instead (agent/ingress/local_upstreams.py)."""
     if route.stopped:
         return _plain(503, STOPPED_BODY)
     if not route.upstreams:
         return _plain(503, UNAVAILABLE_BODY)
-    return _proxy(route)
+    return _proxy(route, dials or {})
 
 
-def _routes(table: pb.RouteTable, server: str, routes: list[pb.Route]) -> list[dict[str, Any]]:
+def _routes(
+    table: pb.RouteTable, server: str, routes: list[pb.Route], dials: Mapping[str, str]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {
             "match": [{"host": [domain], "path": [CHALLENGE_PREFIX + token]}],
@@ -102,7 +106,7 @@ def _routes(table: pb.RouteTable, server: str, routes: list[pb.Route]) -> list[d
         {
             "@id": f"{server}-{route.id}",
             "match": [{"host": list(route.hosts)}],
-            "handle": [route_handler(route)],
+            "handle": [route_handler(route, dials)],
             "terminal": True,
         }
         for route in routes
@@ -135,13 +139,16 @@ def _admin(settings: CaddySettings) -> dict[str, Any]:
     return admin
 
 
-def caddy_config(table: pb.RouteTable, settings: CaddySettings) -> dict[str, Any]:
-    """The whole Caddy config serving `table` (also for an empty table)."""
+def caddy_config(
+    table: pb.RouteTable, settings: CaddySettings, dials: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The whole Caddy config serving `table` (also for an empty table), dialling
+    `dials[address]` instead of an upstream `address` it names."""
     tls_routes = [route for route in table.routes if route.tls]
     servers: dict[str, Any] = {
         "http": {
             "listen": _listen(settings, settings.http_port),
-            "routes": _routes(table, "http", list(table.routes)),
+            "routes": _routes(table, "http", list(table.routes), dials or {}),
             # Plain HTTP stays plain: no redirect to HTTPS is added to this server.
             "automatic_https": {"disable_redirects": True},
         }
@@ -158,7 +165,7 @@ def caddy_config(table: pb.RouteTable, settings: CaddySettings) -> dict[str, Any
     if tls_routes:
         servers["https"] = {
             "listen": _listen(settings, settings.https_port),
-            "routes": _routes(table, "https", tls_routes),
+            "routes": _routes(table, "https", tls_routes, dials or {}),
             "automatic_https": {"disable_redirects": True},
         }
         apps["tls"] = _tls_app(table)
