@@ -27,6 +27,7 @@ import docker
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import RunningAgent, running_agent
+from agent.fleet.mounts import release_mounts_beneath
 from common.tokens import sign_server_token
 from controlplane.client.websocket import connect
 from protos import agent_pb2 as pb
@@ -180,6 +181,8 @@ async def main() -> None:
         finally:
             await asyncio.to_thread(remove_all, client)
             client.close()
+            # The agent's bind mount of the server's volume outlives it.
+            await asyncio.to_thread(release_mounts_beneath, Path(tmp))
     if len(console) < LINES or len(logs) < LINES:
         raise SystemExit(f"lines lost: console {len(console)}, docker logs {len(logs)}")
     (c50, c99), (d50, d99) = percentiles(console), percentiles(logs)
