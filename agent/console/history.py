@@ -1,7 +1,7 @@
 """A server's recent console output and its live followers.
 
-Used only from the event loop thread; capture threads hand their chunks over with
-`loop.call_soon_threadsafe`.
+Used only from the event loop thread: the container's attach socket is read on the
+loop (agent/runtime/docker_attach.py), which feeds each chunk in the turn that read it.
 """
 
 from __future__ import annotations
