@@ -39,8 +39,14 @@ class ConsoleHistory:
         self._line_listeners: list[Callable[[ConsoleLine], None]] = []
 
     def add_listener(self, listener: Callable[[ConsoleLine], None]) -> None:
-        """Call `listener(line)` for every complete line (e.g. the done pattern)."""
+        """Call `listener(line)` for every complete line, in the loop turn that read it
+        (e.g. the done pattern, a console socket's live feed). It must not raise."""
         self._line_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[ConsoleLine], None]) -> None:
+        """Stop calling `listener`; a no-op when it is not listening."""
+        if listener in self._line_listeners:
+            self._line_listeners.remove(listener)
 
     def feed(self, stream: str, data: bytes, time_ms: int | None = None) -> None:
         """Append raw output; complete lines become history."""
@@ -91,7 +97,7 @@ class ConsoleHistory:
 
     def _append(self, line: ConsoleLine) -> None:
         self._lines.append(line)
-        for listener in self._line_listeners:
+        for listener in tuple(self._line_listeners):  # one may stop listening meanwhile
             listener(line)
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOWER_QUEUE:
