@@ -1,7 +1,7 @@
 """A server's recent console output and its live followers.
 
-Used only from the event loop thread; capture threads hand their chunks over with
-`loop.call_soon_threadsafe`.
+Used only from the event loop thread: the container's attach socket is read on the
+loop (agent/runtime/docker_attach.py), which feeds each chunk in the turn that read it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,14 @@ class ConsoleHistory:
         self._line_listeners: list[Callable[[ConsoleLine], None]] = []
 
     def add_listener(self, listener: Callable[[ConsoleLine], None]) -> None:
-        """Call `listener(line)` for every complete line (e.g. the done pattern)."""
+        """Call `listener(line)` for every complete line, in the loop turn that read it
+        (e.g. the done pattern, a console socket's live feed). It must not raise."""
         self._line_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[ConsoleLine], None]) -> None:
+        """Stop calling `listener`; a no-op when it is not listening."""
+        if listener in self._line_listeners:
+            self._line_listeners.remove(listener)
 
     def feed(self, stream: str, data: bytes, time_ms: int | None = None) -> None:
         """Append raw output; complete lines become history."""
@@ -91,7 +97,7 @@ class ConsoleHistory:
 
     def _append(self, line: ConsoleLine) -> None:
         self._lines.append(line)
-        for listener in self._line_listeners:
+        for listener in tuple(self._line_listeners):  # one may stop listening meanwhile
             listener(line)
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOWER_QUEUE:

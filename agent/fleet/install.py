@@ -163,16 +163,12 @@ class ServerInstaller:
         name = install_container_name(spec.id)
         await self.runtime.remove(name)  # one left by an agent that died mid-install
         info = await self.runtime.create(self.container_spec(spec))
-        loop = asyncio.get_running_loop()
         ended = asyncio.Event()
 
         def on_output(chunk: OutputChunk) -> None:
-            loop.call_soon_threadsafe(history.feed, "install", chunk.data)
+            history.feed("install", chunk.data)
 
-        def on_end() -> None:
-            loop.call_soon_threadsafe(ended.set)
-
-        attachment = await self.runtime.attach(info.id, on_output, on_end)
+        attachment = await self.runtime.attach(info.id, on_output, ended.set)
         try:
             await self.runtime.start(info.id)
             await ended.wait()

@@ -246,16 +246,12 @@ class ServerTracker:
     async def ensure_attached(self, server: ManagedServer) -> None:
         if server.attachment is not None and not server.attachment.closed:
             return
-        loop = asyncio.get_running_loop()
         history = server.history
 
         def on_output(chunk: OutputChunk) -> None:
-            loop.call_soon_threadsafe(history.feed, chunk.stream, chunk.data)
+            history.feed(chunk.stream, chunk.data)  # on the loop, in the turn that read it
 
-        def on_end() -> None:
-            loop.call_soon_threadsafe(history.end)
-
-        server.attachment = await self.runtime.attach(server.container_id, on_output, on_end)
+        server.attachment = await self.runtime.attach(server.container_id, on_output, history.end)
 
     def _track_stats(self, server: ManagedServer) -> None:
         info = server.info

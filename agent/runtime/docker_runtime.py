@@ -13,11 +13,11 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from agent.runtime.docker_attach import DockerAttachment
 from agent.runtime.docker_exec import DockerExec, open_docker_exec
 from agent.runtime.docker_network import PREDEFINED_NETWORKS, ensure_network
 from agent.runtime.docker_wire import (
     DROPPED_CAPABILITIES,
-    DockerAttachment,
     DockerSubscription,
     container_info,
     id_mapping_of,
@@ -286,7 +286,7 @@ class DockerRuntime:
         raw = await self._call(
             self._client.api.attach_socket, container_id, params=params, what=container_id
         )
-        return DockerAttachment(raw, on_output, on_end, asyncio.get_running_loop(), self._pool)
+        return await DockerAttachment.open(raw, on_output, on_end)
 
     def subscribe(
         self, labels: Mapping[str, str], on_event: Callable[[ContainerEvent], None]

@@ -1,20 +1,17 @@
 """Docker wire details: timestamps, multiplexed frames, inspect data, errors, and the
-two long-lived streams (attach, events).
+engine's event stream.
 
-Long-lived streams each own a daemon thread that blocks on its socket: they would
-otherwise pin workers of the runtime's request pool forever.
+The event stream owns a daemon thread that blocks on its socket: it would otherwise
+pin a worker of the runtime's request pool forever. (Attach sockets are read on the
+event loop: agent/runtime/docker_attach.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import socket
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -134,69 +131,6 @@ def translate_error(exc: docker.errors.APIError, what: str) -> ContainerRuntimeE
     if status == 400:
         return InvalidSpec(explanation)
     return ContainerRuntimeError(explanation)
-
-
-class DockerAttachment:
-    """An attach socket plus the thread that reads it."""
-
-    def __init__(
-        self,
-        raw: Any,
-        on_output: Callable[[OutputChunk], None],
-        on_end: Callable[[], None],
-        loop: asyncio.AbstractEventLoop,
-        pool: ThreadPoolExecutor,
-    ) -> None:
-        self._raw = raw  # keeps the HTTP response (and so the socket) alive
-        self._sock: socket.socket = getattr(raw, "_sock", raw)
-        self._on_output, self._on_end = on_output, on_end
-        self._loop, self._pool = loop, pool
-        self._closed = threading.Event()
-        self._write_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, name="attach", daemon=True)
-        self._thread.start()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    def _read(self) -> None:
-        buffer = bytearray()
-        try:
-            while True:
-                data = self._sock.recv(65536)
-                if not data:
-                    break
-                buffer += data
-                for chunk in split_frames(buffer):
-                    self._on_output(chunk)
-        except OSError:
-            pass  # closed from another thread or by the engine
-        finally:
-            self._closed.set()
-            with self._write_lock, contextlib.suppress(OSError):
-                self._sock.close()
-                self._raw.close()
-            self._on_end()
-
-    def _send(self, data: bytes) -> None:
-        with self._write_lock:
-            self._sock.sendall(data)
-
-    async def write(self, data: bytes) -> None:
-        if self.closed:
-            raise NotRunning("the container's input is closed")
-        try:
-            await self._loop.run_in_executor(self._pool, self._send, data)
-        except OSError as exc:
-            raise NotRunning(f"cannot write to the container: {exc}") from exc
-
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
 
 
 class DockerSubscription:

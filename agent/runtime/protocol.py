@@ -20,15 +20,17 @@ from common.image_reference import ImageReference
 class AttachedStreams(Protocol):
     """A live attachment to one container's stdin/stdout/stderr.
 
-    Output is delivered to the callback given to :meth:`ContainerRuntime.attach`
-    from a reader thread; `on_end` runs once when the container's streams close.
+    Output is delivered to the callback given to :meth:`ContainerRuntime.attach` on
+    the event loop's thread, in the loop turn that read it (callbacks must not block
+    or await); `on_end` runs once, likewise, when the streams close (also after
+    close()). A callback that raises is logged and the output goes on.
     """
 
     async def write(self, data: bytes) -> None:
         """Write to the container's stdin. Raises NotRunning when the stream is closed."""
 
     def close(self) -> None:
-        """Stop reading; safe to call more than once and from any thread."""
+        """Stop reading; safe to call more than once (from the event loop's thread)."""
 
     @property
     def closed(self) -> bool:

@@ -19,6 +19,7 @@ from agent.fleet.server import ManagedServer
 from agent.fleet.supervisor import Supervisor, server_stats
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
+from agent.ws.console_feed import LiveFeed
 from agent.ws.gate import SocketGate
 from common.cancellation import cancel_and_wait
 from common.json_input import load_untrusted_json
@@ -281,14 +282,15 @@ class ConsoleSession:
                     await self._token_changed.wait()
 
     async def _feed_console(self, server: ManagedServer) -> None:
-        while True:
-            queue = server.history.follow()
-            try:
-                while (line := await queue.get()) is not None:
-                    await self._send_line(line)
-            finally:
-                server.history.unfollow(queue)
-            # Output ended (the server stopped): follow again for the next run's output.
+        # Lines go out as the history gets them (agent/ws/console_feed.py); this task
+        # only finishes sends a slow client made wait. Listening spans the server's
+        # runs: the history is the server's, not one run's.
+        feed = LiveFeed(self._send_line)
+        server.history.add_listener(feed)
+        try:
+            await feed.run()
+        finally:
+            server.history.remove_listener(feed)
 
     async def _feed_status(self, server: ManagedServer) -> None:
         hub = self.owner.supervisor.tracker.hub
