@@ -1,11 +1,13 @@
 """Console latency: a line written in the container until it reaches a console
 WebSocket client, vs. the same line read with `docker logs -f`, in the same run.
 
-The container echoes every line it reads from a FIFO in its data directory; this
-process writes `L <n>` into the FIFO (a kernel pipe: the container's `echo` runs
-microseconds later) and notes the time. Two readers run meanwhile, each in its own
-thread: the agent's console WebSocket (with the client's standard-library WebSocket)
-and `docker logs -f` on the same container. Every line is timed on both.
+The container echoes every line it reads from a FIFO in its data directory. The agent
+runs in this process; the measuring side runs in a child process of its own (so that
+it never waits for the agent's interpreter lock, as a browser would not): it writes
+`L <n>` into the FIFO (a kernel pipe: the container's `echo` runs microseconds later)
+and notes the time, while two readers, each in its own thread, take the agent's
+console WebSocket (with the client's standard-library WebSocket) and `docker logs -f`
+on the same container. Every line is timed on both (CLOCK_REALTIME of one machine).
 `value` = p50 ms through the console socket, `reference` = p50 ms of `docker logs -f`,
 `ratio` = value/reference (p99s are printed too). Goal: ratio <= 1.2. `added_p50` is the
 median over lines of (console - docker logs) for the same line, in ms: what the agent's
@@ -20,6 +22,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -121,6 +124,7 @@ async def start_echo(agent: RunningAgent) -> tuple[pb.ServerSpec, Path]:
 
 
 async def measure(agent: RunningAgent) -> tuple[list[float], list[float], list[float]]:
+    """Start the echo server, then time its lines from a child process."""
     spec, fifo_path = await start_echo(agent)
     server = agent.supervisor.get(spec.id)
     token = sign_server_token(
@@ -128,9 +132,22 @@ async def measure(agent: RunningAgent) -> tuple[list[float], list[float], list[f
         permissions=["*"], scope="console", ttl_seconds=600,
     )  # fmt: skip
     url = f"ws://127.0.0.1:{agent.http.port}/api/servers/{spec.id}/ws"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--measure", url, token, server.container_id, str(fifo_path),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the measuring process failed ({child.returncode})")
+    figures = json.loads(out.decode().splitlines()[-1])
+    return figures["console"], figures["logs"], figures["added"]
+
+
+def measure_from_here(url: str, token: str, container_id: str, fifo_path: str) -> None:
+    """The child process: write the lines, read them on both paths, print the delays."""
     console, logs, stop = Arrivals(), Arrivals(), threading.Event()
     follower = subprocess.Popen(
-        ["docker", "logs", "-f", server.container_id], stdout=subprocess.PIPE, text=True
+        ["docker", "logs", "-f", container_id], stdout=subprocess.PIPE, text=True
     )
     threads = [
         threading.Thread(target=read_console, args=(url, token, console, stop), daemon=True),
@@ -140,13 +157,18 @@ async def measure(agent: RunningAgent) -> tuple[list[float], list[float], list[f
         thread.start()
     fifo = os.open(fifo_path, os.O_RDWR)  # read-write: never blocks for a reader
     try:
-        written = await asyncio.to_thread(write_lines, fifo, [console, logs])
+        written = write_lines(fifo, [console, logs])
     finally:
         os.close(fifo)
         stop.set()
         follower.kill()
         follower.wait()
-    return delays(written, console), delays(written, logs), added(written, console, logs)
+    figures = {
+        "console": delays(written, console),
+        "logs": delays(written, logs),
+        "added": added(written, console, logs),
+    }
+    print(json.dumps(figures))
 
 
 def delays(written: dict[str, int], arrivals: Arrivals) -> list[float]:
@@ -216,4 +238,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--measure"]:
+        measure_from_here(*sys.argv[2:6])
+    else:
+        asyncio.run(main())
