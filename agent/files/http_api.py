@@ -25,9 +25,10 @@ from pydantic import BaseModel, ValidationError
 from agent.config import NodeIdentity
 from agent.files.access import Access, FileApiError, authorize, os_error_answer
 from agent.files.archives import ArchiveRefused, ExtractLimits, compress, extract
+from agent.files.download import send_file
 from agent.files.operations import ServerFiles
 from agent.files.pull import PULL_POLICY, fetch_for_pull, install_pulled
-from agent.files.transfer import receive_body, send_file
+from agent.files.transfer import receive_body
 from agent.sftp.quota import DiskQuota
 from agent.sftp.tree import ConfinedTree
 from common.file_operations import (
@@ -146,10 +147,15 @@ class FileApi:
     async def download(self, request: web.Request) -> web.StreamResponse:
         path = _required_query(request, "path")
         async with self._files(request, "download", path) as files:
-            try:
-                return await send_file(request, files, path)
-            except OSError as exc:
-                raise os_error_answer(exc, path) from exc
+            fd, info = await self._run(path, lambda: files.open_read(path))
+        # The tree is closed: the answer needs only the fd of the inode opened beneath.
+        name = os.path.basename(path.rstrip("/")) or "file"
+        quoted = name.replace("\\", "_").replace('"', "_")
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quoted}"',
+        }
+        return await send_file(request, fd, info, headers)
 
     # -- uploads ---------------------------------------------------------------------------
 
