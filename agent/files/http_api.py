@@ -91,16 +91,8 @@ class FileApi:
         the token is bound to one); OSErrors become API errors."""
         authorize(request, self._identity, self._started_at, access, path)
         server_id = request.match_info["server_id"]
-        volume = self._volume_of(server_id)
-        # Opened only when the agent made it: never a directory for an unknown id.
-        if not await asyncio.to_thread(os.path.isdir, self._volumes / volume):
-            raise FileApiError(404, "server_not_found", "no such server on this node")
-        owner = self._owner_of(server_id)
-        volumes = str(self._volumes)
-        try:
-            tree = await asyncio.to_thread(ConfinedTree.open, volumes, volume, owner=owner)
-        except OSError as exc:
-            raise FileApiError(404, "server_not_found", "no such server on this node") from exc
+        volume, owner = self._volume_of(server_id), self._owner_of(server_id)
+        tree = await asyncio.to_thread(_open_tree, self._volumes, volume, owner)
         try:
             yield ServerFiles(tree)
         finally:
@@ -319,6 +311,17 @@ class FileApi:
             return {"path": body.path, "size": size, "url": fetched.url}
 
         return await self._op(request, PullFile, act)
+
+
+def _open_tree(volumes: Path, volume: str, owner: tuple[int, int] | None) -> ConfinedTree:
+    """The server directory `volume` as a tree (blocking: one worker-thread hop)."""
+    # Opened only when the agent made it: never a directory for an unknown id.
+    if os.path.isdir(volumes / volume):
+        try:
+            return ConfinedTree.open(str(volumes), volume, owner=owner)
+        except OSError as exc:
+            raise FileApiError(404, "server_not_found", "no such server on this node") from exc
+    raise FileApiError(404, "server_not_found", "no such server on this node")
 
 
 def _charge(quota: DiskQuota, size: int, path: str, *, refuse: bool = True) -> None:
