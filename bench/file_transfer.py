@@ -8,7 +8,10 @@ a private nginx (own config in a temp dir, `dav_methods PUT`, `sendfile on`, one
 worker like the agent's one event loop) on another loopback port. Each transfer runs
 `--rounds` times per server, alternating, and the best time counts; every upload is
 checked byte for byte. The last line is the JSON result; ratio = agent / nginx
-throughput for put and get (goal: both >= 0.8).
+throughput for put and get (goal: both >= 0.8). `cpu_ms_per_mib` is each server's CPU
+time per MiB moved (the median over the rounds; this process's threads for the agent,
+the worker's for nginx): the figure load bends least, where best wall times on a busy
+machine are luck.
 
     .venv/bin/python bench/file_transfer.py [--size-mib 512] [--rounds 3]
 """
@@ -19,7 +22,9 @@ import argparse
 import asyncio
 import filecmp
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -69,6 +74,23 @@ def _make_file(path: Path, size: int) -> None:
             chunk = block[: min(len(block), size - written)]
             out.write(chunk)
             written += len(chunk)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of `pid` (schedstat: nanoseconds, not clock ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def _nginx_worker(root: Path) -> int:
+    master = (root / "nginx.pid").read_text().strip()
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return int(children[0])
 
 
 @contextmanager
@@ -147,6 +169,7 @@ async def _curl(*args: str) -> float:
 async def main(size_mib: int, rounds: int) -> dict[str, object]:
     size = size_mib * 1024 * 1024
     best: dict[tuple[str, str], float] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="file-bench-", dir="/var/tmp") as temp:
         root = Path(temp)
         source = root / "source.bin"
@@ -165,15 +188,22 @@ async def main(size_mib: int, rounds: int) -> dict[str, object]:
                         root / "nginx-root" / "www" / "bench.bin",
                     ),
                 }
+                pids = {"agent": os.getpid(), "nginx": _nginx_worker(root / "nginx-root")}
                 for _ in range(rounds):
                     for name, (put_url, get_url, stored) in targets.items():
-                        took = await _curl("-T", str(source), put_url)
-                        best[(name, "put")] = min(best.get((name, "put"), took), took)
-                        same = await asyncio.to_thread(filecmp.cmp, source, stored, False)
-                        if not same:
-                            raise RuntimeError(f"{name} stored a different file")
-                        took = await _curl(get_url)
-                        best[(name, "get")] = min(best.get((name, "get"), took), took)
+                        for op, args in (
+                            ("put", ("-T", str(source), put_url)),
+                            ("get", (get_url,)),
+                        ):
+                            used = _cpu_seconds(pids[name])
+                            took = await _curl(*args)
+                            used = _cpu_seconds(pids[name]) - used
+                            best[(name, op)] = min(best.get((name, op), took), took)
+                            cpu.setdefault((name, op), []).append(used)
+                            if op == "put":
+                                same = await asyncio.to_thread(filecmp.cmp, source, stored, False)
+                                if not same:
+                                    raise RuntimeError(f"{name} stored a different file")
     mb = size / 1e6
     ops = ("put", "get")
     return {
@@ -182,6 +212,10 @@ async def main(size_mib: int, rounds: int) -> dict[str, object]:
         "reference": {op: round(mb / best[("nginx", op)], 1) for op in ops},
         "ratio": {op: round(best[("nginx", op)] / best[("agent", op)], 3) for op in ops},
         "unit": "MB/s",
+        "cpu_ms_per_mib": {
+            name: {op: round(statistics.median(cpu[(name, op)]) * 1000 / size_mib, 3) for op in ops}
+            for name in ("agent", "nginx")
+        },
     }
 
 

@@ -25,9 +25,10 @@ from pydantic import BaseModel, ValidationError
 from agent.config import NodeIdentity
 from agent.files.access import Access, FileApiError, authorize, os_error_answer
 from agent.files.archives import ArchiveRefused, ExtractLimits, compress, extract
+from agent.files.download import send_file
 from agent.files.operations import ServerFiles
 from agent.files.pull import PULL_POLICY, fetch_for_pull, install_pulled
-from agent.files.transfer import receive_body, send_file
+from agent.files.transfer import receive_body
 from agent.sftp.quota import DiskQuota
 from agent.sftp.tree import ConfinedTree
 from common.file_operations import (
@@ -90,16 +91,8 @@ class FileApi:
         the token is bound to one); OSErrors become API errors."""
         authorize(request, self._identity, self._started_at, access, path)
         server_id = request.match_info["server_id"]
-        volume = self._volume_of(server_id)
-        # Opened only when the agent made it: never a directory for an unknown id.
-        if not await asyncio.to_thread(os.path.isdir, self._volumes / volume):
-            raise FileApiError(404, "server_not_found", "no such server on this node")
-        owner = self._owner_of(server_id)
-        volumes = str(self._volumes)
-        try:
-            tree = await asyncio.to_thread(ConfinedTree.open, volumes, volume, owner=owner)
-        except OSError as exc:
-            raise FileApiError(404, "server_not_found", "no such server on this node") from exc
+        volume, owner = self._volume_of(server_id), self._owner_of(server_id)
+        tree = await asyncio.to_thread(_open_tree, self._volumes, volume, owner)
         try:
             yield ServerFiles(tree)
         finally:
@@ -146,10 +139,15 @@ class FileApi:
     async def download(self, request: web.Request) -> web.StreamResponse:
         path = _required_query(request, "path")
         async with self._files(request, "download", path) as files:
-            try:
-                return await send_file(request, files, path)
-            except OSError as exc:
-                raise os_error_answer(exc, path) from exc
+            fd, info = await self._run(path, lambda: files.open_read(path))
+        # The tree is closed: the answer needs only the fd of the inode opened beneath.
+        name = os.path.basename(path.rstrip("/")) or "file"
+        quoted = name.replace("\\", "_").replace('"', "_")
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f'attachment; filename="{quoted}"',
+        }
+        return await send_file(request, fd, info, headers)
 
     # -- uploads ---------------------------------------------------------------------------
 
@@ -313,6 +311,17 @@ class FileApi:
             return {"path": body.path, "size": size, "url": fetched.url}
 
         return await self._op(request, PullFile, act)
+
+
+def _open_tree(volumes: Path, volume: str, owner: tuple[int, int] | None) -> ConfinedTree:
+    """The server directory `volume` as a tree (blocking: one worker-thread hop)."""
+    # Opened only when the agent made it: never a directory for an unknown id.
+    if os.path.isdir(volumes / volume):
+        try:
+            return ConfinedTree.open(str(volumes), volume, owner=owner)
+        except OSError as exc:
+            raise FileApiError(404, "server_not_found", "no such server on this node") from exc
+    raise FileApiError(404, "server_not_found", "no such server on this node")
 
 
 def _charge(quota: DiskQuota, size: int, path: str, *, refuse: bool = True) -> None:

@@ -1,11 +1,10 @@
-"""Streamed uploads and ranged downloads of one file.
+"""Streamed uploads of one file (downloads: :mod:`agent.files.download`).
 
 Uploads never hold more than two chunks of a body in memory: while one chunk is being
 written in a worker thread, the next is read from the socket. `PUT` writes a file
 from its start (truncating it); `PATCH ?offset=N` appends at N, which must be the size
 already stored (answered by `HEAD` as `Upload-Offset`), so an interrupted upload
-resumes where its bytes end. Downloads are the kernel's sendfile of the very inode
-resolved beneath the server directory, with HTTP Range.
+resumes where its bytes end.
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import StreamReader, web
-from aiohttp.abc import AbstractStreamWriter
-
-from agent.files.operations import ServerFiles
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
@@ -101,35 +97,3 @@ async def write_stream(
         if pending is not None:
             await pending
     return position
-
-
-class _InodeResponse(web.FileResponse):
-    """A FileResponse of the inode behind `fd`, reopened through /proc (so nothing is
-    resolved again by path); `fd` is closed once the response has been sent."""
-
-    def __init__(self, fd: int, headers: dict[str, str]) -> None:
-        super().__init__(f"/proc/self/fd/{fd}", headers=headers)
-        self._fd: int | None = fd
-
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._fd is None:  # already sent: aiohttp may call prepare a second time
-            return await web.StreamResponse.prepare(self, request)
-        try:
-            return await super().prepare(request)
-        finally:
-            os.close(self._fd)
-            self._fd = None
-
-
-async def send_file(request: web.Request, files: ServerFiles, path: str) -> web.StreamResponse:
-    """Answer GET/HEAD of a regular file, with Range, from the inode opened beneath."""
-    fd, _info = await asyncio.to_thread(files.open_read, path)
-    name = os.path.basename(path.rstrip("/")) or "file"
-    quoted = name.replace("\\", "_").replace('"', "_")
-    return _InodeResponse(
-        fd,
-        {
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{quoted}"',
-        },
-    )

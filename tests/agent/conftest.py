@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from blockbuster import blockbuster_ctx
+from blockbuster import BlockBuster, blockbuster_ctx
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import RunningAgent, running_agent
@@ -121,17 +121,25 @@ async def wait_for_event(
     raise AssertionError("watch stream ended")
 
 
+def allow_known_calls(detector: BlockBuster) -> None:
+    """Calls blockbuster flags that do not block the loop here."""
+    # Reading a module's source for a traceback or a log line is not our I/O.
+    detector.functions["os.stat"].can_block_in("linecache.py", {"checkcache", "updatecache"})
+    # A download's sendfile goes to a socket it has checked is non-blocking
+    # (agent/files/download.py): it returns EAGAIN rather than wait.
+    detector.functions["os.sendfile"].can_block_in("agent/files/download.py", {"on_writable"})
+    # When the process's last grpc.aio object goes (the last channel of a test that
+    # ran its own agents), grpc shuts its aio layer down and joins its poller thread
+    # on the loop: grpc's own, brief, and not something an agent does while serving.
+    for name in ("threading.Lock.acquire", "threading.Lock.acquire_lock"):
+        detector.functions[name].can_block_in(
+            "grpc_aio.pyx.pxi", {"_actual_aio_shutdown", "shutdown_grpc_aio"}
+        )
+
+
 @pytest.fixture
 def no_blocking_calls() -> Iterator[None]:
     """Fail on blocking calls (file, socket, sleep...) made on the event loop thread."""
     with blockbuster_ctx() as detector:
-        # Reading a module's source for a traceback or a log line is not our I/O.
-        detector.functions["os.stat"].can_block_in("linecache.py", {"checkcache", "updatecache"})
-        # When the process's last grpc.aio object goes (the last channel of a test that
-        # ran its own agents), grpc shuts its aio layer down and joins its poller thread
-        # on the loop: grpc's own, brief, and not something an agent does while serving.
-        for name in ("threading.Lock.acquire", "threading.Lock.acquire_lock"):
-            detector.functions[name].can_block_in(
-                "grpc_aio.pyx.pxi", {"_actual_aio_shutdown", "shutdown_grpc_aio"}
-            )
+        allow_known_calls(detector)
         yield

@@ -5,6 +5,7 @@ client that does not trust it get nothing; GetNodeInfo tells the https URL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -85,6 +86,35 @@ async def test_https_and_wss_for_a_client_that_trusts_the_certificate(
             async with asyncio.timeout(10):
                 while await next_frame(ws, "console output") != ["got over-tls"]:
                     pass
+
+
+async def test_a_download_over_tls(
+    agent: RunningAgent, certificate: tuple[Path, Path, bytes]
+) -> None:
+    """sendfile cannot encrypt: the body goes through the TLS transport in chunks."""
+    server_id = str(uuid.uuid4())
+    directory = Path(agent.config.data_dir) / "volumes" / server_id
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    await asyncio.to_thread(directory.mkdir, parents=True)
+    await asyncio.to_thread((directory / "f.bin").write_bytes, data)
+    token = sign_server_token(
+        SECRET,
+        node_id=agent.identity.node_id,
+        user_id="user-1",
+        server_id=server_id,
+        permissions=["file.read"],
+        scope="file-download",
+        details={"path": "f.bin"},
+    )
+    url = f"https://127.0.0.1:{agent.http.port}/api/servers/{server_id}/files/download"
+    query = {"path": "f.bin", "token": token}
+    async with aiohttp.ClientSession() as http:
+        for headers, expected in (({}, data), ({"Range": "bytes=1000-"}, data[1000:])):
+            async with http.get(
+                url, params=query, headers=headers, ssl=trusting(certificate[2])
+            ) as response:
+                assert response.status in (200, 206)
+                assert await response.read() == expected
 
 
 async def test_plain_http_and_untrusting_clients_get_nothing(agent: RunningAgent) -> None:
