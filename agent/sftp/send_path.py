@@ -32,19 +32,23 @@ from typing import Any, cast
 
 from asyncssh import SFTPServer, SSHReader, SSHServerChannel, SSHWriter
 from asyncssh.constants import (
+    FX_OK,
     FXP_DATA,
     FXP_READ,
+    FXP_STATUS,
+    FXP_WRITE,
     MSG_CHANNEL_DATA,
     MSG_CHANNEL_EOF,
     MSG_CHANNEL_EXTENDED_DATA,
 )
-from asyncssh.packet import Byte, SSHPacket, UInt32
+from asyncssh.packet import Byte, SSHPacket, String, UInt32
 from asyncssh.sftp import SFTPEOFError, SFTPInvalidHandle, SFTPNoConnection, SFTPServerHandler
 from asyncssh.stream import SSHServerStreamSession
 
 from agent.sftp.session import ConfinedSFTPServer
 
 _Queued = tuple[memoryview, Any]  # bytes not sent yet, and their extended data type
+_STATUS_OK = UInt32(FX_OK) + String("") + String("")  # as asyncssh words it
 
 
 def _frozen(data: bytes | bytearray | memoryview) -> memoryview:
@@ -147,21 +151,44 @@ class LeanSFTPServerHandler(SFTPServerHandler):
 
     Reads (SFTP v3-v5, the versions without end-of-file flags on data) of a
     ConfinedSFTPServer are answered here with the bytes read as they are, often a
-    view into a read-ahead chunk; any error they raise is answered by asyncssh's own
-    handler, so error replies are asyncssh's.
+    view into a read-ahead chunk, and writes with a prebuilt OK status; any error
+    they raise is answered by asyncssh's own handler, so error replies are asyncssh's.
     """
 
     async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         server = self._server
-        if pkttype != FXP_READ or self._version >= 6 or not isinstance(server, ConfinedSFTPServer):
+        if (
+            pkttype not in (FXP_READ, FXP_WRITE)
+            or self._version >= 6
+            or not isinstance(server, ConfinedSFTPServer)
+        ):
             await super()._process_packet(pkttype, pktid, packet)
             return
         try:
-            data = await self._read(server, packet)
+            if pkttype == FXP_WRITE:
+                await self._write(server, packet)
+            else:
+                data = await self._read(server, packet)
         except Exception as exc:  # re-raised in asyncssh's own handler, which replies
             await super()._process_packet(pkttype, pktid, cast(SSHPacket, _Raising(exc)))
             return
-        self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
+        if pkttype == FXP_WRITE:
+            self.send_packet(FXP_STATUS, pktid, UInt32(pktid), _STATUS_OK)
+        else:
+            self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
+
+    async def _write(self, server: ConfinedSFTPServer, packet: SSHPacket) -> None:
+        """asyncssh's _process_write for SFTP v3-v5, without its per-write debug
+        formatting (a byte count and the handle in hex, built even when not logged)
+        and generic reply dispatch: an upload is one such request per 32 KiB."""
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()
+        packet.check_end()
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise SFTPInvalidHandle("Invalid file handle")
+        await server.write(file_obj, offset, data)
 
     async def _read(self, server: ConfinedSFTPServer, packet: SSHPacket) -> bytes | memoryview:
         """asyncssh's _process_read for SFTP v3-v5, without copying the bytes read."""

@@ -9,9 +9,11 @@ from typing import Any, cast
 
 import asyncssh
 import pytest
+from asyncssh.constants import FXP_WRITE
+from asyncssh.sftp import SFTPServerHandler
 
 from agent.sftp.file_io import CHUNK
-from agent.sftp.send_path import LeanChannel, _frozen
+from agent.sftp.send_path import LeanChannel, _frozen, _Raising
 from agent.sftp.session import ConfinedSFTPServer
 from agent.sftp.wire import LeanServerConnection
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
@@ -55,6 +57,34 @@ async def test_read_errors_get_asyncssh_replies(world: World) -> None:
                 await write_only.read(10, 0)
         async with sftp.open("/f.bin", "rb") as readable:
             assert await _read(readable, 10, 0) == b""  # truncated by the "wb" open
+
+
+_asyncssh_write: Any = SFTPServerHandler._packet_handlers[FXP_WRITE]
+
+
+async def _errors_only(handler: SFTPServerHandler, packet: object) -> object:
+    """asyncssh's write handler, reached only to word an error's reply."""
+    assert isinstance(packet, _Raising), "writes are answered by LeanSFTPServerHandler"
+    return await _asyncssh_write(handler, packet)
+
+
+@pytest.mark.parametrize("version", [3, 6])
+async def test_writes_are_byte_exact_and_errors_get_asyncssh_replies(
+    world: World, version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SFTPServerHandler._packet_handlers, FXP_WRITE, _errors_only)
+    payload = os.urandom(CHUNK + 33_333)
+    conn, sftp = await asyncssh_sftp(world, version=version)
+    async with conn:
+        async with sftp.open("/w.bin", "wb", block_size=32 * 1024) as remote:
+            await remote.write(payload)
+            await remote.write(b"patch", 7)
+        async with sftp.open("/w.bin", "rb") as read_only:
+            with pytest.raises(asyncssh.SFTPPermissionDenied):  # asyncssh's reply
+                await read_only.write(b"x", 0)
+    expected = bytearray(payload)
+    expected[7:12] = b"patch"
+    assert (world.server_dir(world.alice_server) / "w.bin").read_bytes() == expected
 
 
 async def test_sessions_use_the_lean_classes(world: World) -> None:
