@@ -26,6 +26,7 @@ tests/agent/sftp/test_send_path.py and the OpenSSH-client tests exercise it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
@@ -42,13 +43,21 @@ from asyncssh.constants import (
     MSG_CHANNEL_EXTENDED_DATA,
 )
 from asyncssh.packet import Byte, SSHPacket, String, UInt32
-from asyncssh.sftp import SFTPEOFError, SFTPInvalidHandle, SFTPNoConnection, SFTPServerHandler
+from asyncssh.sftp import (
+    MAX_SFTP_PACKET_LEN,
+    SFTPBadMessage,
+    SFTPEOFError,
+    SFTPInvalidHandle,
+    SFTPNoConnection,
+    SFTPServerHandler,
+)
 from asyncssh.stream import SSHServerStreamSession
 
 from agent.sftp.session import ConfinedSFTPServer
 
 _Queued = tuple[memoryview, Any]  # bytes not sent yet, and their extended data type
 _STATUS_OK = UInt32(FX_OK) + String("") + String("")  # as asyncssh words it
+_READ_SIZE = 1024 * 1024  # most request bytes taken from the channel per read
 
 
 def _frozen(data: bytes | bytearray | memoryview) -> memoryview:
@@ -154,6 +163,36 @@ class LeanSFTPServerHandler(SFTPServerHandler):
     view into a read-ahead chunk, and writes with a prebuilt OK status; any error
     they raise is answered by asyncssh's own handler, so error replies are asyncssh's.
     """
+
+    _unparsed = b""  # request bytes read from the channel, not parsed yet (from _parsed)
+    _parsed = 0
+
+    async def recv_packet(self) -> SSHPacket:
+        """asyncssh's recv_packet, parsing requests out of whatever arrived.
+
+        asyncssh reads each request with two exact reads (its length, then its body),
+        each taking the stream's lock and slicing the rest of the buffered data; an
+        upload's 32 KiB writes were two such reads apiece. Here one read takes all
+        that arrived (up to _READ_SIZE) and requests are cut from it.
+        """
+        buf, pos = self._unparsed, self._parsed
+        while True:
+            avail = len(buf) - pos
+            if avail >= 4:
+                size = int.from_bytes(buf[pos : pos + 4], "big")
+                if size > MAX_SFTP_PACKET_LEN:
+                    raise SFTPBadMessage("Max packet size exceeded")
+                if avail >= 4 + size:
+                    self._parsed = pos + 4 + size
+                    return SSHPacket(buf[pos + 4 : pos + 4 + size])
+            buf, pos = buf[pos:], 0
+            self._unparsed, self._parsed = buf, 0
+            assert self._reader is not None
+            more = await self._reader.read(_READ_SIZE)
+            if not more:
+                raise asyncio.IncompleteReadError(buf, None)  # an EOFError, as asyncssh's
+            buf = buf + more if buf else more
+            self._unparsed = buf
 
     async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         server = self._server
