@@ -18,6 +18,10 @@ Responses written in one turn of the event loop go out together at its end: an
 upload's write requests arrive several per received chunk, and their status replies
 (28 bytes each) were one SSH packet, one encryption and one send() call apiece.
 
+Inbound, requests are cut from one read of whatever arrived rather than two exact
+reads each, and writes are answered with a prebuilt OK status
+(LeanSFTPServerHandler.recv_packet and _write).
+
 Built on asyncssh's channel, session and SFTP handler internals (private
 attributes, as of 2.24); anything outside the case handled here (an encoding set on
 the channel, other subsystems than sftp, SFTP v6) goes through asyncssh unchanged.

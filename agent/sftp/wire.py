@@ -70,6 +70,7 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
       nothing, and it doubled the packets, encryptions and send syscalls of a download.
     - Received bytes are held until the packet being read is complete (see
       data_received), instead of being appended piece by piece to one bytes buffer,
+      then handed to asyncssh's handlers one packet part at a time (_feed_packets),
       and are decrypted with one copy of the packet instead of two.
     - Session channels send SFTP responses without copying them (send_path), and
       channel data arrives here as pieces (memoryviews), joined once.
