@@ -18,6 +18,10 @@ Responses written in one turn of the event loop go out together at its end: an
 upload's write requests arrive several per received chunk, and their status replies
 (28 bytes each) were one SSH packet, one encryption and one send() call apiece.
 
+Inbound, requests are cut from one read of whatever arrived rather than two exact
+reads each, and writes are answered with a prebuilt OK status
+(LeanSFTPServerHandler.recv_packet and _write).
+
 Built on asyncssh's channel, session and SFTP handler internals (private
 attributes, as of 2.24); anything outside the case handled here (an encoding set on
 the channel, other subsystems than sftp, SFTP v6) goes through asyncssh unchanged.
@@ -26,25 +30,38 @@ tests/agent/sftp/test_send_path.py and the OpenSSH-client tests exercise it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 from asyncssh import SFTPServer, SSHReader, SSHServerChannel, SSHWriter
 from asyncssh.constants import (
+    FX_OK,
     FXP_DATA,
     FXP_READ,
+    FXP_STATUS,
+    FXP_WRITE,
     MSG_CHANNEL_DATA,
     MSG_CHANNEL_EOF,
     MSG_CHANNEL_EXTENDED_DATA,
 )
-from asyncssh.packet import Byte, SSHPacket, UInt32
-from asyncssh.sftp import SFTPEOFError, SFTPInvalidHandle, SFTPNoConnection, SFTPServerHandler
+from asyncssh.packet import Byte, SSHPacket, String, UInt32
+from asyncssh.sftp import (
+    MAX_SFTP_PACKET_LEN,
+    SFTPBadMessage,
+    SFTPEOFError,
+    SFTPInvalidHandle,
+    SFTPNoConnection,
+    SFTPServerHandler,
+)
 from asyncssh.stream import SSHServerStreamSession
 
 from agent.sftp.session import ConfinedSFTPServer
 
 _Queued = tuple[memoryview, Any]  # bytes not sent yet, and their extended data type
+_STATUS_OK = UInt32(FX_OK) + String("") + String("")  # as asyncssh words it
+_READ_SIZE = 1024 * 1024  # most request bytes taken from the channel per read
 
 
 def _frozen(data: bytes | bytearray | memoryview) -> memoryview:
@@ -147,21 +164,74 @@ class LeanSFTPServerHandler(SFTPServerHandler):
 
     Reads (SFTP v3-v5, the versions without end-of-file flags on data) of a
     ConfinedSFTPServer are answered here with the bytes read as they are, often a
-    view into a read-ahead chunk; any error they raise is answered by asyncssh's own
-    handler, so error replies are asyncssh's.
+    view into a read-ahead chunk, and writes with a prebuilt OK status; any error
+    they raise is answered by asyncssh's own handler, so error replies are asyncssh's.
     """
+
+    _unparsed = b""  # request bytes read from the channel, not parsed yet (from _parsed)
+    _parsed = 0
+
+    async def recv_packet(self) -> SSHPacket:
+        """asyncssh's recv_packet, parsing requests out of whatever arrived.
+
+        asyncssh reads each request with two exact reads (its length, then its body),
+        each taking the stream's lock and slicing the rest of the buffered data; an
+        upload's 32 KiB writes were two such reads apiece. Here one read takes all
+        that arrived (up to _READ_SIZE) and requests are cut from it.
+        """
+        buf, pos = self._unparsed, self._parsed
+        while True:
+            avail = len(buf) - pos
+            if avail >= 4:
+                size = int.from_bytes(buf[pos : pos + 4], "big")
+                if size > MAX_SFTP_PACKET_LEN:
+                    raise SFTPBadMessage("Max packet size exceeded")
+                if avail >= 4 + size:
+                    self._parsed = pos + 4 + size
+                    return SSHPacket(buf[pos + 4 : pos + 4 + size])
+            buf, pos = buf[pos:], 0
+            self._unparsed, self._parsed = buf, 0
+            assert self._reader is not None
+            more = await self._reader.read(_READ_SIZE)
+            if not more:
+                raise asyncio.IncompleteReadError(buf, None)  # an EOFError, as asyncssh's
+            buf = buf + more if buf else more
+            self._unparsed = buf
 
     async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         server = self._server
-        if pkttype != FXP_READ or self._version >= 6 or not isinstance(server, ConfinedSFTPServer):
+        if (
+            pkttype not in (FXP_READ, FXP_WRITE)
+            or self._version >= 6
+            or not isinstance(server, ConfinedSFTPServer)
+        ):
             await super()._process_packet(pkttype, pktid, packet)
             return
         try:
-            data = await self._read(server, packet)
+            if pkttype == FXP_WRITE:
+                await self._write(server, packet)
+            else:
+                data = await self._read(server, packet)
         except Exception as exc:  # re-raised in asyncssh's own handler, which replies
             await super()._process_packet(pkttype, pktid, cast(SSHPacket, _Raising(exc)))
             return
-        self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
+        if pkttype == FXP_WRITE:
+            self.send_packet(FXP_STATUS, pktid, UInt32(pktid), _STATUS_OK)
+        else:
+            self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
+
+    async def _write(self, server: ConfinedSFTPServer, packet: SSHPacket) -> None:
+        """asyncssh's _process_write for SFTP v3-v5, without its per-write debug
+        formatting (a byte count and the handle in hex, built even when not logged)
+        and generic reply dispatch: an upload is one such request per 32 KiB."""
+        handle = packet.get_string()
+        offset = packet.get_uint64()
+        data = packet.get_string()
+        packet.check_end()
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise SFTPInvalidHandle("Invalid file handle")
+        await server.write(file_obj, offset, data)
 
     async def _read(self, server: ConfinedSFTPServer, packet: SSHPacket) -> bytes | memoryview:
         """asyncssh's _process_read for SFTP v3-v5, without copying the bytes read."""

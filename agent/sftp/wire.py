@@ -70,6 +70,7 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
       nothing, and it doubled the packets, encryptions and send syscalls of a download.
     - Received bytes are held until the packet being read is complete (see
       data_received), instead of being appended piece by piece to one bytes buffer,
+      then handed to asyncssh's handlers one packet part at a time (_feed_packets),
       and are decrypted with one copy of the packet instead of two.
     - Session channels send SFTP responses without copying them (send_path), and
       channel data arrives here as pieces (memoryviews), joined once.
@@ -112,7 +113,55 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
         if held is not None:
             self._held = None
             data = b"".join(held)
-        super().data_received(data, datatype)
+        self._reset_keepalive_timer()
+        self._feed_packets(data)
+
+    def _feed_packets(self, data: bytes) -> None:
+        """Hand `data` to asyncssh's receive handlers one packet part at a time.
+
+        asyncssh keeps unparsed bytes in one bytes buffer and slices each packet's
+        header block and body off its front, copying the whole remainder twice per
+        packet: with OpenSSH's 32 KiB upload packets arriving 256 KiB per recv(),
+        that copied every received byte about eight times. With AES-GCM the length of
+        each packet is in clear, so once keys are in use the buffer is filled with
+        just the part the waiting handler takes (the header block, then the rest of
+        the packet) and each handler slices off all of it, leaving nothing to copy.
+        Anything else (before the keys, a handler busy with an awaited packet, a
+        partial packet) goes to asyncssh's buffer as it would have.
+        """
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        while pos < end and self._transport is not None:
+            if type(self._recv_encryption) is not _LeanGCMDecryption:
+                break
+            handler = self._recv_handler
+            if handler == self._recv_pkthdr:
+                take = self._recv_blocksize
+            elif handler == self._recv_packet:
+                take = 4 + self._pktlen + self._recv_macsize - self._recv_blocksize
+            else:
+                break  # an awaited packet: asyncssh resumes from its buffer
+            need = take - len(self._inpbuf)  # what completes the part begun in a recv before
+            if need <= 0 or end - pos < need:
+                break
+            piece = data if need == end else view[pos : pos + need].tobytes()
+            self._inpbuf = self._inpbuf + piece if self._inpbuf else piece
+            pos += need
+            self._run_recv_handlers()
+        if pos < end:
+            self._inpbuf += data if pos == 0 else view[pos:].tobytes()
+            self._run_recv_handlers()
+
+    def _run_recv_handlers(self) -> None:
+        """asyncssh's _recv_data without its keepalive reset (done once per recv)."""
+        try:
+            while self._inpbuf and self._recv_handler():
+                pass
+        except asyncssh.DisconnectError as exc:
+            self._send_disconnect(exc.code, exc.reason, exc.lang)
+            self._force_close(exc)
+        except Exception:  # as asyncssh: logged, the connection closed
+            self.internal_error()
 
     def _process_session_open(self, packet: SSHPacket) -> Any:
         opened = super()._process_session_open(packet)

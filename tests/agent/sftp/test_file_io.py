@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,3 +119,33 @@ def test_pwritev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.M
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == b"\0\0abcdefghijklmnopq"
+
+
+async def test_random_reads_after_sequential_and_after_writes(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """Read-ahead never answers a random read with stale or misplaced bytes, on a
+    read-only handle after sequential reads, nor on a handle the session writes."""
+    rng = random.Random(17)
+    payload = bytearray(os.urandom(3 * CHUNK + 999))
+    (tmp_path / "f").write_bytes(payload)
+    reader = OpenFile(os.open(tmp_path / "f", os.O_RDONLY), len(payload), False, pool)
+    for offset in range(0, CHUNK + 5, 32 * 1024):  # sequential: read-ahead in flight
+        assert await reader.read(offset, 32 * 1024) == payload[offset : offset + 32 * 1024]
+    for _ in range(200):
+        offset, size = rng.randrange(len(payload) + 10), rng.randrange(1, 300_000)
+        assert await reader.read(offset, size) == payload[offset : offset + size]
+        if rng.random() < 0.3:  # and sequential again from there
+            assert await reader.read(offset + size, 4096) == payload[offset + size :][:4096]
+    await reader.close()
+    writer = OpenFile(os.open(tmp_path / "f", os.O_RDWR), len(payload), True, pool)
+    for _ in range(100):
+        offset = rng.randrange(len(payload) - 70_000)
+        if rng.random() < 0.5:
+            block = os.urandom(rng.randrange(1, 70_000))
+            await writer.write(offset, block)
+            payload[offset : offset + len(block)] = block
+        size = rng.randrange(1, 70_000)
+        assert await writer.read(offset, size) == payload[offset : offset + size]
+    await writer.close()
+    assert (tmp_path / "f").read_bytes() == payload

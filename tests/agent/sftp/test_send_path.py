@@ -5,13 +5,16 @@ Downloads by the OpenSSH client are in test_openssh_client.py."""
 from __future__ import annotations
 
 import os
+import random
 from typing import Any, cast
 
 import asyncssh
 import pytest
+from asyncssh.constants import FXP_WRITE
+from asyncssh.sftp import MAX_SFTP_PACKET_LEN, SFTPBadMessage, SFTPServerHandler
 
 from agent.sftp.file_io import CHUNK
-from agent.sftp.send_path import LeanChannel, _frozen
+from agent.sftp.send_path import LeanChannel, LeanSFTPServerHandler, _frozen, _Raising
 from agent.sftp.session import ConfinedSFTPServer
 from agent.sftp.wire import LeanServerConnection
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
@@ -55,6 +58,34 @@ async def test_read_errors_get_asyncssh_replies(world: World) -> None:
                 await write_only.read(10, 0)
         async with sftp.open("/f.bin", "rb") as readable:
             assert await _read(readable, 10, 0) == b""  # truncated by the "wb" open
+
+
+_asyncssh_write: Any = SFTPServerHandler._packet_handlers[FXP_WRITE]
+
+
+async def _errors_only(handler: SFTPServerHandler, packet: object) -> object:
+    """asyncssh's write handler, reached only to word an error's reply."""
+    assert isinstance(packet, _Raising), "writes are answered by LeanSFTPServerHandler"
+    return await _asyncssh_write(handler, packet)
+
+
+@pytest.mark.parametrize("version", [3, 6])
+async def test_writes_are_byte_exact_and_errors_get_asyncssh_replies(
+    world: World, version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SFTPServerHandler._packet_handlers, FXP_WRITE, _errors_only)
+    payload = os.urandom(CHUNK + 33_333)
+    conn, sftp = await asyncssh_sftp(world, version=version)
+    async with conn:
+        async with sftp.open("/w.bin", "wb", block_size=32 * 1024) as remote:
+            await remote.write(payload)
+            await remote.write(b"patch", 7)
+        async with sftp.open("/w.bin", "rb") as read_only:
+            with pytest.raises(asyncssh.SFTPPermissionDenied):  # asyncssh's reply
+                await read_only.write(b"x", 0)
+    expected = bytearray(payload)
+    expected[7:12] = b"patch"
+    assert (world.server_dir(world.alice_server) / "w.bin").read_bytes() == expected
 
 
 async def test_sessions_use_the_lean_classes(world: World) -> None:
@@ -122,3 +153,46 @@ async def test_replies_of_one_turn_share_a_packet(
         monkeypatch.undo()
     assert (world.server_dir(world.alice_server) / "up.bin").read_bytes() == payload
     assert len(sealed) < 128 // 2
+
+
+class _PieceReader:
+    """A channel reader handing out a byte stream in given piece sizes."""
+
+    def __init__(self, stream: bytes, sizes: list[int]) -> None:
+        self._stream, self._sizes, self._pos = stream, sizes, 0
+
+    async def read(self, n: int) -> bytes:
+        size = min(n, self._sizes.pop(0) if self._sizes else n)
+        piece = self._stream[self._pos : self._pos + size]
+        self._pos += len(piece)
+        return piece
+
+
+def _handler_reading(stream: bytes, sizes: list[int]) -> Any:
+    handler: Any = object.__new__(LeanSFTPServerHandler)
+    handler._reader = _PieceReader(stream, sizes)
+    return handler
+
+
+async def test_requests_are_cut_from_whatever_arrived() -> None:
+    rng = random.Random(3)
+    bodies = [
+        os.urandom(rng.choice([1, 9, 32 * 1024 + 29, rng.randrange(1, 200_000)])) for _ in range(50)
+    ]
+    stream = b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
+    sizes = [rng.choice([1, 3, 4, 5, 1000, 32 * 1024, 300_000]) for _ in range(len(stream))]
+    handler = _handler_reading(stream, sizes)
+    for body in bodies:
+        packet = await handler.recv_packet()
+        assert packet.get_remaining_payload() == body
+    with pytest.raises(EOFError):
+        await handler.recv_packet()
+    truncated = _handler_reading(stream[: 4 + len(bodies[0]) - 1], [])
+    with pytest.raises(EOFError):  # the stream ends inside a request
+        await truncated.recv_packet()
+
+
+async def test_an_oversized_request_is_refused() -> None:
+    handler = _handler_reading((MAX_SFTP_PACKET_LEN + 1).to_bytes(4, "big") + b"x", [])
+    with pytest.raises(SFTPBadMessage):
+        await handler.recv_packet()
