@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from aiohttp import web
 from pydantic import ConfigDict
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 
 from common.logging import get_logger
 from controlplane.api.errors import Forbidden, Unauthorized
-from controlplane.api.schemas import Profile
+from controlplane.api.schemas import Profile, Snapshot
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.db.tables import ApiKey, AuthSession, User
@@ -34,6 +35,11 @@ LAST_USED_WRITE_INTERVAL = 60.0
 AUTH_CHANNEL = "encedeus_auth"
 
 log = get_logger(__name__)
+
+
+class ProfileSnapshot(Profile, Snapshot):
+    """A Profile that is rendered to JSON once: the caller's own, see
+    :attr:`CurrentUser.profile`."""
 
 
 class CurrentUser(Profile):
@@ -56,6 +62,14 @@ class CurrentUser(Profile):
         """The caller for a user row and the credential that proved it."""
         snapshot = cls.model_validate(user, from_attributes=True)
         return snapshot.model_copy(update={"session_id": session_id, "api_key_id": api_key_id})
+
+    @cached_property
+    def profile(self) -> ProfileSnapshot:
+        """The profile view of the snapshot (without the credential ids), built once:
+        a cached API key serves the same snapshot until the account changes."""
+        return ProfileSnapshot.model_validate(
+            {name: getattr(self, name) for name in Profile.model_fields}
+        )
 
 
 CURRENT_USER = web.RequestKey("current_user", CurrentUser)
