@@ -13,6 +13,11 @@ saturated rate, from bench/fixed_rate.py (an open-loop generator in its own
 process; latency counted from each request's due time): `fixed_p99_ms` is the
 control plane's 99th percentile there, `reference_fixed_p99_ms` the bare handler's.
 Goals: ratio >= 0.7 and fixed_p99_ms < 20.
+
+`cpu_us` / `reference_cpu_us`: each server process's CPU time (user + system, from
+/proc) per request answered in its `wrk` rounds, the lowest round of each;
+`cpu_ratio` = reference_cpu_us / cpu_us. On a machine shared with other work this
+moves much less than requests/s, which follow whatever CPU share the servers get.
 """
 
 from __future__ import annotations
@@ -103,8 +108,8 @@ def _seconds(value: str, unit: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def run_wrk(wrk: str, url: str, token: str, duration: str) -> tuple[float, float]:
-    """(requests/s, p99 seconds) of one wrk run; refuses runs with non-2xx answers."""
+def run_wrk(wrk: str, url: str, token: str, duration: str) -> tuple[float, float, int]:
+    """(requests/s, p99 seconds, requests) of one wrk run; refuses non-2xx answers."""
     result = subprocess.run(
         [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}", "--latency",
          "-H", f"Authorization: Bearer {token}", url],
@@ -116,7 +121,14 @@ def run_wrk(wrk: str, url: str, token: str, duration: str) -> tuple[float, float
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
     assert p99, out
-    return rps, _seconds(p99.group(1), p99.group(2))
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, _seconds(p99.group(1), p99.group(2)), count
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(cmd: list[str], env: dict[str, str], marker: str) -> tuple[subprocess.Popen[str], str]:
@@ -138,11 +150,15 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def measure(name: str, wrk: str, url: str, token: str) -> tuple[float, float]:
+def measure(name: str, wrk: str, url: str, token: str, pid: int) -> tuple[float, float, float]:
+    """(requests/s, p99 seconds, server CPU µs per request) of one round."""
     run_wrk(wrk, url, token, WARMUP)
-    rps, p99 = run_wrk(wrk, url, token, DURATION)
-    print(f"{name}: {rps:.0f} req/s, p99 {p99 * 1000:.1f} ms", flush=True)
-    return rps, p99
+    before = cpu_seconds(pid)
+    rps, p99, count = run_wrk(wrk, url, token, DURATION)
+    cpu_us = (cpu_seconds(pid) - before) / count * 1e6
+    print(f"{name}: {rps:.0f} req/s, p99 {p99 * 1000:.1f} ms, {cpu_us:.1f} µs CPU/request "
+          f"(load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+    return rps, p99, cpu_us
 
 
 def at_fixed_rate(name: str, url: str, token: str, rate: float) -> dict[str, float]:
@@ -182,18 +198,20 @@ def main() -> None:
             # each, so that load from other processes on the machine hits both alike.
             bare_runs, our_runs = [], []
             for _ in range(ROUNDS):
-                bare_runs.append(measure("bare aiohttp", wrk, f"{bare_base}/v1/user/profile", "x"))
-                our_runs.append(
-                    measure("control plane", wrk, f"{base}/v1/user/profile", key["key"])
-                )
+                bare_url = f"{bare_base}/v1/user/profile"
+                bare_runs.append(measure("bare aiohttp", wrk, bare_url, "x", bare.pid))
+                our_url = f"{base}/v1/user/profile"
+                our_runs.append(measure("control plane", wrk, our_url, key["key"], ours.pid))
             rate = max(our_runs)[0] / 2
             bare_fixed = at_fixed_rate("bare aiohttp", f"{bare_base}/v1/user/profile", "x", rate)
             our_fixed = at_fixed_rate("control plane", f"{base}/v1/user/profile", key["key"], rate)
         finally:
             stop(ours)
             stop(bare)
-    bare_rps, bare_p99 = max(bare_runs)
-    rps, p99 = max(our_runs)
+    bare_rps, bare_p99, _ = max(bare_runs)
+    rps, p99, _ = max(our_runs)
+    bare_cpu = min(run[2] for run in bare_runs)
+    our_cpu = min(run[2] for run in our_runs)
     print(json.dumps({
         "bench": "api_throughput",
         "value": round(rps, 1),
@@ -206,6 +224,9 @@ def main() -> None:
         "fixed_p99_ms": our_fixed["p99_ms"],
         "fixed_p50_ms": our_fixed["p50_ms"],
         "reference_fixed_p99_ms": bare_fixed["p99_ms"],
+        "cpu_us": round(our_cpu, 1),
+        "reference_cpu_us": round(bare_cpu, 1),
+        "cpu_ratio": round(bare_cpu / our_cpu, 3),
         "load_average": round(os.getloadavg()[0], 1),
     }))  # fmt: skip
 

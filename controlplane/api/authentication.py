@@ -6,10 +6,12 @@ read the caller with `current_user(request)` from :mod:`controlplane.api.context
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from aiohttp import web
 from pydantic import ConfigDict
@@ -18,7 +20,7 @@ from sqlmodel import col, select
 
 from common.logging import get_logger
 from controlplane.api.errors import Forbidden, Unauthorized
-from controlplane.api.schemas import Profile
+from controlplane.api.schemas import Profile, Snapshot
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.db.tables import ApiKey, AuthSession, User
@@ -33,6 +35,11 @@ LAST_USED_WRITE_INTERVAL = 60.0
 AUTH_CHANNEL = "encedeus_auth"
 
 log = get_logger(__name__)
+
+
+class ProfileSnapshot(Profile, Snapshot):
+    """A Profile that is rendered to JSON once: the caller's own, see
+    :attr:`CurrentUser.profile`."""
 
 
 class CurrentUser(Profile):
@@ -55,6 +62,14 @@ class CurrentUser(Profile):
         """The caller for a user row and the credential that proved it."""
         snapshot = cls.model_validate(user, from_attributes=True)
         return snapshot.model_copy(update={"session_id": session_id, "api_key_id": api_key_id})
+
+    @cached_property
+    def profile(self) -> ProfileSnapshot:
+        """The profile view of the snapshot (without the credential ids), built once:
+        a cached API key serves the same snapshot until the account changes."""
+        return ProfileSnapshot.model_validate(
+            {name: getattr(self, name) for name in Profile.model_fields}
+        )
 
 
 CURRENT_USER = web.RequestKey("current_user", CurrentUser)
@@ -102,7 +117,8 @@ class Authenticator:
     API-key lookups are cached for `cache_seconds` (per process). Anything that
     revokes a key or changes an account must call `forget_api_key` / `forget_user`
     so that the change takes effect on the very next request here, and within a
-    second on every other control plane once :meth:`follow` was called.
+    second on every other control plane once :meth:`follow` was called. Requests
+    that find a key missing or stale at the same time share one database load.
     """
 
     def __init__(self, database: Database, keys: ServerKeys, cache_seconds: float) -> None:
@@ -115,7 +131,25 @@ class Authenticator:
         # Bumped by every forget_*: a lookup that raced with a revocation must not
         # put the revoked key back into the cache.
         self._generation = 0
+        # The load in flight per key, with the generation it started in: a request
+        # joins it only if nothing was revoked since (it could read the revoked row).
+        self._loading: dict[str, tuple[int, asyncio.Task[_CachedKey]]] = {}
         self._notifier: Notifier | None = None
+
+    def cached_caller(self, token: str) -> CurrentUser | None:
+        """The caller of an API key whose cache entry is fresh and owes no
+        `last_used` write: the hot path, with no coroutine. None: `authenticate`."""
+        entry = self._api_keys.get(token)
+        if entry is None:
+            return None
+        now = time.monotonic()
+        if now - entry.cached_at > self._cache_seconds:
+            return None
+        if now - entry.last_used_written >= LAST_USED_WRITE_INTERVAL:
+            return None
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            return None
+        return entry.user
 
     async def authenticate(self, token: str) -> CurrentUser:
         """The caller `token` proves, or Unauthorized."""
@@ -147,7 +181,7 @@ class Authenticator:
         now = time.monotonic()
         cached = self._api_keys.get(token)
         if cached is None or now - cached.cached_at > self._cache_seconds:
-            cached = await self._load_api_key(token, now)
+            cached = await self._shared_load(token, now)
         if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
             self._api_keys.pop(token, None)
             raise Unauthorized("API key expired", code="invalid_api_key")
@@ -155,6 +189,26 @@ class Authenticator:
             cached.last_used_written = now
             await self._touch(cached.user)
         return cached.user
+
+    async def _shared_load(self, token: str, now: float) -> _CachedKey:
+        """One database load per key at a time: concurrent callers await the same
+        task (shielded: a caller that goes away does not cancel it for the others)."""
+        generation = self._generation
+        loading = self._loading.get(token)
+        if loading is None or loading[0] != generation:
+            task = asyncio.create_task(self._load_api_key(token, now), name="api-key-load")
+            loading = (generation, task)
+            self._loading[token] = loading
+            task.add_done_callback(lambda done: self._loaded(token, done))
+        return await asyncio.shield(loading[1])
+
+    def _loaded(self, token: str, task: asyncio.Task[_CachedKey]) -> None:
+        current = self._loading.get(token)
+        if current is not None and current[1] is task:
+            del self._loading[token]
+        # Retrieved here so that a load whose callers all went away logs nothing.
+        if not task.cancelled():
+            task.exception()
 
     async def _load_api_key(self, token: str, now: float) -> _CachedKey:
         generation = self._generation
@@ -258,7 +312,11 @@ class _User:
         token = api_credential(request)
         if token is None:
             raise Unauthorized("an Authorization: Bearer (or access_token) header is required")
-        request[CURRENT_USER] = await request.app[AUTHENTICATOR].authenticate(token)
+        authenticator = request.app[AUTHENTICATOR]
+        user = authenticator.cached_caller(token)
+        request[CURRENT_USER] = (
+            user if user is not None else await authenticator.authenticate(token)
+        )
 
 
 class _Admin(_User):

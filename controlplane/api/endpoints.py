@@ -44,6 +44,7 @@ from controlplane.api.errors import (
     http_error_response,
     rate_limited,
 )
+from controlplane.api.schemas import Snapshot
 from controlplane.security.proxies import client_address as forwarded_client
 from controlplane.state import CONFIG, METRICS, RATE_LIMITER
 
@@ -213,9 +214,8 @@ async def _answer(endpoint: Endpoint, request: web.Request) -> web.StreamRespons
     result = await endpoint.handler(request, **kwargs)
     if isinstance(result, web.StreamResponse):
         return result
-    return web.Response(
-        status=endpoint.status, text=result.model_dump_json(), content_type="application/json"
-    )
+    text = result.json_text if isinstance(result, Snapshot) else result.model_dump_json()
+    return web.Response(status=endpoint.status, text=text, content_type="application/json")
 
 
 def _unexpected(request: web.Request, exc: Exception) -> web.Response:
@@ -232,6 +232,17 @@ def _unexpected(request: web.Request, exc: Exception) -> web.Response:
     return error_response(500, "internal_error", "internal server error")
 
 
+def _failure(request: web.Request, exc: Exception) -> web.Response:
+    """The error envelope for a failure (redirects are re-raised: they pass through)."""
+    if isinstance(exc, ApiError):
+        return exc.to_response()
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        return http_error_response(exc)
+    return _unexpected(request, exc)
+
+
 async def _observed(
     request: web.Request, route: str, answer: Awaitable[web.StreamResponse]
 ) -> web.StreamResponse:
@@ -239,14 +250,8 @@ async def _observed(
     started = time.perf_counter()
     try:
         response = await answer
-    except ApiError as exc:
-        response = exc.to_response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects pass through
-        response = http_error_response(exc)
     except Exception as exc:
-        response = _unexpected(request, exc)
+        response = _failure(request, exc)
     request.app[METRICS].observe(
         request.method, route, response.status, time.perf_counter() - started
     )
@@ -254,8 +259,19 @@ async def _observed(
 
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    route = endpoint.path
+
+    # `_observed` inlined: one coroutine less on every request of every route.
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await _observed(request, endpoint.path, _answer(endpoint, request))
+        started = time.perf_counter()
+        try:
+            response = await _answer(endpoint, request)
+        except Exception as exc:
+            response = _failure(request, exc)
+        request.app[METRICS].observe(
+            request.method, route, response.status, time.perf_counter() - started
+        )
+        return response
 
     handle.__qualname__ = endpoint.handler.__qualname__
     return handle

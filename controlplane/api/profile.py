@@ -73,8 +73,9 @@ def profile_of(user: User | CurrentUser) -> Profile:
 async def get_profile(request: web.Request) -> Profile:
     """The caller's own account."""
     # The snapshot taken by authentication is current (every account write
-    # invalidates it) and saves the hot path a database round trip.
-    return profile_of(current_user(request))
+    # invalidates it) and saves the hot path a database round trip; its profile is
+    # built and rendered once per snapshot.
+    return current_user(request).profile
 
 
 async def _require_password(request: web.Request, password: str | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
@@ -28,6 +29,18 @@ class Request(BaseModel):
     """Base of request bodies: unknown fields are refused, strings kept as sent."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Snapshot(BaseModel):
+    """Base of response models that never change once built (frozen): the endpoint
+    layer sends their `json_text`, rendered once however often they are served."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @cached_property
+    def json_text(self) -> str:
+        """The JSON of the model (`model_dump_json`), computed on first use."""
+        return self.model_dump_json()
 
 
 class MessageResponse(BaseModel):

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from tests.controlplane.accounts_support import (
     PASSWORD,
     bearer,
+    create_api_key,
     error_code,
     login_status,
     register,
@@ -51,6 +52,25 @@ async def test_profile_update_changes_fields_and_refuses_taken_ones(api: Client)
     assert await error_code(clash) == "account_exists"
     bad = await api.put("/v1/user/profile", json={"username": "a b"}, headers=account.headers)
     assert bad.status == 400
+
+
+async def test_profile_through_a_cached_api_key_shows_an_update_at_once(api: Client) -> None:
+    account = await register(api)
+    key = await create_api_key(api, account)
+    first = await (await api.get("/v1/user/profile", headers=bearer(key))).json()
+    again = await (await api.get("/v1/user/profile", headers=bearer(key))).json()  # cached
+    assert again == first
+    assert set(first) == {
+        "id", "username", "email", "is_admin", "is_active", "created_at", "updated_at",
+        "last_login",
+    }  # fmt: skip
+    renamed = await api.put(
+        "/v1/user/profile", json={"username": "renamed"}, headers=account.headers
+    )
+    assert renamed.status == 200
+    after = await (await api.get("/v1/user/profile", headers=bearer(key))).json()
+    assert after["username"] == "renamed"
+    assert after == await renamed.json()
 
 
 async def test_password_change_needs_the_current_password(api: Client) -> None:
