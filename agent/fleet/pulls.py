@@ -89,6 +89,10 @@ class PendingPull:
         status.pull.CopyFrom(self.progress)
         return status
 
+    def current_status(self) -> pb.ServerStatus:
+        """status(), as ManagedServer.current_status() reads (built afresh: pulls are few)."""
+        return self.status()
+
     def to_proto(self) -> pb.Server:
         return pb.Server(spec=public_spec(self.spec), status=self.status())
 

@@ -9,6 +9,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
@@ -22,7 +24,7 @@ from agent.fleet.inputs import (
 from agent.fleet.install import InstallFailed, ServerInstaller
 from agent.fleet.pull_grants import PullGrants
 from agent.fleet.pulls import ImagePulls, PendingPull
-from agent.fleet.server import STATE_TO_PROTO, ManagedServer
+from agent.fleet.server import ManagedServer
 from agent.fleet.spec import container_spec, validate_spec, volume_name
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
@@ -107,12 +109,13 @@ class Supervisor:
         return [
             s
             for s in self._every_server()
-            if all(s.status().labels.get(k) == v for k, v in wanted.items())
+            if all(s.current_status().labels.get(k) == v for k, v in wanted.items())
         ]
 
     def statuses(self) -> list[pb.ServerStatus]:
-        """Every server's status, servers still waiting for their image included."""
-        return [s.status() for s in self._every_server()]
+        """Every server's status, servers still waiting for their image included
+        (shared messages: copy one before changing it)."""
+        return [s.current_status() for s in self._every_server()]
 
     def images_in_use(self) -> list[str]:
         """The image references of every server, and of every pull under way."""
@@ -130,7 +133,7 @@ class Supervisor:
         return {
             volume_name(s.spec)
             for s in self._every_server()
-            if s.status().state not in (pb.SERVER_STATE_OFFLINE, pb.SERVER_STATE_PULLING)
+            if s.current_status().state not in (pb.SERVER_STATE_OFFLINE, pb.SERVER_STATE_PULLING)
         }
 
     def _every_server(self) -> list[ManagedServer | PendingPull]:
@@ -459,15 +462,26 @@ class Supervisor:
             if queue is not None:
                 history.unfollow(queue)
 
-    async def stats(self, max_age: float = 0.5) -> list[pb.ServerStats]:
-        """Stats of every server (zeros for servers that are not running)."""
+    async def add_stats(
+        self, target: RepeatedCompositeFieldContainer[pb.ServerStats], max_age: float = 0.5
+    ) -> None:
+        """Append the stats of every server to `target` (zeros for servers that are not
+        running); filled in place, as copying 100 of them into a heartbeat costs more
+        than building them."""
         samples = await self.tracker.sampler.latest(max_age)
-        return [server_stats(s, samples.get(s.id)) for s in self.servers.values()]
+        for server in self.servers.values():
+            server_stats(server, samples.get(server.id), target.add())
 
 
-def server_stats(server: ManagedServer, sample: ContainerSample | None) -> pb.ServerStats:
-    stats = pb.ServerStats(id=server.id, state=STATE_TO_PROTO[server.machine.state])
-    if sample is not None and server.machine.state is not lm.State.OFFLINE:
+def server_stats(
+    server: ManagedServer, sample: ContainerSample | None, stats: pb.ServerStats | None = None
+) -> pb.ServerStats:
+    """`server`'s stats, written into `stats` when given (an empty message)."""
+    if stats is None:
+        stats = pb.ServerStats()
+    stats.id = server.id
+    stats.state = server.current_status().state
+    if sample is not None and stats.state != pb.SERVER_STATE_OFFLINE:
         stats.memory_bytes = sample.memory_bytes
         stats.memory_limit_bytes = sample.memory_limit_bytes
         stats.cpu_absolute = sample.cpu_absolute

@@ -334,14 +334,13 @@ class AgentService(pb_grpc.AgentServicer):
     async def _heartbeat(self, interval: float) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.
         host = await self.host.latest(interval / 2)
-        stats = await self.supervisor.stats(interval / 2)
-        beat = pb.Heartbeat(
-            host=convert.host_stats(host),
-            servers=self.supervisor.statuses(),
-            stats=stats,
-            routes_version=0 if self.ingress is None else self.ingress.routes_version,
-        )
-        return self.hub.stamp(pb.WatchEvent(heartbeat=beat))
+        event = pb.WatchEvent()
+        beat = event.heartbeat  # filled in place: copying 100 servers' messages costs
+        await self.supervisor.add_stats(beat.stats, interval / 2)
+        beat.host.CopyFrom(convert.host_stats(host))
+        beat.servers.extend(self.supervisor.statuses())
+        beat.routes_version = 0 if self.ingress is None else self.ingress.routes_version
+        return self.hub.stamp(event)
 
 
 DEFAULT_CHECK_MS = 3000

@@ -119,6 +119,11 @@ class NetDevReader:
     def __init__(self, pid: int, proc: Path = PROC) -> None:
         self._fd = os.open(proc / str(pid) / "net" / "dev", os.O_RDONLY | os.O_CLOEXEC)
 
+    def devices(self) -> int:
+        """How many devices the namespace has besides loopback."""
+        lines = os.pread(self._fd, 65536, 0).split(b"\n")[2:]
+        return sum(1 for line in lines if b":" in line and line.split(b":")[0].strip() != b"lo")
+
     def read(self) -> tuple[int, int]:
         rx = tx = 0
         # Two header lines, then "iface: rx_bytes packets ... (8 rx fields) tx_bytes ...".

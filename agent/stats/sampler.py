@@ -1,6 +1,7 @@
 """Samples every tracked container's resource use in one pass.
 
-A sample costs a few preads per container and runs in a worker thread; callers ask
+A sample costs a few preads per container (network: one read of the host's net/dev for
+every container on veths, see agent/stats/veth.py) and runs in a worker thread; callers ask
 for `latest(max_age)` so that several consumers (Watch streams, WebSockets) at the
 same rate share one sample instead of each taking their own.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from agent.fleet.volume_images import is_own_filesystem, used_bytes
 from agent.stats.cgroup import CgroupReader, NetDevReader
+from agent.stats.veth import HostNetDev, namespace_id, veth_peers
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -61,16 +63,41 @@ class _Tracked:
         self.pid, self.limit, self.data_dir = pid, limit, data_dir
         self.started_at_ms = started_at_ms
         self.cgroup: CgroupReader | None = None
-        self.net: NetDevReader | None = None
+        self.net: NetDevReader | None = None  # when its veths are not all its devices
+        self.veths: list[bytes] = []  # else: their names in the host's net/dev
         self.last_cpu_ns = 0
         self.last_wall_ns = 0
         self.disk_bytes = 0
         self.disk_at = 0.0
 
     def open(self) -> None:
-        if self.cgroup is None:
-            self.cgroup = CgroupReader(self.pid)
+        self.cgroup = CgroupReader(self.pid)
+        try:
             self.net = NetDevReader(self.pid)
+        except OSError:
+            self.close()
+            raise
+
+    def use_veths(self, peers: dict[int, list[bytes]]) -> None:
+        """Read the host's side of the container's veths (`peers`: veth_peers()) when
+        they are all of its devices; else keep its net/dev."""
+        assert self.net is not None
+        nsid = namespace_id(self.pid)
+        veths = peers.get(nsid, []) if nsid is not None else []
+        if veths and len(veths) == self.net.devices():
+            self.net.close()
+            self.net, self.veths = None, veths
+
+    def network(self, host: dict[bytes, tuple[int, int]]) -> tuple[int, int]:
+        """(rx, tx) bytes of the container; `host` is the host's net/dev, whose
+        receive is the container's send on a veth."""
+        if self.net is not None:
+            return self.net.read()
+        rx = tx = 0
+        for name in self.veths:
+            host_rx, host_tx = host[name]  # KeyError: the veth went with the container
+            rx, tx = rx + host_tx, tx + host_rx
+        return rx, tx
 
     def close(self) -> None:
         if self.cgroup is not None:
@@ -78,6 +105,7 @@ class _Tracked:
         if self.net is not None:
             self.net.close()
         self.cgroup = self.net = None
+        self.veths = []
 
 
 class StatsSampler:
@@ -99,6 +127,7 @@ class StatsSampler:
         self._generation = 0  # bumped by track(): a sample of an older one is stale
         self._latest_generation = -1
         self._refresh = asyncio.Lock()
+        self._host_net: HostNetDev | None = None
 
     def track(self, server_id: str, pid: int, limit: int, data_dir: Path, started_ms: int) -> None:
         """Sample `server_id` (a running container with init process `pid`) from now on."""
@@ -121,20 +150,44 @@ class StatsSampler:
         """One sample of every tracked container; the first one of each has cpu 0."""
         with self._lock:
             now = self._clock()
+            self._open_new()
+            host = self._host_net.read() if self._host_net is not None else {}
             result = {}
             for server_id, tracked in list(self._tracked.items()):
+                if tracked.cgroup is None:
+                    continue  # opening it failed: the process is gone
                 try:
-                    result[server_id] = self._sample_one(server_id, tracked, now)
+                    result[server_id] = self._sample_one(server_id, tracked, now, host)
                 except (OSError, ValueError, KeyError) as exc:
                     # The process is gone (exit races the event) or its cgroup moved.
                     log.debug("stats_sample_failed", server_id=server_id, error=str(exc))
                     tracked.close()
             return result
 
-    def _sample_one(self, server_id: str, tracked: _Tracked, now: float) -> ContainerSample:
-        tracked.open()
+    def _open_new(self) -> None:
+        opened = []
+        for tracked in self._tracked.values():
+            if tracked.cgroup is None:
+                try:
+                    tracked.open()
+                    opened.append(tracked)
+                except (OSError, ValueError, KeyError) as exc:
+                    log.debug("stats_open_failed", pid=tracked.pid, error=str(exc))
+        if not opened:
+            return
+        try:
+            peers = veth_peers()  # one dump for every container opened in this sample
+            if self._host_net is None:
+                self._host_net = HostNetDev()
+            for tracked in opened:
+                tracked.use_veths(peers)
+        except (OSError, ValueError) as exc:
+            log.debug("veth_lookup_failed", error=str(exc))  # they keep their net/dev
+
+    def _sample_one(
+        self, server_id: str, tracked: _Tracked, now: float, host: dict[bytes, tuple[int, int]]
+    ) -> ContainerSample:
         assert tracked.cgroup is not None
-        assert tracked.net is not None
         cpu_ns, wall_ns = tracked.cgroup.cpu_ns(), time.monotonic_ns()
         cpu = 0.0
         if tracked.last_wall_ns and wall_ns > tracked.last_wall_ns:
@@ -143,7 +196,7 @@ class StatsSampler:
         if now - tracked.disk_at >= self._disk_interval:
             tracked.disk_bytes = volume_bytes(tracked.data_dir)
             tracked.disk_at = now
-        rx, tx = tracked.net.read()
+        rx, tx = tracked.network(host)
         uptime = int(time.time() * 1000) - tracked.started_at_ms if tracked.started_at_ms else 0
         return ContainerSample(
             server_id=server_id,
@@ -171,3 +224,6 @@ class StatsSampler:
             for tracked in self._tracked.values():
                 tracked.close()
             self._tracked.clear()
+            if self._host_net is not None:
+                self._host_net.close()
+                self._host_net = None
