@@ -96,10 +96,16 @@ class WebhookOutbox:
         self._derive = derive
         self._workers: dict[str, tuple[WebhookEndpoint, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
+        self._replayed: set[str] = set()  # receivers with a delivery made pending again
 
     def poke(self) -> None:
         """Re-read the receivers and pending deliveries now (after an API change)."""
         self._changed.set()
+
+    def replayed(self, key: str) -> None:
+        """A delivery of receiver `key` was made pending again: its worker looks for
+        it at its next wake-up (an event, or REFRESH_SECONDS)."""
+        self._replayed.add(key)
 
     async def run(self) -> None:
         """Keep one worker per receiver until cancelled."""
@@ -179,27 +185,43 @@ class _Worker:
         self._endpoint = endpoint
         self._derive = outbox._derive() if outbox._derive else None
         self._persisted_at = 0.0
+        # Whether pending deliveries may exist. Only this worker adds them (and the
+        # replay API, which tells it): once none were found, every other receiver's
+        # event need not look again (40 receivers: 40 queries per event).
+        self._maybe_pending = True
 
     async def run(self) -> None:
         cursor = await self._cursor()
         while True:
-            delivery = await self._next_pending()
-            if delivery is not None:
-                await self._work_on(delivery)
-                continue
+            if self._endpoint.key in self._outbox._replayed:
+                self._outbox._replayed.discard(self._endpoint.key)
+                self._maybe_pending = True
+            if self._maybe_pending:
+                delivery = await self._next_pending()
+                if delivery is not None:
+                    await self._work_on(delivery)
+                    continue
+                self._maybe_pending = False
             known = self._wakeup.known
             owner = self._endpoint.owner_id
             events = await self._store.read_after(cursor, BATCH, owner_id=owner)
             if events:
                 cursor = await self._materialise(events)
+                self._maybe_pending = True
                 continue
             if known > cursor:
                 cursor = await self._skip_to(known)
-            await self._wait_beyond(cursor)
+            if not await self._wait_beyond(cursor):
+                # Idle a while: look again (a replay made by another process).
+                self._maybe_pending = True
 
-    async def _wait_beyond(self, cursor: int) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _wait_beyond(self, cursor: int) -> bool:
+        """Wait for an event beyond `cursor`; False when REFRESH_SECONDS passed first."""
+        try:
             await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
+        except TimeoutError:
+            return False
+        return True
 
     async def _cursor(self) -> int:
         return await self._store.follower_cursor(self._endpoint.key)
