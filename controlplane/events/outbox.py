@@ -54,6 +54,7 @@ OPERATOR = "operator"
 BATCH = 100
 REFRESH_SECONDS = 2.0
 IDLE_PERSIST_SECONDS = 30.0
+FORGET_GONE_SECONDS = 60.0
 Deriver = Callable[[Event], Sequence[Event]]
 
 
@@ -97,6 +98,7 @@ class WebhookOutbox:
         self._workers: dict[str, tuple[WebhookEndpoint, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
         self._replayed: set[str] = set()  # receivers with a delivery made pending again
+        self._forgot_at: float | None = None
 
     def poke(self) -> None:
         """Re-read the receivers and pending deliveries now (after an API change)."""
@@ -140,16 +142,23 @@ class WebhookOutbox:
         except Exception as exc:
             log.warning("webhook_receivers_unavailable", error=str(exc))
             return
+        gone = False
         for key, (endpoint, task) in list(self._workers.items()):
             if wanted.get(key) != endpoint or task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 del self._workers[key]
+                gone = gone or key not in wanted
         for key, endpoint in wanted.items():
             if key not in self._workers:
                 task = asyncio.create_task(self._serve(endpoint), name=f"webhook:{key}")
                 self._workers[key] = (endpoint, task)
-        await self._forget_gone(set(wanted))
+        # A write (a writer turn on SQLite): only when a receiver went, at start (gone
+        # while stopped) and now and then (gone elsewhere before a worker started).
+        now = asyncio.get_running_loop().time()
+        if gone or self._forgot_at is None or now - self._forgot_at >= FORGET_GONE_SECONDS:
+            await self._forget_gone(set(wanted))
+            self._forgot_at = now
 
     async def _forget_gone(self, keys: set[str]) -> None:
         # A receiver that is gone must not hold back the pruning of the log (the other

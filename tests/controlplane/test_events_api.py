@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, text
 
+from controlplane.db.tables.events import WebhookCursor
 from controlplane.events.bus import Event, EventType
 from controlplane.events.webhooks import EVENT_ID_HEADER
 from controlplane.state import DATABASE, EVENT_BUS
@@ -159,6 +160,37 @@ async def test_an_idle_webhook_worker_does_not_look_for_deliveries_on_others_eve
         event.remove(engine, "before_cursor_execute", seen)
     looks = [s for s in statements if "FROM webhook_deliveries" in s]
     assert len(looks) <= 3, looks
+
+
+async def test_a_new_webhook_costs_no_cursor_cleanup_a_deleted_one_loses_its_cursor(
+    open_api: TestClient[Any, Any],
+) -> None:
+    api = open_api
+    alice = await register(api)
+    hook = {"url": "http://127.0.0.1:9/hook"}
+    first = await (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).json()
+    await asyncio.sleep(0.5)  # the outbox's first refresh (it cleans up once at start)
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = api.app[DATABASE].engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).status == 201
+        await asyncio.sleep(0.5)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if s.startswith("DELETE FROM webhook_cursors")]
+    assert (await api.delete(f"/v1/webhooks/{first['id']}", headers=alice.headers)).status == 200
+    async with asyncio.timeout(10):
+        while True:
+            async with api.app[DATABASE].session() as session:
+                row = await session.get(WebhookCursor, first["id"])
+            if row is None:
+                break
+            await asyncio.sleep(0.05)
 
 
 async def test_a_rest_stop_announces_the_status_it_writes(api: TestClient[Any, Any]) -> None:
