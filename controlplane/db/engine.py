@@ -19,7 +19,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
-from controlplane.db.idle_ping import ping_when_idle
+from controlplane.db.checkout_ping import ping_on_checkout
 from controlplane.db.sqlite_driver import one_hop_connect
 from controlplane.db.writer_turns import WriterTurns
 
@@ -83,7 +83,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("postgresql") and "+asyncpg" not in url:
         raise ValueError("PostgreSQL URLs must use the asyncpg driver: postgresql+asyncpg://")
     engine = create_async_engine(url, **kwargs)
-    ping_when_idle(engine)  # pool_pre_ping's ping per checkout cost 3 round trips
+    ping_on_checkout(engine)  # pool_pre_ping: 3 round trips per checkout, this 1
     return engine
 
 
