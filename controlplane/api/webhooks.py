@@ -171,5 +171,5 @@ async def replay_delivery(request: web.Request) -> DeliveryInfo:
         row.status = "pending"
         row.first_attempt_at = None
         row.next_attempt_at = None
-    request.app[WEBHOOK_OUTBOX].poke()
+    request.app[WEBHOOK_OUTBOX].replayed(key)
     return DeliveryInfo.model_validate(row, from_attributes=True)

@@ -19,6 +19,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
+from controlplane.db.checkout_ping import ping_on_checkout
 from controlplane.db.sqlite_driver import one_hop_connect
 from controlplane.db.writer_turns import WriterTurns
 
@@ -81,7 +82,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return _sqlite_engine(url, **kwargs)
     if url.startswith("postgresql") and "+asyncpg" not in url:
         raise ValueError("PostgreSQL URLs must use the asyncpg driver: postgresql+asyncpg://")
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    ping_on_checkout(engine)  # pool_pre_ping: 3 round trips per checkout, this 1
+    return engine
 
 
 async def dispose_engine(engine: AsyncEngine) -> None:

@@ -54,6 +54,7 @@ OPERATOR = "operator"
 BATCH = 100
 REFRESH_SECONDS = 2.0
 IDLE_PERSIST_SECONDS = 30.0
+FORGET_GONE_SECONDS = 60.0
 Deriver = Callable[[Event], Sequence[Event]]
 
 
@@ -96,10 +97,17 @@ class WebhookOutbox:
         self._derive = derive
         self._workers: dict[str, tuple[WebhookEndpoint, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
+        self._replayed: set[str] = set()  # receivers with a delivery made pending again
+        self._forgot_at: float | None = None
 
     def poke(self) -> None:
         """Re-read the receivers and pending deliveries now (after an API change)."""
         self._changed.set()
+
+    def replayed(self, key: str) -> None:
+        """A delivery of receiver `key` was made pending again: its worker looks for
+        it at its next wake-up (an event, or REFRESH_SECONDS)."""
+        self._replayed.add(key)
 
     async def run(self) -> None:
         """Keep one worker per receiver until cancelled."""
@@ -134,16 +142,23 @@ class WebhookOutbox:
         except Exception as exc:
             log.warning("webhook_receivers_unavailable", error=str(exc))
             return
+        gone = False
         for key, (endpoint, task) in list(self._workers.items()):
             if wanted.get(key) != endpoint or task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 del self._workers[key]
+                gone = gone or key not in wanted
         for key, endpoint in wanted.items():
             if key not in self._workers:
                 task = asyncio.create_task(self._serve(endpoint), name=f"webhook:{key}")
                 self._workers[key] = (endpoint, task)
-        await self._forget_gone(set(wanted))
+        # A write (a writer turn on SQLite): only when a receiver went, at start (gone
+        # while stopped) and now and then (gone elsewhere before a worker started).
+        now = asyncio.get_running_loop().time()
+        if gone or self._forgot_at is None or now - self._forgot_at >= FORGET_GONE_SECONDS:
+            await self._forget_gone(set(wanted))
+            self._forgot_at = now
 
     async def _forget_gone(self, keys: set[str]) -> None:
         # A receiver that is gone must not hold back the pruning of the log (the other
@@ -179,27 +194,43 @@ class _Worker:
         self._endpoint = endpoint
         self._derive = outbox._derive() if outbox._derive else None
         self._persisted_at = 0.0
+        # Whether pending deliveries may exist. Only this worker adds them (and the
+        # replay API, which tells it): once none were found, every other receiver's
+        # event need not look again (40 receivers: 40 queries per event).
+        self._maybe_pending = True
 
     async def run(self) -> None:
         cursor = await self._cursor()
         while True:
-            delivery = await self._next_pending()
-            if delivery is not None:
-                await self._work_on(delivery)
-                continue
+            if self._endpoint.key in self._outbox._replayed:
+                self._outbox._replayed.discard(self._endpoint.key)
+                self._maybe_pending = True
+            if self._maybe_pending:
+                delivery = await self._next_pending()
+                if delivery is not None:
+                    await self._work_on(delivery)
+                    continue
+                self._maybe_pending = False
             known = self._wakeup.known
             owner = self._endpoint.owner_id
             events = await self._store.read_after(cursor, BATCH, owner_id=owner)
             if events:
                 cursor = await self._materialise(events)
+                self._maybe_pending = True
                 continue
             if known > cursor:
                 cursor = await self._skip_to(known)
-            await self._wait_beyond(cursor)
+            if not await self._wait_beyond(cursor):
+                # Idle a while: look again (a replay made by another process).
+                self._maybe_pending = True
 
-    async def _wait_beyond(self, cursor: int) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def _wait_beyond(self, cursor: int) -> bool:
+        """Wait for an event beyond `cursor`; False when REFRESH_SECONDS passed first."""
+        try:
             await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
+        except TimeoutError:
+            return False
+        return True
 
     async def _cursor(self) -> int:
         return await self._store.follower_cursor(self._endpoint.key)

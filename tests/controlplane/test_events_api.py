@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from controlplane.db.tables.events import WebhookCursor
 from controlplane.events.bus import Event, EventType
 from controlplane.events.webhooks import EVENT_ID_HEADER
 from controlplane.state import DATABASE, EVENT_BUS
@@ -132,6 +133,64 @@ async def test_deliveries_show_attempts_and_a_failed_one_can_be_replayed(
         assert (await api.post(replay, headers=alice.headers)).status == 409
         other = await register(api)
         assert (await api.get(deliveries, headers=other.headers)).status == 404
+
+
+async def test_an_idle_webhook_worker_does_not_look_for_deliveries_on_others_events(
+    open_api: TestClient[Any, Any],
+) -> None:
+    """With no pending delivery, another account's event costs a receiver's worker
+    no query of its deliveries (40 receivers made it 40 queries per event)."""
+    api = open_api
+    alice, bob = await register(api), await register(api)
+    hook = {"url": "http://127.0.0.1:9/hook"}
+    assert (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).status == 201
+    await asyncio.sleep(0.5)  # alice's worker starts and finds nothing to send
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = api.app[DATABASE].engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(20):
+            await record(api, [Event(EventType.TEST, owner_id=bob.id)])
+            await asyncio.sleep(0.05)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    looks = [s for s in statements if "FROM webhook_deliveries" in s]
+    assert len(looks) <= 3, looks
+
+
+async def test_a_new_webhook_costs_no_cursor_cleanup_a_deleted_one_loses_its_cursor(
+    open_api: TestClient[Any, Any],
+) -> None:
+    api = open_api
+    alice = await register(api)
+    hook = {"url": "http://127.0.0.1:9/hook"}
+    first = await (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).json()
+    await asyncio.sleep(0.5)  # the outbox's first refresh (it cleans up once at start)
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = api.app[DATABASE].engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).status == 201
+        await asyncio.sleep(0.5)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if s.startswith("DELETE FROM webhook_cursors")]
+    assert (await api.delete(f"/v1/webhooks/{first['id']}", headers=alice.headers)).status == 200
+    async with asyncio.timeout(10):
+        while True:
+            async with api.app[DATABASE].session() as session:
+                row = await session.get(WebhookCursor, first["id"])
+            if row is None:
+                break
+            await asyncio.sleep(0.05)
 
 
 async def test_a_rest_stop_announces_the_status_it_writes(api: TestClient[Any, Any]) -> None:
