@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -161,12 +162,22 @@ class WebhookOutbox:
             self._forgot_at = now
 
     async def _forget_gone(self, keys: set[str]) -> None:
-        # A receiver that is gone must not hold back the pruning of the log (the other
-        # followers' cursors are not receivers').
+        """Delete the cursors of receivers that are gone: one must not hold back the
+        pruning of the log (the other followers' cursors are not receivers').
+
+        `keys` were read earlier: a webhook created since (its cursor is written with
+        it) is not among them. So each candidate's cursor goes in a statement that
+        itself finds no webhook with that id: it sees the webhook exactly when it sees
+        the cursor, both being committed together."""
         keys = keys | self._followers
         async with self._db.transaction() as session:
-            gone = delete(WebhookCursor).where(col(WebhookCursor.endpoint).not_in(keys))
-            await session.exec(gone)
+            found = select(WebhookCursor.endpoint).where(col(WebhookCursor.endpoint).not_in(keys))
+            for endpoint in (await session.exec(found)).all():
+                gone = delete(WebhookCursor).where(col(WebhookCursor.endpoint) == endpoint)
+                with contextlib.suppress(ValueError):  # not a webhook's id: gone for sure
+                    hook = select(Webhook.id).where(col(Webhook.id) == uuid.UUID(endpoint))
+                    gone = gone.where(~hook.exists())
+                await session.exec(gone)
 
     async def _serve(self, endpoint: WebhookEndpoint) -> None:
         try:

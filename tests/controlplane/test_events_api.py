@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import event, text
+from sqlmodel import select
 
 from controlplane.db.tables.events import WebhookCursor
 from controlplane.events.bus import Event, EventType
 from controlplane.events.webhooks import EVENT_ID_HEADER
-from controlplane.state import DATABASE, EVENT_BUS
+from controlplane.state import DATABASE, EVENT_BUS, WEBHOOK_OUTBOX
 from tests.controlplane.accounts_support import register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
@@ -219,3 +220,24 @@ async def test_a_rest_stop_announces_the_status_it_writes(api: TestClient[Any, A
     async with asyncio.timeout(5):
         while (await announced())[-1:] != ["stopped"]:
             await asyncio.sleep(0.05)
+
+
+async def test_the_cursor_cleanup_spares_a_webhook_made_after_its_read(
+    open_api: TestClient[Any, Any],
+) -> None:
+    """The cleanup's list of receivers is read before it deletes: a webhook created in
+    between (with its cursor) must keep its cursor, or its first events are skipped."""
+    api = open_api
+    alice = await register(api)
+    hook = {"url": "http://127.0.0.1:9/hook"}
+    made = await (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).json()
+    async with api.app[DATABASE].transaction() as session:
+        session.add(WebhookCursor(endpoint=str(uuid.uuid4()), cursor=0))  # a gone receiver
+        session.add(WebhookCursor(endpoint="not-a-receiver", cursor=0))
+    outbox = api.app[WEBHOOK_OUTBOX]
+    await outbox._forget_gone(set())  # as if read before the webhook existed
+    async with api.app[DATABASE].session() as session:
+        kept = (await session.exec(select(WebhookCursor.endpoint))).all()
+    assert made["id"] in kept
+    assert "not-a-receiver" not in kept
+    assert len(kept) == len([k for k in kept if k == made["id"] or k in outbox._followers])
