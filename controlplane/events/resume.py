@@ -104,6 +104,9 @@ class EventStream:
         await self._store.check_cursor(since)
         if since > await self._store.latest():
             raise ValueError(f"cursor {since} is ahead of the newest event")
+        # What committed before the request is replayed now, not when the feed's
+        # horizon gets there (it would come live then, in order, either way).
+        await self._store.horizon.advance()
         async with self._lock:
             skip = self._sent_live or set()
             self._sent_live = None
