@@ -21,6 +21,7 @@ from common.logging import get_logger
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.events.bus import Event, EventBus
+from controlplane.events.resume import text_frame
 from controlplane.events.store import EventStore
 from controlplane.events.wakeup import NotifiedWakeup, PollingWakeup
 
@@ -31,8 +32,10 @@ WRITE_BATCH = 200
 
 
 def with_wire(event: Event) -> Event:
-    """`event` with its JSON made, as UTF-8 (once, for every socket that sends it)."""
-    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")).encode())
+    """`event` with its wire bytes made: its JSON as one WebSocket text frame (once,
+    for every socket that sends it)."""
+    payload = json.dumps(event.to_json(), separators=(",", ":")).encode()
+    return replace(event, wire=text_frame(payload))
 
 
 class EventFeed:

@@ -13,22 +13,28 @@ Contract:
   each event-recording transaction takes its transaction id before it draws the
   event id, which is what lets readers decide when a gap is settled. A reader that
   saw cursor N never sees a new event below N.
-- With a notifier (PostgreSQL), every recorded event also sends ``NOTIFY
-  encedeus_events, '<its id>'`` in the same transaction (xid, insert and NOTIFY are
-  one statement, one round trip): every process learns of it when it commits
-  (:class:`controlplane.events.wakeup.NotifiedWakeup`) and moves its horizon.
+- With a notifier (PostgreSQL), every committed event is announced with ``NOTIFY
+  encedeus_events, '<its id>'`` *after* its commit, on the notifier's own connection
+  (commits that end together send one, with the highest id): every process learns
+  of it (:class:`controlplane.events.wakeup.NotifiedWakeup`) and moves its horizon.
+  Not in the recording transaction: PostgreSQL serialises the commits of every
+  transaction that NOTIFYs (a global lock held through the commit's WAL flush), which
+  would cap event commits as an advisory lock did. A process that dies between a
+  commit and its NOTIFY costs the others a delay (the next NOTIFY, or their safety
+  poll), never an event.
 - Rows older than the retention are pruned in batches, but never a row that a
   webhook receiver still has to be served (below the lowest webhook cursor).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, insert, literal
+from sqlalchemy import delete, func, insert, literal
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -96,6 +102,7 @@ class EventStore:
         self._on_commit = on_commit
         self._notifier = notifier
         self.horizon = Horizon(database)
+        self._unannounced = 0
 
     @property
     def database(self) -> Database:
@@ -122,19 +129,14 @@ class EventStore:
     async def _insert_after_xid(self, session: AsyncSession, values: dict[str, Any]) -> int:
         """One round trip: take the transaction's xid, then insert (the id's default,
         nextval, is evaluated by the projection over the materialised CTE, so after
-        the xid exists: what lets readers settle gaps, see the horizon module) and,
-        with a notifier, NOTIFY the id (what ``PostgresNotifier.notify`` sends, folded
-        into the statement)."""
+        the xid exists: what lets readers settle gaps, see the horizon module)."""
         table = EventRecord.__table__  # type: ignore[attr-defined]
         xact = select(func.pg_current_xact_id().label("xact")).cte("xact")
         xact = xact.prefix_with("MATERIALIZED")
         row = select(
             *(literal(value, type_=table.c[name].type) for name, value in values.items())
         ).select_from(xact)
-        returned: list[Any] = [table.c.id]
-        if self._notifier is not None:
-            returned.append(func.pg_notify(EVENTS_CHANNEL, cast(table.c.id, String)))
-        statement = insert(table).from_select(list(values), row).returning(*returned)
+        statement = insert(table).from_select(list(values), row).returning(table.c.id)
         result = await session.exec(statement)
         return int(result.scalar_one())
 
@@ -146,6 +148,15 @@ class EventStore:
         self.horizon.committed(cursor)
         if self._on_commit is not None:
             self._on_commit(cursor)
+        if self._notifier is not None:
+            if self._unannounced == 0:
+                asyncio.get_running_loop().call_soon(self._announce)
+            self._unannounced = max(self._unannounced, cursor)
+
+    def _announce(self) -> None:
+        cursor, self._unannounced = self._unannounced, 0
+        if self._notifier is not None and cursor:
+            self._notifier.notify_soon(EVENTS_CHANNEL, str(cursor))
 
     async def record_now(self, events: Sequence[Event]) -> None:
         """Write `events` in a transaction of their own."""

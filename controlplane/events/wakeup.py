@@ -7,9 +7,9 @@ and are woken when it moves. A commit in this process calls
 PostgreSQL it makes the horizon look at the log). Events committed by other processes
 are noticed
 
-- on PostgreSQL by :class:`NotifiedWakeup`: every transaction that records an event
-  sends ``NOTIFY encedeus_events, '<event id>'`` (:data:`EVENTS_CHANNEL`, sent at its
-  commit, never if it rolls back), which makes the horizon look at the log. After the
+- on PostgreSQL by :class:`NotifiedWakeup`: every committed event is announced with
+  ``NOTIFY encedeus_events, '<event id>'`` (:data:`EVENTS_CHANNEL`, sent right after
+  its commit, never for a rollback), which makes the horizon look at the log. After the
   listening connection reconnects (when notifications may have been missed) it looks
   at once, and it looks every :data:`SAFETY_POLL_SECONDS` in case a notification was
   lost some other way. While a gap waits (a lower id in flight, or rolled back, which
