@@ -30,6 +30,8 @@ own; all of them are correct, as it is derived from the database alone):
   gap remembers the transactions that may still fill it; the next look that sees them
   ended moves H past the gap. :attr:`Horizon.unsettled` says a gap waits (a rollback
   sends no NOTIFY: look again shortly).
+- :meth:`Horizon.committed` takes an id known to be committed (a NOTIFY, a local
+  commit): H moves over committed ids next to it with no look at all.
 - :meth:`Horizon.start` is where a new reader starts (the feed, a new webhook, a new
   log follower): H once it has reached the newest event seen at the first look.
 - On SQLite (one writer at a time) ids commit in order: H is ``max(id)``, and a local
@@ -149,6 +151,8 @@ class Horizon:
         self._gap: Gap | None = None
         # The newest id at the first look: H has started once it reaches it.
         self._target: int | None = None
+        # Ids above H known to be committed (NOTIFY, local commits).
+        self._committed: set[int] = set()
         self._looking = asyncio.Lock()
 
     @property
@@ -166,12 +170,26 @@ class Horizon:
         return self._target is not None and self._value >= self._target
 
     def committed(self, cursor: int) -> bool:
-        """An event with `cursor` committed in this process: whether H moved to it at
-        once (SQLite: commits are in cursor order) or a look is needed (PostgreSQL)."""
-        if not self._ordered:
-            return False
-        self._value = max(self._value, cursor)
-        return True
+        """An event with `cursor` committed (here, or NOTIFYed by any process): whether
+        H reached it at once, or a look is needed. On SQLite commits are in cursor
+        order. On PostgreSQL H moves over committed ids next to it (every id up to H is
+        settled and H + 1 committed: H + 1 is settled), so events committed in order
+        need no look; a lower id still missing needs one (it may have rolled back)."""
+        if cursor <= self._value:
+            return True
+        if self._ordered:
+            self._value = cursor
+            return True
+        if len(self._committed) >= MAX_HOLDERS:
+            self._committed.clear()
+        self._committed.add(cursor)
+        self._take_committed()
+        return self._value >= cursor
+
+    def _take_committed(self) -> None:
+        while self._value + 1 in self._committed:
+            self._value += 1
+        self._committed = {c for c in self._committed if c > self._value}
 
     async def advance(self) -> int:
         """Look at the log once; H after it."""
@@ -187,7 +205,12 @@ class Horizon:
             look = await self._look(self._value, LOOK_LIMIT if self._started else 0)
             if self._target is None:
                 self._target = look.newest
+            # H as it is now: committed() may have moved it during the look (any H is
+            # a fact, and the look's gap stands on its own snapshot).
             self._value, self._gap = step(self._value, self._gap, look)
+            self._take_committed()
+            if self._gap is not None and self._gap.through <= self._value:
+                self._gap = None
             return self._value
 
     async def start(self) -> int:

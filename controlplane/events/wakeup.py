@@ -78,9 +78,9 @@ class PollingWakeup:
     def committed(self, cursor: int) -> None:
         if cursor <= self._known:
             return
-        if self._horizon.committed(cursor):
-            self.settled(self._horizon.value)
-        else:
+        reached = self._horizon.committed(cursor)
+        self.settled(self._horizon.value)
+        if not reached:
             self.poll_soon()
 
     def settled(self, horizon: int) -> None:

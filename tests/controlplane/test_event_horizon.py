@@ -20,7 +20,7 @@ from controlplane.db.engine import Database, create_engine
 from controlplane.db.notify import PostgresNotifier, asyncpg_connect_args
 from controlplane.events.bus import Event, EventBus, Subscription
 from controlplane.events.feed import EventFeed
-from controlplane.events.horizon import Gap, Look, Snapshot, step
+from controlplane.events.horizon import Gap, Horizon, Look, Snapshot, step
 
 NO_POLL = 3600.0
 
@@ -55,6 +55,16 @@ def test_the_reader_draws_no_xid_without_a_gap() -> None:
     # The statement draws one only when it sees a gap; without it no gap is recorded
     # (it could not be bounded) and the next look decides.
     assert step(4, None, _look("100:105:", [6], 6)) == (4, None)
+
+
+def test_committed_ids_next_to_the_horizon_move_it_without_a_look() -> None:
+    horizon = Horizon(Database(create_engine("postgresql+asyncpg://u:p@127.0.0.1:9/x")))
+    assert not horizon.committed(2)  # 1 may still be in flight, or rolled back
+    assert horizon.value == 0
+    assert horizon.committed(1)  # then 2 as well
+    assert horizon.value == 2
+    assert horizon.committed(3)
+    assert horizon.value == 3
 
 
 @pytest.fixture
