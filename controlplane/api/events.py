@@ -59,9 +59,15 @@ class _Reader:
         except CursorExpired as exc:
             raise ApiError(str(exc), code="cursor_expired", status=410) from None
 
-    async def page(self, since: int, limit: int) -> tuple[list[Event], int, bool]:
+    async def page(
+        self, since: int, limit: int, *, look: bool = False
+    ) -> tuple[list[Event], int, bool]:
         """Up to `limit` wanted events after `since`, the cursor read up to, and
-        whether the log has more after it."""
+        whether the log has more after it. With `look`, the settled horizon moves
+        first: a page shows what committed before the request (the caller's own
+        writes), not only what the feed has caught up with."""
+        if look:
+            await self._store.horizon.advance()
         rows = await self._store.read_after(since, limit, owner_id=self._owner)
         cursor = rows[-1].cursor or since if rows else since
         wanted = [e for e in rows if not self._types or e.type_name in self._types]
@@ -78,7 +84,7 @@ async def list_events(request: web.Request, query: EventQuery) -> web.StreamResp
         await reader.check(since)
         return await _stream(request, reader, feed.wakeup, since)
     await reader.check(query.since)
-    events, cursor, more = await reader.page(query.since, query.limit)
+    events, cursor, more = await reader.page(query.since, query.limit, look=True)
     page = EventPage(events=[e.to_json() for e in events], cursor=cursor, has_more=more)
     return web.json_response(page.model_dump(mode="json"))
 
@@ -99,12 +105,13 @@ async def _stream(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    cursor = since
+    cursor, look = since, True
     with contextlib.suppress(ConnectionError):
         while True:
             # Known before reading: whatever commits after the read wakes the wait.
             known = wakeup.known
-            events, cursor, more = await reader.page(cursor, MAX_PAGE)
+            events, cursor, more = await reader.page(cursor, MAX_PAGE, look=look)
+            look = False
             for event in events:
                 body = json.dumps(event.to_json(), separators=(",", ":"))
                 await response.write(f"id: {event.cursor}\nevent: {event.type_name}\n"

@@ -72,7 +72,7 @@ async def create_webhook(request: web.Request, body: CreateWebhook) -> CreatedWe
     # Read before the webhook exists: it receives every event from its creation on.
     # Its cursor is written with it: the outbox, seeing a webhook without one, would
     # start it from a later event (and the two inserts would collide).
-    start = await request.app[EVENT_FEED].store.latest()
+    start = await request.app[EVENT_FEED].store.start()
     cursor = WebhookCursor(endpoint=str(hook.id), cursor=start)
     await add_own(request, hook, MAX_WEBHOOKS_PER_ACCOUNT, "webhooks", along=[cursor])
     request.app[OWNER_WEBHOOKS].forget(str(owner))

@@ -110,6 +110,7 @@ class Event:
     data: Mapping[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=_now)
     cursor: int | None = None
+    # The event as a ready WebSocket text frame (the feed makes it once for every socket).
     wire: bytes | None = field(default=None, compare=False, repr=False)
 
     @property

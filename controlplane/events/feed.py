@@ -4,8 +4,9 @@ bus's subscribers, each serialised once.
 
 One :class:`EventFeed` per process. Its loops (:meth:`EventFeed.run`) are owned by the
 app: the writer of events published without a session, the wakeup's poll (SQLite's
-mechanism; a safety net beside NOTIFY on PostgreSQL), and the tail that follows the
-log from the newest cursor at start.
+mechanism; a safety net beside NOTIFY on PostgreSQL; it advances the settled horizon,
+:mod:`controlplane.events.horizon`), and the tail that follows the log up to the
+horizon from where the horizon was at start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from common.logging import get_logger
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.events.bus import Event, EventBus
+from controlplane.events.resume import text_frame
 from controlplane.events.store import EventStore
 from controlplane.events.wakeup import NotifiedWakeup, PollingWakeup
 
@@ -30,8 +32,10 @@ WRITE_BATCH = 200
 
 
 def with_wire(event: Event) -> Event:
-    """`event` with its JSON made, as UTF-8 (once, for every socket that sends it)."""
-    return replace(event, wire=json.dumps(event.to_json(), separators=(",", ":")).encode())
+    """`event` with its wire bytes made: its JSON as one WebSocket text frame (once,
+    for every socket that sends it)."""
+    payload = json.dumps(event.to_json(), separators=(",", ":")).encode()
+    return replace(event, wire=text_frame(payload))
 
 
 class EventFeed:
@@ -43,9 +47,9 @@ class EventFeed:
         announce = notifier if database.dialect == "postgresql" else None
         self.store = EventStore(database, on_commit=self._committed, notifier=announce)
         self.wakeup: PollingWakeup = (
-            NotifiedWakeup(self.store.latest, announce)
+            NotifiedWakeup(self.store.horizon, announce)
             if announce is not None
-            else PollingWakeup(self.store.latest)
+            else PollingWakeup(self.store.horizon)
         )
         self._bus = bus
         self._unwritten: asyncio.Queue[Event] = asyncio.Queue()
@@ -62,9 +66,9 @@ class EventFeed:
         self._unwritten.put_nowait(event)
 
     async def start(self) -> None:
-        """Begin at the newest cursor (call before :meth:`run`)."""
-        self.cursor = await self.store.latest()
-        self.wakeup.committed(self.cursor)
+        """Begin at the settled horizon (call before :meth:`run`)."""
+        self.cursor = await self.store.start()
+        self.wakeup.settled(self.cursor)
 
     async def run(self) -> None:
         """Write, poll and tail until cancelled."""
@@ -87,17 +91,14 @@ class EventFeed:
         while True:
             await self.wakeup.wait_beyond(self.cursor)
             try:
-                events = await self.store.read_after(self.cursor, READ_BATCH)
+                events, through = await self.store.read_page(self.cursor, READ_BATCH)
             except Exception as exc:
                 log.warning("event_tail_failed", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
-            if not events:  # known through a poll racing a commit: look again shortly
-                await asyncio.sleep(0.05)
             for event in events:
-                assert event.cursor is not None
-                self.cursor = event.cursor
                 self._bus.deliver(with_wire(event))
+            self.cursor = through
 
     async def drain(self) -> None:
         """Write what is queued (at shutdown)."""

@@ -6,7 +6,8 @@ mail outbox (SMTP, or the log without an SMTP host).
 cursor kept in ``webhook_cursors`` (row :data:`MAIL_CURSOR`): each batch's mails are
 written to the mail outbox in the transaction that moves the cursor, so every event is
 mailed exactly once across restarts and failovers, and events not yet looked at are
-not pruned. The first time it starts at the newest event."""
+not pruned. The first time it starts at the settled horizon (the newest event, once
+the events in flight below it have settled)."""
 
 from __future__ import annotations
 
@@ -74,9 +75,11 @@ class MailNotifier:
         self.following.set()
         try:
             while True:
-                events = await self._store.read_after(cursor, BATCH)
+                events, through = await self._store.read_page(cursor, BATCH)
                 if events:
-                    cursor = await self._mail(events)
+                    await self._mail(events, through)
+                cursor = through
+                if events:
                     continue
                 # asyncio.wait, not wait_for (Python 3.11 may swallow a cancel).
                 woken = asyncio.ensure_future(self._wakeup.wait_beyond(cursor))
@@ -90,10 +93,9 @@ class MailNotifier:
     async def _cursor(self) -> int:
         return await self._store.follower_cursor(MAIL_CURSOR)
 
-    async def _mail(self, events: list[Event]) -> int:
-        """Write the mails of `events` and move the cursor past them, in one transaction."""
-        last = events[-1].cursor
-        assert last is not None
+    async def _mail(self, events: list[Event], last: int) -> None:
+        """Write the mails of `events` and move the cursor to `last` (at or past them),
+        in one transaction."""
         written = 0
         async with self._db.transaction() as session:
             for event in events:
@@ -112,7 +114,6 @@ class MailNotifier:
         if written:
             self.sent += written
             self._outbox.wake()
-        return last
 
 
 async def _address_of(session: AsyncSession, owner_id: str) -> str | None:

@@ -8,7 +8,8 @@ Contract:
   their deliveries written. One worker per receiver turns the next events it wants
   (plus seed 004's rollout events derived from them) into ``webhook_deliveries`` rows
   and moves the cursor in the same transaction, then works through its pending
-  deliveries oldest first. A new receiver starts at the newest event.
+  deliveries oldest first. A new receiver starts at the settled horizon
+  (:meth:`EventStore.start`); reads stop at it.
 - A delivery is sent until a receiver answers 2xx (``delivered``); a refused address
   or a 4xx other than 408/429 ends it at once (``failed``); otherwise it is retried
   with back-off until ``dead_after`` seconds after its first attempt (``dead``), after

@@ -7,7 +7,7 @@ Contract of :class:`EventStream` (one per connection):
   once: a live event at or below the highest cursor sent is skipped.
 - Events are written to the connection's transport as ready WebSocket frames, the
   events of a batch (live events that queued up, a page of a replay) in one write,
-  and each event's JSON is made once for every socket (by the feed).
+  and each event's JSON and frame are made once for every socket (by the feed).
 - :meth:`EventStream.resume` replays, in order, every event after ``since`` that the
   connection wants (the same visibility and topic rules as live events), except those
   already sent live on this connection, then live events continue with no gap: the
@@ -86,7 +86,7 @@ class EventStream:
                     continue
                 if not self._wants(event):
                     continue
-                frames.append(text_frame(wire_of(event)))
+                frames.append(frame_of(event))
                 if event.cursor is not None:
                     self.last = event.cursor
                     sent_live = self._sent_live
@@ -104,6 +104,9 @@ class EventStream:
         await self._store.check_cursor(since)
         if since > await self._store.latest():
             raise ValueError(f"cursor {since} is ahead of the newest event")
+        # What committed before the request is replayed now, not when the feed's
+        # horizon gets there (it would come live then, in order, either way).
+        await self._store.horizon.advance()
         async with self._lock:
             skip = self._sent_live or set()
             self._sent_live = None
@@ -130,7 +133,7 @@ class EventStream:
                 sent += 1
                 if sent > self._max_behind:
                     raise FellBehind(f"more than {self._max_behind} events behind")
-                frames.append(text_frame(wire_of(event)))
+                frames.append(frame_of(event))
             if frames:
                 await self._write(frames)
             if len(page) < PAGE:
@@ -153,12 +156,13 @@ class EventStream:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
 
 
-def wire_of(event: Event) -> bytes:
-    """The event's JSON as UTF-8 (made once by the feed for every socket; here only for
-    events that did not come through it)."""
+def frame_of(event: Event) -> bytes:
+    """The event as a WebSocket text frame (made once by the feed for every socket,
+    :func:`controlplane.events.feed.with_wire`; here only for events that did not come
+    through it)."""
     if event.wire is not None:
         return event.wire
-    return json.dumps(event.to_json(), separators=(",", ":")).encode()
+    return text_frame(json.dumps(event.to_json(), separators=(",", ":")).encode())
 
 
 def text_frame(payload: bytes) -> bytes:

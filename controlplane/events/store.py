@@ -6,28 +6,35 @@ Contract:
 - :meth:`EventStore.record` inserts an event in the caller's transaction. The event
   exists for readers exactly when that transaction commits, and not at all when it
   rolls back.
-- Cursors (``events.id``) become visible in increasing order, never out of order:
-  on PostgreSQL every transaction that records an event first takes one
-  transaction-scoped advisory lock (``pg_advisory_xact_lock``), so the id is taken
-  and committed before the next transaction may take one; SQLite serialises writers
-  already. A reader that saw cursor N may therefore never see a new event below N.
-  The lock is held until commit, so record events last in a transaction.
-- With a notifier (PostgreSQL), every recorded event also sends ``NOTIFY
-  encedeus_events, '<its id>'`` in the same transaction (lock, insert and NOTIFY are
-  one statement: the lock is held until commit, so every round trip counts): every
-  process learns of it when it commits (:class:`controlplane.events.wakeup.NotifiedWakeup`).
+- Cursors (``events.id``) become visible to readers in increasing order, never out
+  of order: every read by cursor stops at the settled horizon
+  (:mod:`controlplane.events.horizon`), below which no event can appear any more.
+  Writers are not serialised (on PostgreSQL they commit concurrently, in any order):
+  each event-recording transaction takes its transaction id before it draws the
+  event id, which is what lets readers decide when a gap is settled. A reader that
+  saw cursor N never sees a new event below N.
+- With a notifier (PostgreSQL), every committed event is announced with ``NOTIFY
+  encedeus_events, '<its id>'`` *after* its commit, on the notifier's own connection
+  (commits that end together send one, with the highest id): every process learns
+  of it (:class:`controlplane.events.wakeup.NotifiedWakeup`) and moves its horizon.
+  Not in the recording transaction: PostgreSQL serialises the commits of every
+  transaction that NOTIFYs (a global lock held through the commit's WAL flush), which
+  would cap event commits as an advisory lock did. A process that dies between a
+  commit and its NOTIFY costs the others a delay (the next NOTIFY, or their safety
+  poll), never an event.
 - Rows older than the retention are pruned in batches, but never a row that a
   webhook receiver still has to be served (below the lowest webhook cursor).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, insert, literal
+from sqlalchemy import delete, func, insert, literal
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,10 +44,9 @@ from controlplane.db.notify import Notifier
 from controlplane.db.tables.events import EventRecord, WebhookCursor
 from controlplane.db.types import utcnow
 from controlplane.events.bus import Event
+from controlplane.events.horizon import Horizon
 from controlplane.events.wakeup import EVENTS_CHANNEL
 
-# An arbitrary constant: the one advisory lock key that serialises event inserts.
-EVENT_LOCK_KEY = 0x656E6365_76656E74 & 0x7FFFFFFFFFFFFFFF
 _HOOKED = "encedeus_event_hook"
 PRUNE_BATCH = 1000
 
@@ -95,6 +101,8 @@ class EventStore:
         self._db = database
         self._on_commit = on_commit
         self._notifier = notifier
+        self.horizon = Horizon(database)
+        self._unannounced = 0
 
     @property
     def database(self) -> Database:
@@ -107,7 +115,7 @@ class EventStore:
         info = session.sync_session.info
         values = to_record(event).model_dump(exclude={"id"})
         if self._db.dialect == "postgresql":
-            cursor = await self._insert_locked(session, values)
+            cursor = await self._insert_after_xid(session, values)
         else:
             inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
             cursor = (await session.exec(inserted)).scalar_one()
@@ -115,31 +123,40 @@ class EventStore:
         if not info.get(_HOOKED):
             info[_HOOKED] = True
             orm_events.listen(session.sync_session, "after_commit", self._committed)
-            orm_events.listen(session.sync_session, "after_rollback", _forget_lock)
+            orm_events.listen(session.sync_session, "after_rollback", _forget_cursor)
         return cursor
 
-    async def _insert_locked(self, session: AsyncSession, values: dict[str, Any]) -> int:
-        """One round trip, as the lock is held until commit: take the event lock (it
-        stacks within a transaction), then insert (the id is drawn after the lock is
-        held: the row comes from a SELECT that takes it) and, with a notifier, NOTIFY
-        the id (what ``PostgresNotifier.notify`` sends, folded into the statement)."""
+    async def _insert_after_xid(self, session: AsyncSession, values: dict[str, Any]) -> int:
+        """One round trip: take the transaction's xid, then insert (the id's default,
+        nextval, is evaluated by the projection over the materialised CTE, so after
+        the xid exists: what lets readers settle gaps, see the horizon module)."""
         table = EventRecord.__table__  # type: ignore[attr-defined]
-        locked = select(func.pg_advisory_xact_lock(EVENT_LOCK_KEY).label("locked")).subquery()
+        xact = select(func.pg_current_xact_id().label("xact")).cte("xact")
+        xact = xact.prefix_with("MATERIALIZED")
         row = select(
             *(literal(value, type_=table.c[name].type) for name, value in values.items())
-        ).select_from(locked)
-        returned: list[Any] = [table.c.id]
-        if self._notifier is not None:
-            returned.append(func.pg_notify(EVENTS_CHANNEL, cast(table.c.id, String)))
-        statement = insert(table).from_select(list(values), row).returning(*returned)
+        ).select_from(xact)
+        statement = insert(table).from_select(list(values), row).returning(table.c.id)
         result = await session.exec(statement)
         return int(result.scalar_one())
 
     def _committed(self, sync_session: object) -> None:
         info = getattr(sync_session, "info", {})
         cursor = info.pop("encedeus_event_cursor", None)
-        if cursor is not None and self._on_commit is not None:
+        if cursor is None:
+            return
+        self.horizon.committed(cursor)
+        if self._on_commit is not None:
             self._on_commit(cursor)
+        if self._notifier is not None:
+            if self._unannounced == 0:
+                asyncio.get_running_loop().call_soon(self._announce)
+            self._unannounced = max(self._unannounced, cursor)
+
+    def _announce(self) -> None:
+        cursor, self._unannounced = self._unannounced, 0
+        if self._notifier is not None and cursor:
+            self._notifier.notify_soon(EVENTS_CHANNEL, str(cursor))
 
     async def record_now(self, events: Sequence[Event]) -> None:
         """Write `events` in a transaction of their own."""
@@ -150,33 +167,56 @@ class EventStore:
     async def read_after(
         self, cursor: int, limit: int = 500, *, owner_id: str | None = None
     ) -> list[Event]:
-        """Up to `limit` events after `cursor`, oldest first (only `owner_id`'s when given)."""
-        query = select(EventRecord).where(col(EventRecord.id) > cursor)
+        """Up to `limit` events after `cursor` and up to the settled horizon, oldest
+        first (only `owner_id`'s when given)."""
+        return (await self.read_page(cursor, limit, owner_id=owner_id))[0]
+
+    async def read_page(
+        self, cursor: int, limit: int = 500, *, owner_id: str | None = None
+    ) -> tuple[list[Event], int]:
+        """:meth:`read_after`, and the cursor read through: the last event's when the
+        page is full, else the horizon the read stopped at (a reader that moves to it
+        skips only ids with no event: rolled back, or another owner's)."""
+        settled = self.horizon.value
+        if settled <= cursor:
+            return [], cursor
+        query = select(EventRecord).where(
+            col(EventRecord.id) > cursor, col(EventRecord.id) <= settled
+        )
         if owner_id is not None:
             query = query.where(col(EventRecord.owner_id) == owner_id)
         query = query.order_by(col(EventRecord.id)).limit(limit)
         async with self._db.session() as session:
             rows = (await session.exec(query)).all()
-        return [from_record(row) for row in rows]
+        events = [from_record(row) for row in rows]
+        if len(rows) == limit:
+            return events, int(rows[-1].id or cursor)
+        return events, settled
 
     async def latest(self) -> int:
-        """The newest cursor (0 when the log is empty)."""
+        """The newest cursor (0 when the log is empty), settled or not: to tell a
+        cursor that was never handed out; readers start at :meth:`start`."""
         async with self._db.session() as session:
             newest = (await session.exec(select(func.max(EventRecord.id)))).one()
         return int(newest or 0)
 
+    async def start(self) -> int:
+        """Where a new reader starts: the settled horizon (an event in flight below the
+        newest id is still ahead of it), once it has caught up with the log."""
+        return await self.horizon.start()
+
     async def follower_cursor(self, key: str) -> int:
         """The cursor of the log follower `key` (a webhook receiver, the mail notifier)
-        in ``webhook_cursors``; a new follower's row starts at the newest event."""
+        in ``webhook_cursors``; a new follower's row starts at :meth:`start`."""
+        # Before the transaction: it would hold a connection while the horizon looks
+        # with another (many new followers at once exhausted the pool: 30 s stalls).
+        start = await self.start()
         async with self._db.transaction() as session:
             row = await session.get(WebhookCursor, key)
             if row is not None:
                 return row.cursor
-            # In this session: a second one would need a second connection while this
-            # holds one (many new followers at once exhausted the pool: 30 s stalls).
-            newest = int((await session.exec(select(func.max(EventRecord.id)))).one() or 0)
-            session.add(WebhookCursor(endpoint=key, cursor=newest))
-            return newest
+            session.add(WebhookCursor(endpoint=key, cursor=start))
+            return start
 
     async def check_cursor(self, cursor: int) -> None:
         """Raise :class:`CursorExpired` when events after `cursor` may have been pruned.
@@ -218,6 +258,6 @@ class EventStore:
                 return removed
 
 
-def _forget_lock(sync_session: object) -> None:
+def _forget_cursor(sync_session: object) -> None:
     info = getattr(sync_session, "info", {})
     info.pop("encedeus_event_cursor", None)

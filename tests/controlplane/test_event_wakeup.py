@@ -40,7 +40,7 @@ async def test_a_commit_elsewhere_wakes_the_reader_with_its_event_id(database: D
     notifier = await _listening(database)
     writer = EventStore(database, notifier=notifier)  # another process's store
     reader = EventStore(database)
-    wakeup = NotifiedWakeup(reader.latest, notifier, interval=NO_POLL)
+    wakeup = NotifiedWakeup(reader.horizon, notifier, interval=NO_POLL)
     await notifier.start()
     polling = asyncio.create_task(wakeup.run())
     try:

@@ -1,8 +1,8 @@
 """The durable event log (`events`, the transactional outbox), and the webhook
 delivery bookkeeping that follows it (`webhook_cursors`, `webhook_deliveries`).
 
-`events.id` is the cursor clients resume from: inserts are serialised (see
-:mod:`controlplane.events.store`), so ids become visible in increasing order.
+`events.id` is the cursor clients resume from: readers read only up to the settled
+horizon (:mod:`controlplane.events.horizon`), so ids become visible in increasing order.
 """
 
 from __future__ import annotations
