@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def pid() -> Iterator[int]:
-    process = subprocess.Popen(["sleep", "60"])  # noqa: S607 (a throwaway process)
+    process = subprocess.Popen(["sleep", "60"])
     yield process.pid
     process.kill()
     process.wait()
@@ -95,3 +95,9 @@ def test_sample_figures_from_one_clock_reading(pid: int, tmp_path: Path) -> None
         assert sampler.sample()["s1"].disk_bytes == 20
     finally:
         sampler.close()
+
+
+def test_host_uptime_is_the_kernels(tmp_path: Path) -> None:
+    uptime_ms = agent.stats.host.host_sample(tmp_path).uptime_ms
+    proc_ms = float(Path("/proc/uptime").read_text().split()[0]) * 1000
+    assert abs(uptime_ms - proc_ms) < 1000
