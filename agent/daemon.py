@@ -197,6 +197,7 @@ def build_service(
         http_url=http_url,
     )
     host = HostMonitor(Path(config.data_dir))
+    supervisor.tracker.sampler.run_alongside(host.refresh_quietly)
     return AgentService(supervisor, supervisor.tracker.hub, host, facts, ingress, backups)
 
 

@@ -7,18 +7,20 @@ from agent.stats.host import HostSample, NodeFingerprint
 from protos import agent_pb2 as pb
 
 
-def host_stats(sample: HostSample) -> pb.HostStats:
-    return pb.HostStats(
-        cpu_percent=sample.cpu_percent,
-        memory_used_bytes=sample.memory_used_bytes,
-        memory_total_bytes=sample.memory_total_bytes,
-        disk_used_bytes=sample.disk_used_bytes,
-        disk_total_bytes=sample.disk_total_bytes,
-        load1=sample.load1,
-        load5=sample.load5,
-        load15=sample.load15,
-        uptime_ms=sample.uptime_ms,
-    )
+def host_stats(sample: HostSample, stats: pb.HostStats | None = None) -> pb.HostStats:
+    """`sample` as a message, written into `stats` when given (an empty message)."""
+    if stats is None:
+        stats = pb.HostStats()
+    stats.cpu_percent = sample.cpu_percent
+    stats.memory_used_bytes = sample.memory_used_bytes
+    stats.memory_total_bytes = sample.memory_total_bytes
+    stats.disk_used_bytes = sample.disk_used_bytes
+    stats.disk_total_bytes = sample.disk_total_bytes
+    stats.load1 = sample.load1
+    stats.load5 = sample.load5
+    stats.load15 = sample.load15
+    stats.uptime_ms = sample.uptime_ms
+    return stats
 
 
 def fingerprint(facts: NodeFingerprint) -> pb.Fingerprint:

@@ -26,8 +26,8 @@ def cgroup_version(root: Path = CGROUP_ROOT) -> int:
 
 
 def _read_int(fd: int) -> int:
-    raw = os.pread(fd, 64, 0).strip()
-    return 0 if raw == b"max" else int(raw)
+    raw = os.pread(fd, 64, 0)  # int() takes the trailing newline
+    return 0 if raw.startswith(b"max") else int(raw)
 
 
 def _stat_value(fd: int, key: bytes) -> int:
@@ -91,15 +91,17 @@ class CgroupReader:
             "cpu": root / "cpuacct" / groups["cpuacct"] / "cpuacct.usage",
         }
 
-    def memory_bytes(self) -> int:
+    def memory_bytes(self, now: float | None = None) -> int:
         """Memory in use minus reclaimable page cache (what `docker stats` shows); the
-        page cache figure is at most MEMORY_STAT_INTERVAL seconds old."""
+        page cache figure is at most MEMORY_STAT_INTERVAL seconds old. `now`: a reading
+        of the reader's clock the caller already took (a sample of many containers)."""
         usage = _read_int(self._usage)
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         if now - self._inactive_at >= MEMORY_STAT_INTERVAL:
             key = b"inactive_file" if self.version == 2 else b"total_inactive_file"
             self._inactive, self._inactive_at = _stat_value(self._stat, key), now
-        return max(usage - self._inactive, 0)
+        return usage - self._inactive if usage > self._inactive else 0
 
     def cpu_ns(self) -> int:
         """Total CPU time the container has used, in nanoseconds."""

@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,9 @@ from pathlib import Path
 import psutil
 
 from agent.stats.cgroup import cgroup_version
+from common.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,9 @@ def host_sample(data_dir: Path) -> HostSample:
         load1=load1,
         load5=load5,
         load15=load15,
-        uptime_ms=int((time.time() - psutil.boot_time()) * 1000),
+        # The clock /proc/uptime shows: psutil.boot_time() re-reads /proc/stat (whole
+        # seconds) on each call, a fifth of this function's CPU.
+        uptime_ms=int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000),
     )
 
 
@@ -107,19 +113,34 @@ def node_fingerprint(
 
 class HostMonitor:
     """Shares one host sample among all consumers: psutil's CPU figure is a delta
-    since the previous call, so uncoordinated callers would shrink each other's window."""
+    since the previous call, so uncoordinated callers would shrink each other's window.
+    refresh_quietly() lets the container sampler take it in its own worker call
+    (StatsSampler.run_alongside), so a heartbeat usually finds it fresh."""
 
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
-        self._latest: HostSample | None = None
-        self._at = -1e9
+        self._latest: tuple[float, HostSample] | None = None  # (monotonic time, sample)
         self._lock = asyncio.Lock()
+        self._sampling = threading.Lock()  # one psutil CPU delta at a time
+
+    def refresh(self) -> HostSample:
+        """Take a host sample now and keep it (blocking, thread-safe)."""
+        with self._sampling:
+            sample = host_sample(self._data_dir)
+            self._latest = (time.monotonic(), sample)
+            return sample
+
+    def refresh_quietly(self) -> None:
+        """refresh(), a failure logged: latest() then takes its own and raises."""
+        try:
+            self.refresh()
+        except (OSError, psutil.Error) as exc:
+            log.warning("host_sample_failed", error=str(exc))
 
     async def latest(self, max_age: float) -> HostSample:
         """A host sample no older than `max_age` seconds."""
         async with self._lock:
-            now = time.monotonic()
-            if self._latest is None or now - self._at > max_age:
-                self._latest = await asyncio.to_thread(host_sample, self._data_dir)
-                self._at = now
-            return self._latest
+            latest = self._latest
+            if latest is not None and time.monotonic() - latest[0] <= max_age:
+                return latest[1]
+            return await asyncio.to_thread(self.refresh)
