@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from agent.fleet.mounts import mount_source, release_mount
@@ -67,6 +68,10 @@ def used_bytes(path: Path) -> int:
     """What the filesystem at `path` holds (statfs: no directory walk)."""
     stats = os.statvfs(path)
     return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+#: Online grows tried before the offline one (see `_grow_online`).
+GROW_ATTEMPTS = 3
 
 
 def limit_bytes(path: Path) -> int:
@@ -191,12 +196,19 @@ class VolumeImages:
         device = mount_source(data_dir)
         if device is None or not device.startswith("/dev/loop"):
             return False
-        _run("losetup", "-c", device)
-        try:
-            _run("resize2fs", device)
-        except VolumeImageError:
-            return False  # no CAP_SYS_RESOURCE (EPERM): offline, if the mount is free
-        return True
+        before = limit_bytes(data_dir)
+        for attempt in range(GROW_ATTEMPTS):
+            _run("losetup", "-c", device)
+            try:
+                _run("resize2fs", device)
+            except VolumeImageError:
+                return False  # no CAP_SYS_RESOURCE (EPERM): offline, if the mount is free
+            if limit_bytes(data_dir) > before:
+                return True
+            # resize2fs found nothing to do: the loop device had not taken the file's
+            # new size yet (seen once under load). Ask again rather than report done.
+            time.sleep(0.1 * (attempt + 1))
+        return False
 
     def _offline(self, volume: str, data_dir: Path, size: int) -> None:
         image = self.image(volume)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 import struct
 import uuid
@@ -143,7 +144,11 @@ def shell_session(port: int, server: str, token: str) -> dict[str, Any]:
     ws.send_json({"tty_size": {"height": 50, "width": 160}})
     typed("stty size; exit 9\n")
     until(b"exit 9\r\n")
+    # The shell's line editor may redraw the typed line once more when the resize
+    # lands while it reads (under load): the size is the first line that is one.
     second_size = until(b"\r\n")
+    while not re.fullmatch(rb"\d+ \d+", second_size):
+        second_size = until(b"\r\n")
     while (message := ws.receive()) is not None:
         if (frame := message.json()).get("exited"):
             ws.close()
