@@ -220,6 +220,13 @@ class LeanSFTPServerHandler(SFTPServerHandler):
         else:
             self.send_packet(FXP_DATA, pktid, UInt32(pktid), UInt32(len(data)), data)  # type: ignore[arg-type]
 
+    def _handle(self, handle: bytes) -> object:
+        """The open file behind an SFTP handle (SFTPInvalidHandle when none is)."""
+        file_obj = self._file_handles.get(handle)
+        if file_obj is None:
+            raise SFTPInvalidHandle("Invalid file handle")
+        return file_obj
+
     async def _write(self, server: ConfinedSFTPServer, packet: SSHPacket) -> None:
         """asyncssh's _process_write for SFTP v3-v5, without its per-write debug
         formatting (a byte count and the handle in hex, built even when not logged)
@@ -228,10 +235,7 @@ class LeanSFTPServerHandler(SFTPServerHandler):
         offset = packet.get_uint64()
         data = packet.get_string()
         packet.check_end()
-        file_obj = self._file_handles.get(handle)
-        if file_obj is None:
-            raise SFTPInvalidHandle("Invalid file handle")
-        await server.write(file_obj, offset, data)
+        await server.write(self._handle(handle), offset, data)
 
     async def _read(self, server: ConfinedSFTPServer, packet: SSHPacket) -> bytes | memoryview:
         """asyncssh's _process_read for SFTP v3-v5, without copying the bytes read."""
@@ -239,10 +243,7 @@ class LeanSFTPServerHandler(SFTPServerHandler):
         offset = packet.get_uint64()
         length = packet.get_uint32()
         packet.check_end()
-        file_obj = self._file_handles.get(handle)
-        if file_obj is None:
-            raise SFTPInvalidHandle("Invalid file handle")
-        data = await server.read_view(file_obj, offset, length)
+        data = await server.read_view(self._handle(handle), offset, length)
         if not data:
             raise SFTPEOFError
         return data
