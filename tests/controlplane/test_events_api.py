@@ -4,8 +4,9 @@ endpoints, on both engines."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +24,22 @@ from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.local_http import serve_app
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
+
+
+@contextlib.contextmanager
+def statements_run(api: TestClient[Any, Any]) -> Iterator[list[str]]:
+    """The SQL statements the app runs while the block runs."""
+    statements: list[str] = []
+
+    def seen(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = api.app[DATABASE].engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
 
 
 async def record(api: TestClient[Any, Any], events: list[Event]) -> None:
@@ -146,19 +163,10 @@ async def test_an_idle_webhook_worker_does_not_look_for_deliveries_on_others_eve
     hook = {"url": "http://127.0.0.1:9/hook"}
     assert (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).status == 201
     await asyncio.sleep(0.5)  # alice's worker starts and finds nothing to send
-    statements: list[str] = []
-
-    def seen(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    engine = api.app[DATABASE].engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(api) as statements:
         for _ in range(20):
             await record(api, [Event(EventType.TEST, owner_id=bob.id)])
             await asyncio.sleep(0.05)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     looks = [s for s in statements if "FROM webhook_deliveries" in s]
     assert len(looks) <= 3, looks
 
@@ -171,18 +179,9 @@ async def test_a_new_webhook_costs_no_cursor_cleanup_a_deleted_one_loses_its_cur
     hook = {"url": "http://127.0.0.1:9/hook"}
     first = await (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).json()
     await asyncio.sleep(0.5)  # the outbox's first refresh (it cleans up once at start)
-    statements: list[str] = []
-
-    def seen(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    engine = api.app[DATABASE].engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(api) as statements:
         assert (await api.post("/v1/webhooks", json=hook, headers=alice.headers)).status == 201
         await asyncio.sleep(0.5)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert not [s for s in statements if s.startswith("DELETE FROM webhook_cursors")]
     assert (await api.delete(f"/v1/webhooks/{first['id']}", headers=alice.headers)).status == 200
     async with asyncio.timeout(10):
