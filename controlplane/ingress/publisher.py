@@ -2,7 +2,8 @@
 
 The table is rebuilt from the database and the agents' observations whenever the
 agent pool signals a change (a replica started, stopped, failed health, moved; a
-node came or went) and at least every `interval` seconds (deployments stopped,
+node came or went), whenever a placement commits (a move's new node is written after
+its target started), and at least every `interval` seconds (deployments stopped,
 deleted or renamed through the API). A new table gets a new version; every ingress
 node whose heartbeat reports another version (an older table, or 0 after its Caddy
 restarted empty) gets the table again — so drift heals within a heartbeat or two.
@@ -30,6 +31,7 @@ from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.db.tables import CustomDomain, Deployment, Node, Replica
 from controlplane.ingress.table import NodeReach, build_routes, node_reach
+from controlplane.placement import PlacementApplier
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -53,6 +55,7 @@ class IngressPublisher:
         interval: float = 1.0,
         ask_url: str = "",
         notifier: Notifier | None = None,
+        placement: PlacementApplier | None = None,
     ) -> None:
         self.database, self.pool, self.config = database, pool, config
         self.interval, self.ask_url, self.notifier = interval, ask_url, notifier
@@ -60,6 +63,8 @@ class IngressPublisher:
         self._wake = asyncio.Event()
         self._sent: dict[str, tuple[int, float]] = {}
         pool.add_listener(self._on_signal)
+        if placement is not None:  # a move commits after its target's start signal
+            placement.add_listener(self.wake_here)
 
     def _on_signal(self, signal: NodeSignal) -> None:
         self.wake_here()

@@ -14,7 +14,7 @@ from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.ingress.publisher import INGRESS_CHANNEL, IngressPublisher
 from controlplane.leadership import Duty, Leadership
-from controlplane.state import AGENT_POOL, INGRESS
+from controlplane.state import AGENT_POOL, INGRESS, RECONCILER
 
 
 def default_ask_url(config: ControlPlaneConfig) -> str:
@@ -46,6 +46,7 @@ def install_ingress(
         interval=config.reconcile_interval_seconds,
         ask_url=default_ask_url(config),
         notifier=notifier if database.dialect == "postgresql" else None,
+        placement=app[RECONCILER].placement,
     )
     notifier.listen(INGRESS_CHANNEL, lambda _payload: publisher.wake_here())
     notifier.on_reconnected(publisher.wake_here)  # wake-ups may have been missed

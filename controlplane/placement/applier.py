@@ -68,6 +68,12 @@ class PlacementApplier:
         self._database = database
         self._pool = pool
         self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit (what reads the placements, e.g. the
+        routing table, follows a move as soon as it commits)."""
+        self._listeners.append(listener)
 
     async def _snapshot_in(self, session: AsyncSession) -> Snapshot:
         nodes = (await session.exec(select(Node))).all()
@@ -90,7 +96,15 @@ class PlacementApplier:
         claims and write them, in one transaction, one commit at a time. Raises
         :class:`PlacementRefused` (nothing written) when any no longer fits, and what
         `fence` raises when it refuses."""
-        async with self._lock, self._database.transaction() as session:
+        async with self._lock:
+            await self._commit_once(proposals, before, fence)
+        for listener in self._listeners:
+            listener()
+
+    async def _commit_once(
+        self, proposals: Sequence[Proposal], before: Write | None, fence: Fence | None
+    ) -> None:
+        async with self._database.transaction() as session:
             if self._database.dialect == "postgresql":
                 key = bindparam("key", COMMIT_LOCK_KEY, type_=BigInteger)
                 await session.exec(select(func.pg_advisory_xact_lock(key)))

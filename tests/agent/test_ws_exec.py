@@ -67,6 +67,13 @@ class Terminal:
                 await self.frame()
         self.screen = self.screen[self.screen.index(text) + len(text) :]
 
+    async def error(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next error frame (output the shell still writes may come first)."""
+        async with asyncio.timeout(timeout):
+            while "error" not in (frame := await self.frame()):
+                pass
+        return dict(frame["error"])
+
     async def wait_exit(self, timeout: float = 10.0) -> int:
         async with asyncio.timeout(timeout):
             while self.exited is None:
@@ -98,7 +105,7 @@ async def test_an_interactive_shell_types_reads_resizes_and_exits(agent: Running
         await term.type("stty size\n")
         await term.expect("41 132\r\n")
         await ws.send_json({"tty_size": {"height": 0, "width": 10}})
-        assert (await term.frame())["error"]["code"] == "bad_frame"
+        assert (await term.error())["code"] == "bad_frame"
         await term.type("exit 3\n")
         assert await term.wait_exit() == 3
         assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
