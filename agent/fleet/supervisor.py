@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
@@ -14,6 +13,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from agent.console.history import ConsoleLine
 from agent.fleet.config_edits import apply_config_edits
 from agent.fleet.data_dir import ServerVolumes
+from agent.fleet.host_ports import choose_host_ports
 from agent.fleet.inputs import (
     InputSource,
     StagedInputs,
@@ -25,26 +25,15 @@ from agent.fleet.install import InstallFailed, ServerInstaller
 from agent.fleet.pull_grants import PullGrants
 from agent.fleet.pulls import ImagePulls, PendingPull
 from agent.fleet.server import ManagedServer
+from agent.fleet.server_stats import add_server_stats
 from agent.fleet.spec import container_spec, validate_spec, volume_name
 from agent.fleet.tracker import ServerTracker
 from agent.lifecycle import machine as lm
-from agent.runtime import AlreadyExists, ImageNotFound, InvalidSpec, NotFound, NotRunning
-from agent.stats.sampler import ContainerSample
+from agent.runtime import AlreadyExists, ImageNotFound, NotFound, NotRunning
 from protos import agent_pb2 as pb
 
 DEFAULT_STOP_TIMEOUT = 10
 KILL_GRACE_SECONDS = 15.0  # how long an exit may lag behind SIGKILL before we give up
-
-
-def port_is_free(host_ip: str, port: int, protocol: str) -> bool:
-    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    with socket.socket(family, kind) as probe:
-        try:
-            probe.bind((host_ip or "0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 class Supervisor:
@@ -259,27 +248,8 @@ class Supervisor:
     def _prepare_host(self, spec: pb.ServerSpec, taken: set[int], staged: StagedInputs) -> bool:
         """Host ports and the data directory for `spec`, in one worker-thread hop
         (blocking); True when the directory was created now."""
-        self._choose_ports(spec, taken)
+        choose_host_ports(spec, taken, self.port_range, self.publish_address)
         return self.volumes.prepare(spec, staged=staged)
-
-    def _choose_ports(self, spec: pb.ServerSpec, taken: set[int]) -> None:
-        """Give every port without a host port a free one from the node's range (blocking)."""
-        taken |= {p.host_port for p in spec.ports}
-        for port in spec.ports:
-            if not port.host_ip and self.publish_address:
-                port.host_ip = self.publish_address
-        for port in spec.ports:
-            if port.host_port:
-                continue
-            for candidate in range(self.port_range[0], self.port_range[1] + 1):
-                if candidate not in taken and port_is_free(
-                    port.host_ip or "0.0.0.0", candidate, port.protocol or "tcp"
-                ):
-                    port.host_port = candidate
-                    taken.add(candidate)
-                    break
-            else:
-                raise InvalidSpec("no free host port left in the node's port range")
 
     async def start(self, server_id: str, *, data_ready: bool = False) -> ManagedServer:
         """Start; starting a running server is a no-op. `data_ready`: the data
@@ -467,29 +437,9 @@ class Supervisor:
     ) -> None:
         """Append the stats of every server to `target` (zeros for servers that are not
         running); filled in place, as copying 100 of them into a heartbeat costs more
-        than building them."""
+        than building them (agent/fleet/server_stats.py)."""
         samples = await self.tracker.sampler.latest(max_age)
-        for server in self.servers.values():
-            server_stats(server, samples.get(server.id), target.add())
-
-
-def server_stats(
-    server: ManagedServer, sample: ContainerSample | None, stats: pb.ServerStats | None = None
-) -> pb.ServerStats:
-    """`server`'s stats, written into `stats` when given (an empty message)."""
-    if stats is None:
-        stats = pb.ServerStats()
-    stats.id = server.id
-    stats.state = server.current_status().state
-    if sample is not None and stats.state != pb.SERVER_STATE_OFFLINE:
-        stats.memory_bytes = sample.memory_bytes
-        stats.memory_limit_bytes = sample.memory_limit_bytes
-        stats.cpu_absolute = sample.cpu_absolute
-        stats.network.rx_bytes = sample.rx_bytes
-        stats.network.tx_bytes = sample.tx_bytes
-        stats.disk_bytes = sample.disk_bytes
-        stats.uptime_ms = sample.uptime_ms
-    return stats
+        add_server_stats(target, self.servers.values(), samples)
 
 
 def _copy(spec: pb.ServerSpec) -> pb.ServerSpec:

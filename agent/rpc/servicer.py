@@ -19,7 +19,8 @@ from agent.fleet.inputs import InputUnavailable
 from agent.fleet.install import InstallFailed
 from agent.fleet.pulls import PendingPull
 from agent.fleet.server import ManagedServer
-from agent.fleet.supervisor import Supervisor, server_stats
+from agent.fleet.server_stats import server_stats
+from agent.fleet.supervisor import Supervisor
 from agent.fleet.volume_deletion import VolumeInUse, delete_volume
 from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.rpc import convert

@@ -16,7 +16,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from agent.config import Console, NodeIdentity
 from agent.console.history import ConsoleLine
 from agent.fleet.server import ManagedServer
-from agent.fleet.supervisor import Supervisor, server_stats
+from agent.fleet.server_stats import server_stats
+from agent.fleet.supervisor import Supervisor
 from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
 from agent.ws.console_feed import LiveFeed

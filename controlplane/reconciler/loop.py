@@ -21,8 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
-from google.protobuf.json_format import MessageToDict
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,7 +30,7 @@ from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database, writes_go_first
 from controlplane.db.tables import Deployment, Node, ReleasedVolume, Replica
-from controlplane.events.bus import Event, EventBus, EventType
+from controlplane.events.bus import Event, EventBus
 from controlplane.events.deployment_events import deployment_status_changed
 from controlplane.placement import (
     Fence,
@@ -54,6 +53,7 @@ from controlplane.reconciler.model import (
     World,
 )
 from controlplane.reconciler.node_loss import RESTORE_PENDING, LatestBackupRestore, SlotRestore
+from controlplane.reconciler.node_writes import NodeWrites
 from controlplane.reconciler.pulls import PULL_KINDS, PullReports
 from controlplane.reconciler.status import (
     CallOutcomes,
@@ -64,10 +64,8 @@ from controlplane.reconciler.status import (
 from controlplane.reconciler.world import Rows, epoch_seconds, world_of
 from controlplane.scheduler import Claim
 from controlplane.security.registry_credentials import RegistryCredentials
-from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
-NODE_WRITE_INTERVAL = 5.0
 
 
 def _at(seconds: float | None) -> datetime | None:
@@ -104,8 +102,6 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_deadline: float | None = None
-        self._node_written: set[str] = set()  # nodes whose last_seen was written
-        self._nodes_written_at = float("-inf")
         # Slots moved after node loss: their latest backup, restored off the passes
         # into their stopped container before it first starts.
         self.restore = SlotRestore(
@@ -114,6 +110,7 @@ class Reconciler:
         self.calls = AgentCalls(pool, self.backoff, clock, self._nudge, registry)
         self.placement = placement or PlacementApplier(database, pool)
         self.pulls = PullReports(self.calls, self._publish, clock)
+        self.node_writes = NodeWrites(database, pool, clock=clock, bus=bus, fence=fence)
         self.passes = 0
         self.loads = 0
         self._rows: Rows | None = None
@@ -218,7 +215,7 @@ class Reconciler:
         if actions:
             log.debug("reconciled", actions=len(actions), seconds=round(self._clock() - now, 3))
         await self._record_statuses(rows, world, actions)
-        await self._record_nodes(rows)
+        await self.node_writes.record(rows.nodes)
         self._next_deadline = self._earliest_deadline(rows, now, actions)
         self.passes += 1
         return actions
@@ -369,64 +366,6 @@ class Reconciler:
             for row in written:
                 await self._record(session, deployment_status_changed(row))
 
-    async def _record_nodes(self, rows: Rows) -> None:
-        """Write liveness changes at once, and each heard node's `last_seen` and host
-        stats when first heard and then every NODE_WRITE_INTERVAL, all nodes together
-        (one statement per set of columns, not one per node)."""
-        now = self._clock()
-        batch_due = now - self._nodes_written_at >= NODE_WRITE_INTERVAL
-        updates: list[tuple[Node, dict[str, object]]] = []
-        for node_id, node in rows.nodes.items():
-            liveness = self.pool.state(node_id)
-            if node.status == "pending" or liveness == "unknown":
-                continue
-            values: dict[str, object] = {}
-            if liveness != node.status:
-                values["status"] = liveness
-            heard = self.pool.liveness.last_heard(node_id)
-            if heard is not None and (batch_due or node_id not in self._node_written):
-                values["last_seen"] = _at(heard)
-                observation = self.pool.observation(node_id)
-                if observation is not None and observation.host is not None:
-                    values["host_stats"] = _host_stats(observation.host)
-                self._node_written.add(node_id)
-            if values:
-                updates.append((node, values))
-        if batch_due:
-            self._nodes_written_at = now
-        if not updates:
-            return
-        await self._write_nodes(updates)
-        for node, values in updates:
-            for name, value in values.items():
-                setattr(node, name, value)  # the cached row, as written
-
-    async def _write_nodes(self, updates: list[tuple[Node, dict[str, object]]]) -> None:
-        """One transaction; one executemany UPDATE per distinct set of columns, and the
-        node_up/node_down events of the status changes in it."""
-        groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
-        for node, values in updates:
-            row = {f"new_{name}": value for name, value in values.items()}
-            groups.setdefault(tuple(sorted(values)), []).append({"node_id": node.id, **row})
-        table = Node.metadata.tables[str(Node.__tablename__)]
-        async with self.database.transaction() as session:
-            if self._fence is not None:
-                await self._fence(session)
-            connection = await session.connection()
-            for columns, params in groups.items():
-                statement = (
-                    update(table)
-                    .where(table.c.id == bindparam("node_id"))
-                    .values({name: bindparam(f"new_{name}") for name in columns})
-                )
-                await connection.execute(statement, params)
-            for node, values in updates:
-                if "status" in values:
-                    up = values["status"] == "ready"
-                    kind = EventType.NODE_UP if up else EventType.NODE_DOWN
-                    event = Event(kind, node_id=str(node.id), data={"name": node.name})
-                    await self._record(session, event)
-
     def _publish(self, event: Event) -> None:
         if self.bus is not None:
             self.bus.publish(event)
@@ -443,7 +382,3 @@ def _error_code(codes: dict[str, str], world: World, deployment_id: str) -> str 
         (codes[r.id] for r in world.replicas if r.deployment_id == deployment_id and r.id in codes),
         None,
     )
-
-
-def _host_stats(host: pb.HostStats) -> dict[str, object]:
-    return MessageToDict(host, preserving_proto_field_name=True)

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlmodel import col, select
 
 from controlplane.db.tables import Node
-from controlplane.reconciler import loop
+from controlplane.reconciler import node_writes
 from tests.controlplane.reconciler_harness import ReconcilerHarness
 
 
@@ -29,7 +29,7 @@ async def test_node_rows_are_written_in_one_statement_per_interval(
     engine = harness.database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        monkeypatch.setattr(loop, "NODE_WRITE_INTERVAL", 0.0)  # every pass is due
+        monkeypatch.setattr(node_writes, "NODE_WRITE_INTERVAL", 0.0)  # every pass is due
         before = {n: harness.pool.liveness.last_heard(n) or 0.0 for n in node_ids}
         await harness.reconciler.reconcile_once()
     finally:
