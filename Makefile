@@ -41,8 +41,8 @@ protos: venv ## regenerate protos/*_pb2*.py from protos/*.proto
 check-protos: venv ## fail when the committed generated code differs from a fresh generation
 	@bash scripts/check-protos.sh
 
-pytest: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+pytest: setup ## the suite: pure tests in parallel, then docker and e2e ones serially (PYTEST_ARGS: one serial run of a selection)
+	@bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 screenshot: setup ## regenerate docs/img/server.png, the README's picture, from the browser walk of every page
 	mkdir -p docs/img

@@ -180,7 +180,7 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     backups = install_backups(app, config, database, pool, (bus, leadership))
     # A slot moved after node loss gets its latest reachable backup (docs/stateful.md).
     reconciler.restore.hook = LatestBackupOnNewNode(backups.operations)
-    install_ingress(app, config, database, (leadership, notifier))
+    install_ingress(app, config, database, (leadership, notifier), reconciler.placement)
     install_tasks(app, database, bus, leadership)
     app.cleanup_ctx.append(_run_leadership)
     app.cleanup_ctx.append(systemd_ctx)

@@ -14,7 +14,8 @@ from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.ingress.publisher import INGRESS_CHANNEL, IngressPublisher
 from controlplane.leadership import Duty, Leadership
-from controlplane.state import AGENT_POOL, INGRESS, RECONCILER
+from controlplane.placement import PlacementApplier
+from controlplane.state import AGENT_POOL, INGRESS
 
 
 def default_ask_url(config: ControlPlaneConfig) -> str:
@@ -34,10 +35,11 @@ def install_ingress(
     config: ControlPlaneConfig,
     database: Database,
     cluster: tuple[Leadership, Notifier],
+    placement: PlacementApplier,
 ) -> IngressPublisher:
     """Create the publisher under INGRESS and register it as a leader duty of
     `cluster`'s leadership (call after install_orchestration, before the leadership
-    runs)."""
+    runs); the publisher follows `placement`'s commits."""
     leadership, notifier = cluster
     publisher = IngressPublisher(
         database,
@@ -46,7 +48,7 @@ def install_ingress(
         interval=config.reconcile_interval_seconds,
         ask_url=default_ask_url(config),
         notifier=notifier if database.dialect == "postgresql" else None,
-        placement=app[RECONCILER].placement,
+        placement=placement,
     )
     notifier.listen(INGRESS_CHANNEL, lambda _payload: publisher.wake_here())
     notifier.on_reconnected(publisher.wake_here)  # wake-ups may have been missed

@@ -101,6 +101,7 @@ def test_a_close_is_answered_and_ends_receiving(pair: tuple[WebSocket, socket.so
         (bytes([0x81, 0x7F]) + struct.pack(">Q", 1 << 40), "over the limit"),
         (b"\x81", "closed without a close frame"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "frames",  # masks are random
 )
 def test_protocol_violations_are_errors(
     pair: tuple[WebSocket, socket.socket], frames: bytes, problem: str

@@ -21,6 +21,7 @@ from controlplane.db.engine import Database, create_engine
 from controlplane.db.notify import asyncpg_connect_args, notifier_for
 from controlplane.ingress.wiring import install_ingress
 from controlplane.leadership import PostgresLeadership
+from controlplane.placement import PlacementApplier
 from controlplane.state import AGENT_POOL
 from protos import agent_pb2 as pb
 from tests.controlplane.fake_agent import FakeFleet
@@ -49,7 +50,11 @@ class Member:
         # Only wake-ups rebuild within this test's time: the periodic pass is a minute.
         config = ControlPlaneConfig(reconcile_interval_seconds=60)
         self.publisher = install_ingress(
-            self.app, config, self.database, (self.leadership, self.notifier)
+            self.app,
+            config,
+            self.database,
+            (self.leadership, self.notifier),
+            PlacementApplier(self.database, self.pool),
         )
         self.passes = 0
         publish_once = self.publisher.publish_once
