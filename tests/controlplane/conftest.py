@@ -23,7 +23,8 @@ from blockbuster import blockbuster_ctx
 
 from controlplane.app import MAX_REQUEST_LINE, build_app
 from controlplane.config import ControlPlaneConfig
-from controlplane.db.migrate import upgrade_database_blocking
+from controlplane.db.engine import Database, create_engine
+from controlplane.db.migrate import upgrade_database, upgrade_database_blocking
 from tests.controlplane.cluster_support import FAST
 from tests.controlplane.reconciler_harness import ReconcilerHarness, reconciler_harness
 from tests.controlplane.smtp_support import Inbox, smtp_server
@@ -93,6 +94,17 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield _with_database(POSTGRES_URL, name)
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A :class:`Database` on `database_url`, at schema head."""
+    await upgrade_database(database_url)
+    db = Database(create_engine(database_url))
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 @pytest.fixture

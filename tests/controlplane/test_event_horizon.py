@@ -17,12 +17,10 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from controlplane.db.engine import Database, create_engine
-from controlplane.db.notify import PostgresNotifier, asyncpg_connect_args
-from controlplane.events.bus import Event, EventBus, Subscription
+from controlplane.events.bus import Event, Subscription
 from controlplane.events.feed import EventFeed
 from controlplane.events.horizon import Gap, Horizon, Look, Snapshot, step
-
-NO_POLL = 3600.0
+from tests.controlplane.event_feed_support import received, running_feed
 
 
 def _look(snapshot: str, ids: list[int], newest: int, next_xid: int | None = None) -> Look:
@@ -68,29 +66,9 @@ def test_committed_ids_next_to_the_horizon_move_it_without_a_look() -> None:
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(create_engine(database_url))
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-@pytest.fixture
 async def feed(database: Database) -> AsyncIterator[EventFeed]:
-    notifier = PostgresNotifier(asyncpg_connect_args(database.engine))
-    built = EventFeed(database, EventBus(), notifier)
-    built.wakeup._interval = NO_POLL  # NOTIFY and the gap retries only
-    await notifier.start()
-    await asyncio.wait_for(notifier.connected.wait(), 5)
-    await built.start()
-    running = asyncio.create_task(built.run())
-    try:
+    async with running_feed(database) as (built, _notifier):
         yield built
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await notifier.close()
 
 
 async def _open(database: Database) -> AsyncSession:
@@ -114,17 +92,6 @@ async def _nothing_for(subscription: Subscription, seconds: float) -> None:
     assert subscription.get_nowait() is None
 
 
-async def _cursors(subscription: Subscription, count: int, within: float) -> list[int]:
-    cursors: list[int] = []
-    async with asyncio.timeout(within):
-        while len(cursors) < count:
-            event = await subscription.get()
-            assert event is not None
-            assert event.cursor is not None
-            cursors.append(event.cursor)
-    return cursors
-
-
 pg = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 
@@ -142,7 +109,7 @@ async def test_a_lower_id_committing_last_is_delivered_first(
         await _end(high)
         await _nothing_for(subscription, 0.5)  # not the higher id before the lower
         await _end(low)
-        assert await _cursors(subscription, 2, 5) == [first, second]
+        assert await received(subscription, 2, 5) == [first, second]
     finally:
         for session in (low, high):
             await session.close()
@@ -167,7 +134,7 @@ async def test_a_lower_id_from_a_transaction_younger_than_the_snapshots_xmax_is_
         await _end(older)
         await _nothing_for(subscription, 0.5)
         await _end(younger)
-        assert await _cursors(subscription, 2, 5) == [lower, higher]
+        assert await received(subscription, 2, 5) == [lower, higher]
     finally:
         for session in (older, younger):
             await session.close()
@@ -194,7 +161,7 @@ async def test_a_rolled_back_id_is_passed_promptly_despite_a_long_reader(
         await _nothing_for(subscription, 0.5)
         await _end(doomed, commit=False)
         ended = time.monotonic()
-        assert await _cursors(subscription, 1, 5) == [survivor]
+        assert await received(subscription, 1, 5) == [survivor]
         assert time.monotonic() - ended < 1.0
     finally:
         for session in (long_reader, doomed, kept):
@@ -219,9 +186,9 @@ async def test_a_long_writer_elsewhere_does_not_hold_back_ids_that_commit(
         await _end(high)
         await _nothing_for(subscription, 0.3)
         await _end(low)
-        assert await _cursors(subscription, 2, 1.0) == [first, second]
+        assert await received(subscription, 2, 1.0) == [first, second]
         third = await _record_alone(feed)
-        assert await _cursors(subscription, 1, 1.0) == [third]
+        assert await received(subscription, 1, 1.0) == [third]
     finally:
         for session in (long_writer, low, high):
             await session.close()

@@ -5,30 +5,19 @@ connection was lost the reader re-reads from its own cursor, missing nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.db.engine import Database, create_engine
+from controlplane.db.engine import Database
 from controlplane.db.notify import PostgresNotifier, asyncpg_connect_args
-from controlplane.events.bus import Event, EventBus, Subscription
+from controlplane.events.bus import Event
 from controlplane.events.feed import EventFeed
 from controlplane.events.store import EventStore
 from controlplane.events.wakeup import NotifiedWakeup
+from tests.controlplane.event_feed_support import NO_POLL, received, running_feed
 from tests.controlplane.test_notify import TERMINATE_OTHER_BACKENDS
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-NO_POLL = 3600.0
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(create_engine(database_url))
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def _listening(database: Database, reconnect_after: float = 0.05) -> PostgresNotifier:
@@ -56,58 +45,32 @@ async def test_a_commit_elsewhere_wakes_the_reader_with_its_event_id(database: D
         await notifier.close()
 
 
-async def _feed(
-    database: Database, reconnect_after: float = 0.05
-) -> tuple[EventFeed, PostgresNotifier, asyncio.Task[None]]:
-    notifier = await _listening(database, reconnect_after)
-    feed = EventFeed(database, EventBus(), notifier)
-    assert isinstance(feed.wakeup, NotifiedWakeup)
-    feed.wakeup._interval = NO_POLL  # only NOTIFY and reconnects may wake it
-    await notifier.start()
-    await asyncio.wait_for(notifier.connected.wait(), 5)
-    await feed.start()
-    return feed, notifier, asyncio.create_task(feed.run())
-
-
-async def _received(subscription: Subscription, count: int) -> list[int]:
-    cursors: list[int] = []
-    while len(cursors) < count:
-        event = await asyncio.wait_for(subscription.get(), 5)
-        assert event is not None
-        assert event.cursor is not None
-        assert event.wire is not None  # serialised once, by the feed
-        cursors.append(event.cursor)
-    return cursors
-
-
 async def test_a_follower_misses_nothing_across_a_lost_listening_connection(
     database: Database,
 ) -> None:
-    a, a_notifier, a_running = await _feed(database)
-    # B reconnects no sooner than 0.5 s (back-off with jitter): A's next events commit
-    # while B listens to nothing.
-    b, b_notifier, b_running = await _feed(database, reconnect_after=1.0)
-    subscription = b._bus.subscribe(maxsize=1000)
-    try:
-        written = [await _record(a, n) for n in range(5)]
-        assert await _received(subscription, 5) == written
-        reconnected = asyncio.Event()
-        b_notifier.on_reconnected(reconnected.set)
-        # Cut every listening connection; what commits meanwhile is never notified to B.
-        async with database.transaction() as session:
-            await session.exec(TERMINATE_OTHER_BACKENDS)
-        written = [await _record(a, n) for n in range(5, 10)]
-        assert not reconnected.is_set()
-        await asyncio.wait_for(reconnected.wait(), 10)
-        assert await _received(subscription, 5) == written
-        assert subscription.get_nowait() is None  # nothing twice
-    finally:
-        subscription.close()
-        for task in (a_running, b_running):
-            task.cancel()
-        await asyncio.gather(a_running, b_running, return_exceptions=True)
-        await a_notifier.close()
-        await b_notifier.close()
+    async with (
+        running_feed(database) as (a, _),
+        # B reconnects no sooner than 0.5 s (back-off with jitter): A's next events
+        # commit while B listens to nothing.
+        running_feed(database, reconnect_after=1.0) as (b, b_notifier),
+    ):
+        subscription = b._bus.subscribe(maxsize=1000)
+        try:
+            written = [await _record(a, n) for n in range(5)]
+            assert await received(subscription, 5) == written
+            reconnected = asyncio.Event()
+            b_notifier.on_reconnected(reconnected.set)
+            # Cut every listening connection; what commits meanwhile is never notified
+            # to B.
+            async with database.transaction() as session:
+                await session.exec(TERMINATE_OTHER_BACKENDS)
+            written = [await _record(a, n) for n in range(5, 10)]
+            assert not reconnected.is_set()
+            await asyncio.wait_for(reconnected.wait(), 10)
+            assert await received(subscription, 5) == written
+            assert subscription.get_nowait() is None  # nothing twice
+        finally:
+            subscription.close()
 
 
 async def _record(feed: EventFeed, number: int) -> int:

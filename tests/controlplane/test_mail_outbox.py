@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlmodel import select
 
 from common.cancellation import cancel_and_wait
-from controlplane.db.engine import Database, create_engine
-from controlplane.db.migrate import upgrade_database
+from controlplane.db.engine import Database
 from controlplane.db.tables.events import MailMessage
 from controlplane.mail import MailOutbox, SmtpMailer
 from tests.controlplane.conftest import ConfigFactory
 from tests.controlplane.smtp_support import smtp_server
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    await upgrade_database(database_url)
-    db = Database(create_engine(database_url))
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 def closed_port() -> int:

@@ -4,13 +4,12 @@ real agents are in tests/e2e/test_tasks.py)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from controlplane.accounts import create_user
-from controlplane.db.engine import Database, create_engine
-from controlplane.db.migrate import upgrade_database
+from controlplane.db.engine import Database
 from controlplane.db.tables.tasks import Task, TaskFile, TaskLog
 from controlplane.events.bus import EventBus
 from controlplane.quotas import QuotaLimits
@@ -70,14 +69,6 @@ class OneNode:
         async with self.database.transaction() as session:
             await commit(session, NODE)
         return NODE
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    await upgrade_database(database_url)
-    db = Database(create_engine(database_url))
-    yield db
-    await db.close()
 
 
 @pytest.fixture
