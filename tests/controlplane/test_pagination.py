@@ -3,73 +3,60 @@ filters kept and ordering dropped in the count; and the `pagination` arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
+from controlplane.database.engine import Database
+from controlplane.database.tables import Node
 from pydantic import ValidationError
 from sqlmodel import col, select
 
 from controlplane.api.pagination import MAX_LIMIT, PageQuery, Pagination, fetch_page
-from controlplane.db.engine import Database, create_engine
-from controlplane.db.migrate import upgrade_database
-from controlplane.db.tables import Node
 
 NAMES = [f"node-{i:02d}" for i in range(25)]
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    await upgrade_database(database_url)
-    database = Database(create_engine(database_url))
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-async def _add_nodes(db: Database, names: list[str]) -> None:
-    async with db.transaction() as session:
+async def _add_nodes(database: Database, names: list[str]) -> None:
+    async with database.transaction() as session:
         session.add_all(Node(name=name) for name in reversed(names))
 
 
 async def _page(
-    db: Database, page: int, limit: int, *, prefix: str = "", descending: bool = False
+    database: Database, page: int, limit: int, *, prefix: str = "", descending: bool = False
 ) -> tuple[list[str], Pagination]:
     order = col(Node.name).desc() if descending else col(Node.name)
     statement = select(Node).where(col(Node.name).startswith(prefix)).order_by(order)
-    async with db.session() as session:
+    async with database.session() as session:
         rows, pagination = await fetch_page(session, statement, PageQuery(page=page, limit=limit))
     return [row.name for row in rows], pagination
 
 
-async def test_pages_follow_the_statement_order_and_count_everything(db: Database) -> None:
-    await _add_nodes(db, NAMES)
-    names, pagination = await _page(db, 1, 10)
+async def test_pages_follow_the_statement_order_and_count_everything(database: Database) -> None:
+    await _add_nodes(database, NAMES)
+    names, pagination = await _page(database, 1, 10)
     assert names == NAMES[:10]
     assert pagination == Pagination(page=1, limit=10, total=25, total_pages=3)
-    assert (await _page(db, 2, 10))[0] == NAMES[10:20]
-    names, pagination = await _page(db, 3, 10)
+    assert (await _page(database, 2, 10))[0] == NAMES[10:20]
+    names, pagination = await _page(database, 3, 10)
     assert names == NAMES[20:]
     assert pagination.total_pages == 3
-    assert (await _page(db, 1, 10, descending=True))[0] == NAMES[::-1][:10]
+    assert (await _page(database, 1, 10, descending=True))[0] == NAMES[::-1][:10]
 
 
-async def test_a_page_past_the_end_is_empty_with_the_true_total(db: Database) -> None:
-    await _add_nodes(db, NAMES)
-    names, pagination = await _page(db, 4, 10)
+async def test_a_page_past_the_end_is_empty_with_the_true_total(database: Database) -> None:
+    await _add_nodes(database, NAMES)
+    names, pagination = await _page(database, 4, 10)
     assert names == []
     assert (pagination.page, pagination.total, pagination.total_pages) == (4, 25, 3)
 
 
-async def test_filters_apply_to_the_count(db: Database) -> None:
-    await _add_nodes(db, NAMES)
-    names, pagination = await _page(db, 1, 4, prefix="node-1")
+async def test_filters_apply_to_the_count(database: Database) -> None:
+    await _add_nodes(database, NAMES)
+    names, pagination = await _page(database, 1, 4, prefix="node-1")
     assert names == NAMES[10:14]
     assert (pagination.total, pagination.total_pages) == (10, 3)
 
 
-async def test_an_empty_table_has_no_pages(db: Database) -> None:
-    names, pagination = await _page(db, 1, 10)
+async def test_an_empty_table_has_no_pages(database: Database) -> None:
+    names, pagination = await _page(database, 1, 10)
     assert names == []
     assert pagination == Pagination(page=1, limit=10, total=0, total_pages=0)
 
