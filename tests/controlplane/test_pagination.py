@@ -4,12 +4,12 @@ filters kept and ordering dropped in the count; and the `pagination` arithmetic.
 from __future__ import annotations
 
 import pytest
-from controlplane.database.engine import Database
-from controlplane.database.tables import Node
 from pydantic import ValidationError
 from sqlmodel import col, select
 
 from controlplane.api.pagination import MAX_LIMIT, PageQuery, Pagination, fetch_page
+from controlplane.db.engine import Database
+from controlplane.db.tables import Node
 
 NAMES = [f"node-{i:02d}" for i in range(25)]
 
