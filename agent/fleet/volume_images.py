@@ -80,6 +80,15 @@ def limit_bytes(path: Path) -> int:
     return stats.f_blocks * stats.f_frsize
 
 
+def _device_bytes(device: str) -> int:
+    """The size of block device `device` as the kernel sees it (-1 when unreadable)."""
+    try:
+        sectors = Path(f"/sys/class/block/{Path(device).name}/size").read_text()
+    except OSError:
+        return -1
+    return int(sectors) * 512
+
+
 def _rounded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
@@ -183,7 +192,7 @@ class VolumeImages:
                 sparse.truncate(size)
             try:
                 if not self._grow_online(data_dir):
-                    self._offline(volume, data_dir, size)
+                    self._offline(volume, data_dir, size, grow=True)
             except VolumeImageError:
                 # The image's size is the record of the filesystem's: a grow that did
                 # not happen must not look done to the next ensure().
@@ -207,12 +216,20 @@ class VolumeImages:
                 return True
             # resize2fs found nothing to do: the loop device had not taken the file's
             # new size yet (seen once under load). Ask again rather than report done.
+            log.warning(
+                "volume_grow_not_seen",
+                device=device,
+                device_bytes=_device_bytes(device),
+                limit=limit_bytes(data_dir),
+                attempt=attempt + 1,
+            )
             time.sleep(0.1 * (attempt + 1))
         return False
 
-    def _offline(self, volume: str, data_dir: Path, size: int) -> None:
+    def _offline(self, volume: str, data_dir: Path, size: int, *, grow: bool = False) -> None:
         image = self.image(volume)
         mounted = is_own_filesystem(data_dir)
+        before = limit_bytes(data_dir) if mounted else 0
         if mounted:
             try:
                 _run("umount", str(data_dir))  # never lazily: blocks must not move in use
@@ -229,6 +246,16 @@ class VolumeImages:
         finally:
             if mounted:
                 self.mount(volume, data_dir)
+        if grow and mounted and limit_bytes(data_dir) <= before:
+            # Not an error to undo: the image's filesystem was resized, and truncating
+            # the file back under it would cut it. Say so, for the next look.
+            log.warning(
+                "volume_grow_not_seen_offline",
+                volume=volume,
+                size=size,
+                limit=limit_bytes(data_dir),
+                device=mount_source(data_dir),
+            )
 
     def restore(self, volumes_root: Path) -> None:
         """Mount every image that is not mounted (after a reboot or agent restart)."""
