@@ -139,17 +139,22 @@ def shell_session(port: int, server: str, token: str) -> dict[str, Any]:
     def typed(text: str) -> None:
         ws.send_json({"stdin": {"data": base64.b64encode(text.encode()).decode()}})
 
+    def size_line() -> bytes:
+        # The shell's line editor may redraw the typed line (or end it twice) when
+        # input or a resize lands while it reads (under load): the size is the first
+        # line that is one.
+        line = until(b"\r\n")
+        while not re.fullmatch(rb"\d+ \d+", line):
+            line = until(b"\r\n")
+        return line
+
     typed("stty size\n")
     until(b"stty size\r\n")
-    first_size = until(b"\r\n")
+    first_size = size_line()
     ws.send_json({"tty_size": {"height": 50, "width": 160}})
     typed("stty size; exit 9\n")
     until(b"exit 9\r\n")
-    # The shell's line editor may redraw the typed line once more when the resize
-    # lands while it reads (under load): the size is the first line that is one.
-    second_size = until(b"\r\n")
-    while not re.fullmatch(rb"\d+ \d+", second_size):
-        second_size = until(b"\r\n")
+    second_size = size_line()
     while (message := ws.receive()) is not None:
         if (frame := message.json()).get("exited"):
             ws.close()
