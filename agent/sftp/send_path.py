@@ -219,7 +219,7 @@ class LeanSFTPServerHandler(SFTPServerHandler):
             elif size >= 0 and len(more) >= 4 + size - avail:
                 cut = 4 + size - avail  # the split request ends `cut` bytes into `more`
                 self._unparsed, self._parsed = more, cut
-                joined = buf[pos + 4 :] + more[:cut]
+                joined = b"".join((memoryview(buf)[pos + 4 :], memoryview(more)[:cut]))
                 return self._request(joined, 0, len(joined))
             else:  # a split length, or a request longer than one read: rare
                 buf, pos = buf[pos:] + more, 0

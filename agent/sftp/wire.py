@@ -124,20 +124,24 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
         # asyncssh appends each received piece to one bytes buffer, copying the whole
         # buffer each time: a 256 KiB packet arriving in pieces was copied several times
         # over. The pieces of a packet split between recv() calls are held here until
-        # it is complete, then joined once. Its length was checked against the
-        # maximum, so this is bounded.
+        # it is complete, then joined once (that packet alone, not the packets after
+        # it). Its length was checked against the maximum, so this is bounded.
         if type(self._recv_encryption) is GCMEncryption:  # new keys: asyncssh's own class
             self._recv_encryption = _LeanGCMDecryption(self._recv_encryption._cipher)
         self._reset_keepalive_timer()  # as asyncssh does on any data
         held = self._held
         if held is not None:
-            held.append(data)
-            self._held_len += len(data)
-            if self._held_len < self._held_want:
+            need = self._held_want - self._held_len  # what completes the held packet
+            if len(data) < need:
+                held.append(data)
+                self._held_len += len(data)
                 return
             self._held = None
-            data = b"".join(held)
-        elif self._recv_handler == self._recv_packet:  # asyncssh holds part of a packet
+            self._feed_packets(b"".join((*held, memoryview(data)[:need])))  # that packet
+            if need < len(data):
+                self._feed_packets(memoryview(data)[need:] if need else data)
+            return
+        if self._recv_handler == self._recv_packet:  # asyncssh holds part of a packet
             wanted = 4 + self._pktlen + self._recv_macsize - self._recv_blocksize
             if len(self._inpbuf) + len(data) < wanted:
                 self._hold(data, wanted - len(self._inpbuf))
@@ -147,7 +151,7 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
     def _hold(self, piece: bytes | memoryview, want: int) -> None:
         self._held, self._held_len, self._held_want = [piece], len(piece), want
 
-    def _feed_packets(self, data: bytes) -> None:
+    def _feed_packets(self, data: bytes | memoryview) -> None:
         """Hand `data` to asyncssh's receive handlers one packet part at a time.
 
         asyncssh keeps unparsed bytes in one bytes buffer and slices each packet's
@@ -207,7 +211,7 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
             else:
                 break  # an awaited packet: asyncssh resumes from its buffer
         if pos < end:
-            self._inpbuf += data if pos == 0 else view[pos:].tobytes()
+            self._inpbuf += data if pos == 0 and type(data) is bytes else view[pos:].tobytes()
             self._run_recv_handlers()
 
     def _run_recv_handlers(self) -> None:
