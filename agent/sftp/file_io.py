@@ -21,7 +21,12 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 CHUNK = 1024 * 1024  # bytes per pread in the pool: one thread hop serves several reads
-READ_AHEAD = 2  # chunks read ahead of the ones a sequential read is served from
+# Chunks read ahead of the ones a sequential read is served from. A pread's worker
+# needs the GIL to start and to hand its result back: while the event loop is busy
+# (sealing and sending), each can wait for the interpreter's 5 ms switch interval.
+# Two chunks (2 MiB, ~5 ms of a fast download) were often not enough: a download
+# stalled every few MiB, 5-10 ms each, up to a quarter of its time. Four hide it.
+READ_AHEAD = 4
 WRITE_BEHIND = 16  # writes in flight per file
 
 
