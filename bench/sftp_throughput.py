@@ -18,7 +18,9 @@ Built to give the same ratio run after run on a shared, noisy machine:
   figure is the aggregate (bytes of every client / wall time of the phase).
 - Besides wall time, the server's CPU time per MiB: this process's own (Skyhook
   runs in it) and, for sshd, the CPU its reaped per-connection processes used
-  (cutime + cstime of the listener). The load average is printed with every round.
+  (cutime + cstime of the listener). The load average is printed with every round,
+  and each phase's ratio with both sides' seconds (Skyhook/OpenSSH), so a round's
+  low ratio shows whether our transfer was slow or sshd's fast.
 
 Every transfer is checked byte for byte, outside the timing. The last line is the
 JSON result (ratio = median of the per-round ratios; goal put/get >= 1.3, worst >=
@@ -243,7 +245,8 @@ class Bench:
             line = [f"round {number + 1}/{rounds} load {os.getloadavg()[0]:.1f}:"]
             for phase in PHASES:
                 took = {s.name: await self.run_phase(s, phase, sshd_pid) for s in order}
-                line.append(f"{phase} {took['openssh'] / took['skyhook']:.2f}")
+                ratio = took["openssh"] / took["skyhook"]
+                line.append(f"{phase} {ratio:.2f} ({took['skyhook']:.2f}/{took['openssh']:.2f}s)")
             print(" ".join(line), flush=True)
 
 

@@ -21,11 +21,25 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 CHUNK = 1024 * 1024  # bytes per pread in the pool: one thread hop serves several reads
-READ_AHEAD = 2  # chunks read ahead of the ones a sequential read is served from
+# Chunks read ahead of the ones a sequential read is served from. A pread's worker
+# needs the GIL to start and to hand its result back: while the event loop is busy
+# (sealing and sending), each can wait for the interpreter's 5 ms switch interval.
+# Two chunks (2 MiB, ~5 ms of a fast download) were often not enough: a download
+# stalled every few MiB, 5-10 ms each, up to a quarter of its time. Four hide it.
+READ_AHEAD = 4
 WRITE_BEHIND = 16  # writes in flight per file
 
 
-def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
+def _frozen(data: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """`data`, or a copy of it if it could change before it is written: bytes and
+    views of bytes (an upload's data, a view into the request read) are kept as
+    they are; any other buffer is copied."""
+    if type(data) is bytes or (type(data) is memoryview and type(data.obj) is bytes):
+        return data
+    return bytes(data)
+
+
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     """Write all of `data` at `offset` (pwrite may write less than asked)."""
     view = memoryview(data)
     while view:
@@ -34,7 +48,7 @@ def pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
         offset += written
 
 
-def pwritev_all(fd: int, pieces: list[bytes], offset: int) -> None:
+def pwritev_all(fd: int, pieces: list[bytes | memoryview], offset: int) -> None:
     """Write the concatenation of `pieces` at `offset`, in as few syscalls as the
     kernel allows (pwritev may write less than asked)."""
     views = [memoryview(piece) for piece in pieces]
@@ -77,7 +91,7 @@ class OpenFile:
         self._next_read = 0  # where a sequential read continues
         self._stray: list[Future[bytes]] = []  # dropped read-aheads still running
         self._writes: deque[Future[None]] = deque()
-        self._gathered: list[bytes] = []  # contiguous writes not handed to the pool yet
+        self._gathered: list[bytes | memoryview] = []  # contiguous writes not in the pool yet
         self._gathered_at = 0  # their offset
         self._gathered_len = 0
         self._closed = False
@@ -120,17 +134,17 @@ class OpenFile:
                 break
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    async def write(self, offset: int, data: bytes) -> None:
+    async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         while self._writes and self._writes[0].done():
             self._writes.popleft().result()  # an earlier write's error surfaces here
         if self.append:
-            await self._submit(pwrite_all, data, offset)
+            await self._submit(pwrite_all, _frozen(data), offset)
             return
         if self._gathered and offset != self._gathered_at + self._gathered_len:
             await self._submit_gathered()
         if not self._gathered:
             self._gathered_at = offset
-        self._gathered.append(bytes(data))  # bytes already: no copy; a caller's buffer: one
+        self._gathered.append(_frozen(data))
         self._gathered_len += len(data)
         if self._gathered_len >= CHUNK:
             await self._submit_gathered()

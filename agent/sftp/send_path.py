@@ -82,6 +82,15 @@ class LeanChannel(SSHServerChannel[bytes]):
     """
 
     _flush_scheduled = False
+    takes_views = False  # channel data may arrive as memoryviews (an SFTP session's)
+
+    def log_received_packet(
+        self, pkttype: int, pktid: int | None, packet: Any, note: str = ""
+    ) -> None:
+        # asyncssh formats a name and a byte count per packet, then drops them unless
+        # packets are logged: one call per 32 KiB of an upload.
+        if getattr(self.logger, "_debug_level", 3) >= 3:
+            super().log_received_packet(pkttype, pktid, packet, note)
 
     def write(self, data: Any, datatype: Any = None) -> None:
         if self._encoding:
@@ -171,42 +180,67 @@ class LeanSFTPServerHandler(SFTPServerHandler):
     _unparsed = b""  # request bytes read from the channel, not parsed yet (from _parsed)
     _parsed = 0
 
+    def log_received_packet(
+        self, pkttype: int, pktid: int | None, packet: Any, note: str = ""
+    ) -> None:
+        # As LeanChannel's: asyncssh formats each request's name and size, then drops
+        # them unless packets are logged.
+        if getattr(self.logger, "_debug_level", 3) >= 3:
+            super().log_received_packet(pkttype, pktid, packet, note)
+
     async def recv_packet(self) -> SSHPacket:
         """asyncssh's recv_packet, parsing requests out of whatever arrived.
 
         asyncssh reads each request with two exact reads (its length, then its body),
         each taking the stream's lock and slicing the rest of the buffered data; an
         upload's 32 KiB writes were two such reads apiece. Here one read takes all
-        that arrived (up to _READ_SIZE) and requests are cut from it.
+        that arrived (up to _READ_SIZE) and requests are cut from it; a request split
+        between two reads is joined alone (not the rest of the second read with it).
+        A write request handled here (_lean_io) is a view into the bytes read, so the
+        data it carries reaches the file's pwritev without another copy.
         """
         buf, pos = self._unparsed, self._parsed
         while True:
             avail = len(buf) - pos
+            size = -1
             if avail >= 4:
                 size = int.from_bytes(buf[pos : pos + 4], "big")
                 if size > MAX_SFTP_PACKET_LEN:
                     raise SFTPBadMessage("Max packet size exceeded")
                 if avail >= 4 + size:
                     self._parsed = pos + 4 + size
-                    return SSHPacket(buf[pos + 4 : pos + 4 + size])
-            buf, pos = buf[pos:], 0
-            self._unparsed, self._parsed = buf, 0
+                    return self._request(buf, pos + 4, pos + 4 + size)
             assert self._reader is not None
             more = await self._reader.read(_READ_SIZE)
             if not more:
-                raise asyncio.IncompleteReadError(buf, None)  # an EOFError, as asyncssh's
-            buf = buf + more if buf else more
-            self._unparsed = buf
+                raise asyncio.IncompleteReadError(buf[pos:], None)  # an EOFError, as asyncssh's
+            if not avail:
+                buf, pos = more, 0
+            elif size >= 0 and len(more) >= 4 + size - avail:
+                cut = 4 + size - avail  # the split request ends `cut` bytes into `more`
+                self._unparsed, self._parsed = more, cut
+                joined = b"".join((memoryview(buf)[pos + 4 :], memoryview(more)[:cut]))
+                return self._request(joined, 0, len(joined))
+            else:  # a split length, or a request longer than one read: rare
+                buf, pos = buf[pos:] + more, 0
+            self._unparsed, self._parsed = buf, pos
+
+    def _request(self, buf: bytes, start: int, end: int) -> SSHPacket:
+        """The request in buf[start:end]: a view for the writes _process_packet takes."""
+        if buf[start] == FXP_WRITE and self._lean_io():
+            return SSHPacket(memoryview(buf)[start:end])  # type: ignore[arg-type]
+        return SSHPacket(buf if start == 0 and end == len(buf) else buf[start:end])
+
+    def _lean_io(self) -> bool:
+        """Whether reads and writes are answered here rather than by asyncssh."""
+        return self._version < 6 and isinstance(self._server, ConfinedSFTPServer)
 
     async def _process_packet(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         server = self._server
-        if (
-            pkttype not in (FXP_READ, FXP_WRITE)
-            or self._version >= 6
-            or not isinstance(server, ConfinedSFTPServer)
-        ):
+        if pkttype not in (FXP_READ, FXP_WRITE) or not self._lean_io():
             await super()._process_packet(pkttype, pktid, packet)
             return
+        assert isinstance(server, ConfinedSFTPServer)
         try:
             if pkttype == FXP_WRITE:
                 await self._write(server, packet)
@@ -230,8 +264,9 @@ class LeanSFTPServerHandler(SFTPServerHandler):
     async def _write(self, server: ConfinedSFTPServer, packet: SSHPacket) -> None:
         """asyncssh's _process_write for SFTP v3-v5, without its per-write debug
         formatting (a byte count and the handle in hex, built even when not logged)
-        and generic reply dispatch: an upload is one such request per 32 KiB."""
-        handle = packet.get_string()
+        and generic reply dispatch: an upload is one such request per 32 KiB. The
+        packet is a view (recv_packet): so are the handle and the data taken from it."""
+        handle = bytes(packet.get_string())
         offset = packet.get_uint64()
         data = packet.get_string()
         packet.check_end()
@@ -285,10 +320,13 @@ class LeanStreamSession(SSHServerStreamSession[bytes]):
         if chan is None or conn is None or chan.get_subsystem() != "sftp":
             super().session_started()
             return
+        server = self._init_sftp_server()  # sets the channel to bytes, no encoding
+        if isinstance(chan, LeanChannel) and not chan.get_encoding()[0]:
+            chan.takes_views = True  # the handler copies channel data once, when read
         reader = SSHReader[bytes](self, chan)
         writer = SSHWriter[bytes](self, chan)
         reader.logger.info("Starting SFTP server")
-        handler = _serve_sftp(self._init_sftp_server(), reader, writer, self._sftp_version)
+        handler = _serve_sftp(server, reader, writer, self._sftp_version)
         conn.create_task(handler, reader.logger)
 
 

@@ -106,6 +106,22 @@ async def test_contiguous_writes_go_to_the_pool_together(tmp_path: Path) -> None
     assert (tmp_path / "f").read_bytes() == expected
 
 
+async def test_views_of_bytes_are_written_as_they_are(tmp_path: Path) -> None:
+    """An upload's data arrives as views into the request bytes read: kept without a
+    copy until written; a mutable buffer is copied before the caller reuses it."""
+    request = b"header" + os.urandom(32 * 1024)
+    mutable = bytearray(b"mutable")
+    with _CountingPool() as pool:
+        fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+        handle = OpenFile(fd, 0, True, pool)
+        await handle.write(0, memoryview(request)[6:])
+        await handle.write(32 * 1024, mutable)  # a caller's buffer
+        assert handle._gathered[0].obj is request  # type: ignore[union-attr]
+        mutable[:] = b"changed"
+        await handle.close()
+    assert (tmp_path / "f").read_bytes() == request[6:] + b"mutable"
+
+
 def test_pwritev_all_finishes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.pwritev
 

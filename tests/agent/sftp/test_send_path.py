@@ -16,7 +16,7 @@ from asyncssh.sftp import MAX_SFTP_PACKET_LEN, SFTPBadMessage, SFTPServerHandler
 from agent.sftp.file_io import CHUNK
 from agent.sftp.send_path import LeanChannel, LeanSFTPServerHandler, _frozen, _Raising
 from agent.sftp.session import ConfinedSFTPServer
-from agent.sftp.wire import LeanServerConnection
+from agent.sftp.wire import RECV_SIZE, LeanServerConnection
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
 
 
@@ -96,6 +96,7 @@ async def test_sessions_use_the_lean_classes(world: World) -> None:
         channels = list(session.conn._channels.values())
         assert channels
         assert all(type(chan) is LeanChannel for chan in channels)
+        assert getattr(session.conn._transport, "max_size", None) == RECV_SIZE
 
 
 def test_only_immutable_bytes_are_queued_without_a_copy() -> None:
@@ -171,13 +172,16 @@ class _PieceReader:
 def _handler_reading(stream: bytes, sizes: list[int]) -> Any:
     handler: Any = object.__new__(LeanSFTPServerHandler)
     handler._reader = _PieceReader(stream, sizes)
+    handler._version, handler._server = 3, object.__new__(ConfinedSFTPServer)
     return handler
 
 
 async def test_requests_are_cut_from_whatever_arrived() -> None:
     rng = random.Random(3)
     bodies = [
-        os.urandom(rng.choice([1, 9, 32 * 1024 + 29, rng.randrange(1, 200_000)])) for _ in range(50)
+        bytes((rng.choice([FXP_WRITE, FXP_WRITE + 1]),))
+        + os.urandom(rng.choice([0, 9, 32 * 1024 + 28, rng.randrange(1, 200_000)]))
+        for _ in range(50)
     ]
     stream = b"".join(len(body).to_bytes(4, "big") + body for body in bodies)
     sizes = [rng.choice([1, 3, 4, 5, 1000, 32 * 1024, 300_000]) for _ in range(len(stream))]
@@ -185,6 +189,8 @@ async def test_requests_are_cut_from_whatever_arrived() -> None:
     for body in bodies:
         packet = await handler.recv_packet()
         assert packet.get_remaining_payload() == body
+        # Writes are views into what was read (their data goes on to pwritev as is).
+        assert (type(packet.get_full_payload()) is memoryview) == (body[0] == FXP_WRITE)
     with pytest.raises(EOFError):
         await handler.recv_packet()
     truncated = _handler_reading(stream[: 4 + len(bodies[0]) - 1], [])

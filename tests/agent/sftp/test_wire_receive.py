@@ -1,17 +1,23 @@
-"""The receive path of agent.sftp.wire: with AES-GCM, asyncssh's handlers are fed one
-packet part at a time (no copying of a whole recv() buffer per packet), and uploads
-stay byte-exact across key exchanges and any split of the received bytes."""
+"""The receive path of agent.sftp.wire: with AES-GCM, each packet is decrypted where it
+lies in the received bytes (a packet split between recv() calls is joined alone),
+channel data for an SFTP session goes straight to its channel as a view, asyncssh's
+handlers are fed any other packet one part at a time (no copying of a whole recv()
+buffer per packet), and uploads stay byte-exact across key exchanges and any split of
+the received bytes."""
 
 from __future__ import annotations
 
 import os
 import random
 import struct
+from types import SimpleNamespace
 from typing import Any
 
 import asyncssh
+from asyncssh.constants import MSG_CHANNEL_DATA, MSG_IGNORE
 
 from agent.sftp.file_io import CHUNK
+from agent.sftp.send_path import LeanChannel
 from agent.sftp.wire import LeanServerConnection, _LeanGCMDecryption
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World
 
@@ -25,7 +31,12 @@ class _FakeReceiver:
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.packets: list[bytes] = []
+        self.opened: list[bytes] = []  # what the decryption was given, header + sealed
         self.largest_buffer = 0
+
+    def open(self, sealed: memoryview, header: memoryview) -> bytes:
+        self.opened.append(bytes(header) + bytes(sealed))
+        return bytes((4, MSG_IGNORE)) + bytes(4)  # not channel data: to the handlers
 
     def pkthdr(self) -> bool:
         conn = self.conn
@@ -43,7 +54,7 @@ class _FakeReceiver:
         rem = 4 + conn._pktlen + MAC - BLOCK
         if len(conn._inpbuf) < rem:
             return False
-        self.packets.append(conn._packet + conn._inpbuf[:rem])
+        self.packets.append(bytes(conn._packet) + bytes(conn._inpbuf[:rem]))
         conn._inpbuf = conn._inpbuf[rem:]
         conn._recv_handler = conn._recv_pkthdr
         return True
@@ -55,7 +66,10 @@ def _fake_connection() -> tuple[Any, _FakeReceiver]:
     conn._recv_pkthdr, conn._recv_packet = receiver.pkthdr, receiver.packet
     conn._recv_handler = conn._recv_pkthdr
     conn._recv_encryption = object.__new__(_LeanGCMDecryption)
+    conn._recv_encryption.open = receiver.open
+    conn._recv_encryption.opened = None
     conn._recv_blocksize, conn._recv_macsize = BLOCK, MAC
+    conn._max_recv_pktlen = 1024 * 1024
     conn._inpbuf, conn._packet, conn._pktlen = b"", b"", 0
     conn._transport = object()
     conn._reset_keepalive_timer = lambda: None
@@ -76,6 +90,7 @@ def test_each_handler_gets_one_packet_part_whatever_the_split() -> None:
         conn.data_received(stream[pos : pos + size])
         pos += size
     assert receiver.packets == packets
+    assert receiver.opened == packets  # each decrypted whole, once
     largest_part = max(len(p) for p in packets) - BLOCK
     assert receiver.largest_buffer <= largest_part  # never a whole recv() buffer
 
@@ -102,3 +117,46 @@ async def test_upload_across_key_exchanges(world: World) -> None:
         await remote.write(payload)
     stored = world.server_dir(world.alice_server) / "up.bin"
     assert stored.read_bytes() == payload
+
+
+class _Delivered:
+    """A LeanChannel of an SFTP session, recording the data it accepts."""
+
+    def __init__(self, conn: Any, number: int) -> None:
+        chan: Any = object.__new__(LeanChannel)
+        chan.takes_views, chan._recv_state, chan._recv_window = True, "open", 1 << 20
+        chan._logger = SimpleNamespace(_debug_level=1)  # asyncssh's default: no packet logs
+        self.data: list[memoryview] = []
+        chan._accept_data = self.data.append
+        conn._channels = {number: chan}
+        self.chan = chan
+
+
+def _data_packet(channel: int, data: bytes, padding: int = 4) -> bytes:
+    body = bytes((MSG_CHANNEL_DATA,)) + struct.pack(">II", channel, len(data)) + data
+    return bytes((padding,)) + body + bytes(padding)
+
+
+def test_channel_data_of_an_sftp_session_goes_to_its_channel_as_a_view() -> None:
+    conn: Any = object.__new__(LeanServerConnection)
+    conn._auth_complete, conn._decompressor, conn._recv_seq = True, None, 7
+    conn._auth_final = False
+    channel = _Delivered(conn, 3)
+    plain = _data_packet(3, b"upload bytes")
+    assert conn._take_channel_data(plain)
+    (view,) = channel.data
+    assert type(view) is memoryview
+    assert view.obj is plain
+    assert view.tobytes() == b"upload bytes"
+    assert conn._recv_seq == 8
+    assert conn._auth_final
+    # Anything unusual is left to asyncssh's checks (and its errors):
+    assert not conn._take_channel_data(_data_packet(4, b"x"))  # no such channel
+    assert not conn._take_channel_data(_data_packet(3, b"x")[:-1])  # length does not add up
+    assert not conn._take_channel_data(bytes((4, MSG_IGNORE)) + bytes(8 + 4))
+    channel.chan._recv_window = 0
+    assert not conn._take_channel_data(_data_packet(3, b"x"))  # beyond the window
+    channel.chan._recv_window, channel.chan.takes_views = 1 << 20, False
+    assert not conn._take_channel_data(_data_packet(3, b"x"))  # not an SFTP session
+    assert len(channel.data) == 1
+    assert conn._recv_seq == 8
