@@ -19,8 +19,11 @@ CHALLENGE_PREFIX = "/.well-known/encedeus/"
 NOT_FOUND_BODY = "404: no app is served at this address.\n"
 STOPPED_BODY = "503: this app is stopped.\n"
 UNAVAILABLE_BODY = "503: this app has no ready replica right now.\n"
-# A replica that refused a connection or answered 502-504 is left out this long.
+# A replica that failed MAX_FAILS requests (a refused or timed-out dial, a 502-504
+# answer) within FAIL_DURATION is left out for FAIL_DURATION. One failure is not
+# enough: with one replica, a single dropped SYN or 502 made the next 10 s all 503s.
 FAIL_DURATION = "10s"
+MAX_FAILS = 3
 # Idle upstream connections kept per replica. Caddy's default (32) is below the
 # concurrency of an ordinary load: every request past it closes its upstream
 # connection afterwards and the next one dials again (bench/ingress.py: about 500 new
@@ -65,7 +68,7 @@ def _proxy(route: pb.Route, dials: Mapping[str, str]) -> dict[str, Any]:
         "health_checks": {
             "passive": {
                 "fail_duration": FAIL_DURATION,
-                "max_fails": 1,
+                "max_fails": MAX_FAILS,
                 "unhealthy_status": [502, 503, 504],
             }
         },

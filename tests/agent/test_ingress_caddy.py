@@ -198,3 +198,36 @@ async def test_upstream_connections_are_reused_at_fifty_concurrent_requests(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await runner.cleanup()
+
+
+async def test_one_failed_answer_does_not_take_an_apps_only_replica_away(
+    tmp_path: Path,
+) -> None:
+    """A replica is left out after repeated failures, not after one: a single 502 (or a
+    dial that timed out once) must not turn the next 10 s of an app with one replica
+    into 503s."""
+    answers = iter([502])
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(status=next(answers, 200), text="answer")
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        host, upstream_port = runner.addresses[0][:2]
+        route = pb.Route(
+            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{host}:{upstream_port}")]
+        )
+        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+        assert await asyncio.to_thread(_status, port, "a.test") == 502
+        assert await asyncio.to_thread(_status, port, "a.test") == 200
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await runner.cleanup()
