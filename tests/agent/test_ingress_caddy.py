@@ -4,9 +4,11 @@ restarted empty when it dies, and never fatal to the agent when it cannot start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -77,7 +79,29 @@ async def test_a_missing_binary_is_logged_not_fatal(tmp_path: Path) -> None:
     await asyncio.gather(running, return_exceptions=True)
 
 
-async def _upstream(release: asyncio.Event) -> web.AppRunner:
+@contextlib.asynccontextmanager
+async def _routed(tmp_path: Path, app: web.Application) -> AsyncIterator[int]:
+    """`app` on a loopback port behind a real Caddy as host `a.test`: Caddy's HTTP port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    proxy, port = _proxy(tmp_path)
+    running = asyncio.create_task(proxy.run())
+    try:
+        await asyncio.wait_for(proxy.ready.wait(), 15)
+        host, upstream_port = runner.addresses[0][:2]
+        route = pb.Route(
+            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{host}:{upstream_port}")]
+        )
+        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+        yield port
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await runner.cleanup()
+
+
+def _upstream(release: asyncio.Event) -> web.Application:
     async def socket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -97,39 +121,26 @@ async def _upstream(release: asyncio.Event) -> web.AppRunner:
     app = web.Application()
     app.router.add_get("/ws", socket)
     app.router.add_get("/stream", stream)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner
+    return app
 
 
 async def test_websockets_and_streamed_responses_pass_through(tmp_path: Path) -> None:
     release = asyncio.Event()
-    upstream = await _upstream(release)
-    proxy, port = _proxy(tmp_path)
-    running = asyncio.create_task(proxy.run())
     try:
-        await asyncio.wait_for(proxy.ready.wait(), 15)
-        address = upstream.addresses[0]
-        route = pb.Route(
-            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{address[0]}:{address[1]}")]
-        )
-        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
-        headers = {"Host": "a.test"}
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"http://127.0.0.1:{port}/ws", headers=headers) as ws:
-                await ws.send_str("hi")
-                assert (await ws.receive_str(timeout=5)) == "echo:hi"
-            async with session.get(f"http://127.0.0.1:{port}/stream", headers=headers) as response:
-                first = await asyncio.wait_for(response.content.readline(), 5)
-                assert first == b"first\n"
-                release.set()
-                assert await response.content.read() == b"second\n"
+        async with _routed(tmp_path, _upstream(release)) as port:
+            headers = {"Host": "a.test"}
+            url = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(f"{url}/ws", headers=headers) as ws:
+                    await ws.send_str("hi")
+                    assert (await ws.receive_str(timeout=5)) == "echo:hi"
+                async with session.get(f"{url}/stream", headers=headers) as response:
+                    first = await asyncio.wait_for(response.content.readline(), 5)
+                    assert first == b"first\n"
+                    release.set()
+                    assert await response.content.read() == b"second\n"
     finally:
         release.set()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await upstream.cleanup()
 
 
 class _CountingUpstream:
@@ -166,18 +177,7 @@ async def test_upstream_connections_are_reused_at_fifty_concurrent_requests(
     upstream = _CountingUpstream(concurrency)
     app = web.Application()
     app.router.add_get("/", upstream.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    proxy, port = _proxy(tmp_path)
-    running = asyncio.create_task(proxy.run())
-    try:
-        await asyncio.wait_for(proxy.ready.wait(), 15)
-        host, upstream_port = runner.addresses[0][:2]
-        route = pb.Route(
-            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{host}:{upstream_port}")]
-        )
-        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+    async with _routed(tmp_path, app) as port:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -193,11 +193,7 @@ async def test_upstream_connections_are_reused_at_fifty_concurrent_requests(
                 assert statuses == [200] * concurrency
                 # Caddy pools a connection just after the client saw the answer's end.
                 await asyncio.sleep(0.2)
-        assert len(upstream.peers) == concurrency
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await runner.cleanup()
+    assert len(upstream.peers) == concurrency
 
 
 async def test_one_failed_answer_does_not_take_an_apps_only_replica_away(
@@ -213,21 +209,6 @@ async def test_one_failed_answer_does_not_take_an_apps_only_replica_away(
 
     app = web.Application()
     app.router.add_get("/", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    proxy, port = _proxy(tmp_path)
-    running = asyncio.create_task(proxy.run())
-    try:
-        await asyncio.wait_for(proxy.ready.wait(), 15)
-        host, upstream_port = runner.addresses[0][:2]
-        route = pb.Route(
-            id="d", hosts=["a.test"], upstreams=[pb.Upstream(address=f"{host}:{upstream_port}")]
-        )
-        await proxy.apply(pb.RouteTable(version=1, routes=[route]))
+    async with _routed(tmp_path, app) as port:
         assert await asyncio.to_thread(_status, port, "a.test") == 502
         assert await asyncio.to_thread(_status, port, "a.test") == 200
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await runner.cleanup()
