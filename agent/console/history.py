@@ -10,15 +10,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE_BYTES = 16384  # a line longer than this is cut: output without newlines can't grow us
 FOLLOWER_QUEUE = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ConsoleLine:
-    """One line of output, without its newline."""
+class ConsoleLine(NamedTuple):
+    """One line of output, without its newline (a NamedTuple: made once per line on the
+    console's hot path, where a frozen dataclass's field-by-field __init__ costs more)."""
 
     time_ms: int
     stream: str
@@ -51,7 +51,16 @@ class ConsoleHistory:
     def feed(self, stream: str, data: bytes, time_ms: int | None = None) -> None:
         """Append raw output; complete lines become history."""
         now = time_ms if time_ms is not None else int(time.time() * 1000)
-        buffer = self._partial.setdefault(stream, bytearray())
+        buffer = self._partial.get(stream)
+        if not buffer and data.endswith(b"\n"):
+            # Whole lines and nothing pending (the usual chunk): split once. A newline
+            # byte never occurs inside a UTF-8 sequence, so decoding the chunk and then
+            # splitting gives what decoding each line does.
+            for text in data[:-1].decode("utf-8", "replace").split("\n"):
+                self._append(ConsoleLine(now, stream, text.rstrip("\r")))
+            return
+        if buffer is None:
+            buffer = self._partial[stream] = bytearray()
         buffer += data
         while True:
             cut = buffer.find(b"\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class ContainerRuntimeError(Exception):
@@ -138,9 +139,9 @@ class ContainerEvent:
     exit_code: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputChunk:
-    """Raw bytes a container wrote to one of its streams."""
+class OutputChunk(NamedTuple):
+    """Raw bytes a container wrote to one of its streams (a NamedTuple: one is made per
+    read of a console's output, where a frozen dataclass's __init__ costs more)."""
 
     stream: str  # "stdout" | "stderr"
     data: bytes

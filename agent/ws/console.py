@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -26,6 +27,7 @@ from common.cancellation import cancel_and_wait
 from common.json_input import load_untrusted_json
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, TokenExpiredError
+from common.websocket_frames import text_frame
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -41,6 +43,20 @@ SET_STATE_PERMISSION = {
 
 def frame(event: str, *args: Any) -> str:
     return json.dumps({"event": event, "args": list(args)})
+
+
+# The frame of one output line, made without the dict and list `frame()` builds (this
+# runs once per line, in the loop turn that read it: docs/performance.md, "Console
+# latency"). Install scripts' output (agent/fleet/install.py) has its own event, as in
+# Wings.
+_CONSOLE_PREFIX = '{"event": "console output", "args": ['
+_INSTALL_PREFIX = '{"event": "install output", "args": ['
+
+
+def line_frame(line: ConsoleLine) -> str:
+    """`frame(event, line.text)` for the line's event, without building it."""
+    prefix = _INSTALL_PREFIX if line.stream == "install" else _CONSOLE_PREFIX
+    return prefix + encode_basestring_ascii(line.text) + "]}"
 
 
 def stats_payload(stats: pb.ServerStats) -> str:
@@ -81,7 +97,7 @@ class ConsoleSockets:
         max_bytes = self.limits.ws_max_message_bytes
         async with self.gate.admitted(request, max_message_bytes=max_bytes) as ws:
             server_id, address = request.match_info["server_id"], request.remote or ""
-            await ConsoleSession(self, ws, server_id, address).run()
+            await ConsoleSession(self, ws, server_id, address, request.transport).run()
         return ws
 
     async def close_all(self) -> None:
@@ -94,9 +110,17 @@ class ConsoleSession:
     `auth` on the same socket, which resumes it (as Wings does; the socket stays open)."""
 
     def __init__(
-        self, owner: ConsoleSockets, ws: web.WebSocketResponse, server_id: str, address: str
+        self,
+        owner: ConsoleSockets,
+        ws: web.WebSocketResponse,
+        server_id: str,
+        address: str,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.owner, self.ws, self.server_id, self.address = owner, ws, server_id, address
+        # The upgraded connection's transport: output lines are written to it as whole
+        # frames when nothing waits in its buffer (see _send_line_now).
+        self._transport = transport
         self.token: ServerToken | None = None
         self._window_start, self._window_count = time.monotonic(), 0
         self._live: asyncio.Task[None] | None = None
@@ -143,9 +167,12 @@ class ConsoleSession:
         return self._window_count > self.owner.limits.ws_max_messages_per_second
 
     async def send(self, event: str, *args: Any) -> None:
+        await self._send_text(frame(event, *args))
+
+    async def _send_text(self, text: str) -> None:
         if not self.ws.closed:
             with contextlib.suppress(ConnectionError):
-                await self.ws.send_str(frame(event, *args))
+                await self.ws.send_str(text)
 
     async def _dispatch(self, text: str) -> None:
         try:
@@ -232,9 +259,24 @@ class ConsoleSession:
         return self.token is None or time.time() >= self.token.expires_at
 
     async def _send_line(self, line: ConsoleLine) -> None:
-        # Install scripts' output (agent/fleet/install.py) has its own event, as in Wings.
-        event = "install output" if line.stream == "install" else "console output"
-        await self.send(event, line.text)
+        await self._send_text(line_frame(line))
+
+    def _send_line_now(self, line: ConsoleLine) -> bool:
+        """Write the line's frame straight to the connection's transport when the kernel
+        took everything written so far (a line's hot path: no coroutine, no aiohttp
+        writer; docs/performance.md, "Console latency"). False when something waits in
+        the buffer (a client falling behind): then the line takes :meth:`_send_line`,
+        aiohttp's path, which waits for the socket to drain."""
+        transport = self._transport
+        if (
+            transport is None
+            or self.ws.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            return False
+        transport.write(text_frame(line_frame(line).encode()))
+        return True
 
     async def _send_stats(self, server: ManagedServer) -> None:
         samples = await self.owner.supervisor.tracker.sampler.latest(STATS_INTERVAL / 2)
@@ -286,7 +328,7 @@ class ConsoleSession:
         # Lines go out as the history gets them (agent/ws/console_feed.py); this task
         # only finishes sends a slow client made wait. Listening spans the server's
         # runs: the history is the server's, not one run's.
-        feed = LiveFeed(self._send_line)
+        feed = LiveFeed(self._send_line, send_now=self._send_line_now)
         server.history.add_listener(feed)
         try:
             await feed.run()

@@ -17,6 +17,8 @@ from typing import Any
 from agent.console.history import FOLLOWER_QUEUE, ConsoleLine
 
 SendLine = Callable[[ConsoleLine], Coroutine[Any, Any, None]]
+#: Sends a line at once if it can without waiting (True), else leaves it (False).
+SendLineNow = Callable[[ConsoleLine], bool]
 
 
 class LiveFeed:
@@ -29,8 +31,10 @@ class LiveFeed:
     logs` re-sends it), so a slow client cannot make the agent buffer without bound.
     """
 
-    def __init__(self, send: SendLine, limit: int = FOLLOWER_QUEUE) -> None:
-        self._send, self._limit = send, limit
+    def __init__(
+        self, send: SendLine, limit: int = FOLLOWER_QUEUE, send_now: SendLineNow | None = None
+    ) -> None:
+        self._send, self._limit, self._send_now = send, limit, send_now
         self._backlog: deque[ConsoleLine] = deque()
         self._unfinished: Awaitable[None] | None = None  # a send waiting for the socket
         self._failure: Exception | None = None
@@ -44,6 +48,8 @@ class LiveFeed:
             else:
                 self.dropped += 1
             return
+        if self._send_now is not None and self._send_now(line):
+            return  # written whole, no coroutine needed
         try:
             self._unfinished = run_until_suspended(self._send(line))
         except Exception as exc:  # raised by run(), in the feed's own task

@@ -18,10 +18,10 @@ from dataclasses import replace
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.logging import get_logger
+from common.websocket_frames import text_frame
 from controlplane.db.engine import Database
 from controlplane.db.notify import Notifier
 from controlplane.events.bus import Event, EventBus
-from controlplane.events.resume import text_frame
 from controlplane.events.store import EventStore
 from controlplane.events.wakeup import NotifiedWakeup, PollingWakeup
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 from collections.abc import Callable, Sequence
 
+from common.websocket_frames import text_frame
 from controlplane.events.bus import Event
 from controlplane.events.store import CursorExpired, EventStore
 
@@ -38,7 +38,6 @@ PAGE = 500
 #: Bytes the kernel has not taken yet past which a send waits (up to SEND_TIMEOUT).
 HIGH_WATER_BYTES = 1 << 20
 DRAIN_POLL_SECONDS = 0.05
-_FIN_TEXT = 0x81
 _TRACKED_BEFORE_RESUME = 10_000
 
 
@@ -163,20 +162,6 @@ def frame_of(event: Event) -> bytes:
     if event.wire is not None:
         return event.wire
     return text_frame(json.dumps(event.to_json(), separators=(",", ":")).encode())
-
-
-def text_frame(payload: bytes) -> bytes:
-    """`payload` as one unmasked, uncompressed WebSocket text frame (RFC 6455 5.2;
-    a server's frames are never masked, and a frame without RSV1 is uncompressed even
-    where permessage-deflate was negotiated, RFC 7692 6)."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", _FIN_TEXT, length)
-    elif length < 65536:
-        header = struct.pack("!BBH", _FIN_TEXT, 126, length)
-    else:
-        header = struct.pack("!BBQ", _FIN_TEXT, 127, length)
-    return header + payload
 
 
 __all__ = ["CLOSE_RESUME", "CursorExpired", "EventStream", "FellBehind"]

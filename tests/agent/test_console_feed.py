@@ -125,3 +125,30 @@ async def test_the_rest_of_a_suspended_coroutine_returns_what_it_awaited() -> No
     bare_yield = run_until_suspended(asyncio.sleep(0))
     assert bare_yield is not None
     await bare_yield
+
+
+async def test_lines_written_at_once_skip_the_send_until_one_cannot_be() -> None:
+    socket, written, full = Socket("two"), [], {"two", "three"}
+
+    def send_now(line: ConsoleLine) -> bool:
+        if line.text in full:  # the socket's buffer holds bytes: aiohttp's path
+            return False
+        written.append(line.text)
+        return True
+
+    feed = LiveFeed(socket.send, send_now=send_now)
+    running = asyncio.create_task(feed.run())
+    for text in ("one", "two", "three", "four"):
+        feed(_line(text))
+    assert written == ["one"]
+    assert socket.sent == ["two"]  # it waits: the lines behind it wait too, in order
+    full.clear()
+    socket.drained.set()
+    async with asyncio.timeout(5):
+        while socket.sent != ["two", "three", "four"]:
+            await asyncio.sleep(0)
+    feed(_line("five"))
+    assert written == ["one", "five"]  # the backlog is empty again: written at once
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
