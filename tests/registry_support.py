@@ -198,11 +198,18 @@ class RegistryProxy:
             writer.close()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self._writers.add(client_w)  # close() closes it even while the dial below waits
         if self.cut.is_set():
             client_w.close()
             return
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.registry.port)
-        self._writers.update((client_w, up_w))
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.registry.port)
+        except OSError:
+            # The registry stopped (cut) while this connection was being accepted: an
+            # unclosed client transport here failed a CI run with a ResourceWarning.
+            client_w.close()
+            return
+        self._writers.add(up_w)
         await asyncio.gather(
             self._pipe(client_r, up_w, count=False),
             self._pipe(up_r, client_w, count=True),
