@@ -90,7 +90,8 @@ class OpenFile:
         self._ahead: dict[int, Future[bytes]] = {}  # chunk index → its pread
         self._next_read = 0  # where a sequential read continues
         self._stray: list[Future[bytes]] = []  # dropped read-aheads still running
-        self._writes: deque[Future[None]] = deque()
+        # Writes in the pool, oldest first, with the byte range each covers.
+        self._writes: deque[tuple[Future[None], int, int]] = deque()
         self._gathered: list[bytes | memoryview] = []  # contiguous writes not in the pool yet
         self._gathered_at = 0  # their offset
         self._gathered_len = 0
@@ -135,8 +136,8 @@ class OpenFile:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        while self._writes and self._writes[0].done():
-            self._writes.popleft().result()  # an earlier write's error surfaces here
+        while self._writes and self._writes[0][0].done():
+            self._writes.popleft()[0].result()  # an earlier write's error surfaces here
         if self.append:
             await self._submit(pwrite_all, _frozen(data), offset)
             return
@@ -158,9 +159,14 @@ class OpenFile:
             await self._submit(pwritev_all, pieces, offset)
 
     async def _submit(self, write: Callable[[int, Any, int], None], data: Any, offset: int) -> None:
+        end = offset + (sum(map(len, data)) if isinstance(data, list) else len(data))
+        # Writes in the pool run in any order: one that overlaps a write still in flight
+        # waits for it (and those before it), or the older bytes could land last.
+        while self._writes and any(offset < e and s < end for _, s, e in self._writes):
+            await asyncio.wrap_future(self._writes.popleft()[0])
         while len(self._writes) >= self._write_depth:
-            await asyncio.wrap_future(self._writes.popleft())
-        self._writes.append(self._executor.submit(write, self.fd, data, offset))
+            await asyncio.wrap_future(self._writes.popleft()[0])
+        self._writes.append((self._executor.submit(write, self.fd, data, offset), offset, end))
 
     async def settle(self) -> None:
         """Write what was gathered, wait for every write in flight; raise the first
@@ -170,7 +176,7 @@ class OpenFile:
             await self._submit_gathered()
         while self._writes:
             try:
-                await asyncio.wrap_future(self._writes.popleft())
+                await asyncio.wrap_future(self._writes.popleft()[0])
             except OSError as exc:
                 error = error or exc
         if error is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent.sftp import file_io
 from agent.sftp.file_io import CHUNK, OpenFile, pwritev_all
 
 
@@ -165,3 +167,25 @@ async def test_random_reads_after_sequential_and_after_writes(
         assert await writer.read(offset, size) == payload[offset : offset + size]
     await writer.close()
     assert (tmp_path / "f").read_bytes() == payload
+
+
+async def test_a_later_write_over_a_slow_earlier_one_lands_last(
+    tmp_path: Path, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes run in the pool in any order: the first (a whole CHUNK, slow here) must not
+    # land after a later write into the same bytes (CI once saw the later one lost).
+    slow = file_io.pwrite_all
+
+    def pwrite_slowly(fd: int, data: Any, offset: int) -> None:
+        if len(data) >= CHUNK:
+            time.sleep(0.2)
+        slow(fd, data, offset)
+
+    monkeypatch.setattr(file_io, "pwrite_all", pwrite_slowly)
+    payload = os.urandom(CHUNK)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    handle = OpenFile(fd, 0, True, pool)
+    await handle.write(0, payload)  # a whole CHUNK: in the pool at once
+    await handle.write(7, b"patch")
+    await handle.close()
+    assert (tmp_path / "f").read_bytes() == payload[:7] + b"patch" + payload[12:]
