@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
-from agent.runtime.docker_wire import STREAMS, split_frames
+from agent.runtime.docker_wire import split_frames
 from agent.runtime.types import ContainerRuntimeError, NotRunning, OutputChunk
 from common.logging import get_logger
 
@@ -57,18 +57,6 @@ class DockerAttachment(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if (
-            not self._buffer
-            and len(data) >= 8
-            and len(data) == 8 + int.from_bytes(data[4:8], "big")
-        ):
-            # Exactly one frame and nothing pending (a console line's usual read): no
-            # buffer copy, no generator (docs/performance.md, "Console latency").
-            try:
-                self._on_output(OutputChunk(STREAMS.get(data[0], "stdout"), data[8:]))
-            except Exception:  # a consumer's bug must not cut the container's output
-                log.exception("attach_output_failed")
-            return
         self._buffer += data
         for chunk in split_frames(self._buffer):
             try:

@@ -42,8 +42,7 @@ log = get_logger(__name__)
 # net.ipv4.ip_unprivileged_port_start=0 in each container's network namespace.
 DROPPED_CAPABILITIES = ["ALL"]
 _REMAPPED_ROOT_DIR = re.compile(r"^(\d+)\.(\d+)$")
-#: The multiplexed stream header's first byte -> the stream's name.
-STREAMS = {1: "stdout", 2: "stderr"}
+_STREAMS = {1: "stdout", 2: "stderr"}
 _NEVER = "0001-01-01T00:00:00Z"
 
 
@@ -65,7 +64,7 @@ def split_frames(buffer: bytearray) -> Iterator[OutputChunk]:
             return
         data = bytes(buffer[8 : 8 + size])
         del buffer[: 8 + size]
-        yield OutputChunk(stream=STREAMS.get(stream_id, "stdout"), data=data)
+        yield OutputChunk(stream=_STREAMS.get(stream_id, "stdout"), data=data)
 
 
 def container_info(attrs: dict[str, Any]) -> ContainerInfo:

@@ -139,7 +139,7 @@ class OpenFile:
         while self._writes and self._writes[0][0].done():
             self._writes.popleft()[0].result()  # an earlier write's error surfaces here
         if self.append:
-            await self._submit(pwrite_all, _frozen(data), offset)
+            await self._submit(pwrite_all, _frozen(data), offset, len(data))
             return
         if self._gathered and offset != self._gathered_at + self._gathered_len:
             await self._submit_gathered()
@@ -151,15 +151,17 @@ class OpenFile:
             await self._submit_gathered()
 
     async def _submit_gathered(self) -> None:
-        pieces, offset = self._gathered, self._gathered_at
+        pieces, offset, size = self._gathered, self._gathered_at, self._gathered_len
         self._gathered, self._gathered_len = [], 0
         if len(pieces) == 1:
-            await self._submit(pwrite_all, pieces[0], offset)
+            await self._submit(pwrite_all, pieces[0], offset, size)
         else:
-            await self._submit(pwritev_all, pieces, offset)
+            await self._submit(pwritev_all, pieces, offset, size)
 
-    async def _submit(self, write: Callable[[int, Any, int], None], data: Any, offset: int) -> None:
-        end = offset + (sum(map(len, data)) if isinstance(data, list) else len(data))
+    async def _submit(
+        self, write: Callable[[int, Any, int], None], data: Any, offset: int, size: int
+    ) -> None:
+        end = offset + size
         # Writes in the pool run in any order: one that overlaps a write still in flight
         # waits for it (and those before it), or the older bytes could land last.
         while self._writes and any(offset < e and s < end for _, s, e in self._writes):

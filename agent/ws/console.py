@@ -115,7 +115,7 @@ class ConsoleSession:
         ws: web.WebSocketResponse,
         server_id: str,
         address: str,
-        transport: asyncio.Transport | None = None,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.owner, self.ws, self.server_id, self.address = owner, ws, server_id, address
         # The upgraded connection's transport: output lines are written to it as whole
