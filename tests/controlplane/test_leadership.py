@@ -20,11 +20,18 @@ from controlplane.placement import PlacementApplier
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
 # Ends the connection that holds the lease, as a killed leader process or a cut
-# network would; PostgreSQL then releases the advisory lock.
+# network would; PostgreSQL then releases the advisory lock. Only in the test's own
+# database: tests in other pytest-xdist workers hold advisory locks of their own (one
+# such connection, cut here, failed another worker's test in CI).
 TERMINATE_LEASE_HOLDER = (
     select(func.pg_terminate_backend(text("pid")))
     .select_from(text("pg_locks"))
-    .where(text("locktype = 'advisory' AND granted"))
+    .where(
+        text(
+            "locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
 )
 
 
