@@ -188,9 +188,12 @@ controlplane {
   # the client is the rightmost X-Forwarded-For address that is not a proxy (for the
   # limits above and the session list); from anyone else the header is ignored.
   trusted_proxies = []
-  # API-key lookups are cached this long per process (revocation clears the cache at
-  # once in this process; other processes on the same database see it after this).
+  # API-key lookups, and the session check of an access token, are cached this long
+  # per process. Revoking a key or a session, logging out and every change to an
+  # account clear the entries at once in this process, and within a second in every
+  # other control plane on the same PostgreSQL (NOTIFY). 0: a database read per request.
   api_key_cache_seconds = 30
+  session_cache_seconds = 30
 
   # Outgoing mail. Empty smtp_host: mails are written to the log instead.
   # SMTP_HOST, SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD, EMAIL_FROM, EMAIL_FROM_NAME

@@ -2,8 +2,8 @@
 password change or reset, and the mails that tell the owner about each change.
 
 Revocation runs inside the caller's transaction; after it commits the caller must
-call `Authenticator.forget_user` so that cached API keys fail on the next request
-(sessions are checked against the database on every request).
+call `Authenticator.forget_user` so that cached API keys and session checks fail on
+the next request.
 """
 
 from __future__ import annotations

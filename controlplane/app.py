@@ -149,7 +149,9 @@ def build_app(config: ControlPlaneConfig) -> web.Application:
     keys = ServerKeys()
     app[DATABASE] = database
     app[SERVER_KEYS] = keys
-    app[AUTHENTICATOR] = authenticator = Authenticator(database, keys, config.api_key_cache_seconds)
+    app[AUTHENTICATOR] = authenticator = Authenticator(
+        database, keys, config.api_key_cache_seconds, config.session_cache_seconds
+    )
     app[NOTIFIER] = notifier = notifier_for(database.engine)
     app[LEADERSHIP] = leadership = _leadership_for(config, database)
     authenticator.follow(notifier)

@@ -77,6 +77,8 @@ class ControlPlaneConfig(BaseModel):
     # Reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    # How long an access token's open session, once checked, is taken on trust.
+    session_cache_seconds: float = Field(default=30.0, ge=0)
     webhook_url: str = ""
     webhook_secret: str = ""  # HMAC-SHA256 key of X-Encedeus-Signature; empty: unsigned
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)

@@ -8,6 +8,7 @@ token in its family) is revoked.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,9 +38,16 @@ class TokenGrant:
 class SessionIssuer:
     """Opens, refreshes and ends sessions with the server's keys and lifetimes."""
 
-    def __init__(self, db: Database, keys: ServerKeys, config: ControlPlaneConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: ServerKeys,
+        config: ControlPlaneConfig,
+        forget_session: Callable[[uuid.UUID], None],
+    ) -> None:
         self._db = db
         self._keys = keys
+        self._forget_session = forget_session  # the cached checks of its access tokens
         self._access_ttl = timedelta(seconds=config.access_token_ttl_seconds)
         self._refresh_ttl = timedelta(days=config.refresh_token_ttl_days)
 
@@ -109,6 +117,7 @@ class SessionIssuer:
         """End one session (idempotent)."""
         async with self._db.transaction() as session:
             await revoke_sessions(session, session_ids=[session_id])
+        self._forget_session(session_id)
 
 
 async def revoke_sessions(

@@ -113,7 +113,12 @@ class TokenResponse(BaseModel):
 
 
 def _issuer(request: web.Request) -> SessionIssuer:
-    return SessionIssuer(database(request), server_keys(request), settings(request))
+    return SessionIssuer(
+        database(request),
+        server_keys(request),
+        settings(request),
+        forget_session=authenticator(request).forget_session,
+    )
 
 
 def _token_response(grant: TokenGrant, user: User) -> TokenResponse:

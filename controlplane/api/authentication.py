@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import ConfigDict
@@ -31,7 +32,11 @@ from controlplane.state import AUTHENTICATOR
 # last_used is written at most this often per key: a write per request would make
 # every authenticated read a database write.
 LAST_USED_WRITE_INTERVAL = 60.0
-#: NOTIFY channel of revocations: payload ``key:<api key id>`` or ``user:<user id>``.
+#: Entries per cache before stale ones are swept out (a rotating access token leaves
+#: one behind per refresh until it goes stale).
+MAX_CACHED = 10_000
+#: NOTIFY channel of revocations: payload ``key:<api key id>``, ``session:<session id>``
+#: or ``user:<user id>``.
 AUTH_CHANNEL = "encedeus_auth"
 
 log = get_logger(__name__)
@@ -45,9 +50,9 @@ class ProfileSnapshot(Profile, Snapshot):
 class CurrentUser(Profile):
     """The authenticated caller: a snapshot of the account as of authentication.
 
-    At most one of session_id/api_key_id is set (the credential used). Through an
-    API key the snapshot may come from the per-process cache; every write to an
-    account calls `Authenticator.forget_user`, so it is never older than that.
+    At most one of session_id/api_key_id is set (the credential used). The snapshot
+    may come from the per-process credential cache; every write to an account calls
+    `Authenticator.forget_user`, so it is never older than that.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -83,6 +88,16 @@ class _CachedKey:
     last_used_written: float
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedSession:
+    user: CurrentUser
+    ends_at: float  # time.time() of the token's or the session's end, the earlier
+    cached_at: float
+
+
+_Entry = TypeVar("_Entry", _CachedKey, _CachedSession)
+
+
 def bearer_token(request: web.Request) -> str | None:
     """The credential of an `Authorization: Bearer ...` header, if any."""
     header = request.headers.get("Authorization", "")
@@ -114,17 +129,28 @@ def authenticated_by_access_token_header(request: web.Request) -> bool:
 class Authenticator:
     """Turns bearer credentials into a CurrentUser, or raises Unauthorized.
 
-    API-key lookups are cached for `cache_seconds` (per process). Anything that
-    revokes a key or changes an account must call `forget_api_key` / `forget_user`
-    so that the change takes effect on the very next request here, and within a
-    second on every other control plane once :meth:`follow` was called. Requests
-    that find a key missing or stale at the same time share one database load.
+    API-key lookups are cached for `cache_seconds`, access tokens' session checks for
+    `session_cache_seconds` (per process). Anything that revokes a key or a session
+    or changes an account must call `forget_api_key` / `forget_session` /
+    `forget_user` so that the change takes effect on the very next request here, and
+    within a second on every other control plane once :meth:`follow` was called.
+    Requests that find a key missing or stale at the same time share one database
+    load.
     """
 
-    def __init__(self, database: Database, keys: ServerKeys, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        keys: ServerKeys,
+        cache_seconds: float,
+        session_cache_seconds: float = 0.0,
+    ) -> None:
         self._db = database
         self._keys = keys
         self._cache_seconds = cache_seconds
+        self._session_cache_seconds = session_cache_seconds
+        # Keyed by the access token itself; only tokens whose session was found open.
+        self._sessions: dict[str, _CachedSession] = {}
         # Keyed by the presented key itself (it is in every request anyway), so a hit
         # costs one dict lookup: no checksum, no HMAC. Only valid keys get in.
         self._api_keys: dict[str, _CachedKey] = {}
@@ -138,10 +164,11 @@ class Authenticator:
 
     def cached_caller(self, token: str) -> CurrentUser | None:
         """The caller of an API key whose cache entry is fresh and owes no
-        `last_used` write: the hot path, with no coroutine. None: `authenticate`."""
+        `last_used` write, or of an access token whose session was found open within
+        `session_cache_seconds`: the hot path, with no coroutine. None: `authenticate`."""
         entry = self._api_keys.get(token)
         if entry is None:
-            return None
+            return self._cached_session(token)
         now = time.monotonic()
         if now - entry.cached_at > self._cache_seconds:
             return None
@@ -159,23 +186,42 @@ class Authenticator:
             raise Unauthorized("invalid API key", code="invalid_api_key")
         return await self._by_access_token(token)
 
+    def _cached_session(self, token: str) -> CurrentUser | None:
+        entry = self._sessions.get(token)
+        if entry is None:
+            return None
+        if time.monotonic() - entry.cached_at > self._session_cache_seconds:
+            return None
+        if time.time() >= entry.ends_at:
+            return None
+        return entry.user
+
     async def _by_access_token(self, token: str) -> CurrentUser:
         try:
             claims = verify_access_token(self._keys.jwt_key, token)
         except AccessTokenError as exc:
             raise Unauthorized(str(exc), code="invalid_token") from exc
+        generation = self._generation
         statement = (
-            select(User)
+            select(User, AuthSession.expires_at)
             .join(AuthSession, col(AuthSession.user_id) == col(User.id))
             .where(col(AuthSession.id) == claims.session_id, col(User.id) == claims.user_id)
             .where(col(AuthSession.revoked_at).is_(None), col(User.is_active))
             .where(col(AuthSession.expires_at) > datetime.now(UTC))
         )
         async with self._db.session() as session:
-            user = (await session.exec(statement)).first()
-        if user is None:
+            row = (await session.exec(statement)).first()
+        if row is None:
+            self._sessions.pop(token, None)
             raise Unauthorized("session ended", code="invalid_token")
-        return CurrentUser.of(user, session_id=claims.session_id)
+        user, session_ends = row
+        caller = CurrentUser.of(user, session_id=claims.session_id)
+        # A revocation while the row was read may have ended the session: not cached.
+        if self._session_cache_seconds > 0 and generation == self._generation:
+            ends_at = min(claims.expires_at.timestamp(), session_ends.timestamp())
+            entry = _CachedSession(user=caller, ends_at=ends_at, cached_at=time.monotonic())
+            _remember(self._sessions, token, entry, self._session_cache_seconds)
+        return caller
 
     async def _by_api_key(self, token: str) -> CurrentUser:
         now = time.monotonic()
@@ -233,7 +279,7 @@ class Authenticator:
             last_used_written=previous.last_used_written if previous else float("-inf"),
         )
         if generation == self._generation:
-            self._api_keys[token] = entry
+            _remember(self._api_keys, token, entry, self._cache_seconds)
         return entry
 
     async def _touch(self, user: CurrentUser) -> None:
@@ -247,11 +293,13 @@ class Authenticator:
 
     def follow(self, notifier: Notifier) -> None:
         """Share revocations with every control plane of the database: each forget_*
-        is sent on :data:`AUTH_CHANNEL` (the id only) and every process, this one
-        included, drops its cached entries; a process whose listening connection was
-        lost drops its whole cache when it reconnects (it may have missed some)."""
+        is sent on :data:`AUTH_CHANNEL` (the id only) and every other process drops
+        its cached entries (this one did before sending; its own echo, arriving after
+        entries were cached again, would only cost reloads); a process whose
+        listening connection was lost drops its whole cache when it reconnects (it
+        may have missed some)."""
         self._notifier = notifier
-        notifier.listen(AUTH_CHANNEL, self._on_revocation)
+        notifier.listen(AUTH_CHANNEL, self._on_revocation, echo=False)
         notifier.on_reconnected(self._forget_everything)
 
     def _on_revocation(self, payload: str) -> None:
@@ -263,12 +311,15 @@ class Authenticator:
             return
         if kind == "key":
             self._forget_key_here(which)
+        elif kind == "session":
+            self._forget_session_here(which)
         elif kind == "user":
             self._forget_user_here(which)
 
     def _forget_everything(self) -> None:
         self._generation += 1
         self._api_keys.clear()
+        self._sessions.clear()
 
     def forget_api_key(self, key_id: uuid.UUID) -> None:
         """Drop a key from the cache of every control plane (call on revoke)."""
@@ -276,9 +327,16 @@ class Authenticator:
         if self._notifier is not None:
             self._notifier.notify_soon(AUTH_CHANNEL, f"key:{key_id}")
 
+    def forget_session(self, session_id: uuid.UUID) -> None:
+        """Drop a session's access tokens from the cache of every control plane (call
+        when the session is revoked)."""
+        self._forget_session_here(session_id)
+        if self._notifier is not None:
+            self._notifier.notify_soon(AUTH_CHANNEL, f"session:{session_id}")
+
     def forget_user(self, user_id: uuid.UUID) -> None:
-        """Drop every cached key of a user in every control plane (call when the
-        account changes)."""
+        """Drop every cached key and session of a user in every control plane (call
+        when the account changes)."""
         self._forget_user_here(user_id)
         if self._notifier is not None:
             self._notifier.notify_soon(AUTH_CHANNEL, f"user:{user_id}")
@@ -289,11 +347,32 @@ class Authenticator:
             if entry.user.api_key_id == key_id:
                 del self._api_keys[token]
 
+    def _forget_session_here(self, session_id: uuid.UUID) -> None:
+        self._generation += 1
+        for token, session in list(self._sessions.items()):
+            if session.user.session_id == session_id:
+                del self._sessions[token]
+
     def _forget_user_here(self, user_id: uuid.UUID) -> None:
         self._generation += 1
         for token, entry in list(self._api_keys.items()):
             if entry.user.id == user_id:
                 del self._api_keys[token]
+        for token, session in list(self._sessions.items()):
+            if session.user.id == user_id:
+                del self._sessions[token]
+
+
+def _remember(cache: dict[str, _Entry], token: str, entry: _Entry, fresh_for: float) -> None:
+    """Put `entry` into `cache`; past MAX_CACHED entries the stale ones go first,
+    and everything if none was stale."""
+    if len(cache) >= MAX_CACHED and token not in cache:
+        oldest = time.monotonic() - fresh_for
+        for stale in [t for t, e in cache.items() if e.cached_at < oldest]:
+            del cache[stale]
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+    cache[token] = entry
 
 
 class _Public:

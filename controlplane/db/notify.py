@@ -6,7 +6,10 @@ it). A notification reaches every listening process, the sender included.
 
 Contract:
 - ``listen(channel, callback)``: `callback(payload)` runs on the event loop for every
-  notification on `channel`; it must not block (queue work, set an event).
+  notification on `channel`; it must not block (queue work, set an event). With
+  ``echo=False`` it is not called for this process's own ``notify_soon`` (a listener
+  that already did the work before sending: on PostgreSQL those come from the
+  listening connection's own backend).
 - ``notify(session, channel, payload)``: sent when the session's transaction commits,
   never if it rolls back (``pg_notify`` is transactional). ``notify_soon(channel,
   payload)`` is for synchronous callers after their change committed; it is sent on
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -62,8 +66,9 @@ def _checked(payload: str) -> str:
 class Notifier(Protocol):
     """What components use; see the module docstring for the contract."""
 
-    def listen(self, channel: str, callback: Callback) -> None:
-        """Call `callback(payload)` for every notification on `channel`."""
+    def listen(self, channel: str, callback: Callback, *, echo: bool = True) -> None:
+        """Call `callback(payload)` for every notification on `channel` (echo=False:
+        not for this process's own `notify_soon`)."""
 
     def on_reconnected(self, callback: Reconnected) -> None:
         """Call `callback()` after every reconnect of the listening connection."""
@@ -83,11 +88,14 @@ class Notifier(Protocol):
 
 class _Listeners:
     def __init__(self) -> None:
-        self.callbacks: defaultdict[str, list[Callback]] = defaultdict(list)
+        # Per channel: (callback, whether it hears this process's own notify_soon).
+        self.callbacks: defaultdict[str, list[tuple[Callback, bool]]] = defaultdict(list)
         self.reconnected: list[Reconnected] = []
 
-    def dispatch(self, channel: str, payload: str) -> None:
-        for callback in self.callbacks.get(channel, ()):
+    def dispatch(self, channel: str, payload: str, *, own: bool = False) -> None:
+        for callback, echo in self.callbacks.get(channel, ()):
+            if own and not echo:
+                continue
             try:
                 callback(payload)
             except Exception:  # one broken listener must not silence the others
@@ -107,8 +115,8 @@ class LocalNotifier:
     def __init__(self) -> None:
         self._listeners = _Listeners()
 
-    def listen(self, channel: str, callback: Callback) -> None:
-        self._listeners.callbacks[channel].append(callback)
+    def listen(self, channel: str, callback: Callback, *, echo: bool = True) -> None:
+        self._listeners.callbacks[channel].append((callback, echo))
 
     def on_reconnected(self, callback: Reconnected) -> None:
         self._listeners.reconnected.append(callback)  # never reconnects
@@ -123,7 +131,8 @@ class LocalNotifier:
 
     def notify_soon(self, channel: str, payload: str) -> None:
         _checked(payload)
-        asyncio.get_running_loop().call_soon(self._listeners.dispatch, channel, payload)
+        dispatch = functools.partial(self._listeners.dispatch, channel, payload, own=True)
+        asyncio.get_running_loop().call_soon(dispatch)
 
     async def start(self) -> None:
         return None
@@ -170,9 +179,9 @@ class PostgresNotifier:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
-    def listen(self, channel: str, callback: Callback) -> None:
+    def listen(self, channel: str, callback: Callback, *, echo: bool = True) -> None:
         """Register before :meth:`start` (channels are LISTENed on each connect)."""
-        self._listeners.callbacks[channel].append(callback)
+        self._listeners.callbacks[channel].append((callback, echo))
 
     def on_reconnected(self, callback: Reconnected) -> None:
         self._listeners.reconnected.append(callback)
@@ -240,8 +249,9 @@ class PostgresNotifier:
             )
         raise ConnectionError("the listening connection closed")
 
-    def _on_notification(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
-        self._listeners.dispatch(channel, payload)
+    def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        # notify_soon sends on this very connection: its backend is the sender.
+        self._listeners.dispatch(channel, payload, own=pid == connection.get_server_pid())
 
 
 def notifier_for(engine: AsyncEngine) -> Notifier:

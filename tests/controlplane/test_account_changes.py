@@ -32,10 +32,10 @@ NEW_PASSWORD = "brand-new-pass"
 @pytest.fixture
 async def client(make_config: ConfigFactory, smtp: tuple[Inbox, int]) -> AsyncIterator[Client]:
     _, port = smtp
-    # A long API-key cache: revocation must not wait for it.
+    # Long credential caches: revocation must not wait for them.
     config = make_config(
         smtp_host="127.0.0.1", smtp_port=port, email_from="cp@example.com",
-        api_key_cache_seconds=3600,
+        api_key_cache_seconds=3600, session_cache_seconds=3600,
     )  # fmt: skip
     client = await start_client(config)
     try:
@@ -107,6 +107,7 @@ async def test_password_change_ends_other_sessions_and_keeps_keys_by_default(
     other_session = await _login(client, owner)
     key = bearer(await create_api_key(client, owner))
     assert await _status(client, key) == 200  # now in the API-key cache
+    assert await _status(client, other_session) == 200  # its session check too
     change = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
     answer = await expect_json(await client.put("/v1/user/password", json=change,
                                                 headers=owner.headers))  # fmt: skip

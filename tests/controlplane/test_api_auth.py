@@ -94,6 +94,8 @@ async def test_reusing_a_spent_refresh_token_revokes_the_session(api: Client) ->
     rotated = await (
         await api.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     ).json()
+    for token in (account.access_token, rotated["access_token"]):  # their checks cached
+        assert (await api.get("/v1/user/profile", headers=bearer(token))).status == 200
     reuse = await api.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert reuse.status == 401
     assert await error_code(reuse) == "refresh_token_reused"

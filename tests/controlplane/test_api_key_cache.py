@@ -4,46 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import event
 
 from controlplane.api.authentication import Authenticator
-from controlplane.state import AUTHENTICATOR, DATABASE
-from tests.controlplane.accounts_support import bearer, create_api_key, error_code, register
+from controlplane.state import AUTHENTICATOR
+from tests.controlplane.accounts_support import (
+    bearer,
+    create_api_key,
+    error_code,
+    register,
+)
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.sql_support import reads_of
 
 Client = TestClient[Any, Any]
 pytestmark = pytest.mark.usefixtures("blocking_guard")
-
-
-@contextmanager
-def key_loads(api: Client) -> Iterator[list[str]]:
-    """The SELECTs on api_keys the database sees while the block runs."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, _params: Any, _ctx: Any, _many: bool) -> None:
-        normalised = " ".join(sql.split()).upper()
-        if normalised.startswith("SELECT") and "FROM API_KEYS" in normalised:
-            seen.append(sql)
-
-    engine = api.app[DATABASE].engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_concurrent_requests_on_an_uncached_key_share_one_load(api: Client) -> None:
     account = await register(api)
     key = await create_api_key(api, account)
     authenticator: Authenticator = api.app[AUTHENTICATOR]
-    with key_loads(api) as loads:
+    with reads_of(api, "api_keys") as loads:
         callers = await asyncio.gather(*(authenticator.authenticate(key) for _ in range(20)))
     assert len(loads) == 1
     assert {str(caller.id) for caller in callers} == {account.id}
@@ -57,7 +42,7 @@ async def test_an_expired_cache_entry_is_reloaded_once(make_config: ConfigFactor
         authenticator: Authenticator = api.app[AUTHENTICATOR]
         await authenticator.authenticate(key)
         assert authenticator.cached_caller(key) is None  # stale at once
-        with key_loads(api) as loads:
+        with reads_of(api, "api_keys") as loads:
             await asyncio.gather(*(authenticator.authenticate(key) for _ in range(20)))
         assert len(loads) == 1
         # Over HTTP too: every answer is right, whichever load it shared.
@@ -75,7 +60,7 @@ async def test_a_request_after_a_revocation_does_not_join_the_load_before_it(
     account = await register(api)
     key = await create_api_key(api, account)
     authenticator: Authenticator = api.app[AUTHENTICATOR]
-    with key_loads(api) as loads:
+    with reads_of(api, "api_keys") as loads:
         before = asyncio.ensure_future(authenticator.authenticate(key))
         await asyncio.sleep(0)  # its load is under way
         authenticator.forget_user(uuid.UUID(account.id))
@@ -88,7 +73,7 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_load(api: Clie
     account = await register(api)
     key = await create_api_key(api, account)
     authenticator: Authenticator = api.app[AUTHENTICATOR]
-    with key_loads(api) as loads:
+    with reads_of(api, "api_keys") as loads:
         leaver = asyncio.ensure_future(authenticator.authenticate(key))
         stayer = asyncio.ensure_future(authenticator.authenticate(key))
         await asyncio.sleep(0)

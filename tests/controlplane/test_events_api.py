@@ -4,15 +4,14 @@ endpoints, on both engines."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlmodel import select
 
 from controlplane.db.tables.events import WebhookCursor
@@ -21,25 +20,10 @@ from controlplane.events.webhooks import EVENT_ID_HEADER
 from controlplane.state import DATABASE, EVENT_BUS, WEBHOOK_OUTBOX
 from tests.controlplane.accounts_support import register
 from tests.controlplane.conftest import ConfigFactory, start_client
+from tests.controlplane.sql_support import statements_run
 from tests.local_http import serve_app
 
 pytestmark = pytest.mark.usefixtures("blocking_guard")
-
-
-@contextlib.contextmanager
-def statements_run(api: TestClient[Any, Any]) -> Iterator[list[str]]:
-    """The SQL statements the app runs while the block runs."""
-    statements: list[str] = []
-
-    def seen(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    engine = api.app[DATABASE].engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 async def record(api: TestClient[Any, Any], events: list[Event]) -> None:

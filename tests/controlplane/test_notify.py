@@ -69,6 +69,40 @@ async def test_a_notification_reaches_every_listener_after_commit_only(database_
         await database.close()
 
 
+async def test_a_listener_without_echo_misses_only_its_own_processs_notify_soon(
+    database_url: str,
+) -> None:
+    database = Database(create_engine(database_url))
+    one = notifier_for(database.engine)
+    # One process on SQLite: no other sender.
+    two = None if isinstance(one, LocalNotifier) else notifier_for(database.engine)
+    quiet: asyncio.Queue[str] = asyncio.Queue()
+    loud: asyncio.Queue[str] = asyncio.Queue()
+    one.listen("encedeus_test", quiet.put_nowait, echo=False)
+    one.listen("encedeus_test", loud.put_nowait)
+    await one.start()
+    if two is not None:
+        await two.start()
+    try:
+        for notifier in (one, two):
+            if isinstance(notifier, PostgresNotifier):
+                await asyncio.wait_for(notifier.connected.wait(), 5)
+        one.notify_soon("encedeus_test", "own")
+        assert await _received(loud) == "own"
+        async with database.transaction() as session:  # sent from a pooled connection
+            await one.notify(session, "encedeus_test", "committed")
+        assert await _received(quiet) == "committed"
+        if two is not None:
+            two.notify_soon("encedeus_test", "another process")
+            assert await _received(quiet) == "another process"
+        assert quiet.empty()
+    finally:
+        await one.close()
+        if two is not None:
+            await two.close()
+        await database.close()
+
+
 def test_payloads_of_8000_bytes_are_refused_before_sending() -> None:
     with pytest.raises(PayloadTooLarge):
         LocalNotifier().notify_soon("encedeus_test", "x" * 8000)

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.conftest import TEST_IMAGE
 from tests.e2e.cluster_support import (
     BIN,
     CONTROLPLANE_SETTINGS,
+    PASSWORD,
     Cluster,
     Process,
     add_agent,
@@ -237,21 +238,52 @@ async def test_deploy_through_a_read_through_b(pair: Pair) -> None:
     await pair.a.request("DELETE", f"/v1/deployments/{deployment_id}")
 
 
+async def _refused_on_b_within_a_second(
+    pair: Pair, headers: dict[str, str], revoke_through_a: Callable[[], Awaitable[object]]
+) -> float:
+    """Seconds from the revocation through A until B refuses `headers` (B has the
+    credential in its cache before)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(pair.b.url + "/v1/user/profile", headers=headers) as r:
+            assert r.status == 200  # B has the credential in its cache now
+        await revoke_through_a()
+        revoked = time.monotonic()
+        while True:
+            async with session.get(pair.b.url + "/v1/user/profile", headers=headers) as r:
+                if r.status == 401:
+                    return time.monotonic() - revoked
+            assert time.monotonic() - revoked < 1.0, "B still accepts the revoked credential"
+            await asyncio.sleep(0.02)
+
+
 async def test_an_api_key_revoked_through_a_fails_on_b_within_a_second(pair: Pair) -> None:
     created = await pair.a.request("POST", "/v1/api-keys", 201, json={"name": "ha"})
     key_headers = {"Authorization": f"Bearer {created['key']}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.get(pair.b.url + "/v1/user/profile", headers=key_headers) as r:
-            assert r.status == 200  # B has the key in its cache now
-        await pair.a.request("DELETE", f"/v1/api-keys/{created['id']}")
-        revoked = time.monotonic()
-        while True:
-            async with session.get(pair.b.url + "/v1/user/profile", headers=key_headers) as r:
-                if r.status == 401:
-                    break
-            assert time.monotonic() - revoked < 1.0, "B still accepts the revoked key"
-            await asyncio.sleep(0.02)
-    print(f"\nrevocation seen on B after {time.monotonic() - revoked:.3f} s")
+    seen = await _refused_on_b_within_a_second(
+        pair, key_headers, lambda: pair.a.request("DELETE", f"/v1/api-keys/{created['id']}")
+    )
+    print(f"\nrevocation seen on B after {seen:.3f} s")
+
+
+async def test_a_session_logged_out_through_a_fails_on_b_within_a_second(pair: Pair) -> None:
+    login = {"username": "admin", "password": PASSWORD}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(pair.a.url + "/v1/auth/login", json=login) as response,
+    ):
+        assert response.status == 200
+        token = (await response.json())["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def log_out_through_a() -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(pair.a.url + "/v1/auth/logout", headers=headers) as response,
+        ):
+            assert response.status == 200
+
+    seen = await _refused_on_b_within_a_second(pair, headers, log_out_through_a)
+    print(f"\nlogout seen on B after {seen:.3f} s")
 
 
 async def test_killing_the_leader_mid_scale_up_loses_nothing_and_duplicates_nothing(
