@@ -54,6 +54,7 @@ from controlplane.reconciler.model import (
 )
 from controlplane.reconciler.node_loss import RESTORE_PENDING, LatestBackupRestore, SlotRestore
 from controlplane.reconciler.node_writes import NodeWrites
+from controlplane.reconciler.pass_gate import PassGate
 from controlplane.reconciler.pulls import PULL_KINDS, PullReports
 from controlplane.reconciler.status import (
     CallOutcomes,
@@ -100,7 +101,7 @@ class Reconciler:
         self.backoff = backoff or BackoffPolicy()
         self._clock = clock
         self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._gate = PassGate()
         self._next_deadline: float | None = None
         # Slots moved after node loss: their latest backup, restored off the passes
         # into their stopped container before it first starts.
@@ -160,10 +161,11 @@ class Reconciler:
     async def paused(self) -> AsyncIterator[None]:
         """No pass runs and no agent call of a pass is in flight inside the block: for
         API changes that act on agents themselves (deleting a deployment), so that a
-        pass that loaded the rows before the change cannot recreate what it removes."""
-        # Whoever waits for this lock also waits for the block's transactions: they
+        pass that loaded the rows before the change cannot recreate what it removes.
+        Such blocks run side by side (controlplane/reconciler/pass_gate.py)."""
+        # A pass waiting for the gate also waits for the block's transactions: they
         # go ahead of the other writers (on SQLite).
-        async with self._lock:
+        async with self._gate.change():
             await self.idle()
             try:
                 with writes_go_first():
@@ -177,7 +179,7 @@ class Reconciler:
 
     async def reconcile_once(self) -> list[Action]:
         """One level-triggered pass; returns the actions it took."""
-        async with self._lock:
+        async with self._gate.one_pass():
             try:
                 return await self._pass()
             except BaseException:

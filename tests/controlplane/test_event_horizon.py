@@ -198,3 +198,22 @@ async def test_a_long_writer_elsewhere_does_not_hold_back_ids_that_commit(
 async def _record_alone(feed: EventFeed) -> int:
     async with feed.store.database.transaction() as session:
         return await _record(feed, session, "alone")
+
+
+async def test_readers_starting_together_share_one_look(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    horizon = Horizon(database)
+    await horizon.start()
+    looks = 0
+    advance = horizon.advance
+
+    async def counted() -> int:
+        nonlocal looks
+        looks += 1
+        return await advance()
+
+    monkeypatch.setattr(horizon, "advance", counted)
+    starts = await asyncio.gather(*(horizon.start() for _ in range(20)))
+    assert looks == 1
+    assert len(set(starts)) == 1
