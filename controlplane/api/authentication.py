@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -143,7 +144,7 @@ class Authenticator:
         database: Database,
         keys: ServerKeys,
         cache_seconds: float,
-        session_cache_seconds: float = 0.0,
+        session_cache_seconds: float,
     ) -> None:
         self._db = database
         self._keys = keys
@@ -343,24 +344,22 @@ class Authenticator:
 
     def _forget_key_here(self, key_id: uuid.UUID) -> None:
         self._generation += 1
-        for token, entry in list(self._api_keys.items()):
-            if entry.user.api_key_id == key_id:
-                del self._api_keys[token]
+        _drop_where(self._api_keys, lambda user: user.api_key_id == key_id)
 
     def _forget_session_here(self, session_id: uuid.UUID) -> None:
         self._generation += 1
-        for token, session in list(self._sessions.items()):
-            if session.user.session_id == session_id:
-                del self._sessions[token]
+        _drop_where(self._sessions, lambda user: user.session_id == session_id)
 
     def _forget_user_here(self, user_id: uuid.UUID) -> None:
         self._generation += 1
-        for token, entry in list(self._api_keys.items()):
-            if entry.user.id == user_id:
-                del self._api_keys[token]
-        for token, session in list(self._sessions.items()):
-            if session.user.id == user_id:
-                del self._sessions[token]
+        _drop_where(self._api_keys, lambda user: user.id == user_id)
+        _drop_where(self._sessions, lambda user: user.id == user_id)
+
+
+def _drop_where(cache: dict[str, _Entry], matches: Callable[[CurrentUser], bool]) -> None:
+    """Remove the entries of `cache` whose caller `matches`."""
+    for token in [token for token, entry in cache.items() if matches(entry.user)]:
+        del cache[token]
 
 
 def _remember(cache: dict[str, _Entry], token: str, entry: _Entry, fresh_for: float) -> None:

@@ -11,12 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from controlplane.api.authentication import Authenticator
 from controlplane.state import AUTHENTICATOR
-from tests.controlplane.accounts_support import (
-    bearer,
-    create_api_key,
-    error_code,
-    register,
-)
+from tests.controlplane.accounts_support import bearer, create_api_key, error_code, register
 from tests.controlplane.conftest import ConfigFactory, start_client
 from tests.controlplane.sql_support import reads_of
 
