@@ -279,6 +279,7 @@ async def running_agent(
             service = build_service(
                 config, identity, supervisor, fingerprint, started_at, ingress, http_url, backups
             )
+            stack.callback(service.host.close)
             grpc = await start_grpc_server(
                 service,
                 secret=identity.node_secret,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from agent.console.history import ConsoleLine
-from agent.stats.host import HostSample, NodeFingerprint
+from agent.stats.host import NodeFingerprint
+from agent.stats.host_sample import HostSample
 from protos import agent_pb2 as pb
 
 

@@ -1,9 +1,8 @@
-"""Host resource use and the node fingerprint, from psutil and /proc (blocking)."""
+"""The node fingerprint (psutil, /proc) and the host sample shared by all consumers."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import platform
 import socket
 import threading
@@ -14,24 +13,10 @@ from pathlib import Path
 import psutil
 
 from agent.stats.cgroup import cgroup_version
+from agent.stats.host_sample import HostReader, HostSample
 from common.logging import get_logger
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class HostSample:
-    """Host resource use (cpu_percent: 100 = one core)."""
-
-    cpu_percent: float
-    memory_used_bytes: int
-    memory_total_bytes: int
-    disk_used_bytes: int
-    disk_total_bytes: int
-    load1: float
-    load5: float
-    load15: float
-    uptime_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,26 +36,6 @@ class NodeFingerprint:
     # The room volumes with a disk limit may take: the size of the filesystem holding
     # the volumes, less what the operator reserves.
     allocatable_disk_bytes: int = 0
-
-
-def host_sample(data_dir: Path) -> HostSample:
-    """Current host use; CPU is averaged since the previous call (first call: 0)."""
-    memory = psutil.virtual_memory()
-    disk = psutil.disk_usage(str(data_dir if data_dir.exists() else Path("/")))
-    load1, load5, load15 = os.getloadavg()
-    return HostSample(
-        cpu_percent=psutil.cpu_percent(interval=None) * (psutil.cpu_count() or 1),
-        memory_used_bytes=memory.total - memory.available,
-        memory_total_bytes=memory.total,
-        disk_used_bytes=disk.used,
-        disk_total_bytes=disk.total,
-        load1=load1,
-        load5=load5,
-        load15=load15,
-        # The clock /proc/uptime shows: psutil.boot_time() re-reads /proc/stat (whole
-        # seconds) on each call, a fifth of this function's CPU.
-        uptime_ms=int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000),
-    )
 
 
 def _cpu_model() -> str:
@@ -112,8 +77,8 @@ def node_fingerprint(
 
 
 class HostMonitor:
-    """Shares one host sample among all consumers: psutil's CPU figure is a delta
-    since the previous call, so uncoordinated callers would shrink each other's window.
+    """Shares one host sample among all consumers: the CPU figure is a delta since the
+    previous sample, so uncoordinated callers would shrink each other's window.
     refresh_quietly() lets the container sampler take it in its own worker call
     (StatsSampler.run_alongside), so a heartbeat usually finds it fresh."""
 
@@ -121,12 +86,15 @@ class HostMonitor:
         self._data_dir = data_dir
         self._latest: tuple[float, HostSample] | None = None  # (monotonic time, sample)
         self._lock = asyncio.Lock()
-        self._sampling = threading.Lock()  # one psutil CPU delta at a time
+        self._sampling = threading.Lock()  # one CPU delta at a time
+        self._reader: HostReader | None = None  # opened by the first sample
 
     def refresh(self) -> HostSample:
         """Take a host sample now and keep it (blocking, thread-safe)."""
         with self._sampling:
-            sample = host_sample(self._data_dir)
+            if self._reader is None:
+                self._reader = HostReader()
+            sample = self._reader.sample(self._data_dir)
             self._latest = (time.monotonic(), sample)
             return sample
 
@@ -134,7 +102,7 @@ class HostMonitor:
         """refresh(), a failure logged: latest() then takes its own and raises."""
         try:
             self.refresh()
-        except (OSError, psutil.Error) as exc:
+        except (OSError, ValueError) as exc:
             log.warning("host_sample_failed", error=str(exc))
 
     async def latest(self, max_age: float) -> HostSample:
@@ -144,3 +112,10 @@ class HostMonitor:
             if latest is not None and time.monotonic() - latest[0] <= max_age:
                 return latest[1]
             return await asyncio.to_thread(self.refresh)
+
+    def close(self) -> None:
+        """Close the files the samples are read from (a later sample opens them again)."""
+        with self._sampling:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None

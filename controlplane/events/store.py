@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal
+from sqlalchemy import Executable, bindparam, delete, func, insert
 from sqlalchemy import event as orm_events
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -55,17 +55,38 @@ class CursorExpired(Exception):
     """The cursor is older than the retained log: the reader must re-read state."""
 
 
-def to_record(event: Event) -> EventRecord:
-    """The row for `event`."""
-    return EventRecord(
-        type=event.type_name,
-        owner_id=event.owner_id,
-        deployment_id=event.deployment_id,
-        task_id=event.task_id,
-        node_id=event.node_id,
-        data=dict(event.data),
-        created_at=event.timestamp,
-    )
+_COLUMNS = ("type", "owner_id", "deployment_id", "task_id", "node_id", "data", "created_at")
+
+
+def row_values(event: Event) -> dict[str, Any]:
+    """The column values of `event`'s row (all but the id)."""
+    return {
+        "type": event.type_name,
+        "owner_id": event.owner_id,
+        "deployment_id": event.deployment_id,
+        "task_id": event.task_id,
+        "node_id": event.node_id,
+        "data": dict(event.data),
+        "created_at": event.timestamp,
+    }
+
+
+def _insert_statements() -> tuple[Executable, Executable]:
+    """The two ways an event is inserted, built once (each event then costs only its
+    parameters): a plain insert (SQLite), and on PostgreSQL one that takes the
+    transaction's xid before the id's default, nextval, is evaluated (by the
+    projection over the materialised CTE: what lets readers settle gaps, see the
+    horizon module)."""
+    table = EventRecord.__table__  # type: ignore[attr-defined]
+    plain = insert(table).returning(table.c.id)
+    xact = select(func.pg_current_xact_id().label("xact")).cte("xact")
+    xact = xact.prefix_with("MATERIALIZED")
+    row = select(*(bindparam(name, type_=table.c[name].type) for name in _COLUMNS))
+    after_xid = insert(table).from_select(list(_COLUMNS), row.select_from(xact))
+    return plain, after_xid.returning(table.c.id)
+
+
+_INSERT, _INSERT_AFTER_XID = _insert_statements()
 
 
 def from_record(row: EventRecord) -> Event:
@@ -113,32 +134,15 @@ class EventStore:
         """Insert `event` in `session`'s transaction; its cursor. Readers in this process
         are woken when the transaction commits."""
         info = session.sync_session.info
-        values = to_record(event).model_dump(exclude={"id"})
-        if self._db.dialect == "postgresql":
-            cursor = await self._insert_after_xid(session, values)
-        else:
-            inserted = insert(EventRecord).values(**values).returning(col(EventRecord.id))
-            cursor = (await session.exec(inserted)).scalar_one()
+        statement = _INSERT_AFTER_XID if self._db.dialect == "postgresql" else _INSERT
+        inserted = await session.exec(statement, params=row_values(event))  # type: ignore[call-overload]
+        cursor = int(inserted.scalar_one())
         info["encedeus_event_cursor"] = max(cursor, info.get("encedeus_event_cursor", 0))
         if not info.get(_HOOKED):
             info[_HOOKED] = True
             orm_events.listen(session.sync_session, "after_commit", self._committed)
             orm_events.listen(session.sync_session, "after_rollback", _forget_cursor)
         return cursor
-
-    async def _insert_after_xid(self, session: AsyncSession, values: dict[str, Any]) -> int:
-        """One round trip: take the transaction's xid, then insert (the id's default,
-        nextval, is evaluated by the projection over the materialised CTE, so after
-        the xid exists: what lets readers settle gaps, see the horizon module)."""
-        table = EventRecord.__table__  # type: ignore[attr-defined]
-        xact = select(func.pg_current_xact_id().label("xact")).cte("xact")
-        xact = xact.prefix_with("MATERIALIZED")
-        row = select(
-            *(literal(value, type_=table.c[name].type) for name, value in values.items())
-        ).select_from(xact)
-        statement = insert(table).from_select(list(values), row).returning(table.c.id)
-        result = await session.exec(statement)
-        return int(result.scalar_one())
 
     def _committed(self, sync_session: object) -> None:
         info = getattr(sync_session, "info", {})

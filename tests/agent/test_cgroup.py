@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.stats.cgroup import MEMORY_STAT_INTERVAL, CgroupReader, NetDevReader, cgroup_version
+from agent.stats.cgroup import (
+    MEMORY_STAT_INTERVAL,
+    MEMORY_STAT_MOVE,
+    CgroupReader,
+    NetDevReader,
+    cgroup_version,
+)
 
 HEADER = "Inter-|   Receive  |  Transmit\n face |bytes packets ...|bytes packets ...\n"
 # Per interface: 8 receive fields (bytes first), then 8 transmit fields (bytes first).
@@ -69,6 +75,28 @@ def test_memory_stat_is_read_again_only_after_its_interval(tmp_path: Path) -> No
     assert reader.memory_bytes() == 1900  # usage is fresh, the page cache figure kept
     now[0] += 0.1
     assert reader.memory_bytes() == 1300
+    reader.close()
+
+
+def test_memory_stat_is_read_again_when_the_usage_moved(tmp_path: Path) -> None:
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    write(root / "cgroup.controllers", "memory\n")
+    write(proc / "7" / "cgroup", "0::/c\n")
+    usage = 64 * MEMORY_STAT_MOVE
+    write(root / "c" / "memory.current", f"{usage}\n")
+    write(root / "c" / "memory.stat", "inactive_file 100\n")
+    write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    now = [50.0]
+    reader = CgroupReader(7, root, proc, clock=lambda: now[0])
+    assert reader.memory_bytes() == usage - 100
+    write(root / "c" / "memory.stat", "inactive_file 700\n")
+    write(root / "c" / "memory.current", f"{usage + MEMORY_STAT_MOVE}\n")
+    assert reader.memory_bytes() == usage + MEMORY_STAT_MOVE - 100  # within the move
+    write(root / "c" / "memory.current", f"{usage - MEMORY_STAT_MOVE - 1}\n")
+    assert reader.memory_bytes() == usage - MEMORY_STAT_MOVE - 1 - 700  # moved: read
+    write(root / "c" / "memory.stat", "inactive_file 900\n")
+    write(root / "c" / "memory.current", f"{usage + 1}\n")  # moved from the last read
+    assert reader.memory_bytes() == usage + 1 - 900
     reader.close()
 
 

@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
-import agent.stats.host
-from agent.stats.host import HostMonitor, HostSample
+from agent.stats.host import HostMonitor
+from agent.stats.host_sample import HostReader, HostSample, cpu_ticks
 from agent.stats.sampler import StatsSampler
 
 T = TypeVar("T")
@@ -63,10 +64,10 @@ async def test_one_worker_call_samples_containers_and_host(
 async def test_a_failed_host_sample_alongside_leaves_latest_to_take_its_own(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hops: list[str]
 ) -> None:
-    def failing(data_dir: Path) -> HostSample:
+    def failing(self: HostReader, data_dir: Path) -> HostSample:
         raise OSError("no /proc")
 
-    monkeypatch.setattr(agent.stats.host, "host_sample", failing)
+    monkeypatch.setattr(HostReader, "sample", failing)
     host = HostMonitor(tmp_path)
     host.refresh_quietly()  # logged, not raised: the containers' sample goes on
     with pytest.raises(OSError, match="no /proc"):
@@ -98,6 +99,44 @@ def test_sample_figures_from_one_clock_reading(pid: int, tmp_path: Path) -> None
 
 
 def test_host_uptime_is_the_kernels(tmp_path: Path) -> None:
-    uptime_ms = agent.stats.host.host_sample(tmp_path).uptime_ms
+    reader = HostReader()
+    try:
+        uptime_ms = reader.sample(tmp_path).uptime_ms
+    finally:
+        reader.close()
     proc_ms = float(Path("/proc/uptime").read_text().split()[0]) * 1000
     assert abs(uptime_ms - proc_ms) < 1000
+
+
+def test_host_figures_are_psutils(tmp_path: Path) -> None:
+    reader = HostReader()
+    try:
+        first = reader.sample(tmp_path)
+        memory, disk = psutil.virtual_memory(), psutil.disk_usage(str(tmp_path))
+        assert first.cpu_percent == 0.0  # no previous reading yet
+        assert first.memory_total_bytes == memory.total
+        used = memory.total - memory.available
+        assert abs(first.memory_used_bytes - used) < 0.05 * memory.total
+        assert first.disk_total_bytes == disk.total
+        assert abs(first.disk_used_bytes - disk.used) < 0.05 * disk.total
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            pass  # a busy CPU for the next figure
+        busy = reader.sample(tmp_path).cpu_percent
+        assert 0.0 < busy <= 100.0 * (psutil.cpu_count() or 1)
+    finally:
+        reader.close()
+
+
+def test_cpu_ticks_leave_out_idle_and_iowait() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    line = b"cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 1 2 3\n"
+    assert cpu_ticks(line) == (161, 1181)  # guest time is already in user
+
+
+def test_host_monitor_reopens_after_close(tmp_path: Path) -> None:
+    host = HostMonitor(tmp_path)
+    first = host.refresh()
+    host.close()
+    assert host.refresh().memory_total_bytes == first.memory_total_bytes
+    host.close()
