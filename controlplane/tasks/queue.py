@@ -5,11 +5,8 @@ node has room, and start in the order :mod:`controlplane.tasks.backfill` decides
 time. :meth:`TaskQueue.run` is the loop that advances the queue whenever capacity
 may have freed — any event on the bus (a task ended or was deleted, a replica or
 deployment changed, a node came up or was drained), an explicit :meth:`wake` (a
-node went down and its tasks were re-queued) — and on a timer as a catch-up. Events
-come in bursts (a rollout's replicas, a node's tasks, a busy account's API calls) and
-each pass reads the queue: passes woken that way start at least `min_gap_seconds`
-apart, each seeing everything that happened before it (the first after a quiet spell
-at once). With several control planes only the leader may run it (it places tasks).
+node went down and its tasks were re-queued) — and on a timer as a catch-up. With
+several control planes only the leader may run it (it places tasks).
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from controlplane.tasks.runner import TaskRunner
 log = get_logger(__name__)
 
 TIMER_SECONDS = 5.0
-MIN_GAP_SECONDS = 0.1
 NEVER_FITS = (
     "the task needs {cpu} millicores and {memory} bytes; no enrolled node that is not "
     "draining has that much in total"
@@ -88,14 +84,12 @@ class TaskQueue:
         bus: EventBus,
         *,
         timer_seconds: float = TIMER_SECONDS,
-        min_gap_seconds: float = MIN_GAP_SECONDS,
     ) -> None:
         self._db = database
         self._runner = runner
         self._capacity = capacity
         self._bus = bus
         self._timer = timer_seconds
-        self._min_gap = min_gap_seconds
         self._lock = asyncio.Lock()
         self._woken = asyncio.Event()
 
@@ -197,21 +191,14 @@ class TaskQueue:
 
     async def run(self) -> None:
         """Advance on every bus event, every :meth:`wake` and every `timer_seconds`,
-        until cancelled; passes at least `min_gap_seconds` apart. One pass at a time;
-        a failed pass is logged, not fatal."""
-        loop = asyncio.get_running_loop()
+        until cancelled. One pass at a time; a failed pass is logged, not fatal."""
         async with self._bus.subscribe(name="task-queue") as events:
             forward = asyncio.create_task(self._wake_on(events), name="task-queue-events")
-            last = -self._min_gap
             try:
                 while True:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._woken.wait(), timeout=self._timer)
-                    gap = last + self._min_gap - loop.time()
-                    if gap > 0:
-                        await asyncio.sleep(gap)  # what wakes it meanwhile joins this pass
                     self._woken.clear()
-                    last = loop.time()
                     try:
                         await self.advance()
                     except Exception:
