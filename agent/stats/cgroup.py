@@ -34,16 +34,22 @@ def _read_int(fd: int) -> int:
     return 0 if raw.startswith(b"max") else int(raw)
 
 
-def _stat_value(fd: int, key: bytes) -> int:
-    text = os.pread(fd, 16384, 0)
-    start = text.find(b"\n" + key + b" ")
+def field_value(text: bytes, key: bytes, end: bytes = b"\n") -> bytes | None:
+    """What follows `key` at the start of a line of `text`, up to `end` (None: no such
+    line), as in `memory.stat` (`key` = b"inactive_file ") or /proc/meminfo."""
+    start = text.find(b"\n" + key)
     if start < 0:
-        if not text.startswith(key + b" "):
-            return 0
+        if not text.startswith(key):
+            return None
         start = -1
-    start += len(key) + 2
-    end = text.find(b"\n", start)
-    return int(text[start : end if end >= 0 else None])
+    start += len(key) + 1
+    stop = text.find(end, start)
+    return text[start : stop if stop >= 0 else None]
+
+
+def _stat_value(fd: int, key: bytes) -> int:
+    value = field_value(os.pread(fd, 16384, 0), key + b" ")
+    return 0 if value is None else int(value)
 
 
 class CgroupReader:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.stats.cgroup import field_value
+
 _STAT_FIELDS = 8  # user nice system idle iowait irq softirq steal (guest: in user, nice)
 
 
@@ -34,13 +36,10 @@ class HostSample:
 
 
 def _meminfo_kib(text: bytes, key: bytes) -> int:
-    start = text.find(b"\n" + key + b":")
-    if start < 0:
-        if not text.startswith(key + b":"):
-            raise ValueError(f"/proc/meminfo has no {key.decode()}")
-        start = -1
-    start += len(key) + 2
-    return int(text[start : text.index(b"kB", start)])
+    value = field_value(text, key + b":", b"kB")
+    if value is None:
+        raise ValueError(f"/proc/meminfo has no {key.decode()}")
+    return int(value)
 
 
 def cpu_ticks(stat: bytes) -> tuple[int, int]:
