@@ -48,11 +48,13 @@ class DiskLimitTooLow(VolumeImageError):
     """A lower limit was asked than the volume already uses."""
 
 
-def _run(*argv: str, fine: tuple[int, ...] = (0,)) -> None:
+def _run(*argv: str, fine: tuple[int, ...] = (0,)) -> str:
+    """Run `argv`; its output. VolumeImageError with its last line of error otherwise."""
     done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode not in fine:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise VolumeImageError(f"{argv[0]} failed: {detail[-1] if detail else done.returncode}")
+    return done.stdout
 
 
 def is_own_filesystem(path: Path) -> bool:
@@ -72,6 +74,9 @@ def used_bytes(path: Path) -> int:
 
 #: Online grows tried before the offline one (see `_grow_online`).
 GROW_ATTEMPTS = 3
+#: Seconds an unmounted image's loop device may take to go before an offline resize
+#: gives up (autoclear frees it once its last opener, e.g. udev's probe, closes it).
+DETACH_WAIT = 5.0
 
 
 def limit_bytes(path: Path) -> int:
@@ -87,6 +92,26 @@ def _device_bytes(device: str) -> int:
     except OSError:
         return -1
     return int(sectors) * 512
+
+
+def _loop_devices(image: Path) -> list[str]:
+    """The loop devices bound to `image` (losetup -j compares device and inode)."""
+    return _run("losetup", "--noheadings", "--output", "NAME", "--associated", str(image)).split()
+
+
+def _wait_detached(volume: str, image: Path) -> None:
+    """Return once no loop device is bound to `image`; VolumeImageError after
+    DETACH_WAIT. Offline work needs it: e2fsck and resize2fs change the file under a
+    lingering device, and `mount -o loop` takes such a device again (libmount reuses a
+    device bound to the same file), with its old size and cached blocks."""
+    deadline = time.monotonic() + DETACH_WAIT
+    while devices := _loop_devices(image):
+        if time.monotonic() > deadline:
+            raise VolumeImageError(
+                f"volume {volume} is in use: its loop device {devices[0]} is still open, "
+                "so its disk limit cannot change now (try again when the server is stopped)"
+            )
+        time.sleep(0.05)
 
 
 def _rounded(size: int) -> int:
@@ -210,8 +235,10 @@ class VolumeImages:
             _run("losetup", "-c", device)
             try:
                 _run("resize2fs", device)
-            except VolumeImageError:
-                return False  # no CAP_SYS_RESOURCE (EPERM): offline, if the mount is free
+            except VolumeImageError as exc:
+                # No CAP_SYS_RESOURCE (EPERM): offline, if the mount is free.
+                log.info("volume_grow_offline", device=device, reason=str(exc))
+                return False
             if limit_bytes(data_dir) > before:
                 return True
             # resize2fs found nothing to do: the loop device had not taken the file's
@@ -239,6 +266,7 @@ class VolumeImages:
                     "is stopped (this host does not allow resizing a mounted filesystem)"
                 ) from exc
         try:
+            _wait_detached(volume, image)
             _run("e2fsck", "-f", "-p", str(image), fine=(0, 1))  # 1: errors corrected
             _run("resize2fs", str(image), f"{size // 1024}K")
             with open(image, "r+b") as sparse:

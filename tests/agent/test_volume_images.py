@@ -6,11 +6,14 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
+from agent.fleet import volume_images
 from agent.fleet.data_dir import ServerVolumes, mount_options
+from agent.fleet.mounts import mount_source
 from agent.fleet.volume_images import (
     DiskLimitTooLow,
     VolumeImages,
@@ -79,6 +82,62 @@ def test_resize_up_keeps_files_lowering_below_use_is_refused(tmp_path: Path) -> 
     assert volumes.images.image("vol1").stat().st_size == 32 * MIB
     with pytest.raises(DiskLimitTooLow):
         volumes.images.resize("vol1", data_dir, 4 * MIB)
+
+
+def _held_open(data_dir: Path) -> int:
+    """An fd on the volume's loop device, as udev's probe holds one after an unmount
+    (the device stays bound to the image until the last opener closes it)."""
+    device = mount_source(data_dir)
+    assert device is not None
+    assert device.startswith("/dev/loop")
+    return os.open(device, os.O_RDONLY)
+
+
+def _offline_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ServerVolumes, Path, int]:
+    """A 16 MiB volume holding kept.txt that grows offline, as on a host that withholds
+    CAP_SYS_RESOURCE; its data directory and limit."""
+    volumes = ServerVolumes(tmp_path, container_user=(988, 988))
+    volumes.prepare(_spec(16 * MIB))
+    data_dir = volumes.path("vol1")
+    (data_dir / "kept.txt").write_text("kept")
+    monkeypatch.setattr(VolumeImages, "_grow_online", lambda _self, _data_dir: False)
+    return volumes, data_dir, limit_bytes(data_dir)
+
+
+def test_an_offline_grow_waits_for_the_old_loop_device_to_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volumes, data_dir, before = _offline_volume(tmp_path, monkeypatch)
+    closer = threading.Timer(0.5, os.close, (_held_open(data_dir),))
+    closer.start()
+    try:
+        volumes.ready(_spec(32 * MIB))
+    finally:
+        closer.join()
+    # Mounted while the old device lingered, the volume would keep its 16 MiB.
+    assert limit_bytes(data_dir) > before + 14 * MIB
+    assert (data_dir / "kept.txt").read_text() == "kept"
+
+
+def test_an_offline_grow_is_refused_while_the_loop_device_stays_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volumes, data_dir, before = _offline_volume(tmp_path, monkeypatch)
+    monkeypatch.setattr(volume_images, "DETACH_WAIT", 0.3)
+    holder = _held_open(data_dir)
+    try:
+        with pytest.raises(InvalidSpec, match="is still open"):
+            volumes.ready(_spec(32 * MIB))
+    finally:
+        os.close(holder)
+    # Nothing changed: the same limit, the image's size its record, the files there.
+    assert limit_bytes(data_dir) == before
+    assert volumes.images.image("vol1").stat().st_size == 16 * MIB
+    assert (data_dir / "kept.txt").read_text() == "kept"
+    volumes.ready(_spec(32 * MIB))
+    assert limit_bytes(data_dir) > before + 14 * MIB
 
 
 def test_images_are_mounted_again_at_restart_and_released_with_the_data(
