@@ -21,6 +21,7 @@ import aiohttp
 
 from agent.ingress.caddy_config import CaddySettings, caddy_config
 from agent.ingress.local_upstreams import PublishedPort, direct_dials
+from agent.ingress.port_sharing import others_listening
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 
@@ -193,6 +194,7 @@ class CaddyProxy:
         self.routes_version = 0
         try:
             await self._wait_admin()
+            await self._check_alone(self.process.pid)
             self.ready.set()
             log.info("ingress_caddy_started", pid=self.process.pid)
             code = await self.process.wait()
@@ -216,6 +218,24 @@ class CaddyProxy:
                         return
             await asyncio.sleep(0.05)
         raise IngressUnavailable("caddy's admin API did not answer")
+
+    async def _check_alone(self, pid: int) -> None:
+        """IngressUnavailable when another process listens on our ports beside Caddy
+        (agent/ingress/port_sharing.py); seen twice, as a socket that closes between
+        reading the listeners and Caddy's sockets would look like another's."""
+        ports = (self.settings.http_port, self.settings.https_port)
+        for look in range(2):
+            others = await asyncio.to_thread(others_listening, pid, self.settings.bind_host, ports)
+            if not others:
+                return
+            if look == 0:
+                await asyncio.sleep(0.2)
+        log.error("ingress_ports_shared", listeners=others, ports=list(ports))
+        raise IngressUnavailable(
+            f"another process also listens on {', '.join(others)}: Caddy would share "
+            "its connections with it (stop it, e.g. the host's caddy.service, or give "
+            "the ingress other ports)"
+        )
 
     async def _stop(self) -> None:
         process, self.process = self.process, None
