@@ -25,6 +25,7 @@ import grpc
 import grpc.aio
 
 from agent.fleet.hub import WatchHub
+from agent.rpc.heartbeat import ShownServers
 from common.ports import pick_ports
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
@@ -85,8 +86,9 @@ class SimNode:
             uptime_ms=_now_ms() - self.started_ms,
         )
 
-    def heartbeat(self) -> pb.WatchEvent:
-        """One heartbeat as the real agent builds it (agent/rpc/servicer.py)."""
+    def heartbeat(self, shown: ShownServers) -> pb.WatchEvent:
+        """One heartbeat as the real agent builds it (agent/rpc/servicer.py); the
+        statuses here change in place, so their bytes are what `shown` compares."""
         now = _now_ms()
         stats = [
             pb.ServerStats(
@@ -102,9 +104,12 @@ class SimNode:
             for server_id, server in self.servers.items()
             if server.status.state == pb.SERVER_STATE_RUNNING
         ]
+        statuses = [s.status for s in self.servers.values()]
+        unchanged = shown.unchanged([s.SerializeToString(deterministic=True) for s in statuses])
         beat = pb.Heartbeat(
             host=self.host_stats(),
-            servers=[s.status for s in self.servers.values()],
+            servers=[] if unchanged else statuses,
+            servers_unchanged=unchanged,
             stats=stats,
         )
         return self.hub.stamp(pb.WatchEvent(heartbeat=beat))
@@ -330,13 +335,14 @@ class SimAgentService(pb_grpc.AgentServicer):
         loop = asyncio.get_running_loop()
         queue = node.hub.subscribe()
         self.fleet.streams[id(queue)] = (node, queue)
+        shown = ShownServers(omit_unchanged=request.omit_unchanged_servers)
         try:
-            yield node.heartbeat()
+            yield node.heartbeat(shown)
             next_beat = loop.time() + interval
             while not node.silent:
                 remaining = next_beat - loop.time()
                 if remaining <= 0:
-                    yield node.heartbeat()
+                    yield node.heartbeat(shown)
                     next_beat = max(next_beat + interval, loop.time() + interval / 2)
                     continue
                 try:

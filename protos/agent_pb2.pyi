@@ -1421,16 +1421,22 @@ class WatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    OMIT_UNCHANGED_SERVERS_FIELD_NUMBER: _builtins.int
     heartbeat_interval_ms: _builtins.int
     """default 1000, minimum 100"""
+    omit_unchanged_servers: _builtins.bool
+    """Leave `servers` out of a heartbeat when no server's status changed since the
+    previous heartbeat of this stream (it then sets `servers_unchanged`).
+    """
     def __init__(
         self,
         *,
         heartbeat_interval_ms: _builtins.int = ...,
+        omit_unchanged_servers: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "omit_unchanged_servers", b"omit_unchanged_servers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1444,8 +1450,14 @@ class Heartbeat(_message.Message):
     SERVERS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
     ROUTES_VERSION_FIELD_NUMBER: _builtins.int
+    SERVERS_UNCHANGED_FIELD_NUMBER: _builtins.int
     routes_version: _builtins.int
     """ingress nodes: the RouteTable version being served"""
+    servers_unchanged: _builtins.bool
+    """`servers` left out: every status is as in the previous heartbeat of this stream
+    (only with WatchRequest.omit_unchanged_servers; never on a stream's first
+    heartbeat, nor on more than 29 in a row).
+    """
     @_builtins.property
     def host(self) -> Global___HostStats: ...
     @_builtins.property
@@ -1459,10 +1471,11 @@ class Heartbeat(_message.Message):
         servers: _abc.Iterable[Global___ServerStatus] | None = ...,
         stats: _abc.Iterable[Global___ServerStats] | None = ...,
         routes_version: _builtins.int = ...,
+        servers_unchanged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["host", b"host"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "routes_version", b"routes_version", "servers", b"servers", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "routes_version", b"routes_version", "servers", b"servers", "servers_unchanged", b"servers_unchanged", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

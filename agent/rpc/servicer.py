@@ -24,6 +24,7 @@ from agent.fleet.supervisor import Supervisor
 from agent.fleet.volume_deletion import VolumeInUse, delete_volume
 from agent.ingress.caddy import CaddyProxy, IngressUnavailable
 from agent.rpc import convert
+from agent.rpc.heartbeat import ShownServers
 from agent.rpc.volume_sending import TransferFailed, VolumeBusy, send_volume
 from agent.runtime import (
     AlreadyExists,
@@ -231,13 +232,14 @@ class AgentService(pb_grpc.AgentServicer):
         interval = max(request.heartbeat_interval_ms or 1000, 100) / 1000
         loop = asyncio.get_running_loop()
         queue = self.hub.subscribe()
+        beats = ShownServers(omit_unchanged=request.omit_unchanged_servers)
         try:
-            yield await self._heartbeat(interval)
+            yield await self._heartbeat(interval, beats)
             next_beat = loop.time() + interval
             while True:
                 remaining = next_beat - loop.time()
                 if remaining <= 0:
-                    yield await self._heartbeat(interval)
+                    yield await self._heartbeat(interval, beats)
                     next_beat = max(next_beat + interval, loop.time() + interval / 2)
                     continue
                 try:
@@ -332,7 +334,7 @@ class AgentService(pb_grpc.AgentServicer):
                 raise
             yield message
 
-    async def _heartbeat(self, interval: float) -> pb.WatchEvent:
+    async def _heartbeat(self, interval: float, beats: ShownServers) -> pb.WatchEvent:
         # Half the interval: consumers at the same rate share one sample.
         event = pb.WatchEvent()
         beat = event.heartbeat  # filled in place: copying 100 servers' messages costs
@@ -340,7 +342,11 @@ class AgentService(pb_grpc.AgentServicer):
         # After the containers: their sample's worker call refreshed the host's too
         # (StatsSampler.run_alongside), so this one usually takes no thread hop.
         convert.host_stats(await self.host.latest(interval / 2), beat.host)
-        beat.servers.extend(self.supervisor.statuses())
+        statuses = self.supervisor.statuses()
+        if beats.unchanged(statuses):
+            beat.servers_unchanged = True
+        else:
+            beat.servers.extend(statuses)
         beat.routes_version = 0 if self.ingress is None else self.ingress.routes_version
         return self.hub.stamp(event)
 

@@ -290,7 +290,9 @@ class GrpcAgentClient:
             yield progress
 
     async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
-        request = pb.WatchRequest(heartbeat_interval_ms=heartbeat_interval_ms)
+        request = pb.WatchRequest(
+            heartbeat_interval_ms=heartbeat_interval_ms, omit_unchanged_servers=True
+        )
         async for event in self._streamed("Watch", request):
             yield event
 

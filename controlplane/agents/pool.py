@@ -103,6 +103,9 @@ class _Connection:
         self.client = client
         self.observation = NodeObservation()
         self.digest: tuple[tuple[object, ...], ...] = ()
+        # The servers as this stream last showed them (its heartbeats and lifecycle
+        # events), kept while the node is down: a heartbeat may say "unchanged".
+        self.servers: dict[str, pb.ServerStatus] | None = None
         self.task: asyncio.Task[None] | None = None
 
 
@@ -226,6 +229,7 @@ class AgentPool:
         while True:
             try:
                 connection.observation.info = await connection.client.get_node_info()
+                connection.servers = None  # a new stream shows them afresh
                 async for event in connection.client.watch(self.heartbeat_interval_ms):
                     delay = initial
                     self._on_event(connection, event)
@@ -247,24 +251,32 @@ class AgentPool:
             observation.host = beat.host
             observation.last_heartbeat = now
             observation.routes_version = beat.routes_version
-            observation.servers = {s.id: s for s in beat.servers}
             observation.stats = {s.id: s for s in beat.stats}
-            digest = _digest(beat.servers)
+            if not beat.servers_unchanged:
+                connection.servers = {s.id: s for s in beat.servers}
+                digest = _digest(beat.servers)
+            elif connection.servers is None:
+                return  # "unchanged" from nothing shown: never sent by a sound agent
+            elif connection.digest:
+                digest = connection.digest  # no change: no digest to take again
+            else:
+                digest = _digest(connection.servers.values())  # back from down
+            observation.servers = connection.servers
             if digest != connection.digest:
                 connection.digest = digest
                 self._emit(NodeSignal(node_id, "changed"))
         elif which == "lifecycle":
             lifecycle = event.lifecycle
-            if observation.servers is not None:
+            if connection.servers is not None:
                 gone = lifecycle.kind == pb.LIFECYCLE_KIND_REMOVED or (
                     # A failed pull of a new server leaves nothing behind.
                     lifecycle.kind == pb.LIFECYCLE_KIND_PULL_FAILED
                     and not lifecycle.status.container_id
                 )
                 if gone:
-                    observation.servers.pop(lifecycle.server_id, None)
+                    connection.servers.pop(lifecycle.server_id, None)
                 elif lifecycle.status.id:
-                    observation.servers[lifecycle.server_id] = lifecycle.status
+                    connection.servers[lifecycle.server_id] = lifecycle.status
             self._emit(NodeSignal(node_id, "lifecycle", lifecycle))
 
     def _transition(self, transition: Transition) -> None:

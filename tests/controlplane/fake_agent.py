@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 
+from agent.rpc.heartbeat import ShownServers
 from controlplane.agents.client import AgentClient, AgentError
 from controlplane.agents.pool import NodeEndpoint
 from protos import agent_pb2 as pb
@@ -226,17 +227,23 @@ class FakeAgent:
         self._record("Watch")
         interval = max(heartbeat_interval_ms, 10) / 1000
         seq = 0
+        # As the agent does for the control plane's Watch (omit_unchanged_servers);
+        # statuses here change in place, so their bytes are what was shown.
+        shown = ShownServers(omit_unchanged=True)
         while True:
             if self.silent:
                 await asyncio.sleep(interval)  # a lost node: the stream says nothing
                 continue
             seq += 1
             self._changed.clear()
+            statuses = [s.status for s in self.servers.values()]
+            unchanged = shown.unchanged([s.SerializeToString(deterministic=True) for s in statuses])
             yield pb.WatchEvent(
                 time_ms=_now_ms(),
                 seq=seq,
                 heartbeat=pb.Heartbeat(
-                    servers=[s.status for s in self.servers.values()],
+                    servers=[] if unchanged else statuses,
+                    servers_unchanged=unchanged,
                     routes_version=self.routes_version,
                 ),
             )

@@ -5,6 +5,7 @@ fails here, not silently in the scenarios built on it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -96,6 +97,30 @@ async def test_the_watch_stream_opens_with_a_heartbeat_of_every_server(
                 ids = {s.id for s in event.heartbeat.servers}
                 assert server.id in ids
                 break
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_heartbeats_leave_out_servers_until_one_changes(client: AgentClient) -> None:
+    server = (await client.create_server(_server(), start=True)).spec
+    events = client.watch(100)
+    stopped = False
+    try:
+        async with asyncio.timeout(20):
+            async for event in events:
+                if event.WhichOneof("event") != "heartbeat":
+                    continue
+                beat = event.heartbeat
+                if beat.servers_unchanged:
+                    assert not beat.servers
+                    if not stopped:
+                        await client.stop_server(server.id)
+                        stopped = True
+                    continue
+                shown = {s.id: s.state for s in beat.servers}
+                assert server.id in shown  # the stream's first heartbeat shows them
+                if stopped and shown[server.id] == pb.SERVER_STATE_OFFLINE:
+                    break
     finally:
         await events.aclose()  # type: ignore[attr-defined]
 

@@ -12,6 +12,7 @@ from controlplane.agents import (
     AgentPool,
     NodeEndpoint,
     NodeLiveness,
+    NodeObservation,
     NodeSignal,
     Transition,
 )
@@ -182,6 +183,17 @@ async def test_pool_records_heartbeats_and_reconnects() -> None:
         await pool.close()
 
 
+async def _down(pool: AgentPool) -> NodeObservation:
+    """Watch node n1 until it is down; its observation."""
+    await pool.sync([NodeEndpoint("n1", "127.0.0.1:1", "secret")])
+    async with asyncio.timeout(5):
+        while pool.state("n1") != "down":
+            await asyncio.sleep(0.02)
+    observation = pool.observation("n1")
+    assert observation is not None
+    return observation
+
+
 async def test_pool_marks_a_silent_node_down() -> None:
     class Silent(FakeAgent):
         async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
@@ -193,13 +205,65 @@ async def test_pool_marks_a_silent_node_down() -> None:
     pool.add_listener(signals.append)
     await pool.start()
     try:
-        await pool.sync([NodeEndpoint("n1", "127.0.0.1:1", "secret")])
-        async with asyncio.timeout(5):
-            while pool.state("n1") != "down":
-                await asyncio.sleep(0.02)
-        observation = pool.observation("n1")
-        assert observation is not None
+        observation = await _down(pool)
         assert observation.servers is None  # nothing is known about a down node
         assert [s.kind for s in signals if s.kind in ("up", "down")] == ["up", "down"]
+    finally:
+        await pool.close()
+
+
+async def test_unchanged_heartbeats_keep_the_servers_across_lifecycle_and_down() -> None:
+    running = pb.ServerStatus(id="r1", state=pb.SERVER_STATE_RUNNING)
+    exited = pb.LifecycleEvent(
+        server_id="r1",
+        kind=pb.LIFECYCLE_KIND_EXITED,
+        status=pb.ServerStatus(id="r1", state=pb.SERVER_STATE_OFFLINE, exited=True),
+    )
+    unchanged = pb.WatchEvent(heartbeat=pb.Heartbeat(servers_unchanged=True))
+    back = asyncio.Event()
+
+    class Lapsing(FakeAgent):
+        """Shows r1, reports its exit, falls silent past the grace, then says the
+        servers are unchanged (as an agent that was stalled, not restarted)."""
+
+        async def watch(self, heartbeat_interval_ms: int) -> AsyncIterator[pb.WatchEvent]:
+            yield _heartbeat(running)
+            yield pb.WatchEvent(lifecycle=exited)
+            yield unchanged
+            await back.wait()
+            yield unchanged
+            await asyncio.sleep(3600)
+
+    signals: list[NodeSignal] = []
+    pool = AgentPool(client_factory=lambda endpoint: Lapsing([]), grace_seconds=0.2)
+    pool.add_listener(signals.append)
+    await pool.start()
+    try:
+        observation = await _down(pool)
+        assert observation.servers is None
+        back.set()
+        async with asyncio.timeout(5):
+            while observation.servers is None:
+                await asyncio.sleep(0.01)
+        # The exit the lifecycle event reported stands: "unchanged" is the stream's view.
+        assert observation.servers["r1"].state == pb.SERVER_STATE_OFFLINE
+        kinds = [s.kind for s in signals]
+        assert kinds == ["up", "changed", "lifecycle", "down", "up", "changed"]
+    finally:
+        await pool.close()
+
+
+async def test_an_unchanged_heartbeat_first_on_a_stream_shows_nothing() -> None:
+    fake = FakeAgent([pb.WatchEvent(heartbeat=pb.Heartbeat(servers_unchanged=True))])
+    pool = AgentPool(client_factory=lambda endpoint: fake, reconnect_initial=0.01)
+    await pool.start()
+    try:
+        await pool.sync([NodeEndpoint("n1", "127.0.0.1:1", "secret")])
+        async with asyncio.timeout(5):
+            while fake.watches < 2:
+                await asyncio.sleep(0.01)
+        observation = pool.observation("n1")
+        assert observation is not None
+        assert observation.servers is None  # not an empty node: nothing is known
     finally:
         await pool.close()
