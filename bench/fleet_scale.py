@@ -105,6 +105,9 @@ def serve_child(args: argparse.Namespace) -> None:
         database_url=args.database_url,
         auth_rate_limit=100_000,
         log_level=os.environ.get("BENCH_LOG_LEVEL", "warning"),
+        # PostgreSQL: every control plane's secrets come from configuration.
+        jwt_secret="bench-secret-0123456789abcdef",  # noqa: S106 (a throwaway server)
+        secrets_key="YmVuY2gtc2VjcmV0cy1rZXktMDEyMzQ1Njc4OWFiY2Q=",
     )
     configure_logging(config.log_level)
 

@@ -207,7 +207,7 @@ class StatsSampler:
     ) -> ContainerSample:
         cgroup = tracked.cgroup
         assert cgroup is not None
-        cpu_ns, cpu = cgroup.cpu_ns(), 0.0
+        (cpu_ns, memory), cpu = cgroup.read(now), 0.0
         if tracked.last_wall_ns and wall_ns > tracked.last_wall_ns:
             cpu = 100.0 * (cpu_ns - tracked.last_cpu_ns) / (wall_ns - tracked.last_wall_ns)
             if cpu < 0.0:
@@ -220,7 +220,7 @@ class StatsSampler:
         uptime = now_ms - tracked.started_at_ms if tracked.started_at_ms else 0
         return ContainerSample(
             server_id,
-            cgroup.memory_bytes(now),
+            memory,
             tracked.limit or self._host_memory,
             cpu,
             rx,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.stats.cgroup import (
+    MEMORY_IDLE_INTERVAL,
     MEMORY_STAT_INTERVAL,
     MEMORY_STAT_MOVE,
     CgroupReader,
@@ -104,4 +105,29 @@ def test_net_dev_sums_all_but_loopback(tmp_path: Path) -> None:
     write(tmp_path / "9" / "net" / "dev", NET_DEV)
     reader = NetDevReader(9, tmp_path)
     assert reader.read() == (2000, 1000)
+    reader.close()
+
+
+def test_the_usage_is_read_again_when_the_cpu_moved_or_after_its_interval(
+    tmp_path: Path,
+) -> None:
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    write(root / "cgroup.controllers", "memory\n")
+    write(proc / "7" / "cgroup", "0::/c\n")
+    write(root / "c" / "memory.current", "1000\n")
+    write(root / "c" / "memory.stat", "inactive_file 100\n")
+    write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    now = 50.0
+    reader = CgroupReader(7, root, proc)
+    assert reader.read(now) == (1000, 900)
+    write(root / "c" / "memory.current", "2000\n")  # reclaim, or an interrupt's charge
+    now += MEMORY_IDLE_INTERVAL - 1
+    assert reader.read(now) == (1000, 900)  # idle: the usage it had
+    write(root / "c" / "cpu.stat", "usage_usec 2\n")
+    assert reader.read(now) == (2000, 1900)  # it ran: read again
+    write(root / "c" / "memory.current", "3000\n")
+    now += MEMORY_IDLE_INTERVAL - 1
+    assert reader.read(now) == (2000, 1900)
+    now += 1
+    assert reader.read(now) == (2000, 2900)  # idle for the whole interval: read again
     reader.close()

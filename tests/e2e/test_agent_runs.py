@@ -112,11 +112,14 @@ async def test_sftp_moves_files_both_ways(
     port = int(node["sftp_address"].rsplit(":", 1)[1])
     login = f"admin.{server['volume_id'][:8]}"
     (tmp_path / "upload.txt").write_text("from-sftp\n")
+    [container] = labelled_containers({"encedeus.deployment": server["deployment_id"]})
+    # A file the container wrote (not left to another test: this one runs alone too).
+    written = await asyncio.to_thread(container.exec_run, ["sh", "-c", "echo hello > /data/last"])
+    assert written.exit_code == 0
     result = await run_sftp(port, login, "put upload.txt\nget last\n", password=PASSWORD,
                             cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "last").read_text() == "hello\n"
-    [container] = labelled_containers({"encedeus.deployment": server["deployment_id"]})
     exit_code, output = await asyncio.to_thread(container.exec_run, ["cat", "/data/upload.txt"])
     assert (exit_code, output) == (0, b"from-sftp\n")
 
