@@ -60,13 +60,20 @@ def test_cgroup_v2(tmp_path: Path) -> None:
     reader.close()
 
 
-def test_memory_stat_is_read_again_only_after_its_interval(tmp_path: Path) -> None:
+def _group(tmp_path: Path, usage: int) -> tuple[Path, Path]:
+    """A v2 cgroup `c` of process 7 using `usage` bytes (100 of them inactive page
+    cache) and 1 µs of CPU: the (root, proc) to read it from."""
     root, proc = tmp_path / "cgroup", tmp_path / "proc"
     write(root / "cgroup.controllers", "memory\n")
     write(proc / "7" / "cgroup", "0::/c\n")
-    write(root / "c" / "memory.current", "1000\n")
+    write(root / "c" / "memory.current", f"{usage}\n")
     write(root / "c" / "memory.stat", "inactive_file 100\n")
     write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    return root, proc
+
+
+def test_memory_stat_is_read_again_only_after_its_interval(tmp_path: Path) -> None:
+    root, proc = _group(tmp_path, 1000)
     now = [50.0]
     reader = CgroupReader(7, root, proc, clock=lambda: now[0])
     assert reader.memory_bytes() == 900
@@ -80,13 +87,8 @@ def test_memory_stat_is_read_again_only_after_its_interval(tmp_path: Path) -> No
 
 
 def test_memory_stat_is_read_again_when_the_usage_moved(tmp_path: Path) -> None:
-    root, proc = tmp_path / "cgroup", tmp_path / "proc"
-    write(root / "cgroup.controllers", "memory\n")
-    write(proc / "7" / "cgroup", "0::/c\n")
     usage = 64 * MEMORY_STAT_MOVE
-    write(root / "c" / "memory.current", f"{usage}\n")
-    write(root / "c" / "memory.stat", "inactive_file 100\n")
-    write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    root, proc = _group(tmp_path, usage)
     now = [50.0]
     reader = CgroupReader(7, root, proc, clock=lambda: now[0])
     assert reader.memory_bytes() == usage - 100
@@ -111,12 +113,7 @@ def test_net_dev_sums_all_but_loopback(tmp_path: Path) -> None:
 def test_the_usage_is_read_again_when_the_cpu_moved_or_after_its_interval(
     tmp_path: Path,
 ) -> None:
-    root, proc = tmp_path / "cgroup", tmp_path / "proc"
-    write(root / "cgroup.controllers", "memory\n")
-    write(proc / "7" / "cgroup", "0::/c\n")
-    write(root / "c" / "memory.current", "1000\n")
-    write(root / "c" / "memory.stat", "inactive_file 100\n")
-    write(root / "c" / "cpu.stat", "usage_usec 1\n")
+    root, proc = _group(tmp_path, 1000)
     now = 50.0
     reader = CgroupReader(7, root, proc)
     assert reader.read(now) == (1000, 900)
