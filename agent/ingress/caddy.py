@@ -225,7 +225,13 @@ class CaddyProxy:
         reading the listeners and Caddy's sockets would look like another's."""
         ports = (self.settings.http_port, self.settings.https_port)
         for look in range(2):
-            others = await asyncio.to_thread(others_listening, pid, self.settings.bind_host, ports)
+            try:
+                others = await asyncio.to_thread(
+                    others_listening, pid, self.settings.bind_host, ports
+                )
+            except OSError as exc:  # Caddy gone meanwhile (its exit is seen next)
+                log.warning("ingress_ports_unchecked", error=str(exc))
+                return
             if not others:
                 return
             if look == 0:

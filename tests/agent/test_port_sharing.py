@@ -117,3 +117,10 @@ async def test_a_second_caddy_on_the_same_port_does_not_become_ready(tmp_path: P
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+
+async def test_a_caddy_gone_before_the_look_is_no_error(tmp_path: Path) -> None:
+    proxy, _ = _proxy(tmp_path)
+    done = await asyncio.create_subprocess_exec("true")
+    await done.wait()
+    await proxy._check_alone(done.pid)  # its exit is the run loop's to see, not a crash
