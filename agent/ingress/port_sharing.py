@@ -4,8 +4,9 @@ Caddy sets SO_REUSEPORT on its listeners (to keep them across config reloads), s
 second process that does the same as the same user, such as the host's own
 `caddy.service` that Debian's package starts on port 80, binds the same port without
 an error, and the kernel then hands each new connection to one of them at random.
-The agent looks for such listeners once its Caddy is up (and again while it runs) and
-refuses to serve beside them. Blocking (reads /proc): call it from a worker thread.
+The agent looks for such listeners each time its Caddy comes up and refuses to serve
+beside them (one that binds later is not looked for). Blocking (reads /proc): call it
+from a worker thread.
 """
 
 from __future__ import annotations
