@@ -7,6 +7,7 @@ loop (agent/runtime/docker_attach.py), which feeds each chunk in the turn that r
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,11 @@ class ConsoleLine(NamedTuple):
     time_ms: int
     stream: str
     text: str
+
+
+# ConsoleLine((time_ms, stream, text)) as a C call: what the NamedTuple's generated
+# __new__ does, without that Python frame.
+_new_line = functools.partial(tuple.__new__, ConsoleLine)
 
 
 class ConsoleHistory:
@@ -55,9 +61,16 @@ class ConsoleHistory:
         if not buffer and data.endswith(b"\n"):
             # Whole lines and nothing pending (the usual chunk): split once. A newline
             # byte never occurs inside a UTF-8 sequence, so decoding the chunk and then
-            # splitting gives what decoding each line does.
+            # splitting gives what decoding each line does. What _append does, inline,
+            # and each line made without the NamedTuple's Python-level __new__: this
+            # runs once per console line (docs/performance.md, "Console latency").
             for text in data[:-1].decode("utf-8", "replace").split("\n"):
-                self._append(ConsoleLine(now, stream, text.rstrip("\r")))
+                line = _new_line((now, stream, text.rstrip("\r")))
+                self._lines.append(line)
+                for listener in tuple(self._line_listeners):
+                    listener(line)
+                if self._followers:
+                    self._to_followers(line)
             return
         if buffer is None:
             buffer = self._partial[stream] = bytearray()
@@ -108,6 +121,9 @@ class ConsoleHistory:
         self._lines.append(line)
         for listener in tuple(self._line_listeners):  # one may stop listening meanwhile
             listener(line)
+        self._to_followers(line)
+
+    def _to_followers(self, line: ConsoleLine) -> None:
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOWER_QUEUE:
                 self._release(queue)  # too slow: cut it off rather than buffer without bound

@@ -22,7 +22,6 @@ from agent.console.history import ConsoleHistory
 from agent.fleet.data_dir import ServerVolumes
 from agent.fleet.server import ManagedServer
 from agent.runtime import ContainerRuntime, ContainerRuntimeError, ContainerSpec, NotFound
-from agent.runtime.types import OutputChunk
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 
@@ -165,8 +164,8 @@ class ServerInstaller:
         info = await self.runtime.create(self.container_spec(spec))
         ended = asyncio.Event()
 
-        def on_output(chunk: OutputChunk) -> None:
-            history.feed("install", chunk.data)
+        def on_output(stream: str, data: bytes) -> None:
+            history.feed("install", data)
 
         attachment = await self.runtime.attach(info.id, on_output, ended.set)
         try:

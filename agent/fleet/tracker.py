@@ -26,7 +26,6 @@ from agent.runtime import (
     ContainerRuntimeError,
     NotFound,
     NotRunning,
-    OutputChunk,
 )
 from agent.stats.sampler import StatsSampler
 from common.logging import get_logger
@@ -246,12 +245,10 @@ class ServerTracker:
     async def ensure_attached(self, server: ManagedServer) -> None:
         if server.attachment is not None and not server.attachment.closed:
             return
-        history = server.history
-
-        def on_output(chunk: OutputChunk) -> None:
-            history.feed(chunk.stream, chunk.data)  # on the loop, in the turn that read it
-
-        server.attachment = await self.runtime.attach(server.container_id, on_output, history.end)
+        history = server.history  # fed on the loop, in the turn that read the output
+        server.attachment = await self.runtime.attach(
+            server.container_id, history.feed, history.end
+        )
 
     def _track_stats(self, server: ManagedServer) -> None:
         info = server.info

@@ -19,6 +19,7 @@ from agent.runtime.types import (
     InvalidSpec,
     NotFound,
     NotRunning,
+    OnOutput,
     OutputChunk,
     PortSpec,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidSpec",
     "NotFound",
     "NotRunning",
+    "OnOutput",
     "OutputChunk",
     "PortSpec",
 ]

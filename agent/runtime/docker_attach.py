@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from agent.runtime.docker_wire import split_frames
-from agent.runtime.types import ContainerRuntimeError, NotRunning, OutputChunk
+from agent.runtime.types import ContainerRuntimeError, NotRunning, OnOutput
 from common.logging import get_logger
 
 log = get_logger(__name__)
@@ -26,9 +26,7 @@ class DockerAttachment(asyncio.Protocol):
     """One attach socket (see the Protocol :class:`AttachedStreams` for contracts).
     Open it with :meth:`open`; its callbacks run on the event loop's thread."""
 
-    def __init__(
-        self, raw: Any, on_output: Callable[[OutputChunk], None], on_end: Callable[[], None]
-    ) -> None:
+    def __init__(self, raw: Any, on_output: OnOutput, on_end: Callable[[], None]) -> None:
         self._raw = raw  # keeps the HTTP response that owns the socket alive
         self._on_output, self._on_end = on_output, on_end
         self._buffer = bytearray()
@@ -39,7 +37,7 @@ class DockerAttachment(asyncio.Protocol):
 
     @classmethod
     async def open(
-        cls, raw: Any, on_output: Callable[[OutputChunk], None], on_end: Callable[[], None]
+        cls, raw: Any, on_output: OnOutput, on_end: Callable[[], None]
     ) -> DockerAttachment:
         attachment = cls(raw, on_output, on_end)
         sock = cast(socket.socket, getattr(raw, "_sock", raw))
@@ -58,11 +56,12 @@ class DockerAttachment(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        for chunk in split_frames(self._buffer):
+        while True:
             try:
-                self._on_output(chunk)
-            except Exception:  # a consumer's bug must not cut the container's output
-                log.exception("attach_output_failed")
+                split_frames(self._buffer, self._on_output)
+                return
+            except Exception:  # a consumer's bug must not cut the container's output:
+                log.exception("attach_output_failed")  # that chunk is lost, on with the rest
 
     def eof_received(self) -> bool:
         return False  # the engine closed the streams: close our side too

@@ -36,6 +36,7 @@ from agent.runtime.types import (
     ImageNotFound,
     InvalidSpec,
     NotFound,
+    OnOutput,
     OutputChunk,
 )
 from common.image_reference import ImageReference
@@ -274,12 +275,14 @@ class DockerRuntime:
             return bytes(response.content)
 
         buffer = bytearray(await self._call(fetch, what=container_id))
-        return list(split_frames(buffer))
+        chunks: list[OutputChunk] = []
+        split_frames(buffer, lambda stream, data: chunks.append(OutputChunk(stream, data)))
+        return chunks
 
     async def attach(
         self,
         container_id: str,
-        on_output: Callable[[OutputChunk], None],
+        on_output: OnOutput,
         on_end: Callable[[], None],
     ) -> DockerAttachment:
         params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,7 +28,6 @@ from agent.runtime.types import (
     InvalidSpec,
     NotFound,
     NotRunning,
-    OutputChunk,
 )
 from common.logging import get_logger
 
@@ -56,15 +55,21 @@ def parse_docker_time(value: str | None) -> int:
     return int(stamp.timestamp() * 1000) + int(fraction) // 1000
 
 
-def split_frames(buffer: bytearray) -> Iterator[OutputChunk]:
-    """Consume complete multiplexed frames (8-byte header) from the front of `buffer`."""
+_FRAME_HEADER = struct.Struct(">BxxxL")  # stream id, 3 bytes of padding, payload size
+
+
+def split_frames(buffer: bytearray, deliver: Callable[[str, bytes], None]) -> None:
+    """Hand each complete multiplexed frame (8-byte header) at the front of `buffer` to
+    `deliver(stream, data)`, taking it out of the buffer first; a partial frame stays.
+    (No generator and no object per frame: this runs once per console line.)"""
     while len(buffer) >= 8:
-        stream_id, size = struct.unpack_from(">BxxxL", buffer)
-        if len(buffer) < 8 + size:
+        stream_id, size = _FRAME_HEADER.unpack_from(buffer)
+        end = 8 + size
+        if len(buffer) < end:
             return
-        data = bytes(buffer[8 : 8 + size])
-        del buffer[: 8 + size]
-        yield OutputChunk(stream=_STREAMS.get(stream_id, "stdout"), data=data)
+        data = bytes(buffer[8:end])
+        del buffer[:end]
+        deliver(_STREAMS.get(stream_id, "stdout"), data)
 
 
 def container_info(attrs: dict[str, Any]) -> ContainerInfo:

@@ -12,6 +12,7 @@ from agent.runtime.types import (
     ContainerSpec,
     IdMapping,
     ImageInfo,
+    OnOutput,
     OutputChunk,
 )
 from common.image_reference import ImageReference
@@ -166,10 +167,11 @@ class ContainerRuntime(Protocol):
     async def attach(
         self,
         container_id: str,
-        on_output: Callable[[OutputChunk], None],
+        on_output: OnOutput,
         on_end: Callable[[], None],
     ) -> AttachedStreams:
-        """Attach to stdin/stdout/stderr (works before start: nothing is missed)."""
+        """Attach to stdin/stdout/stderr (works before start: nothing is missed);
+        `on_output(stream, data)` runs on the loop for each chunk of output."""
 
     def subscribe(
         self, labels: Mapping[str, str], on_event: Callable[[ContainerEvent], None]

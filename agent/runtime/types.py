@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -137,6 +138,12 @@ class ContainerEvent:
     labels: dict[str, str]
     time_ns: int
     exit_code: int | None = None
+
+
+#: Called with (stream, data) for the raw bytes a container wrote to "stdout" or
+#: "stderr", on the event loop's thread (two arguments, not an OutputChunk: a console
+#: line's hot path makes no object it does not need).
+OnOutput = Callable[[str, bytes], None]
 
 
 class OutputChunk(NamedTuple):

@@ -16,8 +16,7 @@ import os
 import socket
 import ssl
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -35,9 +34,10 @@ class WebSocketError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One whole message: `text` for a text message, else `data`."""
+class Message(NamedTuple):
+    """One whole message: `text` for a text message, else `data` (a NamedTuple: made
+    once per message on a console's hot path, where a frozen dataclass's __init__
+    sets each field through object.__setattr__)."""
 
     opcode: int
     data: bytes
@@ -47,7 +47,7 @@ class Message:
         return self.data.decode()
 
     def json(self) -> Any:
-        return json.loads(self.data)
+        return json.loads(self.data.decode())  # text frames are UTF-8 (RFC 6455 5.6)
 
 
 def accept_key(key: str) -> str:
@@ -113,7 +113,8 @@ class WebSocket:
         except OSError as exc:
             raise WebSocketError(f"connection lost: {exc}") from exc
 
-    def _read_exact(self, size: int) -> bytes:
+    def _fill(self, size: int) -> None:
+        """Read until the buffer holds at least `size` bytes."""
         while len(self._buffer) < size:
             try:
                 chunk = self.sock.recv(65536)
@@ -122,30 +123,39 @@ class WebSocket:
             if not chunk:
                 raise WebSocketError("connection closed without a close frame")
             self._buffer += chunk
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
 
     def _read_frame(self) -> tuple[bool, int, bytes]:
-        first, second = self._read_exact(2)
+        # One header parse and one slice per frame, the buffer read in place: a
+        # console line is a small frame, often the only one a read returns.
+        buffer = self._buffer
+        if len(buffer) < 2:
+            self._fill(2)
+        first, second = buffer[0], buffer[1]
         if first & 0x70:
             raise WebSocketError("a frame uses an extension that was not negotiated")
         if second & 0x80:
             raise WebSocketError("a server must not mask its frames")
-        size = second & 0x7F
-        if size == 126:
-            (size,) = struct.unpack(">H", self._read_exact(2))
-        elif size == 127:
-            (size,) = struct.unpack(">Q", self._read_exact(8))
-        if size > MAX_MESSAGE_BYTES:
-            raise WebSocketError(f"a frame of {size} bytes is over the limit")
-        return bool(first & 0x80), first & 0x0F, self._read_exact(size)
+        size, start = second & 0x7F, 2
+        if size >= 126:
+            start = 4 if size == 126 else 10
+            self._fill(start)
+            size = int.from_bytes(buffer[2:start], "big")
+            if size > MAX_MESSAGE_BYTES:
+                raise WebSocketError(f"a frame of {size} bytes is over the limit")
+        end = start + size
+        if len(buffer) < end:
+            self._fill(end)
+        payload = bytes(buffer[start:end])
+        del buffer[:end]
+        return bool(first & 0x80), first & 0x0F, payload
 
     def receive(self) -> Message | None:
         """The next whole text or binary message; None once the peer has closed."""
         opcode, parts, total = 0, list[bytes](), 0
         while not self.closed:
             fin, frame_opcode, payload = self._read_frame()
+            if fin and frame_opcode in (TEXT, BINARY) and not opcode:
+                return Message(frame_opcode, payload)  # the usual case: one whole frame
             if frame_opcode >= CLOSE:
                 self._control(frame_opcode, fin, payload)
                 continue

@@ -33,6 +33,7 @@ from agent.runtime.types import (
     ImageNotFound,
     NotFound,
     NotRunning,
+    OnOutput,
     OutputChunk,
 )
 from common.image_reference import ImageReference
@@ -215,7 +216,7 @@ class FakeContainerRuntime:
     async def attach(
         self,
         container_id: str,
-        on_output: Callable[[OutputChunk], None],
+        on_output: OnOutput,
         on_end: Callable[[], None],
     ) -> AttachedStreams:
         info = self._find(container_id)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.runtime.docker_runtime import DockerRuntime
-from agent.runtime.types import ContainerSpec, NotRunning, OutputChunk
+from agent.runtime.types import ContainerSpec, NotRunning
 from tests.agent.conftest import SESSION, SESSION_LABEL
 from tests.conftest import TEST_IMAGE
 from tests.docker_support import remove_labelled_containers
@@ -53,8 +53,8 @@ async def test_output_reaches_the_callback_on_the_loop_thread(
     seen: list[tuple[str, bytes, bool]] = []
     ended, got_two = asyncio.Event(), asyncio.Event()
 
-    def on_output(chunk: OutputChunk) -> None:
-        seen.append((chunk.stream, chunk.data, threading.get_ident() == loop_thread))
+    def on_output(stream: str, data: bytes) -> None:
+        seen.append((stream, data, threading.get_ident() == loop_thread))
         if b"out two" in b"".join(data for _, data, _ in seen):
             got_two.set()
 
@@ -91,10 +91,10 @@ async def test_a_callback_that_raises_does_not_cut_the_output(
     info = await docker.create(_echo(run_id))
     seen, got_two = bytearray(), asyncio.Event()
 
-    def on_output(chunk: OutputChunk) -> None:
-        if chunk.stream != "stdout":
+    def on_output(stream: str, data: bytes) -> None:
+        if stream != "stdout":
             return
-        seen.extend(chunk.data)
+        seen.extend(data)
         if b"out two" in seen:
             got_two.set()
         raise RuntimeError("a consumer's bug")  # logged; the output goes on

@@ -5,13 +5,13 @@ output frame (agent/ws/console.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
 from agent.console.history import ConsoleHistory, ConsoleLine
 from agent.runtime.docker_attach import DockerAttachment
-from agent.runtime.types import OutputChunk
-from agent.ws.console import frame, line_frame
+from agent.ws.console import frame, line_frame, line_wire
 from common.websocket_frames import text_frame
 
 OUTPUT = (
@@ -52,6 +52,7 @@ def test_a_whole_line_after_a_partial_one_completes_it() -> None:
         "tab\tand\x01\x7f",
         "ünïcödé ✓ 🎮",
         "</script>",
+        "a line longer than a 7-bit frame length " * 3,
     ],
 )
 @pytest.mark.parametrize(
@@ -61,6 +62,7 @@ def test_the_line_frame_is_the_generic_frame(text: str, stream: str, event: str)
     made = line_frame(ConsoleLine(0, stream, text))
     assert made == frame(event, text)
     assert json.loads(made) == {"event": event, "args": [text]}
+    assert line_wire(ConsoleLine(0, stream, text)) == text_frame(made.encode())
 
 
 @pytest.mark.parametrize(
@@ -82,13 +84,30 @@ def _frame(stream: int, data: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
+def _appender(got: list[tuple[str, bytes]]) -> Callable[[str, bytes], None]:
+    return lambda stream, data: got.append((stream, data))
+
+
 def test_attach_reads_give_the_same_chunks_however_the_frames_arrive() -> None:
     frames = [_frame(1, b"one\n"), _frame(2, b"err\n"), _frame(1, b""), _frame(1, b"two\n")]
     wire = b"".join(frames)
     expected = [("stdout", b"one\n"), ("stderr", b"err\n"), ("stdout", b""), ("stdout", b"two\n")]
     for reads in (frames, [wire], [wire[i : i + 1] for i in range(len(wire))]):
-        got: list[OutputChunk] = []
-        attachment = DockerAttachment(None, got.append, lambda: None)
+        got: list[tuple[str, bytes]] = []
+        attachment = DockerAttachment(None, _appender(got), lambda: None)
         for data in reads:
             attachment.data_received(data)
-        assert [(chunk.stream, chunk.data) for chunk in got] == expected
+        assert got == expected
+
+
+def test_a_consumer_that_fails_on_one_chunk_gets_the_rest_of_that_read() -> None:
+    got: list[bytes] = []
+
+    def consume(stream: str, data: bytes) -> None:
+        if stream == "stderr":
+            raise RuntimeError("a consumer's bug")
+        got.append(data)
+
+    attachment = DockerAttachment(None, consume, lambda: None)
+    attachment.data_received(_frame(1, b"one\n") + _frame(2, b"err\n") + _frame(1, b"two\n"))
+    assert got == [b"one\n", b"two\n"]

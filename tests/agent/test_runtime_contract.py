@@ -119,7 +119,7 @@ async def _kill_and_follow(
 ) -> None:
     info = await runtime.create(_spec(run_id))
     ended = asyncio.Event()
-    attachment = await runtime.attach(info.id, lambda _chunk: None, ended.set)
+    attachment = await runtime.attach(info.id, lambda _stream, _data: None, ended.set)
     await runtime.start(info.id)
     assert (await _next(events, "start")).container_id == info.id
     await runtime.signal(info.id, "SIGKILL")

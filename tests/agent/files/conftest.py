@@ -101,6 +101,13 @@ async def streamed(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]
         yield data[start : start + chunk]
 
 
+def agent_state_files(data_dir: Path) -> set[str]:
+    """What the agent writes outside servers' directories on its own meanwhile: the
+    image collector's state, at start whenever its first pass ends (tests that check
+    nothing was written outside a server leave these out)."""
+    return {str(data_dir / "image-usage.json"), str(data_dir / "image-usage.tmp")}
+
+
 def make_server_dir(data_dir: Path, server_id: str) -> Path:
     path = data_dir / "volumes" / server_id
     path.mkdir(parents=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.files.archives import ExtractLimits, safe_member_name
-from tests.agent.files.conftest import FileAgent, file_api_alone
+from tests.agent.files.conftest import FileAgent, agent_state_files, file_api_alone
 from tests.agent.sftp.test_escape import _snapshot, _tree_listing
 
 
@@ -78,7 +78,9 @@ async def test_tar_attacks_write_nothing_outside(file_agent: FileAgent) -> None:
     assert (root / "x" / "passwd").stat().st_nlink == 1
     assert _snapshot(sentinels) == before
     assert not Path(absolute).exists()
-    new = _tree_listing(file_agent.data_dir.parent) - listing
+    new = (
+        _tree_listing(file_agent.data_dir.parent) - listing - agent_state_files(file_agent.data_dir)
+    )
     assert all(p.startswith(str(root)) for p in new), new
     assert not any(stat.S_ISFIFO(p.lstat().st_mode) for p in (root / "x").rglob("*"))
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.files.conftest import FileAgent, make_server_dir
+from tests.agent.files.conftest import FileAgent, agent_state_files, make_server_dir
 from tests.agent.sftp.test_escape import _links_made_on_host, _snapshot, _tree_listing
 
 # Paths that lead out through a `..` or a symlink on the way.
@@ -147,8 +147,6 @@ async def test_no_file_operation_leaves_the_server_directory(
             assert leaked not in text, (operation, path, text)
 
     assert _snapshot(sentinels) == before
-    # The agent's image collector writes its state at start, whenever its first pass ends.
-    agent_state = {str(data_dir / "image-usage.json"), str(data_dir / "image-usage.tmp")}
-    new_paths = _tree_listing(data_dir.parent) - listing_before - agent_state
+    new_paths = _tree_listing(data_dir.parent) - listing_before - agent_state_files(data_dir)
     assert all(p.startswith(str(alice)) for p in new_paths), new_paths
     assert {p.name: p.lstat().st_mode for p in alice.iterdir()} == alice_before
