@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -186,20 +187,34 @@ class RegistryProxy:
         self.cut = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
+        """Stop accepting, close every connection, and wait until each connection's
+        task has ended (a transport still open when the test's loop goes away fails
+        the run with a ResourceWarning)."""
+        self._closed = True
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
+        for _ in range(3):  # connections accepted just before reach _serve, which closes them
+            await asyncio.sleep(0)
+        if self._serving:
+            await asyncio.wait(self._serving, timeout=10)
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
         self._writers.add(client_w)  # close() closes it even while the dial below waits
-        if self.cut.is_set():
+        if self.cut.is_set() or self._closed:
             client_w.close()
             return
         try:
@@ -210,6 +225,10 @@ class RegistryProxy:
             client_w.close()
             return
         self._writers.add(up_w)
+        if self._closed:  # closed while the dial waited
+            up_w.close()
+            client_w.close()
+            return
         await asyncio.gather(
             self._pipe(client_r, up_w, count=False),
             self._pipe(up_r, client_w, count=True),
