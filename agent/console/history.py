@@ -61,16 +61,11 @@ class ConsoleHistory:
         if not buffer and data.endswith(b"\n"):
             # Whole lines and nothing pending (the usual chunk): split once. A newline
             # byte never occurs inside a UTF-8 sequence, so decoding the chunk and then
-            # splitting gives what decoding each line does. What _append does, inline,
-            # and each line made without the NamedTuple's Python-level __new__: this
-            # runs once per console line (docs/performance.md, "Console latency").
+            # splitting gives what decoding each line does. Each line is made without
+            # the NamedTuple's Python-level __new__: this runs once per console line
+            # (docs/performance.md, "Console latency").
             for text in data[:-1].decode("utf-8", "replace").split("\n"):
-                line = _new_line((now, stream, text.rstrip("\r")))
-                self._lines.append(line)
-                for listener in tuple(self._line_listeners):
-                    listener(line)
-                if self._followers:
-                    self._to_followers(line)
+                self._append(_new_line((now, stream, text.rstrip("\r"))))
             return
         if buffer is None:
             buffer = self._partial[stream] = bytearray()
@@ -121,9 +116,6 @@ class ConsoleHistory:
         self._lines.append(line)
         for listener in tuple(self._line_listeners):  # one may stop listening meanwhile
             listener(line)
-        self._to_followers(line)
-
-    def _to_followers(self, line: ConsoleLine) -> None:
         for queue in list(self._followers):
             if queue.qsize() >= FOLLOWER_QUEUE:
                 self._release(queue)  # too slow: cut it off rather than buffer without bound

@@ -59,16 +59,6 @@ def line_frame(line: ConsoleLine) -> str:
     return prefix + encode_basestring_ascii(line.text) + "]}"
 
 
-def line_wire(line: ConsoleLine) -> bytes:
-    """The whole WebSocket text frame carrying `line_frame(line)`, in one call (the two
-    functions' work inline, for the line's hot path)."""
-    prefix = _INSTALL_PREFIX if line.stream == "install" else _CONSOLE_PREFIX
-    payload = (prefix + encode_basestring_ascii(line.text) + "]}").encode()
-    if len(payload) < 126:
-        return bytes((0x81, len(payload))) + payload  # FIN, text; a 7-bit length
-    return text_frame(payload)
-
-
 def stats_payload(stats: pb.ServerStats) -> str:
     return json.dumps(
         {
@@ -285,7 +275,7 @@ class ConsoleSession:
             or transport.get_write_buffer_size()
         ):
             return False
-        transport.write(line_wire(line))
+        transport.write(text_frame(line_frame(line).encode()))
         return True
 
     async def _send_stats(self, server: ManagedServer) -> None:
