@@ -199,10 +199,7 @@ class RegistryProxy:
         task has ended (a transport still open when the test's loop goes away fails
         the run with a ResourceWarning)."""
         self._closed = True
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        self._drop_connections()
         for _ in range(3):  # connections accepted just before reach _serve, which closes them
             await asyncio.sleep(0)
         if self._serving:
@@ -256,6 +253,10 @@ class RegistryProxy:
     async def _cut(self) -> None:
         self.cut.set()
         await asyncio.to_thread(self.registry.stop)
+        self._drop_connections()
+
+    def _drop_connections(self) -> None:
+        """Stop accepting and close every connection's writer, both sides."""
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
