@@ -92,8 +92,9 @@ async def test_deployment_lifecycle(
 ) -> None:
     client, user, agent = cluster
     dep = await _create(client, user, env_vars={"GREETING": "one"})
-    # Readiness comes live from the agents; the `status` field is written by the
-    # reconciler pass that follows, so wait for both before reading the deployment.
+    # Readiness and the status answer's `status` are derived live from the agents'
+    # reports; the deployment's recorded `status` is written by the reconciler pass
+    # that follows them (waited for below, before the detail is read).
     status = await _wait_status(
         client, user, dep, lambda s: _ready(2)(s) and s["status"] == "running"
     )
@@ -104,7 +105,12 @@ async def test_deployment_lifecycle(
     )
     assert node["sftp_address"]
     assert {i["sftp_address"] for i in status["instances"]} == {node["sftp_address"]}
-    detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+
+    async def recorded_running() -> Any:
+        detail = await expect_json(await client.get(f"/v1/deployments/{dep}", headers=user.headers))
+        return detail if detail["status"] == "running" else None
+
+    detail = await eventually(recorded_running)
     assert detail["status"] == "running"
 
     async def metrics() -> Any:
