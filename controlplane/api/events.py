@@ -119,7 +119,8 @@ async def _stream(
             if more:
                 continue
             try:
-                await asyncio.wait_for(wakeup.wait_beyond(max(cursor, known)), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await wakeup.wait_beyond(max(cursor, known))
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
     return response

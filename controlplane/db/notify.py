@@ -239,7 +239,8 @@ class PostgresNotifier:
             self._listeners.announce_reconnected()
         while not lost.is_set():
             try:
-                channel, payload = await asyncio.wait_for(self._outbox.get(), self._probe_seconds)
+                async with asyncio.timeout(self._probe_seconds):
+                    channel, payload = await self._outbox.get()
             except TimeoutError:
                 # A half-open TCP connection reports nothing: ask.
                 await connection.fetchval("SELECT 1", timeout=self._probe_seconds)

@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from common.cancellation import cancel_and_wait
+from common.cancellation import cancel_and_wait, wait_set
 from common.json_input import load_untrusted_json
 from controlplane.api.authentication import CurrentUser
 from controlplane.api.websocket_auth import (
@@ -152,8 +152,7 @@ async def _pump_events(
 ) -> None:
     # Live events wait (buffered) for the client's first message, briefly: if it is a
     # `subscribe` with `since`, the replay goes out before them, in cursor order.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(first_message.wait(), LIVE_GRACE_SECONDS)
+    await wait_set(first_message, LIVE_GRACE_SECONDS)
     seen_dropped = 0
     while (event := await subscription.get()) is not None:
         if subscription.dropped != seen_dropped:

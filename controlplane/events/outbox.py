@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from common.cancellation import wait_set
 from common.logging import get_logger
 from controlplane.db.engine import Database
 from controlplane.db.tables.events import MailMessage, WebhookCursor, WebhookDelivery
@@ -117,10 +118,7 @@ class WebhookOutbox:
             while True:
                 await self._refresh()
                 self._changed.clear()
-                # wait_for, not asyncio.timeout: on Python 3.11 a cancel that meets the
-                # deadline would be swallowed with the TimeoutError.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), REFRESH_SECONDS)
+                await wait_set(self._changed, REFRESH_SECONDS)
         finally:
             for _, task in self._workers.values():
                 task.cancel()
@@ -239,7 +237,8 @@ class _Worker:
     async def _wait_beyond(self, cursor: int) -> bool:
         """Wait for an event beyond `cursor`; False when REFRESH_SECONDS passed first."""
         try:
-            await asyncio.wait_for(self._wakeup.wait_beyond(cursor), REFRESH_SECONDS)
+            async with asyncio.timeout(REFRESH_SECONDS):
+                await self._wakeup.wait_beyond(cursor)
         except TimeoutError:
             return False
         return True

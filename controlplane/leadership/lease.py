@@ -18,7 +18,6 @@ On SQLite (:class:`SingleProcessLeadership`) the one process always leads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from common.cancellation import cancel_and_wait
+from common.cancellation import cancel_and_wait, wait_set
 from common.logging import get_logger
 from controlplane.db.notify import connect_dedicated
 from controlplane.db.tables import Cluster
@@ -248,8 +247,7 @@ class PostgresLeadership:
         duties = asyncio.create_task(self._duties.run("leader"), name="leader-duties")
         try:
             while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self._probe)
+                await wait_set(lost, self._probe)
                 await connection.fetchval("SELECT 1", timeout=self._probe)
             raise ConnectionError("the lease connection closed")
         finally:

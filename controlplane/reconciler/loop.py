@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from common.cancellation import wait_set
 from common.logging import get_logger
 from controlplane.agents import AgentPool, NodeEndpoint, NodeSignal
 from controlplane.db.engine import Database, writes_go_first
@@ -146,8 +147,7 @@ class Reconciler:
                 timeout = self.interval
                 if self._next_deadline is not None:
                     timeout = max(0.0, min(timeout, self._next_deadline - self._clock()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_set(self._wake, timeout)
                 self._wake.clear()
                 try:
                     await self.reconcile_once()

@@ -16,13 +16,13 @@ the leader's reconciler through NOTIFY (:data:`WAKE_CHANNEL`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 from sqlmodel import select
 
+from common.cancellation import wait_set
 from controlplane.agents import AgentPool, NodeEndpoint, grpc_client_factory
 from controlplane.agents.http_urls import agent_client_tls
 from controlplane.config import ControlPlaneConfig
@@ -151,8 +151,7 @@ async def follow_nodes(
         async with database.session() as session:
             nodes = (await session.exec(select(Node))).all()
         await pool.sync(NodeEndpoint(str(n.id), n.grpc_address, n.secret or "") for n in nodes)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), interval)
+        await wait_set(changed, interval)
 
 
 async def _run_pool(app: web.Application) -> AsyncIterator[None]:

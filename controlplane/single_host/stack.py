@@ -188,7 +188,8 @@ async def stop_agent(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGTERM)
     try:
-        await asyncio.wait_for(process.wait(), AGENT_STOP_TIMEOUT)
+        async with asyncio.timeout(AGENT_STOP_TIMEOUT):
+            await process.wait()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

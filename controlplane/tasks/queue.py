@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import func, or_, update
 from sqlmodel import and_, col, select
 
+from common.cancellation import wait_set
 from common.logging import get_logger
 from controlplane.db.engine import Database
 from controlplane.db.tables import Node
@@ -196,8 +197,7 @@ class TaskQueue:
             forward = asyncio.create_task(self._wake_on(events), name="task-queue-events")
             try:
                 while True:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._woken.wait(), timeout=self._timer)
+                    await wait_set(self._woken, self._timer)
                     self._woken.clear()
                     try:
                         await self.advance()

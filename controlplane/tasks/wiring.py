@@ -207,7 +207,8 @@ async def _consume(
         wait = next_sweep - loop.time()
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                signal = await asyncio.wait_for(signals.get(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    signal = await signals.get()
         try:
             if signal is None:
                 next_sweep = loop.time() + SWEEP_SECONDS

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from common.cancellation import cancel_and_wait
+from common.cancellation import cancel_and_wait, wait_set
 
 
 async def test_cancels_and_waits_for_every_task() -> None:
@@ -83,3 +83,33 @@ async def test_cancelling_the_caller_is_not_swallowed() -> None:
     release.set()
     await asyncio.wait([task])
     assert task.cancelled()
+
+
+async def test_wait_set_answers_whether_the_event_was_set() -> None:
+    event = asyncio.Event()
+    assert not await wait_set(event, 0.01)
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_set(event, 5)
+
+
+async def test_a_loop_waiting_on_wait_set_stops_when_cancelled_as_it_is_woken() -> None:
+    # The event is set and the loop cancelled in one step: asyncio.wait_for on 3.11
+    # returned the event's result, lost the cancel, and the loop waited again forever.
+    woken = asyncio.Event()
+    passes = 0
+
+    async def loop_forever() -> None:
+        nonlocal passes
+        while True:
+            await wait_set(woken, 3600)
+            woken.clear()
+            passes += 1
+
+    task = asyncio.create_task(loop_forever())
+    await asyncio.sleep(0.01)
+    woken.set()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task}
+    assert task.cancelled()
+    assert passes == 0

@@ -238,3 +238,17 @@ async def test_the_queue_loop_starts_the_next_task_when_one_ends(
         assert (await harness.task(second.id)).status == "Running"
     finally:
         await cancel_and_wait(loop)
+
+
+async def test_the_queue_loop_stops_when_cancelled_as_it_is_woken(
+    harness: ReconcilerHarness,
+) -> None:
+    # CI hung here for 300 s: an event woke the loop in the step its cancel arrived,
+    # and asyncio.wait_for (Python 3.11) returned the wake-up instead of the cancel.
+    loop = asyncio.create_task(harness.queue.run())
+    await asyncio.sleep(0.05)  # the loop waits for a wake-up
+    harness.queue.wake()
+    loop.cancel()
+    done, _ = await asyncio.wait([loop], timeout=5)
+    assert done == {loop}
+    assert loop.cancelled()
