@@ -42,6 +42,7 @@ from agent.sftp import SFTPService
 from agent.stats.host import HostMonitor, NodeFingerprint, node_fingerprint
 from agent.stats.sampler import StatsSampler
 from agent.ws.server import HttpEndpoint, start_http_server
+from common.cancellation import wait_set
 from common.logging import get_logger
 from protos import agent_pb2 as pb
 
@@ -335,6 +336,4 @@ async def _watchdog(notifier: SystemdNotifier, stop: asyncio.Event) -> None:
     # Sent from the event loop itself: a blocked loop misses it and systemd restarts us.
     while not stop.is_set():
         notifier.notify("WATCHDOG=1")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(notifier.watchdog_seconds / 2):
-                await stop.wait()
+        await wait_set(stop, notifier.watchdog_seconds / 2)

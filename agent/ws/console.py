@@ -23,7 +23,7 @@ from agent.lifecycle.machine import State
 from agent.runtime import ContainerRuntimeError
 from agent.ws.console_feed import LiveFeed
 from agent.ws.gate import SocketGate
-from common.cancellation import cancel_and_wait
+from common.cancellation import cancel_and_wait, wait_set
 from common.json_input import load_untrusted_json
 from common.logging import get_logger
 from common.tokens import ServerToken, TokenError, TokenExpiredError
@@ -155,9 +155,7 @@ class ConsoleSession:
             if remaining <= 0:
                 await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no valid token")
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._token_renewed.wait()
+            await wait_set(self._token_renewed, remaining)
 
     def _throttled(self) -> bool:
         now = time.monotonic()
@@ -320,9 +318,7 @@ class ConsoleSession:
                 await self.send("token expiring")
                 warned_for = self.token.token_id
             wake_in = remaining - lead if remaining > lead else remaining
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wake_in):
-                    await self._token_changed.wait()
+            await wait_set(self._token_changed, wake_in)
 
     async def _feed_console(self, server: ManagedServer) -> None:
         # Lines go out as the history gets them (agent/ws/console_feed.py); this task

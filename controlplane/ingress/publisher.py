@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 from sqlmodel import select
 
+from common.cancellation import wait_set
 from common.logging import get_logger
 from controlplane.agents.client import AgentError
 from controlplane.agents.pool import AgentPool, NodeSignal
@@ -93,13 +94,8 @@ class IngressPublisher:
                 await self.publish_once()
             except Exception:  # a bad pass must not end ingress updates for good
                 log.exception("ingress_publish_failed")
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._wake.wait()
-                # Coalesce the burst of signals one change makes.
-                await asyncio.sleep(0.05)
-            except TimeoutError:
-                pass
+            if await wait_set(self._wake, self.interval):
+                await asyncio.sleep(0.05)  # coalesce the burst of signals one change makes
             self._wake.clear()
 
     async def publish_once(self) -> None:
