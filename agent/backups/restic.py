@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.private_files import write_private_file
+from common.subprocesses import stop_process
 
 #: How much of restic's stderr an error carries.
 ERROR_TAIL_BYTES = 2000
@@ -302,15 +303,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
     """End restic the way that lets it remove its lock from the repository (SIGINT);
     SIGKILL only when it has not ended after STOP_SECONDS (its lock then stays,
     stale, until the next forget's `unlock`)."""
-    if process.returncode is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        async with asyncio.timeout(STOP_SECONDS):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    await stop_process(process, signal.SIGINT, STOP_SECONDS)
 
 
 def _summary_of(out: bytes) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from agent.ingress.caddy_config import CaddySettings, caddy_config
 from agent.ingress.local_upstreams import PublishedPort, direct_dials
 from agent.ingress.port_sharing import others_listening
 from common.logging import get_logger
+from common.subprocesses import stop_process
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -248,12 +250,5 @@ class CaddyProxy:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None:
+            await stop_process(process, signal.SIGTERM, 5)

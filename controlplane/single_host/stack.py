@@ -14,7 +14,6 @@ running and the agent re-attaches to them next time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import signal
 import sys
@@ -29,6 +28,7 @@ from aiohttp import web
 from common.cancellation import cancel_and_wait
 from common.host_address import is_wildcard, primary_address
 from common.private_files import write_private_file
+from common.subprocesses import stop_process
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.api.nodes import CreatedNode, CreateNode, register_node
@@ -183,17 +183,7 @@ async def start_agent(command: list[str], log_path: Path) -> asyncio.subprocess.
 
 async def stop_agent(process: asyncio.subprocess.Process) -> None:
     """SIGTERM, then SIGKILL after the timeout."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        async with asyncio.timeout(AGENT_STOP_TIMEOUT):
-            await process.wait()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+    await stop_process(process, signal.SIGTERM, AGENT_STOP_TIMEOUT)
 
 
 def banner(
