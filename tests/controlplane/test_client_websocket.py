@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import socket
 import struct
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from controlplane.client.websocket import (
     PING,
     PONG,
     TEXT,
+    Message,
     WebSocket,
     WebSocketError,
     connect,
@@ -74,6 +78,56 @@ def test_fragments_are_joined_and_pings_answered_in_between(
     big = ws.receive()
     assert big is not None
     assert (big.opcode, len(big.data)) == (BINARY, 70_000)
+
+
+def test_whole_frames_read_at_once_or_in_pieces_give_the_same_messages(
+    pair: tuple[WebSocket, socket.socket],
+) -> None:
+    ws, server = pair
+    frames = [
+        encode_frame(TEXT, b'{"event": "console output", "args": ["L 1"]}', mask=False),
+        encode_frame(TEXT, b"", mask=False),
+        encode_frame(BINARY, bytes(125), mask=False),
+        encode_frame(TEXT, b"x" * 126, mask=False),
+    ]
+    expected = [(TEXT, frames[0][2:]), (TEXT, b""), (BINARY, bytes(125)), (TEXT, b"x" * 126)]
+    for frame in frames:  # one frame per read: the reader's shortcut
+        server.sendall(frame)
+        message = ws.receive()
+        assert message is not None
+        assert (message.opcode, message.data) == expected[frames.index(frame)]
+    server.sendall(b"".join(frames))  # several frames in one read: the buffer
+    assert [(m.opcode, m.data) for m in (ws.receive() for _ in frames) if m] == expected
+    joined = b"".join(frames)
+
+    def in_two(at: int) -> None:
+        server.sendall(joined[:at])
+        time.sleep(0.002)  # the reader takes the first part alone
+        server.sendall(joined[at:])
+
+    for at in range(1, len(joined), 37):  # split anywhere
+        sender = threading.Thread(target=in_two, args=(at,))
+        sender.start()
+        assert [(m.opcode, m.data) for m in (ws.receive() for _ in frames) if m] == expected
+        sender.join()
+    assert not ws.has_buffered()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"event": "auth success", "args": []}', ' {"a": 1} ', "[1, 2.5, null]\n", '"x"', "7"],
+)
+def test_a_message_parses_as_json_loads_does(text: str) -> None:
+    assert Message(TEXT, text.encode()).json() == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "{} {}", "nope"])
+def test_a_message_that_is_not_one_json_value_is_refused_as_json_loads_does(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as ours:
+        Message(TEXT, text.encode()).json()
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    assert str(ours.value) == str(theirs.value)
 
 
 def test_sent_frames_are_masked_at_every_length(pair: tuple[WebSocket, socket.socket]) -> None:
