@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.config import load_agent_config
 from agent.daemon import serve
+from agent.event_loop import run
 from agent.runtime import ContainerRuntimeError
 from common.config import ConfigError
 from common.logging import configure_logging, get_logger
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("info")
     log = get_logger("skyhook")
     try:
-        asyncio.run(_main(args.config))
+        run(_main(args.config))
     except Exception as exc:
         error = root_cause(exc)
         if isinstance(error, ConfigError):

@@ -33,6 +33,7 @@ import docker
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import RunningAgent, running_agent
+from agent.event_loop import run
 from agent.fleet.mounts import release_mounts_beneath
 from common.tokens import sign_server_token
 from controlplane.client.websocket import connect
@@ -241,4 +242,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--measure"]:
         measure_from_here(*sys.argv[2:6])
     else:
-        asyncio.run(main())
+        run(main())

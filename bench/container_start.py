@@ -42,6 +42,7 @@ import grpc.aio
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import running_agent
+from agent.event_loop import run
 from agent.fleet.data_dir import release_mounts_beneath
 from agent.runtime.docker_runtime import host_config_args
 from agent.runtime.types import ContainerSpec
@@ -227,4 +228,4 @@ if __name__ == "__main__":
     parser.add_argument("--new-slot-rounds", type=int, default=5)
     options = parser.parse_args()
     configure_logging("warning")  # the agent's lifecycle logs would drown the result
-    asyncio.run(main(options.rounds, options.new_slot_rounds))
+    run(main(options.rounds, options.new_slot_rounds))

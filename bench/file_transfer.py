@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import running_agent
+from agent.event_loop import run
 from common.logging import configure_logging
 from common.ports import free_ports
 from common.tokens import sign_server_token
@@ -225,4 +226,4 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     configure_logging("warning")  # agent logs would drown the result line
-    print(json.dumps(asyncio.run(main(options.size_mib, options.rounds))))
+    print(json.dumps(run(main(options.size_mib, options.rounds))))

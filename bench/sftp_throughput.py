@@ -53,6 +53,7 @@ import psutil
 from aiohttp import web
 
 from agent.controlplane_client import HttpControlPlane
+from agent.event_loop import run
 from agent.sftp import SFTPService
 from common.logging import configure_logging
 from common.ports import free_ports
@@ -331,4 +332,4 @@ if __name__ == "__main__":
     configure_logging("warning")  # session logs would drown the result line
     if shutil.which("sftp") is None or not Path("/usr/sbin/sshd").exists():
         raise SystemExit("needs the OpenSSH client and server (scripts/setup-system.sh)")
-    print(json.dumps(asyncio.run(main(options.size_mib, options.rounds, options.clients))))
+    print(json.dumps(run(main(options.size_mib, options.rounds, options.clients))))

@@ -33,6 +33,7 @@ import asyncssh
 import grpc
 import grpc.aio
 
+from agent.event_loop import run
 from agent.fleet.mounts import release_mounts_beneath
 from common.logging import configure_logging
 from common.ports import free_ports
@@ -186,7 +187,7 @@ async def _rounds(work: Path, size_mib: int, rounds: int) -> tuple[float, float]
 
 def main(size_mib: int, rounds: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="transfer-bench-", dir="/var/tmp") as tmp:
-        agents, ssh = asyncio.run(_rounds(Path(tmp), size_mib, rounds))
+        agents, ssh = run(_rounds(Path(tmp), size_mib, rounds))
     return {
         "bench": "transfer",
         "value": round(agents, 3),

@@ -15,6 +15,7 @@ machine (2 cores shared by client and server):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -326,6 +327,34 @@ class LeanServerConnection(asyncssh.SSHServerConnection):
             (handler or self).log_sent_packet(pkttype, seq, bytes((pkttype,)) + b"".join(args))
 
 
+class WideReads(asyncio.BufferedProtocol):
+    """In front of a connection whose transport reads at most ~256 KB a callback
+    (uvloop's, which has no `max_size`): reads of up to RECV_SIZE into a buffer of its
+    own, each handed to the connection as bytes (it keeps pieces of split packets)."""
+
+    def __init__(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._view = memoryview(bytearray(RECV_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._conn.data_received(self._view[:nbytes].tobytes())
+
+    def eof_received(self) -> None:
+        self._conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._conn.resume_writing()
+
+
 def make_lean(conn: asyncssh.SSHServerConnection) -> None:
     """Turn a freshly made asyncssh server connection into a LeanServerConnection."""
     if type(conn) is asyncssh.SSHServerConnection:
@@ -333,3 +362,5 @@ def make_lean(conn: asyncssh.SSHServerConnection) -> None:
         transport = conn._transport
         if isinstance(getattr(transport, "max_size", None), int):  # asyncio's socket transport
             transport.max_size = RECV_SIZE  # type: ignore[union-attr]
+        elif transport is not None:
+            transport.set_protocol(WideReads(conn))

@@ -153,9 +153,12 @@ class ConsoleSession:
             invalid_from = opened_at if self.token is None else self.token.expires_at
             remaining = invalid_from + grace - time.time()
             if remaining <= 0:
-                await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no valid token")
+                await self._close(WSCloseCode.POLICY_VIOLATION, "no valid token")
                 return
             await wait_set(self._token_renewed, remaining)
+
+    async def _close(self, code: int, why: str) -> None:
+        await self.owner.gate.close(self.ws, self.address, self.server_id, code, why)
 
     def _throttled(self) -> bool:
         now = time.monotonic()
@@ -240,7 +243,7 @@ class ConsoleSession:
             return
         if not self.owner.gate.authenticate(self.ws, self.address, self.server_id):
             await self.send("daemon error", "too many console sockets for this server")
-            await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"server full")
+            await self._close(WSCloseCode.TRY_AGAIN_LATER, "server full")
             return
         self.token = claims
         self._token_changed.set()

@@ -301,7 +301,9 @@ class ExecSession:
     async def _refuse(self, code: str, message: str) -> None:
         with contextlib.suppress(ConnectionError):
             await self.ws.send_str(error_frame(code, message))
-        await self.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=code.encode())
+        await self.owner.gate.close(
+            self.ws, self.address, self.server_id, WSCloseCode.POLICY_VIOLATION, code
+        )
 
     async def _report(self, token: ServerToken) -> None:
         """Tell the control plane how the session ended; retried on outages only."""

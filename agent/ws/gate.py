@@ -100,6 +100,15 @@ class SocketGate:
         when the server is full. Idempotent."""
         return self.admission.authenticate(ws, address, server_id)
 
+    async def close(
+        self, ws: web.WebSocketResponse, address: str, server_id: str, code: int, why: str
+    ) -> None:
+        """Close `ws` on the agent's initiative, its slot freed first: a client that
+        reconnects as soon as it reads the close frame finds the slot free (the close
+        handshake, and the handler's exit after it, come later)."""
+        self.admission.close(ws, address, server_id)
+        await ws.close(code=code, message=why.encode())
+
     async def close_all(self) -> None:
         """Close every open socket (the agent is stopping)."""
         for ws in list(self._open):

@@ -8,7 +8,7 @@ import contextlib
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,6 +20,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import RunningAgent, running_agent
+from agent.event_loop import new_event_loop
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.conftest import TEST_IMAGE
@@ -29,6 +30,13 @@ SESSION = uuid.uuid4().hex[:12]
 SESSION_LABEL = "encedeus.test-session"
 SECRET = "test-node-secret-0123456789abcdef0123456789"
 AUTH = (("authorization", f"Bearer {SECRET}"),)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The agent's tests run on the agent's own loop (uvloop: agent/event_loop.py)."""
+    return {"uvloop": new_event_loop}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,7 +16,7 @@ from asyncssh.sftp import MAX_SFTP_PACKET_LEN, SFTPBadMessage, SFTPServerHandler
 from agent.sftp.file_io import CHUNK
 from agent.sftp.send_path import LeanChannel, LeanSFTPServerHandler, _frozen, _Raising
 from agent.sftp.session import ConfinedSFTPServer
-from agent.sftp.wire import RECV_SIZE, LeanServerConnection
+from agent.sftp.wire import RECV_SIZE, LeanServerConnection, WideReads
 from tests.agent.sftp.conftest import ALICE_PASSWORD, World, asyncssh_sftp
 
 
@@ -96,7 +96,13 @@ async def test_sessions_use_the_lean_classes(world: World) -> None:
         channels = list(session.conn._channels.values())
         assert channels
         assert all(type(chan) is LeanChannel for chan in channels)
-        assert getattr(session.conn._transport, "max_size", None) == RECV_SIZE
+        # Reads of up to RECV_SIZE: on uvloop (the agent's loop) through the buffered
+        # protocol in front of the connection, on asyncio's through `max_size`.
+        transport = session.conn._transport
+        assert transport is not None
+        reader = transport.get_protocol()
+        assert type(reader) is WideReads
+        assert len(reader.get_buffer(-1)) == RECV_SIZE
 
 
 def test_only_immutable_bytes_are_queued_without_a_copy() -> None:
