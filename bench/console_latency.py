@@ -35,6 +35,7 @@ from agent.config import AgentConfig, NodeIdentity
 from agent.daemon import RunningAgent, running_agent
 from agent.event_loop import run
 from agent.fleet.mounts import release_mounts_beneath
+from common.subprocesses import spawn
 from common.tokens import sign_server_token
 from controlplane.client.websocket import connect
 from protos import agent_pb2 as pb
@@ -133,7 +134,7 @@ async def measure(agent: RunningAgent) -> tuple[list[float], list[float], list[f
         permissions=["*"], scope="console", ttl_seconds=600,
     )  # fmt: skip
     url = f"ws://127.0.0.1:{agent.http.port}/api/servers/{spec.id}/ws"
-    child = await asyncio.create_subprocess_exec(
+    child = await spawn(
         sys.executable, __file__, "--measure", url, token, server.container_id, str(fifo_path),
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

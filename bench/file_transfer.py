@@ -39,6 +39,7 @@ from agent.daemon import running_agent
 from agent.event_loop import run
 from common.logging import configure_logging
 from common.ports import free_ports
+from common.subprocesses import spawn
 from common.tokens import sign_server_token
 
 SECRET = "bench-node-secret-0123456789abcdef"  # noqa: S105 (a throwaway agent)
@@ -161,7 +162,7 @@ def _signed(base: str, node_id: str, endpoint: str, scope: str, path: str) -> st
 
 async def _curl(*args: str) -> float:
     started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec("curl", "-sS", "-f", "-o", "/dev/null", *args)
+    process = await spawn("curl", "-sS", "-f", "-o", "/dev/null", *args)
     if await process.wait() != 0:
         raise RuntimeError(f"curl {' '.join(args)} failed")
     return time.perf_counter() - started

@@ -57,6 +57,7 @@ from agent.event_loop import run
 from agent.sftp import SFTPService
 from common.logging import configure_logging
 from common.ports import free_ports
+from common.subprocesses import spawn
 
 SECRET = "bench-node-secret"  # noqa: S105  (a throwaway in-process control plane)
 CIPHER = "aes128-gcm@openssh.com"
@@ -119,7 +120,7 @@ async def _openssh_server(work: Path, public_key: str) -> AsyncIterator[tuple[in
         f"PidFile {work / 'sshd.pid'}\nSubsystem sftp internal-sftp\nMaxStartups 64\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-    proc = await asyncio.create_subprocess_exec(
+    proc = await spawn(
         "/usr/sbin/sshd", "-D", "-e", "-f", str(config), stderr=asyncio.subprocess.DEVNULL
     )
     try:
@@ -176,7 +177,7 @@ async def _sftp(server: Server, key: Path, commands: list[str], cwd: Path) -> No
         "-b", "-", f"{server.user}@127.0.0.1",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    proc = await asyncio.create_subprocess_exec(
+    proc = await spawn(
         *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env,
     )  # fmt: skip

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common.private_files import write_private_file
-from common.subprocesses import stop_process
+from common.subprocesses import DEVNULL, PIPE, spawn, stop_process
 
 #: How much of restic's stderr an error carries.
 ERROR_TAIL_BYTES = 2000
@@ -177,16 +177,16 @@ class ResticRepository:
         self, command: str, *args: str, cwd: Path | None = None, stdout: int | None = None
     ) -> asyncio.subprocess.Process:
         """Start `restic <command> args...` (no shell); stdout piped unless `stdout`."""
-        return await asyncio.create_subprocess_exec(
+        return await spawn(
             self.binary,
             command,
             *self._options,
             *args,
             cwd=cwd,
             env=self._environment(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=DEVNULL,
+            stdout=PIPE if stdout is None else stdout,
+            stderr=PIPE,
         )
 
     async def run(self, command: str, *args: str, cwd: Path | None = None) -> bytes:

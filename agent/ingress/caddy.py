@@ -24,7 +24,7 @@ from agent.ingress.caddy_config import CaddySettings, caddy_config
 from agent.ingress.local_upstreams import PublishedPort, direct_dials
 from agent.ingress.port_sharing import others_listening
 from common.logging import get_logger
-from common.subprocesses import stop_process
+from common.subprocesses import DEVNULL, spawn, stop_process
 from protos import agent_pb2 as pb
 
 log = get_logger(__name__)
@@ -182,9 +182,9 @@ class CaddyProxy:
         }
         output = await asyncio.to_thread(log_path.open, "ab")
         try:
-            self.process = await asyncio.create_subprocess_exec(
+            self.process = await spawn(
                 self.binary, "run", "--config", str(bootstrap),
-                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output, env=env,
+                stdin=DEVNULL, stdout=output, stderr=output, env=env,
             )  # fmt: skip
         except OSError as exc:
             # A missing or broken binary must not take the agent down: its containers

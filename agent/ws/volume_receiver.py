@@ -33,6 +33,7 @@ from agent.fleet.volume_transfer import (
     TRANSFER_ROUTE,
 )
 from common.logging import get_logger
+from common.subprocesses import PIPE, spawn
 from common.tokens import TokenError, verify_server_token
 
 log = get_logger(__name__)
@@ -110,12 +111,10 @@ class VolumeReceiver:
         await asyncio.to_thread(staging.mkdir, 0o700, True, True)
         read_end, write_end = os.pipe()
         try:
-            zstd = await asyncio.create_subprocess_exec(
-                "zstd", "-d", "-q", "-c", stdin=asyncio.subprocess.PIPE, stdout=write_end
-            )
-            tar = await asyncio.create_subprocess_exec(
+            zstd = await spawn("zstd", "-d", "-q", "-c", stdin=PIPE, stdout=write_end)
+            tar = await spawn(
                 "tar", "-C", str(staging), "--numeric-owner", "-xf", "-",
-                stdin=read_end, stderr=asyncio.subprocess.PIPE,
+                stdin=read_end, stderr=PIPE,
             )  # fmt: skip
         finally:
             os.close(read_end)

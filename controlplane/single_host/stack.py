@@ -28,7 +28,7 @@ from aiohttp import web
 from common.cancellation import cancel_and_wait
 from common.host_address import is_wildcard, primary_address
 from common.private_files import write_private_file
-from common.subprocesses import stop_process
+from common.subprocesses import DEVNULL, spawn, stop_process
 from controlplane.accounts import create_user
 from controlplane.api.errors import Conflict
 from controlplane.api.nodes import CreatedNode, CreateNode, register_node
@@ -173,10 +173,9 @@ async def start_agent(command: list[str], log_path: Path) -> asyncio.subprocess.
     log_file = await asyncio.to_thread(log_path.open, "ab")
     try:
         # A session of its own: Ctrl-C reaches `up`, which then stops the agent in order.
-        return await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-            start_new_session=True,
-        )  # fmt: skip
+        return await spawn(
+            *command, stdin=DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
+        )
     finally:
         log_file.close()
 

@@ -139,6 +139,9 @@ def allow_known_calls(detector: BlockBuster) -> None:
     # A download's sendfile goes to a socket it has checked is non-blocking
     # (agent/files/download.py): it returns EAGAIN rather than wait.
     detector.functions["os.sendfile"].can_block_in("agent/files/download.py", {"on_writable"})
+    # Popen reads its error pipe until the child's exec (vfork: at once), as asyncio's
+    # own subprocess_exec does (which blockbuster allows itself).
+    detector.functions["os.read"].can_block_in("common/subprocesses.py", {"_start"})
     # When the process's last grpc.aio object goes (the last channel of a test that
     # ran its own agents), grpc shuts its aio layer down and joins its poller thread
     # on the loop: grpc's own, brief, and not something an agent does while serving.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.ingress.port_sharing import _overlap, listeners, others_listening
+from common.subprocesses import spawn
 from tests.agent.test_ingress_caddy import _proxy, _status
 
 TCP = """\
@@ -121,6 +122,6 @@ async def test_a_second_caddy_on_the_same_port_does_not_become_ready(tmp_path: P
 
 async def test_a_caddy_gone_before_the_look_is_no_error(tmp_path: Path) -> None:
     proxy, _ = _proxy(tmp_path)
-    done = await asyncio.create_subprocess_exec("true")
+    done = await spawn("true")
     await done.wait()
     await proxy._check_alone(done.pid)  # its exit is the run loop's to see, not a crash

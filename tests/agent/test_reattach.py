@@ -17,6 +17,7 @@ import docker
 import grpc.aio
 import pytest
 
+from common.subprocesses import spawn
 from protos import agent_pb2 as pb
 from protos import agent_pb2_grpc as pb_grpc
 from tests.agent.conftest import AUTH, ECHO, SECRET, SESSION, SESSION_LABEL, spec
@@ -37,7 +38,7 @@ class SkyhookProcess:
             listener.bind(path)
             listener.setblocking(False)
             env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
-            self.process = await asyncio.create_subprocess_exec(
+            self.process = await spawn(
                 sys.executable,
                 "-m",
                 "agent.cli",

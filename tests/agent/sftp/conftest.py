@@ -17,6 +17,7 @@ import pytest
 from agent.controlplane_client import HttpControlPlane
 from agent.sftp import SFTPService
 from common.login_throttle import DelayCurve, LoginThrottle
+from common.subprocesses import spawn
 from tests.agent.sftp.controlplane_fake import (
     NODE_SECRET,
     Account,
@@ -146,7 +147,7 @@ async def run_sftp(
     if password is not None:
         args = ["sshpass", "-p", password, *args]
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    proc = await asyncio.create_subprocess_exec(
+    proc = await spawn(
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
+from common.subprocesses import spawn
 from tests.agent.sftp.conftest import World, alice_sftp, asyncssh_sftp, requires_sftp_client
 from tests.conftest import TEST_IMAGE
 
@@ -66,7 +67,7 @@ async def _links_made_in_container(server_dir: Path, sibling: str) -> None:
     script += [f"ln -s '{target}' '/data/{name}'" for name, target in LINKS.items()]
     script += [f"ln -s '../{sibling}' /data/sibling", "mknod /data/disk b 8 0 || true"]
     label = f"encedeus.test.sftp={uuid.uuid4()}"
-    proc = await asyncio.create_subprocess_exec(
+    proc = await spawn(
         "docker",
         "run",
         "--rm",
