@@ -266,7 +266,7 @@ class ExecSession:
         result = {"exit_code": self.exit_code}
         with contextlib.suppress(ConnectionError):
             await self.ws.send_str(json.dumps({"exited": True, "result": result}))
-        await self.ws.close()
+        await self.owner.gate.close(self.ws, self.address, self.server_id, WSCloseCode.OK, "")
 
     async def _pump_input(self, process: ExecProcess) -> bool:
         """Client frames to the command until the client leaves (False) or a write

@@ -7,6 +7,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,7 @@ import pytest
 
 from agent.daemon import RunningAgent
 from common.tokens import sign_server_token
-from tests.agent.conftest import SECRET, spec
+from tests.agent.conftest import SECRET, agent_in_background, make_config, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_blocking_calls")]
 
@@ -211,3 +213,19 @@ async def test_input_after_a_quick_exit_still_gets_the_exit_code(agent: RunningA
                 typing.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await typing
+
+
+async def test_a_sessions_slot_is_free_once_its_close_arrives(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path / "skyhook",
+        f"node-{uuid.uuid4().hex[:8]}",
+        console={"ws_max_sockets_per_server": 1},
+    )
+    async with agent_in_background(config) as agent, aiohttp.ClientSession() as http:
+        server = await started_server(agent)
+        for _ in range(2):  # the second connects as soon as the first has read its close
+            async with http.ws_connect(exec_url(agent, server)) as ws:
+                await ws.send_json({"auth_token": exec_token(agent, server, ["true"])})
+                assert await Terminal(ws).wait_exit() == 0
+                assert (await ws.receive()).type is aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 1000
